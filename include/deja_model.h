@@ -1,0 +1,159 @@
+/*
+ * deja_model.h -- the model plugin ABI. Tiny and stable.
+ *
+ * A model plugin is a shared object that exports one function:
+ *
+ *   const deja_model_plugin *deja_model_entry(void);
+ *
+ * returning a static description: the ABI version it was built against, the
+ * model's name and version, and three functions. deja checks abi_version
+ * when it loads the plugin and refuses any other.
+ *
+ * The model reaches the world only through its deja_ctx: it reads inputs
+ * and params, takes seeds, draws from named RNG streams and reads the clock
+ * through the ctx, and writes its outputs there. When recording, deja keeps
+ * every value the model consumed; when replaying, it feeds the very same
+ * values back, so a model that follows this rule replays bit for bit.
+ *
+ * The plugin links against nothing of deja's: the ctx functions below are
+ * inline wrappers over a table the host supplies. Adding a function appends
+ * to that table; nothing is ever removed or reordered.
+ */
+#ifndef DEJA_MODEL_H
+#define DEJA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deja.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DEJA_MODEL_ABI_VERSION 1
+
+/* The plugin may serve several threads with one instance. */
+#define DEJA_MODEL_THREAD_SAFE 1u
+
+/* What open() may tell the host about the loaded instance. */
+typedef struct deja_model_info {
+    uint8_t digest[64]; /* digest of the weights the instance loaded */
+    size_t digest_size; /* 0: the host uses the plugin file's digest */
+} deja_model_info;
+
+typedef struct deja_model_plugin {
+    uint32_t abi_version; /* DEJA_MODEL_ABI_VERSION */
+    const char *name;     /* model name, e.g. "textgen" */
+    const char *version;  /* model version, e.g. "4" */
+    uint32_t flags;       /* DEJA_MODEL_THREAD_SAFE or 0 */
+    /* Create an instance from `arg` (the part after ':' in PATH:ARG, or
+     * NULL). On failure return non-zero and write a message into err. */
+    int (*open)(const char *arg, void **instance, deja_model_info *info, char *err,
+                size_t errcap);
+    /* Run one inference. Return 0, or non-zero after deja_ctx_fail(). */
+    int (*infer)(void *instance, deja_ctx *ctx);
+    void (*close)(void *instance);
+} deja_model_plugin;
+
+typedef const deja_model_plugin *(*deja_model_entry_fn)(void);
+#define DEJA_MODEL_ENTRY "deja_model_entry"
+
+/* The host's table behind deja_ctx. Plugins use the inline wrappers. */
+typedef struct deja_ctx_vtable {
+    uint32_t size; /* sizeof(deja_ctx_vtable) of the host */
+    const deja_tensor *(*input)(deja_ctx *ctx, const char *name);
+    const deja_tensor *(*input_at)(deja_ctx *ctx, size_t index);
+    size_t (*input_count)(deja_ctx *ctx);
+    const deja_param *(*param)(deja_ctx *ctx, const char *key);
+    uint64_t (*seed)(deja_ctx *ctx, const char *name);
+    uint64_t (*rng_u64)(deja_ctx *ctx, const char *stream);
+    int64_t (*now_ns)(deja_ctx *ctx);
+    int (*output)(deja_ctx *ctx, const deja_tensor *tensor);
+    void (*fail)(deja_ctx *ctx, const char *message);
+} deja_ctx_vtable;
+
+/* Every ctx starts with its table. */
+struct deja_ctx {
+    const deja_ctx_vtable *vt;
+};
+
+/* The input called `name`, or NULL. */
+static inline const deja_tensor *deja_ctx_input(deja_ctx *ctx, const char *name)
+{
+    return ctx->vt->input(ctx, name);
+}
+
+static inline size_t deja_ctx_input_count(deja_ctx *ctx)
+{
+    return ctx->vt->input_count(ctx);
+}
+
+static inline const deja_tensor *deja_ctx_input_at(deja_ctx *ctx, size_t index)
+{
+    return ctx->vt->input_at(ctx, index);
+}
+
+/* The param called `key`, or NULL. */
+static inline const deja_param *deja_ctx_param(deja_ctx *ctx, const char *key)
+{
+    return ctx->vt->param(ctx, key);
+}
+
+/* The numeric param `key`, or `dflt` when absent or not a number. */
+static inline double deja_ctx_param_num(deja_ctx *ctx, const char *key, double dflt)
+{
+    const deja_param *p = ctx->vt->param(ctx, key);
+    return (p && p->kind == DEJA_PARAM_NUM) ? p->num : dflt;
+}
+
+/* A seed for the model's own use, recorded under `name` (replayed as is). */
+static inline uint64_t deja_ctx_seed(deja_ctx *ctx, const char *name)
+{
+    return ctx->vt->seed(ctx, name);
+}
+
+/* The next 64 random bits of the named stream; every draw is recorded. */
+static inline uint64_t deja_ctx_rng_u64(deja_ctx *ctx, const char *stream)
+{
+    return ctx->vt->rng_u64(ctx, stream);
+}
+
+/* A uniform double in [0, 1) from the named stream (53 bits of a draw). */
+static inline double deja_ctx_rng_f64(deja_ctx *ctx, const char *stream)
+{
+    return (double)(ctx->vt->rng_u64(ctx, stream) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* The current Unix time in nanoseconds; recorded and replayed. */
+static inline int64_t deja_ctx_now(deja_ctx *ctx)
+{
+    return ctx->vt->now_ns(ctx);
+}
+
+/* Write an output tensor; its bytes are copied. */
+static inline int deja_ctx_output(deja_ctx *ctx, const deja_tensor *tensor)
+{
+    return ctx->vt->output(ctx, tensor);
+}
+
+/* Write UTF-8 text as an output. */
+static inline int deja_ctx_output_text(deja_ctx *ctx, const char *name, const char *text,
+                                       size_t len)
+{
+    uint64_t shape[1] = {len};
+    deja_tensor t = {name, DEJA_UTF8, 1, shape, text, len};
+    return ctx->vt->output(ctx, &t);
+}
+
+/* Mark the inference failed with `message`; infer then returns non-zero. */
+static inline void deja_ctx_fail(deja_ctx *ctx, const char *message)
+{
+    ctx->vt->fail(ctx, message);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DEJA_MODEL_H */

@@ -1,0 +1,57 @@
+/*
+ * proto/codec.h -- encode and decode deja's records. The only door to the
+ * generated protobuf-c code: nothing outside proto/ includes deja.pb-c.h.
+ *
+ * Encoding takes the public structs (deja_trace, deja_env) and writes
+ * protobuf bytes; decoding gives back a deja_trace (or deja_env) that owns
+ * everything it points to and is freed with deja_trace_free()
+ * (deja_env_free()). Every size read from the bytes is bounded before use.
+ */
+#ifndef DEJA_PROTO_CODEC_H
+#define DEJA_PROTO_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deja.h"
+
+/* A growable byte buffer; zero-initialise, release with deja__buf_free(). */
+typedef struct deja__buf {
+    uint8_t *data;
+    size_t size;
+    size_t cap;
+} deja__buf;
+
+int deja__buf_reserve(deja__buf *b, size_t extra);
+int deja__buf_append(deja__buf *b, const void *data, size_t size);
+void deja__buf_free(deja__buf *b);
+
+/* Called by the encoder for a tensor payload larger than `inline_max`: store
+ * it (or find it stored) and write its digest into `out`. */
+typedef int (*deja__blob_put_fn)(const void *data, size_t size, deja_digest *out, void *payload);
+
+/* Encode `trace` into `out` (replacing its content). Tensors larger than
+ * `inline_max` go through `put` and are referenced by digest; with `put`
+ * NULL every payload is inline. */
+int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_put_fn put,
+                       void *payload, deja__buf *out);
+
+/* Decode a Trace record. Tensors stored as blobs come back with data NULL
+ * (see deja__trace_blob and deja__trace_attach). Returns DEJA_ECORRUPT with
+ * a message naming the problem on malformed input. */
+int deja__trace_decode(const void *data, size_t size, deja_trace **out);
+
+/* The blob digest of input (side DEJA_INPUT) or output tensor `index`, or
+ * NULL when that tensor is inline. */
+const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, size_t index);
+
+/* Hand a blob payload (malloc'd, `size` bytes) to the trace, which owns it
+ * from now on and shows it as the tensor's data. */
+void deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data);
+
+/* Encode an environment canonically: the same environment always gives the
+ * same bytes, so its XXH3-128 is its key. */
+int deja__env_encode(const deja_env *env, deja__buf *out);
+int deja__env_decode(const void *data, size_t size, deja_env **out);
+
+#endif /* DEJA_PROTO_CODEC_H */

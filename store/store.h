@@ -1,0 +1,102 @@
+/*
+ * store/store.h -- the store room's interface to the rest of libdeja.
+ *
+ * tracer/, replay/ and proto/ talk to the store through this header only.
+ * Public reading functions (deja_store_open, deja_trace_get, ...) are in
+ * include/deja.h; this header adds what the library needs internally: the
+ * error setter, id generation, and the write side.
+ *
+ * On disk: one LMDB environment (a directory) with named databases
+ *   meta     "format" -> u32 format version; "dict.current" -> u32 dictionary
+ *            id; "dict/<u32 id>" -> zstd dictionary; "count/<name>" -> u64
+ *            counters (dropped, sampled_out, redacted, raw_bytes, ...)
+ *   traces   16-byte id -> record (compressed Trace protobuf)
+ *   blobs    16-byte XXH3-128 digest -> record (compressed payload)
+ *   envs     16-byte digest -> record (compressed Environment protobuf)
+ *   ix_model "name\0version\0" + id -> ""
+ *   ix_tag   "key=value\0" + id -> ""
+ *   ix_status status byte + id -> ""
+ * A record is a small header (codec, dictionary id, raw size) then the
+ * payload; see store/record.c.
+ */
+#ifndef DEJA_STORE_STORE_H
+#define DEJA_STORE_STORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deja.h"
+
+/* On-disk format this build writes and the newest it reads. */
+#define DEJA__FORMAT_VERSION 1
+
+/* Tensors up to this size are stored inline in the trace record; larger
+ * ones are blobs, stored once per distinct payload. */
+#define DEJA__INLINE_MAX 1024
+
+/* Bounds on anything read back from disk or a bundle. */
+#define DEJA__MAX_RECORD ((size_t)1 << 30)
+#define DEJA__MAX_NAME 4096
+
+/* Set the calling thread's last error to the formatted message and return
+ * `code`, so that failures read `return deja__error_set(DEJA_EIO, ...)`. */
+int deja__error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prefix the calling thread's last error with a formatted context
+ * ("trace 01J8...: ") and return `code` unchanged. */
+int deja__error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void deja__error_clear(void);
+
+/* A new trace id: the current time in ms and 80 random bits; strictly
+ * increasing within a process, unique across processes and hosts. */
+void deja__id_new(deja_id *out);
+
+/* A new id for the time `unix_ms` (used by tests and imports). */
+void deja__id_new_at(deja_id *out, int64_t unix_ms);
+
+/* The current Unix time in nanoseconds. */
+int64_t deja__now_ns(void);
+
+/* ------------------------------------------------------------------------
+ * Writing. All writes happen in one LMDB write transaction per call to
+ * deja__store_write(), which runs `fill` inside it and commits. When the
+ * map is full, the transaction is aborted, the map grown, and `fill` is
+ * called again from the start: it must be repeatable. If `fill` returns
+ * non-zero the transaction is aborted and nothing is written.
+ * ---------------------------------------------------------------------- */
+
+typedef struct deja__wtxn deja__wtxn;
+typedef int (*deja__fill_fn)(deja__wtxn *w, void *payload);
+
+int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload);
+
+/* Store one trace: tensors above DEJA__INLINE_MAX become blobs (stored
+ * once), the record is compressed with the current dictionary, and index
+ * entries are added. A trace whose id is already present is left as it is
+ * (imports are idempotent); `*added` (may be NULL) says which. */
+int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added);
+
+/* Store a payload once; its digest is written to `out`. */
+int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out);
+
+/* Store an environment once; its digest is written to `out`. */
+int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out);
+
+/* Add to the store-wide tracer counters shown by `deja stats`. */
+int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint64_t redacted);
+
+/* Read a blob's payload (decompressed, digest checked). The caller frees
+ * `*data` with free(). */
+int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **data,
+                         size_t *size);
+
+/* Ask LMDB to write its buffers to disk (the tracer opens with MDB_NOSYNC
+ * and syncs on flush). */
+int deja__store_sync(deja_store *store);
+
+/* Open flags beyond the public ones. */
+#define DEJA__STORE_NOSYNC 0x100
+
+#endif /* DEJA_STORE_STORE_H */
