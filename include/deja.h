@@ -521,6 +521,277 @@ DEJA_API const char *deja_ctx_error(const deja_ctx *ctx);
 
 DEJA_API void deja_ctx_free(deja_ctx *ctx);
 
+/* ------------------------------------------------------------------------
+ * 5. Diff, replay and bisect
+ *
+ *   deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+ *   o.jobs = 4;
+ *   deja_replay_summary sum;
+ *   deja_replay_run(store, ids, n, "textgen-v4", &o, on_result, NULL, &sum);
+ *
+ * The replay engine loads a model, feeds each selected trace its recorded
+ * inputs and params and, through a replaying deja_ctx, the very seeds, RNG
+ * draws and clock reads it consumed, then diffs the outputs against the
+ * recorded ones. Each trace gets a verdict; a divergence carries what
+ * probably caused it (environment differences, values the model asked for
+ * that were never recorded). Bisect replays a list of model versions to
+ * find the first one that stops reproducing.
+ * ---------------------------------------------------------------------- */
+
+/* What a replay (or a diff) concluded, from best to worst. */
+typedef enum deja_verdict {
+    DEJA_VERDICT_SAME = 0,     /* every output bit-identical */
+    DEJA_VERDICT_CLOSE = 1,    /* outputs differ, all within the tolerances */
+    DEJA_VERDICT_NONDETERMINISTIC = 2, /* repeats of one replay disagree */
+    DEJA_VERDICT_DIVERGED = 3, /* some output differs beyond the tolerances */
+    DEJA_VERDICT_ERROR = 4,    /* the trace could not be replayed */
+} deja_verdict;
+
+/* Name of a verdict ("same", "close", "nondeterministic", "diverged",
+ * "error"). Never NULL. */
+DEJA_API const char *deja_verdict_name(deja_verdict verdict);
+
+/* Tolerances. A float element is within tolerance when
+ * |a - b| <= atol + rtol * |a| (a is the expected side), or when a and b
+ * are at most `ulps` units in the last place apart. NaN matches NaN only;
+ * an infinity matches the same infinity only. Integers, bytes and text have
+ * no tolerance. Scores are float outputs whose last axis is a class axis
+ * (names containing "logit", "score", "prob" or "class"); for those the
+ * arg-max and the top `topk` classes of every row are compared too, and a
+ * changed arg-max is a divergence whatever the tolerances. */
+typedef struct deja_diff_options {
+    unsigned version;
+    double atol;
+    double rtol;
+    uint64_t ulps;
+    unsigned topk; /* 0: do not compare top-k */
+} deja_diff_options;
+
+#define DEJA_DIFF_OPTIONS_VERSION 1
+#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, 1e-8, 1e-5, 0, 5}
+
+/* How one output compares. */
+typedef enum deja_diff_kind {
+    DEJA_DIFF_EQUAL = 0,    /* bit-identical */
+    DEJA_DIFF_VALUES = 1,   /* same name, dtype and shape; some values differ */
+    DEJA_DIFF_DTYPE = 2,    /* the dtypes differ */
+    DEJA_DIFF_SHAPE = 3,    /* the shapes (or sizes) differ */
+    DEJA_DIFF_ONLY_A = 4,   /* the output exists only on side a (expected) */
+    DEJA_DIFF_ONLY_B = 5,   /* the output exists only on side b (actual) */
+} deja_diff_kind;
+
+/* The comparison of one output tensor, present on side a, side b or both.
+ * Counts are in elements (bytes for bytes, utf8 and bool). */
+typedef struct deja_tensor_diff {
+    const char *name;
+    deja_diff_kind kind;
+    deja_verdict verdict;   /* SAME, CLOSE or DIVERGED */
+    deja_dtype dtype_a;     /* DEJA_DTYPE_INVALID when absent */
+    deja_dtype dtype_b;
+    uint64_t count;         /* elements compared */
+    uint64_t ndiff;         /* elements not bit-identical */
+    uint64_t nbeyond;       /* elements beyond the tolerances */
+    int64_t first;          /* flat index of the first differing element, -1 if none */
+    /* Floats only. */
+    double max_abs;         /* largest |a - b| (infinite when a NaN or Inf mismatches) */
+    double max_rel;         /* largest |a - b| / max(|a|, |b|) */
+    uint64_t max_ulps;      /* largest distance in units in the last place */
+    uint64_t nnan;          /* elements where NaN/Inf-ness differs between a and b */
+    /* Scores only (see deja_diff_options). */
+    int is_scores;
+    uint64_t rows;          /* rows along the class axis */
+    uint64_t rows_label;    /* rows whose arg-max changed */
+    uint64_t rows_topk;     /* rows whose top-k changed */
+    int64_t label_row;      /* first row whose arg-max changed, or -1 */
+    int64_t label_a;        /* its arg-max on each side */
+    int64_t label_b;
+    /* Text only: the first differing byte and a word-level hunk around it,
+     * "...the cat [-sat-]{+ran+} on..." */
+    const char *hunk;       /* NULL when not text or equal */
+    const char *detail;     /* one line describing the difference, "" when equal */
+} deja_tensor_diff;
+
+/* The comparison of two sets of outputs. Everything it points to is owned
+ * by the diff and freed by deja_diff_free(). */
+typedef struct deja_diff {
+    deja_verdict verdict; /* the worst verdict of the tensors (SAME when none) */
+    const deja_tensor_diff *tensors; /* in the order of a, then b's extra ones */
+    size_t ntensors;
+    const char *summary;  /* one line: "same", "2 outputs differ: ..." */
+} deja_diff;
+
+/* Diff outputs `a` (expected, e.g. recorded) against `b` (actual), pairing
+ * tensors by name. `opts` may be NULL for the defaults. A different set of
+ * names, dtype or shape is a difference, not an error. The caller frees the
+ * result with deja_diff_free(). Returns 0, DEJA_EINVAL or DEJA_ENOMEM. */
+DEJA_API int deja_diff_outputs(const deja_tensor *a, size_t na, const deja_tensor *b, size_t nb,
+                               const deja_diff_options *opts, deja_diff **out);
+
+/* Diff two tensors as one output (their names may differ; a's is kept). */
+DEJA_API int deja_diff_tensor(const deja_tensor *a, const deja_tensor *b,
+                              const deja_diff_options *opts, deja_diff **out);
+
+/* Free a diff. Accepts NULL. */
+DEJA_API void deja_diff_free(deja_diff *diff);
+
+/* The differences between two environments that can change numerics: CPU
+ * architecture and model, ISA flags such as AVX-512 or FMA, thread count,
+ * floating-point mode, libc, GPUs, library versions and the recorded
+ * environment variables. One line each ("isa: avx512f recorded, absent
+ * now"). Owned by the result, freed by deja_env_diff_free(). */
+typedef struct deja_env_diff {
+    const char *const *lines;
+    size_t nlines;
+} deja_env_diff;
+
+/* Compare `recorded` with `current` (either may be NULL: one line then
+ * says that environment is unknown). Returns 0 or DEJA_ENOMEM. */
+DEJA_API int deja_env_compare(const deja_env *recorded, const deja_env *current,
+                              deja_env_diff **out);
+
+DEJA_API void deja_env_diff_free(deja_env_diff *diff);
+
+/* The outcome of replaying one trace, handed to the result callback. It and
+ * everything it points to are valid during the callback only. */
+typedef struct deja_replay_result {
+    deja_id id;
+    size_t index;                /* position in the selection */
+    deja_verdict verdict;
+    int code;                    /* for ERROR: the deja error code */
+    const char *error;           /* for ERROR: the message; else "" */
+    const deja_trace *trace;     /* the recorded trace; NULL if it could not be read */
+    const deja_diff *diff;       /* recorded (a) vs replayed (b); NULL for ERROR */
+    const char *model_name;      /* the replaying model */
+    const char *model_version;
+    /* Likely causes of a divergence. */
+    const char *const *env;      /* environment differences (deja_env_compare) */
+    size_t nenv;
+    int env_first;               /* first result to carry this recorded environment */
+    const char *const *unrecorded; /* deja_ctx_unrecorded() lines of the replay */
+    size_t nunrecorded;
+    /* For NONDETERMINISTIC: the outputs that varied between repeats. */
+    const char *const *varying;
+    size_t nvarying;
+} deja_replay_result;
+
+/* Called once per trace, in selection order, on the thread that called
+ * deja_replay_run(). Return 0 to go on, non-zero to stop the replay. */
+typedef int (*deja_replay_cb)(const deja_replay_result *result, void *payload);
+
+/* Called after each trace is replayed (from any worker thread, serialised):
+ * `done` of `total` traces. */
+typedef void (*deja_progress_cb)(size_t done, size_t total, void *payload);
+
+typedef struct deja_replay_options {
+    unsigned version;
+    unsigned jobs;       /* worker threads; 0 or 1 replays on the calling thread */
+    unsigned repeat;     /* replays per trace (at least 1); > 1 detects nondeterminism */
+    deja_diff_options diff;
+    int force;           /* replay traces recorded by another model name */
+    deja_progress_cb progress; /* optional */
+    void *progress_payload;
+} deja_replay_options;
+
+#define DEJA_REPLAY_OPTIONS_VERSION 1
+#define DEJA_REPLAY_OPTIONS_INIT                                                                 \
+    {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, NULL, NULL}
+
+/* Counts of verdicts over one replay. `trouble` counts ERROR results that
+ * are the caller's problem rather than the model's (a trace that cannot be
+ * read, a model name that differs without `force`). */
+typedef struct deja_replay_summary {
+    size_t total;
+    size_t same;
+    size_t close;
+    size_t nondeterministic;
+    size_t diverged;
+    size_t error;
+    size_t trouble;
+    size_t name_mismatch; /* traces recorded by another model name */
+} deja_replay_summary;
+
+/* Replay the `n` traces `ids` of `store` on the model `model_spec`
+ * (PLUGIN[:ARG], as deja_model_load), and pass each result to `cb` (may be
+ * NULL). With jobs > 1 the traces replay in parallel on one model instance
+ * per worker, or one shared instance when the plugin is thread-safe;
+ * results still reach `cb` in selection order. A trace that cannot be read,
+ * or whose model name differs from the plugin's (without `force`), or whose
+ * replay fails, is an ERROR result and the others go on. `summary` (may be
+ * NULL) receives the counts. Returns 0 when every trace was replayed or
+ * reported, DEJA_ENOTFOUND/DEJA_EINVAL/DEJA_EVERSION/DEJA_EMODEL when the
+ * model cannot be loaded, DEJA_EINVAL for bad options. */
+DEJA_API int deja_replay_run(deja_store *store, const deja_id *ids, size_t n,
+                             const char *model_spec, const deja_replay_options *opts,
+                             deja_replay_cb cb, void *payload, deja_replay_summary *summary);
+
+/* One step of a bisection: a version tested and what it gave. */
+typedef struct deja_bisect_step {
+    size_t index;           /* position of the version in the list */
+    const char *spec;       /* its PLUGIN[:ARG] */
+    int bad;                /* 1 bad, 0 good */
+    deja_replay_summary summary;
+} deja_bisect_step;
+
+/* A trace that made a version bad (or, with invert, that it reproduced). */
+typedef struct deja_bisect_evidence {
+    deja_id id;
+    deja_verdict verdict;
+    const char *detail;     /* the diff's summary or the error message */
+    const char *const *env; /* likely causes: environment differences */
+    size_t nenv;
+} deja_bisect_evidence;
+
+/* The outcome of a bisection, freed by deja_bisect_result_free(). */
+typedef struct deja_bisect_result {
+    size_t first_bad;       /* index of the first bad version */
+    const char *first_bad_spec;
+    size_t last_good;       /* index of the last good version before it */
+    const deja_bisect_step *steps; /* every version tested, in order */
+    size_t nsteps;
+    const deja_bisect_evidence *evidence; /* the first bad version's */
+    size_t nevidence;
+} deja_bisect_result;
+
+/* Decide whether version `index` of a bisection is bad: set `*bad` to 1
+ * or 0 and return 0, or return a negative code to abort the search. */
+typedef int (*deja_bisect_check_fn)(size_t index, int *bad, void *payload);
+
+/* Called after each step of deja_bisect() (may be NULL in the options). */
+typedef void (*deja_bisect_step_cb)(const deja_bisect_step *step, void *payload);
+
+typedef struct deja_bisect_options {
+    unsigned version;
+    int invert;                  /* bad when the replay reproduces the recording */
+    deja_replay_options replay;  /* how each version is replayed */
+    deja_bisect_step_cb on_step; /* optional */
+    void *payload;
+} deja_bisect_options;
+
+#define DEJA_BISECT_OPTIONS_VERSION 1
+#define DEJA_BISECT_OPTIONS_INIT                                                                 \
+    {DEJA_BISECT_OPTIONS_VERSION, 0, DEJA_REPLAY_OPTIONS_INIT, NULL, NULL}
+
+/* The search behind deja_bisect(), over `n` >= 2 versions of which the
+ * first is good and the last bad by assumption: binary search with `check`,
+ * O(log n) calls, never calling it on index 0 or n-1. Writes the index of
+ * the first bad version. Returns 0, DEJA_EINVAL, or what `check` returned. */
+DEJA_API int deja_bisect_search(size_t n, deja_bisect_check_fn check, void *payload,
+                                size_t *first_bad);
+
+/* Bisect the `nspecs` model versions `specs` (PLUGIN[:ARG], oldest first)
+ * over the `n` traces `ids`. A version is bad when the replay of any trace
+ * diverges from its recorded outputs or fails (with `invert`: when every
+ * trace reproduces); nondeterministic traces count for neither. Both ends
+ * are checked first: DEJA_EINVAL when they agree (message says which way).
+ * Then a binary search. The caller frees `*out` with
+ * deja_bisect_result_free(). Returns 0, DEJA_EINVAL, or a code from
+ * loading a model or reading a trace. */
+DEJA_API int deja_bisect(deja_store *store, const deja_id *ids, size_t n,
+                         const char *const *specs, size_t nspecs,
+                         const deja_bisect_options *opts, deja_bisect_result **out);
+
+DEJA_API void deja_bisect_result_free(deja_bisect_result *result);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,571 @@
+/*
+ * bench/measure.c -- the passes every workload goes through, each run on
+ * all four systems in the same process run and on the same records:
+ *
+ *   hot path   the cost of one recorded inference on the calling thread,
+ *              span begin to end (deja: copy and enqueue, the writer
+ *              running on the other core; baselines: serialize and append
+ *              inline), median and p99 per repeat;
+ *   ingest     N recording threads for a fixed time, then a flush; each
+ *              system in a forked child so that its peak RSS is its own;
+ *   bytes/read a fixed set of distinct records written once; bytes on disk
+ *              per trace, then every trace read back on one thread.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* Set up per-thread scratch for recording records of `w`. */
+int bench_thread_init(bench_thread *t, const bench_workload *w, uint64_t salt)
+{
+    memset(t, 0, sizeof(*t));
+    t->salt = salt;
+    t->stamp = malloc(w->stamp_max ? w->stamp_max : 1);
+    if (t->stamp == NULL || bench_buf_reserve(&t->json, 1 << 16) != 0) {
+        bench_thread_free(t);
+        return -1;
+    }
+    return 0;
+}
+
+void bench_thread_free(bench_thread *t)
+{
+    free(t->stamp);
+    bench_buf_free(&t->json);
+    bench_buf_free(&t->aux);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Record pool entry `seq % n` stamped with `seq`. */
+static int record_one(const bench_sink_ops *ops, bench_sink *s, bench_thread *t,
+                      const bench_workload *w, uint64_t seq)
+{
+    bench_record r;
+    t->pool_index = (size_t)(seq % w->nrecs);
+    bench_record_stamp(&r, &w->recs[t->pool_index], t->stamp, seq);
+    return ops->record(s, t, &r);
+}
+
+static int sys_enabled(const bench_config *c, int sys)
+{
+    return (c->systems >> sys) & 1u;
+}
+
+static void sys_dir(char *out, size_t cap, const bench_config *c, const char *pass,
+                    const bench_workload *w, int sys)
+{
+    snprintf(out, cap, "%s/%s-%s/%s", c->workdir, pass, w->name, bench_sink_get(sys)->name);
+}
+
+/* Prepare an empty directory for a system's files. */
+static int fresh_dir(const char *dir)
+{
+    if (bench_rmrf(dir) != 0 || bench_mkdirs(dir) != 0) {
+        fprintf(stderr, "deja-bench: cannot prepare %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Hot path
+ * ---------------------------------------------------------------------- */
+
+/* Time `per` recordings on this thread into `lat` (ns each). */
+static int time_spans(const bench_sink_ops *ops, bench_sink *s, bench_thread *t,
+                      const bench_workload *w, uint64_t *seq, size_t per, double *lat,
+                      double model_ns)
+{
+    size_t i;
+    for (i = 0; i < per; i++) {
+        bench_record r;
+        uint64_t t0, t1;
+        int rc;
+        t->pool_index = (size_t)(*seq % w->nrecs);
+        bench_record_stamp(&r, &w->recs[t->pool_index], t->stamp, *seq);
+        (*seq)++;
+        bench_spin_ns(model_ns);
+        t0 = bench_ticks();
+        rc = ops->record(s, t, &r);
+        t1 = bench_ticks();
+        if (rc != 0) {
+            return -1;
+        }
+        if (lat != NULL) {
+            lat[i] = bench_ticks_to_ns(t1 - t0);
+        }
+    }
+    return 0;
+}
+
+/* See bench.h. Repeats alternate between the systems, so that the ratio
+ * of repeat r pairs measurements taken moments apart. */
+int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workload *w,
+                   size_t spans)
+{
+    bench_sink *sinks[SYS_COUNT] = {0};
+    bench_thread th[SYS_COUNT];
+    uint64_t seq[SYS_COUNT] = {0};
+    char dirs[SYS_COUNT][4096];
+    const size_t repeats = c->hot_repeats ? c->hot_repeats : 1;
+    const size_t per = spans / repeats ? spans / repeats : 1;
+    double *lat = malloc(per * sizeof(double));
+    bench_figure *fmed = bench_report_add(rep, "hot_path_median", w->name, 1, "ns", 0);
+    bench_figure *fp99 = bench_report_add(rep, "hot_path_p99", w->name, 1, "ns", 0);
+    size_t r;
+    int sys, rc = -1;
+    memset(th, 0, sizeof(th));
+    if (lat == NULL || fmed == NULL || fp99 == NULL) {
+        goto cleanup;
+    }
+    snprintf(fmed->spread, sizeof(fmed->spread), "%zu repeats x %zu spans", repeats, per);
+    snprintf(fp99->spread, sizeof(fp99->spread), "%zu repeats x %zu spans", repeats, per);
+    snprintf(fmed->note, sizeof(fmed->note),
+             "deja: span begin..end with the writer running (queue holds a repeat); "
+             "baselines: serialize + append inline");
+    if (strcmp(w->name, "small") == 0) {
+        bench_figure_target(fmed, 1, SYS_DEJA, 300, "<= 300 ns");
+        bench_figure_target(fp99, 1, SYS_DEJA, 5000, "<= 5 us");
+    }
+    bench_deja_queue_capacity = per + 1024;
+    for (sys = 0; sys < SYS_COUNT; sys++) {
+        const bench_sink_ops *ops = bench_sink_get(sys);
+        if (!sys_enabled(c, sys)) {
+            continue;
+        }
+        sys_dir(dirs[sys], sizeof(dirs[sys]), c, "hot", w, sys);
+        if (fresh_dir(dirs[sys]) != 0 || bench_thread_init(&th[sys], w, (uint64_t)sys + 1) != 0 ||
+            ops->open(&sinks[sys], dirs[sys], w) != 0) {
+            bench_report_note(rep, "hot path %s: %s could not open", w->name, ops->name);
+            sinks[sys] = NULL;
+            continue;
+        }
+        /* Warm up: allocator, page cache, the store's first pages. */
+        if (time_spans(ops, sinks[sys], &th[sys], w, &seq[sys], per < 2000 ? per : 2000, NULL,
+                       0) != 0 ||
+            ops->finish(sinks[sys]) != 0) {
+            bench_report_note(rep, "hot path %s: %s failed warming up", w->name, ops->name);
+        }
+    }
+    for (r = 0; r < repeats; r++) {
+        for (sys = 0; sys < SYS_COUNT; sys++) {
+            const bench_sink_ops *ops = bench_sink_get(sys);
+            if (sinks[sys] == NULL) {
+                continue;
+            }
+            if (time_spans(ops, sinks[sys], &th[sys], w, &seq[sys], per, lat, c->model_ns) !=
+                0) {
+                bench_report_note(rep, "hot path %s: %s failed recording", w->name, ops->name);
+                continue;
+            }
+            fmed->v[sys][fmed->n[sys]++] = bench_quantile(lat, per, 0.50);
+            fp99->v[sys][fp99->n[sys]++] = bench_quantile(lat, per, 0.99);
+            /* Drain between repeats, untimed, so repeats are alike. */
+            if (ops->thread_end != NULL) {
+                ops->thread_end(sinks[sys], &th[sys]);
+            }
+            if (ops->finish(sinks[sys]) != 0) {
+                bench_report_note(rep, "hot path %s: %s failed to flush", w->name, ops->name);
+            }
+        }
+    }
+    rc = 0;
+cleanup:
+    for (sys = 0; sys < SYS_COUNT; sys++) {
+        if (sinks[sys] != NULL) {
+            const bench_sink_ops *ops = bench_sink_get(sys);
+            if (ops->thread_end != NULL) {
+                ops->thread_end(sinks[sys], &th[sys]);
+            }
+            if (sys == SYS_DEJA && ops->lost(sinks[sys]) != 0) {
+                bench_report_note(rep, "hot path %s: deja lost %llu traces", w->name,
+                                  (unsigned long long)ops->lost(sinks[sys]));
+            }
+            ops->close(sinks[sys]);
+            bench_rmrf(dirs[sys]);
+        }
+        bench_thread_free(&th[sys]);
+    }
+    bench_deja_queue_capacity = 0;
+    free(lat);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Sustained ingest, each system in a child process
+ * ---------------------------------------------------------------------- */
+
+typedef struct ingest_result {
+    int ok;
+    double wall;
+    uint64_t committed;
+    uint64_t recorded;
+    uint64_t lost;
+    size_t nwin;
+    double win[BENCH_MAX_SAMPLES];
+    long rss_start_kb;
+    char msg[200];
+} ingest_result;
+
+typedef struct ingest_shared {
+    const bench_sink_ops *ops;
+    bench_sink *sink;
+    const bench_workload *w;
+    atomic_int stop;
+    atomic_int failed;
+    int nthreads;
+} ingest_shared;
+
+typedef struct ingest_worker {
+    ingest_shared *sh;
+    int index;
+    uint64_t recorded;
+    pthread_t tid;
+} ingest_worker;
+
+static void *ingest_thread(void *arg)
+{
+    ingest_worker *wk = arg;
+    ingest_shared *sh = wk->sh;
+    bench_thread t;
+    uint64_t seq = (uint64_t)wk->index;
+    if (bench_thread_init(&t, sh->w, (uint64_t)wk->index + 1) != 0) {
+        atomic_store(&sh->failed, 1);
+        return NULL;
+    }
+    while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+        if (record_one(sh->ops, sh->sink, &t, sh->w, seq) != 0) {
+            atomic_store(&sh->failed, 1);
+            break;
+        }
+        wk->recorded++;
+        seq += (uint64_t)sh->nthreads;
+    }
+    if (sh->ops->thread_end != NULL && sh->ops->thread_end(sh->sink, &t) != 0) {
+        atomic_store(&sh->failed, 1);
+    }
+    bench_thread_free(&t);
+    return NULL;
+}
+
+static void sleep_until(double t)
+{
+    double now;
+    while ((now = bench_now()) < t) {
+        const double d = t - now;
+        struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The child's side: record for `seconds` with `nthreads`, fill `res`. */
+static void ingest_child(const bench_sink_ops *ops, const char *dir, const bench_workload *w,
+                         int nthreads, double seconds, size_t nwin, ingest_result *res)
+{
+    ingest_shared sh;
+    ingest_worker wk[64];
+    double t0, prev_t;
+    uint64_t prev_c = 0;
+    size_t i;
+    int k, started = 0;
+    memset(&sh, 0, sizeof(sh));
+    res->rss_start_kb = bench_rss_kb();
+    sh.ops = ops;
+    sh.w = w;
+    sh.nthreads = nthreads;
+    if (ops->open(&sh.sink, dir, w) != 0) {
+        snprintf(res->msg, sizeof(res->msg), "open failed");
+        return;
+    }
+    t0 = bench_now();
+    prev_t = t0;
+    for (k = 0; k < nthreads; k++) {
+        wk[k] = (ingest_worker){&sh, k, 0, 0};
+        if (pthread_create(&wk[k].tid, NULL, ingest_thread, &wk[k]) != 0) {
+            atomic_store(&sh.failed, 1);
+            break;
+        }
+        started++;
+    }
+    for (i = 0; i < nwin && !atomic_load(&sh.failed); i++) {
+        uint64_t cnow;
+        double tnow;
+        sleep_until(t0 + seconds * (double)(i + 1) / (double)nwin);
+        cnow = ops->committed(sh.sink);
+        tnow = bench_now();
+        res->win[res->nwin++] = (double)(cnow - prev_c) / (tnow - prev_t);
+        prev_c = cnow;
+        prev_t = tnow;
+    }
+    atomic_store(&sh.stop, 1);
+    for (k = 0; k < started; k++) {
+        pthread_join(wk[k].tid, NULL);
+        res->recorded += wk[k].recorded;
+    }
+    if (ops->finish(sh.sink) != 0) {
+        atomic_store(&sh.failed, 1);
+    }
+    res->wall = bench_now() - t0;
+    res->committed = ops->committed(sh.sink);
+    res->lost = ops->lost(sh.sink);
+    ops->close(sh.sink);
+    if (atomic_load(&sh.failed)) {
+        snprintf(res->msg, sizeof(res->msg), "recording failed: %s", deja_error_last());
+        return;
+    }
+    res->ok = 1;
+}
+
+/* Run `fn`'s ingest in a child; its result comes back through a pipe and
+ * its peak RSS through wait4(). Returns 0 or -1. */
+static int run_ingest_child(const bench_sink_ops *ops, const char *dir,
+                            const bench_workload *w, int nthreads, double seconds,
+                            size_t nwin, ingest_result *res, long *maxrss_kb)
+{
+    int fd[2];
+    pid_t pid;
+    int status = 0;
+    struct rusage ru;
+    size_t got = 0;
+    memset(res, 0, sizeof(*res));
+    if (pipe(fd) != 0) {
+        return -1;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        ingest_result r;
+        size_t off = 0;
+        close(fd[0]);
+        memset(&r, 0, sizeof(r));
+        ingest_child(ops, dir, w, nthreads, seconds, nwin, &r);
+        while (off < sizeof(r)) {
+            const ssize_t n = write(fd[1], (const char *)&r + off, sizeof(r) - off);
+            if (n <= 0) {
+                _exit(3);
+            }
+            off += (size_t)n;
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    while (got < sizeof(*res)) {
+        const ssize_t n = read(fd[0], (char *)res + got, sizeof(*res) - got);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fd[0]);
+    if (wait4(pid, &status, 0, &ru) != pid) {
+        return -1;
+    }
+    *maxrss_kb = ru.ru_maxrss;
+    if (got != sizeof(*res)) {
+        memset(res, 0, sizeof(*res));
+        snprintf(res->msg, sizeof(res->msg), "child died (status %d)", status);
+    }
+    return 0;
+}
+
+/* See bench.h. */
+int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload *w,
+                 int threads)
+{
+    bench_figure *f = bench_report_add(rep, "ingest", w->name, threads, "traces/s", 1);
+    bench_figure *fr = bench_report_add(rep, "recording_rss", w->name, threads, "MB", 0);
+    const size_t nwin = 10;
+    int sys;
+    if (f == NULL || fr == NULL) {
+        return -1;
+    }
+    snprintf(f->spread, sizeof(f->spread), "%zu windows of %.2g s", nwin,
+             c->ingest_seconds / (double)nwin);
+    snprintf(f->note, sizeof(f->note),
+             "headline = committed / wall time including the final flush; %.3g s per system",
+             c->ingest_seconds);
+    snprintf(fr->spread, sizeof(fr->spread), "1 run");
+    snprintf(fr->note, sizeof(fr->note),
+             "peak RSS of the recording process (includes the bench's own record pool)");
+    if (strcmp(w->name, "small") == 0) {
+        bench_figure_target(f, 4, SYS_LMDB, 0.5, ">= 50% of lmdb-raw");
+        bench_figure_target(f, 4, SYS_SQLITE, 5.0, ">= 5x sqlite");
+    }
+    for (sys = 0; sys < SYS_COUNT; sys++) {
+        const bench_sink_ops *ops = bench_sink_get(sys);
+        ingest_result res;
+        long maxrss = 0;
+        char dir[4096];
+        size_t i;
+        if (!sys_enabled(c, sys)) {
+            continue;
+        }
+        snprintf(dir, sizeof(dir), "%s/ingest-%s-%d/%s", c->workdir, w->name, threads,
+                 ops->name);
+        if (fresh_dir(dir) != 0 ||
+            run_ingest_child(ops, dir, w, threads, c->ingest_seconds, nwin, &res, &maxrss) !=
+                0) {
+            bench_report_note(rep, "ingest %s x%d: %s could not run", w->name, threads,
+                              ops->name);
+            continue;
+        }
+        bench_rmrf(dir);
+        if (!res.ok) {
+            bench_report_note(rep, "ingest %s x%d: %s: %s", w->name, threads, ops->name,
+                              res.msg);
+            continue;
+        }
+        if (res.lost != 0 || res.committed != res.recorded) {
+            bench_report_note(rep,
+                              "ingest %s x%d: %s recorded %llu, committed %llu, lost %llu",
+                              w->name, threads, ops->name, (unsigned long long)res.recorded,
+                              (unsigned long long)res.committed,
+                              (unsigned long long)res.lost);
+        }
+        for (i = 0; i < res.nwin && i < BENCH_MAX_SAMPLES; i++) {
+            f->v[sys][f->n[sys]++] = res.win[i];
+        }
+        f->overall[sys] = (double)res.committed / res.wall;
+        fr->v[sys][fr->n[sys]++] = (double)maxrss / 1024.0;
+        fprintf(stderr, "deja-bench:   ingest %-6s x%d %-9s %10.0f traces/s  (%llu in %.2f s, "
+                        "rss %.0f MB)\n",
+                w->name, threads, ops->name, f->overall[sys],
+                (unsigned long long)res.committed, res.wall, (double)maxrss / 1024.0);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Bytes on disk and read-back
+ * ---------------------------------------------------------------------- */
+
+/* Store figures from deja's own accounting, as a note. */
+static void deja_stats_note(bench_figure *f, const char *dir, size_t n)
+{
+    char path[4096];
+    deja_store *st = NULL;
+    deja_store_stats s;
+    snprintf(path, sizeof(path), "%s/deja.store", dir);
+    if (deja_store_open(&st, path, DEJA_STORE_READONLY) != 0) {
+        return;
+    }
+    if (deja_store_stats_get(st, &s) == 0 && n > 0) {
+        snprintf(f->note, sizeof(f->note),
+                 "deja per trace: raw %.0f B, after dedup %.0f B, stored %.0f B; %llu blobs, "
+                 "%u dictionaries",
+                 (double)s.raw_bytes / (double)n, (double)s.unique_bytes / (double)n,
+                 (double)s.stored_bytes / (double)n, (unsigned long long)s.blobs,
+                 (unsigned)s.dictionaries);
+    }
+    deja_store_close(st);
+}
+
+/* See bench.h. */
+int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w)
+{
+    bench_figure *fb = bench_report_add(rep, "bytes_per_trace", w->name, 0, "bytes", 0);
+    bench_figure *fw = bench_report_add(rep, "write_set", w->name, 1, "traces/s", 1);
+    bench_figure *fr = bench_report_add(rep, "read", w->name, 1, "traces/s", 1);
+    deja_id *ids = calloc(w->nrecs ? w->nrecs : 1, sizeof(*ids));
+    char dirs[SYS_COUNT][4096];
+    int written[SYS_COUNT] = {0};
+    size_t r, i;
+    int sys;
+    if (fb == NULL || fw == NULL || fr == NULL || ids == NULL) {
+        free(ids);
+        return -1;
+    }
+    snprintf(fb->spread, sizeof(fb->spread), "%zu distinct traces", w->nrecs);
+    snprintf(fw->spread, sizeof(fw->spread), "1 run, durable at the end");
+    snprintf(fr->spread, sizeof(fr->spread), "%zu repeats", c->read_repeats);
+    snprintf(fr->note, sizeof(fr->note),
+             "one thread: select + decompress + decode every trace (deja_trace_get by id; "
+             "sqlite by id; jsonl.zst stream; lmdb-raw get + copy)");
+    if (strcmp(w->name, "chat") == 0) {
+        bench_figure_target(fb, 3, SYS_JSONL, 1.0, "<= jsonl.zst");
+        bench_figure_target(fb, 3, SYS_SQLITE, 0.1, "<= 1/10 sqlite");
+    }
+    if (strcmp(w->name, "small") == 0) {
+        bench_figure_target(fr, 2, SYS_DEJA, 200000, ">= 200k/s");
+    }
+    for (sys = 0; sys < SYS_COUNT; sys++) {
+        const bench_sink_ops *ops = bench_sink_get(sys);
+        bench_sink *s = NULL;
+        bench_thread t;
+        double t0;
+        int ok = 1;
+        if (!sys_enabled(c, sys)) {
+            continue;
+        }
+        sys_dir(dirs[sys], sizeof(dirs[sys]), c, "set", w, sys);
+        if (fresh_dir(dirs[sys]) != 0 || bench_thread_init(&t, w, (uint64_t)sys + 1) != 0) {
+            continue;
+        }
+        t0 = bench_now();
+        if (ops->open(&s, dirs[sys], w) != 0) {
+            bench_report_note(rep, "set %s: %s could not open", w->name, ops->name);
+            bench_thread_free(&t);
+            continue;
+        }
+        for (i = 0; i < w->nrecs && ok; i++) {
+            ok = record_one(ops, s, &t, w, i) == 0;
+            ids[i] = t.last_id;
+        }
+        if (ops->thread_end != NULL && ops->thread_end(s, &t) != 0) {
+            ok = 0;
+        }
+        ok = ok && ops->finish(s) == 0 && ops->lost(s) == 0;
+        ops->close(s);
+        bench_thread_free(&t);
+        if (!ok) {
+            bench_report_note(rep, "set %s: %s failed writing: %s", w->name, ops->name,
+                              sys == SYS_DEJA ? deja_error_last() : "");
+            continue;
+        }
+        fw->v[sys][fw->n[sys]++] = (double)w->nrecs / (bench_now() - t0);
+        fb->v[sys][fb->n[sys]++] = (double)ops->disk_bytes(dirs[sys]) / (double)w->nrecs;
+        written[sys] = 1;
+        if (sys == SYS_DEJA) {
+            deja_stats_note(fb, dirs[sys], w->nrecs);
+        }
+    }
+    for (r = 0; r < c->read_repeats; r++) {
+        for (sys = 0; sys < SYS_COUNT; sys++) {
+            double secs = 0;
+            int64_t n;
+            if (!written[sys]) {
+                continue;
+            }
+            n = bench_sink_get(sys)->read_all(dirs[sys], ids, w->nrecs, &secs);
+            if (n != (int64_t)w->nrecs || secs <= 0) {
+                if (r == 0) {
+                    bench_report_note(rep, "read %s: %s read %lld of %zu traces", w->name,
+                                      bench_sink_get(sys)->name, (long long)n, w->nrecs);
+                }
+                continue;
+            }
+            fr->v[sys][fr->n[sys]++] = (double)n / secs;
+        }
+    }
+    for (sys = 0; sys < SYS_COUNT; sys++) {
+        if (sys_enabled(c, sys)) {
+            bench_rmrf(dirs[sys]);
+        }
+    }
+    free(ids);
+    return 0;
+}

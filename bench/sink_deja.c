@@ -1,0 +1,171 @@
+/*
+ * bench/sink_deja.c -- deja behind the bench's sink interface, through the
+ * public API only: the span API to record, deja_trace_get to read back.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+
+size_t bench_deja_queue_capacity = 0;
+
+struct bench_sink {
+    deja_tracer *tracer;
+};
+
+/* The store lives in <dir>/deja.store, which the tracer creates. */
+static void store_path(char *out, size_t cap, const char *dir)
+{
+    snprintf(out, cap, "%s/deja.store", dir);
+}
+
+static int deja_open(bench_sink **out, const char *dir, const bench_workload *w)
+{
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    bench_sink *s = calloc(1, sizeof(*s));
+    char path[4096];
+    int rc;
+    (void)w;
+    if (s == NULL) {
+        return -1;
+    }
+    if (bench_deja_queue_capacity > o.queue_capacity) {
+        o.queue_capacity = bench_deja_queue_capacity;
+    }
+    o.queue_full = DEJA_QUEUE_BLOCK;
+    store_path(path, sizeof(path), dir);
+    rc = deja_tracer_open(&s->tracer, path, &o);
+    if (rc != 0) {
+        fprintf(stderr, "deja-bench: deja_tracer_open %s: %s\n", path, deja_error_last());
+        free(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* One inference, as an instrumented program records it. */
+static int deja_record(bench_sink *s, bench_thread *t, const bench_record *r)
+{
+    deja_span *sp = NULL;
+    size_t i;
+    int rc = deja_span_begin(&sp, s->tracer, r->model, r->version);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = deja_span_model_digest(sp, r->digest, sizeof(r->digest));
+    for (i = 0; rc == 0 && i < r->nin; i++) {
+        const bench_tensor *bt = &r->in[i];
+        if (bt->dtype == DEJA_UTF8) {
+            rc = deja_span_add_text(sp, DEJA_INPUT, bt->name, bt->data, bt->size);
+        } else {
+            const deja_tensor dt = {bt->name, bt->dtype, 1, bt->shape, bt->data, bt->size};
+            rc = deja_span_add(sp, DEJA_INPUT, &dt);
+        }
+    }
+    for (i = 0; rc == 0 && i < r->nparams; i++) {
+        const bench_param *p = &r->params[i];
+        rc = p->kind == DEJA_PARAM_STR ? deja_span_param_str(sp, p->key, p->str)
+                                       : deja_span_param_num(sp, p->key, p->num);
+    }
+    if (rc == 0) {
+        rc = deja_span_seed(sp, "seed", r->seed);
+    }
+    for (i = 0; rc == 0 && i < r->ntags; i++) {
+        rc = deja_span_tag(sp, r->tags[i].key, r->tags[i].value);
+    }
+    for (i = 0; rc == 0 && i < r->nout; i++) {
+        const bench_tensor *bt = &r->out[i];
+        if (bt->dtype == DEJA_UTF8) {
+            rc = deja_span_add_text(sp, DEJA_OUTPUT, bt->name, bt->data, bt->size);
+        } else {
+            const deja_tensor dt = {bt->name, bt->dtype, 1, bt->shape, bt->data, bt->size};
+            rc = deja_span_add(sp, DEJA_OUTPUT, &dt);
+        }
+    }
+    if (rc != 0) {
+        deja_span_abort(sp);
+        return rc;
+    }
+    t->last_id = *deja_span_id(sp);
+    return deja_span_end(sp, DEJA_STATUS_OK, NULL);
+}
+
+static int deja_finish(bench_sink *s)
+{
+    const int rc = deja_tracer_flush(s->tracer);
+    if (rc != 0) {
+        fprintf(stderr, "deja-bench: deja_tracer_flush: %s\n", deja_error_last());
+    }
+    return rc;
+}
+
+static uint64_t deja_committed(bench_sink *s)
+{
+    deja_tracer_stats st;
+    deja_tracer_stats_get(s->tracer, &st);
+    return st.written;
+}
+
+static uint64_t deja_lost(bench_sink *s)
+{
+    deja_tracer_stats st;
+    deja_tracer_stats_get(s->tracer, &st);
+    return st.dropped + st.failed + st.redacted + st.sampled_out;
+}
+
+static void deja_close(bench_sink *s)
+{
+    if (s != NULL) {
+        deja_tracer_close(s->tracer);
+        free(s);
+    }
+}
+
+static uint64_t deja_disk_bytes(const char *dir)
+{
+    return bench_du(dir);
+}
+
+/* Read every recorded trace by id, payloads loaded and decoded. */
+static int64_t deja_read_all(const char *dir, const deja_id *ids, size_t nids, double *seconds)
+{
+    deja_store *st = NULL;
+    char path[4096];
+    int64_t n = 0;
+    size_t i;
+    double t0;
+    store_path(path, sizeof(path), dir);
+    if (deja_store_open(&st, path, DEJA_STORE_READONLY) != 0) {
+        fprintf(stderr, "deja-bench: deja_store_open %s: %s\n", path, deja_error_last());
+        return -1;
+    }
+    t0 = bench_now();
+    for (i = 0; i < nids; i++) {
+        deja_trace *tr = NULL;
+        if (deja_trace_get(st, &ids[i], &tr) != 0) {
+            fprintf(stderr, "deja-bench: deja_trace_get: %s\n", deja_error_last());
+            n = -1;
+            break;
+        }
+        n += tr->ninputs > 0 ? 1 : 0;
+        deja_trace_free(tr);
+    }
+    *seconds = bench_now() - t0;
+    deja_store_close(st);
+    return n;
+}
+
+const bench_sink_ops bench_sink_deja = {
+    .name = "deja",
+    .open = deja_open,
+    .record = deja_record,
+    .finish = deja_finish,
+    .committed = deja_committed,
+    .lost = deja_lost,
+    .close = deja_close,
+    .disk_bytes = deja_disk_bytes,
+    .read_all = deja_read_all,
+};

@@ -1,0 +1,218 @@
+/*
+ * bench/stats.c -- clocks, memory, summaries and file helpers.
+ *
+ * The per-span clock is the time-stamp counter (constant and non-stop on
+ * the machines this runs on), calibrated against CLOCK_MONOTONIC once;
+ * without an invariant TSC it falls back to CLOCK_MONOTONIC itself.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define HAVE_TSC 1
+#endif
+
+#include "bench.h"
+
+static int use_tsc = 0;
+static double ns_per_tick = 1.0;
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Pick the clock and calibrate the TSC over 100 ms. */
+void bench_clock_init(void)
+{
+#ifdef HAVE_TSC
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    int constant = 0, nonstop = 0;
+    if (f != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (strncmp(line, "flags", 5) == 0) {
+                constant = strstr(line, " constant_tsc") != NULL;
+                nonstop = strstr(line, " nonstop_tsc") != NULL;
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (constant && nonstop) {
+        const uint64_t n0 = mono_ns(), t0 = __rdtsc();
+        uint64_t n1, t1;
+        do {
+            n1 = mono_ns();
+        } while (n1 - n0 < 100000000u);
+        t1 = __rdtsc();
+        ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
+        use_tsc = 1;
+    }
+#endif
+}
+
+uint64_t bench_ticks(void)
+{
+#ifdef HAVE_TSC
+    if (use_tsc) {
+        unsigned aux;
+        return __rdtscp(&aux);
+    }
+#endif
+    return mono_ns();
+}
+
+double bench_ticks_to_ns(uint64_t t)
+{
+    return use_tsc ? (double)t * ns_per_tick : (double)t;
+}
+
+/* Busy-wait `ns` nanoseconds. */
+void bench_spin_ns(double ns)
+{
+    const double end = bench_now() + ns * 1e-9;
+    if (ns <= 0) {
+        return;
+    }
+    while (bench_now() < end) {
+    }
+}
+
+/* The resident set of this process in KB, from /proc/self/status. */
+long bench_rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    if (f == NULL) {
+        return -1;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The q-quantile (nearest rank) of `v`, sorted in place; NAN when empty. */
+double bench_quantile(double *v, size_t n, double q)
+{
+    size_t i;
+    if (n == 0) {
+        return NAN;
+    }
+    qsort(v, n, sizeof(*v), cmp_double);
+    i = (size_t)ceil(q * (double)n);
+    i = i == 0 ? 0 : i - 1;
+    return v[i < n ? i : n - 1];
+}
+
+/* min, median and max of `n` values (NAN values are left out). */
+bench_summary bench_summarize(const double *v, size_t n)
+{
+    bench_summary s = {NAN, NAN, NAN, 0};
+    double tmp[BENCH_MAX_SAMPLES];
+    size_t i;
+    for (i = 0; i < n && s.n < BENCH_MAX_SAMPLES; i++) {
+        if (!isnan(v[i])) {
+            tmp[s.n++] = v[i];
+        }
+    }
+    if (s.n == 0) {
+        return s;
+    }
+    qsort(tmp, s.n, sizeof(double), cmp_double);
+    s.min = tmp[0];
+    s.max = tmp[s.n - 1];
+    s.median = s.n % 2 ? tmp[s.n / 2] : (tmp[s.n / 2 - 1] + tmp[s.n / 2]) / 2;
+    return s;
+}
+
+static uint64_t du_total;
+
+static int du_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path;
+    (void)ftw;
+    if (flag == FTW_F) {
+        du_total += (uint64_t)st->st_blocks * 512;
+    }
+    return 0;
+}
+
+/* Allocated bytes of the files under `path` (or of the file itself). */
+uint64_t bench_du(const char *path)
+{
+    du_total = 0;
+    if (nftw(path, du_visit, 16, FTW_PHYS) != 0) {
+        return 0;
+    }
+    return du_total;
+}
+
+static int rm_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -1;
+}
+
+/* Remove `path` and everything under it; a missing path is fine. */
+int bench_rmrf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    return nftw(path, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* mkdir -p. */
+int bench_mkdirs(const char *path)
+{
+    char tmp[4096];
+    size_t i, n = strlen(path);
+    if (n == 0 || n >= sizeof(tmp)) {
+        return -1;
+    }
+    memcpy(tmp, path, n + 1);
+    for (i = 1; i <= n; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            const char c = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            tmp[i] = c;
+        }
+    }
+    return 0;
+}

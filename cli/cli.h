@@ -1,0 +1,255 @@
+/*
+ * cli/cli.h -- what the `deja` subcommands share.
+ *
+ * The command line is thin over the public API (include/deja.h): this header
+ * holds the command table's types, exit codes and error printing, store path
+ * resolution, option parsing, the filters of `ls` (also taken by replay,
+ * export and bisect), time parsing, selection of traces by ids and filters,
+ * and the JSON forms of traces, tensors and environments.
+ *
+ * Exit codes follow diff(1): 0 success, 1 differences or problems found,
+ * 2 trouble; every non-zero exit comes with a one-line message on stderr.
+ */
+#ifndef DEJA_CLI_CLI_H
+#define DEJA_CLI_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "deja.h"
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_DIFF 1
+#define CLI_EXIT_TROUBLE 2
+
+/* What main() hands every command: the global options. */
+typedef struct cli_global {
+    const char *store; /* resolved store path: --store, else $DEJA_STORE, else ./deja.store */
+} cli_global;
+
+/* A subcommand: argv[0] is the command's name; returns the exit code. */
+typedef int (*cli_cmd_fn)(const cli_global *g, int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary;
+} cli_command;
+
+int cmd_run(const cli_global *g, int argc, char **argv);
+int cmd_ls(const cli_global *g, int argc, char **argv);
+int cmd_show(const cli_global *g, int argc, char **argv);
+int cmd_stats(const cli_global *g, int argc, char **argv);
+int cmd_verify(const cli_global *g, int argc, char **argv);
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ---------------------------------------------------------------------- */
+
+/* Print "deja: <message>" and a newline on stderr; return CLI_EXIT_TROUBLE. */
+int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Print "deja: <what>: <library message>" for a failed library call returning
+ * `code` (the message is deja_error_last(), else deja_strerror(code)); return
+ * CLI_EXIT_TROUBLE. */
+int cli_lib_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print "deja: <message>" then the usage line (the first line of `help`) on
+ * stderr; return CLI_EXIT_TROUBLE. */
+int cli_usage_error(const char *help, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Print a command's help text on stdout; return CLI_EXIT_OK. */
+int cli_help(const char *help);
+
+/* ------------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------- */
+
+/* Long-only option codes shared by several commands. */
+enum {
+    CLI_OPT_HELP = 'h',
+    CLI_OPT_JSON = 1000,
+    CLI_OPT_MODEL,
+    CLI_OPT_VERSION,
+    CLI_OPT_SINCE,
+    CLI_OPT_UNTIL,
+    CLI_OPT_STATUS,
+    CLI_OPT_TAG,
+    CLI_OPT_LIMIT,
+    CLI_OPT_FIRST_FREE = 1100, /* commands number their own options from here */
+};
+
+#define CLI_LONGOPT_HELP {"help", no_argument, NULL, CLI_OPT_HELP}
+#define CLI_LONGOPT_JSON {"json", no_argument, NULL, CLI_OPT_JSON}
+/* `--model M` as a filter; replay and bisect take --model as a plugin instead. */
+#define CLI_LONGOPT_FILTER_MODEL {"model", required_argument, NULL, CLI_OPT_MODEL}
+/* The other filters of `ls`. */
+#define CLI_LONGOPTS_FILTER                                                                      \
+    {"version", required_argument, NULL, CLI_OPT_VERSION},                                       \
+        {"since", required_argument, NULL, CLI_OPT_SINCE},                                       \
+        {"until", required_argument, NULL, CLI_OPT_UNTIL},                                       \
+        {"status", required_argument, NULL, CLI_OPT_STATUS},                                     \
+        {"tag", required_argument, NULL, CLI_OPT_TAG},                                           \
+        {"limit", required_argument, NULL, CLI_OPT_LIMIT}
+#define CLI_LONGOPT_END {NULL, 0, NULL, 0}
+
+/* The help text lines describing the filters, for commands that take them. */
+#define CLI_FILTER_HELP                                                                          \
+    "  --model M          only traces of model M\n"                                              \
+    "  --version V        only traces of model version V\n"                                      \
+    "  --since T          only traces started at or after T\n"                                   \
+    "  --until T          only traces started before T\n"                                        \
+    "                     T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"    \
+    "                     or a time ago: 30s, 10m, 2h, 3d, 1w\n"                                 \
+    "  --status S         ok or error\n"                                                         \
+    "  --tag K=V          only traces tagged K=V (repeatable: all must match)\n"                 \
+    "  --limit N          at most N traces\n"
+
+/* getopt_long over a command's arguments (argv[0] is the command), with the
+ * GNU argument permutation so that options and operands mix. Returns the
+ * option code, -1 at the end (operands are then argv[optind..argc-1]), or
+ * '?' after printing "deja: <cmd>: unknown option '--x'" (or a missing
+ * value) and the usage line taken from `help`. Call with *first set to 1 on
+ * the first call of a command; it resets getopt's state. */
+int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help,
+               int *first);
+
+/* Parse a non-negative decimal integer that fits in `max`; 0 on success, -1
+ * on anything else. */
+int cli_parse_u64(const char *text, uint64_t max, uint64_t *out);
+
+/* Parse "K=V" into freshly malloc'd key and value; -1 when there is no '='
+ * or the key is empty (nothing allocated then). */
+int cli_parse_kv(const char *text, char **key, char **value);
+
+/* Parse a time for --since/--until into Unix nanoseconds: RFC 3339
+ * ("2026-11-27T14:03:00Z", "...T14:03:00.250+02:00"), local "2026-11-27
+ * 14:03[:05]", a local date "2026-11-27" (its midnight), or a duration ago
+ * "30s", "10m", "2h", "3d", "1w" relative to `now_ns`. 0 on success, -1 on
+ * anything else. */
+int cli_parse_time(const char *text, int64_t now_ns, int64_t *out);
+
+/* The current Unix time in nanoseconds. */
+int64_t cli_now_ns(void);
+
+/* ------------------------------------------------------------------------
+ * Store
+ * ---------------------------------------------------------------------- */
+
+/* Resolve the store path: `opt` (from --store) when not NULL, else
+ * $DEJA_STORE when set and non-empty, else "./deja.store". */
+const char *cli_store_path(const char *opt);
+
+/* Open the store for reading without ever creating it. On failure print
+ * "deja: store 'P' does not exist (set --store or DEJA_STORE)" (or the
+ * library's message) and return CLI_EXIT_TROUBLE; 0 on success. */
+int cli_store_open_read(const cli_global *g, deja_store **out);
+
+/* Resolve an id prefix to one trace. On failure print "deja: no trace with
+ * id prefix 'X'" or the library's message and return CLI_EXIT_TROUBLE. */
+int cli_resolve(deja_store *store, const char *prefix, deja_id *out);
+
+/* ------------------------------------------------------------------------
+ * Filters and selections
+ * ---------------------------------------------------------------------- */
+
+/* The filters given on a command line; owns its tag strings. */
+typedef struct cli_filter {
+    deja_filter filter;
+    deja_tag *tags; /* filter.tags points here */
+    size_t ntags;
+    int given;      /* number of filter options seen */
+} cli_filter;
+
+/* Zero-initialise `f` as a filter that selects everything. */
+void cli_filter_init(cli_filter *f);
+
+/* Release what `f` owns. Accepts a zeroed or initialised filter. */
+void cli_filter_free(cli_filter *f);
+
+/* If `opt` is a filter option (CLI_OPT_MODEL ... CLI_OPT_LIMIT), apply its
+ * value `arg` to `f` and return 1; return 0 for any other option; print
+ * "deja: --since: ..." and return -1 for a bad value. */
+int cli_filter_option(cli_filter *f, int opt, const char *arg, int64_t now_ns);
+
+/* Select traces: with ids (unique prefixes), those traces in the order given
+ * (duplicates removed), kept only when they also match the filters if any
+ * were given; with no ids, every trace matching the filters (every trace
+ * when none), newest first. `*out` is malloc'd (free() it), `*n` its
+ * length. Returns 0, or CLI_EXIT_TROUBLE after printing a message. Records
+ * that cannot be read are reported on stderr and counted in `*bad` (may be
+ * NULL). */
+int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filter *f,
+               deja_id **out, size_t *n, size_t *bad);
+
+/* ------------------------------------------------------------------------
+ * Formatting
+ * ---------------------------------------------------------------------- */
+
+/* Base64 (RFC 4648, padded). cli_base64_encode returns a malloc'd NUL-
+ * terminated string or NULL. cli_base64_decode returns 0 and a malloc'd
+ * buffer (possibly of size 0, never NULL on success), -1 on malformed
+ * input or out of memory. */
+char *cli_base64_encode(const void *data, size_t size);
+int cli_base64_decode(const char *text, size_t len, uint8_t **out, size_t *size);
+
+/* Non-zero when the `size` bytes at `data` are valid UTF-8. */
+int cli_utf8_valid(const void *data, size_t size);
+
+/* Write a local time "2026-11-27 14:03:00.123" (ms) into `out`. */
+void cli_format_local(int64_t unix_ns, char *out, size_t cap);
+
+/* Write a UTC RFC 3339 time "2026-11-27T14:03:00.123Z" into `out`. */
+void cli_format_utc(int64_t unix_ns, char *out, size_t cap);
+
+/* Write a duration "350us", "12.3ms", "1.25s" into `out`. */
+void cli_format_duration(int64_t ns, char *out, size_t cap);
+
+/* Write the shortest decimal form of `v` that reads back exactly ("0.8"). */
+void cli_format_double(double v, char *out, size_t cap);
+
+/* Write a byte count "1.2 MiB" (or "512 B") into `out`. */
+void cli_format_bytes(uint64_t bytes, char *out, size_t cap);
+
+/* Write "f32[2,3]" into `out`. */
+void cli_format_shape(const deja_tensor *t, char *out, size_t cap);
+
+/* Print a short preview of a tensor on `fp`: text as a quoted, escaped
+ * string cut at `max_chars` characters (with "... (N bytes)" when cut),
+ * numbers as their first few values and the shape, anything else as its
+ * dtype, shape and size. A tensor whose data is not loaded prints its
+ * dtype, shape and size. */
+void cli_print_preview(FILE *fp, const deja_tensor *t, size_t max_chars);
+
+/* The lowercase hex form of `size` bytes into a malloc'd string or NULL. */
+char *cli_hex(const uint8_t *data, size_t size);
+
+/* ------------------------------------------------------------------------
+ * JSON
+ * ---------------------------------------------------------------------- */
+
+/* A tensor as JSON: {"name","dtype","shape","size"} and, when `with_data`
+ * and its data is loaded, the data: "text" for a valid UTF-8 utf8 tensor,
+ * else "base64", byte-exact. New reference, or NULL when out of memory. */
+json_t *cli_tensor_json(const deja_tensor *t, int with_data);
+
+/* A trace as JSON. With `full`, every field and the tensors' data (see
+ * cli_tensor_json), else the listing form (no data, no RNG draws). New
+ * reference, or NULL when out of memory. */
+json_t *cli_trace_json(const deja_trace *t, int full);
+
+/* An environment as JSON. New reference, or NULL when out of memory. */
+json_t *cli_env_json(const deja_env *env);
+
+/* Print `j` compactly on one line on stdout (JSON lines); steals the
+ * reference. Returns 0, or -1 when `j` is NULL or cannot be printed. */
+int cli_json_print(json_t *j);
+
+/* Status as text: "ok" or "error". */
+const char *cli_status_name(deja_status status);
+
+#endif /* DEJA_CLI_CLI_H */

@@ -1,0 +1,134 @@
+/*
+ * cli/cmd_ls.c -- `deja ls`: list traces, newest first.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char help[] =
+    "usage: deja ls [--model M] [--version V] [--since T] [--until T] [--status ok|error] "
+    "[--tag K=V]... [--limit N] [--json]\n"
+    "\n"
+    "List the traces in the store, newest first: id, start time (local), model@version,\n"
+    "status, duration, tags and a preview of the first input.\n"
+    "\n" CLI_FILTER_HELP "  --json             one JSON object per trace\n"
+    "\n"
+    "Exit status: 0, or 2 when the store cannot be read or some records are corrupt\n"
+    "(those are named on stderr, the others still listed).\n";
+
+#define PREVIEW_CHARS 40
+
+typedef struct ls_state {
+    int json;
+    size_t listed;
+    size_t bad;
+    int failed; /* out of memory printing */
+} ls_state;
+
+/* Print one trace in the human form. */
+static void print_line(const deja_trace *t)
+{
+    char id[DEJA_ID_STRLEN + 1];
+    char when[64];
+    char dur[32];
+
+    deja_id_format(&t->id, id);
+    cli_format_local(t->start_ns, when, sizeof when);
+    cli_format_duration(t->duration_ns, dur, sizeof dur);
+    printf("%s  %s  %s@%s  %-5s  %7s  ", id, when, t->model_name ? t->model_name : "?",
+           t->model_version ? t->model_version : "?", cli_status_name(t->status), dur);
+    if (t->ntags == 0)
+        fputc('-', stdout);
+    for (size_t i = 0; i < t->ntags; i++)
+        printf("%s%s=%s", i ? "," : "", t->tags[i].key, t->tags[i].value);
+    if (t->ninputs > 0) {
+        fputs("  ", stdout);
+        cli_print_preview(stdout, &t->inputs[0], PREVIEW_CHARS);
+    }
+    fputc('\n', stdout);
+}
+
+/* deja_store_list callback: print. */
+static int list_cb(const deja_trace *t, void *payload)
+{
+    ls_state *s = payload;
+
+    if (s->json) {
+        if (cli_json_print(cli_trace_json(t, 0)) < 0) {
+            s->failed = 1;
+            return 1;
+        }
+    } else {
+        print_line(t);
+    }
+    s->listed++;
+    return 0;
+}
+
+/* deja_store_list callback: a record that cannot be read. */
+static int bad_cb(const deja_id *id, int code, const char *message, void *payload)
+{
+    ls_state *s = payload;
+    char text[DEJA_ID_STRLEN + 1];
+
+    deja_id_format(id, text);
+    fflush(stdout);
+    cli_error("trace %s: %s", text,
+              message != NULL && message[0] != '\0' ? message : deja_strerror(code));
+    s->bad++;
+    return 0;
+}
+
+/* `deja ls`. */
+int cmd_ls(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP, CLI_LONGOPT_JSON, CLI_LONGOPT_FILTER_MODEL, CLI_LONGOPTS_FILTER,
+        CLI_LONGOPT_END,
+    };
+    ls_state s = {0};
+    cli_filter f;
+    deja_store *store = NULL;
+    int64_t now = cli_now_ns();
+    int first = 1;
+    int ret = CLI_EXIT_TROUBLE;
+    int c, rc;
+
+    cli_filter_init(&f);
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            s.json = 1;
+        } else if (c == '?' || cli_filter_option(&f, c, optarg, now) != 1) {
+            goto cleanup;
+        }
+    }
+    if (optind < argc) {
+        ret = cli_usage_error(help, "ls: unexpected argument '%s'", argv[optind]);
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0)
+        goto cleanup;
+    rc = deja_store_list(store, &f.filter, list_cb, bad_cb, &s);
+    fflush(stdout);
+    if (rc < 0) {
+        cli_lib_error(rc, "store '%s'", g->store);
+        goto cleanup;
+    }
+    if (s.failed) {
+        cli_error("out of memory printing traces");
+        goto cleanup;
+    }
+    if (s.bad > 0) {
+        cli_error("%zu records could not be read", s.bad);
+        goto cleanup;
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_store_close(store);
+    cli_filter_free(&f);
+    return ret;
+}

@@ -1,0 +1,655 @@
+/*
+ * cli/cmd_run.c -- `deja run`: run a model plugin on JSON-lines requests,
+ * recording each inference through the tracer.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deja_model.h"
+
+static const char help[] =
+    "usage: deja run --model PLUGIN[:ARG] [--requests FILE.jsonl] [--tag K=V]... [--seed N] "
+    "[--json]\n"
+    "\n"
+    "Run a model plugin on requests, one JSON object per line (stdin by default),\n"
+    "recording each inference into the store (created if needed).\n"
+    "\n"
+    "  --model PLUGIN[:ARG]  plugin file or bare name (textgen-v1), found on\n"
+    "                        $DEJA_PLUGIN_PATH; ARG is passed to the plugin\n"
+    "  --requests FILE       read requests from FILE instead of stdin\n"
+    "  --tag K=V             tag every trace (repeatable)\n"
+    "  --seed N              base seed for requests without their own: line L gets N+L\n"
+    "  --json                one JSON object per request on stdout\n"
+    "\n"
+    "A request:\n"
+    "  {\"inputs\": {\"prompt\": \"Once upon\"}, \"params\": {\"temperature\": 0.8},\n"
+    "   \"tags\": {\"user\": \"u1\"}, \"seed\": 42}\n"
+    "An input is a string (utf8), a rectangular array of numbers (f32 of that shape),\n"
+    "or {\"dtype\": \"i32\", \"shape\": [2,3], \"base64\": \"...\"} (or \"text\" for utf8).\n"
+    "Params are numbers, strings or booleans; tags are strings.\n"
+    "\n"
+    "Exit status: 0 when every request was recorded (a model error is recorded as an\n"
+    "error trace), 2 when a request could not be read or recorded.\n";
+
+#define MAX_ELEMENTS ((uint64_t)1 << 31)
+#define PREVIEW_CHARS 60
+
+/* One input tensor of a request, owning its name and bytes. */
+typedef struct req_tensor {
+    char *name;
+    deja_dtype dtype;
+    size_t ndim;
+    uint64_t shape[DEJA_MAX_DIMS];
+    uint8_t *data;
+    size_t size;
+} req_tensor;
+
+/* A parsed request line. */
+typedef struct request {
+    json_t *root;
+    req_tensor *inputs;
+    size_t ninputs;
+    json_t *params; /* borrowed from root, may be NULL */
+    json_t *tags;   /* borrowed from root, may be NULL */
+    int has_seed;
+    uint64_t seed;
+} request;
+
+/* What the whole run shares. */
+typedef struct run_state {
+    const char *source; /* file name for messages */
+    deja_model *model;
+    deja_tracer *tracer;
+    deja_tag *tags; /* --tag */
+    size_t ntags;
+    int has_seed;
+    uint64_t seed;
+    int json;
+    size_t recorded;
+    size_t errors;
+    size_t bad_lines;
+} run_state;
+
+/* Release a request's contents. */
+static void request_free(request *r)
+{
+    for (size_t i = 0; i < r->ninputs; i++) {
+        free(r->inputs[i].name);
+        free(r->inputs[i].data);
+    }
+    free(r->inputs);
+    json_decref(r->root);
+    memset(r, 0, sizeof *r);
+}
+
+/* Report a malformed line: "deja: FILE:N: <what>"; returns -1. */
+static int line_error(run_state *s, size_t line, const char *what, const char *detail)
+{
+    cli_error("%s:%zu: %s%s%s", s->source, line, what, detail ? ": " : "", detail ? detail : "");
+    return -1;
+}
+
+/* Work out the shape of a nested JSON number array by following first
+ * elements; -1 when it nests deeper than DEJA_MAX_DIMS. */
+static int array_shape(const json_t *v, size_t *ndim, uint64_t *shape)
+{
+    *ndim = 0;
+    while (json_is_array(v)) {
+        if (*ndim == DEJA_MAX_DIMS)
+            return -1;
+        shape[(*ndim)++] = json_array_size(v);
+        if (json_array_size(v) == 0)
+            break;
+        v = json_array_get(v, 0);
+    }
+    return 0;
+}
+
+/* Fill `out` (advancing *pos) from the nested array `v` at depth `d`,
+ * checking that it is rectangular and numeric; -1 if not. */
+static int array_fill(const json_t *v, size_t d, size_t ndim, const uint64_t *shape, float *out,
+                      size_t *pos)
+{
+    if (d == ndim) {
+        if (!json_is_number(v))
+            return -1;
+        out[(*pos)++] = (float)json_number_value(v);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) != shape[d])
+        return -1;
+    for (size_t i = 0; i < shape[d]; i++) {
+        if (array_fill(json_array_get(v, i), d + 1, ndim, shape, out, pos) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Product of a shape, bounded; -1 beyond MAX_ELEMENTS. */
+static int shape_count(size_t ndim, const uint64_t *shape, uint64_t *count)
+{
+    uint64_t n = 1;
+
+    for (size_t i = 0; i < ndim; i++) {
+        if (shape[i] != 0 && n > MAX_ELEMENTS / shape[i])
+            return -1;
+        n *= shape[i];
+    }
+    *count = n;
+    return 0;
+}
+
+/* Parse a number-array input into an f32 tensor. */
+static int parse_f32(run_state *s, size_t line, const char *where, const json_t *v,
+                     req_tensor *t)
+{
+    uint64_t count;
+    size_t pos = 0;
+    float *data;
+
+    if (array_shape(v, &t->ndim, t->shape) < 0)
+        return line_error(s, line, where, "array nests deeper than 8 dimensions");
+    if (shape_count(t->ndim, t->shape, &count) < 0)
+        return line_error(s, line, where, "array is too large");
+    data = malloc(count ? (size_t)count * sizeof(float) : 1);
+    if (data == NULL)
+        return line_error(s, line, where, "out of memory");
+    if (array_fill(v, 0, t->ndim, t->shape, data, &pos) < 0) {
+        free(data);
+        return line_error(s, line, where,
+                          "expected a rectangular array of numbers (every row the same length)");
+    }
+    t->dtype = DEJA_F32;
+    t->data = (uint8_t *)data;
+    t->size = (size_t)count * sizeof(float);
+    return 0;
+}
+
+/* Parse an {"dtype","shape","base64"|"text"} input. */
+static int parse_raw(run_state *s, size_t line, const char *where, const json_t *v,
+                     req_tensor *t)
+{
+    const json_t *dtype = json_object_get(v, "dtype");
+    const json_t *shape = json_object_get(v, "shape");
+    const json_t *b64 = json_object_get(v, "base64");
+    const json_t *text = json_object_get(v, "text");
+    const char *key;
+    const json_t *val;
+    char msg[256];
+    size_t esize;
+    uint64_t count = 0;
+
+    json_object_foreach((json_t *)v, key, val) {
+        if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 && strcmp(key, "base64") != 0 &&
+            strcmp(key, "text") != 0 && strcmp(key, "name") != 0 && strcmp(key, "size") != 0) {
+            snprintf(msg, sizeof msg, "unknown field '%.100s' (expected dtype, shape, base64)",
+                     key);
+            return line_error(s, line, where, msg);
+        }
+    }
+    if (!json_is_string(dtype))
+        return line_error(s, line, where, "expected a \"dtype\" string such as \"i32\"");
+    t->dtype = deja_dtype_parse(json_string_value(dtype));
+    esize = deja_dtype_size(t->dtype);
+    if (t->dtype == DEJA_DTYPE_INVALID || esize == 0) {
+        snprintf(msg, sizeof msg, "unknown dtype '%.100s'", json_string_value(dtype));
+        return line_error(s, line, where, msg);
+    }
+    if ((b64 != NULL) == (text != NULL) || (b64 != NULL && !json_is_string(b64)) ||
+        (text != NULL && !json_is_string(text)))
+        return line_error(s, line, where, "expected the data as a \"base64\" string");
+    if (text != NULL) {
+        if (t->dtype != DEJA_UTF8 && t->dtype != DEJA_BYTES)
+            return line_error(s, line, where, "\"text\" is only for dtype utf8 or bytes");
+        t->size = json_string_length(text);
+        t->data = malloc(t->size ? t->size : 1);
+        if (t->data == NULL)
+            return line_error(s, line, where, "out of memory");
+        memcpy(t->data, json_string_value(text), t->size);
+    } else if (cli_base64_decode(json_string_value(b64), json_string_length(b64), &t->data,
+                                 &t->size) < 0) {
+        return line_error(s, line, where, "\"base64\" is not valid base64");
+    }
+    if (shape == NULL) {
+        if (t->size % esize != 0)
+            return line_error(s, line, where, "data size is not a multiple of the dtype size");
+        t->ndim = 1;
+        t->shape[0] = t->size / esize;
+        return 0;
+    }
+    if (!json_is_array(shape) || json_array_size(shape) > DEJA_MAX_DIMS)
+        return line_error(s, line, where, "\"shape\" must be an array of at most 8 sizes");
+    t->ndim = json_array_size(shape);
+    for (size_t i = 0; i < t->ndim; i++) {
+        const json_t *d = json_array_get(shape, i);
+        if (!json_is_integer(d) || json_integer_value(d) < 0)
+            return line_error(s, line, where, "\"shape\" must hold non-negative integers");
+        t->shape[i] = (uint64_t)json_integer_value(d);
+    }
+    if (shape_count(t->ndim, t->shape, &count) < 0 || count > SIZE_MAX / esize ||
+        count * esize != t->size) {
+        snprintf(msg, sizeof msg, "data is %zu bytes, but %s of that shape needs %llu", t->size,
+                 deja_dtype_name(t->dtype),
+                 (unsigned long long)(count <= UINT64_MAX / esize ? count * esize : 0));
+        return line_error(s, line, where, msg);
+    }
+    return 0;
+}
+
+/* Parse one input value into `t`. */
+static int parse_input(run_state *s, size_t line, const char *name, const json_t *v,
+                       req_tensor *t)
+{
+    char where[300];
+
+    snprintf(where, sizeof where, "inputs.%.200s", name);
+    t->name = strdup(name);
+    if (t->name == NULL)
+        return line_error(s, line, where, "out of memory");
+    if (json_is_string(v)) {
+        t->dtype = DEJA_UTF8;
+        t->size = json_string_length(v);
+        t->ndim = 1;
+        t->shape[0] = t->size;
+        t->data = malloc(t->size ? t->size : 1);
+        if (t->data == NULL)
+            return line_error(s, line, where, "out of memory");
+        memcpy(t->data, json_string_value(v), t->size);
+        return 0;
+    }
+    if (json_is_array(v))
+        return parse_f32(s, line, where, v, t);
+    if (json_is_object(v))
+        return parse_raw(s, line, where, v, t);
+    return line_error(s, line, where, "expected a string, number array or {dtype,shape,base64} object");
+}
+
+/* Parse and check a whole request line; -1 after reporting a problem. */
+static int parse_request(run_state *s, size_t line, const char *text, size_t len, request *r)
+{
+    json_error_t err;
+    const char *key;
+    json_t *v;
+    json_t *inputs;
+    char msg[300];
+
+    memset(r, 0, sizeof *r);
+    r->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    if (r->root == NULL) {
+        snprintf(msg, sizeof msg, "%s (column %d)", err.text, err.column);
+        return line_error(s, line, "bad JSON", msg);
+    }
+    if (!json_is_object(r->root))
+        return line_error(s, line, "expected a JSON object {\"inputs\": {...}, ...}", NULL);
+    json_object_foreach(r->root, key, v) {
+        if (strcmp(key, "inputs") != 0 && strcmp(key, "params") != 0 &&
+            strcmp(key, "tags") != 0 && strcmp(key, "seed") != 0) {
+            snprintf(msg, sizeof msg, "unknown field '%.200s' (expected inputs, params, tags, seed)",
+                     key);
+            return line_error(s, line, msg, NULL);
+        }
+    }
+    inputs = json_object_get(r->root, "inputs");
+    if (!json_is_object(inputs))
+        return line_error(s, line, "inputs", "expected an object of named inputs");
+    r->inputs = calloc(json_object_size(inputs) ? json_object_size(inputs) : 1,
+                       sizeof *r->inputs);
+    if (r->inputs == NULL)
+        return line_error(s, line, "inputs", "out of memory");
+    json_object_foreach(inputs, key, v) {
+        if (parse_input(s, line, key, v, &r->inputs[r->ninputs++]) < 0)
+            return -1;
+    }
+    r->params = json_object_get(r->root, "params");
+    if (r->params != NULL && !json_is_object(r->params))
+        return line_error(s, line, "params", "expected an object");
+    if (r->params != NULL) {
+        json_object_foreach(r->params, key, v) {
+            if (!json_is_number(v) && !json_is_string(v) && !json_is_boolean(v)) {
+                snprintf(msg, sizeof msg, "params.%.200s", key);
+                return line_error(s, line, msg, "expected a number, string or boolean");
+            }
+        }
+    }
+    r->tags = json_object_get(r->root, "tags");
+    if (r->tags != NULL && !json_is_object(r->tags))
+        return line_error(s, line, "tags", "expected an object of strings");
+    if (r->tags != NULL) {
+        json_object_foreach(r->tags, key, v) {
+            if (!json_is_string(v) || key[0] == '\0') {
+                snprintf(msg, sizeof msg, "tags.%.200s", key);
+                return line_error(s, line, msg, "expected a string");
+            }
+        }
+    }
+    v = json_object_get(r->root, "seed");
+    if (v != NULL) {
+        if (json_is_integer(v) && json_integer_value(v) >= 0) {
+            r->seed = (uint64_t)json_integer_value(v);
+        } else if (!json_is_string(v) ||
+                   cli_parse_u64(json_string_value(v), UINT64_MAX, &r->seed) < 0) {
+            return line_error(s, line, "seed", "expected a non-negative integer");
+        }
+        r->has_seed = 1;
+    }
+    return 0;
+}
+
+/* Put the request into the span: inputs, params, tags. */
+static int fill_span(run_state *s, deja_span *span, const request *r)
+{
+    const char *key;
+    json_t *v;
+    int rc = 0;
+
+    for (size_t i = 0; i < r->ninputs && rc == 0; i++) {
+        const req_tensor *q = &r->inputs[i];
+        deja_tensor t = {q->name, q->dtype, q->ndim, q->shape, q->data, q->size};
+        rc = deja_span_add(span, DEJA_INPUT, &t);
+    }
+    if (r->params != NULL) {
+        json_object_foreach(r->params, key, v) {
+            if (rc != 0)
+                break;
+            if (json_is_number(v))
+                rc = deja_span_param_num(span, key, json_number_value(v));
+            else if (json_is_string(v))
+                rc = deja_span_param_str(span, key, json_string_value(v));
+            else
+                rc = deja_span_param_bool(span, key, json_is_true(v));
+        }
+    }
+    for (size_t i = 0; i < s->ntags && rc == 0; i++) {
+        if (r->tags != NULL && json_object_get(r->tags, s->tags[i].key) != NULL)
+            continue; /* the request's own tag wins */
+        rc = deja_span_tag(span, s->tags[i].key, s->tags[i].value);
+    }
+    if (r->tags != NULL) {
+        json_object_foreach(r->tags, key, v) {
+            if (rc != 0)
+                break;
+            rc = deja_span_tag(span, key, json_string_value(v));
+        }
+    }
+    return rc;
+}
+
+/* Print the result line of one request. */
+static void print_result(run_state *s, size_t line, const char *id, int failed,
+                         const char *error, const deja_tensor *outs, size_t nouts)
+{
+    if (s->json) {
+        json_t *obj = json_object();
+        json_t *arr = json_array();
+        int bad = obj == NULL || arr == NULL;
+        for (size_t i = 0; i < nouts && !bad; i++)
+            bad = json_array_append_new(arr, cli_tensor_json(&outs[i], 1)) != 0;
+        bad = bad || json_object_set_new(obj, "line", json_integer((json_int_t)line)) != 0;
+        bad = bad || json_object_set_new(obj, "id", json_string(id)) != 0;
+        bad = bad || json_object_set_new(obj, "status",
+                                         json_string(failed ? "error" : "ok")) != 0;
+        if (failed)
+            bad = bad || json_object_set_new(obj, "error", json_string(error)) != 0;
+        bad = bad || json_object_set(obj, "outputs", arr) != 0;
+        json_decref(arr);
+        if (bad) {
+            json_decref(obj);
+            cli_error("out of memory printing line %zu", line);
+            return;
+        }
+        cli_json_print(obj);
+        return;
+    }
+    printf("%s  %-5s  ", id, failed ? "error" : "ok");
+    if (failed) {
+        fputs(error, stdout);
+    } else {
+        for (size_t i = 0; i < nouts; i++) {
+            if (i)
+                fputs("  ", stdout);
+            if (nouts > 1)
+                printf("%s=", outs[i].name);
+            cli_print_preview(stdout, &outs[i], PREVIEW_CHARS);
+        }
+    }
+    fputc('\n', stdout);
+}
+
+/* Record one parsed request: span, ctx, inference, end. -1 on trouble (the
+ * problem is reported). */
+static int record_one(run_state *s, size_t line, const request *r)
+{
+    deja_span *span = NULL;
+    deja_ctx *ctx = NULL;
+    const uint8_t *digest;
+    size_t digest_size = 0;
+    const deja_tensor *outs = NULL;
+    size_t nouts = 0;
+    char id[DEJA_ID_STRLEN + 1];
+    char *error = NULL;
+    uint64_t seed = 0;
+    int rc;
+    int ret = -1;
+
+    rc = deja_span_begin(&span, s->tracer, deja_model_name(s->model),
+                         deja_model_version(s->model));
+    if (rc < 0) {
+        cli_lib_error(rc, "%s:%zu: cannot begin a span", s->source, line);
+        goto cleanup;
+    }
+    deja_id_format(deja_span_id(span), id);
+    digest = deja_model_digest(s->model, &digest_size);
+    if (digest != NULL && digest_size > 0)
+        rc = deja_span_model_digest(span, digest, digest_size);
+    if (rc == 0)
+        rc = fill_span(s, span, r);
+    if (rc < 0) {
+        cli_lib_error(rc, "%s:%zu", s->source, line);
+        goto cleanup;
+    }
+    if (r->has_seed)
+        seed = r->seed;
+    else if (s->has_seed)
+        seed = s->seed + line;
+    rc = deja_ctx_record(&ctx, span, seed);
+    if (rc < 0) {
+        cli_lib_error(rc, "%s:%zu: cannot make a recording context", s->source, line);
+        goto cleanup;
+    }
+    rc = deja_model_infer(s->model, ctx);
+    if (rc < 0) {
+        const char *msg = deja_error_last();
+        if ((msg == NULL || msg[0] == '\0') && deja_ctx_error(ctx) != NULL)
+            msg = deja_ctx_error(ctx);
+        error = strdup(msg != NULL && msg[0] != '\0' ? msg : deja_strerror(rc));
+        if (error == NULL) {
+            cli_error("out of memory");
+            goto cleanup;
+        }
+    } else {
+        outs = deja_ctx_outputs(ctx, &nouts);
+        if (outs == NULL)
+            nouts = 0;
+    }
+    print_result(s, line, id, error != NULL, error, outs, nouts);
+    deja_ctx_free(ctx);
+    ctx = NULL;
+    rc = deja_span_end(span, error != NULL ? DEJA_STATUS_ERROR : DEJA_STATUS_OK, error);
+    span = NULL;
+    if (rc < 0) {
+        cli_lib_error(rc, "%s:%zu: trace %s was not recorded", s->source, line, id);
+        goto cleanup;
+    }
+    s->recorded++;
+    if (error != NULL)
+        s->errors++;
+    ret = 0;
+
+cleanup:
+    deja_ctx_free(ctx);
+    deja_span_abort(span);
+    free(error);
+    return ret;
+}
+
+/* Non-zero when the line holds only white space. */
+static int blank(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n')
+            return 0;
+    }
+    return 1;
+}
+
+/* Read every request from `in` and record it. */
+static void run_requests(run_state *s, FILE *in)
+{
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    size_t line = 0;
+
+    while ((len = getline(&buf, &cap, in)) >= 0) {
+        request r;
+        line++;
+        if (blank(buf, (size_t)len))
+            continue;
+        if (parse_request(s, line, buf, (size_t)len, &r) < 0 || record_one(s, line, &r) < 0)
+            s->bad_lines++;
+        request_free(&r);
+        fflush(stdout);
+    }
+    free(buf);
+}
+
+/* `deja run`. */
+int cmd_run(const cli_global *g, int argc, char **argv)
+{
+    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED };
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        {"model", required_argument, NULL, CLI_OPT_MODEL},
+        {"tag", required_argument, NULL, CLI_OPT_TAG},
+        {"requests", required_argument, NULL, OPT_REQUESTS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        CLI_LONGOPT_END,
+    };
+    run_state s;
+    cli_filter tags; /* reuses the --tag parser */
+    const char *spec = NULL;
+    const char *requests = NULL;
+    FILE *in = NULL;
+    struct timespec t0, t1;
+    deja_tracer_stats ts;
+    int first = 1;
+    int ret = CLI_EXIT_TROUBLE;
+    int c, rc;
+
+    memset(&s, 0, sizeof s);
+    cli_filter_init(&tags);
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        switch (c) {
+        case CLI_OPT_HELP:
+            ret = cli_help(help);
+            goto cleanup;
+        case CLI_OPT_JSON:
+            s.json = 1;
+            break;
+        case CLI_OPT_MODEL:
+            spec = optarg;
+            break;
+        case CLI_OPT_TAG:
+            if (cli_filter_option(&tags, c, optarg, 0) < 0)
+                goto cleanup;
+            break;
+        case OPT_REQUESTS:
+            requests = optarg;
+            break;
+        case OPT_SEED:
+            if (cli_parse_u64(optarg, UINT64_MAX, &s.seed) < 0) {
+                cli_error("--seed: expected a non-negative integer, not '%s'", optarg);
+                goto cleanup;
+            }
+            s.has_seed = 1;
+            break;
+        default:
+            goto cleanup;
+        }
+    }
+    if (optind < argc) {
+        ret = cli_usage_error(help, "run: unexpected argument '%s'", argv[optind]);
+        goto cleanup;
+    }
+    if (spec == NULL) {
+        ret = cli_usage_error(help, "run: --model PLUGIN is required");
+        goto cleanup;
+    }
+    s.tags = tags.tags;
+    s.ntags = tags.ntags;
+    if (requests != NULL && strcmp(requests, "-") != 0) {
+        in = fopen(requests, "r");
+        if (in == NULL) {
+            cli_error("%s: cannot open: %s", requests, strerror(errno));
+            goto cleanup;
+        }
+        s.source = requests;
+    } else {
+        in = stdin;
+        s.source = "<stdin>";
+    }
+    /* The model first: a missing plugin must not leave a new store behind. */
+    rc = deja_model_load(&s.model, spec);
+    if (rc < 0) {
+        const char *msg = deja_error_last();
+        if (msg != NULL && msg[0] != '\0')
+            cli_error("%s", msg);
+        else
+            cli_error("model '%s': %s", spec, deja_strerror(rc));
+        goto cleanup;
+    }
+    rc = deja_tracer_open(&s.tracer, g->store, NULL);
+    if (rc < 0) {
+        cli_lib_error(rc, "store '%s'", g->store);
+        goto cleanup;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    run_requests(&s, in);
+    if (ferror(in)) {
+        cli_error("%s: read error", s.source);
+        s.bad_lines++;
+    }
+    rc = deja_tracer_flush(s.tracer);
+    deja_tracer_stats_get(s.tracer, &ts);
+    if (rc < 0) {
+        cli_lib_error(rc, "store '%s': flushing traces", g->store);
+        goto cleanup;
+    }
+    if (ts.failed > 0) {
+        cli_error("store '%s': %llu traces could not be written", g->store,
+                  (unsigned long long)ts.failed);
+        goto cleanup;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fflush(stdout);
+    fprintf(stderr, "recorded %zu traces (%zu errors) in %.1f s\n", s.recorded, s.errors,
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    if (s.bad_lines > 0) {
+        cli_error("%zu request lines could not be recorded", s.bad_lines);
+        goto cleanup;
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_tracer_close(s.tracer);
+    deja_model_free(s.model);
+    if (in != NULL && in != stdin)
+        fclose(in);
+    cli_filter_free(&tags);
+    return ret;
+}

@@ -1,0 +1,326 @@
+/*
+ * cli/cmd_show.c -- `deja show ID`: one trace in full, as text, JSON or a
+ * bug-report-ready Markdown summary.
+ */
+#include "cli.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: deja show ID [--json | --md]\n"
+    "\n"
+    "Show one trace in full. ID is a trace id or any unique prefix of one.\n"
+    "\n"
+    "  --json   the complete trace as one JSON object: tensors with their data\n"
+    "           (\"text\" for UTF-8 text, else \"base64\", byte-exact), params, seeds,\n"
+    "           RNG streams with every draw (u64 values as decimal strings), clock\n"
+    "           reads, tags, and the environment\n"
+    "  --md     a Markdown summary for a bug report, with the command that replays it\n";
+
+#define PREVIEW_CHARS 200
+#define MD_PREVIEW_CHARS 500
+#define MAX_SHOWN 8
+
+/* Print the params as "k=v k=v". */
+static void print_params(FILE *fp, const deja_trace *t)
+{
+    for (size_t i = 0; i < t->nparams; i++) {
+        const deja_param *p = &t->params[i];
+        fprintf(fp, "%s%s=", i ? " " : "", p->key);
+        if (p->kind == DEJA_PARAM_NUM) {
+            char num[40];
+            cli_format_double(p->num, num, sizeof num);
+            fputs(num, fp);
+        } else if (p->kind == DEJA_PARAM_STR)
+            fprintf(fp, "\"%s\"", p->str ? p->str : "");
+        else
+            fputs(p->flag ? "true" : "false", fp);
+    }
+}
+
+/* Print the tensors, one per line, indented. */
+static void print_tensors(FILE *fp, const char *indent, const deja_tensor *ts, size_t n,
+                          size_t max_chars)
+{
+    for (size_t i = 0; i < n; i++) {
+        char shape[160];
+        cli_format_shape(&ts[i], shape, sizeof shape);
+        fprintf(fp, "%s%s  %s  %zu bytes  ", indent, ts[i].name, shape, ts[i].size);
+        cli_print_preview(fp, &ts[i], max_chars);
+        fputc('\n', fp);
+    }
+}
+
+/* A one-line summary of an environment. */
+static void print_env_summary(FILE *fp, const deja_env *e)
+{
+    char mem[32];
+
+    cli_format_bytes(e->memory_bytes, mem, sizeof mem);
+    fprintf(fp, "%s %s, %u cores, %s memory, %s %s, %s, %s, %u threads, fp %s%s%s",
+            e->arch ? e->arch : "?", e->cpu_model ? e->cpu_model : "?", e->cores, mem,
+            e->os ? e->os : "?", e->kernel ? e->kernel : "", e->libc ? e->libc : "?",
+            e->compiler ? e->compiler : "?", e->threads, e->fp_rounding ? e->fp_rounding : "?",
+            e->ftz ? " ftz" : "", e->daz ? " daz" : "");
+    for (size_t i = 0; i < e->ngpus; i++)
+        fprintf(fp, ", gpu %s", e->gpus[i]);
+}
+
+/* The human form. */
+static void show_text(const deja_trace *t, const deja_env *env)
+{
+    char id[DEJA_ID_STRLEN + 1];
+    char local[64], utc[64], dur[32];
+    char *digest = cli_hex(t->model_digest, t->model_digest_size);
+
+    deja_id_format(&t->id, id);
+    cli_format_local(t->start_ns, local, sizeof local);
+    cli_format_utc(t->start_ns, utc, sizeof utc);
+    cli_format_duration(t->duration_ns, dur, sizeof dur);
+    printf("trace     %s\n", id);
+    printf("start     %s (%s)\n", local, utc);
+    printf("duration  %s\n", dur);
+    printf("model     %s %s\n", t->model_name, t->model_version);
+    printf("digest    %s\n", digest && digest[0] ? digest : "-");
+    printf("status    %s\n", cli_status_name(t->status));
+    if (t->status != DEJA_STATUS_OK || (t->error && t->error[0]))
+        printf("error     %s\n", t->error ? t->error : "");
+    if (t->has_parent) {
+        char parent[DEJA_ID_STRLEN + 1];
+        deja_id_format(&t->parent, parent);
+        printf("parent    %s\n", parent);
+    }
+    fputs("tags      ", stdout);
+    if (t->ntags == 0)
+        fputc('-', stdout);
+    for (size_t i = 0; i < t->ntags; i++)
+        printf("%s%s=%s", i ? " " : "", t->tags[i].key, t->tags[i].value);
+    fputs("\nparams    ", stdout);
+    if (t->nparams == 0)
+        fputc('-', stdout);
+    print_params(stdout, t);
+    fputc('\n', stdout);
+    printf("inputs    %zu\n", t->ninputs);
+    print_tensors(stdout, "  ", t->inputs, t->ninputs, PREVIEW_CHARS);
+    printf("outputs   %zu\n", t->noutputs);
+    print_tensors(stdout, "  ", t->outputs, t->noutputs, PREVIEW_CHARS);
+    printf("seeds     %zu\n", t->nseeds);
+    for (size_t i = 0; i < t->nseeds; i++)
+        printf("  %s = %llu\n", t->seeds[i].name, (unsigned long long)t->seeds[i].value);
+    printf("rng       %zu streams\n", t->nrng);
+    for (size_t i = 0; i < t->nrng; i++) {
+        const deja_rng_stream *r = &t->rng[i];
+        printf("  %s  seed %llu, %zu draws", r->name, (unsigned long long)r->seed, r->ndraws);
+        for (size_t k = 0; k < r->ndraws && k < 3; k++)
+            printf("%s%016llx", k ? " " : ": ", (unsigned long long)r->draws[k]);
+        printf("%s\n", r->ndraws > 3 ? " ..." : "");
+    }
+    printf("clock     %zu reads\n", t->nclock);
+    for (size_t i = 0; i < t->nclock && i < MAX_SHOWN; i++) {
+        cli_format_utc(t->clock_ns[i], utc, sizeof utc);
+        printf("  %lld  %s\n", (long long)t->clock_ns[i], utc);
+    }
+    if (t->nclock > MAX_SHOWN)
+        printf("  ... %zu more\n", t->nclock - MAX_SHOWN);
+    if (t->has_env) {
+        char d[33];
+        deja_digest_format(&t->env, d);
+        printf("env       %s\n", d);
+        if (env != NULL) {
+            fputs("  ", stdout);
+            print_env_summary(stdout, env);
+            fputc('\n', stdout);
+            for (size_t i = 0; i < env->nvars; i++)
+                printf("  %s=%s\n", env->vars[i].key, env->vars[i].value);
+        }
+    } else {
+        printf("env       -\n");
+    }
+    free(digest);
+}
+
+/* The plugin name that replays model `name` at `version`: textgen-v3. */
+static void plugin_name(const deja_trace *t, char *out, size_t cap)
+{
+    const char *v = t->model_version ? t->model_version : "";
+
+    if ((v[0] == 'v' || v[0] == 'V') && v[1] >= '0' && v[1] <= '9')
+        snprintf(out, cap, "%s-%s", t->model_name, v);
+    else
+        snprintf(out, cap, "%s-v%s", t->model_name, v);
+}
+
+/* Markdown tensors: a list with the preview in a code span block. */
+static void md_tensors(const deja_tensor *ts, size_t n)
+{
+    if (n == 0)
+        puts("(none)");
+    for (size_t i = 0; i < n; i++) {
+        char shape[160];
+        cli_format_shape(&ts[i], shape, sizeof shape);
+        printf("- `%s` %s, %zu bytes\n\n  ````\n  ", ts[i].name, shape, ts[i].size);
+        cli_print_preview(stdout, &ts[i], MD_PREVIEW_CHARS);
+        printf("\n  ````\n");
+    }
+}
+
+/* The Markdown form. */
+static void show_md(const cli_global *g, const deja_trace *t, const deja_env *env)
+{
+    char id[DEJA_ID_STRLEN + 1];
+    char utc[64], dur[32], plugin[256];
+    char *digest = cli_hex(t->model_digest, t->model_digest_size);
+    char *abs = realpath(g->store, NULL);
+
+    deja_id_format(&t->id, id);
+    cli_format_utc(t->start_ns, utc, sizeof utc);
+    cli_format_duration(t->duration_ns, dur, sizeof dur);
+    plugin_name(t, plugin, sizeof plugin);
+    printf("## deja trace `%s`\n\n", id);
+    printf("| field | value |\n|---|---|\n");
+    printf("| model | `%s` |\n", t->model_name);
+    printf("| version | `%s` |\n", t->model_version);
+    printf("| weights digest | `%s` |\n", digest && digest[0] ? digest : "-");
+    printf("| recorded | %s |\n", utc);
+    printf("| duration | %s |\n", dur);
+    printf("| status | %s |\n", cli_status_name(t->status));
+    if (t->error && t->error[0])
+        printf("| error | %s |\n", t->error);
+    if (t->ntags > 0) {
+        fputs("| tags |", stdout);
+        for (size_t i = 0; i < t->ntags; i++)
+            printf(" `%s=%s`", t->tags[i].key, t->tags[i].value);
+        fputs(" |\n", stdout);
+    }
+    if (t->nparams > 0) {
+        fputs("| params | `", stdout);
+        print_params(stdout, t);
+        fputs("` |\n", stdout);
+    }
+    if (t->has_parent) {
+        char parent[DEJA_ID_STRLEN + 1];
+        deja_id_format(&t->parent, parent);
+        printf("| parent | `%s` |\n", parent);
+    }
+    printf("\n### Environment\n\n");
+    if (env != NULL) {
+        char d[33];
+        deja_digest_format(&t->env, d);
+        printf("- digest `%s`\n- ", d);
+        print_env_summary(stdout, env);
+        fputc('\n', stdout);
+        for (size_t i = 0; i < env->nvars; i++)
+            printf("- `%s=%s`\n", env->vars[i].key, env->vars[i].value);
+    } else {
+        printf("(not recorded)\n");
+    }
+    printf("\n### Inputs\n\n");
+    md_tensors(t->inputs, t->ninputs);
+    printf("\n### Outputs\n\n");
+    md_tensors(t->outputs, t->noutputs);
+    printf("\n### Recorded randomness and time\n\n");
+    for (size_t i = 0; i < t->nseeds; i++)
+        printf("- seed `%s` = %llu\n", t->seeds[i].name, (unsigned long long)t->seeds[i].value);
+    for (size_t i = 0; i < t->nrng; i++)
+        printf("- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
+               (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
+    printf("- %zu clock reads\n", t->nclock);
+    printf("\n### Reproduce\n\n```sh\ndeja --store %s replay %s --model %s\n```\n",
+           abs ? abs : g->store, id, plugin);
+    free(abs);
+    free(digest);
+}
+
+/* The JSON form, with the environment. */
+static int show_json(const deja_trace *t, const deja_env *env)
+{
+    json_t *obj = cli_trace_json(t, 1);
+
+    if (obj != NULL) {
+        json_t *e = env != NULL ? cli_env_json(env) : json_null();
+        if (e == NULL || json_object_set_new(obj, "env", e) != 0) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+    return cli_json_print(obj);
+}
+
+/* `deja show`. */
+int cmd_show(const cli_global *g, int argc, char **argv)
+{
+    enum { OPT_MD = CLI_OPT_FIRST_FREE };
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        {"md", no_argument, NULL, OPT_MD},
+        CLI_LONGOPT_END,
+    };
+    deja_store *store = NULL;
+    deja_trace *t = NULL;
+    deja_env *env = NULL;
+    deja_id id;
+    int json = 0, md = 0;
+    int first = 1;
+    int ret = CLI_EXIT_TROUBLE;
+    int c, rc;
+
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            json = 1;
+        } else if (c == OPT_MD) {
+            md = 1;
+        } else {
+            goto cleanup;
+        }
+    }
+    if (json && md) {
+        ret = cli_usage_error(help, "show: --json and --md exclude each other");
+        goto cleanup;
+    }
+    if (argc - optind != 1) {
+        ret = cli_usage_error(help, argc == optind ? "show: which trace? give an ID"
+                                                   : "show: one ID at a time");
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0 || cli_resolve(store, argv[optind], &id) != 0)
+        goto cleanup;
+    rc = deja_trace_get(store, &id, &t);
+    if (rc < 0) {
+        char text[DEJA_ID_STRLEN + 1];
+        deja_id_format(&id, text);
+        cli_lib_error(rc, "trace %s", text);
+        goto cleanup;
+    }
+    if (t->has_env) {
+        rc = deja_store_env_get(store, &t->env, &env);
+        if (rc < 0) {
+            char d[33];
+            deja_digest_format(&t->env, d);
+            cli_lib_error(rc, "environment %s", d);
+            goto cleanup;
+        }
+    }
+    if (json) {
+        if (show_json(t, env) < 0) {
+            cli_error("out of memory printing the trace");
+            goto cleanup;
+        }
+    } else if (md) {
+        show_md(g, t, env);
+    } else {
+        show_text(t, env);
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_env_free(env);
+    deja_trace_free(t);
+    deja_store_close(store);
+    return ret;
+}

@@ -1,0 +1,113 @@
+/*
+ * cli/cmd_stats.c -- `deja stats`: store size, dedup and compression ratios.
+ */
+#include "cli.h"
+
+static const char help[] =
+    "usage: deja stats [--json]\n"
+    "\n"
+    "Show the store's figures: traces, blobs, environments, bytes before and after\n"
+    "deduplication and compression, the ratios, compression dictionaries, traces\n"
+    "dropped, sampled out or redacted by tracers, and the on-disk format version.\n"
+    "\n"
+    "  --json   one JSON object\n";
+
+/* a / b, or 0 when b is 0. */
+static double ratio(uint64_t a, uint64_t b)
+{
+    return b == 0 ? 0.0 : (double)a / (double)b;
+}
+
+/* Print "label  1.2 MiB (1234567 bytes)". */
+static void print_bytes(const char *label, uint64_t v)
+{
+    char human[32];
+
+    cli_format_bytes(v, human, sizeof human);
+    printf("%-22s %s (%llu bytes)\n", label, human, (unsigned long long)v);
+}
+
+/* The JSON form. */
+static int stats_json(const deja_store_stats *st)
+{
+    json_t *obj = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I}",
+        "traces", (json_int_t)st->traces, "blobs", (json_int_t)st->blobs, "environments",
+        (json_int_t)st->envs, "raw_bytes", (json_int_t)st->raw_bytes, "unique_bytes",
+        (json_int_t)st->unique_bytes, "stored_bytes", (json_int_t)st->stored_bytes, "file_bytes",
+        (json_int_t)st->file_bytes, "compression_ratio", ratio(st->unique_bytes, st->stored_bytes),
+        "dedup_ratio", ratio(st->raw_bytes, st->unique_bytes), "overall_ratio",
+        ratio(st->raw_bytes, st->stored_bytes), "dictionaries", (json_int_t)st->dictionaries,
+        "dropped", (json_int_t)st->dropped, "sampled_out", (json_int_t)st->sampled_out,
+        "redacted", (json_int_t)st->redacted, "format", (json_int_t)st->format);
+
+    return cli_json_print(obj);
+}
+
+/* `deja stats`. */
+int cmd_stats(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        CLI_LONGOPT_END,
+    };
+    deja_store *store = NULL;
+    deja_store_stats st;
+    int json = 0;
+    int first = 1;
+    int ret = CLI_EXIT_TROUBLE;
+    int c, rc;
+
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            json = 1;
+        } else {
+            goto cleanup;
+        }
+    }
+    if (optind < argc) {
+        ret = cli_usage_error(help, "stats: unexpected argument '%s'", argv[optind]);
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0)
+        goto cleanup;
+    rc = deja_store_stats_get(store, &st);
+    if (rc < 0) {
+        cli_lib_error(rc, "store '%s'", g->store);
+        goto cleanup;
+    }
+    if (json) {
+        if (stats_json(&st) < 0) {
+            cli_error("out of memory printing stats");
+            goto cleanup;
+        }
+    } else {
+        printf("%-22s %s\n", "store", g->store);
+        printf("%-22s %llu\n", "traces", (unsigned long long)st.traces);
+        printf("%-22s %llu\n", "blobs", (unsigned long long)st.blobs);
+        printf("%-22s %llu\n", "environments", (unsigned long long)st.envs);
+        print_bytes("raw bytes", st.raw_bytes);
+        print_bytes("unique bytes", st.unique_bytes);
+        print_bytes("stored bytes", st.stored_bytes);
+        print_bytes("file bytes", st.file_bytes);
+        printf("%-22s %.2fx (unique / stored)\n", "compression ratio",
+               ratio(st.unique_bytes, st.stored_bytes));
+        printf("%-22s %.2fx (raw / unique)\n", "dedup ratio", ratio(st.raw_bytes, st.unique_bytes));
+        printf("%-22s %.2fx (raw / stored)\n", "overall ratio",
+               ratio(st.raw_bytes, st.stored_bytes));
+        printf("%-22s %u\n", "dictionaries", (unsigned)st.dictionaries);
+        printf("%-22s %llu dropped, %llu sampled out, %llu redacted\n", "not recorded",
+               (unsigned long long)st.dropped, (unsigned long long)st.sampled_out,
+               (unsigned long long)st.redacted);
+        printf("%-22s %u\n", "format version", (unsigned)st.format);
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_store_close(store);
+    return ret;
+}

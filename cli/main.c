@@ -1,0 +1,126 @@
+/*
+ * cli/main.c -- the `deja` command: global options and the command table.
+ *
+ * To add a command: write cli/cmd_<name>.c with
+ *   int cmd_<name>(const cli_global *g, int argc, char **argv);
+ * declare it in cli/cli.h, and add one line to `commands` below.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const cli_command commands[] = {
+    {"run", cmd_run, "run a model plugin on requests, recording each inference"},
+    {"ls", cmd_ls, "list traces, newest first"},
+    {"show", cmd_show, "show one trace in full (--json, or --md for a bug report)"},
+    {"stats", cmd_stats, "store size, dedup and compression ratios"},
+    {"verify", cmd_verify, "check the store's integrity"},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const char usage[] = "usage: deja [--store PATH] COMMAND [ARGS...]  (deja --help)\n";
+
+/* Print the top-level help on stdout. */
+static int print_help(void)
+{
+    fputs("usage: deja [--store PATH] COMMAND [ARGS...]\n"
+          "\n"
+          "deja, a flight recorder and replay debugger for ML inference.\n"
+          "\n"
+          "Commands:\n",
+          stdout);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        printf("  %-8s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n"
+          "Options:\n"
+          "  --store PATH   the store (a directory); default $DEJA_STORE, else ./deja.store\n"
+          "  --help         this help; 'deja COMMAND --help' for a command's\n"
+          "  --version      print deja's version\n"
+          "\n"
+          "Exit status: 0 success, 1 differences or problems found, 2 trouble.\n",
+          stdout);
+    return CLI_EXIT_OK;
+}
+
+/* The command called `name`, or NULL. */
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+/* Print an unknown-command error and the usage line; return 2. */
+static int unknown_command(const char *name)
+{
+    fprintf(stderr, "deja: unknown command '%s' (commands:", name);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(stderr, " %s", commands[i].name);
+    fputs(")\n", stderr);
+    fputs(usage, stderr);
+    return CLI_EXIT_TROUBLE;
+}
+
+int main(int argc, char **argv)
+{
+    const char *store_opt = NULL;
+    const cli_command *cmd;
+    cli_global g;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--store") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+                fprintf(stderr, "deja: option '--store' needs a value\n%s", usage);
+                return CLI_EXIT_TROUBLE;
+            }
+            store_opt = argv[++i];
+        } else if (strncmp(a, "--store=", 8) == 0) {
+            if (a[8] == '\0') {
+                fprintf(stderr, "deja: option '--store' needs a value\n%s", usage);
+                return CLI_EXIT_TROUBLE;
+            }
+            store_opt = a + 8;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            return print_help();
+        } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            printf("deja %s\n", DEJA_VERSION_STRING);
+            return CLI_EXIT_OK;
+        } else if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "deja: unknown option '%s'\n%s", a, usage);
+            return CLI_EXIT_TROUBLE;
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "deja: no command given\n%s", usage);
+        return CLI_EXIT_TROUBLE;
+    }
+    if (strcmp(argv[i], "help") == 0) {
+        char *help_argv[3];
+        if (i + 1 >= argc)
+            return print_help();
+        cmd = find_command(argv[i + 1]);
+        if (cmd == NULL)
+            return unknown_command(argv[i + 1]);
+        help_argv[0] = argv[i + 1];
+        help_argv[1] = (char *)"--help";
+        help_argv[2] = NULL;
+        g.store = cli_store_path(store_opt);
+        return cmd->fn(&g, 2, help_argv);
+    }
+    cmd = find_command(argv[i]);
+    if (cmd == NULL)
+        return unknown_command(argv[i]);
+    g.store = cli_store_path(store_opt);
+    return cmd->fn(&g, argc - i, argv + i);
+}

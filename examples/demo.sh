@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# examples/demo.sh BUILD_DIR -- a walkthrough of deja on the textgen example:
+# record 1000 inferences, find them, look at one, check the store, and record
+# from an instrumented program too. Every command is echoed before it runs.
+#
+#   ./run demo               (builds, then runs this with BUILD_DIR=build)
+#   examples/demo.sh build
+set -euo pipefail
+
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then
+    echo "usage: examples/demo.sh BUILD_DIR" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+DEJA_BIN="$BUILD/bin/deja"
+[ -x "$DEJA_BIN" ] || { echo "demo: $DEJA_BIN is not built" >&2; exit 2; }
+
+export DEJA_STORE="$BUILD/demo.store"
+export DEJA_PLUGIN_PATH="$BUILD/lib"
+WORK="$BUILD/demo"
+rm -rf "$DEJA_STORE" "$WORK"
+mkdir -p "$WORK"
+
+# The commands run as typed: `deja` is the built binary.
+deja() { "$DEJA_BIN" "$@"; }
+
+# step "comment" command...: print the comment and "$ command", then run it.
+step() {
+    local comment=$1; shift
+    printf '\n# %s\n$ %s\n' "$comment" "$*"
+    eval "$@"
+}
+
+echo "deja demo: store $DEJA_STORE (DEJA_STORE), plugins in $DEJA_PLUGIN_PATH"
+
+# 40 openings x 5 temperatures x 5 seeds = 1000 requests, always the same.
+REQUESTS="$WORK/requests.jsonl"
+awk 'BEGIN {
+    n = split("Once upon a time|The king|In the morning|She said|The old man|" \
+              "It was a dark night|When the sun rose|He looked at|The door opened|" \
+              "Long ago|The children|At the river|A little bird|The queen was|" \
+              "Nobody knew|In the forest|The wind|They walked|On the hill|" \
+              "The fisherman|There was once|Her mother|The wolf|All day long|" \
+              "The village|Down by the sea|His brother|The princess|Early one morning|" \
+              "The giant|Under the bridge|The miller|Three sisters|The cat sat|" \
+              "In a far country|The soldier|At midnight|The baker|The road was|" \
+              "Once more", prompts, "|")
+    split("0.2 0.5 0.8 1.0 1.3", temps, " ")
+    id = 0
+    for (p = 1; p <= n; p++)
+        for (t = 1; t <= 5; t++)
+            for (s = 1; s <= 5; s++) {
+                id++
+                printf "{\"inputs\": {\"prompt\": \"%s\"}, \"params\": {\"temperature\": %s, " \
+                       "\"max_tokens\": 60}, \"tags\": {\"user\": \"u%d\", \"prompt\": \"p%d\"}, " \
+                       "\"seed\": %d}\n", prompts[p], temps[t], id % 7, p, 1000 + s
+            }
+}' > "$REQUESTS"
+
+step "1000 requests, one JSON object per line" "wc -l < '$REQUESTS'; head -2 '$REQUESTS'"
+step "record them through the textgen-v1 plugin (one line per inference: id, output)" \
+    "deja run --model textgen-v1 --requests '$REQUESTS' --tag source=demo > '$WORK/run.out'"
+step "what run printed" "head -3 '$WORK/run.out'"
+FIRST=$(head -1 "$WORK/run.out" | cut -d' ' -f1)
+
+step "the five newest traces" "deja ls --limit 5"
+step "one user's traces (tags are indexed)" "deja ls --tag user=u3 --limit 5"
+step "one prompt's traces, filters combined" \
+    "deja ls --tag prompt=p1 --model textgen --version 1 --since 1h --limit 3"
+step "the first trace in full (an id, or any unique prefix of one)" "deja show $FIRST"
+step "the same, ready to paste into a bug report" "deja show $FIRST --md"
+step "store size: payloads are content-addressed and compressed" "deja stats"
+step "every record decodes, every blob matches its digest" "deja verify"
+
+if [ -x "$BUILD/bin/instrumented" ]; then
+    step "a program with its own model and RNG, recording through the span API" \
+        "'$BUILD/bin/instrumented' '$DEJA_STORE' 3 > '$WORK/instrumented.out'; cat '$WORK/instrumented.out'"
+    INST=$(tail -1 "$WORK/instrumented.out" | cut -d' ' -f1)
+    if [ -n "$INST" ]; then
+        step "one of its traces: the seed it used is recorded" "deja show $INST"
+    fi
+else
+    printf '\n# (%s/bin/instrumented is not built: skipped)\n' "$BUILD"
+fi
+
+# ---------------------------------------------------------------------------
+# REPLAY AND BISECT (added by the replay/bisect helper below this line)
+# ---------------------------------------------------------------------------
+
+printf '\ndemo done: the store is %s\n' "$DEJA_STORE"

@@ -1,0 +1,944 @@
+/*
+ * proto/codec.c -- encode and decode Trace and Environment records.
+ *
+ * The only file that touches the generated protobuf-c types. Encoding
+ * builds the protobuf-c message on the stack (or in one heap arena for very
+ * large traces) with pointers into the caller's structs, so a trace costs
+ * one pack and no per-field allocation. Decoding unpacks with protobuf-c,
+ * checks every field a reader relies on, and wraps the message in a private
+ * struct whose first member is the public deja_trace (deja_env).
+ */
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/codec.h"
+#include "proto/deja.pb-c.h"
+#include "store/store.h"
+
+/* Bytes of protobuf-c message structs that encoding keeps on the stack;
+ * beyond this one heap arena is used. */
+#define STACK_ARENA 8192
+
+/* Upper bound on any element count handed to the encoder, so that sizing
+ * the arena cannot overflow. */
+#define MAX_COUNT ((size_t)1 << 24)
+
+#define ALIGN_UP(n) (((n) + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1))
+
+/* ------------------------------------------------------------------------
+ * Buffers
+ * ---------------------------------------------------------------------- */
+
+/* Make room for `extra` more bytes after b->size, growing geometrically.
+ * Returns 0, or DEJA_ENOMEM when the size overflows or malloc fails (the
+ * buffer is then unchanged). */
+int deja__buf_reserve(deja__buf *b, size_t extra)
+{
+    size_t want;
+    size_t cap;
+    uint8_t *p;
+
+    if (extra > SIZE_MAX - b->size)
+        return deja__error_set(DEJA_ENOMEM, "buffer of %zu bytes cannot grow by %zu", b->size,
+                               extra);
+    want = b->size + extra;
+    if (want <= b->cap && b->data != NULL)
+        return 0;
+    cap = b->cap ? b->cap : 256;
+    while (cap < want)
+        cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return deja__error_set(DEJA_ENOMEM, "out of memory growing a buffer to %zu bytes", cap);
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Append `size` bytes at `data` to `b`. Returns 0 or DEJA_ENOMEM. */
+int deja__buf_append(deja__buf *b, const void *data, size_t size)
+{
+    int rc = deja__buf_reserve(b, size);
+
+    if (rc == 0 && size > 0) {
+        memcpy(b->data + b->size, data, size);
+        b->size += size;
+    }
+    return rc;
+}
+
+/* Release the memory of `b` and leave it empty and reusable. */
+void deja__buf_free(deja__buf *b)
+{
+    if (b == NULL)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->size = 0;
+    b->cap = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Shared checks
+ * ---------------------------------------------------------------------- */
+
+/* Return `s` as the non-const char * protobuf-c wants, "" for NULL. The
+ * packer never writes through it. */
+static char *pb_str(const char *s)
+{
+    return (char *)(s ? s : "");
+}
+
+/* Write "[3,4]" for `shape` into `out` (truncated with "..." if long). */
+static void format_shape(char *out, size_t cap, const uint64_t *shape, size_t ndim)
+{
+    size_t used = 0;
+    int n = snprintf(out, cap, "[");
+
+    used = n > 0 ? (size_t)n : 0;
+    for (size_t i = 0; i < ndim && used < cap; i++) {
+        n = snprintf(out + used, cap - used, "%s%llu", i ? "," : "", (unsigned long long)shape[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used < cap)
+        snprintf(out + used, cap - used, "]");
+    else if (cap > 4)
+        memcpy(out + cap - 4, "...", 4);
+}
+
+/* Check that the shape of tensor `name` agrees with its dtype and payload
+ * size. Fixed-size dtypes need product(shape) * element size == size
+ * (with no overflow); bytes and utf8 are free-form. Returns 0, or `code`
+ * with a message naming the tensor. */
+static int check_tensor(int code, const char *what, const char *name, deja_dtype dtype,
+                        const uint64_t *shape, size_t ndim, uint64_t size)
+{
+    const char *dname = deja_dtype_name(dtype);
+    const size_t esize = deja_dtype_size(dtype);
+    uint64_t bytes = esize;
+    char sh[128];
+
+    if (dname == NULL)
+        return deja__error_set(code, "%stensor '%s': unknown dtype %d", what, name, (int)dtype);
+    if (ndim > DEJA_MAX_DIMS)
+        return deja__error_set(code, "%stensor '%s': %zu dimensions (at most %d)", what, name, ndim,
+                               DEJA_MAX_DIMS);
+    if (ndim > 0 && shape == NULL)
+        return deja__error_set(code, "%stensor '%s': %zu dimensions but no shape", what, name,
+                               ndim);
+    if (dtype == DEJA_BYTES || dtype == DEJA_UTF8)
+        return 0;
+    for (size_t i = 0; i < ndim; i++) {
+        if (shape[i] != 0 && bytes > UINT64_MAX / shape[i]) {
+            format_shape(sh, sizeof sh, shape, ndim);
+            return deja__error_set(code, "%stensor '%s': shape %s of %s overflows", what, name, sh,
+                                   dname);
+        }
+        bytes *= shape[i];
+    }
+    if (bytes != size) {
+        format_shape(sh, sizeof sh, shape, ndim);
+        return deja__error_set(code,
+                               "%stensor '%s': shape %s holds %llu bytes of %s but the payload "
+                               "is %llu",
+                               what, name, sh, (unsigned long long)bytes, dname,
+                               (unsigned long long)size);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Trace encoding
+ * ---------------------------------------------------------------------- */
+
+/* Take `n` elements of `size` bytes from the arena cursor `*p`. */
+static void *carve(uint8_t **p, size_t n, size_t size)
+{
+    void *r = *p;
+
+    *p += ALIGN_UP(n * size);
+    return r;
+}
+
+/* Fill `dst` from tensor `src` (number `index` on side `side`). A payload
+ * larger than `inline_max` goes through `put` (when not NULL), its digest
+ * written to `dig`, which must outlive the pack. Returns 0 or the error of
+ * the check or of `put`. */
+static int encode_tensor(const deja_tensor *src, const char *side, size_t index,
+                         Deja__Pb__Tensor *dst, deja_digest *dig, size_t inline_max,
+                         deja__blob_put_fn put, void *payload)
+{
+    const char *name = src->name ? src->name : "";
+    int rc;
+
+    deja__pb__tensor__init(dst);
+    if (src->name == NULL)
+        return deja__error_set(DEJA_EINVAL, "%s %zu has no name", side, index);
+    rc = check_tensor(DEJA_EINVAL, "", name, src->dtype, src->shape, src->ndim, src->size);
+    if (rc != 0)
+        return rc;
+    if (src->size > 0 && src->data == NULL)
+        return deja__error_set(DEJA_EINVAL, "tensor '%s': %zu bytes but no data", name, src->size);
+    dst->name = pb_str(name);
+    dst->dtype = (Deja__Pb__DType)src->dtype;
+    dst->n_shape = src->ndim;
+    dst->shape = (uint64_t *)src->shape;
+    dst->size = src->size;
+    if (put != NULL && src->size > inline_max) {
+        rc = put(src->data, src->size, dig, payload);
+        if (rc != 0)
+            return deja__error_wrap(rc, "tensor '%s': ", name);
+        dst->blob.data = dig->bytes;
+        dst->blob.len = sizeof dig->bytes;
+    } else {
+        dst->data.data = (uint8_t *)src->data;
+        dst->data.len = src->size;
+    }
+    return 0;
+}
+
+/* Encode `trace` as a deja.pb.Trace into `out`, replacing its content.
+ * Tensors larger than `inline_max` are handed to `put` (when not NULL) and
+ * stored as digest and size. The message points into `trace` while it is
+ * packed; nothing is allocated except, for traces with very many fields,
+ * one arena. Returns 0, DEJA_EINVAL for an inconsistent trace (with a
+ * message naming the field), DEJA_ENOMEM, or the error of `put`. */
+int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_put_fn put,
+                       void *payload, deja__buf *out)
+{
+    alignas(max_align_t) uint8_t stack[STACK_ARENA];
+    Deja__Pb__Trace msg = DEJA__PB__TRACE__INIT;
+    Deja__Pb__Model model = DEJA__PB__MODEL__INIT;
+    uint8_t *heap = NULL;
+    uint8_t *p;
+    size_t nt;
+    size_t need;
+    size_t len;
+    size_t written;
+    Deja__Pb__Tensor *tensors;
+    Deja__Pb__Tensor **tptrs;
+    deja_digest *digests;
+    Deja__Pb__Param *params;
+    Deja__Pb__Param **pptrs;
+    Deja__Pb__Seed *seeds;
+    Deja__Pb__Seed **sptrs;
+    Deja__Pb__RngStream *rngs;
+    Deja__Pb__RngStream **rptrs;
+    Deja__Pb__Tag *tags;
+    Deja__Pb__Tag **gptrs;
+    int rc = 0;
+
+    if (trace == NULL || out == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "no trace to encode");
+        goto cleanup;
+    }
+    out->size = 0;
+    if (trace->ninputs > MAX_COUNT || trace->noutputs > MAX_COUNT || trace->nparams > MAX_COUNT ||
+        trace->nseeds > MAX_COUNT || trace->nrng > MAX_COUNT || trace->ntags > MAX_COUNT) {
+        rc = deja__error_set(DEJA_ENOMEM, "trace has more than %zu elements in a list", MAX_COUNT);
+        goto cleanup;
+    }
+    if ((trace->ninputs && !trace->inputs) || (trace->noutputs && !trace->outputs) ||
+        (trace->nparams && !trace->params) || (trace->nseeds && !trace->seeds) ||
+        (trace->nrng && !trace->rng) || (trace->ntags && !trace->tags) ||
+        (trace->nclock && !trace->clock_ns) || (trace->model_digest_size && !trace->model_digest)) {
+        rc = deja__error_set(DEJA_EINVAL, "trace has a count without its array");
+        goto cleanup;
+    }
+    if (trace->status != DEJA_STATUS_OK && trace->status != DEJA_STATUS_ERROR) {
+        rc = deja__error_set(DEJA_EINVAL, "trace has unknown status %d", (int)trace->status);
+        goto cleanup;
+    }
+
+    nt = trace->ninputs + trace->noutputs;
+    need = ALIGN_UP(nt * sizeof *tensors) + ALIGN_UP(nt * sizeof *tptrs) +
+           ALIGN_UP(nt * sizeof *digests) + ALIGN_UP(trace->nparams * sizeof *params) +
+           ALIGN_UP(trace->nparams * sizeof *pptrs) + ALIGN_UP(trace->nseeds * sizeof *seeds) +
+           ALIGN_UP(trace->nseeds * sizeof *sptrs) + ALIGN_UP(trace->nrng * sizeof *rngs) +
+           ALIGN_UP(trace->nrng * sizeof *rptrs) + ALIGN_UP(trace->ntags * sizeof *tags) +
+           ALIGN_UP(trace->ntags * sizeof *gptrs);
+    if (need <= sizeof stack) {
+        p = stack;
+    } else {
+        heap = malloc(need);
+        if (heap == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "out of memory encoding a trace (%zu bytes)", need);
+            goto cleanup;
+        }
+        p = heap;
+    }
+    tensors = carve(&p, nt, sizeof *tensors);
+    tptrs = carve(&p, nt, sizeof *tptrs);
+    digests = carve(&p, nt, sizeof *digests);
+    params = carve(&p, trace->nparams, sizeof *params);
+    pptrs = carve(&p, trace->nparams, sizeof *pptrs);
+    seeds = carve(&p, trace->nseeds, sizeof *seeds);
+    sptrs = carve(&p, trace->nseeds, sizeof *sptrs);
+    rngs = carve(&p, trace->nrng, sizeof *rngs);
+    rptrs = carve(&p, trace->nrng, sizeof *rptrs);
+    tags = carve(&p, trace->ntags, sizeof *tags);
+    gptrs = carve(&p, trace->ntags, sizeof *gptrs);
+
+    msg.id.data = (uint8_t *)trace->id.bytes;
+    msg.id.len = sizeof trace->id.bytes;
+    msg.start_ns = trace->start_ns;
+    msg.duration_ns = trace->duration_ns;
+    model.name = pb_str(trace->model_name);
+    model.version = pb_str(trace->model_version);
+    model.digest.data = (uint8_t *)trace->model_digest;
+    model.digest.len = trace->model_digest_size;
+    msg.model = &model;
+
+    for (size_t i = 0; i < nt; i++) {
+        const int is_in = i < trace->ninputs;
+        const size_t k = is_in ? i : i - trace->ninputs;
+        const deja_tensor *src = is_in ? &trace->inputs[k] : &trace->outputs[k];
+
+        rc = encode_tensor(src, is_in ? "input" : "output", k, &tensors[i], &digests[i], inline_max,
+                           put, payload);
+        if (rc != 0)
+            goto cleanup;
+        tptrs[i] = &tensors[i];
+    }
+    msg.n_inputs = trace->ninputs;
+    msg.inputs = tptrs;
+    msg.n_outputs = trace->noutputs;
+    msg.outputs = tptrs + trace->ninputs;
+
+    for (size_t i = 0; i < trace->nparams; i++) {
+        const deja_param *src = &trace->params[i];
+        Deja__Pb__Param *dst = &params[i];
+
+        deja__pb__param__init(dst);
+        dst->key = pb_str(src->key);
+        switch (src->kind) {
+        case DEJA_PARAM_NUM:
+            dst->value_case = DEJA__PB__PARAM__VALUE_NUM;
+            dst->num = src->num;
+            break;
+        case DEJA_PARAM_STR:
+            dst->value_case = DEJA__PB__PARAM__VALUE_STR;
+            dst->str = pb_str(src->str);
+            break;
+        case DEJA_PARAM_BOOL:
+            dst->value_case = DEJA__PB__PARAM__VALUE_FLAG;
+            dst->flag = src->flag != 0;
+            break;
+        default:
+            rc = deja__error_set(DEJA_EINVAL, "param '%s': unknown kind %d", dst->key,
+                                 (int)src->kind);
+            goto cleanup;
+        }
+        pptrs[i] = dst;
+    }
+    msg.n_params = trace->nparams;
+    msg.params = pptrs;
+
+    for (size_t i = 0; i < trace->nseeds; i++) {
+        deja__pb__seed__init(&seeds[i]);
+        seeds[i].name = pb_str(trace->seeds[i].name);
+        seeds[i].value = trace->seeds[i].value;
+        sptrs[i] = &seeds[i];
+    }
+    msg.n_seeds = trace->nseeds;
+    msg.seeds = sptrs;
+
+    for (size_t i = 0; i < trace->nrng; i++) {
+        const deja_rng_stream *src = &trace->rng[i];
+
+        if (src->ndraws > 0 && src->draws == NULL) {
+            rc = deja__error_set(DEJA_EINVAL, "rng stream '%s': %zu draws but no array",
+                                 pb_str(src->name), src->ndraws);
+            goto cleanup;
+        }
+        deja__pb__rng_stream__init(&rngs[i]);
+        rngs[i].name = pb_str(src->name);
+        rngs[i].seed = src->seed;
+        rngs[i].n_draws = src->ndraws;
+        rngs[i].draws = (uint64_t *)src->draws;
+        rptrs[i] = &rngs[i];
+    }
+    msg.n_rng = trace->nrng;
+    msg.rng = rptrs;
+
+    msg.n_clock_ns = trace->nclock;
+    msg.clock_ns = (int64_t *)trace->clock_ns;
+    if (trace->has_env) {
+        msg.env.data = (uint8_t *)trace->env.bytes;
+        msg.env.len = sizeof trace->env.bytes;
+    }
+    msg.status = trace->status == DEJA_STATUS_ERROR ? DEJA__PB__STATUS__STATUS_ERROR
+                                                    : DEJA__PB__STATUS__STATUS_OK;
+    msg.error = pb_str(trace->error);
+
+    for (size_t i = 0; i < trace->ntags; i++) {
+        deja__pb__tag__init(&tags[i]);
+        tags[i].key = pb_str(trace->tags[i].key);
+        tags[i].value = pb_str(trace->tags[i].value);
+        gptrs[i] = &tags[i];
+    }
+    msg.n_tags = trace->ntags;
+    msg.tags = gptrs;
+    if (trace->has_parent) {
+        msg.parent.data = (uint8_t *)trace->parent.bytes;
+        msg.parent.len = sizeof trace->parent.bytes;
+    }
+
+    len = deja__pb__trace__get_packed_size(&msg);
+    rc = deja__buf_reserve(out, len);
+    if (rc != 0)
+        goto cleanup;
+    written = deja__pb__trace__pack(&msg, out->data);
+    if (written != len) {
+        rc = deja__error_set(DEJA_EINVAL, "trace packed to %zu bytes, expected %zu", written, len);
+        goto cleanup;
+    }
+    out->size = written;
+cleanup:
+    free(heap);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Trace decoding
+ * ---------------------------------------------------------------------- */
+
+/* A decoded trace: the public struct first (so a deja_trace * is a
+ * trace_impl *), the unpacked message its strings and arrays point into,
+ * and the arrays built for it. All arrays live in the same allocation as
+ * this struct except the message and attached payloads. */
+typedef struct trace_impl {
+    deja_trace pub;
+    Deja__Pb__Trace *msg;
+    size_t ntensors; /* inputs then outputs */
+    deja_tensor *tensors;
+    deja_digest *digests;   /* blob digest per tensor */
+    unsigned char *is_blob; /* per tensor */
+    void **attached;        /* payloads handed over by deja__trace_attach */
+} trace_impl;
+
+static const uint8_t empty_payload[1];
+
+/* Check a binary field that must be `want` bytes or (when `may_be_empty`)
+ * empty. Returns 0 or DEJA_ECORRUPT naming `what`. */
+static int check_len(const char *prefix, const char *what, size_t len, size_t want,
+                     int may_be_empty)
+{
+    if (len == want || (may_be_empty && len == 0))
+        return 0;
+    return deja__error_set(DEJA_ECORRUPT, "%s%s is %zu bytes, not %s%zu", prefix, what, len,
+                           may_be_empty ? "0 or " : "", want);
+}
+
+/* Check tensor `src` and fill `dst`, `dig` and `*is_blob` from it; `dst`
+ * points into `src`. Returns 0 or DEJA_ECORRUPT naming the tensor. */
+static int decode_tensor(const char *prefix, const Deja__Pb__Tensor *src, deja_tensor *dst,
+                         deja_digest *dig, unsigned char *is_blob)
+{
+    const char *name = src->name ? src->name : "";
+    int rc;
+
+    if (src->name == NULL)
+        return deja__error_set(DEJA_ECORRUPT, "%sa tensor has no name", prefix);
+    if (src->size > SIZE_MAX)
+        return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': size %llu too large", prefix, name,
+                               (unsigned long long)src->size);
+    if (src->n_shape > DEJA_MAX_DIMS)
+        return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': %zu dimensions (at most %d)", prefix,
+                               name, src->n_shape, DEJA_MAX_DIMS);
+    rc = check_tensor(DEJA_ECORRUPT, prefix, name, (deja_dtype)src->dtype, src->shape, src->n_shape,
+                      src->size);
+    if (rc != 0)
+        return rc;
+    if (src->blob.len != 0) {
+        if (src->blob.len != sizeof dig->bytes)
+            return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': blob digest is %zu bytes, not 16",
+                                   prefix, name, src->blob.len);
+        if (src->data.len != 0)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "%stensor '%s': has both a blob and %zu inline bytes", prefix,
+                                   name, src->data.len);
+        memcpy(dig->bytes, src->blob.data, sizeof dig->bytes);
+        *is_blob = 1;
+        dst->data = NULL;
+    } else {
+        if (src->data.len != src->size)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "%stensor '%s': size says %llu bytes but %zu are inline", prefix,
+                                   name, (unsigned long long)src->size, src->data.len);
+        *is_blob = 0;
+        dst->data = src->data.len ? src->data.data : empty_payload;
+    }
+    dst->name = name;
+    dst->dtype = (deja_dtype)src->dtype;
+    dst->ndim = src->n_shape;
+    dst->shape = src->shape;
+    dst->size = (size_t)src->size;
+    return 0;
+}
+
+/* Decode `size` bytes at `data` as a deja.pb.Trace into a new trace at
+ * `*out`, freed with deja_trace_free(). Strings are never NULL. Tensors
+ * stored as blobs have data NULL until deja__trace_attach(). Returns 0,
+ * DEJA_ECORRUPT with a message naming the field for malformed input, or
+ * DEJA_ENOMEM. `*out` is set only on success. */
+int deja__trace_decode(const void *data, size_t size, deja_trace **out)
+{
+    Deja__Pb__Trace *msg = NULL;
+    trace_impl *impl = NULL;
+    deja_trace *t;
+    char prefix[DEJA_ID_STRLEN + 16];
+    char idtext[DEJA_ID_STRLEN + 1];
+    size_t nt;
+    size_t need;
+    uint8_t *p;
+    deja_param *params;
+    deja_seed *seeds;
+    deja_rng_stream *rng;
+    deja_tag *tags;
+    int rc = 0;
+
+    if (out == NULL || (data == NULL && size > 0)) {
+        rc = deja__error_set(DEJA_EINVAL, "no trace record to decode");
+        goto cleanup;
+    }
+    if (size > DEJA__MAX_RECORD) {
+        rc = deja__error_set(DEJA_ECORRUPT, "trace record of %zu bytes exceeds the %zu limit", size,
+                             DEJA__MAX_RECORD);
+        goto cleanup;
+    }
+    msg = deja__pb__trace__unpack(NULL, size, size ? data : empty_payload);
+    if (msg == NULL) {
+        rc = deja__error_set(DEJA_ECORRUPT, "trace record (%zu bytes) is not a valid protobuf",
+                             size);
+        goto cleanup;
+    }
+    rc = check_len("", "trace id", msg->id.len, 16, 0);
+    if (rc != 0)
+        goto cleanup;
+    {
+        deja_id id;
+        memcpy(id.bytes, msg->id.data, sizeof id.bytes);
+        deja_id_format(&id, idtext);
+        snprintf(prefix, sizeof prefix, "trace %s: ", idtext);
+    }
+    if ((rc = check_len(prefix, "parent id", msg->parent.len, 16, 1)) != 0 ||
+        (rc = check_len(prefix, "environment digest", msg->env.len, 16, 1)) != 0)
+        goto cleanup;
+    if (msg->status != DEJA__PB__STATUS__STATUS_OK &&
+        msg->status != DEJA__PB__STATUS__STATUS_ERROR) {
+        rc = deja__error_set(DEJA_ECORRUPT, "%sunknown status %d", prefix, (int)msg->status);
+        goto cleanup;
+    }
+
+    nt = msg->n_inputs + msg->n_outputs;
+    /* Counts are bounded by the record size (each element takes at least one
+     * byte), itself bounded above, so these sums cannot overflow. */
+    need = ALIGN_UP(sizeof *impl) + ALIGN_UP(nt * sizeof(deja_tensor)) +
+           ALIGN_UP(nt * sizeof(deja_digest)) + ALIGN_UP(nt) + ALIGN_UP(nt * sizeof(void *)) +
+           ALIGN_UP(msg->n_params * sizeof *params) + ALIGN_UP(msg->n_seeds * sizeof *seeds) +
+           ALIGN_UP(msg->n_rng * sizeof *rng) + ALIGN_UP(msg->n_tags * sizeof *tags);
+    p = calloc(1, need);
+    if (p == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "%sout of memory (%zu bytes)", prefix, need);
+        goto cleanup;
+    }
+    impl = carve(&p, 1, sizeof *impl);
+    impl->msg = msg;
+    impl->ntensors = nt;
+    impl->tensors = carve(&p, nt, sizeof(deja_tensor));
+    impl->digests = carve(&p, nt, sizeof(deja_digest));
+    impl->is_blob = carve(&p, nt, 1);
+    impl->attached = carve(&p, nt, sizeof(void *));
+    params = carve(&p, msg->n_params, sizeof *params);
+    seeds = carve(&p, msg->n_seeds, sizeof *seeds);
+    rng = carve(&p, msg->n_rng, sizeof *rng);
+    tags = carve(&p, msg->n_tags, sizeof *tags);
+    t = &impl->pub;
+
+    memcpy(t->id.bytes, msg->id.data, sizeof t->id.bytes);
+    t->start_ns = msg->start_ns;
+    t->duration_ns = msg->duration_ns;
+    if (msg->model != NULL) {
+        t->model_name = msg->model->name ? msg->model->name : "";
+        t->model_version = msg->model->version ? msg->model->version : "";
+        t->model_digest = msg->model->digest.len ? msg->model->digest.data : NULL;
+        t->model_digest_size = msg->model->digest.len;
+    } else {
+        t->model_name = "";
+        t->model_version = "";
+    }
+
+    for (size_t i = 0; i < nt; i++) {
+        const int is_in = i < msg->n_inputs;
+        const Deja__Pb__Tensor *src = is_in ? msg->inputs[i] : msg->outputs[i - msg->n_inputs];
+
+        rc = decode_tensor(prefix, src, &impl->tensors[i], &impl->digests[i], &impl->is_blob[i]);
+        if (rc != 0)
+            goto cleanup;
+    }
+    t->inputs = impl->tensors;
+    t->ninputs = msg->n_inputs;
+    t->outputs = impl->tensors + msg->n_inputs;
+    t->noutputs = msg->n_outputs;
+
+    for (size_t i = 0; i < msg->n_params; i++) {
+        const Deja__Pb__Param *src = msg->params[i];
+
+        params[i].key = src->key ? src->key : "";
+        params[i].str = "";
+        switch (src->value_case) {
+        case DEJA__PB__PARAM__VALUE_NUM:
+            params[i].kind = DEJA_PARAM_NUM;
+            params[i].num = src->num;
+            break;
+        case DEJA__PB__PARAM__VALUE_STR:
+            params[i].kind = DEJA_PARAM_STR;
+            params[i].str = src->str ? src->str : "";
+            break;
+        case DEJA__PB__PARAM__VALUE_FLAG:
+            params[i].kind = DEJA_PARAM_BOOL;
+            params[i].flag = src->flag != 0;
+            break;
+        default:
+            rc = deja__error_set(DEJA_ECORRUPT, "%sparam '%s' has no value", prefix, params[i].key);
+            goto cleanup;
+        }
+    }
+    t->params = params;
+    t->nparams = msg->n_params;
+
+    for (size_t i = 0; i < msg->n_seeds; i++) {
+        seeds[i].name = msg->seeds[i]->name ? msg->seeds[i]->name : "";
+        seeds[i].value = msg->seeds[i]->value;
+    }
+    t->seeds = seeds;
+    t->nseeds = msg->n_seeds;
+
+    for (size_t i = 0; i < msg->n_rng; i++) {
+        rng[i].name = msg->rng[i]->name ? msg->rng[i]->name : "";
+        rng[i].seed = msg->rng[i]->seed;
+        rng[i].draws = msg->rng[i]->draws;
+        rng[i].ndraws = msg->rng[i]->n_draws;
+    }
+    t->rng = rng;
+    t->nrng = msg->n_rng;
+
+    t->clock_ns = msg->clock_ns;
+    t->nclock = msg->n_clock_ns;
+    t->has_env = msg->env.len == 16;
+    if (t->has_env)
+        memcpy(t->env.bytes, msg->env.data, 16);
+    t->status = msg->status == DEJA__PB__STATUS__STATUS_ERROR ? DEJA_STATUS_ERROR : DEJA_STATUS_OK;
+    t->error = msg->error ? msg->error : "";
+
+    for (size_t i = 0; i < msg->n_tags; i++) {
+        tags[i].key = msg->tags[i]->key ? msg->tags[i]->key : "";
+        tags[i].value = msg->tags[i]->value ? msg->tags[i]->value : "";
+    }
+    t->tags = tags;
+    t->ntags = msg->n_tags;
+    t->has_parent = msg->parent.len == 16;
+    if (t->has_parent)
+        memcpy(t->parent.bytes, msg->parent.data, 16);
+
+    *out = t;
+    impl = NULL;
+    msg = NULL;
+cleanup:
+    free(impl);
+    if (msg != NULL)
+        deja__pb__trace__free_unpacked(msg, NULL);
+    return rc;
+}
+
+/* Return the index into impl->tensors of tensor `index` on `side`, or
+ * (size_t)-1 when out of range. */
+static size_t tensor_slot(const trace_impl *impl, deja_side side, size_t index)
+{
+    const size_t n = side == DEJA_INPUT ? impl->pub.ninputs : impl->pub.noutputs;
+
+    if (index >= n)
+        return (size_t)-1;
+    return side == DEJA_INPUT ? index : impl->pub.ninputs + index;
+}
+
+/* Return the blob digest of tensor `index` on `side` of a trace made by
+ * deja__trace_decode(), or NULL when that tensor is inline or out of
+ * range. */
+const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, size_t index)
+{
+    const trace_impl *impl = (const trace_impl *)trace;
+    size_t slot;
+
+    if (trace == NULL)
+        return NULL;
+    slot = tensor_slot(impl, side, index);
+    if (slot == (size_t)-1 || !impl->is_blob[slot])
+        return NULL;
+    return &impl->digests[slot];
+}
+
+/* Give the malloc'd payload `data` to tensor `index` on `side` of a trace
+ * made by deja__trace_decode(): the trace owns it from now on (freeing any
+ * payload attached before) and shows it as the tensor's data. An index out
+ * of range frees `data` at once. */
+void deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data)
+{
+    trace_impl *impl = (trace_impl *)trace;
+    size_t slot;
+
+    if (trace == NULL) {
+        free(data);
+        return;
+    }
+    slot = tensor_slot(impl, side, index);
+    if (slot == (size_t)-1) {
+        free(data);
+        return;
+    }
+    free(impl->attached[slot]);
+    impl->attached[slot] = data;
+    impl->tensors[slot].data = data;
+}
+
+/* Free a trace made by deja__trace_decode() (and so by deja_trace_get()),
+ * with its message and every attached payload. Accepts NULL. */
+void deja_trace_free(deja_trace *trace)
+{
+    trace_impl *impl = (trace_impl *)trace;
+
+    if (trace == NULL)
+        return;
+    for (size_t i = 0; i < impl->ntensors; i++)
+        free(impl->attached[i]);
+    deja__pb__trace__free_unpacked(impl->msg, NULL);
+    free(impl);
+}
+
+/* ------------------------------------------------------------------------
+ * Environments
+ * ---------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+    const Deja__Pb__KeyValue *x = *(const Deja__Pb__KeyValue *const *)a;
+    const Deja__Pb__KeyValue *y = *(const Deja__Pb__KeyValue *const *)b;
+    const int c = strcmp(x->key, y->key);
+
+    return c != 0 ? c : strcmp(x->value, y->value);
+}
+
+/* Encode `env` into `out` (replacing its content) canonically: isa, vars
+ * and libs are written sorted (a sorted copy; `env` is not modified) and
+ * NULL strings as "", so equal environments give equal bytes. GPUs keep
+ * their order (it names devices). Returns 0, DEJA_EINVAL or DEJA_ENOMEM. */
+int deja__env_encode(const deja_env *env, deja__buf *out)
+{
+    Deja__Pb__Environment msg = DEJA__PB__ENVIRONMENT__INIT;
+    uint8_t *arena = NULL;
+    uint8_t *p;
+    char **isa;
+    char **gpus;
+    Deja__Pb__KeyValue *kvs;
+    Deja__Pb__KeyValue **kptrs;
+    size_t nkv;
+    size_t need;
+    size_t len;
+    size_t written;
+    int rc = 0;
+
+    if (env == NULL || out == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "no environment to encode");
+        goto cleanup;
+    }
+    out->size = 0;
+    if (env->nisa > MAX_COUNT || env->ngpus > MAX_COUNT || env->nvars > MAX_COUNT ||
+        env->nlibs > MAX_COUNT) {
+        rc = deja__error_set(DEJA_ENOMEM, "environment has more than %zu entries in a list",
+                             MAX_COUNT);
+        goto cleanup;
+    }
+    if ((env->nisa && !env->isa) || (env->ngpus && !env->gpus) || (env->nvars && !env->vars) ||
+        (env->nlibs && !env->libs)) {
+        rc = deja__error_set(DEJA_EINVAL, "environment has a count without its array");
+        goto cleanup;
+    }
+    nkv = env->nvars + env->nlibs;
+    need = ALIGN_UP(env->nisa * sizeof *isa) + ALIGN_UP(env->ngpus * sizeof *gpus) +
+           ALIGN_UP(nkv * sizeof *kvs) + ALIGN_UP(nkv * sizeof *kptrs) + 1;
+    arena = malloc(need);
+    if (arena == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory encoding an environment");
+        goto cleanup;
+    }
+    p = arena;
+    isa = carve(&p, env->nisa, sizeof *isa);
+    gpus = carve(&p, env->ngpus, sizeof *gpus);
+    kvs = carve(&p, nkv, sizeof *kvs);
+    kptrs = carve(&p, nkv, sizeof *kptrs);
+
+    for (size_t i = 0; i < env->nisa; i++)
+        isa[i] = pb_str(env->isa[i]);
+    if (env->nisa > 1)
+        qsort(isa, env->nisa, sizeof *isa, cmp_str);
+    for (size_t i = 0; i < env->ngpus; i++)
+        gpus[i] = pb_str(env->gpus[i]);
+    for (size_t i = 0; i < nkv; i++) {
+        const deja_kv *src = i < env->nvars ? &env->vars[i] : &env->libs[i - env->nvars];
+
+        deja__pb__key_value__init(&kvs[i]);
+        kvs[i].key = pb_str(src->key);
+        kvs[i].value = pb_str(src->value);
+        kptrs[i] = &kvs[i];
+    }
+    if (env->nvars > 1)
+        qsort(kptrs, env->nvars, sizeof *kptrs, cmp_kv);
+    if (env->nlibs > 1)
+        qsort(kptrs + env->nvars, env->nlibs, sizeof *kptrs, cmp_kv);
+
+    msg.arch = pb_str(env->arch);
+    msg.cpu_vendor = pb_str(env->cpu_vendor);
+    msg.cpu_model = pb_str(env->cpu_model);
+    msg.n_isa = env->nisa;
+    msg.isa = isa;
+    msg.cores = env->cores;
+    msg.memory_bytes = env->memory_bytes;
+    msg.os = pb_str(env->os);
+    msg.kernel = pb_str(env->kernel);
+    msg.libc = pb_str(env->libc);
+    msg.compiler = pb_str(env->compiler);
+    msg.n_gpus = env->ngpus;
+    msg.gpus = gpus;
+    msg.threads = env->threads;
+    msg.fp_rounding = pb_str(env->fp_rounding);
+    msg.ftz = env->ftz != 0;
+    msg.daz = env->daz != 0;
+    msg.n_vars = env->nvars;
+    msg.vars = kptrs;
+    msg.n_libs = env->nlibs;
+    msg.libs = kptrs + env->nvars;
+
+    len = deja__pb__environment__get_packed_size(&msg);
+    rc = deja__buf_reserve(out, len);
+    if (rc != 0)
+        goto cleanup;
+    written = deja__pb__environment__pack(&msg, out->data);
+    if (written != len) {
+        rc = deja__error_set(DEJA_EINVAL, "environment packed to %zu bytes, expected %zu", written,
+                             len);
+        goto cleanup;
+    }
+    out->size = written;
+cleanup:
+    free(arena);
+    return rc;
+}
+
+/* A decoded environment: the public struct first, the unpacked message its
+ * strings point into, and the key-value arrays built for it. */
+typedef struct env_impl {
+    deja_env pub;
+    Deja__Pb__Environment *msg;
+    deja_kv *kvs; /* vars then libs */
+} env_impl;
+
+/* Decode `size` bytes at `data` as a deja.pb.Environment into a new
+ * environment at `*out` that owns its memory, freed with deja_env_free().
+ * Strings are never NULL. Returns 0, DEJA_ECORRUPT (with a message) or
+ * DEJA_ENOMEM; `*out` is set only on success. */
+int deja__env_decode(const void *data, size_t size, deja_env **out)
+{
+    Deja__Pb__Environment *msg = NULL;
+    env_impl *impl = NULL;
+    deja_env *e;
+    size_t nkv;
+    int rc = 0;
+
+    if (out == NULL || (data == NULL && size > 0)) {
+        rc = deja__error_set(DEJA_EINVAL, "no environment record to decode");
+        goto cleanup;
+    }
+    if (size > DEJA__MAX_RECORD) {
+        rc = deja__error_set(DEJA_ECORRUPT, "environment record of %zu bytes exceeds the %zu limit",
+                             size, DEJA__MAX_RECORD);
+        goto cleanup;
+    }
+    msg = deja__pb__environment__unpack(NULL, size, size ? data : empty_payload);
+    if (msg == NULL) {
+        rc = deja__error_set(DEJA_ECORRUPT,
+                             "environment record (%zu bytes) is not a valid protobuf", size);
+        goto cleanup;
+    }
+    impl = calloc(1, sizeof *impl);
+    nkv = msg->n_vars + msg->n_libs;
+    if (impl == NULL || (nkv > 0 && (impl->kvs = calloc(nkv, sizeof *impl->kvs)) == NULL)) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory decoding an environment");
+        goto cleanup;
+    }
+    impl->msg = msg;
+    for (size_t i = 0; i < nkv; i++) {
+        const Deja__Pb__KeyValue *src = i < msg->n_vars ? msg->vars[i] : msg->libs[i - msg->n_vars];
+
+        impl->kvs[i].key = src->key ? src->key : "";
+        impl->kvs[i].value = src->value ? src->value : "";
+    }
+    e = &impl->pub;
+    e->arch = msg->arch ? msg->arch : "";
+    e->cpu_vendor = msg->cpu_vendor ? msg->cpu_vendor : "";
+    e->cpu_model = msg->cpu_model ? msg->cpu_model : "";
+    e->isa = (const char *const *)msg->isa;
+    e->nisa = msg->n_isa;
+    e->cores = msg->cores;
+    e->memory_bytes = msg->memory_bytes;
+    e->os = msg->os ? msg->os : "";
+    e->kernel = msg->kernel ? msg->kernel : "";
+    e->libc = msg->libc ? msg->libc : "";
+    e->compiler = msg->compiler ? msg->compiler : "";
+    e->gpus = (const char *const *)msg->gpus;
+    e->ngpus = msg->n_gpus;
+    e->threads = msg->threads;
+    e->fp_rounding = msg->fp_rounding ? msg->fp_rounding : "";
+    e->ftz = msg->ftz != 0;
+    e->daz = msg->daz != 0;
+    e->vars = impl->kvs;
+    e->nvars = msg->n_vars;
+    e->libs = impl->kvs ? impl->kvs + msg->n_vars : NULL;
+    e->nlibs = msg->n_libs;
+
+    *out = e;
+    impl = NULL;
+    msg = NULL;
+cleanup:
+    if (impl != NULL) {
+        free(impl->kvs);
+        free(impl);
+    }
+    if (msg != NULL)
+        deja__pb__environment__free_unpacked(msg, NULL);
+    return rc;
+}
+
+/* Free an environment made by deja__env_decode() (and so by
+ * deja_store_env_get()). Accepts NULL. Never pass the cached environment of
+ * deja_env_current(). */
+void deja_env_free(deja_env *env)
+{
+    env_impl *impl = (env_impl *)env;
+
+    if (env == NULL)
+        return;
+    deja__pb__environment__free_unpacked(impl->msg, NULL);
+    free(impl->kvs);
+    free(impl);
+}

@@ -1,0 +1,598 @@
+/*
+ * store/read.c -- reading the store: resolve id prefixes, get traces, blobs
+ * and environments, list with filters (streaming, newest first), stats.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store_internal.h"
+
+/* Read the blob `digest` inside `txn`: decompress it and check that its
+ * digest matches. The caller frees `*data`. */
+int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *digest, void **data,
+                       size_t *size)
+{
+    MDB_val k = {16, (void *)digest->bytes}, v;
+    char hex[33], what[48];
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    deja_digest got;
+    int rc;
+
+    *data = NULL;
+    *size = 0;
+    deja_digest_format(digest, hex);
+    snprintf(what, sizeof what, "blob %s", hex);
+    rc = mdb_get(txn, store->blobs, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return deja__error_set(DEJA_ENOTFOUND, "blob %s is missing", hex);
+    if (rc != 0)
+        return deja__mdb_error(rc, what);
+    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, what, &buf, &n);
+    if (rc != 0)
+        return rc;
+    got = deja_digest_of(buf, n);
+    if (memcmp(got.bytes, digest->bytes, 16) != 0) {
+        free(buf);
+        return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
+    }
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+/* Read a blob's payload in a read transaction of its own. */
+int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **data, size_t *size)
+{
+    MDB_txn *txn = NULL;
+    int rc = deja__rtxn_begin(store, &txn);
+
+    if (rc != 0)
+        return rc;
+    rc = deja__blob_get_txn(store, txn, digest, data, size);
+    deja__rtxn_end(store, txn);
+    return rc;
+}
+
+/* Decode the trace record stored under `id` in `txn`, blobs not loaded.
+ * DEJA_ENOTFOUND when there is none. */
+int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja_trace **out)
+{
+    MDB_val k = {16, (void *)id->bytes}, v;
+    char text[DEJA_ID_STRLEN + 1], what[48];
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    deja_id_format(id, text);
+    snprintf(what, sizeof what, "trace %s", text);
+    rc = mdb_get(txn, store->traces, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return deja__error_set(DEJA_ENOTFOUND, "no trace %s", text);
+    if (rc != 0)
+        return deja__mdb_error(rc, what);
+    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, what, &raw, &n);
+    if (rc != 0)
+        return rc;
+    rc = deja__trace_decode(raw, n, out);
+    free(raw);
+    if (rc != 0)
+        return deja__error_wrap(rc, "%s: ", what);
+    if (memcmp((*out)->id.bytes, id->bytes, 16) != 0) {
+        deja_trace_free(*out);
+        *out = NULL;
+        return deja__error_set(DEJA_ECORRUPT, "%s: record holds another id", what);
+    }
+    return 0;
+}
+
+/* Load every blob-stored payload of `trace` (inputs then outputs). */
+static int attach_blobs(deja_store *store, MDB_txn *txn, deja_trace *trace)
+{
+    char text[DEJA_ID_STRLEN + 1], hex[33];
+    const deja_digest *d;
+    void *data;
+    size_t size;
+    int rc;
+
+    for (int side = 0; side < 2; side++) {
+        size_t n = side == DEJA_INPUT ? trace->ninputs : trace->noutputs;
+
+        for (size_t i = 0; i < n; i++) {
+            d = deja__trace_blob(trace, (deja_side)side, i);
+            if (d == NULL)
+                continue;
+            rc = deja__blob_get_txn(store, txn, d, &data, &size);
+            deja_id_format(&trace->id, text);
+            if (rc == DEJA_ENOTFOUND) {
+                deja_digest_format(d, hex);
+                return deja__error_set(DEJA_ECORRUPT, "trace %s: blob %s is missing", text, hex);
+            }
+            if (rc != 0)
+                return deja__error_wrap(rc, "trace %s: ", text);
+            deja__trace_attach(trace, (deja_side)side, i, data);
+        }
+    }
+    return 0;
+}
+
+/* Read and decode a trace with all its payloads. */
+int deja_trace_get(deja_store *store, const deja_id *id, deja_trace **out)
+{
+    MDB_txn *txn = NULL;
+    deja_trace *trace = NULL;
+    int rc;
+
+    *out = NULL;
+    rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        return rc;
+    rc = deja__trace_read_txn(store, txn, id, &trace);
+    if (rc == 0)
+        rc = attach_blobs(store, txn, trace);
+    deja__rtxn_end(store, txn);
+    if (rc != 0) {
+        deja_trace_free(trace);
+        return rc;
+    }
+    *out = trace;
+    return 0;
+}
+
+/* Find the one trace whose printed id starts with `prefix`. The prefix
+ * covers the id range [prefix000..., prefixZZZ...]. */
+int deja_store_resolve(deja_store *store, const char *prefix, deja_id *out)
+{
+    char lo_text[DEJA_ID_STRLEN + 1], hi_text[DEJA_ID_STRLEN + 1];
+    char a[DEJA_ID_STRLEN + 1], b[DEJA_ID_STRLEN + 1];
+    deja_id lo, hi, first;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    size_t n = prefix ? strlen(prefix) : 0;
+    int rc;
+
+    if (n == 0 || n > DEJA_ID_STRLEN)
+        return deja__error_set(DEJA_EINVAL, "'%s' is not an id prefix", prefix ? prefix : "");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)prefix[i] >= 0x80 || prefix[i] == 'u' || prefix[i] == 'U')
+            return deja__error_set(DEJA_EINVAL, "'%s' is not an id prefix", prefix);
+    memset(lo_text, '0', DEJA_ID_STRLEN);
+    memset(hi_text, 'Z', DEJA_ID_STRLEN);
+    memcpy(lo_text, prefix, n);
+    memcpy(hi_text, prefix, n);
+    lo_text[DEJA_ID_STRLEN] = hi_text[DEJA_ID_STRLEN] = '\0';
+    if (deja_id_parse(&lo, lo_text) != 0 || deja_id_parse(&hi, hi_text) != 0)
+        return deja__error_set(DEJA_EINVAL, "'%s' is not an id prefix", prefix);
+    rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        return rc;
+    rc = mdb_cursor_open(txn, store->traces, &cur);
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, "resolving an id");
+        goto cleanup;
+    }
+    k.mv_size = 16;
+    k.mv_data = lo.bytes;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 16 || memcmp(k.mv_data, hi.bytes, 16) > 0))) {
+        rc = deja__error_set(DEJA_ENOTFOUND, "no trace with id prefix '%s'", prefix);
+        goto cleanup;
+    }
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, "resolving an id");
+        goto cleanup;
+    }
+    memcpy(first.bytes, k.mv_data, 16);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    if (rc == 0 && k.mv_size == 16 && memcmp(k.mv_data, hi.bytes, 16) <= 0) {
+        deja_id second;
+
+        memcpy(second.bytes, k.mv_data, 16);
+        deja_id_format(&first, a);
+        deja_id_format(&second, b);
+        rc = deja__error_set(DEJA_EAMBIGUOUS, "id prefix '%s' matches several traces (%s, %s)",
+                             prefix, a, b);
+        goto cleanup;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rc = deja__mdb_error(rc, "resolving an id");
+        goto cleanup;
+    }
+    *out = first;
+    rc = 0;
+
+cleanup:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    deja__rtxn_end(store, txn);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Listing. A walker goes backwards over the keys `prefix` + 16-byte id of
+ * one database, between two ids; several walkers (one per model version)
+ * are merged newest first.
+ * ---------------------------------------------------------------------- */
+
+typedef struct walker {
+    MDB_cursor *cur;
+    uint8_t key[512];
+    size_t plen;
+    int valid;
+    deja_id id;
+} walker;
+
+typedef struct list_state {
+    deja_store *store;
+    MDB_txn *txn;
+    const deja_filter *filter;
+    deja_id lo, hi;
+    walker *walkers;
+    size_t nwalkers, cap;
+    int from_traces; /* walking `traces` itself: no extra fetch */
+} list_state;
+
+/* Check the key in `k` against the walker's prefix and bounds; 1 if it is
+ * a key of this walk (id stored), 0 if the walk is over. */
+static int walker_accept(walker *w, const list_state *s, const MDB_val *k)
+{
+    if (k->mv_size != w->plen + 16 || memcmp(k->mv_data, w->key, w->plen) != 0)
+        return 0;
+    memcpy(w->id.bytes, (const uint8_t *)k->mv_data + w->plen, 16);
+    return memcmp(w->id.bytes, s->lo.bytes, 16) >= 0;
+}
+
+/* Position `w` on the last key <= prefix + hi. */
+static int walker_start(walker *w, const list_state *s)
+{
+    MDB_val k, v;
+    int rc;
+
+    memcpy(w->key + w->plen, s->hi.bytes, 16);
+    k.mv_size = w->plen + 16;
+    k.mv_data = w->key;
+    rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && (k.mv_size != w->plen + 16 || memcmp(k.mv_data, w->key, w->plen + 16) != 0))
+        rc = mdb_cursor_get(w->cur, &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(w->cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND) {
+        w->valid = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return deja__mdb_error(rc, "listing");
+    w->valid = walker_accept(w, s, &k);
+    return 0;
+}
+
+/* Step `w` to the previous key. */
+static int walker_prev(walker *w, const list_state *s)
+{
+    MDB_val k, v;
+    int rc = mdb_cursor_get(w->cur, &k, &v, MDB_PREV);
+
+    if (rc == MDB_NOTFOUND) {
+        w->valid = 0;
+        return 0;
+    }
+    if (rc != 0)
+        return deja__mdb_error(rc, "listing");
+    w->valid = walker_accept(w, s, &k);
+    return 0;
+}
+
+/* Add a walker over `dbi` with `prefix` and start it. */
+static int walker_add(list_state *s, MDB_dbi dbi, const void *prefix, size_t plen)
+{
+    walker *w;
+    int rc;
+
+    if (plen + 16 > sizeof w->key)
+        return 1; /* no key this long can exist: nothing to walk */
+    if (s->nwalkers == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 4;
+        walker *grown = realloc(s->walkers, cap * sizeof *grown);
+
+        if (grown == NULL)
+            return deja__error_set(DEJA_ENOMEM, "listing: out of memory");
+        s->walkers = grown;
+        s->cap = cap;
+    }
+    w = &s->walkers[s->nwalkers];
+    memset(w, 0, sizeof *w);
+    memcpy(w->key, prefix, plen);
+    w->plen = plen;
+    rc = mdb_cursor_open(s->txn, dbi, &w->cur);
+    if (rc != 0)
+        return deja__mdb_error(rc, "listing");
+    s->nwalkers++;
+    return walker_start(w, s);
+}
+
+/* One walker per version of model `name` in ix_model: versions are found
+ * by jumping from "name\0version\0" to "name\0version\1". */
+static int walkers_for_model(list_state *s, const char *name)
+{
+    uint8_t key[512];
+    size_t n = strlen(name), vlen;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    const uint8_t *p, *z;
+    int rc;
+
+    if (n + 2 + 16 > sizeof key)
+        return 0;
+    memcpy(key, name, n + 1);
+    rc = mdb_cursor_open(s->txn, s->store->ix_model, &cur);
+    if (rc != 0)
+        return deja__mdb_error(rc, "listing");
+    k.mv_size = n + 1;
+    k.mv_data = key;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) {
+        int added;
+
+        p = k.mv_data;
+        if (k.mv_size < n + 1 + 1 + 16 || memcmp(p, name, n + 1) != 0)
+            break;
+        z = memchr(p + n + 1, '\0', k.mv_size - 16 - n - 1);
+        if (z == NULL)
+            break;
+        vlen = (size_t)(z - (p + n + 1));
+        memcpy(key + n + 1, p + n + 1, vlen + 1);
+        added = walker_add(s, s->store->ix_model, key, n + 1 + vlen + 1);
+        if (added < 0) {
+            mdb_cursor_close(cur);
+            return added;
+        }
+        key[n + 1 + vlen] = 1; /* past every key of this version */
+        k.mv_size = n + 1 + vlen + 1;
+        k.mv_data = key;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "listing");
+    return 0;
+}
+
+/* Whether a decoded trace passes every filter. */
+static int trace_matches(const deja_trace *t, const deja_filter *f)
+{
+    const char *name = t->model_name ? t->model_name : "";
+    const char *version = t->model_version ? t->model_version : "";
+
+    if (f->model != NULL && strcmp(f->model, name) != 0)
+        return 0;
+    if (f->model_version != NULL && strcmp(f->model_version, version) != 0)
+        return 0;
+    if (f->since_ns != 0 && t->start_ns < f->since_ns)
+        return 0;
+    if (f->until_ns != 0 && t->start_ns >= f->until_ns)
+        return 0;
+    if (f->status >= 0 && (int)t->status != f->status)
+        return 0;
+    for (size_t i = 0; i < f->ntags; i++) {
+        size_t j;
+
+        for (j = 0; j < t->ntags; j++)
+            if (strcmp(t->tags[j].key ? t->tags[j].key : "", f->tags[i].key ? f->tags[i].key : "") == 0 &&
+                strcmp(t->tags[j].value ? t->tags[j].value : "",
+                       f->tags[i].value ? f->tags[i].value : "") == 0)
+                break;
+        if (j == t->ntags)
+            return 0;
+    }
+    return 1;
+}
+
+/* The id made of `ms` then ten `fill` bytes; ms is clamped to 48 bits. */
+static void id_at(deja_id *id, int64_t ms, uint8_t fill)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms > (int64_t)0xFFFFFFFFFFFF)
+        ms = (int64_t)0xFFFFFFFFFFFF;
+    for (int i = 0; i < 6; i++)
+        id->bytes[i] = (uint8_t)((uint64_t)ms >> (8 * (5 - i)));
+    memset(id->bytes + 6, fill, 10);
+}
+
+/* Floor division of nanoseconds to milliseconds. */
+static int64_t ns_to_ms(int64_t ns)
+{
+    return ns >= 0 ? ns / 1000000 : -((-ns + 999999) / 1000000);
+}
+
+/* Ids are stamped when a span begins, start_ns too, from clocks read a
+ * moment apart: the id window is widened by this much and start_ns is
+ * checked exactly on each decoded trace. */
+#define ID_SLACK_MS 1000
+
+/* List the traces matching `filter`, newest first. */
+int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb cb,
+                    deja_bad_cb bad, void *payload)
+{
+    static const deja_filter none = DEJA_FILTER_INIT;
+    const deja_filter *f = filter ? filter : &none;
+    list_state s;
+    uint8_t key[512];
+    size_t listed = 0, n;
+    int rc;
+
+    memset(&s, 0, sizeof s);
+    s.store = store;
+    s.filter = f;
+    id_at(&s.lo, f->since_ns != 0 ? ns_to_ms(f->since_ns) - ID_SLACK_MS : 0, 0x00);
+    if (f->until_ns != 0)
+        id_at(&s.hi, ns_to_ms(f->until_ns - 1) + ID_SLACK_MS, 0xFF);
+    else
+        memset(s.hi.bytes, 0xFF, 16);
+    rc = deja__rtxn_begin(store, &s.txn);
+    if (rc != 0)
+        return rc;
+
+    if (f->ntags > 0) {
+        const char *k = f->tags[0].key ? f->tags[0].key : "";
+        const char *v = f->tags[0].value ? f->tags[0].value : "";
+
+        n = strlen(k) + 1 + strlen(v) + 1;
+        if (n + 16 <= sizeof key) {
+            snprintf((char *)key, sizeof key, "%s=%s", k, v);
+            rc = walker_add(&s, store->ix_tag, key, n);
+        }
+    } else if (f->model != NULL && f->model_version != NULL) {
+        n = strlen(f->model) + strlen(f->model_version) + 2;
+        if (n + 16 <= sizeof key) {
+            memcpy(key, f->model, strlen(f->model) + 1);
+            memcpy(key + strlen(f->model) + 1, f->model_version, strlen(f->model_version) + 1);
+            rc = walker_add(&s, store->ix_model, key, n);
+        }
+    } else if (f->model != NULL) {
+        rc = walkers_for_model(&s, f->model);
+    } else if (f->status >= 0) {
+        key[0] = (uint8_t)f->status;
+        rc = walker_add(&s, store->ix_status, key, 1);
+    } else {
+        s.from_traces = 1;
+        rc = walker_add(&s, store->traces, key, 0);
+    }
+    if (rc > 0)
+        rc = 0;
+
+    while (rc == 0 && (f->limit == 0 || listed < f->limit)) {
+        walker *best = NULL;
+        deja_trace *t = NULL;
+        char text[DEJA_ID_STRLEN + 1];
+        deja_id id;
+        int stop = 0;
+
+        for (size_t i = 0; i < s.nwalkers; i++)
+            if (s.walkers[i].valid &&
+                (best == NULL || memcmp(s.walkers[i].id.bytes, best->id.bytes, 16) > 0))
+                best = &s.walkers[i];
+        if (best == NULL)
+            break;
+        id = best->id;
+        rc = deja__trace_read_txn(store, s.txn, &id, &t);
+        if (rc == 0) {
+            if (trace_matches(t, f)) {
+                listed++;
+                stop = cb(t, payload) != 0;
+            }
+            deja_trace_free(t);
+        } else if (rc == DEJA_ENOTFOUND || rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM) {
+            if (rc == DEJA_ENOTFOUND) {
+                deja_id_format(&id, text);
+                rc = deja__error_set(DEJA_ECORRUPT, "index entry for trace %s: no such trace",
+                                     text);
+            }
+            stop = bad != NULL && bad(&id, rc, deja_error_last(), payload) != 0;
+            rc = 0;
+        } else {
+            break;
+        }
+        if (stop)
+            break;
+        rc = walker_prev(best, &s);
+    }
+
+    for (size_t i = 0; i < s.nwalkers; i++)
+        mdb_cursor_close(s.walkers[i].cur);
+    free(s.walkers);
+    deja__rtxn_end(store, s.txn);
+    return rc;
+}
+
+/* Store-wide figures. */
+int deja_store_stats_get(deja_store *store, deja_store_stats *out)
+{
+    MDB_txn *txn = NULL;
+    MDB_stat st;
+    struct stat fs;
+    char path[4096];
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        return rc;
+    if ((rc = mdb_stat(txn, store->traces, &st)) != 0)
+        goto lmdb_error;
+    out->traces = st.ms_entries;
+    if ((rc = mdb_stat(txn, store->blobs, &st)) != 0)
+        goto lmdb_error;
+    out->blobs = st.ms_entries;
+    if ((rc = mdb_stat(txn, store->envs, &st)) != 0)
+        goto lmdb_error;
+    out->envs = st.ms_entries;
+    out->raw_bytes = deja__meta_u64(store, txn, "count/raw_bytes");
+    out->unique_bytes = deja__meta_u64(store, txn, "count/unique_bytes");
+    out->stored_bytes = deja__meta_u64(store, txn, "count/stored_bytes");
+    out->dropped = deja__meta_u64(store, txn, "count/dropped");
+    out->sampled_out = deja__meta_u64(store, txn, "count/sampled_out");
+    out->redacted = deja__meta_u64(store, txn, "count/redacted");
+    rc = deja__dict_count(store, txn, &out->dictionaries);
+    if (rc == 0)
+        rc = deja__meta_u32(store, txn, "format", &out->format, NULL);
+    if (rc != 0)
+        goto cleanup;
+    snprintf(path, sizeof path, "%s/data.mdb", store->path);
+    if (stat(path, &fs) == 0)
+        out->file_bytes = (uint64_t)fs.st_size;
+    goto cleanup;
+
+lmdb_error:
+    rc = deja__mdb_error(rc, "reading store statistics");
+cleanup:
+    deja__rtxn_end(store, txn);
+    return rc;
+}
+
+/* Read the environment stored under `digest`, checking its digest. */
+int deja_store_env_get(deja_store *store, const deja_digest *digest, deja_env **out)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {16, (void *)digest->bytes}, v;
+    char hex[33], what[56];
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    deja_digest got;
+    int rc;
+
+    *out = NULL;
+    deja_digest_format(digest, hex);
+    snprintf(what, sizeof what, "environment %s", hex);
+    rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        return rc;
+    rc = mdb_get(txn, store->envs, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = deja__error_set(DEJA_ENOTFOUND, "no environment %s", hex);
+        goto cleanup;
+    }
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, what);
+        goto cleanup;
+    }
+    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, what, &raw, &n);
+    if (rc != 0)
+        goto cleanup;
+    got = deja_digest_of(raw, n);
+    if (memcmp(got.bytes, digest->bytes, 16) != 0) {
+        rc = deja__error_set(DEJA_ECORRUPT, "%s: content does not match its digest", what);
+        goto cleanup;
+    }
+    rc = deja__env_decode(raw, n, out);
+    if (rc != 0)
+        deja__error_wrap(rc, "%s: ", what);
+
+cleanup:
+    free(raw);
+    deja__rtxn_end(store, txn);
+    return rc;
+}

@@ -1,0 +1,386 @@
+/*
+ * store/record.c -- records: a 10-byte header (magic 'D', codec, u32
+ * dictionary id, u32 raw size, little-endian) then the payload, raw or one
+ * zstd frame; and the trained dictionaries that traces and environments are
+ * compressed with.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zdict.h>
+#include <zstd.h>
+
+#include "store/store_internal.h"
+
+#define LEVEL 3
+#define DCTX_POOL_MAX 64
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u32(uint8_t *p, uint32_t x)
+{
+    p[0] = (uint8_t)x;
+    p[1] = (uint8_t)(x >> 8);
+    p[2] = (uint8_t)(x >> 16);
+    p[3] = (uint8_t)(x >> 24);
+}
+
+/* Find dictionary `id` in the cache. Caller holds store->lock. */
+static deja__dict *dict_find(deja_store *store, uint32_t id)
+{
+    for (size_t i = 0; i < store->ndicts; i++)
+        if (store->dicts[i]->id == id)
+            return store->dicts[i];
+    return NULL;
+}
+
+/* Give the compression and/or decompression form of dictionary `id`,
+ * loading it from meta in `txn` the first time. */
+int deja__dict_get(deja_store *store, MDB_txn *txn, uint32_t id, void **cdict, void **ddict)
+{
+    char key[32];
+    MDB_val k, v;
+    deja__dict *d, **grown;
+    int rc = 0;
+
+    pthread_mutex_lock(&store->lock);
+    d = dict_find(store, id);
+    if (d != NULL && (cdict == NULL || d->cdict != NULL))
+        goto done;
+    snprintf(key, sizeof key, "dict/%u", id);
+    k.mv_size = strlen(key);
+    k.mv_data = key;
+    rc = mdb_get(txn, store->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = deja__error_set(DEJA_ECORRUPT, "dictionary %u is not in the store", id);
+        goto done;
+    }
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, key);
+        goto done;
+    }
+    if (d == NULL) {
+        d = calloc(1, sizeof *d);
+        grown = d ? realloc(store->dicts, (store->ndicts + 1) * sizeof *grown) : NULL;
+        if (grown == NULL) {
+            free(d);
+            rc = deja__error_set(DEJA_ENOMEM, "dictionary %u: out of memory", id);
+            goto done;
+        }
+        store->dicts = grown;
+        d->id = id;
+        d->ddict = ZSTD_createDDict(v.mv_data, v.mv_size);
+        if (d->ddict == NULL) {
+            free(d);
+            rc = deja__error_set(DEJA_ECORRUPT, "dictionary %u cannot be loaded", id);
+            goto done;
+        }
+        store->dicts[store->ndicts++] = d;
+    }
+    if (cdict != NULL && d->cdict == NULL) {
+        d->cdict = ZSTD_createCDict(v.mv_data, v.mv_size, LEVEL);
+        if (d->cdict == NULL) {
+            rc = deja__error_set(DEJA_ECORRUPT, "dictionary %u cannot be loaded", id);
+            goto done;
+        }
+    }
+
+done:
+    if (rc == 0) {
+        if (cdict != NULL)
+            *cdict = d->cdict;
+        if (ddict != NULL)
+            *ddict = d->ddict;
+    }
+    pthread_mutex_unlock(&store->lock);
+    return rc;
+}
+
+/* Compress `size` bytes into a record in `out` (its content replaced). */
+int deja__record_encode(deja__wtxn *w, const void *data, size_t size, uint32_t dict_id,
+                        deja__buf *out)
+{
+    deja_store *store = w->store;
+    void *cdict = NULL;
+    size_t bound, n;
+    int rc;
+
+    if (size > DEJA__MAX_RECORD)
+        return deja__error_set(DEJA_ENOMEM, "a record of %zu bytes is beyond the bound of %zu",
+                               size, DEJA__MAX_RECORD);
+    if (dict_id != 0) {
+        rc = deja__dict_get(store, w->txn, dict_id, &cdict, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    bound = ZSTD_compressBound(size);
+    out->size = 0;
+    rc = deja__buf_reserve(out, DEJA__RECORD_HEADER + bound);
+    if (rc != 0)
+        return rc;
+    if (cdict != NULL)
+        n = ZSTD_compress_usingCDict(store->cctx, out->data + DEJA__RECORD_HEADER, bound, data,
+                                     size, cdict);
+    else
+        n = ZSTD_compressCCtx(store->cctx, out->data + DEJA__RECORD_HEADER, bound, data, size,
+                              LEVEL);
+    if (ZSTD_isError(n))
+        return deja__error_set(DEJA_EIO, "compressing a record: %s", ZSTD_getErrorName(n));
+    out->data[0] = DEJA__RECORD_MAGIC;
+    if (n >= size) {
+        out->data[1] = DEJA__CODEC_RAW;
+        put_u32(out->data + 2, 0);
+        if (size > 0)
+            memcpy(out->data + DEJA__RECORD_HEADER, data, size);
+        n = size;
+    } else {
+        out->data[1] = DEJA__CODEC_ZSTD;
+        put_u32(out->data + 2, cdict != NULL ? dict_id : 0);
+    }
+    put_u32(out->data + 6, (uint32_t)size);
+    out->size = DEJA__RECORD_HEADER + n;
+    return 0;
+}
+
+/* Take a decompression context from the pool, or make one. */
+static ZSTD_DCtx *dctx_take(deja_store *store)
+{
+    ZSTD_DCtx *d = NULL;
+
+    pthread_mutex_lock(&store->lock);
+    if (store->ndctx_pool > 0)
+        d = store->dctx_pool[--store->ndctx_pool];
+    pthread_mutex_unlock(&store->lock);
+    return d != NULL ? d : ZSTD_createDCtx();
+}
+
+/* Return a decompression context to the pool (freed when it is full). */
+static void dctx_give(deja_store *store, ZSTD_DCtx *d)
+{
+    pthread_mutex_lock(&store->lock);
+    if (store->dctx_pool == NULL)
+        store->dctx_pool = calloc(DCTX_POOL_MAX, sizeof *store->dctx_pool);
+    if (store->dctx_pool != NULL && store->ndctx_pool < DCTX_POOL_MAX) {
+        store->dctx_pool[store->ndctx_pool++] = d;
+        d = NULL;
+    }
+    pthread_mutex_unlock(&store->lock);
+    ZSTD_freeDCtx(d);
+}
+
+/* Decode a record into a fresh malloc'd buffer, bounding every size read
+ * from it before allocating. */
+int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                        const char *what, uint8_t **out, size_t *out_size)
+{
+    const uint8_t *p = rec;
+    uint8_t *buf = NULL;
+    void *ddict = NULL;
+    ZSTD_DCtx *dctx = NULL;
+    uint32_t dict_id, raw;
+    unsigned long long fcs;
+    size_t n, psize;
+    int rc = 0;
+
+    *out = NULL;
+    *out_size = 0;
+    if (size < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
+        return deja__error_set(DEJA_ECORRUPT, "%s: record is truncated or has no header", what);
+    dict_id = get_u32(p + 2);
+    raw = get_u32(p + 6);
+    psize = size - DEJA__RECORD_HEADER;
+    if (raw > DEJA__MAX_RECORD)
+        return deja__error_set(DEJA_ECORRUPT, "%s: record claims %u bytes, beyond the bound",
+                               what, raw);
+    if (p[1] == DEJA__CODEC_RAW) {
+        if (dict_id != 0 || psize != raw)
+            return deja__error_set(DEJA_ECORRUPT, "%s: raw record has %zu bytes, header says %u",
+                                   what, psize, raw);
+    } else if (p[1] == DEJA__CODEC_ZSTD) {
+        fcs = ZSTD_getFrameContentSize(p + DEJA__RECORD_HEADER, psize);
+        if (fcs != raw)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "%s: compressed frame does not hold the %u bytes the header says",
+                                   what, raw);
+        if (dict_id != 0) {
+            rc = deja__dict_get(store, txn, dict_id, NULL, &ddict);
+            if (rc != 0)
+                return deja__error_wrap(rc, "%s: ", what);
+        }
+    } else {
+        return deja__error_set(DEJA_ECORRUPT, "%s: record has unknown codec %u", what, p[1]);
+    }
+    buf = malloc(raw > 0 ? raw : 1);
+    if (buf == NULL)
+        return deja__error_set(DEJA_ENOMEM, "%s: out of memory for %u bytes", what, raw);
+    if (p[1] == DEJA__CODEC_RAW) {
+        if (raw > 0)
+            memcpy(buf, p + DEJA__RECORD_HEADER, raw);
+    } else {
+        dctx = dctx_take(store);
+        if (dctx == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "%s: out of memory", what);
+            goto cleanup;
+        }
+        if (ddict != NULL)
+            n = ZSTD_decompress_usingDDict(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize, ddict);
+        else
+            n = ZSTD_decompressDCtx(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize);
+        dctx_give(store, dctx);
+        if (ZSTD_isError(n) || n != raw) {
+            rc = deja__error_set(DEJA_ECORRUPT, "%s: record does not decompress: %s", what,
+                                 ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
+            goto cleanup;
+        }
+    }
+    *out = buf;
+    *out_size = raw;
+    buf = NULL;
+
+cleanup:
+    free(buf);
+    return rc;
+}
+
+/* Keep a copy of a raw trace record as a dictionary training sample, while
+ * the sample set has room. */
+void deja__dict_sample(deja__wtxn *w, const void *data, size_t size)
+{
+    deja_store *store = w->store;
+
+    if (store->nsamples >= DEJA__DICT_SAMPLES_MAX || size == 0 ||
+        size > DEJA__DICT_SAMPLES_BYTES - store->samples.size)
+        return;
+    if (store->sample_sizes == NULL) {
+        store->sample_sizes = calloc(DEJA__DICT_SAMPLES_MAX, sizeof *store->sample_sizes);
+        if (store->sample_sizes == NULL)
+            return;
+    }
+    if (deja__buf_append(&store->samples, data, size) != 0)
+        return;
+    store->sample_sizes[store->nsamples++] = size;
+}
+
+/* Drop the samples of the write handle (after a dictionary exists). */
+void deja__dict_samples_drop(deja_store *store)
+{
+    deja__buf_free(&store->samples);
+    memset(&store->samples, 0, sizeof store->samples);
+    store->nsamples = 0;
+    store->train_failed_at = 0;
+}
+
+/* Count the dictionaries stored in meta. */
+static int dict_count(deja_store *store, MDB_txn *txn, uint32_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {5, "dict/"}, v;
+    int rc;
+
+    *out = 0;
+    rc = mdb_cursor_open(txn, store->meta, &cur);
+    if (rc != 0)
+        return deja__mdb_error(rc, "counting dictionaries");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < 5 || memcmp(k.mv_data, "dict/", 5) != 0)
+            break;
+        (*out)++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "counting dictionaries");
+    return 0;
+}
+
+/* The number of dictionaries in the store, as seen by `txn`. */
+int deja__dict_count(deja_store *store, MDB_txn *txn, uint32_t *out)
+{
+    return dict_count(store, txn, out);
+}
+
+/* Train a dictionary from the samples when enough are held and the store
+ * has none yet (checked in this transaction, so only one process trains).
+ * A failed training is not an error: it is tried again with more samples. */
+int deja__dict_maybe_train(deja__wtxn *w)
+{
+    deja_store *store = w->store;
+    uint8_t *dict = NULL, v[4];
+    char key[32];
+    uint32_t current, count;
+    size_t cap, n;
+    int rc;
+
+    if (store->nsamples < DEJA__DICT_TRAIN_AT || store->nsamples <= store->train_failed_at)
+        return 0;
+    rc = deja__meta_u32(store, w->txn, "dict.current", &current, NULL);
+    if (rc != 0)
+        return rc;
+    if (current != 0) {
+        w->drop_samples = 1;
+        return 0;
+    }
+    cap = store->samples.size / 4;
+    if (cap > DEJA__DICT_SIZE)
+        cap = DEJA__DICT_SIZE;
+    if (cap < 1024)
+        cap = 1024;
+    dict = malloc(cap);
+    if (dict == NULL)
+        return 0;
+    n = ZDICT_trainFromBuffer(dict, cap, store->samples.data, store->sample_sizes,
+                              (unsigned)store->nsamples);
+    if (ZDICT_isError(n)) {
+        store->train_failed_at = store->nsamples;
+        goto cleanup;
+    }
+    rc = dict_count(store, w->txn, &count);
+    if (rc != 0)
+        goto cleanup;
+    snprintf(key, sizeof key, "dict/%u", count + 1);
+    {
+        MDB_val k = {strlen(key), key}, val = {n, dict};
+
+        rc = mdb_put(w->txn, store->meta, &k, &val, 0);
+    }
+    if (rc == 0) {
+        MDB_val k = {12, "dict.current"}, val = {4, v};
+
+        put_u32(v, count + 1);
+        rc = mdb_put(w->txn, store->meta, &k, &val, 0);
+    }
+    if (rc == MDB_MAP_FULL)
+        w->map_full = 1;
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, "storing a dictionary");
+        goto cleanup;
+    }
+    /* Dropped by deja__store_write once the commit succeeded. */
+    w->drop_samples = 1;
+
+cleanup:
+    free(dict);
+    return rc;
+}
+
+/* Free dictionaries and decompression contexts. */
+void deja__record_cleanup(deja_store *store)
+{
+    for (size_t i = 0; i < store->ndicts; i++) {
+        ZSTD_freeCDict(store->dicts[i]->cdict);
+        ZSTD_freeDDict(store->dicts[i]->ddict);
+        free(store->dicts[i]);
+    }
+    free(store->dicts);
+    store->dicts = NULL;
+    store->ndicts = 0;
+    for (size_t i = 0; i < store->ndctx_pool; i++)
+        ZSTD_freeDCtx(store->dctx_pool[i]);
+    free(store->dctx_pool);
+    store->dctx_pool = NULL;
+    store->ndctx_pool = 0;
+}

@@ -1,0 +1,639 @@
+/*
+ * store/store.c -- opening the LMDB store, transactions, map growth and the
+ * write side (traces, blobs, environments, counters, indexes).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <zstd.h>
+
+#include "store/store_internal.h"
+
+#define INITIAL_MAP ((size_t)64 << 20)
+#define MAX_DBS 16
+
+/* Map the LMDB code `rc` to a deja code, set the message "WHAT: lmdb says"
+ * and return the code. */
+int deja__mdb_error(int rc, const char *what)
+{
+    int code = DEJA_EIO;
+
+    if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID)
+        code = DEJA_ECORRUPT;
+    else if (rc == MDB_VERSION_MISMATCH)
+        code = DEJA_EVERSION;
+    else if (rc == ENOMEM)
+        code = DEJA_ENOMEM;
+    return deja__error_set(code, "%s: %s", what, mdb_strerror(rc));
+}
+
+/* Take the resize lock exclusively and let LMDB adopt the size another
+ * process gave the map (`size` 0) or grow it to `size`. Caller holds no
+ * transaction of this handle. */
+static int resize_map(deja_store *store, size_t size)
+{
+    int rc;
+
+    if (pthread_rwlock_wrlock(&store->resize) != 0)
+        return deja__error_set(DEJA_EIO, "store '%s': cannot lock for resize", store->path);
+    rc = mdb_env_set_mapsize(store->env, size);
+    pthread_rwlock_unlock(&store->resize);
+    if (rc != 0)
+        return deja__mdb_error(rc, "resizing the store map");
+    return 0;
+}
+
+/* Begin a transaction (read-only when `flags` is MDB_RDONLY) holding the
+ * resize lock shared; adopts a map grown by another process. On success the
+ * caller ends it with txn_end(). */
+static int txn_begin(deja_store *store, unsigned flags, MDB_txn **out)
+{
+    int rc;
+
+    for (;;) {
+        if (pthread_rwlock_rdlock(&store->resize) != 0)
+            return deja__error_set(DEJA_EIO, "store '%s': cannot lock", store->path);
+        rc = mdb_txn_begin(store->env, NULL, flags, out);
+        if (rc == 0)
+            return 0;
+        pthread_rwlock_unlock(&store->resize);
+        if (rc != MDB_MAP_RESIZED)
+            return deja__mdb_error(rc, "beginning a transaction");
+        rc = resize_map(store, 0);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int deja__rtxn_begin(deja_store *store, MDB_txn **out)
+{
+    return txn_begin(store, MDB_RDONLY, out);
+}
+
+/* Abort a read transaction begun by deja__rtxn_begin and release the lock.
+ * Accepts NULL. */
+void deja__rtxn_end(deja_store *store, MDB_txn *txn)
+{
+    if (txn == NULL)
+        return;
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&store->resize);
+}
+
+/* Read a little-endian u32 under `key` in meta. `*found` (may be NULL) says
+ * whether it exists; `*out` is 0 when it does not. */
+int deja__meta_u32(deja_store *store, MDB_txn *txn, const char *key, uint32_t *out, int *found)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    const uint8_t *p;
+    int rc = mdb_get(txn, store->meta, &k, &v);
+
+    *out = 0;
+    if (found != NULL)
+        *found = 0;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return deja__mdb_error(rc, key);
+    if (v.mv_size != 4)
+        return deja__error_set(DEJA_ECORRUPT, "store '%s': meta '%s' has %zu bytes, not 4",
+                               store->path, key, v.mv_size);
+    p = v.mv_data;
+    *out = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    if (found != NULL)
+        *found = 1;
+    return 0;
+}
+
+/* The little-endian u64 under `key` in meta, 0 when absent or malformed. */
+uint64_t deja__meta_u64(deja_store *store, MDB_txn *txn, const char *key)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    const uint8_t *p;
+    uint64_t x = 0;
+
+    if (mdb_get(txn, store->meta, &k, &v) != 0 || v.mv_size != 8)
+        return 0;
+    p = v.mv_data;
+    for (int i = 7; i >= 0; i--)
+        x = x << 8 | p[i];
+    return x;
+}
+
+static void put_le(uint8_t *p, uint64_t x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(x >> (8 * i));
+}
+
+/* Write `size` bytes under the key `key` of `dbi`, noting a full map. */
+static int wput(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
+                size_t size, unsigned flags, const char *what)
+{
+    MDB_val k = {ksize, (void *)key}, v = {size, (void *)data};
+    int rc = mdb_put(w->txn, dbi, &k, &v, flags);
+
+    if (rc == MDB_KEYEXIST && (flags & MDB_NOOVERWRITE))
+        return 0;
+    if (rc == MDB_MAP_FULL)
+        w->map_full = 1;
+    if (rc != 0)
+        return deja__mdb_error(rc, what);
+    return 0;
+}
+
+/* Add `delta` to the u64 counter meta "count/<name>" in `w`. */
+static int count_add(deja__wtxn *w, const char *name, uint64_t delta)
+{
+    char key[64];
+    uint8_t v[8];
+    uint64_t x;
+
+    if (delta == 0)
+        return 0;
+    snprintf(key, sizeof key, "count/%s", name);
+    x = deja__meta_u64(w->store, w->txn, key) + delta;
+    put_le(v, x, 8);
+    return wput(w, w->store->meta, key, strlen(key), v, 8, 0, "updating a counter");
+}
+
+/* Open (creating when `create`) the named databases of the store in `txn`. */
+static int open_dbs(deja_store *store, MDB_txn *txn, int create)
+{
+    static const char *const names[] = {"meta",     "traces", "blobs",    "envs",
+                                        "ix_model", "ix_tag", "ix_status"};
+    MDB_dbi *dbis[] = {&store->meta,     &store->traces, &store->blobs,    &store->envs,
+                       &store->ix_model, &store->ix_tag, &store->ix_status};
+    int rc;
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        rc = mdb_dbi_open(txn, names[i], create ? MDB_CREATE : 0, dbis[i]);
+        if (rc == MDB_NOTFOUND)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "store '%s' is not a deja store (database '%s' is missing)",
+                                   store->path, names[i]);
+        if (rc != 0)
+            return deja__mdb_error(rc, names[i]);
+    }
+    return 0;
+}
+
+/* mkdir -p `path`. */
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof buf)
+        return deja__error_set(DEJA_EINVAL, "store path '%s' is empty or too long", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return deja__error_set(DEJA_EIO, "store '%s': cannot create '%s': %s", path, buf,
+                                   strerror(errno));
+        buf[i] = i == n ? '\0' : '/';
+    }
+    return 0;
+}
+
+/* Check (and for a new writable store, write) the format version. */
+static int check_format(deja_store *store, MDB_txn *txn)
+{
+    uint32_t format;
+    int found, rc;
+    uint8_t v[4];
+
+    rc = deja__meta_u32(store, txn, "format", &format, &found);
+    if (rc != 0)
+        return rc;
+    if (found && format > DEJA__FORMAT_VERSION)
+        return deja__error_set(DEJA_EVERSION,
+                               "store '%s' has format %u, this deja reads up to %d: upgrade deja",
+                               store->path, format, DEJA__FORMAT_VERSION);
+    if (found)
+        return 0;
+    if (!store->writable)
+        return deja__error_set(DEJA_ECORRUPT, "store '%s' has no format version", store->path);
+    put_le(v, DEJA__FORMAT_VERSION, 4);
+    {
+        MDB_val k = {6, "format"}, val = {4, v};
+
+        rc = mdb_put(txn, store->meta, &k, &val, 0);
+    }
+    if (rc != 0)
+        return deja__mdb_error(rc, "writing the format version");
+    return 0;
+}
+
+/* Open the store at `path`: READONLY never creates anything and fails with
+ * DEJA_ENOTFOUND when the store is missing; WRITE creates the directory and
+ * databases. DEJA__STORE_NOSYNC leaves syncing to deja__store_sync. */
+int deja_store_open(deja_store **out, const char *path, int flags)
+{
+    deja_store *store = NULL;
+    MDB_txn *txn = NULL;
+    MDB_envinfo info;
+    char data_path[PATH_MAX];
+    struct stat st;
+    unsigned mflags = MDB_NOTLS;
+    int rc = 0, locks = 0, dead;
+
+    *out = NULL;
+    if (path == NULL || *path == '\0')
+        return deja__error_set(DEJA_EINVAL, "store path is empty");
+    if ((size_t)snprintf(data_path, sizeof data_path, "%s/data.mdb", path) >= sizeof data_path)
+        return deja__error_set(DEJA_EINVAL, "store path '%s' is too long", path);
+    if (!(flags & DEJA_STORE_WRITE)) {
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || stat(data_path, &st) != 0)
+            return deja__error_set(DEJA_ENOTFOUND, "store '%s' does not exist", path);
+        mflags |= MDB_RDONLY;
+    } else {
+        rc = make_dirs(path);
+        if (rc != 0)
+            return rc;
+    }
+    if (flags & DEJA__STORE_NOSYNC)
+        mflags |= MDB_NOSYNC;
+
+    store = calloc(1, sizeof *store);
+    if (store == NULL || (store->path = strdup(path)) == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "store '%s': out of memory", path);
+        goto cleanup;
+    }
+    store->writable = (flags & DEJA_STORE_WRITE) != 0;
+    if (pthread_rwlock_init(&store->resize, NULL) != 0) {
+        rc = deja__error_set(DEJA_EIO, "store '%s': cannot create a lock", path);
+        goto cleanup;
+    }
+    locks = 1;
+    if (pthread_mutex_init(&store->lock, NULL) != 0) {
+        rc = deja__error_set(DEJA_EIO, "store '%s': cannot create a lock", path);
+        goto cleanup;
+    }
+    locks = 2;
+    rc = mdb_env_create(&store->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(store->env, MAX_DBS);
+    if (rc != 0) {
+        rc = deja__mdb_error(rc, "creating the LMDB environment");
+        goto cleanup;
+    }
+    rc = mdb_env_open(store->env, path, mflags, 0644);
+    if (rc != 0) {
+        rc = deja__error_set(rc == ENOENT ? DEJA_ENOTFOUND : DEJA_EIO, "store '%s': %s", path,
+                             mdb_strerror(rc));
+        goto cleanup;
+    }
+    mdb_reader_check(store->env, &dead);
+    if (store->writable) {
+        rc = mdb_env_info(store->env, &info);
+        if (rc == 0 && info.me_mapsize < INITIAL_MAP)
+            rc = mdb_env_set_mapsize(store->env, INITIAL_MAP);
+        if (rc != 0) {
+            rc = deja__mdb_error(rc, "setting the map size");
+            goto cleanup;
+        }
+        store->cctx = ZSTD_createCCtx();
+        if (store->cctx == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "store '%s': out of memory", path);
+            goto cleanup;
+        }
+    }
+    rc = txn_begin(store, store->writable ? 0 : MDB_RDONLY, &txn);
+    if (rc != 0)
+        goto cleanup;
+    rc = open_dbs(store, txn, store->writable);
+    if (rc == 0)
+        rc = check_format(store, txn);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+    } else {
+        rc = mdb_txn_commit(txn);
+        if (rc != 0)
+            rc = deja__mdb_error(rc, "opening the store");
+    }
+    pthread_rwlock_unlock(&store->resize);
+    if (rc != 0)
+        goto cleanup;
+    *out = store;
+    store = NULL;
+
+cleanup:
+    if (store != NULL) {
+        if (store->env != NULL)
+            mdb_env_close(store->env);
+        ZSTD_freeCCtx(store->cctx);
+        if (locks >= 2)
+            pthread_mutex_destroy(&store->lock);
+        if (locks >= 1)
+            pthread_rwlock_destroy(&store->resize);
+        free(store->path);
+        free(store);
+    }
+    return rc;
+}
+
+/* Close the store and free its caches. Accepts NULL. */
+void deja_store_close(deja_store *store)
+{
+    if (store == NULL)
+        return;
+    deja__record_cleanup(store);
+    mdb_env_close(store->env);
+    ZSTD_freeCCtx(store->cctx);
+    deja__buf_free(&store->samples);
+    free(store->sample_sizes);
+    pthread_mutex_destroy(&store->lock);
+    pthread_rwlock_destroy(&store->resize);
+    free(store->path);
+    free(store);
+}
+
+/* Flush LMDB's buffers of a store opened with DEJA__STORE_NOSYNC. */
+int deja__store_sync(deja_store *store)
+{
+    int rc = mdb_env_sync(store->env, 1);
+
+    if (rc != 0)
+        return deja__mdb_error(rc, "syncing the store");
+    return 0;
+}
+
+/* Write the byte counters gathered by `w` into meta. */
+static int flush_counters(deja__wtxn *w)
+{
+    int rc = count_add(w, "raw_bytes", w->raw_bytes);
+
+    if (rc == 0)
+        rc = count_add(w, "unique_bytes", w->unique_bytes);
+    if (rc == 0)
+        rc = count_add(w, "stored_bytes", w->stored_bytes);
+    return rc;
+}
+
+/* Run `fill` inside one write transaction and commit it. On a full map the
+ * transaction is aborted, the map doubled and `fill` run again. If `fill`
+ * fails nothing is written and its code is returned. */
+int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload)
+{
+    deja__wtxn w;
+    MDB_envinfo info;
+    size_t nsamples = store->nsamples, samples_size = store->samples.size;
+    int rc;
+
+    if (!store->writable)
+        return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only", store->path);
+    memset(&w, 0, sizeof w);
+    for (;;) {
+        deja__buf_free(&w.scratch);
+        memset(&w, 0, sizeof w);
+        w.store = store;
+        rc = txn_begin(store, 0, &w.txn);
+        if (rc != 0)
+            break;
+        rc = fill(&w, payload);
+        if (rc == 0)
+            rc = deja__dict_maybe_train(&w);
+        if (rc == 0)
+            rc = flush_counters(&w);
+        if (rc == 0) {
+            int mrc = mdb_txn_commit(w.txn);
+
+            if (mrc == MDB_MAP_FULL)
+                w.map_full = 1;
+            if (mrc != 0)
+                rc = deja__mdb_error(mrc, "committing");
+        } else {
+            mdb_txn_abort(w.txn);
+        }
+        pthread_rwlock_unlock(&store->resize);
+        if (rc == 0 && w.drop_samples)
+            deja__dict_samples_drop(store);
+        if (rc == 0 || !w.map_full)
+            break;
+        /* Forget the samples of the aborted attempt; fill runs again. */
+        store->nsamples = nsamples;
+        store->samples.size = samples_size;
+        rc = mdb_env_info(store->env, &info);
+        if (rc != 0) {
+            rc = deja__mdb_error(rc, "reading the map size");
+            break;
+        }
+        if (info.me_mapsize > SIZE_MAX / 2) {
+            rc = deja__error_set(DEJA_ENOMEM, "store '%s': map cannot grow", store->path);
+            break;
+        }
+        rc = resize_map(store, info.me_mapsize * 2);
+        if (rc != 0)
+            break;
+    }
+    if (rc != 0 && store->nsamples > nsamples) {
+        store->nsamples = nsamples;
+        store->samples.size = samples_size;
+    }
+    deja__buf_free(&w.scratch);
+    return rc;
+}
+
+/* The current dictionary of this transaction, read once per transaction so
+ * that one trained by another process is seen. */
+static int wtxn_dict(deja__wtxn *w)
+{
+    int rc;
+
+    if (w->dict_loaded)
+        return 0;
+    rc = deja__meta_u32(w->store, w->txn, "dict.current", &w->dict_id, NULL);
+    if (rc == 0)
+        w->dict_loaded = 1;
+    return rc;
+}
+
+/* Store `data` as the record under `key` in `dbi` (NOOVERWRITE), compressed
+ * with `dict_id`, counting unique and stored bytes. */
+static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize,
+                      const void *data, size_t size, uint32_t dict_id, const char *what)
+{
+    int rc = deja__record_encode(w, data, size, dict_id, &w->scratch);
+
+    if (rc == 0)
+        rc = wput(w, dbi, key, ksize, w->scratch.data, w->scratch.size, MDB_NOOVERWRITE, what);
+    if (rc == 0) {
+        w->unique_bytes += size;
+        w->stored_bytes += w->scratch.size;
+    }
+    return rc;
+}
+
+/* Store a payload once under its digest, without a dictionary. */
+int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out)
+{
+    MDB_val k, v;
+    int rc;
+
+    *out = deja_digest_of(data, size);
+    w->raw_bytes += size;
+    k.mv_size = sizeof out->bytes;
+    k.mv_data = out->bytes;
+    rc = mdb_get(w->txn, w->store->blobs, &k, &v);
+    if (rc == 0)
+        return 0;
+    if (rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "reading a blob");
+    return put_record(w, w->store->blobs, out->bytes, sizeof out->bytes, data, size, 0,
+                      "writing a blob");
+}
+
+/* Store an environment once under the digest of its canonical encoding. */
+int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out)
+{
+    deja__buf enc = {0};
+    MDB_val k, v;
+    int rc;
+
+    rc = deja__env_encode(env, &enc);
+    if (rc != 0)
+        goto cleanup;
+    *out = deja_digest_of(enc.data, enc.size);
+    w->raw_bytes += enc.size;
+    k.mv_size = sizeof out->bytes;
+    k.mv_data = out->bytes;
+    rc = mdb_get(w->txn, w->store->envs, &k, &v);
+    if (rc == 0)
+        goto cleanup;
+    if (rc != MDB_NOTFOUND) {
+        rc = deja__mdb_error(rc, "reading an environment");
+        goto cleanup;
+    }
+    rc = wtxn_dict(w);
+    if (rc == 0)
+        rc = put_record(w, w->store->envs, out->bytes, sizeof out->bytes, enc.data, enc.size,
+                        w->dict_id, "writing an environment");
+
+cleanup:
+    deja__buf_free(&enc);
+    return rc;
+}
+
+/* Blob callback of the trace encoder: store the payload in the same
+ * transaction. */
+static int blob_put_cb(const void *data, size_t size, deja_digest *out, void *payload)
+{
+    return deja__wtxn_put_blob(payload, data, size, out);
+}
+
+/* The ix_model key "name\0version\0" + id of `trace` in `key`; 0 if it would
+ * be longer than `max`. */
+size_t deja__ix_model_key(const deja_trace *trace, uint8_t *key, size_t max)
+{
+    const char *name = trace->model_name ? trace->model_name : "";
+    const char *version = trace->model_version ? trace->model_version : "";
+    size_t n = strlen(name), v = strlen(version);
+
+    if (n + v + 2 + 16 > max)
+        return 0;
+    memcpy(key, name, n + 1);
+    memcpy(key + n + 1, version, v + 1);
+    memcpy(key + n + v + 2, trace->id.bytes, 16);
+    return n + v + 2 + 16;
+}
+
+/* The ix_tag key "key=value\0" + id in `key`; 0 if longer than `max`. */
+size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, size_t max)
+{
+    const char *k = tag->key ? tag->key : "", *v = tag->value ? tag->value : "";
+    size_t kn = strlen(k), vn = strlen(v);
+
+    if (kn + vn + 2 + 16 > max)
+        return 0;
+    memcpy(key, k, kn);
+    key[kn] = '=';
+    memcpy(key + kn + 1, v, vn + 1);
+    memcpy(key + kn + vn + 2, id->bytes, 16);
+    return kn + vn + 2 + 16;
+}
+
+/* Add the index entries of `trace`. */
+static int put_indexes(deja__wtxn *w, const deja_trace *trace)
+{
+    uint8_t key[512];
+    size_t max = (size_t)mdb_env_get_maxkeysize(w->store->env), n;
+    int rc = 0;
+
+    if (max > sizeof key)
+        max = sizeof key;
+    n = deja__ix_model_key(trace, key, max);
+    if (n > 0)
+        rc = wput(w, w->store->ix_model, key, n, "", 0, 0, "writing the model index");
+    for (size_t i = 0; rc == 0 && i < trace->ntags; i++) {
+        n = deja__ix_tag_key(&trace->tags[i], &trace->id, key, max);
+        if (n > 0)
+            rc = wput(w, w->store->ix_tag, key, n, "", 0, 0, "writing the tag index");
+    }
+    if (rc == 0) {
+        key[0] = (uint8_t)trace->status;
+        memcpy(key + 1, trace->id.bytes, 16);
+        rc = wput(w, w->store->ix_status, key, 17, "", 0, 0, "writing the status index");
+    }
+    return rc;
+}
+
+/* Store one trace (blobs, record, indexes) unless its id is present. */
+int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
+{
+    deja__buf enc = {0};
+    MDB_val k = {16, (void *)trace->id.bytes}, v;
+    char idtext[DEJA_ID_STRLEN + 1];
+    int rc;
+
+    if (added != NULL)
+        *added = 0;
+    rc = mdb_get(w->txn, w->store->traces, &k, &v);
+    if (rc == 0)
+        return 0;
+    if (rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "reading a trace");
+    rc = wtxn_dict(w);
+    if (rc != 0)
+        goto cleanup;
+    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_put_cb, w, &enc);
+    if (rc != 0)
+        goto cleanup;
+    w->raw_bytes += enc.size;
+    if (w->dict_id == 0)
+        deja__dict_sample(w, enc.data, enc.size);
+    rc = put_record(w, w->store->traces, trace->id.bytes, 16, enc.data, enc.size, w->dict_id,
+                    "writing a trace");
+    if (rc == 0)
+        rc = put_indexes(w, trace);
+    if (rc == 0 && added != NULL)
+        *added = 1;
+
+cleanup:
+    if (rc != 0) {
+        deja_id_format(&trace->id, idtext);
+        deja__error_wrap(rc, "trace %s: ", idtext);
+    }
+    deja__buf_free(&enc);
+    return rc;
+}
+
+/* Add to the store-wide tracer counters. */
+int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint64_t redacted)
+{
+    int rc = count_add(w, "dropped", dropped);
+
+    if (rc == 0)
+        rc = count_add(w, "sampled_out", sampled_out);
+    if (rc == 0)
+        rc = count_add(w, "redacted", redacted);
+    return rc;
+}

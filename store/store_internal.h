@@ -1,0 +1,126 @@
+/*
+ * store/store_internal.h -- what the files of store/ share with each other
+ * and nobody else: the store handle, read transactions and records.
+ */
+#ifndef DEJA_STORE_STORE_INTERNAL_H
+#define DEJA_STORE_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/codec.h"
+#include "store/store.h"
+
+/* Record header: magic 'D', codec, u32 dictionary id, u32 raw size. */
+#define DEJA__RECORD_MAGIC 'D'
+#define DEJA__RECORD_HEADER 10
+#define DEJA__CODEC_RAW 0
+#define DEJA__CODEC_ZSTD 1
+
+/* Dictionary training: samples kept per write handle while no dictionary
+ * exists, and the number needed before training. */
+#define DEJA__DICT_SAMPLES_MAX 2000
+#define DEJA__DICT_SAMPLES_BYTES ((size_t)4 << 20)
+#define DEJA__DICT_TRAIN_AT 1000
+#define DEJA__DICT_SIZE ((size_t)32 << 10)
+
+/* One trained dictionary, loaded on first use and kept until close. */
+typedef struct deja__dict {
+    uint32_t id;
+    void *cdict; /* ZSTD_CDict *, created by writers only */
+    void *ddict; /* ZSTD_DDict *, shared by readers (read-only once built) */
+} deja__dict;
+
+struct deja_store {
+    MDB_env *env;
+    char *path;
+    int writable;
+    MDB_dbi meta, traces, blobs, envs, ix_model, ix_tag, ix_status;
+
+    /* Held shared by every transaction of this handle, exclusively while the
+     * map is resized (LMDB requires no live transaction in the process). */
+    pthread_rwlock_t resize;
+
+    /* Protects dicts and the pool of decompression contexts. */
+    pthread_mutex_t lock;
+    deja__dict **dicts;
+    size_t ndicts;
+    void **dctx_pool; /* ZSTD_DCtx * free for use */
+    size_t ndctx_pool;
+
+    /* Writers only: used inside a write transaction, so LMDB's writer lock
+     * serialises them. */
+    void *cctx; /* ZSTD_CCtx * */
+    deja__buf samples;
+    size_t *sample_sizes;
+    size_t nsamples;
+    size_t train_failed_at; /* sample count of the last failed training */
+};
+
+struct deja__wtxn {
+    deja_store *store;
+    MDB_txn *txn;
+    int map_full;     /* an LMDB call hit MDB_MAP_FULL: grow and rerun */
+    int drop_samples; /* a dictionary exists: drop the samples after commit */
+    int dict_loaded;  /* dict_id read from meta in this transaction */
+    uint32_t dict_id; /* current dictionary, 0 for none */
+    uint64_t raw_bytes, unique_bytes, stored_bytes;
+    deja__buf scratch;
+};
+
+/* Begin a read transaction on `store` (taking the resize lock shared and
+ * adopting a map grown by another process). End it with deja__rtxn_end. */
+int deja__rtxn_begin(deja_store *store, MDB_txn **out);
+void deja__rtxn_end(deja_store *store, MDB_txn *txn);
+
+/* Map an LMDB error to a deja code with a message naming `what`. */
+int deja__mdb_error(int rc, const char *what);
+
+/* Compress `size` bytes into a record (header + payload) in `out`, with
+ * dictionary `dict_id` (0 for none). Falls back to raw when compressing does
+ * not help. Only inside a write transaction. */
+int deja__record_encode(deja__wtxn *w, const void *data, size_t size, uint32_t dict_id,
+                        deja__buf *out);
+
+/* Decode the record `rec` (`size` bytes) read in `txn` into a malloc'd
+ * buffer `*out` of `*out_size` bytes (never NULL on success; free() it).
+ * `what` names the record in error messages ("trace 01J..."). Thread-safe. */
+int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                        const char *what, uint8_t **out, size_t *out_size);
+
+/* The compression (`cdict`, may be NULL) and decompression (`ddict`, may be
+ * NULL) forms of dictionary `id`, read from meta in `txn` on first use and
+ * cached until close. Unknown id -> DEJA_ECORRUPT. */
+int deja__dict_get(deja_store *store, MDB_txn *txn, uint32_t id, void **cdict, void **ddict);
+
+/* Hand a raw trace record to the dictionary sampler of a write handle, and
+ * train a dictionary in `w` when enough samples are held. */
+void deja__dict_sample(deja__wtxn *w, const void *data, size_t size);
+int deja__dict_maybe_train(deja__wtxn *w);
+void deja__dict_samples_drop(deja_store *store);
+
+/* The number of dictionaries in the store, as seen by `txn`. */
+int deja__dict_count(deja_store *store, MDB_txn *txn, uint32_t *out);
+
+/* Free the caches of record.c. */
+void deja__record_cleanup(deja_store *store);
+
+/* Meta helpers: read a u32 / u64 under `key` (0 when absent), add to a u64. */
+int deja__meta_u32(deja_store *store, MDB_txn *txn, const char *key, uint32_t *out, int *found);
+uint64_t deja__meta_u64(deja_store *store, MDB_txn *txn, const char *key);
+
+/* Blob payload read inside `txn`, digest checked. */
+int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *digest, void **data,
+                       size_t *size);
+
+/* Decode a trace record read in `txn` under `id` (no blobs loaded). */
+int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja_trace **out);
+
+/* Index keys of a trace. Each returns the key length, or 0 when the key
+ * would exceed `max` (the entry is then not indexed). */
+size_t deja__ix_model_key(const deja_trace *trace, uint8_t *key, size_t max);
+size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, size_t max);
+
+#endif /* DEJA_STORE_STORE_INTERNAL_H */

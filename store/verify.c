@@ -1,0 +1,357 @@
+/*
+ * store/verify.c -- deja_store_verify: every record decodes, every blob and
+ * environment matches its digest, every reference and index entry resolves.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+typedef struct verifier {
+    deja_store *store;
+    MDB_txn *txn;
+    deja_problem_cb cb;
+    void *payload;
+    int problems;
+} verifier;
+
+/* Pass one problem line to the callback and count it. */
+static void problem(verifier *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(verifier *v, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    v->problems++;
+    if (v->cb != NULL)
+        v->cb(line, v->payload);
+}
+
+/* Whether `key` exists in `dbi`: 1, 0, or a negative code. */
+static int exists(verifier *v, MDB_dbi dbi, const void *key, size_t ksize)
+{
+    MDB_val k = {ksize, (void *)key}, val;
+    int rc = mdb_get(v->txn, dbi, &k, &val);
+
+    if (rc == 0)
+        return 1;
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    return deja__mdb_error(rc, "verifying");
+}
+
+/* Printable form of an index key prefix (NULs shown as '/'). */
+static void printable(char *out, size_t cap, const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n && i + 1 < cap; i++)
+        out[i] = p[i] == '\0' ? '/' : (p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i]);
+    out[i] = '\0';
+}
+
+/* Check one trace's references: blobs, environment, index entries. */
+static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
+{
+    uint8_t key[512];
+    char hex[33];
+    size_t max = (size_t)mdb_env_get_maxkeysize(v->store->env), n;
+    int rc;
+
+    if (max > sizeof key)
+        max = sizeof key;
+    for (int side = 0; side < 2; side++) {
+        size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+
+        for (size_t i = 0; i < count; i++) {
+            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+
+            if (d == NULL)
+                continue;
+            rc = exists(v, v->store->blobs, d->bytes, 16);
+            if (rc < 0)
+                return rc;
+            deja_digest_format(d, hex);
+            if (rc == 0)
+                problem(v, "trace %s: blob %s: missing", text, hex);
+        }
+    }
+    if (t->has_env) {
+        rc = exists(v, v->store->envs, t->env.bytes, 16);
+        if (rc < 0)
+            return rc;
+        deja_digest_format(&t->env, hex);
+        if (rc == 0)
+            problem(v, "trace %s: environment %s: missing", text, hex);
+    }
+    n = deja__ix_model_key(t, key, max);
+    if (n > 0) {
+        rc = exists(v, v->store->ix_model, key, n);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            problem(v, "trace %s: model index entry is missing", text);
+    }
+    for (size_t i = 0; i < t->ntags; i++) {
+        n = deja__ix_tag_key(&t->tags[i], &t->id, key, max);
+        if (n == 0)
+            continue;
+        rc = exists(v, v->store->ix_tag, key, n);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            problem(v, "trace %s: tag index entry '%s' is missing", text, (char *)key);
+    }
+    key[0] = (uint8_t)t->status;
+    memcpy(key + 1, t->id.bytes, 16);
+    rc = exists(v, v->store->ix_status, key, 17);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        problem(v, "trace %s: status index entry is missing", text);
+    return 0;
+}
+
+/* Walk `dbi` and call `check` on each key and value. */
+static int walk(verifier *v, MDB_dbi dbi,
+                int (*check)(verifier *v, const MDB_val *k, const MDB_val *val))
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, val;
+    int rc = mdb_cursor_open(v->txn, dbi, &cur);
+
+    if (rc != 0)
+        return deja__mdb_error(rc, "verifying");
+    for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+        int crc = check(v, &k, &val);
+
+        if (crc < 0) {
+            mdb_cursor_close(cur);
+            return crc;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "verifying");
+    return 0;
+}
+
+static int check_trace(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    deja_trace *t = NULL;
+    char text[DEJA_ID_STRLEN + 1];
+    deja_id id;
+    int rc;
+
+    if (k->mv_size != 16) {
+        problem(v, "traces: a key of %zu bytes is not an id", k->mv_size);
+        return 0;
+    }
+    memcpy(id.bytes, k->mv_data, 16);
+    deja_id_format(&id, text);
+    rc = deja__trace_read_txn(v->store, v->txn, &id, &t);
+    if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
+        problem(v, "%s", deja_error_last());
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    rc = check_trace_refs(v, t, text);
+    deja_trace_free(t);
+    return rc;
+}
+
+/* Check a blob or environment record: decodes, and its digest is its key. */
+static int check_content(verifier *v, const MDB_val *k, const MDB_val *val, int is_env)
+{
+    const char *kind = is_env ? "environment" : "blob";
+    char hex[33], what[64];
+    uint8_t *raw = NULL;
+    size_t n = 0;
+    deja_digest key, got;
+    deja_env *env = NULL;
+    int rc;
+
+    if (k->mv_size != 16) {
+        problem(v, "%ss: a key of %zu bytes is not a digest", kind, k->mv_size);
+        return 0;
+    }
+    memcpy(key.bytes, k->mv_data, 16);
+    deja_digest_format(&key, hex);
+    snprintf(what, sizeof what, "%s %s", kind, hex);
+    rc = deja__record_decode(v->store, v->txn, val->mv_data, val->mv_size, what, &raw, &n);
+    if (rc != 0) {
+        problem(v, "%s", deja_error_last());
+        return 0;
+    }
+    got = deja_digest_of(raw, n);
+    if (memcmp(got.bytes, key.bytes, 16) != 0) {
+        problem(v, "%s: content does not match its digest", what);
+    } else if (is_env) {
+        rc = deja__env_decode(raw, n, &env);
+        if (rc != 0)
+            problem(v, "%s: %s", what, deja_error_last());
+        deja_env_free(env);
+    }
+    free(raw);
+    return 0;
+}
+
+static int check_blob(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    return check_content(v, k, val, 0);
+}
+
+static int check_env(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    return check_content(v, k, val, 1);
+}
+
+/* Read the trace an index entry points to. Returns 1 with `*t` set, 0 when
+ * a problem was reported (or the record is corrupt, reported by the trace
+ * pass), negative on a store error. */
+static int index_target(verifier *v, const char *index, const MDB_val *k, size_t plen,
+                        deja_trace **t)
+{
+    char text[DEJA_ID_STRLEN + 1], shown[600];
+    deja_id id;
+    int rc;
+
+    memcpy(id.bytes, (const uint8_t *)k->mv_data + plen, 16);
+    deja_id_format(&id, text);
+    rc = deja__trace_read_txn(v->store, v->txn, &id, t);
+    if (rc == DEJA_ENOTFOUND) {
+        printable(shown, sizeof shown, k->mv_data, plen);
+        problem(v, "%s entry '%s' -> trace %s: no such trace", index, shown, text);
+        return 0;
+    }
+    if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL)
+        return 0;
+    return rc < 0 ? rc : 1;
+}
+
+static int check_ix_model(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    const uint8_t *p = k->mv_data;
+    const uint8_t *z1, *z2 = NULL;
+    deja_trace *t = NULL;
+    char shown[600];
+    int rc;
+
+    z1 = k->mv_size >= 18 ? memchr(p, '\0', k->mv_size - 16) : NULL;
+    if (z1 != NULL)
+        z2 = memchr(z1 + 1, '\0', (size_t)(p + k->mv_size - 16 - (z1 + 1)));
+    if (z2 == NULL || z2 + 1 != p + k->mv_size - 16) {
+        printable(shown, sizeof shown, p, k->mv_size);
+        problem(v, "ix_model entry '%s' is malformed", shown);
+        return 0;
+    }
+    rc = index_target(v, "ix_model", k, k->mv_size - 16, &t);
+    if (rc <= 0)
+        return rc;
+    if (strcmp((const char *)p, t->model_name ? t->model_name : "") != 0 ||
+        strcmp((const char *)z1 + 1, t->model_version ? t->model_version : "") != 0) {
+        char text[DEJA_ID_STRLEN + 1];
+
+        deja_id_format(&t->id, text);
+        problem(v, "ix_model entry '%s/%s' -> trace %s: the trace is model '%s' version '%s'",
+                (const char *)p, (const char *)z1 + 1, text, t->model_name ? t->model_name : "",
+                t->model_version ? t->model_version : "");
+    }
+    deja_trace_free(t);
+    return 0;
+}
+
+static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    const uint8_t *p = k->mv_data;
+    deja_trace *t = NULL;
+    char shown[600], text[DEJA_ID_STRLEN + 1];
+    size_t plen, i;
+    int rc;
+
+    if (k->mv_size < 17 || p[k->mv_size - 17] != '\0' ||
+        memchr(p, '\0', k->mv_size - 17) != NULL) {
+        printable(shown, sizeof shown, p, k->mv_size);
+        problem(v, "ix_tag entry '%s' is malformed", shown);
+        return 0;
+    }
+    plen = k->mv_size - 16;
+    rc = index_target(v, "ix_tag", k, plen, &t);
+    if (rc <= 0)
+        return rc;
+    for (i = 0; i < t->ntags; i++) {
+        const char *tk = t->tags[i].key ? t->tags[i].key : "";
+        const char *tv = t->tags[i].value ? t->tags[i].value : "";
+        size_t kn = strlen(tk);
+
+        if (kn + 1 + strlen(tv) + 1 == plen && memcmp(p, tk, kn) == 0 && p[kn] == '=' &&
+            strcmp((const char *)p + kn + 1, tv) == 0)
+            break;
+    }
+    if (i == t->ntags) {
+        deja_id_format(&t->id, text);
+        problem(v, "ix_tag entry '%s' -> trace %s: the trace has no such tag", (const char *)p,
+                text);
+    }
+    deja_trace_free(t);
+    return 0;
+}
+
+static int check_ix_status(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    const uint8_t *p = k->mv_data;
+    deja_trace *t = NULL;
+    char text[DEJA_ID_STRLEN + 1], shown[8];
+    int rc;
+
+    if (k->mv_size != 17) {
+        problem(v, "ix_status: an entry of %zu bytes is malformed", k->mv_size);
+        return 0;
+    }
+    snprintf(shown, sizeof shown, "%u", p[0]);
+    rc = index_target(v, "ix_status", k, 1, &t);
+    if (rc <= 0)
+        return rc;
+    if ((unsigned)t->status != p[0]) {
+        deja_id_format(&t->id, text);
+        problem(v, "ix_status entry %s -> trace %s: the trace has status %d", shown, text,
+                (int)t->status);
+    }
+    deja_trace_free(t);
+    return 0;
+}
+
+/* Check the whole store in one read transaction. */
+int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
+{
+    verifier v;
+    int rc;
+
+    memset(&v, 0, sizeof v);
+    v.store = store;
+    v.cb = cb;
+    v.payload = payload;
+    rc = deja__rtxn_begin(store, &v.txn);
+    if (rc != 0)
+        return rc;
+    rc = walk(&v, store->traces, check_trace);
+    if (rc == 0)
+        rc = walk(&v, store->blobs, check_blob);
+    if (rc == 0)
+        rc = walk(&v, store->envs, check_env);
+    if (rc == 0)
+        rc = walk(&v, store->ix_model, check_ix_model);
+    if (rc == 0)
+        rc = walk(&v, store->ix_tag, check_ix_tag);
+    if (rc == 0)
+        rc = walk(&v, store->ix_status, check_ix_status);
+    deja__rtxn_end(store, v.txn);
+    return rc < 0 ? rc : v.problems;
+}

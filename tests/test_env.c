@@ -1,0 +1,151 @@
+/*
+ * tests/test_env.c -- the environment fingerprint of this process: its
+ * fields are plausible, it is cached, and its digest is the digest of its
+ * canonical encoding, which changes when any selected variable changes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "deja.h"
+#include "proto/codec.h"
+
+static deja_digest digest_of_env(const deja_env *env)
+{
+    deja__buf b = {0};
+    assert_int_equal(deja__env_encode(env, &b), 0);
+    deja_digest d = deja_digest_of(b.data, b.size);
+    deja__buf_free(&b);
+    return d;
+}
+
+static void test_env__fields_plausible(void **state)
+{
+    (void)state;
+    deja_digest d;
+    const deja_env *e = deja_env_current(&d);
+    assert_non_null(e);
+    assert_true(e->cores > 0);
+    assert_true(e->memory_bytes > 0);
+    assert_true(e->threads > 0);
+    assert_non_null(e->kernel);
+    assert_true(strlen(e->kernel) > 0);
+    assert_true(strlen(e->arch) > 0);
+    assert_true(strlen(e->os) > 0);
+    assert_true(strlen(e->libc) > 0);
+    assert_true(strlen(e->compiler) > 0);
+    assert_non_null(e->cpu_vendor);
+    assert_non_null(e->cpu_model);
+    for (size_t i = 1; i < e->nisa; i++)
+        assert_true(strcmp(e->isa[i - 1], e->isa[i]) < 0);
+#if defined(__x86_64__)
+    assert_true(strlen(e->cpu_vendor) > 0);
+    int sse2 = 0;
+    for (size_t i = 0; i < e->nisa; i++)
+        sse2 |= strcmp(e->isa[i], "sse2") == 0;
+    assert_true(sse2); /* every x86-64 has it */
+#endif
+    assert_true(strcmp(e->fp_rounding, "nearest") == 0);
+    assert_true(e->ftz == 0 || e->ftz == 1);
+    assert_true(e->daz == 0 || e->daz == 1);
+    for (size_t i = 1; i < e->nvars; i++)
+        assert_true(strcmp(e->vars[i - 1].key, e->vars[i].key) < 0);
+    int has_deja = 0, has_zstd = 0;
+    for (size_t i = 0; i < e->nlibs; i++) {
+        if (i > 0)
+            assert_true(strcmp(e->libs[i - 1].key, e->libs[i].key) < 0);
+        if (strcmp(e->libs[i].key, "deja") == 0) {
+            has_deja = 1;
+            assert_string_equal(e->libs[i].value, DEJA_VERSION_STRING);
+        }
+        has_zstd |= strcmp(e->libs[i].key, "zstd") == 0;
+    }
+    assert_true(has_deja && has_zstd);
+    for (size_t i = 0; i < e->ngpus; i++)
+        assert_true(strlen(e->gpus[i]) > 0);
+}
+
+static void test_env__cached_and_stable(void **state)
+{
+    (void)state;
+    deja_digest a, b;
+    const deja_env *e1 = deja_env_current(&a);
+    const deja_env *e2 = deja_env_current(&b);
+    assert_ptr_equal(e1, e2);
+    assert_memory_equal(&a, &b, sizeof a);
+    deja_digest c = digest_of_env(e1);
+    assert_memory_equal(&a, &c, sizeof a);
+    static const deja_digest zero;
+    assert_memory_not_equal(&a, &zero, sizeof a);
+}
+
+static void test_env__digest_follows_vars(void **state)
+{
+    (void)state;
+    deja_digest base;
+    const deja_env *e = deja_env_current(&base);
+    deja_env copy = *e;
+    /* A copy with OMP_NUM_THREADS set to another value (or added). */
+    deja_kv *vars = calloc(e->nvars + 1, sizeof *vars);
+    assert_non_null(vars);
+    size_t n = 0, k = 0;
+    int placed = 0;
+    for (; k < e->nvars; k++) {
+        int c = strcmp(e->vars[k].key, "OMP_NUM_THREADS");
+        if (!placed && c >= 0) {
+            vars[n++] = (deja_kv){"OMP_NUM_THREADS", "12345"};
+            placed = 1;
+            if (c == 0)
+                continue;
+        }
+        vars[n++] = e->vars[k];
+    }
+    if (!placed)
+        vars[n++] = (deja_kv){"OMP_NUM_THREADS", "12345"};
+    copy.vars = vars;
+    copy.nvars = n;
+    deja_digest changed = digest_of_env(&copy);
+    assert_memory_not_equal(&base, &changed, sizeof base);
+    /* The same change again gives the same digest. */
+    deja_digest again = digest_of_env(&copy);
+    assert_memory_equal(&changed, &again, sizeof changed);
+    copy.vars = e->vars;
+    copy.nvars = e->nvars;
+    copy.threads = e->threads + 1;
+    deja_digest threads = digest_of_env(&copy);
+    assert_memory_not_equal(&base, &threads, sizeof base);
+    free(vars);
+}
+
+/* Selected variables (set in main before the first capture) are in the
+ * fingerprint; others are not. */
+static void test_env__vars_selected(void **state)
+{
+    (void)state;
+    const deja_env *e = deja_env_current(NULL);
+    int mkl = 0, other = 0;
+    for (size_t i = 0; i < e->nvars; i++) {
+        mkl |= strcmp(e->vars[i].key, "MKL_CBWR") == 0 && strcmp(e->vars[i].value, "AVX2") == 0;
+        other |= strcmp(e->vars[i].key, "DEJA_TEST_UNSELECTED") == 0;
+    }
+    assert_true(mkl);
+    assert_false(other);
+}
+
+int main(void)
+{
+    setenv("MKL_CBWR", "AVX2", 1);
+    setenv("DEJA_TEST_UNSELECTED", "1", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_env__fields_plausible),
+        cmocka_unit_test(test_env__cached_and_stable),
+        cmocka_unit_test(test_env__digest_follows_vars),
+        cmocka_unit_test(test_env__vars_selected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,277 @@
+/*
+ * tests/test_id.c -- trace ids, digests and error messages.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <xxhash.h>
+
+#include "deja.h"
+#include "store/store.h"
+
+static void test_id__known_vector(void **state)
+{
+    const char *text = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    char back[DEJA_ID_STRLEN + 1];
+    deja_id id;
+
+    (void)state;
+    assert_int_equal(deja_id_parse(&id, text), 0);
+    deja_id_format(&id, back);
+    assert_string_equal(back, text);
+    /* 01ARZ3NDEK is 1469922850259 ms (0x1563e3ab5d3). */
+    assert_int_equal(deja_id_time_ms(&id), 1469922850259LL);
+    assert_int_equal(id.bytes[0], 0x01);
+    assert_int_equal(id.bytes[1], 0x56);
+    assert_int_equal(id.bytes[5], 0xd3);
+    /* The ULID spec's example: ulid(1469918176385) starts with 01ARYZ6S41. */
+    deja__id_new_at(&id, 1469918176385LL);
+    deja_id_format(&id, back);
+    assert_memory_equal(back, "01ARYZ6S41", 10);
+}
+
+static void test_id__round_trip(void **state)
+{
+    char text[DEJA_ID_STRLEN + 1];
+    deja_id a;
+    deja_id b;
+
+    (void)state;
+    for (int i = 0; i < 1000; i++) {
+        deja__id_new_at(&a, (int64_t)i * 7919 * 1000003);
+        deja_id_format(&a, text);
+        assert_int_equal(strlen(text), DEJA_ID_STRLEN);
+        assert_int_equal(deja_id_parse(&b, text), 0);
+        assert_memory_equal(a.bytes, b.bytes, 16);
+        assert_int_equal(deja_id_time_ms(&b), (int64_t)i * 7919 * 1000003);
+    }
+    memset(a.bytes, 0xFF, 16);
+    deja_id_format(&a, text);
+    assert_string_equal(text, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+    memset(a.bytes, 0, 16);
+    deja_id_format(&a, text);
+    assert_string_equal(text, "00000000000000000000000000");
+}
+
+static void test_id__aliases_and_case(void **state)
+{
+    deja_id a;
+    deja_id b;
+
+    (void)state;
+    assert_int_equal(deja_id_parse(&a, "01ARZ3NDEKTSV4RRFFQ69G5FAV"), 0);
+    assert_int_equal(deja_id_parse(&b, "01arz3ndektsv4rrffq69g5fav"), 0);
+    assert_memory_equal(a.bytes, b.bytes, 16);
+    assert_int_equal(deja_id_parse(&b, "OiARZ3NDEKTSV4RRFFQ69G5FAV"), 0);
+    assert_memory_equal(a.bytes, b.bytes, 16);
+    assert_int_equal(deja_id_parse(&b, "oLARZ3NDEKTSV4RRFFQ69G5FAV"), 0);
+    assert_memory_equal(a.bytes, b.bytes, 16);
+}
+
+static void test_id__bad_strings(void **state)
+{
+    static const char *bad[] = {
+        "",
+        "01ARZ3NDEKTSV4RRFFQ69G5FA",   /* 25 */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAVX", /* 27 */
+        "01ARZ3NDEKTSV4RRFFQ69G5FAU",  /* U is not Crockford */
+        "01ARZ3NDEKTSV4RRFFQ69G5FA-",
+        "01ARZ3NDEKTSV4RRFFQ69G5FA ",
+        "80000000000000000000000000", /* overflows 128 bits */
+        "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+    };
+    deja_id id;
+    deja_id keep;
+
+    (void)state;
+    memset(keep.bytes, 0xAB, 16);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        id = keep;
+        deja__error_clear();
+        assert_int_equal(deja_id_parse(&id, bad[i]), DEJA_EINVAL);
+        assert_true(strlen(deja_error_last()) > 0);
+        assert_memory_equal(id.bytes, keep.bytes, 16);
+    }
+    assert_int_equal(deja_id_parse(&id, NULL), DEJA_EINVAL);
+    assert_int_equal(deja_id_parse(&id, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"), 0);
+}
+
+static int cmp_sign(int c)
+{
+    return (c > 0) - (c < 0);
+}
+
+static void test_id__text_sorts_like_bytes(void **state)
+{
+    char ta[DEJA_ID_STRLEN + 1];
+    char tb[DEJA_ID_STRLEN + 1];
+    deja_id a;
+    deja_id b;
+
+    (void)state;
+    for (int i = 0; i < 2000; i++) {
+        deja__id_new_at(&a, 1700000000000LL + (i % 3));
+        deja__id_new_at(&b, 1700000000000LL + (i % 5));
+        if (i % 7 == 0)
+            memcpy(b.bytes, a.bytes, 10); /* share a long prefix */
+        deja_id_format(&a, ta);
+        deja_id_format(&b, tb);
+        assert_int_equal(cmp_sign(memcmp(a.bytes, b.bytes, 16)), cmp_sign(strcmp(ta, tb)));
+    }
+}
+
+static void test_id__new_increases(void **state)
+{
+    deja_id prev;
+    deja_id next;
+    const int64_t before = deja__now_ns() / 1000000;
+
+    (void)state;
+    deja__id_new(&prev);
+    for (int i = 0; i < 10000; i++) {
+        deja__id_new(&next);
+        assert_true(memcmp(prev.bytes, next.bytes, 16) < 0);
+        prev = next;
+    }
+    /* The id carries the time it was made at (loosely: not a timing test). */
+    assert_true(deja_id_time_ms(&prev) >= before);
+    assert_true(deja_id_time_ms(&prev) < before + 3600 * 1000);
+}
+
+#define NTHREADS 4
+#define PER_THREAD 20000
+
+static void *make_ids(void *arg)
+{
+    deja_id *ids = arg;
+
+    for (int i = 0; i < PER_THREAD; i++)
+        deja__id_new(&ids[i]);
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+static void test_id__new_unique_across_threads(void **state)
+{
+    pthread_t th[NTHREADS];
+    deja_id *ids = calloc((size_t)NTHREADS * PER_THREAD, sizeof *ids);
+
+    (void)state;
+    assert_non_null(ids);
+    for (int t = 0; t < NTHREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, make_ids, ids + (size_t)t * PER_THREAD), 0);
+    for (int t = 0; t < NTHREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    for (int t = 0; t < NTHREADS; t++) {
+        const deja_id *mine = ids + (size_t)t * PER_THREAD;
+        for (int i = 1; i < PER_THREAD; i++)
+            assert_true(memcmp(mine[i - 1].bytes, mine[i].bytes, 16) < 0);
+    }
+    qsort(ids, (size_t)NTHREADS * PER_THREAD, sizeof *ids, cmp_id);
+    for (size_t i = 1; i < (size_t)NTHREADS * PER_THREAD; i++)
+        assert_true(memcmp(ids[i - 1].bytes, ids[i].bytes, 16) < 0);
+    free(ids);
+}
+
+static void test_id__digest(void **state)
+{
+    XXH128_canonical_t c;
+    deja_digest d;
+    char hex[33];
+
+    (void)state;
+    d = deja_digest_of("", 0);
+    XXH128_canonicalFromHash(&c, XXH3_128bits("", 0));
+    assert_memory_equal(d.bytes, c.digest, 16);
+    deja_digest_format(&d, hex);
+    assert_string_equal(hex, "99aa06d3014798d86001c324468d497f");
+    d = deja_digest_of(NULL, 0);
+    assert_memory_equal(d.bytes, c.digest, 16);
+
+    d = deja_digest_of("abc", 3);
+    XXH128_canonicalFromHash(&c, XXH3_128bits("abc", 3));
+    assert_memory_equal(d.bytes, c.digest, 16);
+    deja_digest_format(&d, hex);
+    assert_int_equal(strlen(hex), 32);
+    for (int i = 0; i < 32; i++)
+        assert_non_null(strchr("0123456789abcdef", hex[i]));
+}
+
+static void *read_error(void *arg)
+{
+    char *out = arg;
+
+    snprintf(out, 64, "%s", deja_error_last());
+    return NULL;
+}
+
+static void test_id__error_messages(void **state)
+{
+    char other[64];
+    pthread_t th;
+    char longer[2000];
+
+    (void)state;
+    deja__error_clear();
+    assert_string_equal(deja_error_last(), "");
+    assert_int_equal(deja__error_set(DEJA_ECORRUPT, "record is truncated at byte %d", 412),
+                     DEJA_ECORRUPT);
+    assert_string_equal(deja_error_last(), "record is truncated at byte 412");
+    assert_int_equal(deja__error_wrap(DEJA_ECORRUPT, "trace %s: ", "01J8"), DEJA_ECORRUPT);
+    assert_string_equal(deja_error_last(), "trace 01J8: record is truncated at byte 412");
+
+    /* The message is per thread. */
+    assert_int_equal(pthread_create(&th, NULL, read_error, other), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_string_equal(other, "");
+
+    /* Formatting from the current message is safe. */
+    deja__error_set(DEJA_EIO, "inner");
+    deja__error_set(DEJA_EIO, "outer (%s)", deja_error_last());
+    assert_string_equal(deja_error_last(), "outer (inner)");
+
+    /* Long messages are truncated, never overflowed. */
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    deja__error_set(DEJA_EIO, "%s", longer);
+    assert_true(strlen(deja_error_last()) < sizeof longer - 1);
+    deja__error_wrap(DEJA_EIO, "%s: ", longer);
+    assert_true(strlen(deja_error_last()) < sizeof longer - 1);
+
+    deja__error_clear();
+    deja__error_wrap(DEJA_EIO, "store %s: ", "x");
+    assert_string_equal(deja_error_last(), "store x");
+
+    assert_string_equal(deja_strerror(DEJA_ENOTFOUND), "not found");
+    assert_string_equal(deja_strerror(DEJA_ECORRUPT), "corrupt");
+    assert_non_null(deja_strerror(12345));
+    for (int code = 0; code >= DEJA_EMODEL; code--)
+        assert_true(strlen(deja_strerror(code)) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_id__known_vector),
+        cmocka_unit_test(test_id__round_trip),
+        cmocka_unit_test(test_id__aliases_and_case),
+        cmocka_unit_test(test_id__bad_strings),
+        cmocka_unit_test(test_id__text_sorts_like_bytes),
+        cmocka_unit_test(test_id__new_increases),
+        cmocka_unit_test(test_id__new_unique_across_threads),
+        cmocka_unit_test(test_id__digest),
+        cmocka_unit_test(test_id__error_messages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

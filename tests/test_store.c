@@ -1,0 +1,1102 @@
+/*
+ * tests/test_store.c -- the LMDB store: open, write, read, list, resolve,
+ * stats, compression dictionary, map growth, verify, concurrent writers.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "deja.h"
+#include "store/store.h"
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ---------------------------------------------------------------------- */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh temporary directory; `store` gets DIR/store (not created). */
+static void tmp_store(char dir[256], char store[300])
+{
+    strcpy(dir, "/tmp/deja-test-store-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(store, 300, "%s/store", dir);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Deterministic pseudo-random bytes (xorshift64*), incompressible. */
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 8 == 0) {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+        }
+        p[i] = (uint8_t)((x * 0x2545F4914F6CDD1Dull) >> (8 * (i % 8)));
+    }
+}
+
+/* A trace to write: owns its arrays. */
+typedef struct ttrace {
+    deja_trace t;
+    deja_tensor in[2];
+    deja_tensor out[1];
+    uint64_t shape_in[2][1];
+    uint64_t shape_out[1];
+    deja_tag tags[2];
+    char tagval[2][32];
+    char text[128];
+    uint8_t *big; /* optional blob-sized input, owned */
+    deja_param params[2];
+    deja_seed seeds[1];
+    deja_rng_stream rng[1];
+    uint64_t draws[3];
+    int64_t clock[2];
+    uint8_t digest[8];
+} ttrace;
+
+/* Fill `tt` as trace number `i` at `ms`: model/version/status/tags given;
+ * `big_size` > 0 adds an input of that many bytes from `big` (copied unless
+ * `share` is non-NULL, then pointed at). */
+static void ttrace_init(ttrace *tt, int64_t ms, int i, const char *model, const char *version,
+                        deja_status status, const char *env_tag, size_t big_size,
+                        uint64_t big_seed, const uint8_t *share)
+{
+    memset(tt, 0, sizeof *tt);
+    deja__id_new_at(&tt->t.id, ms);
+    tt->t.start_ns = ms * 1000000 + 1234;
+    tt->t.duration_ns = 5000 + i;
+    tt->t.model_name = model;
+    tt->t.model_version = version;
+    memcpy(tt->digest, "weights!", 8);
+    tt->t.model_digest = tt->digest;
+    tt->t.model_digest_size = 8;
+    snprintf(tt->text, sizeof tt->text, "request number %d: what is the capital of place %d?", i,
+             i * 7);
+    tt->shape_in[0][0] = strlen(tt->text);
+    tt->in[0] = (deja_tensor){"prompt", DEJA_UTF8, 1, tt->shape_in[0], tt->text,
+                              strlen(tt->text)};
+    tt->t.inputs = tt->in;
+    tt->t.ninputs = 1;
+    if (big_size > 0) {
+        const uint8_t *data = share;
+        if (data == NULL) {
+            tt->big = malloc(big_size);
+            assert_non_null(tt->big);
+            fill_random(tt->big, big_size, big_seed);
+            data = tt->big;
+        }
+        tt->shape_in[1][0] = big_size;
+        tt->in[1] = (deja_tensor){"image", DEJA_U8, 1, tt->shape_in[1], data, big_size};
+        tt->t.ninputs = 2;
+    }
+    tt->shape_out[0] = 4;
+    tt->out[0] = (deja_tensor){"answer", DEJA_UTF8, 1, tt->shape_out, "Rome", 4};
+    tt->t.outputs = tt->out;
+    tt->t.noutputs = 1;
+    tt->params[0] = (deja_param){"temperature", DEJA_PARAM_NUM, 0.7, NULL, 0};
+    tt->params[1] = (deja_param){"greedy", DEJA_PARAM_BOOL, 0, NULL, 1};
+    tt->t.params = tt->params;
+    tt->t.nparams = 2;
+    tt->seeds[0] = (deja_seed){"numpy", 42 + (uint64_t)i};
+    tt->t.seeds = tt->seeds;
+    tt->t.nseeds = 1;
+    tt->draws[0] = 1;
+    tt->draws[1] = 2;
+    tt->draws[2] = (uint64_t)i;
+    tt->rng[0] = (deja_rng_stream){"sampler", 7, tt->draws, 3};
+    tt->t.rng = tt->rng;
+    tt->t.nrng = 1;
+    tt->clock[0] = ms * 1000000;
+    tt->clock[1] = ms * 1000000 + 99;
+    tt->t.clock_ns = tt->clock;
+    tt->t.nclock = 2;
+    tt->t.status = status;
+    tt->t.error = status == DEJA_STATUS_ERROR ? "model exploded" : "";
+    snprintf(tt->tagval[0], sizeof tt->tagval[0], "%s", env_tag);
+    snprintf(tt->tagval[1], sizeof tt->tagval[1], "n%d", i % 3);
+    tt->tags[0] = (deja_tag){"env", tt->tagval[0]};
+    tt->tags[1] = (deja_tag){"shard", tt->tagval[1]};
+    tt->t.tags = tt->tags;
+    tt->t.ntags = 2;
+}
+
+static void ttrace_free(ttrace *tt)
+{
+    free(tt->big);
+    tt->big = NULL;
+}
+
+typedef struct batch {
+    ttrace *traces;
+    size_t n;
+    int added;
+} batch;
+
+static int put_batch(deja__wtxn *w, void *payload)
+{
+    batch *b = payload;
+    b->added = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        int added = 0;
+        int rc = deja__wtxn_put_trace(w, &b->traces[i].t, &added);
+        if (rc != 0)
+            return rc;
+        b->added += added;
+    }
+    return 0;
+}
+
+static void write_traces(deja_store *s, ttrace *tt, size_t n)
+{
+    batch b = {tt, n, 0};
+    int rc = deja__store_write(s, put_batch, &b);
+    if (rc != 0)
+        fprintf(stderr, "write: %s\n", deja_error_last());
+    assert_int_equal(rc, 0);
+}
+
+/* Check that a read-back trace equals what was written, byte for byte. */
+static void assert_trace_equal(const deja_trace *got, const deja_trace *want)
+{
+    assert_memory_equal(got->id.bytes, want->id.bytes, 16);
+    assert_true(got->start_ns == want->start_ns);
+    assert_true(got->duration_ns == want->duration_ns);
+    assert_string_equal(got->model_name, want->model_name);
+    assert_string_equal(got->model_version, want->model_version);
+    assert_int_equal(got->model_digest_size, want->model_digest_size);
+    assert_memory_equal(got->model_digest, want->model_digest, want->model_digest_size);
+    assert_int_equal(got->ninputs, want->ninputs);
+    assert_int_equal(got->noutputs, want->noutputs);
+    for (int side = 0; side < 2; side++) {
+        const deja_tensor *a = side ? got->outputs : got->inputs;
+        const deja_tensor *b = side ? want->outputs : want->inputs;
+        size_t n = side ? want->noutputs : want->ninputs;
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(a[i].name, b[i].name);
+            assert_int_equal(a[i].dtype, b[i].dtype);
+            assert_int_equal(a[i].ndim, b[i].ndim);
+            assert_memory_equal(a[i].shape, b[i].shape, b[i].ndim * sizeof(uint64_t));
+            assert_int_equal(a[i].size, b[i].size);
+            assert_non_null(a[i].data);
+            assert_memory_equal(a[i].data, b[i].data, b[i].size);
+        }
+    }
+    assert_int_equal(got->nparams, want->nparams);
+    for (size_t i = 0; i < want->nparams; i++) {
+        assert_string_equal(got->params[i].key, want->params[i].key);
+        assert_int_equal(got->params[i].kind, want->params[i].kind);
+    }
+    assert_true(got->params[0].num == want->params[0].num);
+    assert_int_equal(got->params[1].flag, want->params[1].flag);
+    assert_int_equal(got->nseeds, want->nseeds);
+    assert_true(got->seeds[0].value == want->seeds[0].value);
+    assert_int_equal(got->nrng, want->nrng);
+    assert_int_equal(got->rng[0].ndraws, 3);
+    assert_memory_equal(got->rng[0].draws, want->rng[0].draws, 3 * sizeof(uint64_t));
+    assert_int_equal(got->nclock, want->nclock);
+    assert_memory_equal(got->clock_ns, want->clock_ns, want->nclock * sizeof(int64_t));
+    assert_int_equal(got->status, want->status);
+    assert_string_equal(got->error, want->error);
+    assert_int_equal(got->ntags, want->ntags);
+    for (size_t i = 0; i < want->ntags; i++) {
+        assert_string_equal(got->tags[i].key, want->tags[i].key);
+        assert_string_equal(got->tags[i].value, want->tags[i].value);
+    }
+    assert_int_equal(got->has_parent, want->has_parent);
+    assert_int_equal(got->has_env, want->has_env);
+}
+
+static void assert_get_equal(deja_store *s, const deja_trace *want)
+{
+    deja_trace *got = NULL;
+    int rc = deja_trace_get(s, &want->id, &got);
+    if (rc != 0)
+        fprintf(stderr, "get: %s\n", deja_error_last());
+    assert_int_equal(rc, 0);
+    assert_trace_equal(got, want);
+    deja_trace_free(got);
+}
+
+/* Raw LMDB access to a closed store, to damage it on purpose. */
+typedef struct raw {
+    MDB_env *env;
+    MDB_txn *txn;
+} raw;
+
+static MDB_dbi raw_open(raw *r, const char *path, const char *db)
+{
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&r->env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(r->env, 16), 0);
+    assert_int_equal(mdb_env_open(r->env, path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
+    assert_int_equal(mdb_dbi_open(r->txn, db, 0, &dbi), 0);
+    return dbi;
+}
+
+static void raw_close(raw *r)
+{
+    assert_int_equal(mdb_txn_commit(r->txn), 0);
+    mdb_env_close(r->env);
+}
+
+/* ------------------------------------------------------------------------
+ * Open
+ * ---------------------------------------------------------------------- */
+
+static void test_store__create_reopen(void **state)
+{
+    char dir[256], path[300], deep[400];
+    deja_store *s = NULL;
+    deja_store_stats st;
+
+    (void)state;
+    tmp_store(dir, path);
+    snprintf(deep, sizeof deep, "%s/a/b/c", path);
+    assert_int_equal(deja_store_open(&s, deep, DEJA_STORE_WRITE), 0);
+    deja_store_close(s);
+    s = NULL;
+    assert_int_equal(deja_store_open(&s, deep, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.format, DEJA__FORMAT_VERSION);
+    assert_int_equal(st.traces, 0);
+    assert_int_equal(st.dictionaries, 0);
+    assert_true(st.file_bytes > 0);
+    deja_store_close(s);
+    /* a second writer handle on an existing store */
+    assert_int_equal(deja_store_open(&s, deep, DEJA_STORE_WRITE), 0);
+    deja_store_close(s);
+    deja_store_close(NULL);
+    rm_rf(dir);
+}
+
+static void test_store__read_missing_creates_nothing(void **state)
+{
+    char dir[256], path[300], data[400];
+    deja_store *s = (deja_store *)1;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), DEJA_ENOTFOUND);
+    assert_null(s);
+    assert_non_null(strstr(deja_error_last(), "does not exist"));
+    assert_non_null(strstr(deja_error_last(), path));
+    assert_false(exists(path));
+    /* an empty directory is not a store either, and stays empty */
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), DEJA_ENOTFOUND);
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    assert_false(exists(data));
+    snprintf(data, sizeof data, "%s/lock.mdb", path);
+    assert_false(exists(data));
+    rm_rf(dir);
+}
+
+static void test_store__newer_format_refused(void **state)
+{
+    char dir[256], path[300], want[400];
+    deja_store *s = NULL;
+    raw r;
+    MDB_dbi meta;
+    uint8_t v[4] = {99, 0, 0, 0};
+    MDB_val k = {6, "format"}, val = {4, v};
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    deja_store_close(s);
+    meta = raw_open(&r, path, "meta");
+    assert_int_equal(mdb_put(r.txn, meta, &k, &val, 0), 0);
+    raw_close(&r);
+    snprintf(want, sizeof want,
+             "store '%s' has format 99, this deja reads up to 1: upgrade deja", path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), DEJA_EVERSION);
+    assert_string_equal(deja_error_last(), want);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), DEJA_EVERSION);
+    assert_string_equal(deja_error_last(), want);
+    rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------------
+ * Writing and reading
+ * ---------------------------------------------------------------------- */
+
+typedef struct env_put {
+    const deja_env *env;
+    deja_digest digest;
+} env_put;
+
+static int put_env_cb(deja__wtxn *w, void *payload)
+{
+    env_put *e = payload;
+    return deja__wtxn_put_env(w, e->env, &e->digest);
+}
+
+static void test_store__round_trip(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[3];
+    void *data = NULL;
+    size_t size = 0;
+    batch b = {tt, 3, 0};
+    const char *isa[] = {"avx2", "sse4_2"};
+    const deja_kv vars[] = {{"OMP_NUM_THREADS", "4"}};
+    deja_env env = {0};
+    env_put ep = {&env, {{0}}};
+    deja_env *got_env = NULL;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+
+    env.arch = "x86_64";
+    env.cpu_vendor = "GenuineIntel";
+    env.isa = isa;
+    env.nisa = 2;
+    env.cores = 8;
+    env.vars = vars;
+    env.nvars = 1;
+    assert_int_equal(deja__store_write(s, put_env_cb, &ep), 0);
+
+    ttrace_init(&tt[0], 1700000000000, 0, "m", "1", DEJA_STATUS_OK, "prod", 0, 0, NULL);
+    ttrace_init(&tt[1], 1700000000001, 1, "m", "1", DEJA_STATUS_ERROR, "dev", 5000, 1, NULL);
+    ttrace_init(&tt[2], 1700000000002, 2, "m", "2", DEJA_STATUS_OK, "dev", 70000, 2, NULL);
+    tt[2].t.has_env = 1;
+    tt[2].t.env = ep.digest;
+    tt[2].t.has_parent = 1;
+    tt[2].t.parent = tt[0].t.id;
+    write_traces(s, tt, 3);
+
+    for (int i = 0; i < 3; i++)
+        assert_get_equal(s, &tt[i].t);
+    {
+        deja_trace *got = NULL;
+        assert_int_equal(deja_trace_get(s, &tt[2].t.id, &got), 0);
+        assert_memory_equal(got->parent.bytes, tt[0].t.id.bytes, 16);
+        assert_memory_equal(got->env.bytes, ep.digest.bytes, 16);
+        deja_trace_free(got);
+    }
+    /* a blob reads back by its digest */
+    {
+        deja_digest d = deja_digest_of(tt[1].big, 5000);
+        assert_int_equal(deja__store_blob_get(s, &d, &data, &size), 0);
+        assert_int_equal(size, 5000);
+        assert_memory_equal(data, tt[1].big, 5000);
+        free(data);
+    }
+    /* putting the same traces again adds nothing */
+    assert_int_equal(deja__store_write(s, put_batch, &b), 0);
+    assert_int_equal(b.added, 0);
+    /* the environment */
+    assert_int_equal(deja_store_env_get(s, &ep.digest, &got_env), 0);
+    assert_string_equal(got_env->arch, "x86_64");
+    assert_string_equal(got_env->cpu_vendor, "GenuineIntel");
+    assert_int_equal(got_env->nisa, 2);
+    assert_string_equal(got_env->isa[1], "sse4_2");
+    assert_int_equal(got_env->cores, 8);
+    assert_int_equal(got_env->nvars, 1);
+    assert_string_equal(got_env->vars[0].value, "4");
+    deja_env_free(got_env);
+    /* a missing trace */
+    {
+        deja_id id;
+        deja_trace *got = (deja_trace *)1;
+        deja__id_new(&id);
+        assert_int_equal(deja_trace_get(s, &id, &got), DEJA_ENOTFOUND);
+        assert_null(got);
+    }
+    deja_store_close(s);
+
+    /* and everything again from a read-only handle */
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < 3; i++)
+        assert_get_equal(s, &tt[i].t);
+    assert_int_equal(deja__store_write(s, put_batch, &b), DEJA_EINVAL);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    for (int i = 0; i < 3; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+static void test_store__blob_dedup(void **state)
+{
+    enum { N = 1000, SIZE = 100 << 10 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace *tt = calloc(N, sizeof *tt);
+    uint8_t *shared = malloc(SIZE);
+    deja_store_stats st;
+
+    (void)state;
+    assert_non_null(tt);
+    assert_non_null(shared);
+    fill_random(shared, SIZE, 77);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < N; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "prod", SIZE, 0,
+                    shared);
+    for (int i = 0; i < N; i += 250)
+        write_traces(s, tt + i, 250);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.traces, N);
+    assert_int_equal(st.blobs, 1);
+    assert_true(st.raw_bytes >= (uint64_t)N * SIZE);
+    assert_true(st.unique_bytes < (uint64_t)SIZE + (uint64_t)N * 1024);
+    assert_true(st.stored_bytes < (uint64_t)N * SIZE / 50);
+    assert_true(st.file_bytes < (uint64_t)N * SIZE / 20);
+    assert_get_equal(s, &tt[0].t);
+    assert_get_equal(s, &tt[N - 1].t);
+    deja_store_close(s);
+    free(shared);
+    free(tt);
+    rm_rf(dir);
+}
+
+/* The dictionary id in the header of trace record `id`, read raw. */
+static uint32_t record_dict(const char *path, const deja_id *id)
+{
+    raw r;
+    MDB_dbi dbi = raw_open(&r, path, "traces");
+    MDB_val k = {16, (void *)id->bytes}, v;
+    const uint8_t *p;
+    uint32_t d;
+
+    assert_int_equal(mdb_get(r.txn, dbi, &k, &v), 0);
+    assert_true(v.mv_size >= 10);
+    p = v.mv_data;
+    assert_int_equal(p[0], 'D');
+    d = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
+    raw_close(&r);
+    return d;
+}
+
+typedef struct reader_arg {
+    deja_store *store;
+    ttrace *tt;
+    size_t n;
+    int failures;
+} reader_arg;
+
+static void *reader(void *p)
+{
+    reader_arg *a = p;
+    for (size_t i = 0; i < a->n; i++) {
+        deja_trace *got = NULL;
+        if (deja_trace_get(a->store, &a->tt[i].t.id, &got) != 0 ||
+            got->ninputs != 1 || got->inputs[0].size != a->tt[i].t.inputs[0].size ||
+            memcmp(got->inputs[0].data, a->tt[i].t.inputs[0].data, got->inputs[0].size) != 0)
+            a->failures++;
+        deja_trace_free(got);
+    }
+    return NULL;
+}
+
+static void test_store__dictionary(void **state)
+{
+    enum { N = 1300, BATCH = 100 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace *tt = calloc(N, sizeof *tt);
+    deja_store_stats st;
+    pthread_t th[4];
+    reader_arg args[4];
+
+    (void)state;
+    assert_non_null(tt);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < N; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, i % 2 ? "sentiment" : "textgen", "1.0.0",
+                    DEJA_STATUS_OK, i % 3 ? "prod" : "staging", 0, 0, NULL);
+    for (int i = 0; i < N; i += BATCH)
+        write_traces(s, tt + i, BATCH);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.dictionaries, 1);
+    assert_int_equal(st.traces, N);
+    assert_true(st.stored_bytes < st.unique_bytes);
+    /* readers in parallel, through one handle */
+    for (int i = 0; i < 4; i++) {
+        args[i] = (reader_arg){s, tt, N, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, reader, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].failures, 0);
+    }
+    deja_store_close(s);
+
+    /* records before the dictionary have none, records after use it */
+    assert_int_equal(record_dict(path, &tt[0].t.id), 0);
+    assert_int_equal(record_dict(path, &tt[999].t.id), 0);
+    assert_int_equal(record_dict(path, &tt[N - 1].t.id), 1);
+
+    /* a fresh handle reads both kinds back */
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < N; i++)
+        assert_get_equal(s, &tt[i].t);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    free(tt);
+    rm_rf(dir);
+}
+
+static void test_store__map_growth(void **state)
+{
+    enum { N = 50, BATCH = 5 };
+    const size_t size = (size_t)4 << 20; /* 50 x 4 MiB = 200 MiB */
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[BATCH];
+    deja_store_stats st;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    deja_id ids[N];
+    for (int i = 0; i < N; i += BATCH) {
+        for (int j = 0; j < BATCH; j++) {
+            ttrace_init(&tt[j], 1700000000000 + i + j, i + j, "big", "1", DEJA_STATUS_OK, "x",
+                        size, (uint64_t)(i + j + 1), NULL);
+            ids[i + j] = tt[j].t.id;
+        }
+        write_traces(s, tt, BATCH);
+        for (int j = 0; j < BATCH; j++)
+            ttrace_free(&tt[j]);
+    }
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.traces, N);
+    assert_int_equal(st.blobs, N);
+    assert_true(st.file_bytes >= (uint64_t)N * size);
+    deja_store_close(s);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    uint8_t *want = malloc(size);
+    assert_non_null(want);
+    for (int i = 0; i < N; i++) {
+        deja_trace *got = NULL;
+        assert_int_equal(deja_trace_get(s, &ids[i], &got), 0);
+        assert_int_equal(got->ninputs, 2);
+        assert_int_equal(got->inputs[1].size, size);
+        fill_random(want, size, (uint64_t)i + 1);
+        assert_memory_equal(got->inputs[1].data, want, size);
+        deja_trace_free(got);
+    }
+    free(want);
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------------
+ * Listing and resolving
+ * ---------------------------------------------------------------------- */
+
+#define LIST_N 30
+#define LIST_BASE 1700000000000
+
+typedef struct listed {
+    deja_id ids[64];
+    size_t n;
+    size_t stop_after;
+    deja_id bad_ids[8];
+    int bad_codes[8];
+    size_t nbad;
+    int blob_data_null;
+} listed;
+
+static int list_cb(const deja_trace *t, void *payload)
+{
+    listed *l = payload;
+    if (l->n < 64)
+        l->ids[l->n] = t->id;
+    l->n++;
+    for (size_t i = 0; i < t->ninputs; i++)
+        if (t->inputs[i].size > DEJA__INLINE_MAX && t->inputs[i].data == NULL)
+            l->blob_data_null = 1;
+    return l->stop_after != 0 && l->n >= l->stop_after;
+}
+
+static int bad_cb(const deja_id *id, int code, const char *message, void *payload)
+{
+    listed *l = payload;
+    assert_non_null(message);
+    if (l->nbad < 8) {
+        l->bad_ids[l->nbad] = *id;
+        l->bad_codes[l->nbad] = code;
+    }
+    l->nbad++;
+    return 0;
+}
+
+/* Trace i of the list fixture: at LIST_BASE + i seconds; model a/1 (i%3==0),
+ * a/2 (i%3==1), b/1 (i%3==2); error when i%4==0; env=prod when i even. */
+static void list_fixture(const char *path, ttrace *tt)
+{
+    static const char *const models[] = {"a", "a", "b"};
+    static const char *const versions[] = {"1", "2", "1"};
+    deja_store *s = NULL;
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < LIST_N; i++)
+        ttrace_init(&tt[i], LIST_BASE + (int64_t)i * 1000, i, models[i % 3], versions[i % 3],
+                    i % 4 == 0 ? DEJA_STATUS_ERROR : DEJA_STATUS_OK, i % 2 ? "dev" : "prod",
+                    i == 5 ? 4000 : 0, 9, NULL);
+    /* written in two batches, out of order */
+    write_traces(s, tt + 15, LIST_N - 15);
+    write_traces(s, tt, 15);
+    deja_store_close(s);
+}
+
+/* List with `f` and check the result is exactly the traces i (newest
+ * first) for which `want(i)` holds. */
+static void check_list(deja_store *s, const deja_filter *f, ttrace *tt, int (*want)(int),
+                       size_t limit_expected)
+{
+    listed l;
+    size_t k = 0;
+
+    memset(&l, 0, sizeof l);
+    assert_int_equal(deja_store_list(s, f, list_cb, bad_cb, &l), 0);
+    assert_int_equal(l.nbad, 0);
+    for (int i = LIST_N - 1; i >= 0; i--) {
+        if (!want(i))
+            continue;
+        if (limit_expected != 0 && k == limit_expected)
+            break;
+        assert_true(k < l.n);
+        assert_memory_equal(l.ids[k].bytes, tt[i].t.id.bytes, 16);
+        k++;
+    }
+    assert_int_equal(l.n, k);
+}
+
+static int want_all(int i) { return i >= 0; }
+static int want_a(int i) { return i % 3 != 2; }
+static int want_a2(int i) { return i % 3 == 1; }
+static int want_error(int i) { return i % 4 == 0; }
+static int want_ok(int i) { return i % 4 != 0; }
+static int want_prod(int i) { return i % 2 == 0; }
+static int want_prod_n1(int i) { return i % 2 == 0 && i % 3 == 1; }
+static int want_window(int i) { return i >= 10 && i < 20; }
+static int want_b_error_window(int i) { return i % 3 == 2 && i % 4 == 0 && i >= 10; }
+
+static void test_store__list(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[LIST_N];
+    deja_filter f = DEJA_FILTER_INIT;
+    deja_tag prod[] = {{"env", "prod"}, {"shard", "n1"}};
+    listed l;
+
+    (void)state;
+    tmp_store(dir, path);
+    list_fixture(path, tt);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+
+    check_list(s, NULL, tt, want_all, 0);
+    check_list(s, &f, tt, want_all, 0);
+    f.model = "a";
+    check_list(s, &f, tt, want_a, 0);
+    f.model_version = "2";
+    check_list(s, &f, tt, want_a2, 0);
+    f = (deja_filter)DEJA_FILTER_INIT;
+    f.model = "nosuch";
+    check_list(s, &f, tt, want_error, 0 + 0 * 1);
+    f = (deja_filter)DEJA_FILTER_INIT;
+    f.status = DEJA_STATUS_ERROR;
+    check_list(s, &f, tt, want_error, 0);
+    f.status = DEJA_STATUS_OK;
+    check_list(s, &f, tt, want_ok, 0);
+    f = (deja_filter)DEJA_FILTER_INIT;
+    f.tags = prod;
+    f.ntags = 1;
+    check_list(s, &f, tt, want_prod, 0);
+    f.ntags = 2;
+    check_list(s, &f, tt, want_prod_n1, 0);
+    f = (deja_filter)DEJA_FILTER_INIT;
+    f.since_ns = (LIST_BASE + 10 * 1000) * 1000000;
+    f.until_ns = (LIST_BASE + 20 * 1000) * 1000000;
+    check_list(s, &f, tt, want_window, 0);
+    f.until_ns = 0;
+    f.model = "b";
+    f.status = DEJA_STATUS_ERROR;
+    check_list(s, &f, tt, want_b_error_window, 0);
+    f = (deja_filter)DEJA_FILTER_INIT;
+    f.limit = 5;
+    check_list(s, &f, tt, want_all, 5);
+    f.model = "a";
+    check_list(s, &f, tt, want_a, 5);
+
+    /* the callback stops the listing; blob payloads are not loaded */
+    memset(&l, 0, sizeof l);
+    l.stop_after = 3;
+    assert_int_equal(deja_store_list(s, NULL, list_cb, NULL, &l), 0);
+    assert_int_equal(l.n, 3);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(deja_store_list(s, NULL, list_cb, NULL, &l), 0);
+    assert_int_equal(l.blob_data_null, 1);
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
+/* The "nosuch" model lists nothing. */
+static int want_none(int i) { return i < 0; }
+
+static void test_store__list_corrupt_record(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[LIST_N];
+    deja_filter f = DEJA_FILTER_INIT;
+    listed l;
+    raw r;
+    MDB_dbi traces;
+    MDB_val k, v = {9, "Dgarbage!"};
+    deja_trace *got = NULL;
+
+    (void)state;
+    tmp_store(dir, path);
+    list_fixture(path, tt);
+    traces = raw_open(&r, path, "traces");
+    k.mv_size = 16;
+    k.mv_data = tt[12].t.id.bytes;
+    assert_int_equal(mdb_put(r.txn, traces, &k, &v, 0), 0);
+    raw_close(&r);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    f.model = "nosuch";
+    check_list(s, &f, tt, want_none, 0);
+    memset(&l, 0, sizeof l);
+    assert_int_equal(deja_store_list(s, NULL, list_cb, bad_cb, &l), 0);
+    assert_int_equal(l.n, LIST_N - 1);
+    assert_int_equal(l.nbad, 1);
+    assert_int_equal(l.bad_codes[0], DEJA_ECORRUPT);
+    assert_memory_equal(l.bad_ids[0].bytes, tt[12].t.id.bytes, 16);
+    /* NULL bad callback: the others still list */
+    memset(&l, 0, sizeof l);
+    assert_int_equal(deja_store_list(s, NULL, list_cb, NULL, &l), 0);
+    assert_int_equal(l.n, LIST_N - 1);
+    assert_int_equal(deja_trace_get(s, &tt[12].t.id, &got), DEJA_ECORRUPT);
+    assert_null(got);
+    assert_non_null(strstr(deja_error_last(), "trace "));
+    assert_get_equal(s, &tt[13].t);
+    assert_true(deja_store_verify(s, NULL, NULL) >= 1);
+    deja_store_close(s);
+    for (int i = 0; i < LIST_N; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+static void test_store__resolve(void **state)
+{
+    char dir[256], path[300], full[DEJA_ID_STRLEN + 1], prefix[32], want[200];
+    deja_store *s = NULL;
+    ttrace tt[LIST_N];
+    deja_id id;
+
+    (void)state;
+    tmp_store(dir, path);
+    list_fixture(path, tt);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+
+    deja_id_format(&tt[7].t.id, full);
+    assert_int_equal(deja_store_resolve(s, full, &id), 0);
+    assert_memory_equal(id.bytes, tt[7].t.id.bytes, 16);
+    /* a prefix covering trace 7's millisecond only, lowercase */
+    for (int i = 0; i < 12; i++)
+        prefix[i] = (char)(full[i] >= 'A' && full[i] <= 'Z' ? full[i] - 'A' + 'a' : full[i]);
+    prefix[12] = '\0';
+    memset(&id, 0, sizeof id);
+    assert_int_equal(deja_store_resolve(s, prefix, &id), 0);
+    assert_memory_equal(id.bytes, tt[7].t.id.bytes, 16);
+    /* one character: every trace */
+    prefix[0] = full[0];
+    prefix[1] = '\0';
+    assert_int_equal(deja_store_resolve(s, prefix, &id), DEJA_EAMBIGUOUS);
+    assert_non_null(strstr(deja_error_last(), "matches several traces ("));
+    /* missing */
+    assert_int_equal(deja_store_resolve(s, "7ZZZ", &id), DEJA_ENOTFOUND);
+    assert_string_equal(deja_error_last(), "no trace with id prefix '7ZZZ'");
+    snprintf(want, sizeof want, "%.25s", full);
+    want[24] = want[24] == '0' ? '1' : '0';
+    assert_int_equal(deja_store_resolve(s, want, &id), DEJA_ENOTFOUND);
+    /* invalid */
+    assert_int_equal(deja_store_resolve(s, "xyz!", &id), DEJA_EINVAL);
+    assert_string_equal(deja_error_last(), "'xyz!' is not an id prefix");
+    assert_int_equal(deja_store_resolve(s, "01U", &id), DEJA_EINVAL);
+    assert_int_equal(deja_store_resolve(s, "", &id), DEJA_EINVAL);
+    assert_int_equal(deja_store_resolve(s, "8", &id), DEJA_EINVAL);
+    snprintf(want, sizeof want, "%s0", full);
+    assert_int_equal(deja_store_resolve(s, want, &id), DEJA_EINVAL);
+    deja_store_close(s);
+    for (int i = 0; i < LIST_N; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+/* ------------------------------------------------------------------------
+ * Stats, verify, concurrency
+ * ---------------------------------------------------------------------- */
+
+static int count_cb(deja__wtxn *w, void *payload)
+{
+    (void)payload;
+    return deja__wtxn_count(w, 3, 2, 1);
+}
+
+static void test_store__stats(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[4];
+    deja_store_stats st;
+    deja_env env = {0};
+    env_put ep = {&env, {{0}}};
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    for (int i = 0; i < 4; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "p",
+                    i < 2 ? 3000 : 0, 5, NULL); /* two identical 3000-byte blobs */
+    write_traces(s, tt, 4);
+    env.os = "Linux";
+    assert_int_equal(deja__store_write(s, put_env_cb, &ep), 0);
+    assert_int_equal(deja__store_write(s, put_env_cb, &ep), 0);
+    assert_int_equal(deja__store_write(s, count_cb, NULL), 0);
+    assert_int_equal(deja__store_write(s, count_cb, NULL), 0);
+    assert_int_equal(deja__store_sync(s), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.traces, 4);
+    assert_int_equal(st.blobs, 1);
+    assert_int_equal(st.envs, 1);
+    assert_int_equal(st.dropped, 6);
+    assert_int_equal(st.sampled_out, 4);
+    assert_int_equal(st.redacted, 2);
+    assert_int_equal(st.dictionaries, 0);
+    assert_int_equal(st.format, 1);
+    assert_true(st.raw_bytes >= 2 * 3000);
+    assert_true(st.unique_bytes >= 3000 && st.unique_bytes < st.raw_bytes);
+    assert_true(st.stored_bytes > 0 && st.stored_bytes <= st.unique_bytes + 4 * 10 + 10);
+    assert_true(st.file_bytes > 0);
+    deja_store_close(s);
+    for (int i = 0; i < 4; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+typedef struct problems {
+    char lines[8][512];
+    int n;
+} problems;
+
+static void problem_cb(const char *line, void *payload)
+{
+    problems *p = payload;
+    if (p->n < 8)
+        snprintf(p->lines[p->n], sizeof p->lines[0], "%s", line);
+    p->n++;
+}
+
+static int has_line(const problems *p, const char *a, const char *b)
+{
+    for (int i = 0; i < p->n && i < 8; i++)
+        if (strstr(p->lines[i], a) != NULL && (b == NULL || strstr(p->lines[i], b) != NULL))
+            return 1;
+    return 0;
+}
+
+static void test_store__verify(void **state)
+{
+    char dir[256], path[300], hex1[33], hex2[33], text[DEJA_ID_STRLEN + 1];
+    deja_store *s = NULL;
+    ttrace tt[3];
+    deja_digest d1, d2;
+    problems p;
+    raw r;
+    MDB_dbi blobs, ix_tag;
+    MDB_val k, v;
+    uint8_t *copy;
+    uint8_t key[64];
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    for (int i = 0; i < 3; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "p", 2000,
+                    (uint64_t)i + 100, NULL);
+    write_traces(s, tt, 3);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(deja_store_verify(s, problem_cb, &p), 0);
+    assert_int_equal(p.n, 0);
+    deja_store_close(s);
+
+    d1 = deja_digest_of(tt[0].big, 2000);
+    d2 = deja_digest_of(tt[1].big, 2000);
+    deja_digest_format(&d1, hex1);
+    deja_digest_format(&d2, hex2);
+    blobs = raw_open(&r, path, "blobs");
+    k.mv_size = 16;
+    k.mv_data = d1.bytes;
+    assert_int_equal(mdb_del(r.txn, blobs, &k, NULL), 0);
+    k.mv_data = d2.bytes;
+    assert_int_equal(mdb_get(r.txn, blobs, &k, &v), 0);
+    copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size - 1] ^= 0x40;
+    v.mv_data = copy;
+    assert_int_equal(mdb_put(r.txn, blobs, &k, &v, 0), 0);
+    free(copy);
+    assert_int_equal(mdb_dbi_open(r.txn, "ix_tag", 0, &ix_tag), 0);
+    memcpy(key, "env=ghost", 10);
+    memset(key + 10, 0x01, 16);
+    k.mv_size = 26;
+    k.mv_data = key;
+    v.mv_size = 0;
+    v.mv_data = "";
+    assert_int_equal(mdb_put(r.txn, ix_tag, &k, &v, 0), 0);
+    raw_close(&r);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(deja_store_verify(s, problem_cb, &p), 3);
+    assert_int_equal(p.n, 3);
+    deja_id_format(&tt[0].t.id, text);
+    assert_true(has_line(&p, text, hex1));
+    assert_true(has_line(&p, "missing", hex1));
+    assert_true(has_line(&p, hex2, "digest"));
+    assert_true(has_line(&p, "env=ghost", "no such trace"));
+    /* reading the damaged traces says what is wrong */
+    {
+        deja_trace *got = NULL;
+        assert_int_equal(deja_trace_get(s, &tt[0].t.id, &got), DEJA_ECORRUPT);
+        assert_non_null(strstr(deja_error_last(), "is missing"));
+        assert_int_equal(deja_trace_get(s, &tt[1].t.id, &got), DEJA_ECORRUPT);
+        assert_get_equal(s, &tt[2].t);
+    }
+    deja_store_close(s);
+    for (int i = 0; i < 3; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+/* A child process: open the store and write 500 traces, 10 per txn. */
+static int child_write(const char *path, int child)
+{
+    deja_store *s = NULL;
+    ttrace tt[10];
+    uint8_t shared[3000];
+    int ok = 1;
+
+    memset(shared, 0xAB, sizeof shared);
+    if (deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC) != 0)
+        return 1;
+    for (int i = 0; i < 500 && ok; i += 10) {
+        batch b = {tt, 10, 0};
+        for (int j = 0; j < 10; j++) {
+            ttrace_init(&tt[j], 0, i + j, "m", child ? "2" : "1", DEJA_STATUS_OK, "c",
+                        j == 0 ? sizeof shared : 0, 0, shared);
+            deja__id_new(&tt[j].t.id);
+        }
+        ok = deja__store_write(s, put_batch, &b) == 0 && b.added == 10;
+    }
+    deja_store_close(s);
+    return ok ? 0 : 1;
+}
+
+static void test_store__concurrent_writers(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    deja_store_stats st;
+    pid_t pids[3];
+    problems p;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    deja_store_close(s);
+    for (int i = 0; i < 3; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            _exit(child_write(path, i));
+    }
+    for (int i = 0; i < 3; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.traces, 1500);
+    assert_int_equal(st.blobs, 1);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(deja_store_verify(s, problem_cb, &p), 0);
+    {
+        listed l;
+        memset(&l, 0, sizeof l);
+        assert_int_equal(deja_store_list(s, NULL, list_cb, bad_cb, &l), 0);
+        assert_int_equal(l.n, 1500);
+        assert_int_equal(l.nbad, 0);
+    }
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store__create_reopen),
+        cmocka_unit_test(test_store__read_missing_creates_nothing),
+        cmocka_unit_test(test_store__newer_format_refused),
+        cmocka_unit_test(test_store__round_trip),
+        cmocka_unit_test(test_store__blob_dedup),
+        cmocka_unit_test(test_store__dictionary),
+        cmocka_unit_test(test_store__map_growth),
+        cmocka_unit_test(test_store__list),
+        cmocka_unit_test(test_store__list_corrupt_record),
+        cmocka_unit_test(test_store__resolve),
+        cmocka_unit_test(test_store__stats),
+        cmocka_unit_test(test_store__verify),
+        cmocka_unit_test(test_store__concurrent_writers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,640 @@
+/*
+ * tests/test_tracer.c -- the span API and the asynchronous writer: traces
+ * recorded from several threads and processes come back byte for byte;
+ * drop, sampling, redaction and truncation are applied and counted; flush
+ * makes traces durable and visible to other processes, even across SIGKILL.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "deja.h"
+
+#define NTHREADS 4
+#define PER_THREAD 60
+
+static char *make_dir(char *buf, size_t cap)
+{
+    snprintf(buf, cap, "/tmp/deja_test_tracer_XXXXXX");
+    assert_non_null(mkdtemp(buf));
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "/s.store");
+    return buf;
+}
+
+static void remove_dir(const char *store)
+{
+    char cmd[512];
+    const char *slash = strrchr(store, '/');
+    snprintf(cmd, sizeof cmd, "rm -rf '%.*s'", (int)(slash - store), store);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- the expected content of trace (thread, i) ---- */
+
+typedef struct expect {
+    deja_id id;
+    int thread, i;
+} expect;
+
+static void fill_text(char *buf, size_t n, int thread, int i)
+{
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (char)('a' + (int)((k * 7 + (size_t)thread * 13 + (size_t)i) % 26));
+}
+
+static size_t prompt_len(int i)
+{
+    return i % 5 == 0 ? 3000 : (size_t)(10 + i); /* some above the inline size: blobs */
+}
+
+static void record_one(deja_tracer *t, int thread, int i, deja_id *id_out)
+{
+    deja_span *s = NULL;
+    char name[32], tagv[32];
+    char prompt[4096];
+    snprintf(name, sizeof name, "model-%d", thread % 2);
+    assert_int_equal(deja_span_begin(&s, t, name, "1.2"), 0);
+    *id_out = *deja_span_id(s);
+    const uint8_t digest[20] = {1, 2, 3, (uint8_t)thread, (uint8_t)i};
+    assert_int_equal(deja_span_model_digest(s, digest, sizeof digest), 0);
+    fill_text(prompt, prompt_len(i), thread, i);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", prompt, prompt_len(i)), 0);
+    float v[6];
+    for (int k = 0; k < 6; k++)
+        v[k] = (float)(thread * 1000 + i) + (float)k * 0.5f;
+    uint64_t shape[2] = {2, 3};
+    deja_tensor x = {"x", DEJA_F32, 2, shape, v, sizeof v};
+    assert_int_equal(deja_span_add(s, DEJA_INPUT, &x), 0);
+    assert_int_equal(deja_span_param_num(s, "temperature", 0.25 * i), 0);
+    assert_int_equal(deja_span_param_str(s, "mode", thread % 2 ? "greedy" : "beam"), 0);
+    assert_int_equal(deja_span_param_bool(s, "stream", i % 2), 0);
+    assert_int_equal(deja_span_seed(s, "numpy", (uint64_t)thread << 32 | (uint64_t)i), 0);
+    assert_int_equal(deja_span_clock(s, 1700000000000000000LL + i), 0);
+    snprintf(tagv, sizeof tagv, "%d/%d", thread, i);
+    assert_int_equal(deja_span_tag(s, "who", tagv), 0);
+    if (i > 0) {
+        deja_id parent = {{(uint8_t)thread, (uint8_t)i}};
+        assert_int_equal(deja_span_parent(s, &parent), 0);
+    }
+    assert_int_equal(deja_span_add_bytes(s, DEJA_OUTPUT, "raw", prompt, prompt_len(i) / 2), 0);
+    if (i % 7 == 3)
+        assert_int_equal(deja_span_end(s, DEJA_STATUS_ERROR, "out of tokens"), 0);
+    else
+        assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+}
+
+static void check_one(const deja_trace *tr, int thread, int i)
+{
+    char name[32], tagv[32], prompt[4096];
+    deja_digest env;
+    deja_env_current(&env);
+    snprintf(name, sizeof name, "model-%d", thread % 2);
+    assert_string_equal(tr->model_name, name);
+    assert_string_equal(tr->model_version, "1.2");
+    const uint8_t digest[20] = {1, 2, 3, (uint8_t)thread, (uint8_t)i};
+    assert_int_equal(tr->model_digest_size, sizeof digest);
+    assert_memory_equal(tr->model_digest, digest, sizeof digest);
+    fill_text(prompt, prompt_len(i), thread, i);
+    assert_int_equal(tr->ninputs, 2);
+    assert_string_equal(tr->inputs[0].name, "prompt");
+    assert_int_equal(tr->inputs[0].dtype, DEJA_UTF8);
+    assert_int_equal(tr->inputs[0].size, prompt_len(i));
+    assert_int_equal(tr->inputs[0].ndim, 1);
+    assert_int_equal(tr->inputs[0].shape[0], prompt_len(i));
+    assert_memory_equal(tr->inputs[0].data, prompt, prompt_len(i));
+    float v[6];
+    for (int k = 0; k < 6; k++)
+        v[k] = (float)(thread * 1000 + i) + (float)k * 0.5f;
+    assert_string_equal(tr->inputs[1].name, "x");
+    assert_int_equal(tr->inputs[1].dtype, DEJA_F32);
+    assert_int_equal(tr->inputs[1].ndim, 2);
+    assert_int_equal(tr->inputs[1].shape[0], 2);
+    assert_int_equal(tr->inputs[1].shape[1], 3);
+    assert_memory_equal(tr->inputs[1].data, v, sizeof v);
+    assert_int_equal(tr->noutputs, 1);
+    assert_string_equal(tr->outputs[0].name, "raw");
+    assert_int_equal(tr->outputs[0].dtype, DEJA_BYTES);
+    assert_int_equal(tr->outputs[0].size, prompt_len(i) / 2);
+    assert_memory_equal(tr->outputs[0].data, prompt, prompt_len(i) / 2);
+    assert_int_equal(tr->nparams, 3);
+    assert_string_equal(tr->params[0].key, "temperature");
+    assert_int_equal(tr->params[0].kind, DEJA_PARAM_NUM);
+    assert_true(tr->params[0].num == 0.25 * i);
+    assert_string_equal(tr->params[1].key, "mode");
+    assert_int_equal(tr->params[1].kind, DEJA_PARAM_STR);
+    assert_string_equal(tr->params[1].str, thread % 2 ? "greedy" : "beam");
+    assert_string_equal(tr->params[2].key, "stream");
+    assert_int_equal(tr->params[2].kind, DEJA_PARAM_BOOL);
+    assert_int_equal(tr->params[2].flag, i % 2);
+    assert_int_equal(tr->nseeds, 1);
+    assert_string_equal(tr->seeds[0].name, "numpy");
+    assert_true(tr->seeds[0].value == ((uint64_t)thread << 32 | (uint64_t)i));
+    assert_int_equal(tr->nclock, 1);
+    assert_true(tr->clock_ns[0] == 1700000000000000000LL + i);
+    snprintf(tagv, sizeof tagv, "%d/%d", thread, i);
+    assert_int_equal(tr->ntags, 1);
+    assert_string_equal(tr->tags[0].key, "who");
+    assert_string_equal(tr->tags[0].value, tagv);
+    assert_int_equal(tr->has_parent, i > 0);
+    if (i > 0) {
+        deja_id parent = {{(uint8_t)thread, (uint8_t)i}};
+        assert_memory_equal(&tr->parent, &parent, sizeof parent);
+    }
+    assert_true(tr->has_env);
+    assert_memory_equal(&tr->env, &env, sizeof env);
+    if (i % 7 == 3) {
+        assert_int_equal(tr->status, DEJA_STATUS_ERROR);
+        assert_string_equal(tr->error, "out of tokens");
+    } else {
+        assert_int_equal(tr->status, DEJA_STATUS_OK);
+        assert_string_equal(tr->error, "");
+    }
+    assert_true(tr->duration_ns >= 0);
+    assert_true(tr->start_ns / 1000000 == deja_id_time_ms(&tr->id) ||
+                tr->start_ns / 1000000 + 1 >= deja_id_time_ms(&tr->id));
+}
+
+typedef struct worker {
+    deja_tracer *t;
+    int thread;
+    expect e[PER_THREAD];
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    for (int i = 0; i < PER_THREAD; i++) {
+        w->e[i].thread = w->thread;
+        w->e[i].i = i;
+        record_one(w->t, w->thread, i, &w->e[i].id);
+    }
+    return NULL;
+}
+
+static int count_cb(const deja_trace *trace, void *payload)
+{
+    (void)trace;
+    (*(size_t *)payload)++;
+    return 0;
+}
+
+static size_t count_traces(deja_store *st)
+{
+    size_t n = 0;
+    deja_filter f = DEJA_FILTER_INIT;
+    assert_int_equal(deja_store_list(st, &f, count_cb, NULL, &n), 0);
+    return n;
+}
+
+static void test_tracer__threads_read_back(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.batch_max = 16; /* several batches */
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    static worker w[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int k = 0; k < NTHREADS; k++) {
+        w[k].t = t;
+        w[k].thread = k;
+        assert_int_equal(pthread_create(&th[k], NULL, worker_main, &w[k]), 0);
+    }
+    for (int k = 0; k < NTHREADS; k++)
+        pthread_join(th[k], NULL);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.ended, NTHREADS * PER_THREAD);
+    assert_int_equal(st.written, NTHREADS * PER_THREAD);
+    assert_int_equal(st.dropped + st.failed + st.sampled_out + st.redacted, 0);
+    deja_tracer_close(t);
+
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(count_traces(s), NTHREADS * PER_THREAD);
+    for (int k = 0; k < NTHREADS; k++)
+        for (int i = 0; i < PER_THREAD; i++) {
+            deja_trace *tr = NULL;
+            assert_int_equal(deja_trace_get(s, &w[k].e[i].id, &tr), 0);
+            assert_memory_equal(&tr->id, &w[k].e[i].id, sizeof(deja_id));
+            check_one(tr, k, i);
+            deja_trace_free(tr);
+        }
+    deja_env *env = NULL;
+    deja_digest d;
+    deja_env_current(&d);
+    assert_int_equal(deja_store_env_get(s, &d, &env), 0);
+    assert_string_equal(env->kernel, deja_env_current(NULL)->kernel);
+    deja_env_free(env);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
+/* A redaction callback that blocks the writer on its first call until the
+ * test releases it: makes "the writer is slow" deterministic. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_entered, gate_open;
+
+static int gate_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
+                   size_t *size, void *payload)
+{
+    (void)side, (void)name, (void)dtype, (void)data, (void)size, (void)payload;
+    pthread_mutex_lock(&gate_lock);
+    gate_entered = 1;
+    pthread_cond_broadcast(&gate_cond);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    return 0;
+}
+
+static int simple_span(deja_tracer *t, const char *model, deja_status status)
+{
+    deja_span *s = NULL;
+    assert_int_equal(deja_span_begin(&s, t, model, "1"), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", "hello", 5), 0);
+    return deja_span_end(s, status, status == DEJA_STATUS_ERROR ? "boom" : NULL);
+}
+
+static void test_tracer__drop_counts(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_capacity = 1;
+    o.queue_full = DEJA_QUEUE_DROP;
+    o.redact = gate_cb;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    assert_int_equal(simple_span(t, "m", DEJA_STATUS_OK), 0);
+    pthread_mutex_lock(&gate_lock);
+    while (!gate_entered)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    /* The writer holds span 1 in the callback: one more fits, the rest drop. */
+    assert_int_equal(simple_span(t, "m", DEJA_STATUS_OK), 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(simple_span(t, "m", DEJA_STATUS_OK), DEJA_EFULL);
+    pthread_mutex_lock(&gate_lock);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.ended, 10);
+    assert_int_equal(st.dropped, 8);
+    assert_int_equal(st.written, 2);
+    deja_tracer_close(t);
+
+    deja_store *s = NULL;
+    deja_store_stats ss;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_stats_get(s, &ss), 0);
+    assert_int_equal(ss.dropped, 8);
+    assert_int_equal(ss.traces, 2);
+    assert_int_equal(count_traces(s), 2);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
+static int status_cb(const deja_trace *trace, void *payload)
+{
+    size_t *n = payload;
+    assert_int_equal(trace->status, DEJA_STATUS_ERROR);
+    (*n)++;
+    return 0;
+}
+
+static void test_tracer__sampling_keeps_errors(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.sample_rate = 0.0;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(simple_span(t, "m", i % 5 == 0 ? DEJA_STATUS_ERROR : DEJA_STATUS_OK), 0);
+    deja_tracer_stats st;
+    deja_tracer_close(t);
+    t = NULL;
+    (void)st;
+
+    deja_store *s = NULL;
+    deja_store_stats ss;
+    size_t n = 0;
+    deja_filter f = DEJA_FILTER_INIT;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_list(s, &f, status_cb, NULL, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(deja_store_stats_get(s, &ss), 0);
+    assert_int_equal(ss.sampled_out, 20);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
+/* Masks every "secret" in text inputs, drops tensors named "drop_me", and
+ * drops whole traces with a tensor named "poison". */
+static int mask_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
+                   size_t *size, void *payload)
+{
+    (*(int *)payload)++;
+    if (strcmp(name, "poison") == 0)
+        return -1;
+    if (strcmp(name, "drop_me") == 0)
+        return 1;
+    if (side == DEJA_INPUT && dtype == DEJA_UTF8)
+        for (size_t k = 0; k + 6 <= *size; k++)
+            if (memcmp(data + k, "secret", 6) == 0)
+                memset(data + k, '*', 6);
+    if (strcmp(name, "shorten") == 0 && *size > 4)
+        *size = 4;
+    return 0;
+}
+
+static void test_tracer__redaction(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    int calls = 0;
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.redact = mask_cb;
+    o.redact_payload = &calls;
+    deja_tracer *t = NULL;
+    deja_span *s = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    assert_int_equal(deja_span_begin(&s, t, "m", "1"), 0);
+    deja_id id = *deja_span_id(s);
+    const char *text = "my secret is secret";
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", text, strlen(text)), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "drop_me", "x", 1), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_OUTPUT, "shorten", "abcdefgh", 8), 0);
+    assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    assert_int_equal(deja_span_begin(&s, t, "m", "1"), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "poison", "x", 1), 0);
+    assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.redacted, 1);
+    assert_int_equal(st.written, 1);
+    deja_tracer_close(t);
+    assert_true(calls >= 4);
+
+    deja_store *st2 = NULL;
+    deja_trace *tr = NULL;
+    deja_store_stats ss;
+    assert_int_equal(deja_store_open(&st2, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(st2, &id, &tr), 0);
+    assert_int_equal(tr->ninputs, 1);
+    assert_int_equal(tr->inputs[0].size, strlen(text));
+    assert_memory_equal(tr->inputs[0].data, "my ****** is ******", strlen(text));
+    assert_int_equal(tr->noutputs, 1);
+    assert_int_equal(tr->outputs[0].size, 4);
+    assert_int_equal(tr->outputs[0].shape[0], 4);
+    assert_memory_equal(tr->outputs[0].data, "abcd", 4);
+    deja_trace_free(tr);
+    assert_int_equal(deja_store_stats_get(st2, &ss), 0);
+    assert_int_equal(ss.redacted, 1);
+    assert_int_equal(ss.traces, 1);
+    deja_store_close(st2);
+    remove_dir(path);
+}
+
+static void test_tracer__truncation(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.max_payload = 16;
+    deja_tracer *t = NULL;
+    deja_span *s = NULL;
+    char big[100];
+    memset(big, 'z', sizeof big);
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    assert_int_equal(deja_span_begin(&s, t, "m", "1"), 0);
+    deja_id id = *deja_span_id(s);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "long", big, sizeof big), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "short", big, 3), 0);
+    assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    deja_tracer_close(t);
+
+    deja_store *st = NULL;
+    deja_trace *tr = NULL;
+    assert_int_equal(deja_store_open(&st, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(st, &id, &tr), 0);
+    assert_int_equal(tr->inputs[0].size, 16);
+    assert_int_equal(tr->inputs[0].shape[0], 16);
+    assert_int_equal(tr->inputs[1].size, 3);
+    assert_int_equal(tr->ntags, 1);
+    assert_string_equal(tr->tags[0].key, "deja.truncated");
+    assert_string_equal(tr->tags[0].value, "long");
+    deja_trace_free(tr);
+    deja_store_close(st);
+    remove_dir(path);
+}
+
+/* In a child process: open the store and return how many traces it holds
+ * (as the exit status, capped), or 255 on failure. */
+static int count_in_child(const char *path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        deja_store *s = NULL;
+        size_t n = 0;
+        deja_filter f = DEJA_FILTER_INIT;
+        if (deja_store_open(&s, path, DEJA_STORE_READONLY) != 0 ||
+            deja_store_list(s, &f, count_cb, NULL, &n) != 0)
+            _exit(255);
+        deja_store_close(s);
+        _exit(n > 254 ? 254 : (int)n);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_tracer__flush_visible(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.flush_interval_ms = 3600u * 1000u; /* only the flush can commit */
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(simple_span(t, "m", DEJA_STATUS_OK), 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    assert_int_equal(count_in_child(path), 7);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(simple_span(t, "m", DEJA_STATUS_OK), 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    assert_int_equal(count_in_child(path), 10);
+    deja_tracer_close(t);
+    remove_dir(path);
+}
+
+static void test_tracer__processes(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    enum { NPROC = 3, EACH = 150 };
+    pid_t pids[NPROC];
+    for (int p = 0; p < NPROC; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+            o.batch_max = 8;
+            o.flush_interval_ms = 1;
+            deja_tracer *t = NULL;
+            if (deja_tracer_open(&t, path, &o) != 0)
+                _exit(1);
+            for (int i = 0; i < EACH; i++) {
+                deja_span *s = NULL;
+                char buf[2000];
+                memset(buf, 'a' + p, sizeof buf);
+                buf[0] = (char)i;
+                if (deja_span_begin(&s, t, "proc", "1") != 0 ||
+                    deja_span_add_text(s, DEJA_INPUT, "prompt", buf, sizeof buf) != 0 ||
+                    deja_span_end(s, DEJA_STATUS_OK, NULL) != 0)
+                    _exit(1);
+            }
+            if (deja_tracer_flush(t) != 0)
+                _exit(1);
+            deja_tracer_stats st;
+            deja_tracer_stats_get(t, &st);
+            deja_tracer_close(t);
+            _exit(st.written == EACH ? 0 : 1);
+        }
+    }
+    for (int p = 0; p < NPROC; p++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(count_traces(s), NPROC * EACH);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
+static void test_tracer__sigkill(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+        o.batch_max = 4;
+        o.flush_interval_ms = 1;
+        deja_tracer *t = NULL;
+        if (deja_tracer_open(&t, path, &o) != 0)
+            _exit(1);
+        for (int i = 0; i < 100; i++)
+            if (simple_span(t, "before", DEJA_STATUS_OK) != 0)
+                _exit(1);
+        if (deja_tracer_flush(t) != 0)
+            _exit(1);
+        if (write(fds[1], "k", 1) != 1)
+            _exit(1);
+        for (;;) {
+            deja_span *s = NULL;
+            char buf[3000];
+            memset(buf, 'q', sizeof buf);
+            if (deja_span_begin(&s, t, "after", "1") != 0)
+                _exit(1);
+            deja_span_add_text(s, DEJA_INPUT, "prompt", buf, sizeof buf);
+            deja_span_end(s, DEJA_STATUS_OK, NULL);
+        }
+    }
+    close(fds[1]);
+    char c = 0;
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    usleep(20000); /* let it be in the middle of writing; not needed for the check */
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_true(count_traces(s) >= 100);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_filter f = DEJA_FILTER_INIT;
+    f.model = "before";
+    size_t n = 0;
+    assert_int_equal(deja_store_list(s, &f, count_cb, NULL, &n), 0);
+    assert_int_equal(n, 100);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
+static void test_tracer__bad_options(void **state)
+{
+    (void)state;
+    deja_tracer *t = NULL;
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.sample_rate = 1.5;
+    assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EINVAL);
+    assert_null(t);
+    o = (deja_tracer_options)DEJA_TRACER_OPTIONS_INIT;
+    o.queue_capacity = 0;
+    assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EINVAL);
+    o = (deja_tracer_options)DEJA_TRACER_OPTIONS_INIT;
+    o.version = 99;
+    assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EVERSION);
+    assert_int_equal(access("/tmp/deja_never_created", F_OK), -1);
+    deja_tracer_close(NULL);
+    deja_span_abort(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tracer__threads_read_back),
+        cmocka_unit_test(test_tracer__drop_counts),
+        cmocka_unit_test(test_tracer__sampling_keeps_errors),
+        cmocka_unit_test(test_tracer__redaction),
+        cmocka_unit_test(test_tracer__truncation),
+        cmocka_unit_test(test_tracer__flush_visible),
+        cmocka_unit_test(test_tracer__processes),
+        cmocka_unit_test(test_tracer__sigkill),
+        cmocka_unit_test(test_tracer__bad_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

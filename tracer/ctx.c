@@ -1,0 +1,426 @@
+/*
+ * tracer/ctx.c -- the determinism context: the only door between a model
+ * and the world. A recording ctx takes fresh seeds, RNG draws and clock
+ * reads and writes each into its span; a replaying ctx feeds back the
+ * recorded ones in order and notes every value it had to make up.
+ *
+ * Seeds: seed(name) = splitmix64(base_seed ^ fnv1a(name)). Streams: each
+ * named stream is a xoshiro256** generator seeded with splitmix64(base_seed
+ * ^ fnv1a(name) ^ STREAM_SALT); the trace keeps that seed and every draw,
+ * so a replay that runs past the recorded draws continues the very same
+ * generator.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deja_model.h"
+#include "tracer/tracer_internal.h"
+
+#define STREAM_SALT 0x5f3759df9e3779b9ULL
+
+/* Bounds on what a model may create through one ctx. */
+#define MAX_STREAMS 65536
+#define MAX_LINES 4096
+
+/* The generator state of one named stream. */
+typedef struct stream {
+    char *name;
+    deja__xoshiro g;
+    int span_index;             /* record: the stream's index in the span */
+    const deja_rng_stream *rec; /* replay: the recorded stream, or NULL */
+    size_t cursor;              /* replay: draws given so far */
+    int running;                /* replay: the generator is live */
+} stream;
+
+typedef struct ctx_impl {
+    deja_ctx base; /* first: the model sees only this */
+    int replay;
+    uint64_t base_seed;
+    deja_span *span;          /* record */
+    const deja_trace *trace;  /* replay */
+    stream *streams;
+    size_t nstreams, cap_streams;
+    size_t clock_cursor;
+    int clock_noted;
+    deja_seed *extra_seeds; /* replay: made-up seeds, names owned */
+    size_t nextra, cap_extra;
+    deja_tensor *outs; /* replay: outputs, everything owned */
+    size_t nouts, cap_outs;
+    char **lines;
+    size_t nlines, cap_lines;
+    char *error;
+} ctx_impl;
+
+/* Grow a malloc'd array to hold one more element. Returns 0 or -1. */
+static int grow(void **arr, size_t n, size_t *cap, size_t elem, size_t max)
+{
+    if (n < *cap)
+        return 0;
+    if (n >= max)
+        return -1;
+    size_t ncap = *cap != 0 ? *cap * 2 : 4;
+    void *p = realloc(*arr, ncap * elem);
+    if (p == NULL)
+        return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* Append one "unrecorded" line. Out of memory loses the line, not the
+ * inference. */
+__attribute__((format(printf, 2, 3))) static void note(ctx_impl *c, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (grow((void **)&c->lines, c->nlines, &c->cap_lines, sizeof *c->lines, MAX_LINES) != 0)
+        return;
+    char *line = strdup(buf);
+    if (line != NULL)
+        c->lines[c->nlines++] = line;
+}
+
+static const deja_tensor *tensors_find(const deja_tensor *t, size_t n, const char *name)
+{
+    if (name == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}
+
+static const deja_param *params_find(const deja_param *p, size_t n, const char *key)
+{
+    if (key == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(p[i].key, key) == 0)
+            return &p[i];
+    return NULL;
+}
+
+static const deja_seed *seeds_find(const deja_seed *s, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s[i].name, name) == 0)
+            return &s[i];
+    return NULL;
+}
+
+static void inputs_of(ctx_impl *c, const deja_tensor **t, size_t *n)
+{
+    if (c->replay) {
+        *t = c->trace->inputs;
+        *n = c->trace->ninputs;
+    } else {
+        *t = c->span->inputs;
+        *n = c->span->ninputs;
+    }
+}
+
+static const deja_tensor *v_input(deja_ctx *ctx, const char *name)
+{
+    const deja_tensor *t;
+    size_t n;
+    inputs_of((ctx_impl *)ctx, &t, &n);
+    return tensors_find(t, n, name);
+}
+
+static const deja_tensor *v_input_at(deja_ctx *ctx, size_t index)
+{
+    const deja_tensor *t;
+    size_t n;
+    inputs_of((ctx_impl *)ctx, &t, &n);
+    return index < n ? &t[index] : NULL;
+}
+
+static size_t v_input_count(deja_ctx *ctx)
+{
+    const deja_tensor *t;
+    size_t n;
+    inputs_of((ctx_impl *)ctx, &t, &n);
+    return n;
+}
+
+static const deja_param *v_param(deja_ctx *ctx, const char *key)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (c->replay)
+        return params_find(c->trace->params, c->trace->nparams, key);
+    return params_find(c->span->params, c->span->nparams, key);
+}
+
+static uint64_t v_seed(deja_ctx *ctx, const char *name)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    const deja_seed *s;
+    if (name == NULL)
+        name = "";
+    if (!c->replay) {
+        if ((s = seeds_find(c->span->seeds, c->span->nseeds, name)) != NULL)
+            return s->value;
+        const uint64_t v = deja__mix64(c->base_seed ^ deja__hash_name(name));
+        deja_span_seed(c->span, name, v);
+        return v;
+    }
+    if ((s = seeds_find(c->trace->seeds, c->trace->nseeds, name)) != NULL)
+        return s->value;
+    if ((s = seeds_find(c->extra_seeds, c->nextra, name)) != NULL)
+        return s->value;
+    const uint64_t v = deja__os_random();
+    note(c, "seed '%s' was not recorded", name);
+    char *n = strdup(name);
+    if (n != NULL && grow((void **)&c->extra_seeds, c->nextra, &c->cap_extra,
+                          sizeof *c->extra_seeds, MAX_LINES) == 0)
+        c->extra_seeds[c->nextra++] = (deja_seed){n, v};
+    else
+        free(n);
+    return v;
+}
+
+/* The state of stream `name`, created on first use; NULL when out of
+ * memory or beyond MAX_STREAMS. */
+static stream *stream_get(ctx_impl *c, const char *name)
+{
+    for (size_t i = 0; i < c->nstreams; i++)
+        if (strcmp(c->streams[i].name, name) == 0)
+            return &c->streams[i];
+    if (grow((void **)&c->streams, c->nstreams, &c->cap_streams, sizeof *c->streams,
+             MAX_STREAMS) != 0)
+        return NULL;
+    stream *s = &c->streams[c->nstreams];
+    memset(s, 0, sizeof *s);
+    if ((s->name = strdup(name)) == NULL)
+        return NULL;
+    s->span_index = -1;
+    if (!c->replay) {
+        uint64_t seed = deja__mix64(c->base_seed ^ deja__hash_name(name) ^ STREAM_SALT);
+        const int idx = deja__span_rng_stream(c->span, name, seed, 1);
+        if (idx >= 0) {
+            /* A stream already in the span (a second ctx over it) goes on
+             * from where the first left off. */
+            const deja_rng_stream *r = &c->span->rng[idx];
+            seed = r->seed;
+            deja__xoshiro_seed(&s->g, seed);
+            for (size_t k = 0; k < r->ndraws; k++)
+                deja__xoshiro_next(&s->g);
+        } else {
+            deja__xoshiro_seed(&s->g, seed);
+        }
+        s->span_index = idx;
+    } else {
+        for (size_t i = 0; i < c->trace->nrng; i++)
+            if (strcmp(c->trace->rng[i].name, name) == 0) {
+                s->rec = &c->trace->rng[i];
+                break;
+            }
+    }
+    c->nstreams++;
+    return s;
+}
+
+static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (name == NULL)
+        name = "";
+    stream *s = stream_get(c, name);
+    if (s == NULL) {
+        /* Out of memory: still random, just not recorded. */
+        uint64_t st = deja__os_random();
+        return deja__splitmix64(&st);
+    }
+    if (!c->replay) {
+        const uint64_t v = deja__xoshiro_next(&s->g);
+        if (s->span_index >= 0)
+            deja__span_rng_append(c->span, (size_t)s->span_index, v);
+        return v;
+    }
+    if (s->rec != NULL && s->cursor < s->rec->ndraws)
+        return s->rec->draws[s->cursor++];
+    if (!s->running) {
+        if (s->rec != NULL) {
+            deja__xoshiro_seed(&s->g, s->rec->seed);
+            for (size_t k = 0; k < s->rec->ndraws; k++)
+                deja__xoshiro_next(&s->g);
+            note(c, "stream '%s': draw %zu past the %zu recorded", name, s->cursor + 1,
+                 s->rec->ndraws);
+        } else {
+            deja__xoshiro_seed(&s->g, deja__os_random());
+            note(c, "stream '%s' was not recorded", name);
+        }
+        s->running = 1;
+    }
+    s->cursor++;
+    return deja__xoshiro_next(&s->g);
+}
+
+static int64_t v_now_ns(deja_ctx *ctx)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (!c->replay) {
+        const int64_t v = deja__now_ns();
+        deja_span_clock(c->span, v);
+        return v;
+    }
+    if (c->clock_cursor < c->trace->nclock)
+        return c->trace->clock_ns[c->clock_cursor++];
+    c->clock_cursor++;
+    if (!c->clock_noted) {
+        note(c, "clock read %zu past the %zu recorded", c->clock_cursor, c->trace->nclock);
+        c->clock_noted = 1;
+    }
+    return deja__now_ns();
+}
+
+/* Copy a tensor into the replaying ctx's outputs. */
+static int replay_output(ctx_impl *c, const deja_tensor *t)
+{
+    int rc = 0;
+    char *name = NULL;
+    uint64_t *shape = NULL;
+    void *data = NULL;
+    if (t->ndim > DEJA_MAX_DIMS || (t->ndim != 0 && t->shape == NULL) ||
+        (t->size != 0 && t->data == NULL) || deja_dtype_size(t->dtype) == 0) {
+        rc = deja__error_set(DEJA_EINVAL, "output '%s': bad dtype, shape or data", t->name);
+        goto cleanup;
+    }
+    name = strdup(t->name);
+    shape = malloc((t->ndim != 0 ? t->ndim : 1) * sizeof *shape);
+    data = malloc(t->size != 0 ? t->size : 1);
+    if (name == NULL || shape == NULL || data == NULL ||
+        grow((void **)&c->outs, c->nouts, &c->cap_outs, sizeof *c->outs, MAX_STREAMS) != 0) {
+        rc = deja__error_set(DEJA_ENOMEM, "output '%s': out of memory (%zu bytes)", t->name,
+                             t->size);
+        goto cleanup;
+    }
+    if (t->ndim != 0)
+        memcpy(shape, t->shape, t->ndim * sizeof *shape);
+    if (t->size != 0)
+        memcpy(data, t->data, t->size);
+    c->outs[c->nouts++] = (deja_tensor){name, t->dtype, t->ndim, shape, data, t->size};
+    name = NULL;
+    shape = NULL;
+    data = NULL;
+cleanup:
+    free(name);
+    free(shape);
+    free(data);
+    return rc;
+}
+
+static int v_output(deja_ctx *ctx, const deja_tensor *t)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (t == NULL || t->name == NULL)
+        return deja__error_set(DEJA_EINVAL, "ctx output: tensor and its name are required");
+    if (!c->replay)
+        return deja_span_add(c->span, DEJA_OUTPUT, t);
+    return replay_output(c, t);
+}
+
+static void v_fail(deja_ctx *ctx, const char *message)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    free(c->error);
+    c->error = strdup(message != NULL ? message : "model failed");
+}
+
+static const deja_ctx_vtable vtable = {
+    sizeof(deja_ctx_vtable), v_input, v_input_at, v_input_count, v_param, v_seed,
+    v_rng_u64,               v_now_ns, v_output,  v_fail,
+};
+
+/* A recording ctx over `span` (which must outlive it). base_seed 0 takes
+ * one from the OS. The caller frees it with deja_ctx_free(). */
+int deja_ctx_record(deja_ctx **out, deja_span *span, uint64_t base_seed)
+{
+    if (out == NULL || span == NULL)
+        return deja__error_set(DEJA_EINVAL, "ctx record: out and span are required");
+    ctx_impl *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return deja__error_set(DEJA_ENOMEM, "ctx record: out of memory");
+    c->base.vt = &vtable;
+    c->span = span;
+    c->base_seed = base_seed != 0 ? base_seed : deja__os_random();
+    *out = &c->base;
+    return 0;
+}
+
+/* A replaying ctx over `trace` (which must outlive it). The caller frees it
+ * with deja_ctx_free(). */
+int deja_ctx_replay(deja_ctx **out, const deja_trace *trace)
+{
+    if (out == NULL || trace == NULL)
+        return deja__error_set(DEJA_EINVAL, "ctx replay: out and trace are required");
+    ctx_impl *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return deja__error_set(DEJA_ENOMEM, "ctx replay: out of memory");
+    c->base.vt = &vtable;
+    c->replay = 1;
+    c->trace = trace;
+    *out = &c->base;
+    return 0;
+}
+
+/* The outputs written through the ctx: owned by the ctx (replay) or by the
+ * span (record). */
+const deja_tensor *deja_ctx_outputs(const deja_ctx *ctx, size_t *n)
+{
+    const ctx_impl *c = (const ctx_impl *)ctx;
+    if (c == NULL) {
+        if (n != NULL)
+            *n = 0;
+        return NULL;
+    }
+    if (n != NULL)
+        *n = c->replay ? c->nouts : c->span->noutputs;
+    return c->replay ? c->outs : c->span->outputs;
+}
+
+/* The lines describing values a replay had to make up; 0 when none. */
+size_t deja_ctx_unrecorded(const deja_ctx *ctx, const char *const **lines)
+{
+    const ctx_impl *c = (const ctx_impl *)ctx;
+    if (lines != NULL)
+        *lines = c != NULL ? (const char *const *)c->lines : NULL;
+    return c != NULL ? c->nlines : 0;
+}
+
+/* The message of deja_ctx_fail(), or NULL. */
+const char *deja_ctx_error(const deja_ctx *ctx)
+{
+    const ctx_impl *c = (const ctx_impl *)ctx;
+    return c != NULL ? c->error : NULL;
+}
+
+/* Free a ctx and everything it owns. Accepts NULL. */
+void deja_ctx_free(deja_ctx *ctx)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nstreams; i++)
+        free(c->streams[i].name);
+    free(c->streams);
+    for (size_t i = 0; i < c->nextra; i++)
+        free((char *)(uintptr_t)c->extra_seeds[i].name);
+    free(c->extra_seeds);
+    for (size_t i = 0; i < c->nouts; i++) {
+        free((char *)(uintptr_t)c->outs[i].name);
+        free((void *)(uintptr_t)c->outs[i].shape);
+        free((void *)(uintptr_t)c->outs[i].data);
+    }
+    free(c->outs);
+    for (size_t i = 0; i < c->nlines; i++)
+        free(c->lines[i]);
+    free(c->lines);
+    free(c->error);
+    free(c);
+}

@@ -1,0 +1,516 @@
+/*
+ * tracer/span.c -- the span API: the calling thread's side of recording.
+ *
+ * A span owns one arena (a chain of blocks that never move, each twice the
+ * size of the last); everything added to the span is copied into it, and
+ * the span's arrays of tensors, params, seeds, ... live there too. No
+ * syscalls, hashing or compression happen here: begin takes an id and the
+ * time, add copies, end decides sampling and enqueues a pointer.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tracer/tracer_internal.h"
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Allocate a new span with its first arena block, or NULL. */
+static deja_span *span_new(void)
+{
+    deja_span *s = calloc(1, sizeof *s);
+    deja__block *b = malloc(sizeof *b + DEJA__SPAN_BLOCK);
+    if (s == NULL || b == NULL) {
+        free(s);
+        free(b);
+        return NULL;
+    }
+    b->next = NULL;
+    b->cap = DEJA__SPAN_BLOCK;
+    b->used = 0;
+    s->first = b;
+    s->head = b;
+    return s;
+}
+
+/* Free every block but the first and clear the span for reuse. */
+static void span_reset(deja_span *s)
+{
+    deja__block *b = s->head;
+    while (b != NULL && b != s->first) {
+        deja__block *next = b->next;
+        free(b);
+        b = next;
+    }
+    deja__block *first = s->first;
+    first->used = 0;
+    first->next = NULL;
+    memset(s, 0, sizeof *s);
+    s->first = first;
+    s->head = first;
+}
+
+/* Free a span and its arena for good. Accepts NULL. */
+void deja__span_destroy(deja_span *span)
+{
+    if (span == NULL)
+        return;
+    deja__block *b = span->head;
+    while (b != NULL) {
+        deja__block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(span);
+}
+
+/* Give a span back to its tracer's pool, or free it when the pool is full.
+ * Safe from any thread. */
+void deja__span_recycle(deja_span *span)
+{
+    if (span == NULL)
+        return;
+    deja_tracer *t = span->tracer;
+    span_reset(span);
+    pthread_mutex_lock(&t->pool_lock);
+    if (t->pool_n < DEJA__SPAN_POOL_MAX) {
+        span->next = t->pool;
+        t->pool = span;
+        t->pool_n++;
+        span = NULL;
+    }
+    pthread_mutex_unlock(&t->pool_lock);
+    deja__span_destroy(span);
+}
+
+/* Allocate `size` bytes, 16-aligned, from the span's arena. A new block is
+ * twice the size of the current one (or big enough for `size`). Returns
+ * NULL when out of memory or when `size` is beyond any sane bound. */
+void *deja__span_alloc(deja_span *span, size_t size)
+{
+    size_t need = (size + 15) & ~(size_t)15;
+    deja__block *b = span->head;
+    if (size > ((size_t)1 << 40))
+        return NULL;
+    if (b->cap - b->used < need) {
+        size_t cap = b->cap * 2;
+        if (cap < need)
+            cap = need;
+        deja__block *nb = malloc(sizeof *nb + cap);
+        if (nb == NULL)
+            return NULL;
+        nb->next = b;
+        nb->cap = cap;
+        nb->used = 0;
+        span->head = nb;
+        b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+/* Copy `len` bytes and a NUL into the arena; NULL on failure. */
+static char *arena_strndup(deja_span *span, const char *s, size_t len)
+{
+    char *p = deja__span_alloc(span, len + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+static char *arena_strdup(deja_span *span, const char *s)
+{
+    return arena_strndup(span, s, strlen(s));
+}
+
+/* Make room for one more element in an arena array of `elem` bytes per
+ * element, doubling its capacity (the old copy stays in the arena, which
+ * bounds the waste to the array's final size). Returns 0 or DEJA_ENOMEM. */
+static int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap != 0 ? *cap * 2 : 4;
+    if (ncap > ((size_t)1 << 32))
+        return deja__error_set(DEJA_ENOMEM, "span: too many entries (%zu)", n);
+    void *p = deja__span_alloc(span, ncap * elem);
+    if (p == NULL)
+        return deja__error_set(DEJA_ENOMEM, "span: out of memory growing an array to %zu", ncap);
+    if (n != 0)
+        memcpy(p, *arr, n * elem);
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int oom(const char *what)
+{
+    return deja__error_set(DEJA_ENOMEM, "span: out of memory copying %s", what);
+}
+
+/* Begin a span of model `name` at `version` on `tracer`: take a recycled
+ * span (or allocate one), its id and its start time. The span belongs to
+ * the caller until deja_span_end() or deja_span_abort(). */
+int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, const char *version)
+{
+    int rc = 0;
+    deja_span *s = NULL;
+    if (out == NULL || tracer == NULL || name == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "span begin: tracer and model name are required");
+        goto cleanup;
+    }
+    *out = NULL;
+    pthread_mutex_lock(&tracer->pool_lock);
+    s = tracer->pool;
+    if (s != NULL) {
+        tracer->pool = s->next;
+        tracer->pool_n--;
+        s->next = NULL;
+    }
+    pthread_mutex_unlock(&tracer->pool_lock);
+    if (s == NULL && (s = span_new()) == NULL) {
+        rc = oom("a new span");
+        goto cleanup;
+    }
+    s->tracer = tracer;
+    s->model_name = arena_strdup(s, name);
+    s->model_version = arena_strdup(s, version != NULL ? version : "");
+    if (s->model_name == NULL || s->model_version == NULL) {
+        rc = oom("the model name");
+        goto cleanup;
+    }
+    deja__id_new(&s->id);
+    s->start_ns = deja__now_ns();
+    s->start_mono_ns = mono_ns();
+    *out = s;
+    s = NULL;
+cleanup:
+    if (s != NULL)
+        deja__span_recycle(s);
+    return rc;
+}
+
+/* The span's id, valid until it ends. */
+const deja_id *deja_span_id(const deja_span *span)
+{
+    return span != NULL ? &span->id : NULL;
+}
+
+/* Set the model weights digest (at most 64 bytes). */
+int deja_span_model_digest(deja_span *span, const void *digest, size_t size)
+{
+    if (span == NULL || (digest == NULL && size != 0) || size > sizeof span->model_digest)
+        return deja__error_set(DEJA_EINVAL, "span: a model digest has at most 64 bytes (got %zu)",
+                               size);
+    if (size != 0)
+        memcpy(span->model_digest, digest, size);
+    span->model_digest_size = size;
+    return 0;
+}
+
+/* Record a truncation of tensor `name` as the tag deja.truncated=<name>. */
+static int tag_truncated(deja_span *span, const char *name)
+{
+    return deja_span_tag(span, "deja.truncated", name);
+}
+
+/* Copy a tensor into the span on `side`: its name, shape and payload. A
+ * payload beyond max_payload is cut to it (whole elements) and tagged.
+ * Returns 0, DEJA_EINVAL for an inconsistent tensor, DEJA_ENOMEM. */
+int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
+{
+    int rc = 0;
+    if (span == NULL || tensor == NULL || tensor->name == NULL ||
+        (side != DEJA_INPUT && side != DEJA_OUTPUT)) {
+        rc = deja__error_set(DEJA_EINVAL, "span add: span, tensor and its name are required");
+        goto cleanup;
+    }
+    const size_t esize = deja_dtype_size(tensor->dtype);
+    if (esize == 0 || tensor->ndim > DEJA_MAX_DIMS || (tensor->ndim != 0 && !tensor->shape) ||
+        (tensor->size != 0 && tensor->data == NULL)) {
+        rc = deja__error_set(DEJA_EINVAL, "tensor '%s': bad dtype, shape or data", tensor->name);
+        goto cleanup;
+    }
+    const int fixed = tensor->dtype != DEJA_UTF8 && tensor->dtype != DEJA_BYTES;
+    if (fixed) {
+        uint64_t n = 1;
+        for (size_t i = 0; i < tensor->ndim; i++) {
+            if (tensor->shape[i] != 0 && n > UINT64_MAX / tensor->shape[i]) {
+                rc = deja__error_set(DEJA_EINVAL, "tensor '%s': shape overflows", tensor->name);
+                goto cleanup;
+            }
+            n *= tensor->shape[i];
+        }
+        if (n > SIZE_MAX / esize || n * esize != tensor->size) {
+            rc = deja__error_set(DEJA_EINVAL,
+                                 "tensor '%s': %zu bytes do not match its shape (%llu elements)",
+                                 tensor->name, tensor->size, (unsigned long long)n);
+            goto cleanup;
+        }
+    }
+    deja_tensor **arr = side == DEJA_INPUT ? &span->inputs : &span->outputs;
+    size_t *n = side == DEJA_INPUT ? &span->ninputs : &span->noutputs;
+    size_t *cap = side == DEJA_INPUT ? &span->cap_inputs : &span->cap_outputs;
+    if ((rc = grow(span, (void **)arr, *n, cap, sizeof **arr)) != 0)
+        goto cleanup;
+
+    size_t size = tensor->size;
+    size_t ndim = tensor->ndim;
+    int truncated = 0;
+    const size_t max = span->tracer->opts.max_payload;
+    if (max != 0 && size > max) {
+        size = max - max % esize;
+        ndim = 1;
+        truncated = 1;
+    }
+    char *name = arena_strdup(span, tensor->name);
+    uint64_t *shape = deja__span_alloc(span, (ndim ? ndim : 1) * sizeof *shape);
+    void *data = size != 0 ? deja__span_alloc(span, size) : NULL;
+    if (name == NULL || shape == NULL || (size != 0 && data == NULL)) {
+        rc = oom(tensor->name);
+        goto cleanup;
+    }
+    if (truncated)
+        shape[0] = size / esize;
+    else if (ndim != 0)
+        memcpy(shape, tensor->shape, ndim * sizeof *shape);
+    if (size != 0)
+        memcpy(data, tensor->data, size);
+    (*arr)[*n] = (deja_tensor){name, tensor->dtype, ndim, shape, data, size};
+    (*n)++;
+    if (truncated)
+        rc = tag_truncated(span, tensor->name);
+cleanup:
+    return rc;
+}
+
+/* Add UTF-8 text as a DEJA_UTF8 tensor of shape [len]. */
+int deja_span_add_text(deja_span *span, deja_side side, const char *name, const char *text,
+                       size_t len)
+{
+    uint64_t shape[1] = {len};
+    deja_tensor t = {name, DEJA_UTF8, 1, shape, text, len};
+    return deja_span_add(span, side, &t);
+}
+
+/* Add opaque bytes as a DEJA_BYTES tensor of shape [size]. */
+int deja_span_add_bytes(deja_span *span, deja_side side, const char *name, const void *data,
+                        size_t size)
+{
+    uint64_t shape[1] = {size};
+    deja_tensor t = {name, DEJA_BYTES, 1, shape, data, size};
+    return deja_span_add(span, side, &t);
+}
+
+/* Append a param with a copied key; fills `*out` with the new entry. */
+static int param_new(deja_span *span, const char *key, deja_param **out)
+{
+    int rc = 0;
+    if (span == NULL || key == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "span param: span and key are required");
+        goto cleanup;
+    }
+    if ((rc = grow(span, (void **)&span->params, span->nparams, &span->cap_params,
+                   sizeof *span->params)) != 0)
+        goto cleanup;
+    const char *k = arena_strdup(span, key);
+    if (k == NULL) {
+        rc = oom(key);
+        goto cleanup;
+    }
+    deja_param *p = &span->params[span->nparams++];
+    *p = (deja_param){k, DEJA_PARAM_NUM, 0.0, NULL, 0};
+    *out = p;
+cleanup:
+    return rc;
+}
+
+/* Record a numeric parameter. */
+int deja_span_param_num(deja_span *span, const char *key, double value)
+{
+    deja_param *p = NULL;
+    int rc = param_new(span, key, &p);
+    if (rc == 0)
+        p->num = value;
+    return rc;
+}
+
+/* Record a string parameter (copied). */
+int deja_span_param_str(deja_span *span, const char *key, const char *value)
+{
+    deja_param *p = NULL;
+    if (value == NULL)
+        return deja__error_set(DEJA_EINVAL, "span param '%s': value is NULL", key ? key : "");
+    int rc = param_new(span, key, &p);
+    if (rc != 0)
+        return rc;
+    p->kind = DEJA_PARAM_STR;
+    p->str = arena_strdup(span, value);
+    if (p->str == NULL) {
+        span->nparams--;
+        return oom(key);
+    }
+    return 0;
+}
+
+/* Record a boolean parameter. */
+int deja_span_param_bool(deja_span *span, const char *key, int value)
+{
+    deja_param *p = NULL;
+    int rc = param_new(span, key, &p);
+    if (rc == 0) {
+        p->kind = DEJA_PARAM_BOOL;
+        p->flag = value != 0;
+    }
+    return rc;
+}
+
+/* Record a seed the caller's RNG used, under `name`. */
+int deja_span_seed(deja_span *span, const char *name, uint64_t value)
+{
+    int rc = 0;
+    if (span == NULL || name == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "span seed: span and name are required");
+        goto cleanup;
+    }
+    if ((rc = grow(span, (void **)&span->seeds, span->nseeds, &span->cap_seeds,
+                   sizeof *span->seeds)) != 0)
+        goto cleanup;
+    const char *n = arena_strdup(span, name);
+    if (n == NULL) {
+        rc = oom(name);
+        goto cleanup;
+    }
+    span->seeds[span->nseeds++] = (deja_seed){n, value};
+cleanup:
+    return rc;
+}
+
+/* Record a clock read (Unix ns) the caller consumed. */
+int deja_span_clock(deja_span *span, int64_t unix_ns)
+{
+    int rc = 0;
+    if (span == NULL)
+        return deja__error_set(DEJA_EINVAL, "span clock: span is NULL");
+    if ((rc = grow(span, (void **)&span->clock_ns, span->nclock, &span->cap_clock,
+                   sizeof *span->clock_ns)) != 0)
+        return rc;
+    span->clock_ns[span->nclock++] = unix_ns;
+    return 0;
+}
+
+/* Add a tag key=value (both copied). */
+int deja_span_tag(deja_span *span, const char *key, const char *value)
+{
+    int rc = 0;
+    if (span == NULL || key == NULL || value == NULL) {
+        rc = deja__error_set(DEJA_EINVAL, "span tag: span, key and value are required");
+        goto cleanup;
+    }
+    if ((rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags,
+                   sizeof *span->tags)) != 0)
+        goto cleanup;
+    const char *k = arena_strdup(span, key);
+    const char *v = arena_strdup(span, value);
+    if (k == NULL || v == NULL) {
+        rc = oom(key);
+        goto cleanup;
+    }
+    span->tags[span->ntags++] = (deja_tag){k, v};
+cleanup:
+    return rc;
+}
+
+/* Make the span a step of the run recorded as `parent`. */
+int deja_span_parent(deja_span *span, const deja_id *parent)
+{
+    if (span == NULL || parent == NULL)
+        return deja__error_set(DEJA_EINVAL, "span parent: span and parent are required");
+    span->parent = *parent;
+    span->has_parent = 1;
+    return 0;
+}
+
+/* Find the rng stream `name` of the span, creating it with `seed` when
+ * `create` is set. Returns its index, DEJA_ENOTFOUND, or DEJA_ENOMEM. */
+int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int create)
+{
+    for (size_t i = 0; i < span->nrng; i++)
+        if (strcmp(span->rng[i].name, name) == 0)
+            return (int)i;
+    if (!create)
+        return DEJA_ENOTFOUND;
+    if (span->nrng >= 65536)
+        return deja__error_set(DEJA_ENOMEM, "span: too many rng streams");
+    if (span->nrng == span->cap_rng) {
+        size_t cap = span->cap_rng;
+        int rc = grow(span, (void **)&span->rng, span->nrng, &cap, sizeof *span->rng);
+        if (rc == 0) {
+            cap = span->cap_rng;
+            rc = grow(span, (void **)&span->rng_cap, span->nrng, &cap, sizeof *span->rng_cap);
+        }
+        if (rc != 0)
+            return rc;
+        span->cap_rng = cap;
+    }
+    const char *n = arena_strdup(span, name);
+    if (n == NULL)
+        return oom(name);
+    span->rng[span->nrng] = (deja_rng_stream){n, seed, NULL, 0};
+    span->rng_cap[span->nrng] = 0;
+    return (int)span->nrng++;
+}
+
+/* Append one draw to stream `index` of the span. */
+int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw)
+{
+    deja_rng_stream *r = &span->rng[index];
+    void *draws = (void *)(uintptr_t)r->draws;
+    int rc = grow(span, &draws, r->ndraws, &span->rng_cap[index], sizeof(uint64_t));
+    if (rc != 0)
+        return rc;
+    ((uint64_t *)draws)[r->ndraws] = draw;
+    r->draws = draws;
+    r->ndraws++;
+    return 0;
+}
+
+/* End the span: record status and error, decide sampling, and hand it to
+ * the writer. The span is gone afterwards whatever the result. Returns 0,
+ * DEJA_EFULL (dropped: queue full under DEJA_QUEUE_DROP), DEJA_EINVAL. */
+int deja_span_end(deja_span *span, deja_status status, const char *error)
+{
+    if (span == NULL)
+        return deja__error_set(DEJA_EINVAL, "span end: span is NULL");
+    deja_tracer *t = span->tracer;
+    atomic_fetch_add_explicit(&t->ended, 1, memory_order_relaxed);
+    span->duration_ns = mono_ns() - span->start_mono_ns;
+    span->status = status == DEJA_STATUS_ERROR ? DEJA_STATUS_ERROR : DEJA_STATUS_OK;
+    if (span->status == DEJA_STATUS_OK) {
+        span->error = "";
+        if (t->opts.sample_rate < 1.0 && !(deja__fast_uniform() < t->opts.sample_rate)) {
+            atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
+            deja__span_recycle(span);
+            return 0;
+        }
+    } else {
+        span->error = arena_strdup(span, error != NULL ? error : "");
+        if (span->error == NULL)
+            span->error = "(out of memory copying the error text)";
+    }
+    return deja__tracer_enqueue(t, span);
+}
+
+/* Throw the span away unrecorded. Accepts NULL. */
+void deja_span_abort(deja_span *span)
+{
+    deja__span_recycle(span);
+}

@@ -1,0 +1,157 @@
+/*
+ * tracer/tracer_internal.h -- the tracer room's private structures, shared by
+ * span.c (the calling thread's side), tracer.c (queue and lifecycle),
+ * writer.c (the writer thread), ctx.c (the determinism context) and rng.c.
+ * Nothing outside tracer/ includes this header.
+ */
+#ifndef DEJA_TRACER_INTERNAL_H
+#define DEJA_TRACER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deja.h"
+#include "store/store.h"
+
+/* Size of the arena block allocated with every span; most inferences fit in
+ * it, so recording them allocates nothing beyond a recycled span. */
+#define DEJA__SPAN_BLOCK 8192
+
+/* Spans kept for reuse per tracer. */
+#define DEJA__SPAN_POOL_MAX 256
+
+/* Bounds on the tracer options. */
+#define DEJA__QUEUE_MAX ((size_t)1 << 24)
+#define DEJA__BATCH_MAX 65536u
+
+/* One block of a span's arena. Blocks never move, so every pointer into
+ * the arena stays valid until the span is recycled. */
+typedef struct deja__block {
+    struct deja__block *next;
+    size_t cap;
+    size_t used;
+    _Alignas(16) uint8_t data[];
+} deja__block;
+
+/* A span: the trace being built, as arrays of public structs pointing into
+ * the span's own arena. The writer turns it into a deja_trace view without
+ * copying anything. */
+struct deja_span {
+    deja_tracer *tracer;
+    struct deja_span *next; /* pool link */
+
+    deja__block *head;  /* current block (blocks chained newest first) */
+    deja__block *first; /* the block allocated with the span */
+
+    deja_id id;
+    int has_parent;
+    deja_id parent;
+    int64_t start_ns;
+    int64_t start_mono_ns;
+    int64_t duration_ns;
+    deja_status status;
+    const char *error;
+    const char *model_name;
+    const char *model_version;
+    uint8_t model_digest[64];
+    size_t model_digest_size;
+
+    deja_tensor *inputs;
+    size_t ninputs, cap_inputs;
+    deja_tensor *outputs;
+    size_t noutputs, cap_outputs;
+    deja_param *params;
+    size_t nparams, cap_params;
+    deja_seed *seeds;
+    size_t nseeds, cap_seeds;
+    deja_rng_stream *rng;
+    size_t *rng_cap; /* capacity of each stream's draws array */
+    size_t nrng, cap_rng;
+    int64_t *clock_ns;
+    size_t nclock, cap_clock;
+    deja_tag *tags;
+    size_t ntags, cap_tags;
+};
+
+struct deja_tracer {
+    deja_tracer_options opts;
+    deja_store *store;
+    deja_digest env_digest;
+    const deja_env *env;
+    int env_written; /* writer thread only */
+
+    /* The bounded queue of ended spans (a ring). */
+    pthread_mutex_t lock;
+    pthread_cond_t not_empty; /* the writer waits here */
+    pthread_cond_t not_full;  /* BLOCK-policy recorders wait here */
+    pthread_cond_t done;      /* flushers wait here */
+    deja_span **ring;
+    size_t ring_cap, ring_head, ring_count;
+    size_t wake_at; /* wake the writer when the queue holds this many */
+    int writer_sleeping;
+    int stop;
+    uint64_t enqueued_seq;  /* spans handed to the queue */
+    uint64_t committed_seq; /* spans the writer has finished with */
+    uint64_t flush_req;     /* flush requests made */
+    uint64_t flush_ack;     /* flush requests the writer has satisfied */
+    uint64_t failed_unreported; /* failures not yet returned by a flush */
+    char writer_error[512];
+
+    pthread_t writer;
+    int writer_started;
+
+    /* Recycled spans. */
+    pthread_mutex_t pool_lock;
+    deja_span *pool;
+    size_t pool_n;
+
+    /* Counters. */
+    _Atomic uint64_t ended;
+    _Atomic uint64_t written;
+    _Atomic uint64_t dropped;
+    _Atomic uint64_t sampled_out;
+    _Atomic uint64_t redacted;
+    _Atomic uint64_t failed;
+};
+
+/* Allocate `size` bytes (16-aligned) from the span's arena, or NULL. */
+void *deja__span_alloc(deja_span *span, size_t size);
+
+/* Give a span back to its tracer's pool (or free it). Any thread. */
+void deja__span_recycle(deja_span *span);
+
+/* Free a span and its arena for good. Accepts NULL. */
+void deja__span_destroy(deja_span *span);
+
+/* Find the rng stream `name` of a span; create it with `seed` when absent
+ * and `create` is set. Returns its index, or a negative DEJA_E* code. */
+int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int create);
+
+/* Append a draw to stream `index` of the span. */
+int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
+
+/* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL. */
+int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span);
+
+/* The writer thread's body (writer.c). */
+void *deja__writer_main(void *arg);
+
+/* Random numbers (rng.c). */
+uint64_t deja__splitmix64(uint64_t *state);
+uint64_t deja__mix64(uint64_t x);
+uint64_t deja__hash_name(const char *name);
+/* A double in [0, 1) from a cheap thread-local generator (not for replay). */
+double deja__fast_uniform(void);
+/* 64 bits from the operating system (getrandom), never 0. */
+uint64_t deja__os_random(void);
+
+typedef struct deja__xoshiro {
+    uint64_t s[4];
+} deja__xoshiro;
+
+void deja__xoshiro_seed(deja__xoshiro *g, uint64_t seed);
+uint64_t deja__xoshiro_next(deja__xoshiro *g);
+
+#endif /* DEJA_TRACER_INTERNAL_H */
