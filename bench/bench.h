@@ -248,7 +248,7 @@ typedef struct bench_report {
     size_t cap;
     int quick;
     double started;
-    char notes[16][200];
+    char notes[64][200];
     size_t nnotes;
 } bench_report;
 

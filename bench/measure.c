@@ -115,7 +115,7 @@ int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workloa
     bench_sink *sinks[SYS_COUNT] = {0};
     bench_thread th[SYS_COUNT];
     uint64_t seq[SYS_COUNT] = {0};
-    char dirs[SYS_COUNT][4096];
+    char dirs[SYS_COUNT][1024];
     const size_t repeats = c->hot_repeats ? c->hot_repeats : 1;
     const size_t per = spans / repeats ? spans / repeats : 1;
     double *lat = malloc(per * sizeof(double));
@@ -409,7 +409,7 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
         const bench_sink_ops *ops = bench_sink_get(sys);
         ingest_result res;
         long maxrss = 0;
-        char dir[4096];
+        char dir[1200];
         size_t i;
         if (!sys_enabled(c, sys)) {
             continue;
@@ -456,11 +456,11 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
 /* Store figures from deja's own accounting, as a note. */
 static void deja_stats_note(bench_figure *f, const char *dir, size_t n)
 {
-    char path[4096];
+    char path[1200];
     deja_store *st = NULL;
     deja_store_stats s;
-    snprintf(path, sizeof(path), "%s/deja.store", dir);
-    if (deja_store_open(&st, path, DEJA_STORE_READONLY) != 0) {
+    if (snprintf(path, sizeof(path), "%s/deja.store", dir) >= (int)sizeof(path) ||
+        deja_store_open(&st, path, DEJA_STORE_READONLY) != 0) {
         return;
     }
     if (deja_store_stats_get(st, &s) == 0 && n > 0) {
@@ -481,7 +481,7 @@ int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_w
     bench_figure *fw = bench_report_add(rep, "write_set", w->name, 1, "traces/s", 1);
     bench_figure *fr = bench_report_add(rep, "read", w->name, 1, "traces/s", 1);
     deja_id *ids = calloc(w->nrecs ? w->nrecs : 1, sizeof(*ids));
-    char dirs[SYS_COUNT][4096];
+    char dirs[SYS_COUNT][1024];
     int written[SYS_COUNT] = {0};
     size_t r, i;
     int sys;
@@ -523,7 +523,9 @@ int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_w
         }
         for (i = 0; i < w->nrecs && ok; i++) {
             ok = record_one(ops, s, &t, w, i) == 0;
-            ids[i] = t.last_id;
+            if (sys == SYS_DEJA) {
+                ids[i] = t.last_id;
+            }
         }
         if (ops->thread_end != NULL && ops->thread_end(s, &t) != 0) {
             ok = 0;

@@ -236,7 +236,7 @@ static void put_tensors(bench_buf *b, const bench_tensor *t, size_t n, int paylo
 }
 
 /* The JSON object of `r` with payloads inline or (raw form) left out. */
-static int json_object(bench_buf *b, const bench_record *r, const char *id, int64_t start_ns,
+static int trace_object(bench_buf *b, const bench_record *r, const char *id, int64_t start_ns,
                        int64_t duration_ns, int payloads)
 {
     static const uint8_t env[16] = {0x5e, 0x11, 0x0c, 0x4a, 0x27, 0x9b, 0xd3, 0x01,
@@ -299,14 +299,14 @@ static int json_object(bench_buf *b, const bench_record *r, const char *id, int6
 int bench_json_record(bench_buf *b, const bench_record *r, const char *id, int64_t start_ns,
                       int64_t duration_ns)
 {
-    return json_object(b, r, id, start_ns, duration_ns, 1);
+    return trace_object(b, r, id, start_ns, duration_ns, 1);
 }
 
 /* See bench.h. */
 int bench_raw_record(bench_buf *b, const bench_record *r, const char *id)
 {
     size_t i, total = 0;
-    if (json_object(b, r, id, 0, 0, 0) != 0) {
+    if (trace_object(b, r, id, 0, 0, 0) != 0) {
         return -1;
     }
     for (i = 0; i < r->nin; i++) {

@@ -131,10 +131,11 @@ static char *arena_text(bench_workload *w, size_t len, uint64_t *s)
     return t;
 }
 
-static char *arena_strf(bench_workload *w, const char *fmt, unsigned long v)
+/* A copy of `prefix` followed by `v` in `width` zero-padded digits. */
+static char *arena_strf(bench_workload *w, const char *prefix, int width, unsigned long v)
 {
     char tmp[64];
-    const int n = snprintf(tmp, sizeof(tmp), fmt, v);
+    const int n = snprintf(tmp, sizeof(tmp), "%.32s%0*lu", prefix, width, v);
     char *out = arena_alloc(w, (size_t)n + 1);
     if (out != NULL) {
         memcpy(out, tmp, (size_t)n + 1);
@@ -207,7 +208,7 @@ int bench_workload_small(bench_workload *out, size_t n, uint64_t seed)
         static const double temps[] = {0.0, 0.2, 0.7, 1.0};
         char *prompt = arena_text(out, 1024, &s);
         char *completion = arena_text(out, 1024, &s);
-        char *user = arena_strf(out, "u%03lu", (unsigned long)(i % 1000));
+        char *user = arena_strf(out, "u", 3, (unsigned long)(i % 1000));
         if (prompt == NULL || completion == NULL || user == NULL) {
             bench_workload_free(out);
             return -1;
@@ -275,7 +276,7 @@ int bench_workload_chat(bench_workload *out, size_t sessions, size_t live, uint6
                 convo_len[j] += 7 + ulen;
                 messages = arena_alloc(out, convo_len[j]);
                 answer = arena_text(out, alen, &s);
-                sess = arena_strf(out, "c%05lu", (unsigned long)(wave + j));
+                sess = arena_strf(out, "c", 5, (unsigned long)(wave + j));
                 if (messages == NULL || answer == NULL || sess == NULL) {
                     goto cleanup;
                 }
@@ -364,7 +365,7 @@ int bench_workload_tensor(bench_workload *out, size_t n, size_t images, uint64_t
     for (i = 0; i < n; i++) {
         bench_record *r = &out->recs[i];
         float *logits = arena_alloc(out, LOGITS * 4);
-        char *cam = arena_strf(out, "cam%02lu", (unsigned long)(i % 16));
+        char *cam = arena_strf(out, "cam", 2, (unsigned long)(i % 16));
         if (logits == NULL || cam == NULL) {
             goto cleanup;
         }

@@ -59,8 +59,7 @@ int cli_lib_error(int code, const char *fmt, ...) __attribute__((format(printf, 
 
 /* Print "deja: <message>" then the usage line (the first line of `help`) on
  * stderr; return CLI_EXIT_TROUBLE. */
-int cli_usage_error(const char *help, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int cli_usage_error(const char *help, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Print a command's help text on stdout; return CLI_EXIT_OK. */
 int cli_help(const char *help);
@@ -83,30 +82,44 @@ enum {
     CLI_OPT_FIRST_FREE = 1100, /* commands number their own options from here */
 };
 
-#define CLI_LONGOPT_HELP {"help", no_argument, NULL, CLI_OPT_HELP}
-#define CLI_LONGOPT_JSON {"json", no_argument, NULL, CLI_OPT_JSON}
+#define CLI_LONGOPT_HELP                                                                           \
+    {                                                                                              \
+        "help", no_argument, NULL, CLI_OPT_HELP                                                    \
+    }
+#define CLI_LONGOPT_JSON                                                                           \
+    {                                                                                              \
+        "json", no_argument, NULL, CLI_OPT_JSON                                                    \
+    }
 /* `--model M` as a filter; replay and bisect take --model as a plugin instead. */
-#define CLI_LONGOPT_FILTER_MODEL {"model", required_argument, NULL, CLI_OPT_MODEL}
+#define CLI_LONGOPT_FILTER_MODEL                                                                   \
+    {                                                                                              \
+        "model", required_argument, NULL, CLI_OPT_MODEL                                            \
+    }
 /* The other filters of `ls`. */
-#define CLI_LONGOPTS_FILTER                                                                      \
-    {"version", required_argument, NULL, CLI_OPT_VERSION},                                       \
-        {"since", required_argument, NULL, CLI_OPT_SINCE},                                       \
-        {"until", required_argument, NULL, CLI_OPT_UNTIL},                                       \
-        {"status", required_argument, NULL, CLI_OPT_STATUS},                                     \
-        {"tag", required_argument, NULL, CLI_OPT_TAG},                                           \
-        {"limit", required_argument, NULL, CLI_OPT_LIMIT}
-#define CLI_LONGOPT_END {NULL, 0, NULL, 0}
+#define CLI_LONGOPTS_FILTER                                                                        \
+    {"version", required_argument, NULL, CLI_OPT_VERSION},                                         \
+        {"since", required_argument, NULL, CLI_OPT_SINCE},                                         \
+        {"until", required_argument, NULL, CLI_OPT_UNTIL},                                         \
+        {"status", required_argument, NULL, CLI_OPT_STATUS},                                       \
+        {"tag", required_argument, NULL, CLI_OPT_TAG},                                             \
+    {                                                                                              \
+        "limit", required_argument, NULL, CLI_OPT_LIMIT                                            \
+    }
+#define CLI_LONGOPT_END                                                                            \
+    {                                                                                              \
+        NULL, 0, NULL, 0                                                                           \
+    }
 
 /* The help text lines describing the filters, for commands that take them. */
-#define CLI_FILTER_HELP                                                                          \
-    "  --model M          only traces of model M\n"                                              \
-    "  --version V        only traces of model version V\n"                                      \
-    "  --since T          only traces started at or after T\n"                                   \
-    "  --until T          only traces started before T\n"                                        \
-    "                     T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"    \
-    "                     or a time ago: 30s, 10m, 2h, 3d, 1w\n"                                 \
-    "  --status S         ok or error\n"                                                         \
-    "  --tag K=V          only traces tagged K=V (repeatable: all must match)\n"                 \
+#define CLI_FILTER_HELP                                                                            \
+    "  --model M          only traces of model M\n"                                                \
+    "  --version V        only traces of model version V\n"                                        \
+    "  --since T          only traces started at or after T\n"                                     \
+    "  --until T          only traces started before T\n"                                          \
+    "                     T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"      \
+    "                     or a time ago: 30s, 10m, 2h, 3d, 1w\n"                                   \
+    "  --status S         ok or error\n"                                                           \
+    "  --tag K=V          only traces tagged K=V (repeatable: all must match)\n"                   \
     "  --limit N          at most N traces\n"
 
 /* getopt_long over a command's arguments (argv[0] is the command), with the
@@ -115,8 +128,7 @@ enum {
  * '?' after printing "deja: <cmd>: unknown option '--x'" (or a missing
  * value) and the usage line taken from `help`. Call with *first set to 1 on
  * the first call of a command; it resets getopt's state. */
-int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help,
-               int *first);
+int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help, int *first);
 
 /* Parse a non-negative decimal integer that fits in `max`; 0 on success, -1
  * on anything else. */
@@ -162,7 +174,7 @@ typedef struct cli_filter {
     deja_filter filter;
     deja_tag *tags; /* filter.tags points here */
     size_t ntags;
-    int given;      /* number of filter options seen */
+    int given; /* number of filter options seen */
 } cli_filter;
 
 /* Zero-initialise `f` as a filter that selects everything. */
@@ -183,8 +195,8 @@ int cli_filter_option(cli_filter *f, int opt, const char *arg, int64_t now_ns);
  * length. Returns 0, or CLI_EXIT_TROUBLE after printing a message. Records
  * that cannot be read are reported on stderr and counted in `*bad` (may be
  * NULL). */
-int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filter *f,
-               deja_id **out, size_t *n, size_t *bad);
+int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filter *f, deja_id **out,
+               size_t *n, size_t *bad);
 
 /* ------------------------------------------------------------------------
  * Formatting

@@ -81,8 +81,7 @@ int cli_help(const char *help)
  * ---------------------------------------------------------------------- */
 
 /* getopt_long with our own messages; see cli.h. */
-int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help,
-               int *first)
+int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help, int *first)
 {
     int c;
 
@@ -178,12 +177,23 @@ static int parse_ago(const char *text, int64_t now_ns, int64_t *out)
     if (len < 2 || len >= sizeof num || !isdigit((unsigned char)text[0]))
         return 1;
     switch (text[len - 1]) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    case 'w': unit = 7 * 86400; break;
-    default: return 1;
+    case 's':
+        unit = 1;
+        break;
+    case 'm':
+        unit = 60;
+        break;
+    case 'h':
+        unit = 3600;
+        break;
+    case 'd':
+        unit = 86400;
+        break;
+    case 'w':
+        unit = 7 * 86400;
+        break;
+    default:
+        return 1;
     }
     memcpy(num, text, len - 1);
     num[len - 1] = '\0';
@@ -488,8 +498,8 @@ static int id_cmp(const void *a, const void *b)
 }
 
 /* Select traces by ids and/or filters; see cli.h. */
-int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filter *f,
-               deja_id **out, size_t *n, size_t *bad)
+int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filter *f, deja_id **out,
+               size_t *n, size_t *bad)
 {
     id_list all = {0};
     id_list chosen = {0};
@@ -878,9 +888,15 @@ static int print_element(FILE *fp, const deja_tensor *t, size_t i)
         fprintf(fp, "%g", v);
         return 1;
     }
-    case DEJA_I8: fprintf(fp, "%d", (int)(int8_t)p[0]); return 1;
-    case DEJA_U8: fprintf(fp, "%u", (unsigned)p[0]); return 1;
-    case DEJA_BOOL: fputs(p[0] ? "true" : "false", fp); return 1;
+    case DEJA_I8:
+        fprintf(fp, "%d", (int)(int8_t)p[0]);
+        return 1;
+    case DEJA_U8:
+        fprintf(fp, "%u", (unsigned)p[0]);
+        return 1;
+    case DEJA_BOOL:
+        fputs(p[0] ? "true" : "false", fp);
+        return 1;
     case DEJA_I16: {
         int16_t v;
         memcpy(&v, p, 2);
@@ -1136,8 +1152,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     for (size_t i = 0; i < t->nseeds && !bad; i++) {
         json_t *s = json_object();
         bad = s == NULL || jset(s, "name", json_string(t->seeds[i].name)) < 0 ||
-              jset(s, "value", json_u64(t->seeds[i].value)) < 0 ||
-              json_array_append(seeds, s) != 0;
+              jset(s, "value", json_u64(t->seeds[i].value)) < 0 || json_array_append(seeds, s) != 0;
         json_decref(s);
     }
     bad = bad || jset(obj, "seeds", seeds) < 0;

@@ -83,8 +83,8 @@ static int bad_cb(const deja_id *id, int code, const char *message, void *payloa
 int cmd_ls(const cli_global *g, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        CLI_LONGOPT_HELP, CLI_LONGOPT_JSON, CLI_LONGOPT_FILTER_MODEL, CLI_LONGOPTS_FILTER,
-        CLI_LONGOPT_END,
+        CLI_LONGOPT_HELP,    CLI_LONGOPT_JSON, CLI_LONGOPT_FILTER_MODEL,
+        CLI_LONGOPTS_FILTER, CLI_LONGOPT_END,
     };
     ls_state s = {0};
     cli_filter f;

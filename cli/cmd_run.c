@@ -144,8 +144,7 @@ static int shape_count(size_t ndim, const uint64_t *shape, uint64_t *count)
 }
 
 /* Parse a number-array input into an f32 tensor. */
-static int parse_f32(run_state *s, size_t line, const char *where, const json_t *v,
-                     req_tensor *t)
+static int parse_f32(run_state *s, size_t line, const char *where, const json_t *v, req_tensor *t)
 {
     uint64_t count;
     size_t pos = 0;
@@ -170,8 +169,7 @@ static int parse_f32(run_state *s, size_t line, const char *where, const json_t 
 }
 
 /* Parse an {"dtype","shape","base64"|"text"} input. */
-static int parse_raw(run_state *s, size_t line, const char *where, const json_t *v,
-                     req_tensor *t)
+static int parse_raw(run_state *s, size_t line, const char *where, const json_t *v, req_tensor *t)
 {
     const json_t *dtype = json_object_get(v, "dtype");
     const json_t *shape = json_object_get(v, "shape");
@@ -183,7 +181,8 @@ static int parse_raw(run_state *s, size_t line, const char *where, const json_t 
     size_t esize;
     uint64_t count = 0;
 
-    json_object_foreach((json_t *)v, key, val) {
+    json_object_foreach((json_t *)v, key, val)
+    {
         if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 && strcmp(key, "base64") != 0 &&
             strcmp(key, "text") != 0 && strcmp(key, "name") != 0 && strcmp(key, "size") != 0) {
             snprintf(msg, sizeof msg, "unknown field '%.100s' (expected dtype, shape, base64)",
@@ -241,8 +240,7 @@ static int parse_raw(run_state *s, size_t line, const char *where, const json_t 
 }
 
 /* Parse one input value into `t`. */
-static int parse_input(run_state *s, size_t line, const char *name, const json_t *v,
-                       req_tensor *t)
+static int parse_input(run_state *s, size_t line, const char *name, const json_t *v, req_tensor *t)
 {
     char where[300];
 
@@ -265,7 +263,8 @@ static int parse_input(run_state *s, size_t line, const char *name, const json_t
         return parse_f32(s, line, where, v, t);
     if (json_is_object(v))
         return parse_raw(s, line, where, v, t);
-    return line_error(s, line, where, "expected a string, number array or {dtype,shape,base64} object");
+    return line_error(s, line, where,
+                      "expected a string, number array or {dtype,shape,base64} object");
 }
 
 /* Parse and check a whole request line; -1 after reporting a problem. */
@@ -285,22 +284,23 @@ static int parse_request(run_state *s, size_t line, const char *text, size_t len
     }
     if (!json_is_object(r->root))
         return line_error(s, line, "expected a JSON object {\"inputs\": {...}, ...}", NULL);
-    json_object_foreach(r->root, key, v) {
-        if (strcmp(key, "inputs") != 0 && strcmp(key, "params") != 0 &&
-            strcmp(key, "tags") != 0 && strcmp(key, "seed") != 0) {
-            snprintf(msg, sizeof msg, "unknown field '%.200s' (expected inputs, params, tags, seed)",
-                     key);
+    json_object_foreach(r->root, key, v)
+    {
+        if (strcmp(key, "inputs") != 0 && strcmp(key, "params") != 0 && strcmp(key, "tags") != 0 &&
+            strcmp(key, "seed") != 0) {
+            snprintf(msg, sizeof msg,
+                     "unknown field '%.200s' (expected inputs, params, tags, seed)", key);
             return line_error(s, line, msg, NULL);
         }
     }
     inputs = json_object_get(r->root, "inputs");
     if (!json_is_object(inputs))
         return line_error(s, line, "inputs", "expected an object of named inputs");
-    r->inputs = calloc(json_object_size(inputs) ? json_object_size(inputs) : 1,
-                       sizeof *r->inputs);
+    r->inputs = calloc(json_object_size(inputs) ? json_object_size(inputs) : 1, sizeof *r->inputs);
     if (r->inputs == NULL)
         return line_error(s, line, "inputs", "out of memory");
-    json_object_foreach(inputs, key, v) {
+    json_object_foreach(inputs, key, v)
+    {
         if (parse_input(s, line, key, v, &r->inputs[r->ninputs++]) < 0)
             return -1;
     }
@@ -308,7 +308,8 @@ static int parse_request(run_state *s, size_t line, const char *text, size_t len
     if (r->params != NULL && !json_is_object(r->params))
         return line_error(s, line, "params", "expected an object");
     if (r->params != NULL) {
-        json_object_foreach(r->params, key, v) {
+        json_object_foreach(r->params, key, v)
+        {
             if (!json_is_number(v) && !json_is_string(v) && !json_is_boolean(v)) {
                 snprintf(msg, sizeof msg, "params.%.200s", key);
                 return line_error(s, line, msg, "expected a number, string or boolean");
@@ -319,7 +320,8 @@ static int parse_request(run_state *s, size_t line, const char *text, size_t len
     if (r->tags != NULL && !json_is_object(r->tags))
         return line_error(s, line, "tags", "expected an object of strings");
     if (r->tags != NULL) {
-        json_object_foreach(r->tags, key, v) {
+        json_object_foreach(r->tags, key, v)
+        {
             if (!json_is_string(v) || key[0] == '\0') {
                 snprintf(msg, sizeof msg, "tags.%.200s", key);
                 return line_error(s, line, msg, "expected a string");
@@ -352,7 +354,8 @@ static int fill_span(run_state *s, deja_span *span, const request *r)
         rc = deja_span_add(span, DEJA_INPUT, &t);
     }
     if (r->params != NULL) {
-        json_object_foreach(r->params, key, v) {
+        json_object_foreach(r->params, key, v)
+        {
             if (rc != 0)
                 break;
             if (json_is_number(v))
@@ -369,7 +372,8 @@ static int fill_span(run_state *s, deja_span *span, const request *r)
         rc = deja_span_tag(span, s->tags[i].key, s->tags[i].value);
     }
     if (r->tags != NULL) {
-        json_object_foreach(r->tags, key, v) {
+        json_object_foreach(r->tags, key, v)
+        {
             if (rc != 0)
                 break;
             rc = deja_span_tag(span, key, json_string_value(v));
@@ -379,8 +383,8 @@ static int fill_span(run_state *s, deja_span *span, const request *r)
 }
 
 /* Print the result line of one request. */
-static void print_result(run_state *s, size_t line, const char *id, int failed,
-                         const char *error, const deja_tensor *outs, size_t nouts)
+static void print_result(run_state *s, size_t line, const char *id, int failed, const char *error,
+                         const deja_tensor *outs, size_t nouts)
 {
     if (s->json) {
         json_t *obj = json_object();
@@ -390,8 +394,7 @@ static void print_result(run_state *s, size_t line, const char *id, int failed,
             bad = json_array_append_new(arr, cli_tensor_json(&outs[i], 1)) != 0;
         bad = bad || json_object_set_new(obj, "line", json_integer((json_int_t)line)) != 0;
         bad = bad || json_object_set_new(obj, "id", json_string(id)) != 0;
-        bad = bad || json_object_set_new(obj, "status",
-                                         json_string(failed ? "error" : "ok")) != 0;
+        bad = bad || json_object_set_new(obj, "status", json_string(failed ? "error" : "ok")) != 0;
         if (failed)
             bad = bad || json_object_set_new(obj, "error", json_string(error)) != 0;
         bad = bad || json_object_set(obj, "outputs", arr) != 0;
@@ -435,8 +438,7 @@ static int record_one(run_state *s, size_t line, const request *r)
     int rc;
     int ret = -1;
 
-    rc = deja_span_begin(&span, s->tracer, deja_model_name(s->model),
-                         deja_model_version(s->model));
+    rc = deja_span_begin(&span, s->tracer, deja_model_name(s->model), deja_model_version(s->model));
     if (rc < 0) {
         cli_lib_error(rc, "%s:%zu: cannot begin a span", s->source, line);
         goto cleanup;

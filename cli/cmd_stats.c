@@ -31,15 +31,15 @@ static void print_bytes(const char *label, uint64_t v)
 static int stats_json(const deja_store_stats *st)
 {
     json_t *obj = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I}",
-        "traces", (json_int_t)st->traces, "blobs", (json_int_t)st->blobs, "environments",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I}", "traces",
+        (json_int_t)st->traces, "blobs", (json_int_t)st->blobs, "environments",
         (json_int_t)st->envs, "raw_bytes", (json_int_t)st->raw_bytes, "unique_bytes",
         (json_int_t)st->unique_bytes, "stored_bytes", (json_int_t)st->stored_bytes, "file_bytes",
         (json_int_t)st->file_bytes, "compression_ratio", ratio(st->unique_bytes, st->stored_bytes),
         "dedup_ratio", ratio(st->raw_bytes, st->unique_bytes), "overall_ratio",
         ratio(st->raw_bytes, st->stored_bytes), "dictionaries", (json_int_t)st->dictionaries,
-        "dropped", (json_int_t)st->dropped, "sampled_out", (json_int_t)st->sampled_out,
-        "redacted", (json_int_t)st->redacted, "format", (json_int_t)st->format);
+        "dropped", (json_int_t)st->dropped, "sampled_out", (json_int_t)st->sampled_out, "redacted",
+        (json_int_t)st->redacted, "format", (json_int_t)st->format);
 
     return cli_json_print(obj);
 }

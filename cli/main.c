@@ -10,12 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* replay, diff, bisect: declared here until cli/cli.h declares them. */
+int cmd_replay(const cli_global *g, int argc, char **argv), cmd_diff(const cli_global *g, int argc, char **argv), cmd_bisect(const cli_global *g, int argc, char **argv);
+
 static const cli_command commands[] = {
     {"run", cmd_run, "run a model plugin on requests, recording each inference"},
     {"ls", cmd_ls, "list traces, newest first"},
     {"show", cmd_show, "show one trace in full (--json, or --md for a bug report)"},
     {"stats", cmd_stats, "store size, dedup and compression ratios"},
     {"verify", cmd_verify, "check the store's integrity"},
+    {"replay", cmd_replay, "re-run traces on a model and diff the outputs"},
+    {"diff", cmd_diff, "diff the outputs of two recorded traces"},
+    {"bisect", cmd_bisect, "find the first model version that diverges"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

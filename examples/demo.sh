@@ -21,8 +21,9 @@ WORK="$BUILD/demo"
 rm -rf "$DEJA_STORE" "$WORK"
 mkdir -p "$WORK"
 
-# The commands run as typed: `deja` is the built binary.
+# The commands run as typed: `deja` and `instrumented` are the built binaries.
 deja() { "$DEJA_BIN" "$@"; }
+instrumented() { "$BUILD/bin/instrumented" "$@"; }
 
 # step "comment" command...: print the comment and "$ command", then run it.
 step() {
@@ -34,7 +35,8 @@ step() {
 echo "deja demo: store $DEJA_STORE (DEJA_STORE), plugins in $DEJA_PLUGIN_PATH"
 
 # 40 openings x 5 temperatures x 5 seeds = 1000 requests, always the same.
-REQUESTS="$WORK/requests.jsonl"
+cd "$WORK"
+REQUESTS=requests.jsonl
 awk 'BEGIN {
     n = split("Once upon a time|The king|In the morning|She said|The old man|" \
               "It was a dark night|When the sun rose|He looked at|The door opened|" \
@@ -57,11 +59,11 @@ awk 'BEGIN {
             }
 }' > "$REQUESTS"
 
-step "1000 requests, one JSON object per line" "wc -l < '$REQUESTS'; head -2 '$REQUESTS'"
+step "1000 requests, one JSON object per line" "wc -l < $REQUESTS; head -2 $REQUESTS"
 step "record them through the textgen-v1 plugin (one line per inference: id, output)" \
-    "deja run --model textgen-v1 --requests '$REQUESTS' --tag source=demo > '$WORK/run.out'"
-step "what run printed" "head -3 '$WORK/run.out'"
-FIRST=$(head -1 "$WORK/run.out" | cut -d' ' -f1)
+    "deja run --model textgen-v1 --requests $REQUESTS --tag source=demo > run.out"
+step "what run printed" "head -3 run.out"
+FIRST=$(head -1 run.out | cut -d' ' -f1)
 
 step "the five newest traces" "deja ls --limit 5"
 step "one user's traces (tags are indexed)" "deja ls --tag user=u3 --limit 5"
@@ -74,8 +76,8 @@ step "every record decodes, every blob matches its digest" "deja verify"
 
 if [ -x "$BUILD/bin/instrumented" ]; then
     step "a program with its own model and RNG, recording through the span API" \
-        "'$BUILD/bin/instrumented' '$DEJA_STORE' 3 > '$WORK/instrumented.out'; cat '$WORK/instrumented.out'"
-    INST=$(tail -1 "$WORK/instrumented.out" | cut -d' ' -f1)
+        "instrumented \"\$DEJA_STORE\" 3 | tee instrumented.out"
+    INST=$(tail -1 instrumented.out | cut -d' ' -f1)
     if [ -n "$INST" ]; then
         step "one of its traces: the seed it used is recorded" "deja show $INST"
     fi

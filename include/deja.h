@@ -12,7 +12,8 @@
  *   3. the store: list, read, count and verify what was recorded;
  *   4. models and the determinism context: load a model plugin
  *      (deja_model.h) and run it, recording or replaying;
- *   5. diff, replay and bisect.
+ *   5. diff, replay and bisect;
+ *   6. bundles: one file to hand a reproducible case to someone else.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -594,6 +595,7 @@ typedef struct deja_tensor_diff {
     int64_t first;          /* flat index of the first differing element, -1 if none */
     /* Floats only. */
     double max_abs;         /* largest |a - b| (infinite when a NaN or Inf mismatches) */
+    int64_t worst;          /* flat index of the first element with the largest |a - b| */
     double max_rel;         /* largest |a - b| / max(|a|, |b|) */
     uint64_t max_ulps;      /* largest distance in units in the last place */
     uint64_t nnan;          /* elements where NaN/Inf-ness differs between a and b */
@@ -791,6 +793,149 @@ DEJA_API int deja_bisect(deja_store *store, const deja_id *ids, size_t n,
                          const deja_bisect_options *opts, deja_bisect_result **out);
 
 DEJA_API void deja_bisect_result_free(deja_bisect_result *result);
+
+/* ------------------------------------------------------------------------
+ * 6. Bundles
+ *
+ *   deja_bundle_options o = DEJA_BUNDLE_OPTIONS_INIT;
+ *   deja_bundle_export(store, ids, n, &o, "bug.deja");   (on one machine)
+ *   deja_bundle_import(other, "bug.deja", &stats);       (on another)
+ *
+ * A bundle is one file holding selected traces with every blob and
+ * environment they reference, the identities of the models that recorded
+ * them and a checksum: the reproducible case to attach to a bug report.
+ * Bundles come from strangers and are treated as untrusted input: every
+ * size is bounded before use, the decompressed size is capped, every blob
+ * and environment is checked against its digest, and a bundle never makes
+ * deja load, run or write anything outside the store.
+ *
+ * The file: a 48-byte header (magic "DEJABNDL", u32 format version, u32
+ * flags, u64 compressed length, u64 decompressed length, 16-byte XXH3-128
+ * of the compressed body followed by the first 32 header bytes; integers
+ * little-endian), then one zstd frame holding records [u8 kind][u32 length]
+ * [bytes]: first the manifest, then environments ([16-byte digest]
+ * [Environment]), blobs ([16-byte digest][payload]) and traces (Trace), see
+ * proto/deja.proto.
+ * ---------------------------------------------------------------------- */
+
+typedef struct deja_bundle deja_bundle;
+
+/* The first bytes of every bundle file. */
+#define DEJA_BUNDLE_MAGIC "DEJABNDL"
+#define DEJA_BUNDLE_MAGIC_LEN 8
+
+/* How a bundle is written. */
+typedef struct deja_bundle_options {
+    unsigned version;
+    int level;              /* zstd level, 1..19; 0 for the default (3) */
+    const char *with_model; /* PLUGIN[:ARG] to record (name and digest only), or NULL */
+    int include_plugin;     /* also hold the plugin file itself (needs with_model) */
+} deja_bundle_options;
+
+#define DEJA_BUNDLE_OPTIONS_VERSION 1
+#define DEJA_BUNDLE_OPTIONS_INIT {DEJA_BUNDLE_OPTIONS_VERSION, 0, NULL, 0}
+
+/* A model identity held by a bundle, with the number of its traces. */
+typedef struct deja_bundle_model {
+    const char *name;
+    const char *version;
+    const uint8_t *digest; /* weights digest, may be empty */
+    size_t digest_size;
+    uint64_t traces;
+} deja_bundle_model;
+
+/* The plugin a bundle was exported with (--with-model). */
+typedef struct deja_bundle_plugin {
+    const char *spec;          /* as given: "textgen-v1", "path/to/x.so:ARG" */
+    const char *file;          /* base name of the plugin file */
+    deja_digest file_digest;   /* XXH3-128 of the plugin file */
+    uint64_t file_size;
+    const char *model_name;    /* what the plugin reported */
+    const char *model_version;
+    const uint8_t *model_digest;
+    size_t model_digest_size;
+    const void *data;          /* the plugin file (--include-plugin), else NULL; never run */
+    size_t size;
+} deja_bundle_plugin;
+
+/* What a bundle holds. Owned by the bundle (or freed with
+ * deja_bundle_info_free() when it came from deja_bundle_verify()). */
+typedef struct deja_bundle_info {
+    uint32_t format;          /* format version of the file */
+    const char *deja_version; /* the deja that wrote it */
+    int64_t created_ns;       /* Unix time */
+    uint64_t traces;
+    uint64_t blobs;
+    uint64_t envs;
+    uint64_t file_bytes;      /* size of the file */
+    uint64_t body_bytes;      /* size of the records, decompressed */
+    deja_digest checksum;     /* the header's XXH3-128 */
+    const deja_bundle_model *models;
+    size_t nmodels;
+    const deja_bundle_plugin *plugin; /* NULL when none was recorded */
+} deja_bundle_info;
+
+/* What an import did. */
+typedef struct deja_bundle_import_stats {
+    uint64_t traces;       /* traces in the bundle */
+    uint64_t traces_added; /* of which were new to the store (the others were kept as they were) */
+    uint64_t blobs;        /* blobs in the bundle */
+    uint64_t blobs_added;  /* blobs the store did not hold before */
+    uint64_t envs;
+    uint64_t envs_added;
+} deja_bundle_import_stats;
+
+/* Write the `n` traces `ids` of `store` (n >= 1; duplicates are written
+ * once) with every blob and environment they reference into a new bundle
+ * at `path`. `opts` may be NULL for the defaults. With opts->with_model the
+ * plugin is loaded to record its file name, file digest and model
+ * identity; with include_plugin the plugin file is held too. The file is
+ * written under a temporary name next to `path` and renamed when complete,
+ * replacing any file there: never a half-written bundle under `path`.
+ * Returns 0, DEJA_EINVAL (no traces, bad options, a tensor too large for a
+ * bundle), DEJA_ENOTFOUND (a trace or the plugin), DEJA_EIO, DEJA_ENOMEM,
+ * or the error of reading the store. */
+DEJA_API int deja_bundle_export(deja_store *store, const deja_id *ids, size_t n,
+                                const deja_bundle_options *opts, const char *path);
+
+/* Check the whole bundle at `path`: header, checksum, size bounds, every
+ * record, every digest and reference. Nothing is written anywhere. When
+ * `info` is not NULL it receives what the bundle holds, freed with
+ * deja_bundle_info_free(). Returns 0, DEJA_ENOTFOUND or DEJA_EIO (the
+ * file), DEJA_ECORRUPT (the message says what is wrong, at which offset or
+ * record), DEJA_EVERSION (written by a newer deja) or DEJA_ENOMEM. */
+DEJA_API int deja_bundle_verify(const char *path, deja_bundle_info **info);
+
+/* Free info from deja_bundle_verify(). Accepts NULL. */
+DEJA_API void deja_bundle_info_free(deja_bundle_info *info);
+
+/* Verify the bundle at `path` as deja_bundle_verify() does, then add all it
+ * holds to `store` (open for writing) in one transaction: everything or,
+ * on any failure, nothing. Blobs and environments already in the store are
+ * not stored twice, traces already present (same id) are left as they are,
+ * so importing a bundle twice changes nothing; trace ids are kept. `out`
+ * (may be NULL) receives the counts. Nothing the bundle holds is loaded or
+ * run, and nothing is written outside the store. Returns 0, the codes of
+ * deja_bundle_verify(), or the store's error. */
+DEJA_API int deja_bundle_import(deja_store *store, const char *path,
+                                deja_bundle_import_stats *out);
+
+/* Verify the bundle at `path` and load it into a private temporary store
+ * (a directory under $TMPDIR, else /tmp) so that it can be read and
+ * replayed without importing it. Close with deja_bundle_close(). Returns
+ * the codes of deja_bundle_import(). */
+DEJA_API int deja_bundle_open(deja_bundle **out, const char *path);
+
+/* The bundle's store: usable by every reading function (deja_store_list,
+ * deja_trace_get, deja_replay_run, ...) until deja_bundle_close(); never
+ * write to it. Owned by the bundle. */
+DEJA_API deja_store *deja_bundle_store(deja_bundle *bundle);
+
+/* What the bundle holds. Owned by the bundle. */
+DEJA_API const deja_bundle_info *deja_bundle_info_get(const deja_bundle *bundle);
+
+/* Close the bundle and remove its temporary store. Accepts NULL. */
+DEJA_API void deja_bundle_close(deja_bundle *bundle);
 
 #ifdef __cplusplus
 }

@@ -942,3 +942,217 @@ void deja_env_free(deja_env *env)
     free(impl->kvs);
     free(impl);
 }
+
+/* ------------------------------------------------------------------------
+ * Bundle manifests
+ * ---------------------------------------------------------------------- */
+
+/* Longest weights digest a manifest may carry, as deja_span_model_digest. */
+#define MAX_MODEL_DIGEST 64
+
+/* Encode `info` as a deja.pb.BundleManifest into `out`, replacing its
+ * content. The message points into `info` while it is packed. Returns 0,
+ * DEJA_EINVAL or DEJA_ENOMEM. */
+int deja__manifest_encode(const deja_bundle_info *info, deja__buf *out)
+{
+    Deja__Pb__BundleManifest msg = DEJA__PB__BUNDLE_MANIFEST__INIT;
+    Deja__Pb__BundlePlugin plugin = DEJA__PB__BUNDLE_PLUGIN__INIT;
+    Deja__Pb__Model pmodel = DEJA__PB__MODEL__INIT;
+    Deja__Pb__BundleModel *models = NULL;
+    Deja__Pb__BundleModel **mptrs = NULL;
+    size_t len;
+    size_t written;
+    int rc = 0;
+
+    if (info == NULL || out == NULL || (info->nmodels > 0 && info->models == NULL)) {
+        rc = deja__error_set(DEJA_EINVAL, "no manifest to encode");
+        goto cleanup;
+    }
+    out->size = 0;
+    if (info->nmodels > MAX_COUNT) {
+        rc = deja__error_set(DEJA_ENOMEM, "manifest has more than %zu models", MAX_COUNT);
+        goto cleanup;
+    }
+    if (info->nmodels > 0) {
+        models = calloc(info->nmodels, sizeof *models);
+        mptrs = calloc(info->nmodels, sizeof *mptrs);
+        if (models == NULL || mptrs == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "out of memory encoding a manifest");
+            goto cleanup;
+        }
+    }
+    for (size_t i = 0; i < info->nmodels; i++) {
+        const deja_bundle_model *m = &info->models[i];
+
+        deja__pb__bundle_model__init(&models[i]);
+        models[i].name = pb_str(m->name);
+        models[i].version = pb_str(m->version);
+        models[i].digest.data = (uint8_t *)m->digest;
+        models[i].digest.len = m->digest ? m->digest_size : 0;
+        models[i].traces = m->traces;
+        mptrs[i] = &models[i];
+    }
+    msg.format = info->format;
+    msg.deja_version = pb_str(info->deja_version);
+    msg.created_ns = info->created_ns;
+    msg.traces = info->traces;
+    msg.blobs = info->blobs;
+    msg.envs = info->envs;
+    msg.n_models = info->nmodels;
+    msg.models = mptrs;
+    if (info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+
+        plugin.spec = pb_str(p->spec);
+        plugin.file = pb_str(p->file);
+        plugin.file_digest.data = (uint8_t *)p->file_digest.bytes;
+        plugin.file_digest.len = sizeof p->file_digest.bytes;
+        plugin.file_size = p->file_size;
+        pmodel.name = pb_str(p->model_name);
+        pmodel.version = pb_str(p->model_version);
+        pmodel.digest.data = (uint8_t *)p->model_digest;
+        pmodel.digest.len = p->model_digest ? p->model_digest_size : 0;
+        plugin.model = &pmodel;
+        plugin.data.data = (uint8_t *)p->data;
+        plugin.data.len = p->data ? p->size : 0;
+        msg.plugin = &plugin;
+    }
+    len = deja__pb__bundle_manifest__get_packed_size(&msg);
+    rc = deja__buf_reserve(out, len);
+    if (rc != 0)
+        goto cleanup;
+    written = deja__pb__bundle_manifest__pack(&msg, out->data);
+    if (written != len) {
+        rc = deja__error_set(DEJA_EINVAL, "manifest packed to %zu bytes, expected %zu", written,
+                             len);
+        goto cleanup;
+    }
+    out->size = written;
+cleanup:
+    free(mptrs);
+    free(models);
+    return rc;
+}
+
+/* A decoded manifest: the public struct first, the unpacked message its
+ * strings point into, and the arrays built for it. */
+typedef struct manifest_impl {
+    deja_bundle_info pub;
+    Deja__Pb__BundleManifest *msg;
+    deja_bundle_model *models;
+    deja_bundle_plugin plugin;
+} manifest_impl;
+
+/* Decode `size` bytes at `data` as a deja.pb.BundleManifest into a new
+ * deja_bundle_info at `*out` that owns its memory, freed with
+ * deja__manifest_free(). Strings are never NULL. Returns 0, DEJA_ECORRUPT
+ * (with a message naming the field) or DEJA_ENOMEM; `*out` is set only on
+ * success. */
+int deja__manifest_decode(const void *data, size_t size, deja_bundle_info **out)
+{
+    Deja__Pb__BundleManifest *msg = NULL;
+    manifest_impl *impl = NULL;
+    deja_bundle_info *info;
+    int rc = 0;
+
+    if (out == NULL || (data == NULL && size > 0)) {
+        rc = deja__error_set(DEJA_EINVAL, "no manifest to decode");
+        goto cleanup;
+    }
+    if (size > DEJA__MAX_RECORD) {
+        rc = deja__error_set(DEJA_ECORRUPT, "manifest of %zu bytes exceeds the %zu limit", size,
+                             DEJA__MAX_RECORD);
+        goto cleanup;
+    }
+    msg = deja__pb__bundle_manifest__unpack(NULL, size, size ? data : empty_payload);
+    if (msg == NULL) {
+        rc = deja__error_set(DEJA_ECORRUPT, "manifest (%zu bytes) is not a valid protobuf", size);
+        goto cleanup;
+    }
+    impl = calloc(1, sizeof *impl);
+    if (impl == NULL ||
+        (msg->n_models > 0 && (impl->models = calloc(msg->n_models, sizeof *impl->models)) == NULL)) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory decoding a manifest");
+        goto cleanup;
+    }
+    impl->msg = msg;
+    info = &impl->pub;
+    for (size_t i = 0; i < msg->n_models; i++) {
+        const Deja__Pb__BundleModel *src = msg->models[i];
+        deja_bundle_model *m = &impl->models[i];
+
+        if (src->digest.len > MAX_MODEL_DIGEST) {
+            rc = deja__error_set(DEJA_ECORRUPT,
+                                 "manifest: model %zu has a %zu-byte digest (at most %d)", i,
+                                 src->digest.len, MAX_MODEL_DIGEST);
+            goto cleanup;
+        }
+        m->name = src->name ? src->name : "";
+        m->version = src->version ? src->version : "";
+        m->digest = src->digest.len ? src->digest.data : empty_payload;
+        m->digest_size = src->digest.len;
+        m->traces = src->traces;
+    }
+    info->format = msg->format;
+    info->deja_version = msg->deja_version ? msg->deja_version : "";
+    info->created_ns = msg->created_ns;
+    info->traces = msg->traces;
+    info->blobs = msg->blobs;
+    info->envs = msg->envs;
+    info->models = impl->models;
+    info->nmodels = msg->n_models;
+    if (msg->plugin != NULL) {
+        const Deja__Pb__BundlePlugin *src = msg->plugin;
+        const Deja__Pb__Model *pm = src->model;
+        deja_bundle_plugin *p = &impl->plugin;
+
+        rc = check_len("manifest: plugin ", "file digest", src->file_digest.len, 16, 0);
+        if (rc != 0)
+            goto cleanup;
+        if (pm != NULL && pm->digest.len > MAX_MODEL_DIGEST) {
+            rc = deja__error_set(DEJA_ECORRUPT, "manifest: plugin model digest is %zu bytes "
+                                 "(at most %d)", pm->digest.len, MAX_MODEL_DIGEST);
+            goto cleanup;
+        }
+        if (src->data.len != 0 && src->data.len != src->file_size) {
+            rc = deja__error_set(DEJA_ECORRUPT,
+                                 "manifest: plugin file is %llu bytes but %zu are included",
+                                 (unsigned long long)src->file_size, src->data.len);
+            goto cleanup;
+        }
+        p->spec = src->spec ? src->spec : "";
+        p->file = src->file ? src->file : "";
+        memcpy(p->file_digest.bytes, src->file_digest.data, 16);
+        p->file_size = src->file_size;
+        p->model_name = pm != NULL && pm->name ? pm->name : "";
+        p->model_version = pm != NULL && pm->version ? pm->version : "";
+        p->model_digest = pm != NULL && pm->digest.len ? pm->digest.data : empty_payload;
+        p->model_digest_size = pm != NULL ? pm->digest.len : 0;
+        p->data = src->data.len ? src->data.data : NULL;
+        p->size = src->data.len;
+        info->plugin = p;
+    }
+    *out = info;
+    impl = NULL;
+    msg = NULL;
+cleanup:
+    if (impl != NULL) {
+        free(impl->models);
+        free(impl);
+    }
+    if (msg != NULL)
+        deja__pb__bundle_manifest__free_unpacked(msg, NULL);
+    return rc;
+}
+
+/* Free a manifest made by deja__manifest_decode(). Accepts NULL. */
+void deja__manifest_free(deja_bundle_info *info)
+{
+    manifest_impl *impl = (manifest_impl *)info;
+
+    if (info == NULL)
+        return;
+    deja__pb__bundle_manifest__free_unpacked(impl->msg, NULL);
+    free(impl->models);
+    free(impl);
+}

@@ -54,4 +54,17 @@ void deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *d
 int deja__env_encode(const deja_env *env, deja__buf *out);
 int deja__env_decode(const void *data, size_t size, deja_env **out);
 
+/* Encode the manifest of a bundle (deja.pb.BundleManifest) from `info`:
+ * format, deja_version, created_ns, the counts, models and plugin (with its
+ * data when not NULL). file_bytes, body_bytes and checksum belong to the
+ * file, not the manifest, and are not encoded. */
+int deja__manifest_encode(const deja_bundle_info *info, deja__buf *out);
+
+/* Decode a manifest into a new deja_bundle_info that owns everything it
+ * points to, freed with deja__manifest_free(). file_bytes, body_bytes and
+ * checksum are left 0 for the caller. Returns 0, DEJA_ECORRUPT (message
+ * names the field) or DEJA_ENOMEM. */
+int deja__manifest_decode(const void *data, size_t size, deja_bundle_info **out);
+void deja__manifest_free(deja_bundle_info *info);
+
 #endif /* DEJA_PROTO_CODEC_H */

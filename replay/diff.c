@@ -423,6 +423,9 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
         if (nan_a || nan_b || isinf(va) != isinf(vb) || (isinf(va) && va != vb)) {
             td->pub.nnan++;
             td->pub.nbeyond++;
+            if (!isinf(td->pub.max_abs)) {
+                td->pub.worst = (int64_t)i;
+            }
             td->pub.max_abs = INFINITY;
             td->pub.max_rel = INFINITY;
             if (!nan_a && !nan_b) {
@@ -439,7 +442,10 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
             td->pub.max_ulps = u > td->pub.max_ulps ? u : td->pub.max_ulps;
             within = abs_err <= o->atol + o->rtol * fabs(va) || (o->ulps > 0 && u <= o->ulps);
         }
-        td->pub.max_abs = abs_err > td->pub.max_abs ? abs_err : td->pub.max_abs;
+        if (abs_err > td->pub.max_abs) {
+            td->pub.max_abs = abs_err;
+            td->pub.worst = (int64_t)i;
+        }
         td->pub.max_rel = rel > td->pub.max_rel ? rel : td->pub.max_rel;
         if (!within) {
             td->pub.nbeyond++;
@@ -451,13 +457,30 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
     if (td->pub.ndiff == 0) {
         return 0;
     }
+    /* A changed label is the headline; the numbers follow. */
+    if (td->pub.rows_label) {
+        fprintf(fp, "label %lld \u2192 %lld", (long long)td->pub.label_a,
+                (long long)td->pub.label_b);
+        if (td->pub.rows > 1) {
+            fprintf(fp, " (row %lld; %llu of %llu rows changed label)",
+                    (long long)td->pub.label_row, (unsigned long long)td->pub.rows_label,
+                    (unsigned long long)td->pub.rows);
+        }
+        fputs("; ", fp);
+    }
     fprintf(fp, "%llu of %llu elements differ (first at ", (unsigned long long)td->pub.ndiff,
             (unsigned long long)count);
     put_index(fp, a, (uint64_t)td->pub.first);
-    fprintf(fp, ": %.9g vs %.9g), max abs %.3g, max rel %.3g, max %llu ulps",
-            bits_value(d, float_bits(d, a->data, (size_t)td->pub.first)),
-            bits_value(d, float_bits(d, b->data, (size_t)td->pub.first)), td->pub.max_abs,
-            td->pub.max_rel, (unsigned long long)td->pub.max_ulps);
+    fprintf(fp, ": %.9g vs %.9g)", bits_value(d, float_bits(d, a->data, (size_t)td->pub.first)),
+            bits_value(d, float_bits(d, b->data, (size_t)td->pub.first)));
+    if (td->pub.worst >= 0 && td->pub.worst != td->pub.first) {
+        fputs(", worst at ", fp);
+        put_index(fp, a, (uint64_t)td->pub.worst);
+        fprintf(fp, ": %.9g vs %.9g", bits_value(d, float_bits(d, a->data, (size_t)td->pub.worst)),
+                bits_value(d, float_bits(d, b->data, (size_t)td->pub.worst)));
+    }
+    fprintf(fp, "; max abs %.3g, max rel %.3g, max %llu ulps", td->pub.max_abs, td->pub.max_rel,
+            (unsigned long long)td->pub.max_ulps);
     if (td->pub.nnan) {
         fprintf(fp, ", %llu NaN/Inf mismatches", (unsigned long long)td->pub.nnan);
     }
@@ -466,15 +489,7 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
     } else {
         fputs(", within tolerance", fp);
     }
-    if (td->pub.rows_label) {
-        fprintf(fp, "; label %lld \u2192 %lld", (long long)td->pub.label_a,
-                (long long)td->pub.label_b);
-        if (td->pub.rows > 1) {
-            fprintf(fp, " (row %lld; %llu of %llu rows changed label)",
-                    (long long)td->pub.label_row, (unsigned long long)td->pub.rows_label,
-                    (unsigned long long)td->pub.rows);
-        }
-    } else if (td->pub.rows_topk) {
+    if (!td->pub.rows_label && td->pub.rows_topk) {
         fprintf(fp, "; top-%u order changed in %llu of %llu rows (arg-max kept)", o->topk,
                 (unsigned long long)td->pub.rows_topk, (unsigned long long)td->pub.rows);
     }
@@ -773,6 +788,7 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
     int rc;
     memset(td, 0, sizeof(*td));
     td->pub.first = -1;
+    td->pub.worst = -1;
     td->pub.label_row = -1;
     td->pub.label_a = -1;
     td->pub.label_b = -1;

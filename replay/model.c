@@ -270,8 +270,10 @@ int deja_model_load(deja_model **out, const char *spec)
         if (!is_file(pathpart)) {
             struct stat st;
             if (stat(pathpart, &st) == 0) {
-                rc = deja__error_set(DEJA_EINVAL, "plugin '%s' is not a deja model plugin "
-                                                  "(not a regular file)", pathpart);
+                rc = deja__error_set(DEJA_EINVAL,
+                                     "plugin '%s' is not a deja model plugin "
+                                     "(not a regular file)",
+                                     pathpart);
             } else {
                 rc = deja__error_set(DEJA_ENOTFOUND, "plugin '%s': no such file", pathpart);
             }
@@ -293,8 +295,8 @@ int deja_model_load(deja_model **out, const char *spec)
     m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
     if (!m->handle) {
         const char *why = dlerror();
-        rc = deja__error_set(DEJA_EINVAL, "plugin '%s' is not a deja model plugin (%s)",
-                             pathpart, why ? why : "dlopen failed");
+        rc = deja__error_set(DEJA_EINVAL, "plugin '%s' is not a deja model plugin (%s)", pathpart,
+                             why ? why : "dlopen failed");
         goto cleanup;
     }
     void *sym = dlsym(m->handle, DEJA_MODEL_ENTRY);
@@ -318,8 +320,10 @@ int deja_model_load(deja_model **out, const char *spec)
         goto cleanup;
     }
     if (!m->plugin->name || !m->plugin->version || !m->plugin->infer) {
-        rc = deja__error_set(DEJA_EINVAL, "plugin '%s' is not a deja model plugin "
-                                          "(its name, version or infer is NULL)", pathpart);
+        rc = deja__error_set(DEJA_EINVAL,
+                             "plugin '%s' is not a deja model plugin "
+                             "(its name, version or infer is NULL)",
+                             pathpart);
         goto cleanup;
     }
 
@@ -372,16 +376,17 @@ void deja_model_free(deja_model *model)
     free(model);
 }
 
-/* The model's name as the plugin declares it; owned by the plugin. */
+/* The model's name as the plugin declares it; owned by the plugin. The
+ * accessors below return NULL (or 0) for a NULL model. */
 const char *deja_model_name(const deja_model *model)
 {
-    return model->plugin->name;
+    return model ? model->plugin->name : NULL;
 }
 
 /* The model's version as the plugin declares it; owned by the plugin. */
 const char *deja_model_version(const deja_model *model)
 {
-    return model->plugin->version;
+    return model ? model->plugin->version : NULL;
 }
 
 /* The weights digest (the plugin's, else the plugin file's XXH3-128); its
@@ -389,27 +394,27 @@ const char *deja_model_version(const deja_model *model)
 const uint8_t *deja_model_digest(const deja_model *model, size_t *size)
 {
     if (size) {
-        *size = model->digest_size;
+        *size = model ? model->digest_size : 0;
     }
-    return model->digest;
+    return model ? model->digest : NULL;
 }
 
 /* The spec given to deja_model_load(); owned by the model. */
 const char *deja_model_spec(const deja_model *model)
 {
-    return model->spec;
+    return model ? model->spec : NULL;
 }
 
 /* The path of the plugin file that was loaded; owned by the model. */
 const char *deja_model_path(const deja_model *model)
 {
-    return model->path;
+    return model ? model->path : NULL;
 }
 
 /* Non-zero when the plugin declares DEJA_MODEL_THREAD_SAFE. */
 int deja_model_thread_safe(const deja_model *model)
 {
-    return (model->plugin->flags & DEJA_MODEL_THREAD_SAFE) != 0;
+    return model && (model->plugin->flags & DEJA_MODEL_THREAD_SAFE) != 0;
 }
 
 /* Run one inference of `model` on `ctx`. A non-zero return from the
@@ -427,8 +432,8 @@ int deja_model_infer(deja_model *model, deja_ctx *ctx)
             return deja__error_set(DEJA_EMODEL, "model %s %s: %s", model->plugin->name,
                                    model->plugin->version, why);
         }
-        return deja__error_set(DEJA_EMODEL, "model %s %s: model returned %d",
-                               model->plugin->name, model->plugin->version, prc);
+        return deja__error_set(DEJA_EMODEL, "model %s %s: model returned %d", model->plugin->name,
+                               model->plugin->version, prc);
     }
     return 0;
 }

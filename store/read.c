@@ -178,7 +178,8 @@ int deja_store_resolve(deja_store *store, const char *prefix, deja_id *out)
     k.mv_size = 16;
     k.mv_data = lo.bytes;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 16 || memcmp(k.mv_data, hi.bytes, 16) > 0))) {
+    if (rc == MDB_NOTFOUND ||
+        (rc == 0 && (k.mv_size != 16 || memcmp(k.mv_data, hi.bytes, 16) > 0))) {
         rc = deja__error_set(DEJA_ENOTFOUND, "no trace with id prefix '%s'", prefix);
         goto cleanup;
     }
@@ -233,7 +234,6 @@ typedef struct list_state {
     deja_id lo, hi;
     walker *walkers;
     size_t nwalkers, cap;
-    int from_traces; /* walking `traces` itself: no extra fetch */
 } list_state;
 
 /* Check the key in `k` against the walker's prefix and bounds; 1 if it is
@@ -380,7 +380,8 @@ static int trace_matches(const deja_trace *t, const deja_filter *f)
         size_t j;
 
         for (j = 0; j < t->ntags; j++)
-            if (strcmp(t->tags[j].key ? t->tags[j].key : "", f->tags[i].key ? f->tags[i].key : "") == 0 &&
+            if (strcmp(t->tags[j].key ? t->tags[j].key : "",
+                       f->tags[i].key ? f->tags[i].key : "") == 0 &&
                 strcmp(t->tags[j].value ? t->tags[j].value : "",
                        f->tags[i].value ? f->tags[i].value : "") == 0)
                 break;
@@ -414,15 +415,15 @@ static int64_t ns_to_ms(int64_t ns)
 #define ID_SLACK_MS 1000
 
 /* List the traces matching `filter`, newest first. */
-int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb cb,
-                    deja_bad_cb bad, void *payload)
+int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb cb, deja_bad_cb bad,
+                    void *payload)
 {
     static const deja_filter none = DEJA_FILTER_INIT;
     const deja_filter *f = filter ? filter : &none;
     list_state s;
     uint8_t key[512];
-    size_t listed = 0, n;
-    int rc;
+    size_t listed = 0, n, maxkey;
+    int rc, chosen = 0;
 
     memset(&s, 0, sizeof s);
     s.store = store;
@@ -436,31 +437,44 @@ int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb 
     if (rc != 0)
         return rc;
 
-    if (f->ntags > 0) {
-        const char *k = f->tags[0].key ? f->tags[0].key : "";
-        const char *v = f->tags[0].value ? f->tags[0].value : "";
+    maxkey = (size_t)mdb_env_get_maxkeysize(store->env);
+    if (maxkey > sizeof key)
+        maxkey = sizeof key;
+    /* Walk the narrowest index whose key fits; every filter is checked again
+     * on the decoded trace, so any walk that covers the matches is right. */
+    for (size_t i = 0; i < f->ntags && !chosen; i++) {
+        const char *k = f->tags[i].key ? f->tags[i].key : "";
+        const char *v = f->tags[i].value ? f->tags[i].value : "";
 
         n = strlen(k) + 1 + strlen(v) + 1;
-        if (n + 16 <= sizeof key) {
+        if (n + 16 <= maxkey) {
             snprintf((char *)key, sizeof key, "%s=%s", k, v);
             rc = walker_add(&s, store->ix_tag, key, n);
+            chosen = 1;
         }
-    } else if (f->model != NULL && f->model_version != NULL) {
-        n = strlen(f->model) + strlen(f->model_version) + 2;
-        if (n + 16 <= sizeof key) {
-            memcpy(key, f->model, strlen(f->model) + 1);
-            memcpy(key + strlen(f->model) + 1, f->model_version, strlen(f->model_version) + 1);
+    }
+    if (!chosen && f->model != NULL && f->model_version != NULL) {
+        size_t mn = strlen(f->model), vn = strlen(f->model_version);
+
+        n = mn + vn + 2;
+        if (n + 16 <= maxkey) {
+            memcpy(key, f->model, mn + 1);
+            memcpy(key + mn + 1, f->model_version, vn + 1);
             rc = walker_add(&s, store->ix_model, key, n);
+            chosen = 1;
         }
-    } else if (f->model != NULL) {
+    }
+    if (!chosen && f->model != NULL && strlen(f->model) + 2 + 16 <= maxkey) {
         rc = walkers_for_model(&s, f->model);
-    } else if (f->status >= 0) {
+        chosen = 1;
+    }
+    if (!chosen && f->status >= 0) {
         key[0] = (uint8_t)f->status;
         rc = walker_add(&s, store->ix_status, key, 1);
-    } else {
-        s.from_traces = 1;
-        rc = walker_add(&s, store->traces, key, 0);
+        chosen = 1;
     }
+    if (!chosen)
+        rc = walker_add(&s, store->traces, key, 0);
     if (rc > 0)
         rc = 0;
 
@@ -488,8 +502,8 @@ int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb 
         } else if (rc == DEJA_ENOTFOUND || rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM) {
             if (rc == DEJA_ENOTFOUND) {
                 deja_id_format(&id, text);
-                rc = deja__error_set(DEJA_ECORRUPT, "index entry for trace %s: no such trace",
-                                     text);
+                rc =
+                    deja__error_set(DEJA_ECORRUPT, "index entry for trace %s: no such trace", text);
             }
             stop = bad != NULL && bad(&id, rc, deja_error_last(), payload) != 0;
             rc = 0;

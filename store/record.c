@@ -194,8 +194,8 @@ int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t
     raw = get_u32(p + 6);
     psize = size - DEJA__RECORD_HEADER;
     if (raw > DEJA__MAX_RECORD)
-        return deja__error_set(DEJA_ECORRUPT, "%s: record claims %u bytes, beyond the bound",
-                               what, raw);
+        return deja__error_set(DEJA_ECORRUPT, "%s: record claims %u bytes, beyond the bound", what,
+                               raw);
     if (p[1] == DEJA__CODEC_RAW) {
         if (dict_id != 0 || psize != raw)
             return deja__error_set(DEJA_ECORRUPT, "%s: raw record has %zu bytes, header says %u",
@@ -203,9 +203,9 @@ int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t
     } else if (p[1] == DEJA__CODEC_ZSTD) {
         fcs = ZSTD_getFrameContentSize(p + DEJA__RECORD_HEADER, psize);
         if (fcs != raw)
-            return deja__error_set(DEJA_ECORRUPT,
-                                   "%s: compressed frame does not hold the %u bytes the header says",
-                                   what, raw);
+            return deja__error_set(
+                DEJA_ECORRUPT, "%s: compressed frame does not hold the %u bytes the header says",
+                what, raw);
         if (dict_id != 0) {
             rc = deja__dict_get(store, txn, dict_id, NULL, &ddict);
             if (rc != 0)

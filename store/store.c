@@ -279,6 +279,11 @@ int deja_store_open(deja_store **out, const char *path, int flags)
         goto cleanup;
     }
     locks = 2;
+    if (pthread_mutex_init(&store->wlock, NULL) != 0) {
+        rc = deja__error_set(DEJA_EIO, "store '%s': cannot create a lock", path);
+        goto cleanup;
+    }
+    locks = 3;
     rc = mdb_env_create(&store->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(store->env, MAX_DBS);
@@ -331,6 +336,8 @@ cleanup:
         if (store->env != NULL)
             mdb_env_close(store->env);
         ZSTD_freeCCtx(store->cctx);
+        if (locks >= 3)
+            pthread_mutex_destroy(&store->wlock);
         if (locks >= 2)
             pthread_mutex_destroy(&store->lock);
         if (locks >= 1)
@@ -351,6 +358,7 @@ void deja_store_close(deja_store *store)
     ZSTD_freeCCtx(store->cctx);
     deja__buf_free(&store->samples);
     free(store->sample_sizes);
+    pthread_mutex_destroy(&store->wlock);
     pthread_mutex_destroy(&store->lock);
     pthread_rwlock_destroy(&store->resize);
     free(store->path);
@@ -386,11 +394,14 @@ int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload)
 {
     deja__wtxn w;
     MDB_envinfo info;
-    size_t nsamples = store->nsamples, samples_size = store->samples.size;
+    size_t nsamples, samples_size;
     int rc;
 
     if (!store->writable)
         return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only", store->path);
+    pthread_mutex_lock(&store->wlock);
+    nsamples = store->nsamples;
+    samples_size = store->samples.size;
     memset(&w, 0, sizeof w);
     for (;;) {
         deja__buf_free(&w.scratch);
@@ -440,6 +451,7 @@ int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload)
         store->samples.size = samples_size;
     }
     deja__buf_free(&w.scratch);
+    pthread_mutex_unlock(&store->wlock);
     return rc;
 }
 
@@ -459,8 +471,8 @@ static int wtxn_dict(deja__wtxn *w)
 
 /* Store `data` as the record under `key` in `dbi` (NOOVERWRITE), compressed
  * with `dict_id`, counting unique and stored bytes. */
-static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize,
-                      const void *data, size_t size, uint32_t dict_id, const char *what)
+static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
+                      size_t size, uint32_t dict_id, const char *what)
 {
     int rc = deja__record_encode(w, data, size, dict_id, &w->scratch);
 

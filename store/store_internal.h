@@ -50,8 +50,10 @@ struct deja_store {
     void **dctx_pool; /* ZSTD_DCtx * free for use */
     size_t ndctx_pool;
 
-    /* Writers only: used inside a write transaction, so LMDB's writer lock
-     * serialises them. */
+    /* Held across deja__store_write: the writer state below belongs to one
+     * write transaction at a time (LMDB serialises the transactions too, but
+     * the sample bookkeeping reaches past begin and commit). */
+    pthread_mutex_t wlock;
     void *cctx; /* ZSTD_CCtx * */
     deja__buf samples;
     size_t *sample_sizes;

@@ -142,6 +142,7 @@ static int walk(verifier *v, MDB_dbi dbi,
     return 0;
 }
 
+/* Check one trace record: it decodes, and its references resolve. */
 static int check_trace(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     deja_trace *t = NULL;
@@ -203,11 +204,13 @@ static int check_content(verifier *v, const MDB_val *k, const MDB_val *val, int 
     return 0;
 }
 
+/* Check one blob record. */
 static int check_blob(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     return check_content(v, k, val, 0);
 }
 
+/* Check one environment record. */
 static int check_env(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     return check_content(v, k, val, 1);
@@ -236,6 +239,7 @@ static int index_target(verifier *v, const char *index, const MDB_val *k, size_t
     return rc < 0 ? rc : 1;
 }
 
+/* Check one ix_model entry: well formed, and its trace has that model. */
 static int check_ix_model(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     const uint8_t *p = k->mv_data;
@@ -268,6 +272,7 @@ static int check_ix_model(verifier *v, const MDB_val *k, const MDB_val *val)
     return 0;
 }
 
+/* Check one ix_tag entry: well formed, and its trace has that tag. */
 static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     const uint8_t *p = k->mv_data;
@@ -276,8 +281,7 @@ static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
     size_t plen, i;
     int rc;
 
-    if (k->mv_size < 17 || p[k->mv_size - 17] != '\0' ||
-        memchr(p, '\0', k->mv_size - 17) != NULL) {
+    if (k->mv_size < 17 || p[k->mv_size - 17] != '\0' || memchr(p, '\0', k->mv_size - 17) != NULL) {
         printable(shown, sizeof shown, p, k->mv_size);
         problem(v, "ix_tag entry '%s' is malformed", shown);
         return 0;
@@ -304,6 +308,7 @@ static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
     return 0;
 }
 
+/* Check one ix_status entry: its trace has that status. */
 static int check_ix_status(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     const uint8_t *p = k->mv_data;

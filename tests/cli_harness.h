@@ -92,8 +92,7 @@ static inline void cli_run_free(cli_run *r)
 
 /* Run DEJA_BIN with the given arguments (argv[0] excluded, NULL-terminated
  * array); 0, or -1 if it could not be run. */
-static inline int cli_execv(cli_run *r, const char *cwd, const char *input,
-                            const char *const *args)
+static inline int cli_execv(cli_run *r, const char *cwd, const char *input, const char *const *args)
 {
     char out_path[] = "/tmp/deja-cli-out-XXXXXX";
     char err_path[] = "/tmp/deja-cli-err-XXXXXX";

@@ -79,7 +79,8 @@ static json_t *find_tensor(json_t *arr, const char *name)
     size_t i;
     json_t *t;
 
-    json_array_foreach(arr, i, t) {
+    json_array_foreach(arr, i, t)
+    {
         if (strcmp(json_string_value(json_object_get(t, "name")), name) == 0)
             return t;
     }
@@ -103,9 +104,8 @@ static size_t ls_count(const char *store, const char *a1, const char *a2, const 
     cli_run r;
     size_t n;
 
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--json", a1, a2, a3, a4,
-                              NULL),
-                     0);
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", store, "ls", "--json", a1, a2, a3, a4, NULL), 0);
     if (r.status != 0)
         fail_msg("ls failed (%d): %s", r.status, r.err);
     n = cli_count_lines(r.out);
@@ -162,12 +162,10 @@ static void test_cli__run_and_read_back(void **state)
     for (size_t i = 0; i < 3; i++) {
         j = json_line(&r, i);
         assert_string_equal(json_string_value(json_object_get(j, "id")), ids[2 - i]);
-        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"),
-                                                              "name")),
+        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"), "name")),
                             "textgen");
         assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
-        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tags"),
-                                                              "env")),
+        assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tags"), "env")),
                             "test");
         json_decref(j);
     }
@@ -178,21 +176,19 @@ static void test_cli__run_and_read_back(void **state)
     cli_run_free(&r);
 
     /* show --json of the second request: every tensor byte for byte. */
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", ids[1], "--json", NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", ids[1], "--json", NULL), 0);
     if (r.status != 0)
         fail_msg("show failed (%d): %s", r.status, r.err);
     assert_int_equal(cli_count_lines(r.out), 1);
     j = json_line(&r, 0);
     assert_string_equal(json_string_value(json_object_get(j, "id")), ids[1]);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(j, "model"), "version")), "1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"), "version")),
+                        "1");
     inputs = json_object_get(j, "inputs");
     assert_int_equal(json_array_size(inputs), 3);
     t = find_tensor(inputs, "prompt");
     assert_string_equal(json_string_value(json_object_get(t, "dtype")), "utf8");
-    assert_string_equal(json_string_value(json_object_get(t, "text")),
-                        "h\xc3\xa9llo \"quoted\"\n");
+    assert_string_equal(json_string_value(json_object_get(t, "text")), "h\xc3\xa9llo \"quoted\"\n");
     assert_int_equal(json_integer_value(json_object_get(t, "size")), 16);
     t = find_tensor(inputs, "x");
     assert_string_equal(json_string_value(json_object_get(t, "dtype")), "f32");
@@ -211,9 +207,8 @@ static void test_cli__run_and_read_back(void **state)
     assert_int_equal(json_integer_value(json_array_get(json_object_get(t, "shape"), 1)), 3);
     assert_string_equal(json_string_value(json_object_get(t, "base64")),
                         "AQAAAAIAAAADAAAABAAAAAUAAAD6////");
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "params"),
-                                                        "max_tokens")),
-                     10);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "params"), "max_tokens")), 10);
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "tags"), "team")),
                         "a");
     t = find_tensor(json_object_get(j, "outputs"), "completion");
@@ -227,8 +222,7 @@ static void test_cli__run_and_read_back(void **state)
     cli_run_free(&r);
 
     /* show of the first: params of every kind. */
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", ids[0], "--json", NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", ids[0], "--json", NULL), 0);
     assert_int_equal(r.status, 0);
     j = json_line(&r, 0);
     t = json_object_get(j, "params");
@@ -256,12 +250,74 @@ static void test_cli__run_and_read_back(void **state)
     assert_non_null(strstr(r.out, "textgen"));
     assert_non_null(strstr(r.out, "\"The king\""));
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", "--md", ids[1], NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", "--md", ids[1], NULL), 0);
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "replay "));
     assert_non_null(strstr(r.out, " --model textgen-v1"));
     assert_non_null(strstr(r.out, "deja --store "));
+    cli_run_free(&r);
+}
+
+/* Payloads beyond the inline size (stored as blobs) come back byte for
+ * byte too; ls previews them by dtype, shape and size. */
+static void test_cli__large_payloads(void **state)
+{
+    const char *store = tmp_path("large.store");
+    const char *req = tmp_path("large.jsonl");
+    static char prompt[2001];
+    static char text[40000];
+    float expect[20][20];
+    size_t len = 0;
+    uint8_t *bytes;
+    size_t size;
+    char id[DEJA_ID_STRLEN + 1];
+    cli_run r;
+    json_t *j, *t;
+
+    (void)state;
+    for (size_t i = 0; i < 2000; i++)
+        prompt[i] = (char)('a' + (i * 7) % 26);
+    len += (size_t)snprintf(text + len, sizeof text - len,
+                            "{\"inputs\": {\"prompt\": \"%s\", \"v\": [", prompt);
+    for (int a = 0; a < 20; a++) {
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s[", a ? "," : "");
+        for (int b = 0; b < 20; b++) {
+            expect[a][b] = (float)(a * 20 + b) / 8.0f;
+            len += (size_t)snprintf(text + len, sizeof text - len, "%s%g", b ? "," : "",
+                                    (double)expect[a][b]);
+        }
+        len += (size_t)snprintf(text + len, sizeof text - len, "]");
+    }
+    snprintf(text + len, sizeof text - len, "]}, \"seed\": 9}\n");
+    assert_int_equal(cli_write_file(req, text), 0);
+    run_requests(&r, store, "textgen-v1", req, NULL, NULL);
+    if (r.status != 0)
+        fail_msg("run failed (%d): %s", r.status, r.err);
+    memcpy(id, r.out, DEJA_ID_STRLEN);
+    id[DEJA_ID_STRLEN] = '\0';
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, "--json", NULL), 0);
+    assert_int_equal(r.status, 0);
+    j = json_line(&r, 0);
+    t = find_tensor(json_object_get(j, "inputs"), "prompt");
+    assert_string_equal(json_string_value(json_object_get(t, "text")), prompt);
+    t = find_tensor(json_object_get(j, "inputs"), "v");
+    assert_int_equal(json_integer_value(json_object_get(t, "size")), sizeof expect);
+    assert_int_equal(cli_base64_decode(json_string_value(json_object_get(t, "base64")),
+                                       json_string_length(json_object_get(t, "base64")), &bytes,
+                                       &size),
+                     0);
+    assert_int_equal(size, sizeof expect);
+    assert_memory_equal(bytes, expect, sizeof expect);
+    free(bytes);
+    json_decref(j);
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(cli_count_lines(r.out), 1);
+    assert_non_null(strstr(r.out, id));
     cli_run_free(&r);
 }
 
@@ -358,18 +414,17 @@ static void test_cli__missing_store(void **state)
     const char *store = tmp_path("nope.store");
     const char *empty = tmp_path("empty");
     static const char *const cmds[][3] = {
-        {"ls", NULL, NULL}, {"show", "01ABC", NULL}, {"stats", NULL, NULL},
+        {"ls", NULL, NULL},     {"show", "01ABC", NULL}, {"stats", NULL, NULL},
         {"verify", NULL, NULL}, {"ls", "--json", NULL},
     };
     char expect[600];
     cli_run r;
 
     (void)state;
-    snprintf(expect, sizeof expect, "store '%s' does not exist (set --store or DEJA_STORE)",
-             store);
+    snprintf(expect, sizeof expect, "store '%s' does not exist (set --store or DEJA_STORE)", store);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        assert_int_equal(
-            cli_exec(&r, NULL, NULL, "--store", store, cmds[i][0], cmds[i][1], NULL), 0);
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, cmds[i][0], cmds[i][1], NULL),
+                         0);
         assert_int_equal(r.status, 2);
         assert_one_error(&r, expect);
         assert_false(cli_exists(store));
@@ -405,8 +460,7 @@ static void test_cli__bad_plugin(void **state)
     assert_one_error(&r, "test-noentry");
     assert_false(cli_exists(store));
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "run", "--requests", req, NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "run", "--requests", req, NULL), 0);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "--model"));
     cli_run_free(&r);
@@ -463,22 +517,76 @@ static void test_cli__filters(void **state)
     assert_non_null(strstr(r.out, "error"));
     cli_run_free(&r);
 
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--since", "yesterday",
-                              NULL),
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--since", "yesterday", NULL),
                      0);
     assert_int_equal(r.status, 2);
     assert_one_error(&r, "--since");
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--status", "fine", NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--status", "fine", NULL), 0);
     assert_int_equal(r.status, 2);
     assert_one_error(&r, "--status");
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--tag", "novalue", NULL),
-                     0);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--tag", "novalue", NULL), 0);
     assert_int_equal(r.status, 2);
     assert_one_error(&r, "--tag");
     cli_run_free(&r);
+}
+
+/* cli_select (shared by replay, export and bisect): ids or prefixes in the
+ * order given, kept only if they match the filters; with no ids, every
+ * trace matching the filters, newest first. Uses the filter store. */
+static void test_cli__select(void **state)
+{
+    deja_store *store = NULL;
+    deja_id *ids = NULL;
+    deja_id *all = NULL;
+    size_t n = 0, nall = 0, bad = 0;
+    char text[3][DEJA_ID_STRLEN + 1];
+    char *args[3];
+    cli_filter f;
+
+    (void)state;
+    assert_int_equal(deja_store_open(&store, tmp_path("filter.store"), DEJA_STORE_READONLY), 0);
+    cli_filter_init(&f);
+    assert_int_equal(cli_select(store, NULL, 0, &f, &all, &nall, &bad), 0);
+    assert_int_equal(nall, 5);
+    assert_int_equal(bad, 0);
+    for (size_t i = 1; i < nall; i++)
+        assert_true(memcmp(&all[i - 1], &all[i], sizeof(deja_id)) > 0); /* newest first */
+
+    /* Ids in the order given, duplicates removed. */
+    deja_id_format(&all[3], text[0]);
+    deja_id_format(&all[0], text[1]);
+    deja_id_format(&all[3], text[2]);
+    args[0] = text[0];
+    args[1] = text[1];
+    args[2] = text[2];
+    assert_int_equal(cli_select(store, args, 3, &f, &ids, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(&ids[0], &all[3], sizeof(deja_id));
+    assert_memory_equal(&ids[1], &all[0], sizeof(deja_id));
+    free(ids);
+
+    /* Ids and a filter: only the ids that match (all[0] is the v2 error). */
+    assert_int_equal(cli_filter_option(&f, CLI_OPT_VERSION, "1", 0), 1);
+    assert_int_equal(cli_select(store, args, 3, &f, &ids, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_memory_equal(&ids[0], &all[3], sizeof(deja_id));
+    free(ids);
+
+    /* A filter alone. */
+    assert_int_equal(cli_filter_option(&f, CLI_OPT_TAG, "user=u1", 0), 1);
+    assert_int_equal(cli_select(store, NULL, 0, &f, &ids, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    free(ids);
+
+    /* An unknown id is trouble. */
+    args[0] = (char *)"7ZZZZZ";
+    assert_int_equal(cli_select(store, args, 1, &f, &ids, &n, NULL), CLI_EXIT_TROUBLE);
+    assert_null(ids);
+    cli_filter_free(&f);
+    free(all);
+    deja_store_close(store);
 }
 
 /* stats counts what was recorded; verify passes on a sound store. */
@@ -618,7 +726,7 @@ static void test_cli__base64(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 7 + 3);
-    for (size_t n = 0; n < 10; n++) {
+    for (size_t n = 0; n * 29 <= sizeof data; n++) {
         char *b64 = cli_base64_encode(data, n * 29);
         assert_non_null(b64);
         assert_int_equal(cli_base64_decode(b64, strlen(b64), &back, &size), 0);
@@ -645,12 +753,14 @@ int main(void)
         cmocka_unit_test(test_cli__base64),
         cmocka_unit_test(test_cli__usage),
         cmocka_unit_test(test_cli__run_and_read_back),
+        cmocka_unit_test(test_cli__large_payloads),
         cmocka_unit_test(test_cli__bad_lines),
         cmocka_unit_test(test_cli__model_error),
         cmocka_unit_test(test_cli__unknown_and_ambiguous_id),
         cmocka_unit_test(test_cli__missing_store),
         cmocka_unit_test(test_cli__bad_plugin),
         cmocka_unit_test(test_cli__filters),
+        cmocka_unit_test(test_cli__select),
         cmocka_unit_test(test_cli__stats_and_verify),
     };
 

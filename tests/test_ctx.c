@@ -50,8 +50,8 @@ static int fake_model(deja_ctx *ctx, int extra, uint64_t *values)
     if (deja_ctx_output(ctx, &out) != 0)
         return 1;
     char text[256];
-    int len = snprintf(text, sizeof text, "%.*s -> %016llx", (int)in->size,
-                       (const char *)in->data, (unsigned long long)values[2]);
+    int len = snprintf(text, sizeof text, "%.*s -> %016llx", (int)in->size, (const char *)in->data,
+                       (unsigned long long)values[2]);
     if (deja_ctx_output_text(ctx, "completion", text, (size_t)len) != 0)
         return 1;
     if (extra) {

@@ -45,8 +45,8 @@ static void remove_store(const char *dir)
  * params are added by `fill`. Returns the trace id in `id`. */
 typedef void (*fill_fn)(deja_span *span, const void *arg);
 
-static void record_one(deja_tracer *t, deja_model *m, fill_fn fill, const void *arg,
-                       uint64_t seed, deja_id *id)
+static void record_one(deja_tracer *t, deja_model *m, fill_fn fill, const void *arg, uint64_t seed,
+                       deja_id *id)
 {
     deja_span *s = NULL;
     deja_ctx *ctx = NULL;
@@ -222,8 +222,7 @@ static void test_examples__textgen_replay_versions(void **state)
         assert_int_equal(deja_model_load(&m, spec), 0);
         int same = 0;
         for (int i = 0; i < NPROMPTS; i++) {
-            const deja_tensor *rec =
-                find_output(tr[i]->outputs, tr[i]->noutputs, "completion");
+            const deja_tensor *rec = find_output(tr[i]->outputs, tr[i]->noutputs, "completion");
             size_t size = 0;
             uint8_t *got = replay_output(m, tr[i], "completion", &size);
             same += size == rec->size && memcmp(got, rec->data, size) == 0;

@@ -120,8 +120,7 @@ static void test_model__open_fails_with_plugin_message(void **state)
     assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so:/nonexistent/x.model"), DEJA_EMODEL);
     assert_has(deja_error_last(), "/nonexistent/x.model");
     /* ... or that is not a textgen model. */
-    assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so:" LIB "test-noentry.so"),
-                     DEJA_EMODEL);
+    assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so:" LIB "test-noentry.so"), DEJA_EMODEL);
     assert_has(deja_error_last(), "not a textgen model");
 
     /* ... or that is cut short. */

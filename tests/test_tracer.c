@@ -251,8 +251,8 @@ static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static int gate_entered, gate_open;
 
-static int gate_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
-                   size_t *size, void *payload)
+static int gate_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data, size_t *size,
+                   void *payload)
 {
     (void)side, (void)name, (void)dtype, (void)data, (void)size, (void)payload;
     pthread_mutex_lock(&gate_lock);
@@ -354,8 +354,8 @@ static void test_tracer__sampling_keeps_errors(void **state)
 
 /* Masks every "secret" in text inputs, drops tensors named "drop_me", and
  * drops whole traces with a tensor named "poison". */
-static int mask_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
-                   size_t *size, void *payload)
+static int mask_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data, size_t *size,
+                   void *payload)
 {
     (*(int *)payload)++;
     if (strcmp(name, "poison") == 0)
@@ -604,6 +604,58 @@ static void test_tracer__sigkill(void **state)
     remove_dir(path);
 }
 
+typedef struct blocker {
+    deja_tracer *t;
+    int n;
+} blocker;
+
+static void *blocker_main(void *arg)
+{
+    blocker *b = arg;
+    for (int i = 0; i < b->n; i++)
+        if (simple_span(b->t, "block", DEJA_STATUS_OK) != 0)
+            return (void *)1;
+    return NULL;
+}
+
+/* A queue of one under the BLOCK policy: recorders wait, nothing is lost. */
+static void test_tracer__block_loses_nothing(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_capacity = 1;
+    o.batch_max = 1;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    blocker b = {t, 50};
+    pthread_t th[3];
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(pthread_create(&th[k], NULL, blocker_main, &b), 0);
+    for (int k = 0; k < 3; k++) {
+        void *ret = NULL;
+        pthread_join(th[k], &ret);
+        assert_null(ret);
+    }
+    /* An aborted span is never recorded. */
+    deja_span *s = NULL;
+    assert_int_equal(deja_span_begin(&s, t, "aborted", "1"), 0);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", "x", 1), 0);
+    deja_span_abort(s);
+    deja_tracer_stats st;
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, 150);
+    assert_int_equal(st.dropped, 0);
+    deja_tracer_close(t);
+    deja_store *ss = NULL;
+    assert_int_equal(deja_store_open(&ss, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(count_traces(ss), 150);
+    deja_store_close(ss);
+    remove_dir(path);
+}
+
 static void test_tracer__bad_options(void **state)
 {
     (void)state;
@@ -634,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_tracer__flush_visible),
         cmocka_unit_test(test_tracer__processes),
         cmocka_unit_test(test_tracer__sigkill),
+        cmocka_unit_test(test_tracer__block_loses_nothing),
         cmocka_unit_test(test_tracer__bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

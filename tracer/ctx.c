@@ -38,8 +38,8 @@ typedef struct ctx_impl {
     deja_ctx base; /* first: the model sees only this */
     int replay;
     uint64_t base_seed;
-    deja_span *span;          /* record */
-    const deja_trace *trace;  /* replay */
+    deja_span *span;         /* record */
+    const deja_trace *trace; /* replay */
     stream *streams;
     size_t nstreams, cap_streams;
     size_t clock_cursor;
@@ -85,6 +85,7 @@ __attribute__((format(printf, 2, 3))) static void note(ctx_impl *c, const char *
         c->lines[c->nlines++] = line;
 }
 
+/* The tensor called `name` among `n`, or NULL. */
 static const deja_tensor *tensors_find(const deja_tensor *t, size_t n, const char *name)
 {
     if (name == NULL)
@@ -95,6 +96,7 @@ static const deja_tensor *tensors_find(const deja_tensor *t, size_t n, const cha
     return NULL;
 }
 
+/* The param called `key` among `n`, or NULL. */
 static const deja_param *params_find(const deja_param *p, size_t n, const char *key)
 {
     if (key == NULL)
@@ -105,6 +107,7 @@ static const deja_param *params_find(const deja_param *p, size_t n, const char *
     return NULL;
 }
 
+/* The seed called `name` among `n`, or NULL. */
 static const deja_seed *seeds_find(const deja_seed *s, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -113,6 +116,7 @@ static const deja_seed *seeds_find(const deja_seed *s, size_t n, const char *nam
     return NULL;
 }
 
+/* The inputs the model sees: the trace's (replay) or the span's (record). */
 static void inputs_of(ctx_impl *c, const deja_tensor **t, size_t *n)
 {
     if (c->replay) {
@@ -124,6 +128,7 @@ static void inputs_of(ctx_impl *c, const deja_tensor **t, size_t *n)
     }
 }
 
+/* vtable: the input called `name`, or NULL. */
 static const deja_tensor *v_input(deja_ctx *ctx, const char *name)
 {
     const deja_tensor *t;
@@ -132,6 +137,7 @@ static const deja_tensor *v_input(deja_ctx *ctx, const char *name)
     return tensors_find(t, n, name);
 }
 
+/* vtable: input number `index`, or NULL past the end. */
 static const deja_tensor *v_input_at(deja_ctx *ctx, size_t index)
 {
     const deja_tensor *t;
@@ -140,6 +146,7 @@ static const deja_tensor *v_input_at(deja_ctx *ctx, size_t index)
     return index < n ? &t[index] : NULL;
 }
 
+/* vtable: how many inputs there are. */
 static size_t v_input_count(deja_ctx *ctx)
 {
     const deja_tensor *t;
@@ -148,6 +155,7 @@ static size_t v_input_count(deja_ctx *ctx)
     return n;
 }
 
+/* vtable: the param called `key`, or NULL. */
 static const deja_param *v_param(deja_ctx *ctx, const char *key)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -156,6 +164,9 @@ static const deja_param *v_param(deja_ctx *ctx, const char *key)
     return params_find(c->span->params, c->span->nparams, key);
 }
 
+/* vtable: the seed called `name`. Record: the one already in the span, else
+ * derived from the base seed and recorded. Replay: the recorded one, else a
+ * fresh one (kept for later asks, and noted). */
 static uint64_t v_seed(deja_ctx *ctx, const char *name)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -191,8 +202,8 @@ static stream *stream_get(ctx_impl *c, const char *name)
     for (size_t i = 0; i < c->nstreams; i++)
         if (strcmp(c->streams[i].name, name) == 0)
             return &c->streams[i];
-    if (grow((void **)&c->streams, c->nstreams, &c->cap_streams, sizeof *c->streams,
-             MAX_STREAMS) != 0)
+    if (grow((void **)&c->streams, c->nstreams, &c->cap_streams, sizeof *c->streams, MAX_STREAMS) !=
+        0)
         return NULL;
     stream *s = &c->streams[c->nstreams];
     memset(s, 0, sizeof *s);
@@ -225,6 +236,9 @@ static stream *stream_get(ctx_impl *c, const char *name)
     return s;
 }
 
+/* vtable: the next draw of stream `name`. Record: from the stream's
+ * generator, appended to the span. Replay: the recorded draws in order, then
+ * the same generator continued (noted once per stream). */
 static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -261,6 +275,8 @@ static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
     return deja__xoshiro_next(&s->g);
 }
 
+/* vtable: the clock. Record: the real clock, recorded. Replay: the recorded
+ * reads in order, then the real clock (noted once). */
 static int64_t v_now_ns(deja_ctx *ctx)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -315,6 +331,7 @@ cleanup:
     return rc;
 }
 
+/* vtable: write an output (copied into the span, or into the ctx). */
 static int v_output(deja_ctx *ctx, const deja_tensor *t)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -325,6 +342,7 @@ static int v_output(deja_ctx *ctx, const deja_tensor *t)
     return replay_output(c, t);
 }
 
+/* vtable: mark the inference failed with `message` (copied). */
 static void v_fail(deja_ctx *ctx, const char *message)
 {
     ctx_impl *c = (ctx_impl *)ctx;
@@ -333,8 +351,16 @@ static void v_fail(deja_ctx *ctx, const char *message)
 }
 
 static const deja_ctx_vtable vtable = {
-    sizeof(deja_ctx_vtable), v_input, v_input_at, v_input_count, v_param, v_seed,
-    v_rng_u64,               v_now_ns, v_output,  v_fail,
+    sizeof(deja_ctx_vtable),
+    v_input,
+    v_input_at,
+    v_input_count,
+    v_param,
+    v_seed,
+    v_rng_u64,
+    v_now_ns,
+    v_output,
+    v_fail,
 };
 
 /* A recording ctx over `span` (which must outlive it). base_seed 0 takes

@@ -53,8 +53,8 @@ static char *trim(char *s, int quotes)
     while (*s == ' ' || *s == '\t' || (quotes && *s == '"'))
         s++;
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
-                     s[n - 1] == '\r' || (quotes && s[n - 1] == '"')))
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' ||
+                     (quotes && s[n - 1] == '"')))
         s[--n] = '\0';
     return s;
 }
@@ -84,16 +84,19 @@ static char *file_field(const char *path, const char *key, char sep)
     return out;
 }
 
+/* qsort order of C strings. */
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* qsort order of key-value pairs by key. */
 static int cmp_kv(const void *a, const void *b)
 {
     return strcmp(((const deja_kv *)a)->key, ((const deja_kv *)b)->key);
 }
 
+/* Add an ISA flag name (static or never freed), within MAX_ITEMS. */
 static void isa_add(deja_env *e, const char *flag)
 {
     if (e->nisa < MAX_ITEMS)
@@ -134,20 +137,34 @@ static void cpu_capture(deja_env *e)
         int bit;
         const char *name;
     } flags[] = {
-        {1, 0, 3, 25, "sse"},          {1, 0, 3, 26, "sse2"},
-        {1, 0, 2, 0, "sse3"},          {1, 0, 2, 9, "ssse3"},
-        {1, 0, 2, 12, "fma"},          {1, 0, 2, 19, "sse4_1"},
-        {1, 0, 2, 20, "sse4_2"},       {1, 0, 2, 23, "popcnt"},
-        {1, 0, 2, 25, "aes"},          {1, 0, 2, 28, "avx"},
-        {1, 0, 2, 29, "f16c"},         {7, 0, 1, 3, "bmi1"},
-        {7, 0, 1, 5, "avx2"},          {7, 0, 1, 8, "bmi2"},
-        {7, 0, 1, 16, "avx512f"},      {7, 0, 1, 17, "avx512dq"},
-        {7, 0, 1, 21, "avx512_ifma"},  {7, 0, 1, 28, "avx512cd"},
-        {7, 0, 1, 30, "avx512bw"},     {7, 0, 1, 31, "avx512vl"},
-        {7, 0, 2, 1, "avx512_vbmi"},   {7, 0, 2, 11, "avx512_vnni"},
-        {7, 0, 2, 14, "avx512_vpopcntdq"}, {7, 0, 3, 22, "amx_bf16"},
-        {7, 0, 3, 23, "avx512_fp16"},  {7, 0, 3, 24, "amx_tile"},
-        {7, 0, 3, 25, "amx_int8"},     {7, 1, 0, 4, "avx_vnni"},
+        {1, 0, 3, 25, "sse"},
+        {1, 0, 3, 26, "sse2"},
+        {1, 0, 2, 0, "sse3"},
+        {1, 0, 2, 9, "ssse3"},
+        {1, 0, 2, 12, "fma"},
+        {1, 0, 2, 19, "sse4_1"},
+        {1, 0, 2, 20, "sse4_2"},
+        {1, 0, 2, 23, "popcnt"},
+        {1, 0, 2, 25, "aes"},
+        {1, 0, 2, 28, "avx"},
+        {1, 0, 2, 29, "f16c"},
+        {7, 0, 1, 3, "bmi1"},
+        {7, 0, 1, 5, "avx2"},
+        {7, 0, 1, 8, "bmi2"},
+        {7, 0, 1, 16, "avx512f"},
+        {7, 0, 1, 17, "avx512dq"},
+        {7, 0, 1, 21, "avx512_ifma"},
+        {7, 0, 1, 28, "avx512cd"},
+        {7, 0, 1, 30, "avx512bw"},
+        {7, 0, 1, 31, "avx512vl"},
+        {7, 0, 2, 1, "avx512_vbmi"},
+        {7, 0, 2, 11, "avx512_vnni"},
+        {7, 0, 2, 14, "avx512_vpopcntdq"},
+        {7, 0, 3, 22, "amx_bf16"},
+        {7, 0, 3, 23, "avx512_fp16"},
+        {7, 0, 3, 24, "amx_tile"},
+        {7, 0, 3, 25, "amx_int8"},
+        {7, 1, 0, 4, "avx_vnni"},
         {7, 1, 0, 5, "avx512_bf16"},
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
@@ -198,6 +215,7 @@ static void cpu_capture(deja_env *e)
     }
 }
 
+/* No MXCSR off x86: FTZ and DAZ are reported off. */
 static void fp_flags(deja_env *e)
 {
     e->ftz = 0;
@@ -208,8 +226,8 @@ static void fp_flags(deja_env *e)
 /* Whether environment variable `key` is one that changes numerics. */
 static int var_selected(const char *key, size_t len)
 {
-    static const char *const prefixes[] = {"OMP_", "MKL_", "OPENBLAS_", "TF_", "PYTORCH_",
-                                           "KMP_", "GOMP_"};
+    static const char *const prefixes[] = {"OMP_",     "MKL_", "OPENBLAS_", "TF_",
+                                           "PYTORCH_", "KMP_", "GOMP_"};
     static const char *const exact[] = {"CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES",
                                         "XLA_FLAGS"};
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -223,6 +241,7 @@ static int var_selected(const char *key, size_t len)
     return 0;
 }
 
+/* The selected environment variables, sorted by key (copied). */
 static void vars_capture(deja_env *e)
 {
     for (char **p = environ; p != NULL && *p != NULL && e->nvars < MAX_ITEMS; p++) {
@@ -238,6 +257,7 @@ static void vars_capture(deja_env *e)
     e->vars = var_list;
 }
 
+/* NVIDIA GPU model names from the driver's /proc files, if any. */
 static void gpus_capture(deja_env *e)
 {
     glob_t g;
@@ -251,6 +271,7 @@ static void gpus_capture(deja_env *e)
     globfree(&g);
 }
 
+/* Versions of the libraries deja and its numerics depend on, sorted. */
 static void libs_capture(deja_env *e)
 {
     static char lmdb_v[32], pbc_v[32];
@@ -267,6 +288,7 @@ static void libs_capture(deja_env *e)
     e->libs = lib_list;
 }
 
+/* The current FP rounding mode as the schema names it. */
 static const char *rounding_name(void)
 {
     switch (fegetround()) {

@@ -77,6 +77,7 @@ void deja__xoshiro_seed(deja__xoshiro *g, uint64_t seed)
         g->s[i] = deja__splitmix64(&s);
 }
 
+/* Rotate left by k (0 < k < 64). */
 static inline uint64_t rotl(uint64_t x, int k)
 {
     return (x << k) | (x >> (64 - k));

@@ -9,16 +9,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tracer/tracer_internal.h"
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Allocate a new span with its first arena block, or NULL. */
 static deja_span *span_new(void)
@@ -38,8 +30,9 @@ static deja_span *span_new(void)
     return s;
 }
 
-/* Free every block but the first and clear the span for reuse. */
-static void span_reset(deja_span *s)
+/* Free every block but the first (the writer's part of recycling: it
+ * leaves the span's own fields alone, so their cache lines stay clean). */
+static void span_trim(deja_span *s)
 {
     deja__block *b = s->head;
     while (b != NULL && b != s->first) {
@@ -47,12 +40,32 @@ static void span_reset(deja_span *s)
         free(b);
         b = next;
     }
+    s->first->next = NULL;
+    s->head = s->first;
+}
+
+/* Clear a recycled span for reuse (on the thread that will use it). */
+static void span_reset(deja_span *s)
+{
     deja__block *first = s->first;
     first->used = 0;
     first->next = NULL;
     memset(s, 0, sizeof *s);
     s->first = first;
     s->head = first;
+}
+
+/* Push a trimmed span on the pool. LIFO: the span taken next is the one
+ * freed last, still in a shared cache, and a steady stream of spans cycles
+ * through a small working set. Called with pool_lock held. */
+static int pool_put(deja_tracer *t, deja_span *s)
+{
+    if (t->pool_n >= t->pool_max)
+        return 0;
+    s->next = t->pool;
+    t->pool = s;
+    t->pool_n++;
+    return 1;
 }
 
 /* Free a span and its arena for good. Accepts NULL. */
@@ -76,16 +89,30 @@ void deja__span_recycle(deja_span *span)
     if (span == NULL)
         return;
     deja_tracer *t = span->tracer;
-    span_reset(span);
+    span_trim(span);
     pthread_mutex_lock(&t->pool_lock);
-    if (t->pool_n < DEJA__SPAN_POOL_MAX) {
-        span->next = t->pool;
-        t->pool = span;
-        t->pool_n++;
+    if (pool_put(t, span))
         span = NULL;
-    }
     pthread_mutex_unlock(&t->pool_lock);
     deja__span_destroy(span);
+}
+
+/* Recycle `n` spans of one tracer under one lock; those beyond the pool's
+ * limit are freed. For the writer, which hands back a batch at a time. */
+void deja__span_recycle_many(deja_span **spans, size_t n)
+{
+    if (n == 0)
+        return;
+    deja_tracer *t = spans[0]->tracer;
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        span_trim(spans[i]);
+    pthread_mutex_lock(&t->pool_lock);
+    while (kept < n && pool_put(t, spans[kept]))
+        kept++;
+    pthread_mutex_unlock(&t->pool_lock);
+    for (size_t i = kept; i < n; i++)
+        deja__span_destroy(spans[i]);
 }
 
 /* Allocate `size` bytes, 16-aligned, from the span's arena. A new block is
@@ -126,6 +153,7 @@ static char *arena_strndup(deja_span *span, const char *s, size_t len)
     return p;
 }
 
+/* Copy a NUL-terminated string into the arena; NULL on failure. */
 static char *arena_strdup(deja_span *span, const char *s)
 {
     return arena_strndup(span, s, strlen(s));
@@ -151,6 +179,7 @@ static int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
     return 0;
 }
 
+/* Set and return DEJA_ENOMEM for a copy of `what`. */
 static int oom(const char *what)
 {
     return deja__error_set(DEJA_ENOMEM, "span: out of memory copying %s", what);
@@ -173,10 +202,11 @@ int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, cons
     if (s != NULL) {
         tracer->pool = s->next;
         tracer->pool_n--;
-        s->next = NULL;
     }
     pthread_mutex_unlock(&tracer->pool_lock);
-    if (s == NULL && (s = span_new()) == NULL) {
+    if (s != NULL)
+        span_reset(s);
+    else if ((s = span_new()) == NULL) {
         rc = oom("a new span");
         goto cleanup;
     }
@@ -189,7 +219,6 @@ int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, cons
     }
     deja__id_new(&s->id);
     s->start_ns = deja__now_ns();
-    s->start_mono_ns = mono_ns();
     *out = s;
     s = NULL;
 cleanup:
@@ -415,8 +444,8 @@ int deja_span_tag(deja_span *span, const char *key, const char *value)
         rc = deja__error_set(DEJA_EINVAL, "span tag: span, key and value are required");
         goto cleanup;
     }
-    if ((rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags,
-                   sizeof *span->tags)) != 0)
+    if ((rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags, sizeof *span->tags)) !=
+        0)
         goto cleanup;
     const char *k = arena_strdup(span, key);
     const char *v = arena_strdup(span, value);
@@ -492,7 +521,11 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
         return deja__error_set(DEJA_EINVAL, "span end: span is NULL");
     deja_tracer *t = span->tracer;
     atomic_fetch_add_explicit(&t->ended, 1, memory_order_relaxed);
-    span->duration_ns = mono_ns() - span->start_mono_ns;
+    /* One clock read per end: the wall clock the start was taken from. A
+     * clock stepped back during the inference gives 0, never a negative. */
+    span->duration_ns = deja__now_ns() - span->start_ns;
+    if (span->duration_ns < 0)
+        span->duration_ns = 0;
     span->status = status == DEJA_STATUS_ERROR ? DEJA_STATUS_ERROR : DEJA_STATUS_OK;
     if (span->status == DEJA_STATUS_OK) {
         span->error = "";

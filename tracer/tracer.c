@@ -102,11 +102,14 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
                              t->ring_cap);
         goto cleanup;
     }
-    t->wake_at = t->opts.batch_max;
+    t->wake_at = t->opts.batch_max < DEJA__WAKE_AT ? t->opts.batch_max : DEJA__WAKE_AT;
     if (t->wake_at > t->ring_cap / 2)
         t->wake_at = t->ring_cap / 2;
     if (t->wake_at == 0)
         t->wake_at = 1;
+    t->pool_max = t->ring_cap + t->opts.batch_max;
+    if (t->pool_max > DEJA__SPAN_POOL_MAX)
+        t->pool_max = DEJA__SPAN_POOL_MAX;
     t->env = deja_env_current(&t->env_digest);
     if ((rc = deja_store_open(&t->store, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC)) != 0)
         goto cleanup;
@@ -115,6 +118,7 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
         goto cleanup;
     }
     t->writer_started = 1;
+    pthread_setname_np(t->writer, "deja-writer");
     *out = t;
     t = NULL;
 cleanup:
@@ -131,8 +135,7 @@ int deja__tracer_enqueue(deja_tracer *t, deja_span *span)
 {
     int rc = 0;
     pthread_mutex_lock(&t->lock);
-    while (t->ring_count == t->ring_cap && t->opts.queue_full == DEJA_QUEUE_BLOCK)
-    {
+    while (t->ring_count == t->ring_cap && t->opts.queue_full == DEJA_QUEUE_BLOCK) {
         if (t->writer_sleeping)
             pthread_cond_signal(&t->not_empty);
         pthread_cond_wait(&t->not_full, &t->lock);
@@ -166,10 +169,14 @@ int deja_tracer_flush(deja_tracer *tracer)
     if (tracer == NULL)
         return deja__error_set(DEJA_EINVAL, "tracer flush: tracer is NULL");
     pthread_mutex_lock(&tracer->lock);
+    /* Only spans handed over before this call: a busy queue that never
+     * drains does not hold the flush back. */
     const uint64_t target = tracer->enqueued_seq;
-    const uint64_t req = ++tracer->flush_req;
-    pthread_cond_signal(&tracer->not_empty);
-    while (tracer->flush_ack < req || tracer->committed_seq < target)
+    if (tracer->flush_target < target)
+        tracer->flush_target = target;
+    if (tracer->writer_sleeping)
+        pthread_cond_signal(&tracer->not_empty);
+    while (tracer->committed_seq < target)
         pthread_cond_wait(&tracer->done, &tracer->lock);
     const uint64_t failed = tracer->failed_unreported;
     char msg[sizeof tracer->writer_error];

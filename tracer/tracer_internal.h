@@ -17,10 +17,15 @@
 
 /* Size of the arena block allocated with every span; most inferences fit in
  * it, so recording them allocates nothing beyond a recycled span. */
-#define DEJA__SPAN_BLOCK 8192
+#define DEJA__SPAN_BLOCK (4096 - 64)
 
-/* Spans kept for reuse per tracer. */
-#define DEJA__SPAN_POOL_MAX 256
+/* Spans kept for reuse per tracer at most: enough for a full queue and a
+ * batch at the writer, so that a steady stream of spans recycles memory
+ * that is already mapped (fresh pages cost far more than the copy). */
+#define DEJA__SPAN_POOL_MAX 65536
+
+/* The writer is woken once this many spans wait (or on its interval). */
+#define DEJA__WAKE_AT 64
 
 /* Bounds on the tracer options. */
 #define DEJA__QUEUE_MAX ((size_t)1 << 24)
@@ -49,7 +54,6 @@ struct deja_span {
     int has_parent;
     deja_id parent;
     int64_t start_ns;
-    int64_t start_mono_ns;
     int64_t duration_ns;
     deja_status status;
     const char *error;
@@ -92,10 +96,9 @@ struct deja_tracer {
     size_t wake_at; /* wake the writer when the queue holds this many */
     int writer_sleeping;
     int stop;
-    uint64_t enqueued_seq;  /* spans handed to the queue */
-    uint64_t committed_seq; /* spans the writer has finished with */
-    uint64_t flush_req;     /* flush requests made */
-    uint64_t flush_ack;     /* flush requests the writer has satisfied */
+    uint64_t enqueued_seq;      /* spans handed to the queue */
+    uint64_t committed_seq;     /* spans the writer has finished with */
+    uint64_t flush_target;      /* a flusher waits until committed_seq reaches it */
     uint64_t failed_unreported; /* failures not yet returned by a flush */
     char writer_error[512];
 
@@ -104,8 +107,8 @@ struct deja_tracer {
 
     /* Recycled spans. */
     pthread_mutex_t pool_lock;
-    deja_span *pool;
-    size_t pool_n;
+    deja_span *pool; /* LIFO */
+    size_t pool_n, pool_max;
 
     /* Counters. */
     _Atomic uint64_t ended;
@@ -121,6 +124,9 @@ void *deja__span_alloc(deja_span *span, size_t size);
 
 /* Give a span back to its tracer's pool (or free it). Any thread. */
 void deja__span_recycle(deja_span *span);
+
+/* Recycle `n` spans of one tracer at once (one lock), for the writer. */
+void deja__span_recycle_many(deja_span **spans, size_t n);
 
 /* Free a span and its arena for good. Accepts NULL. */
 void deja__span_destroy(deja_span *span);

@@ -173,10 +173,10 @@ static void write_batch(deja_tracer *t, deja_span **batch, size_t n, deja_trace 
         *rep = (reported){dropped, sampled, redacted};
     }
 cleanup:
-    for (size_t i = 0; i < n; i++)
-        deja__span_recycle(batch[i]);
+    deja__span_recycle_many(batch, n);
 }
 
+/* CLOCK_MONOTONIC now plus `ms` milliseconds. */
 static struct timespec deadline_after(unsigned ms)
 {
     struct timespec ts;
@@ -192,8 +192,8 @@ static struct timespec deadline_after(unsigned ms)
 
 /* The writer thread. Waits (at most flush_interval_ms) for the queue to
  * reach wake_at spans, a flush or a stop; pops up to batch_max spans;
- * writes them; acknowledges flushes once the queue was drained. Stops when
- * asked and the queue is empty. */
+ * writes them and advances committed_seq, which flushers wait on. Stops
+ * when asked and the queue is empty. */
 void *deja__writer_main(void *arg)
 {
     deja_tracer *t = arg;
@@ -215,16 +215,15 @@ void *deja__writer_main(void *arg)
 
     pthread_mutex_lock(&t->lock);
     for (;;) {
-        if (!t->stop && t->flush_req == t->flush_ack &&
+        if (!t->stop && t->flush_target <= t->committed_seq &&
             (t->ring_count == 0 || (interval != 0 && t->ring_count < t->wake_at))) {
             const struct timespec dl = deadline_after(interval != 0 ? interval : 1);
             t->writer_sleeping = 1;
-            while (!t->stop && t->flush_req == t->flush_ack && t->ring_count < t->wake_at)
+            while (!t->stop && t->flush_target <= t->committed_seq && t->ring_count < t->wake_at)
                 if (pthread_cond_timedwait(&t->not_empty, &t->lock, &dl) == ETIMEDOUT)
                     break;
             t->writer_sleeping = 0;
         }
-        const uint64_t req = t->flush_req;
         const int stop = t->stop;
         size_t n = t->ring_count < bmax ? t->ring_count : bmax;
         for (size_t i = 0; i < n; i++) {
@@ -241,8 +240,6 @@ void *deja__writer_main(void *arg)
 
         pthread_mutex_lock(&t->lock);
         t->committed_seq += n;
-        if (drained && t->flush_ack < req)
-            t->flush_ack = req;
         pthread_cond_broadcast(&t->done);
         if (stop && drained)
             break;

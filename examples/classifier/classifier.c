@@ -187,8 +187,13 @@ cleanup:
 }
 
 static const deja_model_plugin plugin = {
-    DEJA_MODEL_ABI_VERSION, "classifier", STR(CLASSIFIER_VERSION), DEJA_MODEL_THREAD_SAFE,
-    cl_open,                cl_infer,     cl_close,
+    DEJA_MODEL_ABI_VERSION,
+    "classifier",
+    STR(CLASSIFIER_VERSION),
+    DEJA_MODEL_THREAD_SAFE,
+    cl_open,
+    cl_infer,
+    cl_close,
 };
 
 /* The plugin's one export: its static description. */

@@ -22,8 +22,8 @@
 #define NWORDS 12
 #define MAX_WORDS 24
 
-static const char *const words[NWORDS] = {
-    "the", "fox", "crow", "sang", "ran", "cheese", "fell", "away", "slowly", "and", "tree", "."};
+static const char *const words[NWORDS] = {"the",  "fox",  "crow",   "sang", "ran",  "cheese",
+                                          "fell", "away", "slowly", "and",  "tree", "."};
 
 /* next[w] lists, for word w, the words that may follow it, with weights. */
 static const uint8_t next_w[NWORDS][NWORDS] = {
@@ -65,8 +65,7 @@ static int word_index(const char *w, size_t len)
 
 /* Generate up to `max_words` words after `prompt` into `out` (cap bytes),
  * drawing from the xorshift64 state `seed`. Returns the length written. */
-static size_t generate(const char *prompt, unsigned max_words, uint64_t seed, char *out,
-                       size_t cap)
+static size_t generate(const char *prompt, unsigned max_words, uint64_t seed, char *out, size_t cap)
 {
     const char *last = strrchr(prompt, ' ');
     last = last ? last + 1 : prompt;

@@ -100,10 +100,9 @@ static int read_file(const char *path, uint8_t **out, size_t *size, char *err, s
         snprintf(err, errcap, "textgen: model file %s: %s", path, strerror(errno));
         return -1;
     }
-    if (fstat(fileno(f), &st) != 0 || st.st_size < 0 ||
-        (size_t)st.st_size > TEXTGEN_MAX_FILE) {
-        snprintf(err, errcap, "textgen: model file %s: not a file, or larger than %zu bytes",
-                 path, TEXTGEN_MAX_FILE);
+    if (fstat(fileno(f), &st) != 0 || st.st_size < 0 || (size_t)st.st_size > TEXTGEN_MAX_FILE) {
+        snprintf(err, errcap, "textgen: model file %s: not a file, or larger than %zu bytes", path,
+                 TEXTGEN_MAX_FILE);
         goto cleanup;
     }
     *size = (size_t)st.st_size;
@@ -127,8 +126,7 @@ cleanup:
 
 /* Decode and check a model file image. Returns the model, or NULL with a
  * message in `err`. */
-static model *model_parse(const uint8_t *d, size_t size, const char *path, char *err,
-                          size_t errcap)
+static model *model_parse(const uint8_t *d, size_t size, const char *path, char *err, size_t errcap)
 {
     model *m = NULL;
     if (size < TEXTGEN_HEADER_SIZE || memcmp(d, TEXTGEN_MAGIC, 8) != 0) {
@@ -152,8 +150,7 @@ static model *model_parse(const uint8_t *d, size_t size, const char *path, char 
         m->nctx > TEXTGEN_MAX_CONTEXTS || m->nent > TEXTGEN_MAX_ENTRIES ||
         size != TEXTGEN_HEADER_SIZE + (size_t)m->nctx * TEXTGEN_CTX_SIZE +
                     (size_t)m->nent * TEXTGEN_ENTRY_SIZE) {
-        snprintf(err, errcap, "textgen: %s: header does not match the file size %zu", path,
-                 size);
+        snprintf(err, errcap, "textgen: %s: header does not match the file size %zu", path, size);
         goto fail;
     }
     m->ctx = malloc((size_t)m->nctx * sizeof *m->ctx);
@@ -184,8 +181,7 @@ static model *model_parse(const uint8_t *d, size_t size, const char *path, char 
         int ordered = i == 0 || x->len > m->ctx[i - 1].len ||
                       (x->len == m->ctx[i - 1].len && x->key > m->ctx[i - 1].key);
         if (x->len > m->order || x->n == 0 || x->n > 256 || x->first > m->nent ||
-            x->n > m->nent - x->first || !ordered ||
-            (x->len < 4 && x->key >> (8 * x->len) != 0)) {
+            x->n > m->nent - x->first || !ordered || (x->len < 4 && x->key >> (8 * x->len) != 0)) {
             snprintf(err, errcap, "textgen: %s: context %u is malformed", path, i);
             goto fail;
         }
@@ -458,8 +454,13 @@ cleanup:
 }
 
 static const deja_model_plugin plugin = {
-    DEJA_MODEL_ABI_VERSION, "textgen", STR(TEXTGEN_VERSION), DEJA_MODEL_THREAD_SAFE,
-    tg_open,                tg_infer,  tg_close,
+    DEJA_MODEL_ABI_VERSION,
+    "textgen",
+    STR(TEXTGEN_VERSION),
+    DEJA_MODEL_THREAD_SAFE,
+    tg_open,
+    tg_infer,
+    tg_close,
 };
 
 /* The plugin's one export: its static description. */

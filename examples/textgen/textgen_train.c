@@ -136,8 +136,7 @@ int main(int argc, char **argv)
         nctx++;
     }
     if (nctx > TEXTGEN_MAX_CONTEXTS || nent > TEXTGEN_MAX_ENTRIES) {
-        fprintf(stderr, "textgen-train: model too large (%zu contexts, %zu entries)\n", nctx,
-                nent);
+        fprintf(stderr, "textgen-train: model too large (%zu contexts, %zu entries)\n", nctx, nent);
         goto cleanup;
     }
 
@@ -167,8 +166,8 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     out = NULL;
-    printf("textgen-train: %zu bytes of corpus, order %u: %zu contexts, %zu entries\n", size,
-           order, nctx, nent);
+    printf("textgen-train: %zu bytes of corpus, order %u: %zu contexts, %zu entries\n", size, order,
+           nctx, nent);
     rc = 0;
 
 cleanup:

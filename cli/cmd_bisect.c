@@ -1,0 +1,264 @@
+/*
+ * cli/cmd_bisect.c -- `deja bisect V1 V2 ... Vn [selection]`: find the first
+ * model version whose replay of the selected traces diverges from their
+ * recorded outputs.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Until cli/cli.h declares it. */
+int cmd_bisect(const cli_global *g, int argc, char **argv);
+
+/* Defined in cmd_replay.c. */
+int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
+
+static const char help[] =
+    "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
+    "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
+    "                   [--json]\n"
+    "\n"
+    "Versions are given oldest first. A version is bad when its replay of any selected\n"
+    "trace diverges from the recorded outputs (or fails); with --invert, when it\n"
+    "reproduces them. Both ends are replayed first and must disagree; then a binary\n"
+    "search finds the first bad version in O(log n) replays. Prints every step, the\n"
+    "first bad version and the evidence: which traces, which diff.\n"
+    "\n"
+    "  --id ID            a trace to replay (id or unique prefix; repeatable);\n"
+    "                     with no --id and no filter, every trace in the store\n" CLI_FILTER_HELP
+    "  --invert           bad when the version reproduces the recording\n"
+    "  --jobs N           replay N traces in parallel\n"
+    "  --repeat N         replay each trace N times (nondeterministic traces count for\n"
+    "                     neither side)\n"
+    "  --atol X, --rtol Y, --ulps N   tolerances, as for replay\n"
+    "  --force            replay traces recorded by a model of another name\n"
+    "  --json             the steps, the first bad version and the evidence as one\n"
+    "                     JSON object\n"
+    "\n"
+    "Exit status: 0 when the first bad version was found, 2 on trouble (both ends\n"
+    "agree, a version that cannot load, a trace that cannot be replayed).\n";
+
+/* Same codes as cmd_replay.c, for cli_replay_option. */
+enum {
+    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
+    OPT_JOBS,
+    OPT_REPEAT,
+    OPT_ATOL,
+    OPT_RTOL,
+    OPT_ULPS,
+    OPT_FORCE,
+    OPT_TRACE_MODEL,
+    OPT_ID = CLI_OPT_FIRST_FREE + 50,
+    OPT_INVERT,
+};
+
+/* Evidence lines printed in the human form. */
+#define EVIDENCE_SHOWN 10
+
+typedef struct bisect_state {
+    int json;
+    size_t nspecs;
+    size_t nsteps;
+} bisect_state;
+
+/* Step callback: print the step as it completes. */
+static void on_step(const deja_bisect_step *st, void *payload)
+{
+    bisect_state *s = payload;
+    const deja_replay_summary *u = &st->summary;
+    s->nsteps++;
+    if (s->json) {
+        return;
+    }
+    printf("step %zu: version %zu/%zu %s: %s (%zu same, %zu close, %zu diverged, %zu error",
+           s->nsteps, st->index + 1, s->nspecs, st->spec, st->bad ? "bad" : "good", u->same,
+           u->close, u->diverged, u->error);
+    if (u->nondeterministic) {
+        printf(", %zu nondeterministic", u->nondeterministic);
+    }
+    printf(")\n");
+    fflush(stdout);
+}
+
+/* The result as one JSON object. */
+static json_t *result_json(const deja_bisect_result *r)
+{
+    json_t *o = json_object(), *steps = json_array(), *ev = json_array();
+    size_t i, k;
+    int bad = !o || !steps || !ev;
+    for (i = 0; !bad && i < r->nsteps; i++) {
+        const deja_bisect_step *st = &r->steps[i];
+        bad |= json_array_append_new(
+                   steps, json_pack("{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "version",
+                                    (json_int_t)st->index + 1, "spec", st->spec, "bad", st->bad,
+                                    "same", (json_int_t)st->summary.same, "close",
+                                    (json_int_t)st->summary.close, "diverged",
+                                    (json_int_t)st->summary.diverged, "error",
+                                    (json_int_t)st->summary.error, "nondeterministic",
+                                    (json_int_t)st->summary.nondeterministic)) != 0;
+    }
+    for (i = 0; !bad && i < r->nevidence; i++) {
+        const deja_bisect_evidence *e = &r->evidence[i];
+        char id[DEJA_ID_STRLEN + 1];
+        json_t *env = json_array(), *one;
+        deja_id_format(&e->id, id);
+        for (k = 0; env && k < e->nenv; k++) {
+            bad |= json_array_append_new(env, json_string(e->env[k])) != 0;
+        }
+        one = env ? json_pack("{s:s, s:s, s:s, s:o}", "id", id, "verdict",
+                              deja_verdict_name(e->verdict), "detail", e->detail, "environment",
+                              env)
+                  : NULL;
+        bad |= !one || json_array_append_new(ev, one) != 0;
+    }
+    if (!bad) {
+        bad |= json_object_set_new(o, "first_bad",
+                                   json_pack("{s:I, s:s}", "version",
+                                             (json_int_t)r->first_bad + 1, "spec",
+                                             r->first_bad_spec)) != 0;
+        bad |= json_object_set_new(o, "last_good", json_integer((json_int_t)r->last_good + 1));
+        bad |= json_object_set_new(o, "steps", steps) != 0;
+        bad |= json_object_set_new(o, "evidence", ev) != 0;
+        steps = ev = NULL;
+    }
+    if (bad) {
+        json_decref(o);
+        json_decref(steps);
+        json_decref(ev);
+        return NULL;
+    }
+    return o;
+}
+
+/* Print the result in the human form. */
+static void result_print(const deja_bisect_result *r, const char *const *specs, size_t nspecs,
+                         size_t ntraces)
+{
+    size_t i, k;
+    printf("first bad version: %s (version %zu of %zu); last good: %s\n", r->first_bad_spec,
+           r->first_bad + 1, nspecs, specs[r->last_good]);
+    printf("evidence: %zu of %zu traces on %s:\n", r->nevidence, ntraces, r->first_bad_spec);
+    for (i = 0; i < r->nevidence; i++) {
+        const deja_bisect_evidence *e = &r->evidence[i];
+        char id[DEJA_ID_STRLEN + 1];
+        if (i == EVIDENCE_SHOWN) {
+            printf("  ... and %zu more (--json lists them all)\n", r->nevidence - i);
+            break;
+        }
+        deja_id_format(&e->id, id);
+        printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), e->detail);
+        for (k = 0; k < e->nenv; k++) {
+            printf("      likely cause: environment: %s\n", e->env[k]);
+        }
+    }
+}
+
+/* `deja bisect`. */
+int cmd_bisect(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        CLI_LONGOPT_FILTER_MODEL,
+        {"id", required_argument, NULL, OPT_ID},
+        {"invert", no_argument, NULL, OPT_INVERT},
+        {"jobs", required_argument, NULL, OPT_JOBS},
+        {"repeat", required_argument, NULL, OPT_REPEAT},
+        {"atol", required_argument, NULL, OPT_ATOL},
+        {"rtol", required_argument, NULL, OPT_RTOL},
+        {"ulps", required_argument, NULL, OPT_ULPS},
+        {"force", no_argument, NULL, OPT_FORCE},
+        CLI_LONGOPTS_FILTER,
+        CLI_LONGOPT_END,
+    };
+    deja_bisect_options o = DEJA_BISECT_OPTIONS_INIT;
+    deja_bisect_result *res = NULL;
+    bisect_state s;
+    cli_filter f;
+    deja_store *store = NULL;
+    deja_id *ids = NULL;
+    char **want = NULL;
+    size_t nwant = 0, n = 0, bad = 0, nspecs;
+    int64_t now = cli_now_ns();
+    int first = 1, ret = CLI_EXIT_TROUBLE, c, rc, r;
+
+    memset(&s, 0, sizeof(s));
+    cli_filter_init(&f);
+    want = calloc((size_t)argc + 1, sizeof(*want));
+    if (!want) {
+        cli_error("bisect: out of memory");
+        goto cleanup;
+    }
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            s.json = 1;
+        } else if (c == OPT_ID) {
+            want[nwant++] = optarg;
+        } else if (c == OPT_INVERT) {
+            o.invert = 1;
+        } else if (c == '?') {
+            goto cleanup;
+        } else if ((r = cli_replay_option(&o.replay, c, optarg)) != 0) {
+            if (r < 0) {
+                goto cleanup;
+            }
+        } else if (cli_filter_option(&f, c, optarg, now) != 1) {
+            goto cleanup;
+        }
+    }
+    nspecs = (size_t)(argc - optind);
+    if (nspecs < 2) {
+        ret = cli_usage_error(help, "bisect: give at least two versions, oldest first (got %zu)",
+                              nspecs);
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0) {
+        goto cleanup;
+    }
+    if (cli_select(store, want, nwant, &f, &ids, &n, &bad) != 0) {
+        goto cleanup;
+    }
+    if (n == 0) {
+        cli_error("bisect: no traces selected%s", bad ? " (some records could not be read)" : "");
+        goto cleanup;
+    }
+    s.nspecs = nspecs;
+    o.on_step = on_step;
+    o.payload = &s;
+    if (!s.json) {
+        printf("bisecting %zu versions over %zu trace%s%s\n", nspecs, n, n == 1 ? "" : "s",
+               o.invert ? " (inverted: bad = reproduces)" : "");
+        fflush(stdout);
+    }
+    rc = deja_bisect(store, ids, n, (const char *const *)(argv + optind), nspecs, &o, &res);
+    fflush(stdout);
+    if (rc != 0) {
+        cli_lib_error(rc, "bisect");
+        goto cleanup;
+    }
+    if (s.json) {
+        if (cli_json_print(result_json(res)) != 0) {
+            cli_error("bisect: out of memory printing the result");
+            goto cleanup;
+        }
+    } else {
+        result_print(res, (const char *const *)(argv + optind), nspecs, n);
+    }
+    fflush(stdout);
+    if (bad > 0) {
+        cli_error("bisect: %zu records could not be read", bad);
+        goto cleanup;
+    }
+    ret = CLI_EXIT_OK;
+cleanup:
+    deja_bisect_result_free(res);
+    free(ids);
+    free(want);
+    deja_store_close(store);
+    cli_filter_free(&f);
+    return ret;
+}

@@ -1,0 +1,130 @@
+/*
+ * cli/cmd_diff.c -- `deja diff ID_A ID_B`: the replay diff applied to the
+ * outputs of two recorded traces.
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Until cli/cli.h declares it. */
+int cmd_diff(const cli_global *g, int argc, char **argv);
+
+/* Defined in cmd_replay.c. */
+void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
+                    const char *name_b);
+json_t *cli_diff_json(const deja_diff *d);
+int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
+
+static const char help[] =
+    "usage: deja diff ID_A ID_B [--atol X] [--rtol Y] [--ulps N] [--json]\n"
+    "\n"
+    "Diff the outputs of two recorded traces (ids or unique id prefixes) as replay\n"
+    "does: per output, floats by error, ULP distance and label changes, integers and\n"
+    "bytes by first differing offset, text by first differing position and a word\n"
+    "hunk ([-removed-]{+added+}).\n"
+    "\n"
+    "  --atol X           absolute tolerance for floats (default 1e-8)\n"
+    "  --rtol Y           relative tolerance for floats (default 1e-5)\n"
+    "  --ulps N           floats at most N units in the last place apart are close\n"
+    "  --json             the diff as one JSON object\n"
+    "\n"
+    "Exit status: 0 when the outputs are the same or close, 1 when they differ,\n"
+    "2 on trouble.\n";
+
+/* Same codes as cmd_replay.c, for cli_replay_option. */
+enum {
+    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
+    OPT_JOBS,
+    OPT_REPEAT,
+    OPT_ATOL,
+    OPT_RTOL,
+    OPT_ULPS,
+};
+
+/* `deja diff`. */
+int cmd_diff(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        {"atol", required_argument, NULL, OPT_ATOL},
+        {"rtol", required_argument, NULL, OPT_RTOL},
+        {"ulps", required_argument, NULL, OPT_ULPS},
+        CLI_LONGOPT_END,
+    };
+    deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+    deja_store *store = NULL;
+    deja_trace *ta = NULL, *tb = NULL;
+    deja_diff *d = NULL;
+    deja_id ia, ib;
+    char sa[DEJA_ID_STRLEN + 1], sb[DEJA_ID_STRLEN + 1];
+    int first = 1, json = 0, ret = CLI_EXIT_TROUBLE, c, rc;
+
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            json = 1;
+        } else if (c == '?' || cli_replay_option(&o, c, optarg) != 1) {
+            goto cleanup;
+        }
+    }
+    if (argc - optind != 2) {
+        ret = cli_usage_error(help, "diff: expected two trace ids, got %d", argc - optind);
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0 || cli_resolve(store, argv[optind], &ia) != 0 ||
+        cli_resolve(store, argv[optind + 1], &ib) != 0) {
+        goto cleanup;
+    }
+    deja_id_format(&ia, sa);
+    deja_id_format(&ib, sb);
+    rc = deja_trace_get(store, &ia, &ta);
+    if (rc != 0) {
+        cli_lib_error(rc, "trace %s", sa);
+        goto cleanup;
+    }
+    rc = deja_trace_get(store, &ib, &tb);
+    if (rc != 0) {
+        cli_lib_error(rc, "trace %s", sb);
+        goto cleanup;
+    }
+    rc = deja_diff_outputs(ta->outputs, ta->noutputs, tb->outputs, tb->noutputs, &o.diff, &d);
+    if (rc != 0) {
+        cli_lib_error(rc, "diff %s %s", sa, sb);
+        goto cleanup;
+    }
+    if (json) {
+        json_t *j = cli_diff_json(d);
+        if (j) {
+            json_object_set_new(j, "a", json_string(sa));
+            json_object_set_new(j, "b", json_string(sb));
+        }
+        if (cli_json_print(j) != 0) {
+            cli_error("diff: out of memory printing the diff");
+            goto cleanup;
+        }
+    } else {
+        printf("a: %s  %s@%s\nb: %s  %s@%s\n", sa, ta->model_name, ta->model_version, sb,
+               tb->model_name, tb->model_version);
+        printf("%s  %s\n", deja_verdict_name(d->verdict), d->summary);
+        cli_diff_print(stdout, d, "    ", "a", "b");
+    }
+    fflush(stdout);
+    if (ta->status != tb->status) {
+        fprintf(stderr, "deja: diff: status differs: a %s, b %s\n", cli_status_name(ta->status),
+                cli_status_name(tb->status));
+        ret = CLI_EXIT_DIFF;
+        goto cleanup;
+    }
+    ret = d->verdict == DEJA_VERDICT_SAME || d->verdict == DEJA_VERDICT_CLOSE ? CLI_EXIT_OK
+                                                                                : CLI_EXIT_DIFF;
+cleanup:
+    deja_diff_free(d);
+    deja_trace_free(ta);
+    deja_trace_free(tb);
+    deja_store_close(store);
+    return ret;
+}

@@ -1,0 +1,559 @@
+/*
+ * cli/cmd_replay.c -- `deja replay`: re-run traces on a model, diff the
+ * outputs, print a verdict per trace and a summary.
+ *
+ * Also the printing of diffs shared with `deja diff` and `deja bisect`
+ * (cli_diff_print, cli_diff_json, cli_parse_double below).
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Until cli/cli.h declares it. */
+int cmd_replay(const cli_global *g, int argc, char **argv);
+
+/* Shared with cmd_diff.c and cmd_bisect.c. */
+void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
+                    const char *name_b);
+json_t *cli_diff_json(const deja_diff *d);
+int cli_parse_double(const char *text, double *out);
+int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
+
+static const char help[] =
+    "usage: deja replay [ID...] [filters] --model PLUGIN[:ARG] [--jobs N] [--repeat N]\n"
+    "                   [--atol X] [--rtol Y] [--ulps N] [--force] [--json]\n"
+    "\n"
+    "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
+    "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
+    "recorded ones. Traces: ids or unique id prefixes and/or the filters of `ls`;\n"
+    "with neither, every trace in the store.\n"
+    "\n"
+    "Verdicts: same (bit-identical), close (within tolerance), diverged, error, and\n"
+    "with --repeat, nondeterministic (the replays disagree among themselves: some\n"
+    "source of randomness was not captured; never counted as a regression).\n"
+    "\n"
+    "  --model PLUGIN[:ARG]  the model to replay on (a path or a bare name such as\n"
+    "                     textgen-v4, looked up in $DEJA_PLUGIN_PATH)\n"
+    "  --jobs N           replay N traces in parallel (default 1)\n"
+    "  --repeat N         replay each trace N times to detect nondeterminism\n"
+    "  --atol X           absolute tolerance for floats (default 1e-8)\n"
+    "  --rtol Y           relative tolerance for floats (default 1e-5)\n"
+    "  --ulps N           floats at most N units in the last place apart are close\n"
+    "  --force            replay traces recorded by a model of another name\n"
+    "  --json             one JSON object per trace (verdict and diff)\n"
+    "  --trace-model M    only traces recorded by model M (the `ls --model` filter)\n" CLI_FILTER_HELP
+    "\n"
+    "Exit status: 0 when every trace is same or close (or nondeterministic), 1 when\n"
+    "any diverged, 2 on trouble (bad selection, model that cannot load, a trace that\n"
+    "could not be replayed).\n";
+
+enum {
+    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
+    OPT_JOBS,
+    OPT_REPEAT,
+    OPT_ATOL,
+    OPT_RTOL,
+    OPT_ULPS,
+    OPT_FORCE,
+    OPT_TRACE_MODEL,
+};
+
+/* Progress is drawn only when a replay lasts longer than this. */
+#define PROGRESS_AFTER_NS 300000000LL
+#define PROGRESS_WIDTH 30
+
+/* ------------------------------------------------------------------------
+ * Shared printing
+ * ---------------------------------------------------------------------- */
+
+/* Parse a finite non-negative number; 0 on success, -1 otherwise. */
+int cli_parse_double(const char *text, double *out)
+{
+    char *end = NULL;
+    double v;
+    if (!text || !*text) {
+        return -1;
+    }
+    v = strtod(text, &end);
+    if (*end != '\0' || !isfinite(v) || v < 0) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps,
+ * --force) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
+ * after printing an error for a bad value. */
+int cli_replay_option(deja_replay_options *o, int opt, const char *arg)
+{
+    uint64_t u = 0;
+    switch (opt) {
+    case OPT_JOBS:
+        if (cli_parse_u64(arg, 256, &u) != 0 || u == 0) {
+            cli_error("--jobs: expected a number of workers from 1 to 256, got '%s'", arg);
+            return -1;
+        }
+        o->jobs = (unsigned)u;
+        return 1;
+    case OPT_REPEAT:
+        if (cli_parse_u64(arg, 100000, &u) != 0 || u == 0) {
+            cli_error("--repeat: expected a count from 1 to 100000, got '%s'", arg);
+            return -1;
+        }
+        o->repeat = (unsigned)u;
+        return 1;
+    case OPT_ATOL:
+    case OPT_RTOL:
+        if (cli_parse_double(arg, opt == OPT_ATOL ? &o->diff.atol : &o->diff.rtol) != 0) {
+            cli_error("%s: expected a non-negative number, got '%s'",
+                      opt == OPT_ATOL ? "--atol" : "--rtol", arg);
+            return -1;
+        }
+        return 1;
+    case OPT_ULPS:
+        if (cli_parse_u64(arg, UINT64_MAX, &u) != 0) {
+            cli_error("--ulps: expected a non-negative integer, got '%s'", arg);
+            return -1;
+        }
+        o->diff.ulps = u;
+        return 1;
+    case OPT_FORCE:
+        o->force = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Print one line per output that differs in `d`, each starting with
+ * `indent`; `name_a` and `name_b` name the two sides ("recorded",
+ * "replayed"). */
+void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
+                    const char *name_b)
+{
+    size_t i;
+    for (i = 0; i < d->ntensors; i++) {
+        const deja_tensor_diff *t = &d->tensors[i];
+        switch (t->kind) {
+        case DEJA_DIFF_EQUAL:
+            break;
+        case DEJA_DIFF_ONLY_A:
+            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, t->name, name_a, name_b);
+            break;
+        case DEJA_DIFF_ONLY_B:
+            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, t->name, name_b, name_a);
+            break;
+        default:
+            fprintf(fp, "%s%s: %s\n", indent, t->name, t->detail);
+            break;
+        }
+    }
+}
+
+/* A number for JSON: a real when finite, else the string "inf"/"nan". */
+static json_t *json_num(double v)
+{
+    if (isfinite(v)) {
+        return json_real(v);
+    }
+    return json_string(isnan(v) ? "nan" : "inf");
+}
+
+static const char *kind_name(deja_diff_kind k)
+{
+    switch (k) {
+    case DEJA_DIFF_EQUAL:
+        return "equal";
+    case DEJA_DIFF_VALUES:
+        return "values";
+    case DEJA_DIFF_DTYPE:
+        return "dtype";
+    case DEJA_DIFF_SHAPE:
+        return "shape";
+    case DEJA_DIFF_ONLY_A:
+        return "only_a";
+    default:
+        return "only_b";
+    }
+}
+
+/* A diff as JSON: {"verdict","summary","outputs":[...]}. New reference,
+ * or NULL when out of memory. */
+json_t *cli_diff_json(const deja_diff *d)
+{
+    json_t *o = json_object(), *arr = json_array();
+    size_t i;
+    int bad = !o || !arr;
+    for (i = 0; !bad && i < d->ntensors; i++) {
+        const deja_tensor_diff *t = &d->tensors[i];
+        const char *da = deja_dtype_name(t->dtype_a), *db = deja_dtype_name(t->dtype_b);
+        json_t *e = json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s}", "name",
+                              t->name, "kind", kind_name(t->kind), "verdict",
+                              deja_verdict_name(t->verdict), "dtype_a",
+                              da ? json_string(da) : json_null(), "dtype_b",
+                              db ? json_string(db) : json_null(), "count", (json_int_t)t->count,
+                              "differ", (json_int_t)t->ndiff, "beyond_tolerance",
+                              (json_int_t)t->nbeyond, "first", (json_int_t)t->first, "detail",
+                              t->detail);
+        if (!e) {
+            bad = 1;
+            break;
+        }
+        if (t->dtype_a == DEJA_F16 || t->dtype_a == DEJA_BF16 || t->dtype_a == DEJA_F32 ||
+            t->dtype_a == DEJA_F64) {
+            bad |= json_object_set_new(e, "max_abs", json_num(t->max_abs)) != 0;
+            bad |= json_object_set_new(e, "max_rel", json_num(t->max_rel)) != 0;
+            bad |= json_object_set_new(e, "worst", json_integer(t->worst)) != 0;
+            bad |= json_object_set_new(e, "max_ulps", json_integer((json_int_t)(
+                                                          t->max_ulps > INT64_MAX
+                                                              ? INT64_MAX
+                                                              : t->max_ulps))) != 0;
+            bad |= json_object_set_new(e, "nan_inf_mismatch", json_integer((json_int_t)t->nnan));
+        }
+        if (t->is_scores) {
+            json_t *s = json_pack("{s:I, s:I, s:I}", "rows", (json_int_t)t->rows,
+                                  "label_changed", (json_int_t)t->rows_label, "topk_changed",
+                                  (json_int_t)t->rows_topk);
+            if (s && t->rows_label) {
+                bad |= json_object_set_new(s, "row", json_integer(t->label_row)) != 0;
+                bad |= json_object_set_new(s, "label_a", json_integer(t->label_a)) != 0;
+                bad |= json_object_set_new(s, "label_b", json_integer(t->label_b)) != 0;
+            }
+            bad |= !s || json_object_set_new(e, "scores", s) != 0;
+        }
+        if (t->hunk) {
+            bad |= json_object_set_new(e, "hunk", json_string(t->hunk)) != 0;
+        }
+        bad |= json_array_append_new(arr, e) != 0;
+    }
+    if (!bad) {
+        bad |= json_object_set_new(o, "verdict", json_string(deja_verdict_name(d->verdict)));
+        bad |= json_object_set_new(o, "summary", json_string(d->summary));
+        bad |= json_object_set_new(o, "outputs", arr) != 0;
+        arr = NULL;
+    }
+    if (bad) {
+        json_decref(arr);
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* ------------------------------------------------------------------------
+ * deja replay
+ * ---------------------------------------------------------------------- */
+
+typedef struct replay_state {
+    int json;
+    int oom;
+    const char *spec;
+    unsigned repeat;
+    /* Progress bar (stderr on a terminal). */
+    int tty;
+    int drawn;
+    int64_t start_ns;
+    pthread_mutex_t lock;
+} replay_state;
+
+/* Erase the progress bar if drawn. Called with the state's lock held. */
+static void bar_clear(replay_state *s)
+{
+    if (s->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+        s->drawn = 0;
+    }
+}
+
+/* Progress callback: draw "[#####.....] 12/40" once the replay has lasted
+ * long enough to deserve one. */
+static void on_progress(size_t done, size_t total, void *payload)
+{
+    replay_state *s = payload;
+    char bar[PROGRESS_WIDTH + 1];
+    size_t i, fill;
+    if (!s->tty || total < 2 || cli_now_ns() - s->start_ns < PROGRESS_AFTER_NS) {
+        return;
+    }
+    fill = total ? done * PROGRESS_WIDTH / total : 0;
+    for (i = 0; i < PROGRESS_WIDTH; i++) {
+        bar[i] = i < fill ? '#' : '.';
+    }
+    bar[PROGRESS_WIDTH] = '\0';
+    pthread_mutex_lock(&s->lock);
+    fprintf(stderr, "\r[%s] %zu/%zu replayed", bar, done, total);
+    fflush(stderr);
+    s->drawn = done < total;
+    if (done >= total) {
+        fputs("\r\033[K", stderr);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Add a JSON array of strings to `o` under `key`; non-zero on failure. */
+static int json_set_lines(json_t *o, const char *key, const char *const *v, size_t n)
+{
+    json_t *a = json_array();
+    size_t i;
+    if (!a) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (json_array_append_new(a, json_string(v[i])) != 0) {
+            json_decref(a);
+            return -1;
+        }
+    }
+    return json_object_set_new(o, key, a);
+}
+
+/* One result as a JSON object. */
+static json_t *result_json(const deja_replay_result *r)
+{
+    char id[DEJA_ID_STRLEN + 1];
+    json_t *o = json_object();
+    int bad = !o;
+    deja_id_format(&r->id, id);
+    if (bad) {
+        return NULL;
+    }
+    bad |= json_object_set_new(o, "id", json_string(id));
+    bad |= json_object_set_new(o, "verdict", json_string(deja_verdict_name(r->verdict)));
+    if (r->trace) {
+        bad |= json_object_set_new(
+            o, "recorded",
+            json_pack("{s:s, s:s}", "model", r->trace->model_name ? r->trace->model_name : "",
+                      "version", r->trace->model_version ? r->trace->model_version : ""));
+    }
+    bad |= json_object_set_new(
+        o, "replayed",
+        json_pack("{s:s, s:s}", "model", r->model_name, "version", r->model_version));
+    if (r->error && *r->error) {
+        bad |= json_object_set_new(o, "error", json_string(r->error));
+    }
+    if (r->diff) {
+        json_t *d = cli_diff_json(r->diff);
+        bad |= !d || json_object_set_new(o, "diff", d) != 0;
+    }
+    bad |= json_set_lines(o, "environment", r->env, r->nenv) != 0;
+    bad |= json_set_lines(o, "unrecorded", r->unrecorded, r->nunrecorded) != 0;
+    if (r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
+        bad |= json_set_lines(o, "varying", r->varying, r->nvarying) != 0;
+    }
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The number of outputs of `d` that are not bit-identical. */
+static size_t ndiffer(const deja_diff *d)
+{
+    size_t i, k = 0;
+    for (i = 0; i < d->ntensors; i++) {
+        k += d->tensors[i].kind != DEJA_DIFF_EQUAL;
+    }
+    return k;
+}
+
+/* Print one result in the human form. */
+static void result_print(const replay_state *s, const deja_replay_result *r)
+{
+    char id[DEJA_ID_STRLEN + 1];
+    size_t i;
+    deja_id_format(&r->id, id);
+    if (r->env_first && r->nenv > 0) {
+        printf("environment: %zu difference%s from the recording that can change numerics:\n",
+               r->nenv, r->nenv == 1 ? "" : "s");
+        for (i = 0; i < r->nenv; i++) {
+            printf("    %s\n", r->env[i]);
+        }
+    }
+    printf("%s  %-16s", id, deja_verdict_name(r->verdict));
+    switch (r->verdict) {
+    case DEJA_VERDICT_SAME:
+        printf("  %s\n", r->diff->summary);
+        break;
+    case DEJA_VERDICT_CLOSE:
+        printf("  %zu of %zu output%s within tolerance\n", ndiffer(r->diff), r->diff->ntensors,
+               r->diff->ntensors == 1 ? "" : "s");
+        cli_diff_print(stdout, r->diff, "    ", "recorded", "replayed");
+        break;
+    case DEJA_VERDICT_ERROR:
+        printf("  %s\n", r->error);
+        break;
+    case DEJA_VERDICT_NONDETERMINISTIC:
+        printf("  outputs vary between %u replays:", s->repeat);
+        for (i = 0; i < r->nvarying; i++) {
+            printf("%s %s", i ? "," : "", r->varying[i]);
+        }
+        printf("\n    some source of randomness or time was not captured: the model reads it "
+               "outside deja_ctx (not counted as a regression)\n");
+        for (i = 0; i < r->nunrecorded; i++) {
+            printf("    unrecorded: %s\n", r->unrecorded[i]);
+        }
+        break;
+    default:
+        if (r->error && *r->error) {
+            printf("  %s\n", r->error);
+        } else {
+            printf("  %zu of %zu output%s differ%s\n", ndiffer(r->diff), r->diff->ntensors,
+                   r->diff->ntensors == 1 ? "" : "s", ndiffer(r->diff) == 1 ? "s" : "");
+        }
+        cli_diff_print(stdout, r->diff, "    ", "recorded", "replayed");
+        for (i = 0; i < r->nenv; i++) {
+            printf("    likely cause: environment: %s\n", r->env[i]);
+        }
+        for (i = 0; i < r->nunrecorded; i++) {
+            printf("    likely cause: unrecorded: %s\n", r->unrecorded[i]);
+        }
+        break;
+    }
+}
+
+/* Result callback: print. */
+static int on_result(const deja_replay_result *r, void *payload)
+{
+    replay_state *s = payload;
+    pthread_mutex_lock(&s->lock);
+    bar_clear(s);
+    if (r->trace && r->verdict != DEJA_VERDICT_ERROR && r->model_name &&
+        strcmp(r->trace->model_name ? r->trace->model_name : "", r->model_name) != 0) {
+        char id[DEJA_ID_STRLEN + 1];
+        deja_id_format(&r->id, id);
+        fflush(stdout);
+        fprintf(stderr, "deja: warning: trace %s was recorded by model '%s', replayed on '%s' "
+                        "(--force)\n",
+                id, r->trace->model_name, r->model_name);
+    }
+    if (s->json) {
+        if (cli_json_print(result_json(r)) != 0) {
+            s->oom = 1;
+        }
+    } else {
+        result_print(s, r);
+    }
+    fflush(stdout);
+    pthread_mutex_unlock(&s->lock);
+    return s->oom;
+}
+
+/* `deja replay`. */
+int cmd_replay(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        {"model", required_argument, NULL, OPT_PLUGIN},
+        {"jobs", required_argument, NULL, OPT_JOBS},
+        {"repeat", required_argument, NULL, OPT_REPEAT},
+        {"atol", required_argument, NULL, OPT_ATOL},
+        {"rtol", required_argument, NULL, OPT_RTOL},
+        {"ulps", required_argument, NULL, OPT_ULPS},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
+        CLI_LONGOPTS_FILTER,
+        CLI_LONGOPT_END,
+    };
+    deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+    deja_replay_summary sum;
+    replay_state s;
+    cli_filter f;
+    deja_store *store = NULL;
+    deja_id *ids = NULL;
+    size_t n = 0, bad = 0;
+    int64_t now = cli_now_ns();
+    int first = 1, ret = CLI_EXIT_TROUBLE, c, rc, r;
+
+    memset(&s, 0, sizeof(s));
+    memset(&sum, 0, sizeof(sum));
+    pthread_mutex_init(&s.lock, NULL);
+    cli_filter_init(&f);
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        } else if (c == CLI_OPT_JSON) {
+            s.json = 1;
+        } else if (c == OPT_PLUGIN) {
+            s.spec = optarg;
+        } else if (c == '?') {
+            goto cleanup;
+        } else if ((r = cli_replay_option(&o, c, optarg)) != 0) {
+            if (r < 0) {
+                goto cleanup;
+            }
+        } else if (cli_filter_option(&f, c == OPT_TRACE_MODEL ? CLI_OPT_MODEL : c, optarg,
+                                     now) != 1) {
+            goto cleanup;
+        }
+    }
+    if (!s.spec) {
+        ret = cli_usage_error(help, "replay: --model PLUGIN[:ARG] is required");
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0) {
+        goto cleanup;
+    }
+    if (cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0) {
+        goto cleanup;
+    }
+    if (n == 0) {
+        cli_error("replay: no traces selected%s", bad ? " (some records could not be read)" : "");
+        goto cleanup;
+    }
+    s.repeat = o.repeat;
+    s.tty = isatty(STDERR_FILENO);
+    s.start_ns = cli_now_ns();
+    o.progress = on_progress;
+    o.progress_payload = &s;
+    rc = deja_replay_run(store, ids, n, s.spec, &o, on_result, &s, &sum);
+    pthread_mutex_lock(&s.lock);
+    bar_clear(&s);
+    pthread_mutex_unlock(&s.lock);
+    fflush(stdout);
+    if (rc != 0) {
+        cli_lib_error(rc, "replay: model '%s'", s.spec);
+        goto cleanup;
+    }
+    if (s.oom) {
+        cli_error("replay: out of memory printing results");
+        goto cleanup;
+    }
+    if (!s.json) {
+        printf("%zu trace%s replayed: %zu same, %zu close, %zu diverged, %zu error", sum.total,
+               sum.total == 1 ? "" : "s", sum.same, sum.close, sum.diverged, sum.error);
+        if (o.repeat > 1 || sum.nondeterministic) {
+            printf(", %zu nondeterministic", sum.nondeterministic);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    if (sum.error > 0 || bad > 0) {
+        cli_error("replay: %zu of %zu traces could not be replayed%s", sum.error + bad,
+                  sum.total + bad,
+                  sum.name_mismatch && !o.force ? " (recorded by another model: see --force)"
+                                                : "");
+        goto cleanup;
+    }
+    if (sum.diverged > 0) {
+        fprintf(stderr, "deja: replay: %zu of %zu traces diverged on %s\n", sum.diverged,
+                sum.total, s.spec);
+        ret = CLI_EXIT_DIFF;
+        goto cleanup;
+    }
+    ret = CLI_EXIT_OK;
+cleanup:
+    free(ids);
+    deja_store_close(store);
+    cli_filter_free(&f);
+    pthread_mutex_destroy(&s.lock);
+    return ret;
+}
