@@ -1219,3 +1219,421 @@ void deja_bundle_close(deja_bundle *bundle)
     deja__manifest_free(bundle->info);
     free(bundle);
 }
+
+/* ------------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------- */
+
+typedef struct exporter {
+    deja_store *store;
+    int stage;           /* unlinked temporary file holding the records */
+    uint64_t staged;     /* bytes written to it */
+    table blobs;
+    table envs;
+    table ids;
+    deja_bundle_model *models;
+    size_t nmodels;
+    size_t models_cap;
+    uint64_t ntraces;
+    deja__buf scratch;
+} exporter;
+
+/* Append one record [kind][len][prefix][data] to the staging file. */
+static int stage_record(exporter *x, unsigned kind, const void *prefix, size_t plen,
+                        const void *data, size_t size)
+{
+    uint8_t head[REC_HEADER];
+    int rc;
+
+    if (size > DEJA__MAX_RECORD - plen)
+        return deja__error_set(DEJA_EINVAL, "a %s of %zu bytes is too large for a bundle "
+                               "(at most %zu)", kind_name(kind), size, DEJA__MAX_RECORD - plen);
+    head[0] = (uint8_t)kind;
+    put_le(head + 1, plen + size, 4);
+    rc = write_all(x->stage, head, sizeof head, "staging file");
+    if (rc == 0 && plen > 0)
+        rc = write_all(x->stage, prefix, plen, "staging file");
+    if (rc == 0 && size > 0)
+        rc = write_all(x->stage, data, size, "staging file");
+    if (rc == 0)
+        x->staged += REC_HEADER + plen + size;
+    return rc;
+}
+
+/* Blob callback of the trace encoder: stage each distinct payload once. */
+static int export_blob(const void *data, size_t size, deja_digest *out, void *payload)
+{
+    exporter *x = payload;
+    slot *s;
+    int existed, rc;
+
+    *out = deja_digest_of(data, size);
+    rc = table_insert(&x->blobs, out->bytes, &s, &existed);
+    if (rc != 0 || existed)
+        return rc;
+    return stage_record(x, DEJA__BUNDLE_BLOB, out->bytes, KEY, data, size);
+}
+
+/* Stage the environment `d` once. */
+static int export_env(exporter *x, const deja_digest *d)
+{
+    deja_env *env = NULL;
+    deja__buf enc = {0};
+    deja_digest got;
+    char hex[33];
+    slot *s;
+    int existed, rc;
+
+    if (table_find(&x->envs, d->bytes) != NULL)
+        return 0;
+    rc = deja_store_env_get(x->store, d, &env);
+    if (rc == 0)
+        rc = deja__env_encode(env, &enc);
+    if (rc == 0) {
+        got = deja_digest_of(enc.data, enc.size);
+        if (memcmp(got.bytes, d->bytes, KEY) != 0) {
+            deja_digest_format(d, hex);
+            rc = deja__error_set(DEJA_ECORRUPT, "environment %s does not encode to its digest",
+                                 hex);
+        }
+    }
+    if (rc == 0)
+        rc = table_insert(&x->envs, d->bytes, &s, &existed);
+    if (rc == 0)
+        rc = stage_record(x, DEJA__BUNDLE_ENV, d->bytes, KEY, enc.data, enc.size);
+    deja__buf_free(&enc);
+    deja_env_free(env);
+    return rc;
+}
+
+/* Count `t` under its model identity, adding the identity when new. */
+static int export_model(exporter *x, const deja_trace *t)
+{
+    deja_bundle_model *m;
+    long i = x->nmodels ? -1 : -1;
+    deja_bundle_info probe;
+
+    memset(&probe, 0, sizeof probe);
+    probe.models = x->models;
+    probe.nmodels = x->nmodels;
+    i = find_model(&probe, t);
+    if (i >= 0) {
+        x->models[i].traces++;
+        return 0;
+    }
+    if (x->nmodels == x->models_cap) {
+        size_t cap = x->models_cap ? x->models_cap * 2 : 8;
+        deja_bundle_model *grown = realloc(x->models, cap * sizeof *grown);
+
+        if (grown == NULL)
+            return deja__error_set(DEJA_ENOMEM, "out of memory listing models");
+        x->models = grown;
+        x->models_cap = cap;
+    }
+    m = &x->models[x->nmodels];
+    memset(m, 0, sizeof *m);
+    m->name = strdup(t->model_name ? t->model_name : "");
+    m->version = strdup(t->model_version ? t->model_version : "");
+    m->digest_size = t->model_digest_size;
+    m->digest = malloc(t->model_digest_size + 1);
+    if (m->name == NULL || m->version == NULL || m->digest == NULL) {
+        free((char *)m->name);
+        free((char *)m->version);
+        free((uint8_t *)m->digest);
+        return deja__error_set(DEJA_ENOMEM, "out of memory listing models");
+    }
+    if (t->model_digest_size > 0)
+        memcpy((uint8_t *)m->digest, t->model_digest, t->model_digest_size);
+    m->traces = 1;
+    x->nmodels++;
+    return 0;
+}
+
+/* Stage trace `id` (unless staged already) after its blobs and
+ * environment. */
+static int export_trace(exporter *x, const deja_id *id)
+{
+    deja_trace *t = NULL;
+    char text[DEJA_ID_STRLEN + 1];
+    slot *s;
+    int existed, rc;
+
+    rc = table_insert(&x->ids, id->bytes, &s, &existed);
+    if (rc != 0 || existed)
+        return rc;
+    rc = deja_trace_get(x->store, id, &t);
+    if (rc == 0)
+        rc = deja__trace_encode(t, DEJA__INLINE_MAX, export_blob, x, &x->scratch);
+    if (rc == 0 && t->has_env)
+        rc = export_env(x, &t->env);
+    if (rc == 0)
+        rc = stage_record(x, DEJA__BUNDLE_TRACE, NULL, 0, x->scratch.data, x->scratch.size);
+    if (rc == 0)
+        rc = export_model(x, t);
+    if (rc == 0)
+        x->ntraces++;
+    if (rc != 0 && rc != DEJA_ENOTFOUND) {
+        deja_id_format(id, text);
+        deja__error_wrap(rc, "trace %s: ", text);
+    } else if (rc == DEJA_ENOTFOUND) {
+        deja_id_format(id, text);
+        deja__error_set(rc, "trace %s is not in the store", text);
+    }
+    deja_trace_free(t);
+    return rc;
+}
+
+/* Read the plugin file at `path` (bounded) into `*data`. */
+static int read_plugin(const char *path, uint8_t **data, size_t *size)
+{
+    struct stat st;
+    uint8_t *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc = 0;
+
+    *data = NULL;
+    *size = 0;
+    if (fd < 0)
+        return deja__error_set(DEJA_ENOTFOUND, "plugin '%s': %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = deja__error_set(DEJA_EIO, "plugin '%s' is not a readable file", path);
+        goto cleanup;
+    }
+    if ((uint64_t)st.st_size > DEJA__BUNDLE_MAX_PLUGIN) {
+        rc = deja__error_set(DEJA_EINVAL, "plugin '%s' is %lld bytes, over the %llu a bundle "
+                             "holds", path, (long long)st.st_size,
+                             (unsigned long long)DEJA__BUNDLE_MAX_PLUGIN);
+        goto cleanup;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "plugin '%s': out of memory", path);
+        goto cleanup;
+    }
+    rc = read_all(fd, buf, (size_t)st.st_size, path);
+    if (rc != 0)
+        goto cleanup;
+    *data = buf;
+    *size = (size_t)st.st_size;
+    buf = NULL;
+cleanup:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* What --with-model records, and the memory behind it. */
+typedef struct plugin_rec {
+    deja_bundle_plugin pub;
+    char *spec, *file, *name, *version;
+    uint8_t *digest;
+    uint8_t *data;
+} plugin_rec;
+
+static void plugin_rec_free(plugin_rec *p)
+{
+    free(p->spec);
+    free(p->file);
+    free(p->name);
+    free(p->version);
+    free(p->digest);
+    free(p->data);
+    memset(p, 0, sizeof *p);
+}
+
+/* Load the plugin `spec` to learn its file and identity (it is the
+ * exporter's own plugin, never one named by a bundle). */
+static int plugin_describe(const char *spec, int include, plugin_rec *p)
+{
+    deja_model *m = NULL;
+    const uint8_t *wd;
+    const char *path, *base;
+    size_t wsize = 0, size = 0;
+    int rc;
+
+    memset(p, 0, sizeof *p);
+    rc = deja_model_load(&m, spec);
+    if (rc != 0)
+        return deja__error_wrap(rc, "--with-model %s: ", spec);
+    path = deja_model_path(m);
+    wd = deja_model_digest(m, &wsize);
+    base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    p->spec = strdup(spec);
+    p->file = strdup(base);
+    p->name = strdup(deja_model_name(m) ? deja_model_name(m) : "");
+    p->version = strdup(deja_model_version(m) ? deja_model_version(m) : "");
+    p->digest = malloc(wsize + 1);
+    if (p->spec == NULL || p->file == NULL || p->name == NULL || p->version == NULL ||
+        p->digest == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory describing the plugin");
+        goto cleanup;
+    }
+    if (wsize > 0)
+        memcpy(p->digest, wd, wsize);
+    rc = read_plugin(path, &p->data, &size);
+    if (rc != 0)
+        goto cleanup;
+    p->pub.spec = p->spec;
+    p->pub.file = p->file;
+    p->pub.file_digest = deja_digest_of(p->data, size);
+    p->pub.file_size = size;
+    p->pub.model_name = p->name;
+    p->pub.model_version = p->version;
+    p->pub.model_digest = p->digest;
+    p->pub.model_digest_size = wsize;
+    if (include) {
+        p->pub.data = p->data;
+        p->pub.size = size;
+    } else {
+        free(p->data);
+        p->data = NULL;
+    }
+cleanup:
+    deja_model_free(m);
+    if (rc != 0)
+        plugin_rec_free(p);
+    return rc;
+}
+
+/* Compresses into the output file, hashing what it writes. */
+typedef struct writer {
+    int fd;
+    ZSTD_CCtx *cctx;
+    XXH3_state_t *hash;
+    uint8_t *out;
+    uint64_t clen;
+} writer;
+
+/* Feed `size` bytes to the compressor with directive `op`, writing all
+ * output. */
+static int writer_feed(writer *wr, const void *data, size_t size, ZSTD_EndDirective op)
+{
+    ZSTD_inBuffer in = {data, size, 0};
+    size_t left;
+
+    do {
+        ZSTD_outBuffer o = {wr->out, CHUNK, 0};
+        int rc;
+
+        left = ZSTD_compressStream2(wr->cctx, &o, &in, op);
+        if (ZSTD_isError(left))
+            return deja__error_set(DEJA_EIO, "zstd: %s", ZSTD_getErrorName(left));
+        rc = write_all(wr->fd, wr->out, o.pos, "bundle");
+        if (rc != 0)
+            return rc;
+        if (XXH3_128bits_update(wr->hash, wr->out, o.pos) != XXH_OK)
+            return deja__error_set(DEJA_EIO, "checksum update failed");
+        wr->clen += o.pos;
+    } while (op == ZSTD_e_end ? left != 0 : in.pos < in.size);
+    return 0;
+}
+
+/* Fill `n` bytes at `p` with incompressible filler. */
+static void fill_pad(uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t x = XXH64(&i, sizeof i, seed);
+
+        memcpy(p + i, &x, n - i < 8 ? n - i : 8);
+    }
+}
+
+/* Write header, manifest record, staged records and `pad` filler bytes as
+ * a bundle into the (empty) file `fd`. Returns 0 and the compressed length
+ * in `*clen`. */
+static int write_bundle(exporter *x, int fd, const deja__buf *manifest, int level, size_t pad,
+                        uint64_t *clen)
+{
+    writer wr = {fd, NULL, NULL, NULL, 0};
+    uint8_t head[DEJA__BUNDLE_HEADER];
+    uint8_t rec[REC_HEADER];
+    uint8_t *padbuf = NULL;
+    XXH128_canonical_t c;
+    uint64_t dlen = REC_HEADER + manifest->size + x->staged + (pad ? REC_HEADER + pad : 0);
+    uint64_t done = 0;
+    int rc = 0;
+
+    memset(head, 0, sizeof head);
+    wr.cctx = ZSTD_createCCtx();
+    wr.hash = XXH3_createState();
+    wr.out = malloc(CHUNK);
+    if (wr.cctx == NULL || wr.hash == NULL || wr.out == NULL || XXH3_128bits_reset(wr.hash)) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory writing a bundle");
+        goto cleanup;
+    }
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(wr.cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(wr.cctx, dlen))) {
+        rc = deja__error_set(DEJA_EINVAL, "zstd refuses level %d", level);
+        goto cleanup;
+    }
+    rc = write_all(fd, head, sizeof head, "bundle");
+    if (rc != 0)
+        goto cleanup;
+    rec[0] = DEJA__BUNDLE_MANIFEST;
+    put_le(rec + 1, manifest->size, 4);
+    rc = writer_feed(&wr, rec, sizeof rec, ZSTD_e_continue);
+    if (rc == 0)
+        rc = writer_feed(&wr, manifest->data, manifest->size, ZSTD_e_continue);
+    if (rc == 0 && lseek(x->stage, 0, SEEK_SET) != 0)
+        rc = deja__error_set(DEJA_EIO, "staging file: seek failed: %s", strerror(errno));
+    while (rc == 0 && done < x->staged) {
+        size_t n = x->staged - done < CHUNK ? (size_t)(x->staged - done) : CHUNK;
+
+        rc = read_all(x->stage, wr.out == NULL ? NULL : padbuf ? padbuf : NULL, 0, "staging");
+        if (rc != 0)
+            break;
+        {
+            uint8_t *in = malloc(n);
+
+            if (in == NULL) {
+                rc = deja__error_set(DEJA_ENOMEM, "out of memory writing a bundle");
+                break;
+            }
+            rc = read_all(x->stage, in, n, "staging file");
+            if (rc == 0)
+                rc = writer_feed(&wr, in, n, ZSTD_e_continue);
+            free(in);
+        }
+        done += n;
+    }
+    if (rc == 0 && pad > 0) {
+        padbuf = malloc(pad);
+        if (padbuf == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "out of memory writing a bundle");
+            goto cleanup;
+        }
+        fill_pad(padbuf, pad, (uint64_t)deja__now_ns());
+        rec[0] = DEJA__BUNDLE_PAD;
+        put_le(rec + 1, pad, 4);
+        rc = writer_feed(&wr, rec, sizeof rec, ZSTD_e_continue);
+        if (rc == 0)
+            rc = writer_feed(&wr, padbuf, pad, ZSTD_e_continue);
+    }
+    if (rc == 0)
+        rc = writer_feed(&wr, NULL, 0, ZSTD_e_end);
+    if (rc != 0)
+        goto cleanup;
+    memcpy(head, DEJA_BUNDLE_MAGIC, DEJA_BUNDLE_MAGIC_LEN);
+    put_le(head + 8, DEJA__BUNDLE_FORMAT, 4);
+    put_le(head + 12, 0, 4);
+    put_le(head + 16, wr.clen, 8);
+    put_le(head + 24, dlen, 8);
+    if (XXH3_128bits_update(wr.hash, head, HEADER_HASHED) != XXH_OK) {
+        rc = deja__error_set(DEJA_EIO, "checksum update failed");
+        goto cleanup;
+    }
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(wr.hash));
+    memcpy(head + HEADER_HASHED, c.digest, KEY);
+    if (pwrite(fd, head, sizeof head, 0) != (ssize_t)sizeof head) {
+        rc = deja__error_set(DEJA_EIO, "bundle: writing the header failed: %s", strerror(errno));
+        goto cleanup;
+    }
+    *clen = wr.clen;
+cleanup:
+    free(padbuf);
+    free(wr.out);
+    XXH3_freeState(wr.hash);
+    ZSTD_freeCCtx(wr.cctx);
+    return rc;
+}
