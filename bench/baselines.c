@@ -29,6 +29,7 @@
 
 #include "bench.h"
 
+/* The wall clock in Unix nanoseconds. */
 static int64_t realtime_ns(void)
 {
     struct timespec ts;
@@ -59,6 +60,7 @@ typedef struct jsonl_sink {
     atomic_uint_fast64_t committed;
 } jsonl_sink;
 
+/* Create <dir>/traces.jsonl.zst and a level-3 stream. Returns 0 or -1. */
 static int jsonl_open(bench_sink **out, const char *dir, const bench_workload *w)
 {
     jsonl_sink *s = calloc(1, sizeof(*s));
@@ -106,6 +108,7 @@ static int jsonl_feed(jsonl_sink *s, const void *data, size_t size, ZSTD_EndDire
     }
 }
 
+/* Serialize on the calling thread, then append to the stream under the lock. */
 static int jsonl_record(bench_sink *sink, bench_thread *t, const bench_record *r)
 {
     jsonl_sink *s = (jsonl_sink *)sink;
@@ -124,6 +127,7 @@ static int jsonl_record(bench_sink *sink, bench_thread *t, const bench_record *r
     return rc;
 }
 
+/* End the zstd frame, flush and fsync: everything so far is durable. */
 static int jsonl_finish(bench_sink *sink)
 {
     jsonl_sink *s = (jsonl_sink *)sink;
@@ -137,17 +141,20 @@ static int jsonl_finish(bench_sink *sink)
     return rc;
 }
 
+/* Traces appended so far. */
 static uint64_t jsonl_committed(bench_sink *sink)
 {
     return atomic_load(&((jsonl_sink *)sink)->committed);
 }
 
+/* The baselines never drop a trace. */
 static uint64_t no_loss(bench_sink *sink)
 {
     (void)sink;
     return 0;
 }
 
+/* Close the file and free the stream. Accepts NULL. */
 static void jsonl_close(bench_sink *sink)
 {
     jsonl_sink *s = (jsonl_sink *)sink;
@@ -252,6 +259,7 @@ typedef struct sqlite_sink {
     atomic_uint_fast64_t committed;
 } sqlite_sink;
 
+/* Run one SQL statement; print SQLite's message and return -1 on failure. */
 static int exec(sqlite3 *db, const char *sql)
 {
     char *err = NULL;
@@ -263,6 +271,7 @@ static int exec(sqlite3 *db, const char *sql)
     return 0;
 }
 
+/* Create <dir>/traces.db in WAL mode with the traces table. Returns 0 or -1. */
 static int sqlite_open(bench_sink **out, const char *dir, const bench_workload *w)
 {
     sqlite_sink *s = calloc(1, sizeof(*s));
@@ -288,6 +297,8 @@ static int sqlite_open(bench_sink **out, const char *dir, const bench_workload *
     return 0;
 }
 
+/* Serialize on the calling thread, then insert under the lock; every
+ * SQLITE_BATCH rows the transaction is committed. */
 static int sqlite_record(bench_sink *sink, bench_thread *t, const bench_record *r)
 {
     sqlite_sink *s = (sqlite_sink *)sink;
@@ -319,6 +330,7 @@ static int sqlite_record(bench_sink *sink, bench_thread *t, const bench_record *
     return rc;
 }
 
+/* Commit the open transaction and checkpoint the WAL into the database. */
 static int sqlite_finish(bench_sink *sink)
 {
     sqlite_sink *s = (sqlite_sink *)sink;
@@ -336,11 +348,13 @@ static int sqlite_finish(bench_sink *sink)
     return rc;
 }
 
+/* Rows inserted so far. */
 static uint64_t sqlite_committed(bench_sink *sink)
 {
     return atomic_load(&((sqlite_sink *)sink)->committed);
 }
 
+/* Finalize and close. Accepts NULL. */
 static void sqlite_close(bench_sink *sink)
 {
     sqlite_sink *s = (sqlite_sink *)sink;
@@ -436,6 +450,7 @@ typedef struct lmdb_sink {
     atomic_uint_fast64_t committed;
 } lmdb_sink;
 
+/* Free the pre-serialized values and close the environment. */
 static void lmdb_free(lmdb_sink *s)
 {
     size_t i;
@@ -449,6 +464,8 @@ static void lmdb_free(lmdb_sink *s)
     free(s);
 }
 
+/* Pre-serialize one value per pool record (untimed), then create the
+ * environment in `dir` with MDB_NOSYNC. Returns 0 or -1. */
 static int lmdb_open(bench_sink **out, const char *dir, const bench_workload *w)
 {
     lmdb_sink *s = calloc(1, sizeof(*s));
@@ -480,6 +497,8 @@ static int lmdb_open(bench_sink **out, const char *dir, const bench_workload *w)
     return 0;
 }
 
+/* Put the pool record's pre-serialized value under a fresh key into the
+ * thread's own write transaction, committed every LMDB_BATCH puts. */
 static int lmdb_record(bench_sink *sink, bench_thread *t, const bench_record *r)
 {
     lmdb_sink *s = (lmdb_sink *)sink;
@@ -510,6 +529,7 @@ static int lmdb_record(bench_sink *sink, bench_thread *t, const bench_record *r)
     return 0;
 }
 
+/* Commit what the thread has in its open transaction. */
 static int lmdb_thread_end(bench_sink *sink, bench_thread *t)
 {
     lmdb_sink *s = (lmdb_sink *)sink;
@@ -527,16 +547,19 @@ static int lmdb_thread_end(bench_sink *sink, bench_thread *t)
     return rc == 0 ? 0 : -1;
 }
 
+/* Sync the environment to disk. */
 static int lmdb_finish(bench_sink *sink)
 {
     return mdb_env_sync(((lmdb_sink *)sink)->env, 1) == 0 ? 0 : -1;
 }
 
+/* Values committed so far. */
 static uint64_t lmdb_committed(bench_sink *sink)
 {
     return atomic_load(&((lmdb_sink *)sink)->committed);
 }
 
+/* Free the values and close. Accepts NULL. */
 static void lmdb_close(bench_sink *sink)
 {
     if (sink != NULL) {

@@ -196,7 +196,7 @@ void bench_clock_init(void);
 uint64_t bench_ticks(void);           /* cheap cycle counter (rdtsc) or ns */
 double bench_ticks_to_ns(uint64_t t); /* calibrated */
 double bench_now(void);               /* CLOCK_MONOTONIC seconds */
-long bench_rss_kb(void);              /* VmRSS of this process */
+long bench_status_kb(const char *field); /* "VmRSS", "RssAnon" of /proc/self/status */
 void bench_spin_ns(double ns);        /* busy-wait, standing in for model work */
 
 /* Median and min/max etc. of a sample; sorts `v` in place. */
@@ -243,7 +243,7 @@ typedef struct bench_figure {
 } bench_figure;
 
 typedef struct bench_report {
-    bench_figure *figs;
+    bench_figure **figs; /* each allocated on its own: pointers stay valid */
     size_t nfigs;
     size_t cap;
     int quick;
@@ -274,7 +274,8 @@ typedef struct bench_config {
     const char *workdir;   /* scratch stores, removed at the end */
     const char *cachedir;  /* the big store, kept across runs */
     const char *deja_bin;  /* the deja command */
-    double ingest_seconds; /* per ingest configuration */
+    double ingest_seconds; /* per ingest configuration of small */
+    double ingest_seconds_big; /* per configuration of chat and tensor */
     size_t hot_spans;      /* hot-path sample size per system, small */
     size_t hot_repeats;
     double model_ns;       /* simulated model time between spans */
@@ -291,5 +292,8 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
                  int threads);
 int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_ls_big(bench_report *rep, const bench_config *c);
+
+/* deja-bench --measure-exec CMD...: see ls_big.c. */
+int bench_measure_exec_main(char **argv);
 
 #endif /* DEJA_BENCH_H */

@@ -22,6 +22,7 @@
 #define DEJA_BENCH_DEJA_BIN DEJA_BENCH_BUILD_DIR "/bin/deja"
 #endif
 
+/* Print the options to `to`. */
 static void usage(FILE *to)
 {
     fprintf(to,
@@ -119,6 +120,8 @@ static void run_workload(bench_report *rep, const bench_config *c, const options
     }
 }
 
+/* Run the selected passes, print the table and write the JSON. Exit 0, or 2
+ * on bad usage or when the JSON cannot be written. */
 int main(int argc, char **argv)
 {
     options o = {DEJA_BENCH_BUILD_DIR "/bench.json", NULL, NULL, NULL, 0, 0, 0, 0};
@@ -128,6 +131,9 @@ int main(int argc, char **argv)
     const char *names[SYS_COUNT] = {"deja", "jsonl", "sqlite", "lmdb"};
     int rc, sys;
     memset(&rep, 0, sizeof(rep));
+    if (argc > 1 && strcmp(argv[1], "--measure-exec") == 0) {
+        return bench_measure_exec_main(argv + 2);
+    }
     rc = parse(argc, argv, &o);
     if (rc != 0) {
         usage(rc > 0 ? stdout : stderr);
@@ -139,7 +145,8 @@ int main(int argc, char **argv)
     c.cachedir = DEJA_BENCH_BUILD_DIR "/bench-cache";
     c.deja_bin = DEJA_BENCH_DEJA_BIN;
     c.ingest_seconds = o.seconds > 0 ? o.seconds : o.quick ? 0.5 : 10.0;
-    c.hot_spans = o.quick ? 10000 : 100000;
+    c.ingest_seconds_big = c.ingest_seconds / 2;
+    c.hot_spans = o.quick ? 10000 : 50000;
     c.hot_repeats = 5;
     c.model_ns = 0;
     c.read_repeats = o.quick ? 3 : 5;
@@ -160,12 +167,12 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "deja-bench: generating workloads%s\n", o.quick ? " (quick)" : "");
     if ((listed(o.workloads, "small") &&
-         bench_workload_small(&small, o.quick ? 3000 : 20000, 0x5eed0001) != 0) ||
+         bench_workload_small(&small, o.quick ? 3000 : 10000, 0x5eed0001) != 0) ||
         (listed(o.workloads, "chat") &&
          bench_workload_chat(&chat, o.quick ? 100 : 1000, o.quick ? 50 : 100, 0x5eed0002) !=
              0) ||
         (listed(o.workloads, "tensor") &&
-         bench_workload_tensor(&tensor, o.quick ? 300 : 2000, o.quick ? 25 : 100,
+         bench_workload_tensor(&tensor, o.quick ? 300 : 1000, o.quick ? 25 : 50,
                                0x5eed0003) != 0)) {
         fprintf(stderr, "deja-bench: out of memory generating the workloads\n");
         return 2;

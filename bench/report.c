@@ -23,15 +23,18 @@ bench_figure *bench_report_add(bench_report *r, const char *id, const char *work
     int sys;
     if (r->nfigs == r->cap) {
         const size_t cap = r->cap ? r->cap * 2 : 32;
-        bench_figure *p = realloc(r->figs, cap * sizeof(*p));
+        bench_figure **p = realloc(r->figs, cap * sizeof(*p));
         if (p == NULL) {
             return NULL;
         }
         r->figs = p;
         r->cap = cap;
     }
-    f = &r->figs[r->nfigs++];
-    memset(f, 0, sizeof(*f));
+    f = calloc(1, sizeof(*f));
+    if (f == NULL) {
+        return NULL;
+    }
+    r->figs[r->nfigs++] = f;
     snprintf(f->id, sizeof(f->id), "%s", id);
     snprintf(f->workload, sizeof(f->workload), "%s", workload);
     snprintf(f->unit, sizeof(f->unit), "%s", unit);
@@ -127,6 +130,7 @@ static int target_met(const bench_figure *f, int i, char *by, size_t cap)
     return 0;
 }
 
+/* Format `v` for the table in a way that suits `unit`; "-" for NAN. */
 static void fmt_val(char *out, size_t cap, const char *unit, double v)
 {
     if (isnan(v)) {
@@ -161,7 +165,7 @@ void bench_report_print(const bench_report *r)
     }
     putchar('\n');
     for (i = 0; i < r->nfigs; i++) {
-        const bench_figure *f = &r->figs[i];
+        const bench_figure *f = r->figs[i];
         char thr[8], vals[SYS_COUNT][24], rat[SYS_COUNT][16], tgt[96] = "";
         thr[0] = '\0';
         if (f->threads) {
@@ -191,7 +195,7 @@ void bench_report_print(const bench_report *r)
     printf("\nRatios are deja/baseline, paired within this run (for times and bytes lower "
            "is better for deja, for rates higher).\n");
     for (i = 0; i < r->nfigs; i++) {
-        const bench_figure *f = &r->figs[i];
+        const bench_figure *f = r->figs[i];
         for (t = 0; t < 2; t++) {
             char by[32], v[24], wl[40];
             if (target_met(f, t, by, sizeof(by)) != 0) {
@@ -218,6 +222,7 @@ void bench_report_print(const bench_report *r)
     }
 }
 
+/* A summary as JSON: min, median, max, n and the headline value. */
 static json_t *summary_json(bench_summary s, double value)
 {
     return json_pack("{s:f, s:f, s:f, s:i, s:f}", "min", isnan(s.min) ? 0.0 : s.min, "median",
@@ -225,6 +230,7 @@ static json_t *summary_json(bench_summary s, double value)
                      (json_int_t)s.n, "value", isnan(value) ? 0.0 : value);
 }
 
+/* One figure as JSON, with its systems, ratios and targets; NULL on OOM. */
 static json_t *figure_json(const bench_figure *f)
 {
     json_t *o = json_object(), *systems = json_object(), *ratios = json_object();
@@ -305,7 +311,7 @@ int bench_report_write_json(const bench_report *r, const char *path)
     json_object_set_new(root, "seconds", json_real(bench_now() - r->started));
     json_object_set_new(root, "ratio", json_string("deja/baseline, paired repeat by repeat"));
     for (i = 0; i < r->nfigs; i++) {
-        json_t *f = figure_json(&r->figs[i]);
+        json_t *f = figure_json(r->figs[i]);
         if (f == NULL || json_array_append_new(figs, f) != 0) {
             goto cleanup;
         }
@@ -327,8 +333,13 @@ cleanup:
     return rc;
 }
 
+/* Free every figure. The report may be reused after. */
 void bench_report_free(bench_report *r)
 {
+    size_t i;
+    for (i = 0; i < r->nfigs; i++) {
+        free(r->figs[i]);
+    }
     free(r->figs);
     memset(r, 0, sizeof(*r));
 }

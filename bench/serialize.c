@@ -33,6 +33,7 @@ int bench_buf_reserve(bench_buf *b, size_t extra)
     return 0;
 }
 
+/* Free a buffer and zero it. */
 void bench_buf_free(bench_buf *b)
 {
     free(b->data);
@@ -80,17 +81,20 @@ void bench_id_format(const uint8_t id[16], char out[27])
     out[26] = '\0';
 }
 
+/* Append `n` bytes; the caller reserved room (see json_bound). */
 static void put(bench_buf *b, const void *s, size_t n)
 {
     memcpy(b->data + b->size, s, n);
     b->size += n;
 }
 
+/* Append a NUL-terminated string. */
 static void puts_lit(bench_buf *b, const char *s)
 {
     put(b, s, strlen(s));
 }
 
+/* Append `v` in decimal. */
 static void put_u64(bench_buf *b, uint64_t v)
 {
     char tmp[24];
@@ -102,6 +106,7 @@ static void put_u64(bench_buf *b, uint64_t v)
     put(b, tmp + 24 - n, (size_t)n);
 }
 
+/* Append `v` in decimal, with its sign. */
 static void put_i64(bench_buf *b, int64_t v)
 {
     if (v < 0) {
@@ -112,6 +117,7 @@ static void put_i64(bench_buf *b, int64_t v)
     }
 }
 
+/* Append a double with enough digits to read it back exactly. */
 static void put_num(bench_buf *b, double v)
 {
     char tmp[32];
@@ -119,6 +125,7 @@ static void put_num(bench_buf *b, double v)
     put(b, tmp, (size_t)n);
 }
 
+/* Append `n` bytes as lowercase hex. */
 static void put_hex(bench_buf *b, const uint8_t *d, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -159,6 +166,7 @@ static void put_str(bench_buf *b, const char *s, size_t n)
     b->data[b->size++] = '"';
 }
 
+/* Append `n` bytes as a quoted base64 string. */
 static void put_b64(bench_buf *b, const uint8_t *d, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -205,6 +213,7 @@ static size_t json_bound(const bench_record *r)
     return n;
 }
 
+/* Append a JSON array of tensors, with their payloads or only their sizes. */
 static void put_tensors(bench_buf *b, const bench_tensor *t, size_t n, int payloads)
 {
     size_t i;
@@ -327,6 +336,7 @@ int bench_raw_record(bench_buf *b, const bench_record *r, const char *id)
     return 0;
 }
 
+/* The value of one base64 character, or -1. */
 static int b64_value(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z') {
@@ -366,6 +376,8 @@ static int b64_decode(bench_buf *out, const char *s, size_t n)
     return 0;
 }
 
+/* Check every tensor of a JSON array and decode its payload into
+ * `scratch`, as a replayer would. Returns 0 or -1. */
 static int decode_tensors(json_t *arr, bench_buf *scratch)
 {
     size_t i;

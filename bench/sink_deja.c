@@ -21,6 +21,8 @@ static void store_path(char *out, size_t cap, const char *dir)
     snprintf(out, cap, "%s/deja.store", dir);
 }
 
+/* Open a tracer on <dir>/deja.store, blocking when the queue is full.
+ * Returns 0 or -1 (the message printed). */
 static int deja_open(bench_sink **out, const char *dir, const bench_workload *w)
 {
     deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
@@ -93,6 +95,7 @@ static int deja_record(bench_sink *s, bench_thread *t, const bench_record *r)
     return deja_span_end(sp, DEJA_STATUS_OK, NULL);
 }
 
+/* Flush: every span ended so far is committed and synced. */
 static int deja_finish(bench_sink *s)
 {
     const int rc = deja_tracer_flush(s->tracer);
@@ -102,6 +105,7 @@ static int deja_finish(bench_sink *s)
     return rc;
 }
 
+/* Traces the writer has committed so far. */
 static uint64_t deja_committed(bench_sink *s)
 {
     deja_tracer_stats st;
@@ -109,6 +113,7 @@ static uint64_t deja_committed(bench_sink *s)
     return st.written;
 }
 
+/* Traces lost for any reason: dropped, failed, redacted or sampled out. */
 static uint64_t deja_lost(bench_sink *s)
 {
     deja_tracer_stats st;
@@ -116,6 +121,7 @@ static uint64_t deja_lost(bench_sink *s)
     return st.dropped + st.failed + st.redacted + st.sampled_out;
 }
 
+/* Close the tracer (it flushes). Accepts NULL. */
 static void deja_close(bench_sink *s)
 {
     if (s != NULL) {
@@ -124,6 +130,7 @@ static void deja_close(bench_sink *s)
     }
 }
 
+/* Bytes on disk of the store directory. */
 static uint64_t deja_disk_bytes(const char *dir)
 {
     return bench_du(dir);

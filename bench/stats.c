@@ -26,6 +26,7 @@
 static int use_tsc = 0;
 static double ns_per_tick = 1.0;
 
+/* CLOCK_MONOTONIC in seconds. */
 double bench_now(void)
 {
     struct timespec ts;
@@ -33,6 +34,7 @@ double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* CLOCK_MONOTONIC in nanoseconds. */
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -70,6 +72,7 @@ void bench_clock_init(void)
 #endif
 }
 
+/* The per-span clock: the TSC (serialized by rdtscp) or monotonic ns. */
 uint64_t bench_ticks(void)
 {
 #ifdef HAVE_TSC
@@ -81,6 +84,7 @@ uint64_t bench_ticks(void)
     return mono_ns();
 }
 
+/* Ticks to nanoseconds, with the calibration of bench_clock_init(). */
 double bench_ticks_to_ns(uint64_t t)
 {
     return use_tsc ? (double)t * ns_per_tick : (double)t;
@@ -89,26 +93,28 @@ double bench_ticks_to_ns(uint64_t t)
 /* Busy-wait `ns` nanoseconds. */
 void bench_spin_ns(double ns)
 {
-    const double end = bench_now() + ns * 1e-9;
+    double end;
     if (ns <= 0) {
         return;
     }
+    end = bench_now() + ns * 1e-9;
     while (bench_now() < end) {
     }
 }
 
-/* The resident set of this process in KB, from /proc/self/status. */
-long bench_rss_kb(void)
+/* A size field ("VmRSS", "RssAnon") of /proc/self/status in KB, or -1. */
+long bench_status_kb(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
+    const size_t n = strlen(field);
     char line[256];
     long kb = -1;
     if (f == NULL) {
         return -1;
     }
     while (fgets(line, sizeof(line), f) != NULL) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtol(line + 6, NULL, 10);
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kb = strtol(line + n + 1, NULL, 10);
             break;
         }
     }
@@ -116,6 +122,7 @@ long bench_rss_kb(void)
     return kb;
 }
 
+/* qsort order of doubles. */
 static int cmp_double(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -158,6 +165,7 @@ bench_summary bench_summarize(const double *v, size_t n)
 
 static uint64_t du_total;
 
+/* nftw visitor adding each file's allocated bytes. */
 static int du_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)path;
@@ -178,6 +186,7 @@ uint64_t bench_du(const char *path)
     return du_total;
 }
 
+/* nftw visitor removing files, then their directories. */
 static int rm_visit(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

@@ -50,6 +50,7 @@ static uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* A uniform double in [0, 1). */
 static double rng_unit(uint64_t *s)
 {
     return (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
@@ -102,6 +103,7 @@ typedef struct arena {
     size_t cap;
 } arena;
 
+/* Allocate `size` bytes owned by the workload; NULL when out of memory. */
 static void *arena_alloc(bench_workload *w, size_t size)
 {
     arena *a = w->arena;
@@ -122,6 +124,7 @@ static void *arena_alloc(bench_workload *w, size_t size)
     return mem;
 }
 
+/* Exactly `len` bytes of generated text owned by the workload. */
 static char *arena_text(bench_workload *w, size_t len, uint64_t *s)
 {
     char *t = arena_alloc(w, len);
@@ -158,6 +161,7 @@ static int workload_init(bench_workload *w, const char *name, size_t n)
     return 0;
 }
 
+/* Describe a one-dimensional tensor over `data`. */
 static void tensor_set(bench_tensor *t, const char *name, deja_dtype dtype, const void *data,
                        size_t size)
 {
@@ -168,6 +172,7 @@ static void tensor_set(bench_tensor *t, const char *name, deja_dtype dtype, cons
     t->shape[0] = dtype == DEJA_F32 ? size / 4 : size;
 }
 
+/* Sum the payload bytes of the pool and find its largest stamped tensor. */
 static void record_sizes(bench_workload *w)
 {
     size_t i, j;
@@ -187,6 +192,7 @@ static void record_sizes(bench_workload *w)
     }
 }
 
+/* A fixed 16-byte weights digest derived from `v`. */
 static void digest_fill(uint8_t d[16], uint64_t v)
 {
     uint64_t s = v;

@@ -17,6 +17,7 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
     "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
+    "                   [--isolate]"
     "                   [--json]\n"
     "\n"
     "Versions are given oldest first. A version is bad when its replay of any selected\n"
@@ -33,6 +34,7 @@ static const char help[] =
     "                     neither side)\n"
     "  --atol X, --rtol Y, --ulps N   tolerances, as for replay\n"
     "  --force            replay traces recorded by a model of another name\n"
+    "  --isolate          run each inference in a child process (a crash fails it)\n"
     "  --json             the steps, the first bad version and the evidence as one\n"
     "                     JSON object\n"
     "\n"
@@ -49,6 +51,7 @@ enum {
     OPT_ULPS,
     OPT_FORCE,
     OPT_TRACE_MODEL,
+    OPT_ISOLATE,
     OPT_ID = CLI_OPT_FIRST_FREE + 50,
     OPT_INVERT,
 };
@@ -106,9 +109,9 @@ static json_t *result_json(const deja_bisect_result *r)
         for (k = 0; env && k < e->nenv; k++) {
             bad |= json_array_append_new(env, json_string(e->env[k])) != 0;
         }
-        one = env ? json_pack("{s:s, s:s, s:s, s:o}", "id", id, "verdict",
-                              deja_verdict_name(e->verdict), "detail", e->detail, "environment",
-                              env)
+        one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", id, "verdict",
+                              deja_verdict_name(e->verdict), "detail", e->detail,
+                              "label_changed", e->label_changed, "environment", env)
                   : NULL;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }
@@ -135,25 +138,32 @@ static json_t *result_json(const deja_bisect_result *r)
 static void result_print(const deja_bisect_result *r, const char *const *specs, size_t nspecs,
                          size_t ntraces)
 {
-    size_t i, k;
+    size_t i, k, shown = 0, pass;
     printf("first bad version: %s (version %zu of %zu); last good: %s\n", r->first_bad_spec,
            r->first_bad + 1, nspecs, specs[r->last_good]);
-    printf("evidence: %zu of %zu traces on %s:\n", r->nevidence, ntraces, r->first_bad_spec);
-    for (i = 0; i < r->nevidence; i++) {
-        const deja_bisect_evidence *e = &r->evidence[i];
-        char id[DEJA_ID_STRLEN + 1];
-        if (i == EVIDENCE_SHOWN) {
-            printf("  ... and %zu more (--json lists them all)\n", r->nevidence - i);
-            break;
-        }
-        deja_id_format(&e->id, id);
-        printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), e->detail);
-        for (k = 0; k < e->nenv; k++) {
-            printf("      likely cause: environment: %s\n", e->env[k]);
+    printf("evidence: %zu of %zu traces on %s%s:\n", r->nevidence, ntraces, r->first_bad_spec,
+           r->nevidence > EVIDENCE_SHOWN ? " (changed labels first)" : "");
+    /* Changed labels first: they are what a user reported. */
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < r->nevidence; i++) {
+            const deja_bisect_evidence *e = &r->evidence[i];
+            char id[DEJA_ID_STRLEN + 1];
+            if (e->label_changed != (pass == 0)) {
+                continue;
+            }
+            if (shown++ == EVIDENCE_SHOWN) {
+                printf("  ... and %zu more (--json lists them all)\n",
+                       r->nevidence - EVIDENCE_SHOWN);
+                return;
+            }
+            deja_id_format(&e->id, id);
+            printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), e->detail);
+            for (k = 0; k < e->nenv; k++) {
+                printf("      likely cause: environment: %s\n", e->env[k]);
+            }
         }
     }
 }
-
 /* `deja bisect`. */
 int cmd_bisect(const cli_global *g, int argc, char **argv)
 {
@@ -169,6 +179,7 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         {"rtol", required_argument, NULL, OPT_RTOL},
         {"ulps", required_argument, NULL, OPT_ULPS},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"isolate", no_argument, NULL, OPT_ISOLATE},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };

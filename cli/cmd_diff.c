@@ -24,8 +24,10 @@ static const char help[] =
     "bytes by first differing offset, text by first differing position and a word\n"
     "hunk ([-removed-]{+added+}).\n"
     "\n"
-    "  --atol X           absolute tolerance for floats (default 1e-8)\n"
-    "  --rtol Y           relative tolerance for floats (default 1e-5)\n"
+    "  --atol X           absolute tolerance for floats (default by dtype: 1e-5,\n"
+    "                     1e-7 for f64)\n"
+    "  --rtol Y           relative tolerance for floats (default by dtype: 1.3e-6\n"
+    "                     for f32, 1e-7 f64, 1e-3 f16, 1.6e-2 bf16)\n"
     "  --ulps N           floats at most N units in the last place apart are close\n"
     "  --json             the diff as one JSON object\n"
     "\n"
@@ -109,7 +111,16 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
     } else {
         printf("a: %s  %s@%s\nb: %s  %s@%s\n", sa, ta->model_name, ta->model_version, sb,
                tb->model_name, tb->model_version);
-        printf("%s  %s\n", deja_verdict_name(d->verdict), d->summary);
+        size_t i, k = 0;
+        for (i = 0; i < d->ntensors; i++) {
+            k += d->tensors[i].kind != DEJA_DIFF_EQUAL;
+        }
+        if (k == 0) {
+            printf("%s  %s\n", deja_verdict_name(d->verdict), d->summary);
+        } else {
+            printf("%s  %zu of %zu output%s differ%s\n", deja_verdict_name(d->verdict), k,
+                   d->ntensors, d->ntensors == 1 ? "" : "s", k == 1 ? "s" : "");
+        }
         cli_diff_print(stdout, d, "    ", "a", "b");
     }
     fflush(stdout);

@@ -25,7 +25,7 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 
 static const char help[] =
     "usage: deja replay [ID...] [filters] --model PLUGIN[:ARG] [--jobs N] [--repeat N]\n"
-    "                   [--atol X] [--rtol Y] [--ulps N] [--force] [--json]\n"
+    "                   [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate] [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
@@ -40,10 +40,14 @@ static const char help[] =
     "                     textgen-v4, looked up in $DEJA_PLUGIN_PATH)\n"
     "  --jobs N           replay N traces in parallel (default 1)\n"
     "  --repeat N         replay each trace N times to detect nondeterminism\n"
-    "  --atol X           absolute tolerance for floats (default 1e-8)\n"
-    "  --rtol Y           relative tolerance for floats (default 1e-5)\n"
+    "  --atol X           absolute tolerance for floats (default by dtype: 1e-5,\n"
+    "                     1e-7 for f64)\n"
+    "  --rtol Y           relative tolerance for floats (default by dtype: 1.3e-6\n"
+    "                     for f32, 1e-7 f64, 1e-3 f16, 1.6e-2 bf16)\n"
     "  --ulps N           floats at most N units in the last place apart are close\n"
     "  --force            replay traces recorded by a model of another name\n"
+    "  --isolate          run each inference in a child process: a model that crashes\n"
+    "                     fails its trace (error), the others still replay\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
     "  --trace-model M    only traces recorded by model M (the `ls --model` filter)\n" CLI_FILTER_HELP
     "\n"
@@ -60,6 +64,7 @@ enum {
     OPT_ULPS,
     OPT_FORCE,
     OPT_TRACE_MODEL,
+    OPT_ISOLATE,
 };
 
 /* Progress is drawn only when a replay lasts longer than this. */
@@ -124,6 +129,9 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg)
         return 1;
     case OPT_FORCE:
         o->force = 1;
+        return 1;
+    case OPT_ISOLATE:
+        o->isolate = 1;
         return 1;
     default:
         return 0;
@@ -414,6 +422,15 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         for (i = 0; i < r->nunrecorded; i++) {
             printf("    likely cause: unrecorded: %s\n", r->unrecorded[i]);
         }
+        if (r->trace && (strcmp(r->trace->model_name, r->model_name) != 0 ||
+                         strcmp(r->trace->model_version, r->model_version) != 0)) {
+            printf("    likely cause: the model changed: recorded by %s %s, replayed on %s %s\n",
+                   r->trace->model_name, r->trace->model_version, r->model_name,
+                   r->model_version);
+        } else if (r->nenv == 0 && r->nunrecorded == 0 && s->repeat < 2) {
+            printf("    same model version, same environment: --repeat 3 tells "
+                   "nondeterminism from a regression\n");
+        }
         break;
     }
 }
@@ -458,6 +475,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         {"rtol", required_argument, NULL, OPT_RTOL},
         {"ulps", required_argument, NULL, OPT_ULPS},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"isolate", no_argument, NULL, OPT_ISOLATE},
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,

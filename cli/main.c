@@ -13,6 +13,9 @@
 /* replay, diff, bisect: declared here until cli/cli.h declares them. */
 int cmd_replay(const cli_global *g, int argc, char **argv), cmd_diff(const cli_global *g, int argc, char **argv), cmd_bisect(const cli_global *g, int argc, char **argv);
 
+/* export, import: declared in cli/bundle_util.h until cli/cli.h declares them. */
+int cmd_export(const cli_global *g, int argc, char **argv), cmd_import(const cli_global *g, int argc, char **argv);
+
 static const cli_command commands[] = {
     {"run", cmd_run, "run a model plugin on requests, recording each inference"},
     {"ls", cmd_ls, "list traces, newest first"},
@@ -22,6 +25,8 @@ static const cli_command commands[] = {
     {"replay", cmd_replay, "re-run traces on a model and diff the outputs"},
     {"diff", cmd_diff, "diff the outputs of two recorded traces"},
     {"bisect", cmd_bisect, "find the first model version that diverges"},
+    {"export", cmd_export, "write traces into one self-contained bundle file"},
+    {"import", cmd_import, "verify a bundle and add what it holds to the store"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -89,4 +89,38 @@ fi
 # REPLAY AND BISECT (added by the replay/bisect helper below this line)
 # ---------------------------------------------------------------------------
 
+# Commands that exit 1 on purpose (differences found) must not stop the demo.
+shows_diff() { "$@" || echo "(exit status $?: differences found)"; }
+
+step "replay one prompt's 25 traces on the version that recorded them: bit for bit" \
+    "deja replay --tag prompt=p1 --model textgen-v1 --jobs 4"
+step "replay where the environment differs: each difference that can change numerics is listed" \
+    "OMP_NUM_THREADS=3 deja replay --tag prompt=p1 --model textgen-v1 --limit 3"
+step "the same traces on textgen-v6: each divergence with its first differing words" \
+    "shows_diff deja replay --tag prompt=p1 --model textgen-v6 --jobs 4 --limit 6"
+SECOND=$(sed -n 2p run.out | cut -d' ' -f1)
+step "diff two recorded traces (same prompt, another seed)" "shows_diff deja diff $FIRST $SECOND"
+step "which version changed it? bisect v1..v6 over those traces (O(log n) replays)" \
+    "deja bisect textgen-v1 textgen-v2 textgen-v3 textgen-v4 textgen-v5 textgen-v6 --tag prompt=p1"
+
+# 40 feature vectors of 16 values, always the same.
+FEATURES=features.jsonl
+awk 'BEGIN {
+    srand(7)
+    for (r = 0; r < 40; r++) {
+        printf "{\"inputs\": {\"features\": ["
+        for (i = 0; i < 16; i++)
+            printf "%s%.4f", i ? ", " : "", rand() * 2 - 1
+        printf "]}, \"tags\": {\"set\": \"features\"}}\n"
+    }
+}' > "$FEATURES"
+step "record 40 feature vectors through classifier-v1" \
+    "deja run --model classifier-v1 --requests $FEATURES > classifier.out; tail -2 classifier.out"
+step "classifier-v3 sums in another order: not bit-identical, but close" \
+    "deja replay --tag set=features --model classifier-v3 --limit 4"
+step "classifier-v5 changed a weight: some labels flip" \
+    "shows_diff deja replay --tag set=features --model classifier-v5 --limit 6"
+step "bisect names the version that flipped them" \
+    "deja bisect classifier-v1 classifier-v2 classifier-v3 classifier-v4 classifier-v5 classifier-v6 --tag set=features"
+
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"

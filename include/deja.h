@@ -554,7 +554,10 @@ DEJA_API const char *deja_verdict_name(deja_verdict verdict);
 
 /* Tolerances. A float element is within tolerance when
  * |a - b| <= atol + rtol * |a| (a is the expected side), or when a and b
- * are at most `ulps` units in the last place apart. NaN matches NaN only;
+ * are at most `ulps` units in the last place apart. A negative atol or rtol
+ * (the default) takes the usual one for the dtype, as PyTorch's
+ * assert_close does: atol 1e-5 and rtol 1e-3 (f16), 1.6e-2 (bf16), 1.3e-6
+ * (f32); atol and rtol 1e-7 (f64). NaN matches NaN only;
  * an infinity matches the same infinity only. Integers, bytes and text have
  * no tolerance. Scores are float outputs whose last axis is a class axis
  * (names containing "logit", "score", "prob" or "class"); for those the
@@ -569,7 +572,7 @@ typedef struct deja_diff_options {
 } deja_diff_options;
 
 #define DEJA_DIFF_OPTIONS_VERSION 1
-#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, 1e-8, 1e-5, 0, 5}
+#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, -1.0, -1.0, 0, 5}
 
 /* How one output compares. */
 typedef enum deja_diff_kind {
@@ -690,13 +693,15 @@ typedef struct deja_replay_options {
     unsigned repeat;     /* replays per trace (at least 1); > 1 detects nondeterminism */
     deja_diff_options diff;
     int force;           /* replay traces recorded by another model name */
+    int isolate;         /* run each inference in a child process (fork): a model that
+                            crashes fails its trace only, the replay goes on */
     deja_progress_cb progress; /* optional */
     void *progress_payload;
 } deja_replay_options;
 
 #define DEJA_REPLAY_OPTIONS_VERSION 1
 #define DEJA_REPLAY_OPTIONS_INIT                                                                 \
-    {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, NULL, NULL}
+    {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, 0, NULL, NULL}
 
 /* Counts of verdicts over one replay. `trouble` counts ERROR results that
  * are the caller's problem rather than the model's (a trace that cannot be
@@ -739,6 +744,7 @@ typedef struct deja_bisect_evidence {
     deja_id id;
     deja_verdict verdict;
     const char *detail;     /* the diff's summary or the error message */
+    int label_changed;      /* a score output changed its arg-max */
     const char *const *env; /* likely causes: environment differences */
     size_t nenv;
 } deja_bisect_evidence;

@@ -126,6 +126,12 @@ static int collect(const deja_replay_result *r, void *payload)
     memset(e, 0, sizeof(*e));
     e->id = r->id;
     e->verdict = r->verdict;
+    if (r->diff) {
+        size_t k;
+        for (k = 0; k < r->diff->ntensors; k++) {
+            e->label_changed |= r->diff->tensors[k].rows_label > 0;
+        }
+    }
     if (r->verdict == DEJA_VERDICT_ERROR || (r->error && *r->error)) {
         e->detail = strdup(r->error ? r->error : "");
     } else {

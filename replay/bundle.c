@@ -1310,8 +1310,8 @@ static int export_env(exporter *x, const deja_digest *d)
 static int export_model(exporter *x, const deja_trace *t)
 {
     deja_bundle_model *m;
-    long i = x->nmodels ? -1 : -1;
     deja_bundle_info probe;
+    long i;
 
     memset(&probe, 0, sizeof probe);
     probe.models = x->models;
@@ -1549,6 +1549,7 @@ static int write_bundle(exporter *x, int fd, const deja__buf *manifest, int leve
     uint8_t head[DEJA__BUNDLE_HEADER];
     uint8_t rec[REC_HEADER];
     uint8_t *padbuf = NULL;
+    uint8_t *inbuf = NULL;
     XXH128_canonical_t c;
     uint64_t dlen = REC_HEADER + manifest->size + x->staged + (pad ? REC_HEADER + pad : 0);
     uint64_t done = 0;
@@ -1577,24 +1578,14 @@ static int write_bundle(exporter *x, int fd, const deja__buf *manifest, int leve
         rc = writer_feed(&wr, manifest->data, manifest->size, ZSTD_e_continue);
     if (rc == 0 && lseek(x->stage, 0, SEEK_SET) != 0)
         rc = deja__error_set(DEJA_EIO, "staging file: seek failed: %s", strerror(errno));
+    if (rc == 0 && x->staged > 0 && (inbuf = malloc(CHUNK)) == NULL)
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory writing a bundle");
     while (rc == 0 && done < x->staged) {
         size_t n = x->staged - done < CHUNK ? (size_t)(x->staged - done) : CHUNK;
 
-        rc = read_all(x->stage, wr.out == NULL ? NULL : padbuf ? padbuf : NULL, 0, "staging");
-        if (rc != 0)
-            break;
-        {
-            uint8_t *in = malloc(n);
-
-            if (in == NULL) {
-                rc = deja__error_set(DEJA_ENOMEM, "out of memory writing a bundle");
-                break;
-            }
-            rc = read_all(x->stage, in, n, "staging file");
-            if (rc == 0)
-                rc = writer_feed(&wr, in, n, ZSTD_e_continue);
-            free(in);
-        }
+        rc = read_all(x->stage, inbuf, n, "staging file");
+        if (rc == 0)
+            rc = writer_feed(&wr, inbuf, n, ZSTD_e_continue);
         done += n;
     }
     if (rc == 0 && pad > 0) {
@@ -1631,9 +1622,220 @@ static int write_bundle(exporter *x, int fd, const deja__buf *manifest, int leve
     }
     *clen = wr.clen;
 cleanup:
+    free(inbuf);
     free(padbuf);
     free(wr.out);
     XXH3_freeState(wr.hash);
     ZSTD_freeCCtx(wr.cctx);
     return rc;
+}
+
+/* Release what an exporter holds. */
+static void exporter_free(exporter *x)
+{
+    if (x->stage >= 0)
+        close(x->stage);
+    table_free(&x->blobs);
+    table_free(&x->envs);
+    table_free(&x->ids);
+    for (size_t i = 0; i < x->nmodels; i++) {
+        free((char *)x->models[i].name);
+        free((char *)x->models[i].version);
+        free((uint8_t *)x->models[i].digest);
+    }
+    free(x->models);
+    deja__buf_free(&x->scratch);
+}
+
+/* Check and complete the options. */
+static int export_options(const deja_bundle_options *opts, deja_bundle_options *o)
+{
+    const deja_bundle_options defaults = DEJA_BUNDLE_OPTIONS_INIT;
+
+    *o = defaults;
+    if (opts != NULL) {
+        if (opts->version == 0 || opts->version > DEJA_BUNDLE_OPTIONS_VERSION)
+            return deja__error_set(DEJA_EINVAL, "bundle options version %u is unknown",
+                                   opts->version);
+        *o = *opts;
+    }
+    if (o->level == 0)
+        o->level = DEFAULT_LEVEL;
+    if (o->level < 1 || o->level > ZSTD_maxCLevel())
+        return deja__error_set(DEJA_EINVAL, "compression level %d is not in 1..%d", o->level,
+                               ZSTD_maxCLevel());
+    if (o->include_plugin && (o->with_model == NULL || o->with_model[0] == '\0'))
+        return deja__error_set(DEJA_EINVAL, "including the plugin needs a plugin (with_model)");
+    return 0;
+}
+
+/* Write the bundle of `ids` to `path` through a temporary file. */
+int deja_bundle_export(deja_store *store, const deja_id *ids, size_t n,
+                       const deja_bundle_options *opts, const char *path)
+{
+    deja_bundle_options o;
+    exporter x;
+    plugin_rec plugin;
+    deja_bundle_info info;
+    deja__buf manifest = {0};
+    char tmp[PATH_MAX];
+    uint64_t clen = 0, dlen;
+    int fd = -1, have_tmp = 0;
+    int rc;
+
+    memset(&x, 0, sizeof x);
+    memset(&plugin, 0, sizeof plugin);
+    x.stage = -1;
+    x.store = store;
+    rc = export_options(opts, &o);
+    if (rc != 0)
+        goto cleanup;
+    if (store == NULL || path == NULL || path[0] == '\0' || (n > 0 && ids == NULL)) {
+        rc = deja__error_set(DEJA_EINVAL, "export needs a store, traces and a file name");
+        goto cleanup;
+    }
+    if (n == 0) {
+        rc = deja__error_set(DEJA_EINVAL, "no traces to export");
+        goto cleanup;
+    }
+    if (n > DEJA__BUNDLE_MAX_RECORDS / 2) {
+        rc = deja__error_set(DEJA_EINVAL, "%zu traces are more than a bundle holds (%zu)", n,
+                             DEJA__BUNDLE_MAX_RECORDS / 2);
+        goto cleanup;
+    }
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= sizeof tmp) {
+        rc = deja__error_set(DEJA_EINVAL, "bundle path '%s' is too long", path);
+        goto cleanup;
+    }
+    x.stage = temp_fd("export");
+    if (x.stage < 0) {
+        rc = x.stage;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = export_trace(&x, &ids[i]);
+    if (rc == 0 && o.with_model != NULL && o.with_model[0] != '\0')
+        rc = plugin_describe(o.with_model, o.include_plugin, &plugin);
+    if (rc != 0)
+        goto cleanup;
+    if (x.ntraces + x.blobs.n + x.envs.n + 2 > DEJA__BUNDLE_MAX_RECORDS) {
+        rc = deja__error_set(DEJA_EINVAL, "the selection needs more than the %zu records a "
+                             "bundle holds", DEJA__BUNDLE_MAX_RECORDS);
+        goto cleanup;
+    }
+    memset(&info, 0, sizeof info);
+    info.format = DEJA__BUNDLE_FORMAT;
+    info.deja_version = DEJA_VERSION_STRING;
+    info.created_ns = deja__now_ns();
+    info.traces = x.ntraces;
+    info.blobs = x.blobs.n;
+    info.envs = x.envs.n;
+    info.models = x.models;
+    info.nmodels = x.nmodels;
+    info.plugin = plugin.spec != NULL ? &plugin.pub : NULL;
+    rc = deja__manifest_encode(&info, &manifest);
+    if (rc != 0)
+        goto cleanup;
+    if (manifest.size > DEJA__MAX_RECORD) {
+        rc = deja__error_set(DEJA_EINVAL, "the manifest (%zu bytes) is too large", manifest.size);
+        goto cleanup;
+    }
+    dlen = REC_HEADER + manifest.size + x.staged;
+    if (dlen > DEJA__BUNDLE_MAX_BODY - ((uint64_t)16 << 20)) {
+        rc = deja__error_set(DEJA_EINVAL, "the selection takes %llu bytes, over the %llu a bundle "
+                             "holds", (unsigned long long)dlen,
+                             (unsigned long long)DEJA__BUNDLE_MAX_BODY);
+        goto cleanup;
+    }
+    fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = deja__error_set(DEJA_EIO, "cannot create a file next to '%s': %s", path,
+                             strerror(errno));
+        goto cleanup;
+    }
+    have_tmp = 1;
+    if (fchmod(fd, 0644) != 0) {
+        rc = deja__error_set(DEJA_EIO, "'%s': %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    rc = write_bundle(&x, fd, &manifest, o.level, 0, &clen);
+    if (rc == 0 && dlen > DEJA__BUNDLE_MAX_RATIO * clen + DEJA__BUNDLE_RATIO_SLACK) {
+        /* Too compressible for readers' bomb check: add incompressible
+         * filler (about a thousandth of the content) and write again. */
+        uint64_t pad = (dlen + REC_HEADER - DEJA__BUNDLE_RATIO_SLACK -
+                        DEJA__BUNDLE_MAX_RATIO * clen) / (DEJA__BUNDLE_MAX_RATIO - 1) + 4096;
+
+        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+            rc = deja__error_set(DEJA_EIO, "'%s': %s", tmp, strerror(errno));
+            goto cleanup;
+        }
+        rc = write_bundle(&x, fd, &manifest, o.level, (size_t)pad, &clen);
+        dlen += REC_HEADER + pad;
+        if (rc == 0 && dlen > DEJA__BUNDLE_MAX_RATIO * clen + DEJA__BUNDLE_RATIO_SLACK)
+            rc = deja__error_set(DEJA_EIO, "the bundle stays too compressible (%llu to %llu "
+                                 "bytes)", (unsigned long long)dlen, (unsigned long long)clen);
+    }
+    if (rc != 0)
+        goto cleanup;
+    if (fsync(fd) != 0) {
+        rc = deja__error_set(DEJA_EIO, "'%s': %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        rc = deja__error_set(DEJA_EIO, "'%s': %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        rc = deja__error_set(DEJA_EIO, "cannot write '%s': %s", path, strerror(errno));
+        goto cleanup;
+    }
+    have_tmp = 0;
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    if (have_tmp)
+        unlink(tmp);
+    deja__buf_free(&manifest);
+    plugin_rec_free(&plugin);
+    exporter_free(&x);
+    return rc;
+}
+
+/* Wrap `size` bytes of records as a complete bundle file in `out`, with a
+ * correct header and checksum (for tests and the fuzz target, which build
+ * hostile bodies that must get past the checksum). */
+int deja__bundle_wrap(const void *body, size_t size, deja__buf *out)
+{
+    size_t bound = ZSTD_compressBound(size);
+    XXH3_state_t *st = NULL;
+    XXH128_canonical_t c;
+    size_t clen;
+    int rc;
+
+    out->size = 0;
+    rc = deja__buf_reserve(out, DEJA__BUNDLE_HEADER + bound);
+    if (rc != 0)
+        return rc;
+    clen = ZSTD_compress(out->data + DEJA__BUNDLE_HEADER, bound, size ? body : "", size, 1);
+    if (ZSTD_isError(clen))
+        return deja__error_set(DEJA_EIO, "zstd: %s", ZSTD_getErrorName(clen));
+    memcpy(out->data, DEJA_BUNDLE_MAGIC, DEJA_BUNDLE_MAGIC_LEN);
+    put_le(out->data + 8, DEJA__BUNDLE_FORMAT, 4);
+    put_le(out->data + 12, 0, 4);
+    put_le(out->data + 16, clen, 8);
+    put_le(out->data + 24, size, 8);
+    st = XXH3_createState();
+    if (st == NULL || XXH3_128bits_reset(st) != XXH_OK ||
+        XXH3_128bits_update(st, out->data + DEJA__BUNDLE_HEADER, clen) != XXH_OK ||
+        XXH3_128bits_update(st, out->data, HEADER_HASHED) != XXH_OK) {
+        XXH3_freeState(st);
+        return deja__error_set(DEJA_ENOMEM, "out of memory hashing");
+    }
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+    XXH3_freeState(st);
+    memcpy(out->data + HEADER_HASHED, c.digest, KEY);
+    out->size = DEJA__BUNDLE_HEADER + clen;
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "deja.h"
+#include "proto/codec.h"
 
 /* Bounds a bundle must keep (see deja.h, section 6). */
 #define DEJA__BUNDLE_FORMAT 1
@@ -40,5 +41,10 @@ extern uint64_t deja__bundle_mem_max;
  * Returns 0 or the code of the first problem (message set). The fuzz
  * target's entry point. */
 int deja__bundle_check_memory(const void *data, size_t size, const char *name);
+
+/* Wrap `size` bytes of records (a decompressed body) as a bundle file in
+ * `out`: header, one zstd frame, correct checksum. For tests and the fuzz
+ * target, which must get hostile bodies past the checksum. */
+int deja__bundle_wrap(const void *body, size_t size, deja__buf *out);
 
 #endif /* DEJA_REPLAY_BUNDLE_INTERNAL_H */

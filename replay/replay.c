@@ -14,12 +14,16 @@
  * Store reads are serialised under the engine's lock: the inference, not the
  * read, is what takes time.
  */
+#include <errno.h>
 #include <fenv.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
 #define HAVE_MXCSR 1
@@ -242,31 +246,85 @@ static void fp_pin(const deja_env *env)
 #endif
 }
 
-/* Record the unrecorded-value lines of `ctx` into the slot. */
-static int collect_unrecorded(slot *s, const deja_ctx *ctx)
+/* The outcome of one inference, owning copies of everything: in-process
+ * runs copy it out of the ctx, isolated runs read it from the child. */
+typedef struct outcome {
+    int failed;
+    char *why;       /* the full failure message, when failed */
+    char *model_msg; /* the model's own message (deja_ctx_fail), or NULL */
+    deja_tensor *out;
+    size_t nout;
+    notes unrecorded;
+} outcome;
+
+static void outcome_free(outcome *oc)
 {
-    const char *const *lines = NULL;
-    size_t n = deja_ctx_unrecorded(ctx, &lines), i;
-    int rc = 0;
-    for (i = 0; i < n && rc == 0; i++) {
-        rc = notes_add(&s->unrecorded, lines[i]);
+    size_t i;
+    for (i = 0; i < oc->nout; i++) {
+        free((void *)oc->out[i].name);
+        free((void *)oc->out[i].shape);
+        free((void *)oc->out[i].data);
     }
-    return rc;
+    free(oc->out);
+    free(oc->why);
+    free(oc->model_msg);
+    notes_free(&oc->unrecorded);
+    memset(oc, 0, sizeof(*oc));
 }
 
-/* Run the model once on the trace through a fresh replaying ctx. On
- * success `*ctxp` holds the ctx (the caller frees it) and `*failed` says
- * whether the model reported a failure, whose message goes to `*why`
- * (owned by the ctx or the thread's error buffer, copy it at once). */
-static int run_once(deja_model *model, const deja_trace *t, const deja_env *env, deja_ctx **ctxp,
-                    int *failed, const char **why)
+/* Append a copy of tensor `t` (name, shape and data) to `oc`. Returns 0 or
+ * DEJA_ENOMEM. */
+static int outcome_add(outcome *oc, const char *name, deja_dtype dtype, size_t ndim,
+                       const uint64_t *shape, const void *data, size_t size)
+{
+    deja_tensor *nv, *t;
+    uint64_t *sh = NULL;
+    char *nm = NULL;
+    void *dt = NULL;
+    if (ndim > DEJA_MAX_DIMS) {
+        return deja__error_set(DEJA_EINVAL, "replay: output '%s' has %zu dimensions", name, ndim);
+    }
+    nv = realloc(oc->out, (oc->nout + 1) * sizeof(*nv));
+    if (!nv) {
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    oc->out = nv;
+    nm = strdup(name ? name : "");
+    sh = malloc((ndim + 1) * sizeof(*sh));
+    dt = malloc(size + 1);
+    if (!nm || !sh || !dt) {
+        free(nm);
+        free(sh);
+        free(dt);
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory copying output '%s'", name);
+    }
+    if (ndim) {
+        memcpy(sh, shape, ndim * sizeof(*sh));
+    }
+    if (size) {
+        memcpy(dt, data, size);
+    }
+    t = &oc->out[oc->nout++];
+    t->name = nm;
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->shape = sh;
+    t->data = dt;
+    t->size = size;
+    return 0;
+}
+
+/* Run the model once on trace `t` in this process, pinning the FP mode of
+ * `env`, and fill `oc`. Returns 0 (a model failure is in oc->failed) or a
+ * negative code when the run could not happen. */
+static int run_inline(deja_model *model, const deja_trace *t, const deja_env *env, outcome *oc)
 {
     fpstate saved;
     deja_ctx *ctx = NULL;
+    const char *const *lines = NULL;
+    const deja_tensor *outs;
+    size_t n, i;
     int rc = deja_ctx_replay(&ctx, t);
-    *ctxp = NULL;
-    *failed = 0;
-    *why = "";
     if (rc != 0) {
         return rc;
     }
@@ -275,11 +333,251 @@ static int run_once(deja_model *model, const deja_trace *t, const deja_env *env,
     rc = deja_model_infer(model, ctx);
     fp_restore(&saved);
     if (rc != 0) {
-        *failed = 1;
-        *why = deja_error_last();
+        const char *ce = deja_ctx_error(ctx);
+        oc->failed = 1;
+        oc->why = strdup(deja_error_last());
+        oc->model_msg = ce ? strdup(ce) : NULL;
+        rc = !oc->why || (ce && !oc->model_msg) ? DEJA_ENOMEM : 0;
+    } else {
+        outs = deja_ctx_outputs(ctx, &n);
+        for (i = 0; i < n && rc == 0 && outs; i++) {
+            rc = outcome_add(oc, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape,
+                             outs[i].data, outs[i].size);
+        }
     }
-    *ctxp = ctx;
+    n = deja_ctx_unrecorded(ctx, &lines);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = notes_add(&oc->unrecorded, lines[i]);
+    }
+    deja_ctx_free(ctx);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Isolation: the inference runs in a child process, so that a crashing
+ * model fails its trace, not the run. The child writes the outcome to a
+ * pipe: u32 failed, str why, str model_msg, u32 lines + strs, u32 outputs,
+ * then per output: str name, u32 dtype, u32 ndim, u64 dims..., u64 size,
+ * bytes. A str is a u64 length and its bytes. Host byte order: the child is
+ * a fork of this process.
+ * ---------------------------------------------------------------------- */
+
+#define MAX_CHILD_OUTPUT ((size_t)1 << 31)
+
+static void put_u64(FILE *fp, uint64_t v)
+{
+    fwrite(&v, sizeof(v), 1, fp);
+}
+
+static void put_str(FILE *fp, const char *str)
+{
+    size_t n = str ? strlen(str) : 0;
+    put_u64(fp, n);
+    fwrite(str ? str : "", 1, n, fp);
+}
+
+/* In the child: run and write the outcome to `fd`, then _exit. */
+static void child_run(deja_model *model, const deja_trace *t, const deja_env *env, int fd)
+{
+    outcome oc;
+    FILE *fp = fdopen(fd, "w");
+    size_t i, k;
+    int rc;
+    memset(&oc, 0, sizeof(oc));
+    if (!fp) {
+        _exit(3);
+    }
+    rc = run_inline(model, t, env, &oc);
+    if (rc != 0) {
+        _exit(4);
+    }
+    put_u64(fp, (uint64_t)oc.failed);
+    put_str(fp, oc.why);
+    put_str(fp, oc.model_msg);
+    put_u64(fp, oc.unrecorded.n);
+    for (i = 0; i < oc.unrecorded.n; i++) {
+        put_str(fp, oc.unrecorded.v[i]);
+    }
+    put_u64(fp, oc.nout);
+    for (i = 0; i < oc.nout; i++) {
+        const deja_tensor *o = &oc.out[i];
+        put_str(fp, o->name);
+        put_u64(fp, (uint64_t)o->dtype);
+        put_u64(fp, o->ndim);
+        for (k = 0; k < o->ndim; k++) {
+            put_u64(fp, o->shape[k]);
+        }
+        put_u64(fp, o->size);
+        fwrite(o->data, 1, o->size, fp);
+    }
+    if (fflush(fp) != 0 || ferror(fp)) {
+        _exit(5);
+    }
+    _exit(0);
+}
+
+/* A cursor over the child's bytes. */
+typedef struct cursor {
+    const uint8_t *p;
+    size_t left;
+    int bad;
+} cursor;
+
+static uint64_t get_u64(cursor *c)
+{
+    uint64_t v = 0;
+    if (c->left < sizeof(v)) {
+        c->bad = 1;
+        return 0;
+    }
+    memcpy(&v, c->p, sizeof(v));
+    c->p += sizeof(v);
+    c->left -= sizeof(v);
+    return v;
+}
+
+/* A malloc'd copy of the next string, or NULL (c->bad set when malformed,
+ * not when out of memory: the caller checks). */
+static char *get_str(cursor *c)
+{
+    uint64_t n = get_u64(c);
+    char *s;
+    if (c->bad || n > c->left) {
+        c->bad = 1;
+        return NULL;
+    }
+    s = malloc((size_t)n + 1);
+    if (!s) {
+        c->bad = 1;
+        return NULL;
+    }
+    memcpy(s, c->p, (size_t)n);
+    s[n] = '\0';
+    c->p += n;
+    c->left -= (size_t)n;
+    return s;
+}
+
+/* Parse the child's bytes into `oc`. Returns 0 or DEJA_ECORRUPT. */
+static int parse_child(const uint8_t *data, size_t size, outcome *oc)
+{
+    cursor c = {data, size, 0};
+    uint64_t n, i, k;
+    oc->failed = (int)get_u64(&c);
+    oc->why = get_str(&c);
+    oc->model_msg = get_str(&c);
+    n = get_u64(&c);
+    for (i = 0; i < n && !c.bad; i++) {
+        char *line = get_str(&c);
+        if (line && notes_add(&oc->unrecorded, line) != 0) {
+            c.bad = 1;
+        }
+        free(line);
+    }
+    n = get_u64(&c);
+    for (i = 0; i < n && !c.bad; i++) {
+        uint64_t shape[DEJA_MAX_DIMS], ndim, dtype, bytes;
+        char *name = get_str(&c);
+        dtype = get_u64(&c);
+        ndim = get_u64(&c);
+        if (ndim > DEJA_MAX_DIMS) {
+            c.bad = 1;
+        }
+        for (k = 0; k < ndim && !c.bad; k++) {
+            shape[k] = get_u64(&c);
+        }
+        bytes = get_u64(&c);
+        if (c.bad || bytes > c.left ||
+            outcome_add(oc, name, (deja_dtype)dtype, (size_t)ndim, shape, c.p, (size_t)bytes)) {
+            c.bad = 1;
+        } else {
+            c.p += bytes;
+            c.left -= (size_t)bytes;
+        }
+        free(name);
+    }
+    if (c.bad) {
+        return deja__error_set(DEJA_ECORRUPT, "replay: the isolated model's answer is malformed");
+    }
     return 0;
+}
+
+/* Run the model once in a child process and fill `oc`. A child killed by
+ * a signal is a model failure naming the signal. */
+static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *env,
+                        outcome *oc)
+{
+    int fds[2], status = 0, rc = 0;
+    uint8_t *buf = NULL;
+    size_t used = 0, cap = 0;
+    pid_t pid;
+    if (pipe(fds) != 0) {
+        return deja__error_set(DEJA_EIO, "replay: pipe: %s", strerror(errno));
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return deja__error_set(DEJA_EIO, "replay: fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_run(model, t, env, fds[1]);
+    }
+    close(fds[1]);
+    for (;;) {
+        ssize_t got;
+        if (used == cap) {
+            size_t ncap = cap ? cap * 2 : 65536;
+            uint8_t *nb = ncap <= MAX_CHILD_OUTPUT ? realloc(buf, ncap) : NULL;
+            if (!nb) {
+                rc = deja__error_set(DEJA_ENOMEM, "replay: the isolated model's outputs exceed "
+                                                  "memory or %zu bytes",
+                                     MAX_CHILD_OUTPUT);
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        got = read(fds[0], buf + used, cap - used);
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            break;
+        }
+        used += (size_t)got;
+    }
+    close(fds[0]);
+    if (rc != 0) {
+        kill(pid, SIGKILL);
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (rc == 0 && WIFSIGNALED(status)) {
+        oc->failed = 1;
+        if (asprintf(&oc->why, "the model crashed (signal %d, %s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status))) < 0) {
+            oc->why = NULL;
+            rc = DEJA_ENOMEM;
+        }
+    } else if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+        rc = deja__error_set(DEJA_EIO, "replay: the isolated replay exited with status %d",
+                             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    } else if (rc == 0) {
+        rc = parse_child(buf, used, oc);
+    }
+    free(buf);
+    return rc;
+}
+
+/* Run the model once, in this process or isolated. */
+static int run_once(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
+                    outcome *oc)
+{
+    memset(oc, 0, sizeof(*oc));
+    return e->o.isolate ? run_isolated(model, t, env, oc) : run_inline(model, t, env, oc);
 }
 
 /* Non-zero when the recorded error text `rec` is the failure seen on
@@ -288,7 +586,7 @@ static int run_once(deja_model *model, const deja_trace *t, const deja_env *env,
 static int error_matches(const char *rec, const char *full, const char *model_msg)
 {
     size_t lr = strlen(rec), lm;
-    if (strcmp(rec, full) == 0) {
+    if (full && strcmp(rec, full) == 0) {
         return 1;
     }
     if (!model_msg || !*model_msg) {
@@ -298,19 +596,44 @@ static int error_matches(const char *rec, const char *full, const char *model_ms
     return lr >= lm && strcmp(rec + lr - lm, model_msg) == 0;
 }
 
+/* Note in the slot which outputs (or the status) of `b` differ from `a`. */
+static int note_varying(slot *s, const outcome *a, const outcome *b)
+{
+    deja_diff *vd = NULL;
+    deja_diff_options exact = DEJA_DIFF_OPTIONS_INIT;
+    size_t k;
+    int rc = 0;
+    if (a->failed != b->failed ||
+        (a->failed && strcmp(a->why ? a->why : "", b->why ? b->why : "") != 0)) {
+        return notes_add(&s->varying, "status");
+    }
+    if (a->failed) {
+        return 0;
+    }
+    exact.atol = 0;
+    exact.rtol = 0;
+    rc = deja_diff_outputs(a->out, a->nout, b->out, b->nout, &exact, &vd);
+    for (k = 0; rc == 0 && k < vd->ntensors; k++) {
+        if (vd->tensors[k].kind != DEJA_DIFF_EQUAL) {
+            rc = notes_add(&s->varying, vd->tensors[k].name);
+        }
+    }
+    deja_diff_free(vd);
+    return rc;
+}
+
 /* Replay trace `i` on `model` and fill its slot (never fails: every
  * problem becomes the slot's verdict). */
 static void replay_one(engine *e, deja_model *model, size_t i)
 {
     slot *s = &e->slots[i];
-    deja_ctx *first = NULL, *again = NULL;
+    outcome first, again;
     const deja_trace *t;
-    char idtext[DEJA_ID_STRLEN + 1];
-    const char *why = "";
-    char *first_why = NULL;
-    int rc, failed = 0, first_failed = 0;
+    size_t k;
+    int rc;
     unsigned r;
-    deja_id_format(&e->ids[i], idtext);
+    memset(&first, 0, sizeof(first));
+    memset(&again, 0, sizeof(again));
     pthread_mutex_lock(&e->lock);
     rc = deja_trace_get(e->store, &e->ids[i], &s->trace);
     if (rc == 0 && s->trace->has_env) {
@@ -340,61 +663,36 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         }
     }
     for (r = 0; r < e->o.repeat; r++) {
-        deja_ctx **slotctx = r == 0 ? &first : &again;
-        rc = run_once(model, t, s->env->env, slotctx, &failed, &why);
+        outcome *oc = r == 0 ? &first : &again;
+        rc = run_once(e, model, t, s->env->env, oc);
         if (rc != 0) {
             slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
             goto cleanup;
         }
-        if (collect_unrecorded(s, *slotctx) != 0) {
-            slot_fail(s, DEJA_ENOMEM, 1, "out of memory");
-            goto cleanup;
+        for (k = 0; k < oc->unrecorded.n && rc == 0; k++) {
+            rc = notes_add(&s->unrecorded, oc->unrecorded.v[k]);
         }
-        if (r == 0) {
-            first_failed = failed;
-            first_why = strdup(why);
-            if (!first_why) {
-                slot_fail(s, DEJA_ENOMEM, 1, "out of memory");
-                goto cleanup;
-            }
-            continue;
+        if (rc == 0 && r > 0) {
+            rc = note_varying(s, &first, &again);
         }
-        if (failed != first_failed || (failed && strcmp(why, first_why) != 0)) {
-            rc = notes_add(&s->varying, "status");
-        } else if (!failed) {
-            size_t na, nb, k;
-            const deja_tensor *ta = deja_ctx_outputs(first, &na);
-            const deja_tensor *tb = deja_ctx_outputs(again, &nb);
-            deja_diff *vd = NULL;
-            deja_diff_options exact = DEJA_DIFF_OPTIONS_INIT;
-            exact.atol = 0;
-            exact.rtol = 0;
-            rc = deja_diff_outputs(ta, na, tb, nb, &exact, &vd);
-            for (k = 0; rc == 0 && k < vd->ntensors; k++) {
-                if (vd->tensors[k].kind != DEJA_DIFF_EQUAL) {
-                    rc = notes_add(&s->varying, vd->tensors[k].name);
-                }
-            }
-            deja_diff_free(vd);
+        if (r > 0) {
+            outcome_free(&again);
         }
-        deja_ctx_free(again);
-        again = NULL;
         if (rc != 0) {
             slot_fail(s, rc, 1, "%s", deja_error_last());
             goto cleanup;
         }
     }
-    if (first_failed && t->status != DEJA_STATUS_ERROR && s->varying.n > 0) {
+    if (first.failed && t->status != DEJA_STATUS_ERROR && s->varying.n > 0) {
         s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
-        if (asprintf(&s->error, "the model failed in some repeats: %s", first_why) < 0) {
+        if (asprintf(&s->error, "the model failed in some repeats: %s", first.why) < 0) {
             s->error = NULL;
         }
-    } else if (first_failed && t->status != DEJA_STATUS_ERROR) {
-        slot_fail(s, DEJA_EMODEL, 0, "the model failed: %s", first_why);
+    } else if (first.failed && t->status != DEJA_STATUS_ERROR) {
+        slot_fail(s, DEJA_EMODEL, 0, "the model failed: %s", first.why);
     } else {
-        size_t nb;
-        const deja_tensor *tb = deja_ctx_outputs(first, &nb);
-        rc = deja_diff_outputs(t->outputs, t->noutputs, tb, nb, &e->o.diff, &s->diff);
+        rc = deja_diff_outputs(t->outputs, t->noutputs, first.out, first.nout, &e->o.diff,
+                               &s->diff);
         if (rc != 0) {
             slot_fail(s, rc, 1, "cannot diff the outputs: %s", deja_error_last());
             goto cleanup;
@@ -402,16 +700,16 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         s->verdict = s->diff->verdict;
         if (t->status == DEJA_STATUS_ERROR) {
             const char *rec = t->error ? t->error : "";
-            if (!first_failed) {
+            if (!first.failed) {
                 s->verdict = DEJA_VERDICT_DIVERGED;
                 if (asprintf(&s->error, "recorded as failed ('%s'), the replay succeeded",
                              rec) < 0) {
                     s->error = NULL;
                 }
-            } else if (!error_matches(rec, first_why, deja_ctx_error(first))) {
+            } else if (!error_matches(rec, first.why, first.model_msg)) {
                 s->verdict = DEJA_VERDICT_DIVERGED;
                 if (asprintf(&s->error, "recorded failure '%s', replay failure '%s'", rec,
-                             first_why) < 0) {
+                             first.why) < 0) {
                     s->error = NULL;
                 }
             }
@@ -421,9 +719,8 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         }
     }
 cleanup:
-    free(first_why);
-    deja_ctx_free(first);
-    deja_ctx_free(again);
+    outcome_free(&first);
+    outcome_free(&again);
 }
 
 /* Mark slot `i` done, tell the progress callback, wake the emitter. */
@@ -547,8 +844,8 @@ static int options_of(const deja_replay_options *opts, deja_replay_options *o)
         return deja__error_set(DEJA_EINVAL, "replay: at most %d jobs and %d repeats", MAX_JOBS,
                                MAX_REPEAT);
     }
-    if (!(o->diff.atol >= 0) || !(o->diff.rtol >= 0)) {
-        return deja__error_set(DEJA_EINVAL, "replay: tolerances must be non-negative numbers");
+    if (o->diff.atol != o->diff.atol || o->diff.rtol != o->diff.rtol) {
+        return deja__error_set(DEJA_EINVAL, "replay: tolerances must be numbers");
     }
     return 0;
 }

@@ -137,7 +137,7 @@ static void test_diff__tolerances(void **state)
     deja_diff_options o = DEJA_DIFF_OPTIONS_INIT;
     deja_diff *d;
     (void)state;
-    d = diff1(&ta, &tb, NULL); /* rtol 1e-5 by default */
+    d = diff1(&ta, &tb, NULL); /* atol 1e-5 and rtol 1.3e-6 by default for f32 */
     assert_int_equal(d->verdict, DEJA_VERDICT_CLOSE);
     assert_true(d->tensors[0].max_abs > 5e-7 && d->tensors[0].max_abs < 2e-6);
     assert_non_null(strstr(d->tensors[0].detail, "within tolerance"));
@@ -421,11 +421,19 @@ static void test_diff__f16_and_f64(void **state)
     deja_tensor e = {"d", DEJA_F64, 1, s2, db, sizeof(db)};
     deja_diff *d;
     (void)state;
-    d = diff1(&a, &b, NULL);
+    d = diff1(&a, &b, NULL); /* f16's default rtol is 1e-3 */
     assert_int_equal(d->tensors[0].max_ulps, 1);
     assert_true(fabs(d->tensors[0].max_abs - 1.0 / 1024) < 1e-12);
-    assert_int_equal(d->verdict, DEJA_VERDICT_DIVERGED);
+    assert_int_equal(d->verdict, DEJA_VERDICT_CLOSE);
     deja_diff_free(d);
+    {
+        deja_diff_options exact = DEJA_DIFF_OPTIONS_INIT;
+        exact.atol = 0;
+        exact.rtol = 0;
+        d = diff1(&a, &b, &exact);
+        assert_int_equal(d->verdict, DEJA_VERDICT_DIVERGED);
+        deja_diff_free(d);
+    }
     d = diff1(&c, &e, NULL);
     assert_int_equal(d->tensors[0].max_ulps, 1);
     assert_int_equal(d->tensors[0].first, 1);

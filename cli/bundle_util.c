@@ -1,0 +1,395 @@
+/*
+ * cli/bundle_util.c -- bundles on the command line: telling a bundle file
+ * apart, opening it in place, and printing what it holds.
+ */
+#include "bundle_util.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LIST_PREVIEW_CHARS 40
+#define MD_PREVIEW_CHARS 500
+#define MD_FULL_TRACES 10
+
+/* Non-zero when `path` is a regular file starting with the bundle magic. */
+int cli_is_bundle(const char *path)
+{
+    char magic[DEJA_BUNDLE_MAGIC_LEN];
+    struct stat st;
+    ssize_t got;
+    int fd;
+
+    if (path == NULL || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    got = read(fd, magic, sizeof magic);
+    close(fd);
+    return got == (ssize_t)sizeof magic && memcmp(magic, DEJA_BUNDLE_MAGIC, sizeof magic) == 0;
+}
+
+/* Open `arg` as a bundle when it is one. */
+int cli_open_source(const char *arg, deja_store **store, deja_bundle **bundle)
+{
+    deja_bundle *b = NULL;
+    int rc;
+
+    if (!cli_is_bundle(arg))
+        return 0;
+    rc = deja_bundle_open(&b, arg);
+    if (rc != 0) {
+        const char *msg = deja_error_last();
+        if (msg != NULL && msg[0] != '\0')
+            cli_error("%s", msg);
+        else
+            cli_error("bundle '%s': %s", arg, deja_strerror(rc));
+        return -1;
+    }
+    *bundle = b;
+    *store = deja_bundle_store(b);
+    return 1;
+}
+
+/* The plugin that replays traces of `name` at `version`, as `deja show --md`
+ * names it: textgen 1 -> textgen-v1, textgen v3 -> textgen-v3. */
+static void plugin_guess(const char *name, const char *version, char *out, size_t cap)
+{
+    const char *v = version ? version : "";
+
+    if ((v[0] == 'v' || v[0] == 'V') && v[1] >= '0' && v[1] <= '9')
+        snprintf(out, cap, "%s-%s", name ? name : "model", v);
+    else
+        snprintf(out, cap, "%s-v%s", name ? name : "model", v);
+}
+
+/* The plugin spec the reproduce commands use: the one recorded with
+ * --with-model, else a guess from the first model. */
+static void replay_plugin(const deja_bundle_info *info, char *out, size_t cap)
+{
+    if (info->plugin != NULL && info->plugin->spec[0] != '\0')
+        snprintf(out, cap, "%s", info->plugin->spec);
+    else if (info->nmodels > 0)
+        plugin_guess(info->models[0].name, info->models[0].version, out, cap);
+    else
+        snprintf(out, cap, "PLUGIN");
+}
+
+/* A JSON description of a bundle. New reference or NULL. */
+static json_t *info_json(const char *path, const deja_bundle_info *info)
+{
+    json_t *obj = json_object();
+    json_t *models = json_array();
+    char created[64], sum[33];
+    int bad = obj == NULL || models == NULL;
+
+    cli_format_utc(info->created_ns, created, sizeof created);
+    deja_digest_format(&info->checksum, sum);
+    for (size_t i = 0; !bad && i < info->nmodels; i++) {
+        const deja_bundle_model *m = &info->models[i];
+        char *hex = cli_hex(m->digest, m->digest_size);
+
+        bad = hex == NULL || json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:I}",
+                                                                      "name", m->name, "version",
+                                                                      m->version, "digest", hex,
+                                                                      "traces",
+                                                                      (json_int_t)m->traces)) != 0;
+        free(hex);
+    }
+    if (!bad)
+        bad = json_object_set_new(obj, "bundle", json_string(path)) != 0 ||
+              json_object_set_new(obj, "format", json_integer(info->format)) != 0 ||
+              json_object_set_new(obj, "deja_version", json_string(info->deja_version)) != 0 ||
+              json_object_set_new(obj, "created", json_string(created)) != 0 ||
+              json_object_set_new(obj, "traces", json_integer((json_int_t)info->traces)) != 0 ||
+              json_object_set_new(obj, "blobs", json_integer((json_int_t)info->blobs)) != 0 ||
+              json_object_set_new(obj, "envs", json_integer((json_int_t)info->envs)) != 0 ||
+              json_object_set_new(obj, "file_bytes", json_integer((json_int_t)info->file_bytes)) !=
+                  0 ||
+              json_object_set_new(obj, "body_bytes", json_integer((json_int_t)info->body_bytes)) !=
+                  0 ||
+              json_object_set_new(obj, "checksum", json_string(sum)) != 0 ||
+              json_object_set(obj, "models", models) != 0;
+    if (!bad && info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+        char fd[33];
+        char *wd = cli_hex(p->model_digest, p->model_digest_size);
+
+        deja_digest_format(&p->file_digest, fd);
+        bad = wd == NULL ||
+              json_object_set_new(
+                  obj, "plugin",
+                  json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:b}", "spec", p->spec, "file", p->file,
+                            "file_digest", fd, "file_size", (json_int_t)p->file_size,
+                            "model_name", p->model_name, "model_version", p->model_version,
+                            "model_digest", wd, "included", p->data != NULL)) != 0;
+        free(wd);
+    } else if (!bad) {
+        bad = json_object_set_new(obj, "plugin", json_null()) != 0;
+    }
+    json_decref(models);
+    if (bad) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* The text header of a bundle's description. */
+static void info_text(FILE *fp, const char *path, const deja_bundle_info *info)
+{
+    char created[64], size[32], body[32], sum[33];
+
+    cli_format_utc(info->created_ns, created, sizeof created);
+    cli_format_bytes(info->file_bytes, size, sizeof size);
+    cli_format_bytes(info->body_bytes, body, sizeof body);
+    deja_digest_format(&info->checksum, sum);
+    fprintf(fp, "bundle    %s\n", path);
+    fprintf(fp, "format    %u, written by deja %s at %s\n", info->format, info->deja_version,
+            created);
+    fprintf(fp, "size      %s (%s of records), checksum %s\n", size, body, sum);
+    fprintf(fp, "holds     %llu traces, %llu blobs, %llu environments\n",
+            (unsigned long long)info->traces, (unsigned long long)info->blobs,
+            (unsigned long long)info->envs);
+    for (size_t i = 0; i < info->nmodels; i++) {
+        const deja_bundle_model *m = &info->models[i];
+        char *hex = cli_hex(m->digest, m->digest_size);
+
+        fprintf(fp, "model     %s %s, digest %s, %llu traces\n", m->name, m->version,
+                hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
+        free(hex);
+    }
+    if (info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+        char fd[33], psize[32];
+
+        deja_digest_format(&p->file_digest, fd);
+        cli_format_bytes(p->file_size, psize, sizeof psize);
+        fprintf(fp, "plugin    %s (%s, %s, XXH3-128 %s; model %s %s)%s\n", p->spec, p->file, psize,
+                fd, p->model_name, p->model_version,
+                p->data != NULL ? ", file included (never run by deja)" : "");
+    }
+}
+
+typedef struct list_state {
+    int json;
+    int failed;
+} list_state;
+
+/* deja_store_list callback: one line per trace. */
+static int list_cb(const deja_trace *t, void *payload)
+{
+    list_state *s = payload;
+    char id[DEJA_ID_STRLEN + 1], when[64], dur[32];
+
+    if (s->json) {
+        if (cli_json_print(cli_trace_json(t, 0)) < 0) {
+            s->failed = 1;
+            return 1;
+        }
+        return 0;
+    }
+    deja_id_format(&t->id, id);
+    cli_format_utc(t->start_ns, when, sizeof when);
+    cli_format_duration(t->duration_ns, dur, sizeof dur);
+    printf("%s  %s  %s@%s  %-5s  %7s", id, when, t->model_name, t->model_version,
+           cli_status_name(t->status), dur);
+    if (t->ninputs > 0) {
+        fputs("  ", stdout);
+        cli_print_preview(stdout, &t->inputs[0], LIST_PREVIEW_CHARS);
+    }
+    fputc('\n', stdout);
+    return 0;
+}
+
+/* Print what a bundle holds. */
+int cli_bundle_print(const char *path, deja_bundle *bundle, int json)
+{
+    const deja_bundle_info *info = deja_bundle_info_get(bundle);
+    deja_filter all = DEJA_FILTER_INIT;
+    list_state s = {json, 0};
+    int rc;
+
+    if (json) {
+        if (cli_json_print(info_json(path, info)) < 0)
+            return cli_error("out of memory printing the bundle");
+    } else {
+        info_text(stdout, path, info);
+        fputs("\n", stdout);
+    }
+    rc = deja_store_list(deja_bundle_store(bundle), &all, list_cb, NULL, &s);
+    if (rc < 0)
+        return cli_lib_error(rc, "bundle '%s'", path);
+    if (s.failed)
+        return cli_error("out of memory printing the bundle");
+    return CLI_EXIT_OK;
+}
+
+/* Markdown tensors: a list with a preview in a fenced block. */
+static void md_tensors(FILE *fp, const deja_tensor *ts, size_t n)
+{
+    if (n == 0)
+        fputs("(none)\n", fp);
+    for (size_t i = 0; i < n; i++) {
+        char shape[160];
+
+        cli_format_shape(&ts[i], shape, sizeof shape);
+        fprintf(fp, "- `%s` %s, %zu bytes\n\n  ````\n  ", ts[i].name, shape, ts[i].size);
+        cli_print_preview(fp, &ts[i], MD_PREVIEW_CHARS);
+        fputs("\n  ````\n", fp);
+    }
+}
+
+/* One trace in Markdown, under a level-3 heading. */
+static void md_trace(FILE *fp, const deja_trace *t, const deja_env *env, const char *file,
+                     const char *plugin)
+{
+    char id[DEJA_ID_STRLEN + 1], utc[64], dur[32];
+    char *digest = cli_hex(t->model_digest, t->model_digest_size);
+
+    deja_id_format(&t->id, id);
+    cli_format_utc(t->start_ns, utc, sizeof utc);
+    cli_format_duration(t->duration_ns, dur, sizeof dur);
+    fprintf(fp, "\n### Trace `%s`\n\n| field | value |\n|---|---|\n", id);
+    fprintf(fp, "| model | `%s` |\n| version | `%s` |\n", t->model_name, t->model_version);
+    fprintf(fp, "| weights digest | `%s` |\n", digest && digest[0] ? digest : "-");
+    fprintf(fp, "| recorded | %s |\n| duration | %s |\n| status | %s |\n", utc, dur,
+            cli_status_name(t->status));
+    if (t->error && t->error[0])
+        fprintf(fp, "| error | %s |\n", t->error);
+    if (t->nparams > 0) {
+        fputs("| params |", fp);
+        for (size_t i = 0; i < t->nparams; i++) {
+            const deja_param *p = &t->params[i];
+            char num[40];
+
+            if (p->kind == DEJA_PARAM_NUM) {
+                cli_format_double(p->num, num, sizeof num);
+                fprintf(fp, " `%s=%s`", p->key, num);
+            } else if (p->kind == DEJA_PARAM_STR) {
+                fprintf(fp, " `%s=\"%s\"`", p->key, p->str ? p->str : "");
+            } else {
+                fprintf(fp, " `%s=%s`", p->key, p->flag ? "true" : "false");
+            }
+        }
+        fputs(" |\n", fp);
+    }
+    if (t->ntags > 0) {
+        fputs("| tags |", fp);
+        for (size_t i = 0; i < t->ntags; i++)
+            fprintf(fp, " `%s=%s`", t->tags[i].key, t->tags[i].value);
+        fputs(" |\n", fp);
+    }
+    fputs("\n#### Environment\n\n", fp);
+    if (env != NULL) {
+        char d[33], mem[32];
+
+        deja_digest_format(&t->env, d);
+        cli_format_bytes(env->memory_bytes, mem, sizeof mem);
+        fprintf(fp, "- digest `%s`\n- %s %s, %u cores, %s memory, %s %s, %s, %s, %u threads, "
+                    "fp %s%s%s\n",
+                d, env->arch, env->cpu_model, env->cores, mem, env->os, env->kernel, env->libc,
+                env->compiler, env->threads, env->fp_rounding, env->ftz ? " ftz" : "",
+                env->daz ? " daz" : "");
+        for (size_t i = 0; i < env->ngpus; i++)
+            fprintf(fp, "- gpu `%s`\n", env->gpus[i]);
+        for (size_t i = 0; i < env->nvars; i++)
+            fprintf(fp, "- `%s=%s`\n", env->vars[i].key, env->vars[i].value);
+    } else {
+        fputs("(not recorded)\n", fp);
+    }
+    fputs("\n#### Inputs\n\n", fp);
+    md_tensors(fp, t->inputs, t->ninputs);
+    fputs("\n#### Outputs\n\n", fp);
+    md_tensors(fp, t->outputs, t->noutputs);
+    fputs("\n#### Recorded randomness and time\n\n", fp);
+    for (size_t i = 0; i < t->nseeds; i++)
+        fprintf(fp, "- seed `%s` = %llu\n", t->seeds[i].name,
+                (unsigned long long)t->seeds[i].value);
+    for (size_t i = 0; i < t->nrng; i++)
+        fprintf(fp, "- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
+                (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
+    fprintf(fp, "- %zu clock reads\n", t->nclock);
+    fprintf(fp, "\n```sh\ndeja --store repro.store import %s\ndeja --store repro.store replay %s "
+                "--model %s\n```\n",
+            file, id, plugin);
+    free(digest);
+}
+
+/* Print the Markdown bug report of a bundle. */
+int cli_bundle_md(FILE *fp, deja_store *store, const deja_id *ids, size_t n, const char *file,
+                  const deja_bundle_info *info)
+{
+    char created[64], size[32], sum[33], plugin[PATH_MAX];
+    const char *base = strrchr(file, '/');
+
+    base = base ? base + 1 : file;
+    cli_format_utc(info->created_ns, created, sizeof created);
+    cli_format_bytes(info->file_bytes, size, sizeof size);
+    deja_digest_format(&info->checksum, sum);
+    replay_plugin(info, plugin, sizeof plugin);
+    fprintf(fp, "## deja bundle `%s`\n\n| field | value |\n|---|---|\n", base);
+    fprintf(fp, "| file | `%s`, %s, XXH3-128 `%s` |\n", base, size, sum);
+    fprintf(fp, "| holds | %llu traces, %llu blobs, %llu environments |\n",
+            (unsigned long long)info->traces, (unsigned long long)info->blobs,
+            (unsigned long long)info->envs);
+    for (size_t i = 0; i < info->nmodels; i++) {
+        const deja_bundle_model *m = &info->models[i];
+        char *hex = cli_hex(m->digest, m->digest_size);
+
+        fprintf(fp, "| model | `%s` version `%s`, weights digest `%s`, %llu traces |\n", m->name,
+                m->version, hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
+        free(hex);
+    }
+    if (info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+        char fd[33], psize[32];
+
+        deja_digest_format(&p->file_digest, fd);
+        cli_format_bytes(p->file_size, psize, sizeof psize);
+        fprintf(fp, "| plugin | `%s`: file `%s`, %s, XXH3-128 `%s`%s |\n", p->spec, p->file, psize,
+                fd, p->data != NULL ? " (included)" : "");
+    }
+    fprintf(fp, "| created | %s by deja %s (bundle format %u) |\n", created, info->deja_version,
+            info->format);
+    fprintf(fp, "\n### Reproduce\n\n```sh\n"
+                "# what the bundle holds\n"
+                "deja show %s\n"
+                "# replay every trace in place, without importing\n"
+                "deja replay %s --model %s\n"
+                "# or import it (trace ids are kept) and replay from a store\n"
+                "deja --store repro.store import %s\n"
+                "deja --store repro.store replay --model %s\n```\n",
+            base, base, plugin, base, plugin);
+    for (size_t i = 0; i < n && i < MD_FULL_TRACES; i++) {
+        deja_trace *t = NULL;
+        deja_env *env = NULL;
+        char id[DEJA_ID_STRLEN + 1];
+        int rc = deja_trace_get(store, &ids[i], &t);
+
+        deja_id_format(&ids[i], id);
+        if (rc < 0)
+            return cli_lib_error(rc, "trace %s", id);
+        if (t->has_env && (rc = deja_store_env_get(store, &t->env, &env)) < 0) {
+            deja_trace_free(t);
+            return cli_lib_error(rc, "trace %s: environment", id);
+        }
+        md_trace(fp, t, env, base, plugin);
+        deja_env_free(env);
+        deja_trace_free(t);
+    }
+    if (n > MD_FULL_TRACES) {
+        fprintf(fp, "\n### %zu more traces\n\n", n - MD_FULL_TRACES);
+        for (size_t i = MD_FULL_TRACES; i < n; i++) {
+            char id[DEJA_ID_STRLEN + 1];
+
+            deja_id_format(&ids[i], id);
+            fprintf(fp, "- `%s`\n", id);
+        }
+    }
+    return CLI_EXIT_OK;
+}

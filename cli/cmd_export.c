@@ -1,0 +1,174 @@
+/*
+ * cli/cmd_export.c -- `deja export`: write selected traces, with every blob
+ * and environment they reference, into one bundle file.
+ */
+#include "bundle_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: deja export [ID...] [filters] -o FILE.deja [--with-model PLUGIN[:ARG]]\n"
+    "                   [--include-plugin] [--level N] [--md | --json]\n"
+    "\n"
+    "Write the selected traces into one self-contained bundle file: the traces, every\n"
+    "blob and environment they reference, the identities (name, version, weights\n"
+    "digest) of the models that recorded them, and an XXH3-128 checksum, compressed\n"
+    "with zstd. Attach it to a bug report; `deja import FILE` adds it to any store\n"
+    "(ids are kept), and `deja replay FILE --model ...` replays it in place.\n"
+    "Traces: ids or unique id prefixes and/or the filters of `ls`; with neither,\n"
+    "every trace in the store.\n"
+    "\n"
+    "  -o, --output FILE  the bundle to write (replaced atomically if it exists)\n"
+    "  --with-model PLUGIN[:ARG]\n"
+    "                     record which plugin file (name, size, XXH3-128) and model\n"
+    "                     identity reproduce the traces; the plugin is loaded to learn\n"
+    "                     them, and is not put in the bundle\n"
+    "  --include-plugin   also put the plugin file itself in the bundle (deja never\n"
+    "                     loads or runs a plugin from a bundle; whoever receives it\n"
+    "                     decides)\n"
+    "  --level N          zstd level 1..19 (default 3)\n"
+    "  --md               print a Markdown bug report: the bundle's identity, the\n"
+    "                     commands that reproduce it, and each trace in brief\n"
+    "  --json             print what was written as one JSON object\n" CLI_FILTER_HELP
+    "\n"
+    "Exit status: 0 written, 2 trouble (nothing is left under FILE then).\n";
+
+enum {
+    OPT_OUTPUT = 'o',
+    OPT_WITH_MODEL = CLI_OPT_FIRST_FREE,
+    OPT_INCLUDE_PLUGIN,
+    OPT_LEVEL,
+    OPT_MD,
+};
+
+/* `deja export`. */
+int cmd_export(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        CLI_LONGOPT_FILTER_MODEL,
+        CLI_LONGOPTS_FILTER,
+        {"output", required_argument, NULL, OPT_OUTPUT},
+        {"with-model", required_argument, NULL, OPT_WITH_MODEL},
+        {"include-plugin", no_argument, NULL, OPT_INCLUDE_PLUGIN},
+        {"level", required_argument, NULL, OPT_LEVEL},
+        {"md", no_argument, NULL, OPT_MD},
+        CLI_LONGOPT_END,
+    };
+    deja_bundle_options o = DEJA_BUNDLE_OPTIONS_INIT;
+    deja_bundle_info *info = NULL;
+    deja_store *store = NULL;
+    deja_id *ids = NULL;
+    const char *out = NULL;
+    const int64_t now = cli_now_ns();
+    cli_filter f;
+    size_t n = 0, bad = 0;
+    uint64_t level;
+    int json = 0, md = 0;
+    int first = 1;
+    int ret = CLI_EXIT_TROUBLE;
+    int c, rc;
+
+    cli_filter_init(&f);
+    /* cli_getopt knows long options only: take -o as --output. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "-o") == 0)
+            argv[i] = (char *)"--output";
+    }
+    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+        if (c == CLI_OPT_HELP) {
+            ret = cli_help(help);
+            goto cleanup;
+        }
+        rc = cli_filter_option(&f, c, optarg, now);
+        if (rc < 0)
+            goto cleanup;
+        if (rc > 0)
+            continue;
+        if (c == CLI_OPT_JSON) {
+            json = 1;
+        } else if (c == OPT_OUTPUT) {
+            out = optarg;
+        } else if (c == OPT_WITH_MODEL) {
+            o.with_model = optarg;
+        } else if (c == OPT_INCLUDE_PLUGIN) {
+            o.include_plugin = 1;
+        } else if (c == OPT_LEVEL) {
+            if (cli_parse_u64(optarg, 19, &level) != 0 || level == 0) {
+                ret = cli_usage_error(help, "export: --level wants 1..19, not '%s'", optarg);
+                goto cleanup;
+            }
+            o.level = (int)level;
+        } else if (c == OPT_MD) {
+            md = 1;
+        } else {
+            goto cleanup;
+        }
+    }
+    if (out == NULL || out[0] == '\0') {
+        ret = cli_usage_error(help, "export: where to? give -o FILE.deja");
+        goto cleanup;
+    }
+    if (json && md) {
+        ret = cli_usage_error(help, "export: --json and --md exclude each other");
+        goto cleanup;
+    }
+    if (o.include_plugin && o.with_model == NULL) {
+        ret = cli_usage_error(help, "export: --include-plugin needs --with-model PLUGIN");
+        goto cleanup;
+    }
+    if (cli_store_open_read(g, &store) != 0)
+        goto cleanup;
+    if (cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0)
+        goto cleanup;
+    if (bad > 0) {
+        cli_error("export: %zu traces cannot be read; nothing written", bad);
+        goto cleanup;
+    }
+    if (n == 0) {
+        cli_error("export: no trace matches the selection; nothing written");
+        goto cleanup;
+    }
+    rc = deja_bundle_export(store, ids, n, &o, out);
+    if (rc != 0) {
+        cli_lib_error(rc, "export '%s'", out);
+        goto cleanup;
+    }
+    /* Read back what was written: the summary comes from the file itself. */
+    rc = deja_bundle_verify(out, &info);
+    if (rc != 0) {
+        cli_lib_error(rc, "export: checking '%s'", out);
+        goto cleanup;
+    }
+    if (md) {
+        ret = cli_bundle_md(stdout, store, ids, n, out, info);
+        goto cleanup;
+    }
+    if (json) {
+        json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "file", out, "traces",
+                              (json_int_t)info->traces, "blobs", (json_int_t)info->blobs, "envs",
+                              (json_int_t)info->envs, "file_bytes", (json_int_t)info->file_bytes,
+                              "body_bytes", (json_int_t)info->body_bytes);
+        if (cli_json_print(j) < 0) {
+            cli_error("out of memory printing the summary");
+            goto cleanup;
+        }
+    } else {
+        char size[32];
+
+        cli_format_bytes(info->file_bytes, size, sizeof size);
+        printf("exported %llu traces, %llu blobs, %llu environments to %s (%s)\n",
+               (unsigned long long)info->traces, (unsigned long long)info->blobs,
+               (unsigned long long)info->envs, out, size);
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_bundle_info_free(info);
+    free(ids);
+    deja_store_close(store);
+    cli_filter_free(&f);
+    return ret;
+}
