@@ -17,8 +17,7 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
     "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
-    "                   [--isolate]"
-    "                   [--json]\n"
+    "                   [--isolate] [--json]\n"
     "\n"
     "Versions are given oldest first. A version is bad when its replay of any selected\n"
     "trace diverges from the recorded outputs (or fails); with --invert, when it\n"

@@ -563,8 +563,14 @@ static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *
             rc = DEJA_ENOMEM;
         }
     } else if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
-        rc = deja__error_set(DEJA_EIO, "replay: the isolated replay exited with status %d",
-                             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        /* Exited instead of answering: the model called exit(), or a
+         * sanitizer caught its crash. */
+        oc->failed = 1;
+        if (asprintf(&oc->why, "the model's process exited with status %d instead of answering",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1) < 0) {
+            oc->why = NULL;
+            rc = DEJA_ENOMEM;
+        }
     } else if (rc == 0) {
         rc = parse_child(buf, used, oc);
     }

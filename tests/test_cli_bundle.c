@@ -24,6 +24,20 @@
 #include "cli/bundle_util.c"
 #include "cli/cli_util.c"
 
+/* Every byte is damaged in turn; under the sanitizers, where each run of
+ * the binary is slow, every header byte and every 5th byte after it
+ * (tests/test_bundle.c damages every byte in memory in every build). */
+#if defined(__SANITIZE_ADDRESS__)
+#define TAMPER_STRIDE 5
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TAMPER_STRIDE 5
+#endif
+#endif
+#ifndef TAMPER_STRIDE
+#define TAMPER_STRIDE 1
+#endif
+
 static char tmp_root[] = "/tmp/deja-test-cli-bundle-XXXXXX";
 static char tmpdir[600];
 
@@ -247,7 +261,7 @@ static void test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store(void **
     ok(&r, store_d, "import", tmp_path("all.deja"), NULL, NULL, NULL);
     cli_run_free(&r);
     before = cli_slurp(data, &nb);
-    for (size_t i = 0; i < size; i++) {
+    for (size_t i = 0; i < size; i += i < 48 ? 1 : TAMPER_STRIDE) {
         FILE *fp = fopen(bad, "wb");
         assert_non_null(fp);
         orig[i] ^= 0x20;

@@ -331,6 +331,32 @@ static void test_replay__bad_input(void **state)
     assert_int_equal(res.n, 0);
 }
 
+static void test_replay__isolate_survives_a_crash(void **state)
+{
+    static const request req[3] = {
+        {"hello", NULL, 0, NULL, 0}, {"boom", NULL, 0, NULL, 0}, {"world", NULL, 0, NULL, 0}};
+    deja_id ids[3];
+    deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+    deja_replay_summary sum;
+    results res;
+    (void)state;
+    record("test-crashy", req, 3, 1, ids);
+    /* Isolated, the replay reads back what the child wrote. */
+    o.isolate = 1;
+    assert_int_equal(replay(ids, 3, "test-crashy", &o, &res, &sum), 0);
+    assert_int_equal(sum.same, 3);
+    /* The armed plugin crashes on "boom": that trace only is an error. */
+    o.jobs = 2;
+    assert_int_equal(replay(ids, 3, "test-crashy:crash", &o, &res, &sum), 0);
+    assert_int_equal(res.n, 3);
+    assert_int_equal(res.verdict[0], DEJA_VERDICT_SAME);
+    assert_int_equal(res.verdict[1], DEJA_VERDICT_ERROR);
+    assert_int_equal(res.code[1], DEJA_EMODEL);
+    assert_true(strstr(res.error[1], "crashed") || strstr(res.error[1], "exited"));
+    assert_int_equal(res.verdict[2], DEJA_VERDICT_SAME);
+    assert_int_equal(sum.trouble, 0);
+}
+
 /* Run a shell command with the test store; return its exit status and
  * leave its stdout and stderr in the given buffers. */
 static int run(char *out, size_t outcap, char *err, size_t errcap, const char *fmt, ...)
@@ -483,6 +509,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_replay__nondeterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay__bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_replay__cli, setup, teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
