@@ -222,12 +222,18 @@ void bench_report_print(const bench_report *r)
     }
 }
 
+/* A JSON number, or null for NAN and infinities. */
+static json_t *number(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
 /* A summary as JSON: min, median, max, n and the headline value. */
 static json_t *summary_json(bench_summary s, double value)
 {
-    return json_pack("{s:f, s:f, s:f, s:i, s:f}", "min", isnan(s.min) ? 0.0 : s.min, "median",
-                     isnan(s.median) ? 0.0 : s.median, "max", isnan(s.max) ? 0.0 : s.max, "n",
-                     (json_int_t)s.n, "value", isnan(value) ? 0.0 : value);
+    return json_pack("{s:o, s:o, s:o, s:I, s:o}", "min", number(s.min), "median",
+                     number(s.median), "max", number(s.max), "n", (json_int_t)s.n, "value",
+                     number(value));
 }
 
 /* One figure as JSON, with its systems, ratios and targets; NULL on OOM. */

@@ -92,13 +92,13 @@ static json_t *result_json(const deja_bisect_result *r)
     for (i = 0; !bad && i < r->nsteps; i++) {
         const deja_bisect_step *st = &r->steps[i];
         bad |= json_array_append_new(
-                   steps, json_pack("{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "version",
-                                    (json_int_t)st->index + 1, "spec", st->spec, "bad", st->bad,
-                                    "same", (json_int_t)st->summary.same, "close",
-                                    (json_int_t)st->summary.close, "diverged",
-                                    (json_int_t)st->summary.diverged, "error",
-                                    (json_int_t)st->summary.error, "nondeterministic",
-                                    (json_int_t)st->summary.nondeterministic)) != 0;
+                   steps,
+                   json_pack("{s:I, s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "version",
+                             (json_int_t)st->index + 1, "spec", st->spec, "bad", st->bad, "same",
+                             (json_int_t)st->summary.same, "close", (json_int_t)st->summary.close,
+                             "diverged", (json_int_t)st->summary.diverged, "error",
+                             (json_int_t)st->summary.error, "nondeterministic",
+                             (json_int_t)st->summary.nondeterministic)) != 0;
     }
     for (i = 0; !bad && i < r->nevidence; i++) {
         const deja_bisect_evidence *e = &r->evidence[i];
@@ -109,16 +109,15 @@ static json_t *result_json(const deja_bisect_result *r)
             bad |= json_array_append_new(env, json_string(e->env[k])) != 0;
         }
         one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", id, "verdict",
-                              deja_verdict_name(e->verdict), "detail", e->detail,
-                              "label_changed", e->label_changed, "environment", env)
+                              deja_verdict_name(e->verdict), "detail", e->detail, "label_changed",
+                              e->label_changed, "environment", env)
                   : NULL;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }
     if (!bad) {
         bad |= json_object_set_new(o, "first_bad",
-                                   json_pack("{s:I, s:s}", "version",
-                                             (json_int_t)r->first_bad + 1, "spec",
-                                             r->first_bad_spec)) != 0;
+                                   json_pack("{s:I, s:s}", "version", (json_int_t)r->first_bad + 1,
+                                             "spec", r->first_bad_spec)) != 0;
         bad |= json_object_set_new(o, "last_good", json_integer((json_int_t)r->last_good + 1));
         bad |= json_object_set_new(o, "steps", steps) != 0;
         bad |= json_object_set_new(o, "evidence", ev) != 0;

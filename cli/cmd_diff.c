@@ -131,7 +131,7 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     ret = d->verdict == DEJA_VERDICT_SAME || d->verdict == DEJA_VERDICT_CLOSE ? CLI_EXIT_OK
-                                                                                : CLI_EXIT_DIFF;
+                                                                              : CLI_EXIT_DIFF;
 cleanup:
     deja_diff_free(d);
     deja_trace_free(ta);

@@ -49,8 +49,8 @@ static const char help[] =
     "  --isolate          run each inference in a child process: a model that crashes\n"
     "                     fails its trace (error), the others still replay\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
-    "  --trace-model M    only traces recorded by model M (the `ls --model` filter)\n" CLI_FILTER_HELP
-    "\n"
+    "  --trace-model M    only traces recorded by model M (the `ls --model` "
+    "filter)\n" CLI_FILTER_HELP "\n"
     "Exit status: 0 when every trace is same or close (or nondeterministic), 1 when\n"
     "any diverged, 2 on trouble (bad selection, model that cannot load, a trace that\n"
     "could not be replayed).\n";
@@ -200,14 +200,12 @@ json_t *cli_diff_json(const deja_diff *d)
     for (i = 0; !bad && i < d->ntensors; i++) {
         const deja_tensor_diff *t = &d->tensors[i];
         const char *da = deja_dtype_name(t->dtype_a), *db = deja_dtype_name(t->dtype_b);
-        json_t *e = json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s}", "name",
-                              t->name, "kind", kind_name(t->kind), "verdict",
-                              deja_verdict_name(t->verdict), "dtype_a",
-                              da ? json_string(da) : json_null(), "dtype_b",
-                              db ? json_string(db) : json_null(), "count", (json_int_t)t->count,
-                              "differ", (json_int_t)t->ndiff, "beyond_tolerance",
-                              (json_int_t)t->nbeyond, "first", (json_int_t)t->first, "detail",
-                              t->detail);
+        json_t *e = json_pack(
+            "{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s}", "name", t->name, "kind",
+            kind_name(t->kind), "verdict", deja_verdict_name(t->verdict), "dtype_a",
+            da ? json_string(da) : json_null(), "dtype_b", db ? json_string(db) : json_null(),
+            "count", (json_int_t)t->count, "differ", (json_int_t)t->ndiff, "beyond_tolerance",
+            (json_int_t)t->nbeyond, "first", (json_int_t)t->first, "detail", t->detail);
         if (!e) {
             bad = 1;
             break;
@@ -217,16 +215,16 @@ json_t *cli_diff_json(const deja_diff *d)
             bad |= json_object_set_new(e, "max_abs", json_num(t->max_abs)) != 0;
             bad |= json_object_set_new(e, "max_rel", json_num(t->max_rel)) != 0;
             bad |= json_object_set_new(e, "worst", json_integer(t->worst)) != 0;
-            bad |= json_object_set_new(e, "max_ulps", json_integer((json_int_t)(
-                                                          t->max_ulps > INT64_MAX
-                                                              ? INT64_MAX
-                                                              : t->max_ulps))) != 0;
+            bad |= json_object_set_new(
+                       e, "max_ulps",
+                       json_integer(
+                           (json_int_t)(t->max_ulps > INT64_MAX ? INT64_MAX : t->max_ulps))) != 0;
             bad |= json_object_set_new(e, "nan_inf_mismatch", json_integer((json_int_t)t->nnan));
         }
         if (t->is_scores) {
-            json_t *s = json_pack("{s:I, s:I, s:I}", "rows", (json_int_t)t->rows,
-                                  "label_changed", (json_int_t)t->rows_label, "topk_changed",
-                                  (json_int_t)t->rows_topk);
+            json_t *s =
+                json_pack("{s:I, s:I, s:I}", "rows", (json_int_t)t->rows, "label_changed",
+                          (json_int_t)t->rows_label, "topk_changed", (json_int_t)t->rows_topk);
             if (s && t->rows_label) {
                 bad |= json_object_set_new(s, "row", json_integer(t->label_row)) != 0;
                 bad |= json_object_set_new(s, "label_a", json_integer(t->label_a)) != 0;
@@ -425,8 +423,7 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         if (r->trace && (strcmp(r->trace->model_name, r->model_name) != 0 ||
                          strcmp(r->trace->model_version, r->model_version) != 0)) {
             printf("    likely cause: the model changed: recorded by %s %s, replayed on %s %s\n",
-                   r->trace->model_name, r->trace->model_version, r->model_name,
-                   r->model_version);
+                   r->trace->model_name, r->trace->model_version, r->model_name, r->model_version);
         } else if (r->nenv == 0 && r->nunrecorded == 0 && s->repeat < 2) {
             printf("    same model version, same environment: --repeat 3 tells "
                    "nondeterminism from a regression\n");
@@ -446,8 +443,9 @@ static int on_result(const deja_replay_result *r, void *payload)
         char id[DEJA_ID_STRLEN + 1];
         deja_id_format(&r->id, id);
         fflush(stdout);
-        fprintf(stderr, "deja: warning: trace %s was recorded by model '%s', replayed on '%s' "
-                        "(--force)\n",
+        fprintf(stderr,
+                "deja: warning: trace %s was recorded by model '%s', replayed on '%s' "
+                "(--force)\n",
                 id, r->trace->model_name, r->model_name);
     }
     if (s->json) {
@@ -508,8 +506,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             if (r < 0) {
                 goto cleanup;
             }
-        } else if (cli_filter_option(&f, c == OPT_TRACE_MODEL ? CLI_OPT_MODEL : c, optarg,
-                                     now) != 1) {
+        } else if (cli_filter_option(&f, c == OPT_TRACE_MODEL ? CLI_OPT_MODEL : c, optarg, now) !=
+                   1) {
             goto cleanup;
         }
     }
@@ -557,13 +555,12 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     if (sum.error > 0 || bad > 0) {
         cli_error("replay: %zu of %zu traces could not be replayed%s", sum.error + bad,
                   sum.total + bad,
-                  sum.name_mismatch && !o.force ? " (recorded by another model: see --force)"
-                                                : "");
+                  sum.name_mismatch && !o.force ? " (recorded by another model: see --force)" : "");
         goto cleanup;
     }
     if (sum.diverged > 0) {
-        fprintf(stderr, "deja: replay: %zu of %zu traces diverged on %s\n", sum.diverged,
-                sum.total, s.spec);
+        fprintf(stderr, "deja: replay: %zu of %zu traces diverged on %s\n", sum.diverged, sum.total,
+                s.spec);
         ret = CLI_EXIT_DIFF;
         goto cleanup;
     }

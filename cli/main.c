@@ -11,7 +11,9 @@
 #include <string.h>
 
 /* replay, diff, bisect: declared here until cli/cli.h declares them. */
-int cmd_replay(const cli_global *g, int argc, char **argv), cmd_diff(const cli_global *g, int argc, char **argv), cmd_bisect(const cli_global *g, int argc, char **argv);
+int cmd_replay(const cli_global *g, int argc, char **argv);
+int cmd_diff(const cli_global *g, int argc, char **argv);
+int cmd_bisect(const cli_global *g, int argc, char **argv);
 
 /* export, import: declared in cli/bundle_util.h until cli/cli.h declares them. */
 int cmd_export(const cli_global *g, int argc, char **argv), cmd_import(const cli_global *g, int argc, char **argv);

@@ -1070,8 +1070,8 @@ int deja__manifest_decode(const void *data, size_t size, deja_bundle_info **out)
         goto cleanup;
     }
     impl = calloc(1, sizeof *impl);
-    if (impl == NULL ||
-        (msg->n_models > 0 && (impl->models = calloc(msg->n_models, sizeof *impl->models)) == NULL)) {
+    if (impl == NULL || (msg->n_models > 0 &&
+                         (impl->models = calloc(msg->n_models, sizeof *impl->models)) == NULL)) {
         rc = deja__error_set(DEJA_ENOMEM, "out of memory decoding a manifest");
         goto cleanup;
     }

@@ -24,7 +24,7 @@ typedef struct evlist {
     size_t n;
     size_t cap;
     int invert;
-    int rc;       /* first failure while collecting */
+    int rc;        /* first failure while collecting */
     char *trouble; /* first trouble message, owned */
 } evlist;
 
@@ -98,8 +98,8 @@ static int collect(const deja_replay_result *r, void *payload)
     evlist *l = payload;
     deja_bisect_evidence *e;
     int against = r->verdict == DEJA_VERDICT_DIVERGED || r->verdict == DEJA_VERDICT_ERROR;
-    int keep = l->invert ? (r->verdict == DEJA_VERDICT_SAME || r->verdict == DEJA_VERDICT_CLOSE)
-                         : against;
+    int keep =
+        l->invert ? (r->verdict == DEJA_VERDICT_SAME || r->verdict == DEJA_VERDICT_CLOSE) : against;
     char idtext[DEJA_ID_STRLEN + 1];
     if (r->verdict == DEJA_VERDICT_ERROR && r->code != DEJA_EMODEL && !l->trouble) {
         deja_id_format(&r->id, idtext);

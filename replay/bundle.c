@@ -310,6 +310,23 @@ static int record_wrap(const view *v, int code, size_t index, uint64_t off)
                             (unsigned long long)off);
 }
 
+/* Rewrite the last error with every control character as '?', so that a
+ * name taken from a hostile bundle cannot break the one-line message or
+ * send escapes to a terminal. Returns `code`. */
+static int clean_error(int code)
+{
+    char msg[1024];
+    size_t n;
+
+    snprintf(msg, sizeof msg, "%s", deja_error_last());
+    n = strlen(msg);
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f)
+            msg[i] = '?';
+    }
+    return deja__error_set(code, "%s", msg);
+}
+
 /* Check the header of the `size`-byte file at `file`: magic, version,
  * flags, lengths and their bounds, then the checksum. Sets `*dlen`. */
 static int check_header(view *v, const uint8_t *file, size_t size, uint64_t *dlen)
@@ -719,18 +736,42 @@ static int index_records(view *v)
     return 0;
 }
 
-/* The manifest's model matching `t`, or -1. */
-static long find_model(const deja_bundle_info *info, const deja_trace *t)
+/* The table key of a model identity: a chained XXH3 of name, version and
+ * weights digest (each hashed on its own, so that no two splits of the same
+ * bytes agree). */
+static void model_key(const char *name, const char *version, const uint8_t *digest,
+                      size_t dsize, uint8_t out[KEY])
 {
-    for (size_t i = 0; i < info->nmodels; i++) {
-        const deja_bundle_model *m = &info->models[i];
+    static const uint8_t none[1];
+    XXH128_hash_t h = XXH3_128bits(name, strlen(name));
+    XXH128_canonical_t c;
 
-        if (strcmp(m->name, t->model_name) == 0 && strcmp(m->version, t->model_version) == 0 &&
-            m->digest_size == t->model_digest_size &&
-            (m->digest_size == 0 || memcmp(m->digest, t->model_digest, m->digest_size) == 0))
-            return (long)i;
-    }
-    return -1;
+    h = XXH3_128bits_withSeed(version, strlen(version), h.low64 ^ 0x6d6f64656cULL);
+    h = XXH3_128bits_withSeed(dsize ? digest : none, dsize, h.low64 ^ h.high64);
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out, c.digest, KEY);
+}
+
+/* Non-zero when model `m` is the identity that recorded `t`. */
+static int model_is(const deja_bundle_model *m, const deja_trace *t)
+{
+    return strcmp(m->name, t->model_name) == 0 && strcmp(m->version, t->model_version) == 0 &&
+           m->digest_size == t->model_digest_size &&
+           (m->digest_size == 0 || memcmp(m->digest, t->model_digest, m->digest_size) == 0);
+}
+
+/* The index in `models` (entered in `t`) of the identity of trace `tr`, or
+ * -1. */
+static long find_model(const table *t, const deja_bundle_model *models, const deja_trace *tr)
+{
+    uint8_t key[KEY];
+    const slot *s;
+
+    model_key(tr->model_name, tr->model_version, tr->model_digest, tr->model_digest_size, key);
+    s = table_find(t, key);
+    if (s == NULL || !model_is(&models[s->index], tr))
+        return -1;
+    return (long)s->index;
 }
 
 /* Check the references of one decoded trace: every blob it names is in the
@@ -801,12 +842,30 @@ static int check_traces(view *v)
 {
     const deja_bundle_info *info = v->info;
     uint64_t *counts = NULL;
+    table models = {0};
     int rc = 0;
 
+    if (info->nmodels > v->ntraces)
+        return bundle_error(v, DEJA_ECORRUPT, "the manifest lists %zu models for %zu traces",
+                            info->nmodels, v->ntraces);
     if (info->nmodels > 0) {
         counts = calloc(info->nmodels, sizeof *counts);
         if (counts == NULL)
             return bundle_error(v, DEJA_ENOMEM, "out of memory checking models");
+    }
+    for (size_t i = 0; i < info->nmodels && rc == 0; i++) {
+        const deja_bundle_model *m = &info->models[i];
+        uint8_t key[KEY];
+        slot *s;
+        int existed;
+
+        model_key(m->name, m->version, m->digest, m->digest_size, key);
+        rc = table_insert(&models, key, &s, &existed);
+        if (rc == 0 && existed)
+            rc = bundle_error(v, DEJA_ECORRUPT, "the manifest lists model %s %s twice", m->name,
+                              m->version);
+        else if (rc == 0)
+            s->index = (uint32_t)i;
     }
     for (size_t i = 0; i < v->ntraces && rc == 0; i++) {
         const trace_ref *r = &v->traces[i];
@@ -831,7 +890,7 @@ static int check_traces(view *v)
             rc = check_refs(v, r, t, id);
         }
         if (rc == 0) {
-            m = find_model(info, t);
+            m = find_model(&models, info->models, t);
             if (m < 0)
                 rc = record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                   "trace %s: model %s %s is not in the manifest", id,
@@ -861,6 +920,7 @@ static int check_traces(view *v)
                               info->models[i].version, (unsigned long long)counts[i]);
     }
     free(counts);
+    table_free(&models);
     return rc;
 }
 
@@ -888,7 +948,7 @@ static int view_load(const void *file, size_t size, const char *name, view **out
         rc = check_traces(v);
     if (rc != 0) {
         view_free(v);
-        return rc;
+        return clean_error(rc);
     }
     v->info->file_bytes = v->file_bytes;
     v->info->body_bytes = v->size;
@@ -1111,8 +1171,11 @@ int deja_bundle_import(deja_store *store, const char *path, deja_bundle_import_s
     if (store == NULL)
         return deja__error_set(DEJA_EINVAL, "no store to import into");
     rc = view_open(path, &v);
-    if (rc == 0)
+    if (rc == 0) {
         rc = import_view(store, v, out);
+        if (rc != 0)
+            clean_error(rc);
+    }
     view_free(v);
     return rc;
 }
@@ -1231,6 +1294,7 @@ typedef struct exporter {
     table blobs;
     table envs;
     table ids;
+    table model_keys;
     deja_bundle_model *models;
     size_t nmodels;
     size_t models_cap;
@@ -1310,13 +1374,12 @@ static int export_env(exporter *x, const deja_digest *d)
 static int export_model(exporter *x, const deja_trace *t)
 {
     deja_bundle_model *m;
-    deja_bundle_info probe;
+    uint8_t key[KEY];
+    slot *s;
     long i;
+    int existed, rc;
 
-    memset(&probe, 0, sizeof probe);
-    probe.models = x->models;
-    probe.nmodels = x->nmodels;
-    i = find_model(&probe, t);
+    i = find_model(&x->model_keys, x->models, t);
     if (i >= 0) {
         x->models[i].traces++;
         return 0;
@@ -1346,7 +1409,11 @@ static int export_model(exporter *x, const deja_trace *t)
         memcpy((uint8_t *)m->digest, t->model_digest, t->model_digest_size);
     m->traces = 1;
     x->nmodels++;
-    return 0;
+    model_key(m->name, m->version, m->digest, m->digest_size, key);
+    rc = table_insert(&x->model_keys, key, &s, &existed);
+    if (rc == 0)
+        s->index = (uint32_t)(x->nmodels - 1);
+    return rc;
 }
 
 /* Stage trace `id` (unless staged already) after its blobs and
@@ -1638,6 +1705,7 @@ static void exporter_free(exporter *x)
     table_free(&x->blobs);
     table_free(&x->envs);
     table_free(&x->ids);
+    table_free(&x->model_keys);
     for (size_t i = 0; i < x->nmodels; i++) {
         free((char *)x->models[i].name);
         free((char *)x->models[i].version);

@@ -506,8 +506,7 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
 
 /* Compare two integer or bool tensors of the same dtype, element by
  * element. */
-static void diff_ints(tdiff *td, const deja_tensor *a, const deja_tensor *b, size_t count,
-                      FILE *fp)
+static void diff_ints(tdiff *td, const deja_tensor *a, const deja_tensor *b, size_t count, FILE *fp)
 {
     size_t es = deja_dtype_size(a->dtype), i;
     const uint8_t *pa = a->data, *pb = b->data;
@@ -624,8 +623,7 @@ static int split_words(const unsigned char *s, size_t n, word **out, size_t *cou
     return 0;
 }
 
-static int word_eq(const unsigned char *a, const word *wa, const unsigned char *b,
-                   const word *wb)
+static int word_eq(const unsigned char *a, const word *wa, const unsigned char *b, const word *wb)
 {
     size_t la = wa->end - wa->start, lb = wb->end - wb->start;
     return la == lb && memcmp(a + wa->start, b + wb->start, la) == 0;
@@ -657,8 +655,7 @@ static void put_words(FILE *fp, const unsigned char *s, const word *w, size_t fr
  * context words, then "[-removed-]{+added+}", then context words. The
  * changed region ends where HUNK_RESYNC words agree again (searched within
  * HUNK_WINDOW words), else at the common tail of the texts. */
-static int text_hunk(const unsigned char *a, size_t na, const unsigned char *b, size_t nb,
-                     FILE *fp)
+static int text_hunk(const unsigned char *a, size_t na, const unsigned char *b, size_t nb, FILE *fp)
 {
     word *wa = NULL, *wb = NULL;
     size_t ca = 0, cb = 0, p = 0, ea, eb, sa, sb, i, j, best = SIZE_MAX;
@@ -817,6 +814,11 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
         fprintf(sb.fp, "only in %s (", a ? "a" : "b");
         put_shape(sb.fp, any);
         fputc(')', sb.fp);
+        goto done;
+    }
+    if ((a->ndim && !a->shape) || (b->ndim && !b->shape) || a->ndim > DEJA_MAX_DIMS ||
+        b->ndim > DEJA_MAX_DIMS) {
+        rc = deja__error_set(DEJA_EINVAL, "diff: output '%s' has a malformed shape", td->name);
         goto done;
     }
     if (a->dtype != b->dtype) {
@@ -1136,7 +1138,7 @@ static int str_differ(const char *a, const char *b)
  * and reduced-precision arithmetic. */
 static int isa_relevant(const char *flag)
 {
-    static const char *const words[] = {"avx", "fma", "sse", "f16c", "amx", "neon",
+    static const char *const words[] = {"avx",   "fma", "sse",  "f16c", "amx",  "neon",
                                         "asimd", "sve", "vnni", "bf16", "fp16", "fphp"};
     size_t i;
     for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
@@ -1212,8 +1214,8 @@ static void kv_compare(lines *l, const deja_kv *rv, size_t rn, const deja_kv *cv
             line_add(l, "%s %s: '%s' recorded, unset now", what, rv[i].key,
                      str_or(rv[i].value, ""));
         } else if (strcmp(now, rv[i].value ? rv[i].value : "") != 0) {
-            line_add(l, "%s %s: '%s' recorded, '%s' now", what, rv[i].key,
-                     str_or(rv[i].value, ""), now);
+            line_add(l, "%s %s: '%s' recorded, '%s' now", what, rv[i].key, str_or(rv[i].value, ""),
+                     now);
         }
     }
     for (i = 0; i < cn; i++) {
@@ -1263,8 +1265,7 @@ int deja_env_compare(const deja_env *recorded, const deja_env *current, deja_env
     }
     if (str_differ(r->cpu_vendor, c->cpu_vendor) || str_differ(r->cpu_model, c->cpu_model)) {
         line_add(&l, "cpu: '%s %s' recorded, '%s %s' now", str_or(r->cpu_vendor, "?"),
-                 str_or(r->cpu_model, "?"), str_or(c->cpu_vendor, "?"),
-                 str_or(c->cpu_model, "?"));
+                 str_or(r->cpu_model, "?"), str_or(c->cpu_vendor, "?"), str_or(c->cpu_model, "?"));
     }
     isa_missing(&l, r, c, "recorded, absent now");
     isa_missing(&l, c, r, "absent when recorded, present now");
@@ -1292,8 +1293,7 @@ int deja_env_compare(const deja_env *recorded, const deja_env *current, deja_env
     for (i = 0; i < r->ngpus || i < c->ngpus; i++) {
         const char *gr = i < r->ngpus ? r->gpus[i] : NULL, *gc = i < c->ngpus ? c->gpus[i] : NULL;
         if (str_differ(gr, gc)) {
-            line_add(&l, "gpu %zu: %s recorded, %s now", i, str_or(gr, "none"),
-                     str_or(gc, "none"));
+            line_add(&l, "gpu %zu: %s recorded, %s now", i, str_or(gr, "none"), str_or(gc, "none"));
         }
     }
     kv_compare(&l, r->libs, r->nlibs, c->libs, c->nlibs, "library");

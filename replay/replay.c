@@ -504,8 +504,7 @@ static int parse_child(const uint8_t *data, size_t size, outcome *oc)
 
 /* Run the model once in a child process and fill `oc`. A child killed by
  * a signal is a model failure naming the signal. */
-static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *env,
-                        outcome *oc)
+static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *env, outcome *oc)
 {
     int fds[2], status = 0, rc = 0;
     uint8_t *buf = NULL;
@@ -532,8 +531,9 @@ static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *
             size_t ncap = cap ? cap * 2 : 65536;
             uint8_t *nb = ncap <= MAX_CHILD_OUTPUT ? realloc(buf, ncap) : NULL;
             if (!nb) {
-                rc = deja__error_set(DEJA_ENOMEM, "replay: the isolated model's outputs exceed "
-                                                  "memory or %zu bytes",
+                rc = deja__error_set(DEJA_ENOMEM,
+                                     "replay: the isolated model's outputs exceed "
+                                     "memory or %zu bytes",
                                      MAX_CHILD_OUTPUT);
                 break;
             }
@@ -697,8 +697,8 @@ static void replay_one(engine *e, deja_model *model, size_t i)
     } else if (first.failed && t->status != DEJA_STATUS_ERROR) {
         slot_fail(s, DEJA_EMODEL, 0, "the model failed: %s", first.why);
     } else {
-        rc = deja_diff_outputs(t->outputs, t->noutputs, first.out, first.nout, &e->o.diff,
-                               &s->diff);
+        rc =
+            deja_diff_outputs(t->outputs, t->noutputs, first.out, first.nout, &e->o.diff, &s->diff);
         if (rc != 0) {
             slot_fail(s, rc, 1, "cannot diff the outputs: %s", deja_error_last());
             goto cleanup;
@@ -708,8 +708,8 @@ static void replay_one(engine *e, deja_model *model, size_t i)
             const char *rec = t->error ? t->error : "";
             if (!first.failed) {
                 s->verdict = DEJA_VERDICT_DIVERGED;
-                if (asprintf(&s->error, "recorded as failed ('%s'), the replay succeeded",
-                             rec) < 0) {
+                if (asprintf(&s->error, "recorded as failed ('%s'), the replay succeeded", rec) <
+                    0) {
                     s->error = NULL;
                 }
             } else if (!error_matches(rec, first.why, first.model_msg)) {

@@ -209,8 +209,7 @@ static void test_bisect__planted_plugin_every_position(void **state)
     /* Fewer than two versions; a version that does not load. */
     assert_int_equal(deja_bisect(store, ids, NTRACES, specs, 1, &o, &r), DEJA_EINVAL);
     specs[NVERSIONS - 1] = "no-such-plugin";
-    assert_int_equal(deja_bisect(store, ids, NTRACES, specs, NVERSIONS, &o, &r),
-                     DEJA_ENOTFOUND);
+    assert_int_equal(deja_bisect(store, ids, NTRACES, specs, NVERSIONS, &o, &r), DEJA_ENOTFOUND);
     assert_non_null(strstr(deja_error_last(), "no-such-plugin"));
     deja_store_close(store);
 }
@@ -310,9 +309,8 @@ static void test_bisect__cli_names_the_demo_changes(void **state)
     }
     assert_non_null(strstr(out, "\"first_bad\":{\"version\":5,\"spec\":\"classifier-v5\"}"));
     /* Both ends agree: trouble, one line. */
-    assert_int_equal(run(out, sizeof(out),
-                         "bisect --model classifier classifier-v1 classifier-v2 --json"),
-                     2);
+    assert_int_equal(
+        run(out, sizeof(out), "bisect --model classifier classifier-v1 classifier-v2 --json"), 2);
     assert_non_null(strstr(out, "both ends"));
     assert_int_equal(run(out, sizeof(out), "bisect textgen-v1"), 2);
 }
@@ -324,8 +322,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bisect__planted_plugin_every_position, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bisect__invert, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bisect__cli_names_the_demo_changes, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bisect__cli_names_the_demo_changes, setup, teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);

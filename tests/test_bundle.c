@@ -463,6 +463,16 @@ static size_t records(const deja__buf *body, size_t *off, unsigned *kind)
     return n;
 }
 
+/* Blob callback that names a blob no bundle holds. */
+static int missing_blob(const void *data, size_t size, deja_digest *out, void *payload)
+{
+    (void)data;
+    (void)size;
+    (void)payload;
+    *out = deja_digest_of("missing", 7);
+    return 0;
+}
+
 static void test_bundle__hostile_bodies_are_named(void **state)
 {
     deja__buf body = {0}, evil = {0};
@@ -565,6 +575,59 @@ static void test_bundle__hostile_bodies_are_named(void **state)
         deja__manifest_free(info);
         deja__buf_free(&man);
     }
+    /* A manifest that forgets the model. */
+    evil.size = 0;
+    {
+        deja_bundle_info *info = NULL;
+        deja__buf man = {0};
+        assert_int_equal(deja__manifest_decode(body.data + 5, off[1] - 5, &info), 0);
+        info->nmodels = 0;
+        assert_int_equal(deja__manifest_encode(info, &man), 0);
+        rec(&evil, DEJA__BUNDLE_MANIFEST, man.data, man.size, NULL, 0);
+        assert_int_equal(deja__buf_append(&evil, body.data + off[1], body.size - off[1]), 0);
+        expect_body(&evil, DEJA_ECORRUPT, "model textgen 1 is not in the manifest");
+        deja__manifest_free(info);
+        deja__buf_free(&man);
+    }
+    /* A hostile tensor name cannot break the one-line message. */
+    evil.size = 0;
+    assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);
+    {
+        static uint8_t payload[2000];
+        deja_tensor in;
+        deja_trace tr;
+        deja__buf enc = {0};
+        const char *msg;
+        deja__buf f = {0};
+
+        memset(&in, 0, sizeof in);
+        in.name = "evil\nname\x1b[2J";
+        in.dtype = DEJA_BYTES;
+        in.data = payload;
+        in.size = sizeof payload;
+        memset(&tr, 0, sizeof tr);
+        memset(tr.id.bytes, 0x42, 16);
+        tr.model_name = "textgen";
+        tr.model_version = "1";
+        tr.error = "";
+        tr.inputs = &in;
+        tr.ninputs = 1;
+        assert_int_equal(deja__trace_encode(&tr, 1024, missing_blob, NULL, &enc), 0);
+        rec(&evil, DEJA__BUNDLE_TRACE, enc.data, enc.size, NULL, 0);
+        deja__buf_free(&enc);
+        assert_int_equal(deja__bundle_wrap(evil.data, evil.size, &f), 0);
+        assert_int_equal(deja__bundle_check_memory(f.data, f.size, "evil.deja"), DEJA_ECORRUPT);
+        msg = deja_error_last();
+        assert_non_null(strstr(msg, "tensor 'evil?name?[2J' references blob"));
+        assert_null(strchr(msg, '\n'));
+        assert_null(strchr(msg, '\x1b'));
+        deja__buf_free(&f);
+    }
+    /* Padding is skipped. */
+    evil.size = 0;
+    assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);
+    rec(&evil, DEJA__BUNDLE_PAD, "filler", 6, NULL, 0);
+    expect_body(&evil, 0, "");
     deja__buf_free(&evil);
     deja__buf_free(&body);
     free(file);
@@ -661,6 +724,40 @@ static void test_bundle__shared_input_is_stored_once(void **state)
     free(input);
 }
 
+static void test_bundle__very_compressible_bundle_still_reads(void **state)
+{
+    const char *src = path_in("zeros.store");
+    const char *file = path_in("zeros.deja");
+    const size_t big = (size_t)24 << 20;
+    deja_tracer *t = NULL;
+    deja_store *s = NULL;
+    deja_span *sp = NULL;
+    deja_bundle_info *info = NULL;
+    deja_id id;
+    void *zeros = calloc(1, big);
+    (void)state;
+
+    assert_non_null(zeros);
+    assert_int_equal(deja_tracer_open(&t, src, NULL), 0);
+    assert_int_equal(deja_span_begin(&sp, t, "mask", "1"), 0);
+    assert_int_equal(deja_span_add_bytes(sp, DEJA_INPUT, "mask", zeros, big), 0);
+    id = *deja_span_id(sp);
+    assert_int_equal(deja_span_end(sp, DEJA_STATUS_OK, NULL), 0);
+    deja_tracer_close(t);
+    free(zeros);
+    assert_int_equal(deja_store_open(&s, src, DEJA_STORE_READONLY), 0);
+    if (deja_bundle_export(s, &id, 1, NULL, file) != 0)
+        fail_msg("export: %s", deja_error_last());
+    deja_store_close(s);
+    /* 24 MiB of zeros compress far beyond 1000:1; the writer pads the file
+     * so that readers' decompression-bomb bound still accepts it. */
+    if (deja_bundle_verify(file, &info) != 0)
+        fail_msg("verify: %s", deja_error_last());
+    assert_int_equal(info->blobs, 1);
+    assert_true(info->body_bytes <= 1000 * (info->file_bytes - 48) + (1 << 20));
+    deja_bundle_info_free(info);
+}
+
 static void test_bundle__large_body_goes_through_a_file(void **state)
 {
     const uint64_t saved = deja__bundle_mem_max;
@@ -747,14 +844,29 @@ static void test_bundle__export_errors(void **state)
     assert_int_equal(deja_bundle_export(s, ids, 1, &o, file), DEJA_ENOTFOUND);
     assert_int_equal(deja_bundle_export(s, ids, 1, NULL, path_in("no/such/dir/x.deja")),
                      DEJA_EIO);
+    /* A failed export leaves an existing file as it was. */
+    {
+        const char *keep = path_in("keep.deja");
+        size_t n;
+        uint8_t *back;
+        spit(keep, "old content", 11);
+        assert_int_equal(deja_bundle_export(s, &missing, 1, NULL, keep), DEJA_ENOTFOUND);
+        back = slurp(keep, &n);
+        assert_int_equal(n, 11);
+        assert_memory_equal(back, "old content", 11);
+        free(back);
+        assert_int_equal(deja_bundle_export(s, ids, 1, NULL, keep), 0);
+        assert_int_equal(deja_bundle_verify(keep, NULL), 0);
+    }
     deja_store_close(s);
     /* Nothing was left behind, neither the file nor a temporary one. */
+    assert_int_equal(access(file, F_OK), -1);
     {
         DIR *d = opendir(root);
         struct dirent *e;
         assert_non_null(d);
         while ((e = readdir(d)) != NULL)
-            assert_null(strstr(e->d_name, "never.deja"));
+            assert_null(strstr(e->d_name, ".tmp-"));
         closedir(d);
     }
 }
@@ -827,6 +939,7 @@ int main(void)
         cmocka_unit_test(test_bundle__hostile_bodies_are_named),
         cmocka_unit_test(test_bundle__header_bounds),
         cmocka_unit_test(test_bundle__shared_input_is_stored_once),
+        cmocka_unit_test(test_bundle__very_compressible_bundle_still_reads),
         cmocka_unit_test(test_bundle__large_body_goes_through_a_file),
         cmocka_unit_test(test_bundle__plugin_is_recorded_not_run),
         cmocka_unit_test(test_bundle__export_errors),

@@ -461,6 +461,40 @@ static void test_cli_bundle__open_source_tells_bundles_apart(void **state)
         assert_int_equal(deja_store_list(store, &all, count_cb, NULL, &count), 0);
         assert_int_equal(count, 4);
     }
+    /* What `deja show FILE` prints, as text and as JSON lines. */
+    {
+        const char *out = tmp_path("print.txt");
+        char *text;
+        int saved;
+        json_t *j;
+        char *line;
+
+        fflush(stdout);
+        saved = dup(1);
+        assert_true(freopen(out, "w", stdout) != NULL);
+        assert_int_equal(cli_bundle_print(file, bundle, 0), 0);
+        assert_int_equal(cli_bundle_print(file, bundle, 1), 0);
+        fflush(stdout);
+        assert_int_equal(dup2(saved, 1), 1);
+        close(saved);
+        text = cli_slurp(out, NULL);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "holds     4 traces, 1 blobs, 1 environments\n"));
+        assert_non_null(strstr(text, "model     textgen 1, digest "));
+        assert_non_null(strstr(text, "textgen@1  ok"));
+        line = strstr(text, "{\"bundle\":");
+        assert_non_null(line);
+        *strchr(line, '\n') = '\0';
+        j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        assert_int_equal(json_integer_value(json_object_get(j, "traces")), 4);
+        assert_int_equal(json_integer_value(json_object_get(j, "format")), 1);
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(j, "models"), 0), "name")),
+                            "textgen");
+        json_decref(j);
+        free(text);
+    }
     deja_bundle_close(bundle);
     bundle = NULL;
     store = NULL;

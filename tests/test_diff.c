@@ -334,6 +334,12 @@ static void test_diff__utf8_text(void **state)
     assert_non_null(strstr(d->tensors[0].detail, "byte 6 (character 6)"));
     assert_string_equal(d->tensors[0].hunk, "Le [-café-]{+cafè+} est très bon ce ...");
     deja_diff_free(d);
+    /* Invalid UTF-8 and control characters are escaped in the hunk. */
+    a = text("t", "ok \xff\xfe end");
+    b = text("t", "ok line\x01" "break end");
+    d = diff1(&a, &b, NULL);
+    assert_string_equal(d->tensors[0].hunk, "ok [-\\xff\\xfe-]{+line\\x01break+} end");
+    deja_diff_free(d);
     /* A text that is a prefix of the other. */
     a = text("t", "one two");
     b = text("t", "one two three");

@@ -61,8 +61,7 @@ static void record(const char *spec, const request *req, size_t n, uint64_t seed
             assert_int_equal(deja_span_param_num(span, "max_tokens", 40), 0);
         } else {
             uint64_t shape[1] = {req[i].nx};
-            deja_tensor t = {req[i].xname, DEJA_F32, 1, shape, req[i].x,
-                             req[i].nx * sizeof(float)};
+            deja_tensor t = {req[i].xname, DEJA_F32, 1, shape, req[i].x, req[i].nx * sizeof(float)};
             assert_int_equal(deja_span_add(span, DEJA_INPUT, &t), 0);
         }
         if (req[i].fail) {
@@ -416,17 +415,16 @@ static void test_replay__cli(void **state)
     assert_non_null(strstr(out, "3 traces replayed: 3 same, 0 close, 0 diverged, 0 error"));
     assert_string_equal(err, "");
 
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                         "replay --trace-model textgen --model textgen-v6"),
-                     1);
+    assert_int_equal(
+        run(out, sizeof(out), err, sizeof(err), "replay --trace-model textgen --model textgen-v6"),
+        1);
     assert_non_null(strstr(out, "diverged"));
     assert_non_null(strstr(out, "completion: text differs at byte"));
     assert_int_equal(count_lines(err), 1);
 
     /* --json: one object per trace. */
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "replay %s %s --model textgen-v6 --json",
-                         a, b),
-                     1);
+    assert_int_equal(
+        run(out, sizeof(out), err, sizeof(err), "replay %s %s --model textgen-v6 --json", a, b), 1);
     assert_int_equal(count_lines(out), 2);
     assert_non_null(strstr(out, "\"verdict\":\"diverged\""));
     assert_non_null(strstr(out, "\"hunk\""));
@@ -476,19 +474,17 @@ static void test_replay__cli(void **state)
         assert_int_equal(run(out, sizeof(out), err, sizeof(err), "%s", cmd), 0);
         unsetenv("OMP_NUM_THREADS");
         remove(reqpath);
-        assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                             "replay --tag env=x --model textgen-v1"),
-                         0);
+        assert_int_equal(
+            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v1"), 0);
         assert_non_null(strstr(out, "environment: "));
         assert_non_null(strstr(out, "variable OMP_NUM_THREADS: '77' recorded, unset now"));
-        assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                             "replay --tag env=x --model textgen-v6"),
-                         1);
+        assert_int_equal(
+            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v6"), 1);
         assert_non_null(
             strstr(out, "likely cause: environment: variable OMP_NUM_THREADS: '77' recorded"));
-        assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                             "replay --tag env=x --model textgen-v6 --json"),
-                         1);
+        assert_int_equal(
+            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v6 --json"),
+            1);
         assert_non_null(strstr(out, "\"environment\":[\""));
     }
 
@@ -502,15 +498,13 @@ static void test_replay__cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_replay__demo_traces_are_same_on_their_version,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__textgen_v6_diverges, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__classifier_close_then_labels, setup,
+        cmocka_unit_test_setup_teardown(test_replay__demo_traces_are_same_on_their_version, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_replay__textgen_v6_diverges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay__classifier_close_then_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay__nondeterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay__bad_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay__cli, setup, teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);

@@ -11,8 +11,7 @@
 
 static int crashing;
 
-static int c_open(const char *arg, void **instance, deja_model_info *info, char *err,
-                  size_t errcap)
+static int c_open(const char *arg, void **instance, deja_model_info *info, char *err, size_t errcap)
 {
     (void)info;
     (void)err;

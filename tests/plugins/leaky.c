@@ -15,8 +15,7 @@ typedef struct leaky {
     uint64_t calls;
 } leaky;
 
-static int l_open(const char *arg, void **instance, deja_model_info *info, char *err,
-                  size_t errcap)
+static int l_open(const char *arg, void **instance, deja_model_info *info, char *err, size_t errcap)
 {
     (void)arg;
     (void)info;

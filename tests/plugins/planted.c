@@ -23,8 +23,7 @@ typedef struct planted {
     unsigned fail_negative;
 } planted;
 
-static int p_open(const char *arg, void **instance, deja_model_info *info, char *err,
-                  size_t errcap)
+static int p_open(const char *arg, void **instance, deja_model_info *info, char *err, size_t errcap)
 {
     planted *p = calloc(1, sizeof(*p));
     (void)info;
