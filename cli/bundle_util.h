@@ -11,8 +11,6 @@
 
 #include "cli.h"
 
-int cmd_export(const cli_global *g, int argc, char **argv);
-int cmd_import(const cli_global *g, int argc, char **argv);
 
 /* Non-zero when `path` names a regular file whose first bytes are
  * DEJA_BUNDLE_MAGIC. Never prints. */

@@ -3,6 +3,7 @@
  * bug-report-ready Markdown summary.
  */
 #include "cli.h"
+#include "bundle_util.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -10,8 +11,11 @@
 
 static const char help[] =
     "usage: deja show ID [--json | --md]\n"
+    "       deja show FILE.deja [ID] [--json | --md]\n"
     "\n"
     "Show one trace in full. ID is a trace id or any unique prefix of one.\n"
+    "Given a bundle file, show what it holds, or one of its traces, without\n"
+    "importing it.\n"
     "\n"
     "  --json   the complete trace as one JSON object: tensors with their data\n"
     "           (\"text\" for UTF-8 text, else \"base64\", byte-exact), params, seeds,\n"
@@ -259,6 +263,7 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         CLI_LONGOPT_END,
     };
     deja_store *store = NULL;
+    deja_bundle *bundle = NULL;
     deja_trace *t = NULL;
     deja_env *env = NULL;
     deja_id id;
@@ -283,12 +288,25 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         ret = cli_usage_error(help, "show: --json and --md exclude each other");
         goto cleanup;
     }
+    if (argc - optind >= 1) {
+        rc = cli_open_source(argv[optind], &store, &bundle);
+        if (rc < 0)
+            goto cleanup;
+        if (rc == 1) {
+            optind++;
+            if (argc == optind) {
+                ret = cli_bundle_print(argv[optind - 1], bundle, json);
+                goto cleanup;
+            }
+        }
+    }
     if (argc - optind != 1) {
         ret = cli_usage_error(help, argc == optind ? "show: which trace? give an ID"
                                                    : "show: one ID at a time");
         goto cleanup;
     }
-    if (cli_store_open_read(g, &store) != 0 || cli_resolve(store, argv[optind], &id) != 0)
+    if ((bundle == NULL && cli_store_open_read(g, &store) != 0) ||
+        cli_resolve(store, argv[optind], &id) != 0)
         goto cleanup;
     rc = deja_trace_get(store, &id, &t);
     if (rc < 0) {
@@ -321,6 +339,9 @@ int cmd_show(const cli_global *g, int argc, char **argv)
 cleanup:
     deja_env_free(env);
     deja_trace_free(t);
-    deja_store_close(store);
+    if (bundle != NULL)
+        deja_bundle_close(bundle);
+    else
+        deja_store_close(store);
     return ret;
 }

@@ -10,14 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* replay, diff, bisect: declared here until cli/cli.h declares them. */
-int cmd_replay(const cli_global *g, int argc, char **argv);
-int cmd_diff(const cli_global *g, int argc, char **argv);
-int cmd_bisect(const cli_global *g, int argc, char **argv);
-
-/* export, import: declared in cli/bundle_util.h until cli/cli.h declares them. */
-int cmd_export(const cli_global *g, int argc, char **argv), cmd_import(const cli_global *g, int argc, char **argv);
-
 static const cli_command commands[] = {
     {"run", cmd_run, "run a model plugin on requests, recording each inference"},
     {"ls", cmd_ls, "list traces, newest first"},

@@ -120,7 +120,7 @@ static void cpu_capture(deja_env *e)
     memcpy(vendor + 4, &d, 4);
     memcpy(vendor + 8, &c, 4);
     e->cpu_vendor = dup_or_empty(vendor);
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned i = 0; i < 3; i++) {
             __cpuid(0x80000002u + i, a, b, c, d);
             memcpy(brand + 16 * i, &a, 4);
