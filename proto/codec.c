@@ -359,8 +359,12 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
         deja__pb__rng_stream__init(&rngs[i]);
         rngs[i].name = pb_str(src->name);
         rngs[i].seed = src->seed;
-        rngs[i].n_draws = src->ndraws;
-        rngs[i].draws = (uint64_t *)src->draws;
+        if (deja__rng_is_generated(src->seed, src->draws, src->ndraws)) {
+            rngs[i].count = src->ndraws; /* implied by the seed: store the count only */
+        } else {
+            rngs[i].n_draws = src->ndraws;
+            rngs[i].draws = (uint64_t *)src->draws;
+        }
         rptrs[i] = &rngs[i];
     }
     msg.n_rng = trace->nrng;
@@ -420,7 +424,55 @@ typedef struct trace_impl {
     deja_digest *digests;   /* blob digest per tensor */
     unsigned char *is_blob; /* per tensor */
     void **attached;        /* payloads handed over by deja__trace_attach */
+    uint64_t *draws;        /* regenerated RNG draws of every stream, one block */
 } trace_impl;
+
+/* Draws regenerated from seeds, at most, per trace (32 MiB). */
+#define MAX_DRAWS ((uint64_t)1 << 22)
+
+/* Fill the RNG streams of a decoded trace. A stream stored as a count has
+ * its draws regenerated from its seed into one block owned by `impl`; the
+ * total is bounded (MAX_DRAWS) before anything is allocated. */
+static int decode_rng(trace_impl *impl, const Deja__Pb__Trace *msg, deja_rng_stream *rng,
+                      const char *prefix)
+{
+    uint64_t total = 0;
+    uint64_t *next;
+
+    for (size_t i = 0; i < msg->n_rng; i++) {
+        const Deja__Pb__RngStream *r = msg->rng[i];
+        if (r->count != 0 && r->n_draws != 0)
+            return deja__error_set(DEJA_ECORRUPT, "%srng stream '%s' has both draws and a count",
+                                   prefix, r->name ? r->name : "");
+        if (r->count > MAX_DRAWS || total + r->count > MAX_DRAWS)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "%srng streams claim more than %llu draws", prefix,
+                                   (unsigned long long)MAX_DRAWS);
+        total += r->count;
+    }
+    if (total > 0) {
+        impl->draws = malloc((size_t)total * sizeof *impl->draws);
+        if (impl->draws == NULL)
+            return deja__error_set(DEJA_ENOMEM, "%sout of memory for %llu rng draws", prefix,
+                                   (unsigned long long)total);
+    }
+    next = impl->draws;
+    for (size_t i = 0; i < msg->n_rng; i++) {
+        const Deja__Pb__RngStream *r = msg->rng[i];
+        rng[i].name = r->name ? r->name : "";
+        rng[i].seed = r->seed;
+        if (r->count != 0) {
+            deja__rng_generate(r->seed, next, (size_t)r->count);
+            rng[i].draws = next;
+            rng[i].ndraws = (size_t)r->count;
+            next += r->count;
+        } else {
+            rng[i].draws = r->draws;
+            rng[i].ndraws = r->n_draws;
+        }
+    }
+    return 0;
+}
 
 static const uint8_t empty_payload[1];
 
@@ -620,12 +672,9 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     t->seeds = seeds;
     t->nseeds = msg->n_seeds;
 
-    for (size_t i = 0; i < msg->n_rng; i++) {
-        rng[i].name = msg->rng[i]->name ? msg->rng[i]->name : "";
-        rng[i].seed = msg->rng[i]->seed;
-        rng[i].draws = msg->rng[i]->draws;
-        rng[i].ndraws = msg->rng[i]->n_draws;
-    }
+    rc = decode_rng(impl, msg, rng, prefix);
+    if (rc != 0)
+        goto cleanup;
     t->rng = rng;
     t->nrng = msg->n_rng;
 
@@ -651,6 +700,8 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     impl = NULL;
     msg = NULL;
 cleanup:
+    if (impl != NULL)
+        free(impl->draws);
     free(impl);
     if (msg != NULL)
         deja__pb__trace__free_unpacked(msg, NULL);
@@ -717,6 +768,7 @@ void deja_trace_free(deja_trace *trace)
         return;
     for (size_t i = 0; i < impl->ntensors; i++)
         free(impl->attached[i]);
+    free(impl->draws);
     deja__pb__trace__free_unpacked(impl->msg, NULL);
     free(impl);
 }

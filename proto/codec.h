@@ -67,4 +67,15 @@ int deja__manifest_encode(const deja_bundle_info *info, deja__buf *out);
 int deja__manifest_decode(const void *data, size_t size, deja_bundle_info **out);
 void deja__manifest_free(deja_bundle_info *info);
 
+/* deja's stream generator (proto/rng.c), part of the record format. */
+typedef struct deja__xoshiro {
+    uint64_t s[4];
+} deja__xoshiro;
+
+uint64_t deja__splitmix64(uint64_t *state);
+void deja__xoshiro_seed(deja__xoshiro *g, uint64_t seed);
+uint64_t deja__xoshiro_next(deja__xoshiro *g);
+int deja__rng_is_generated(uint64_t seed, const uint64_t *draws, size_t n);
+void deja__rng_generate(uint64_t seed, uint64_t *out, size_t n);
+
 #endif /* DEJA_PROTO_CODEC_H */

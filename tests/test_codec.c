@@ -314,6 +314,45 @@ static void test_codec__minimal_trace(void **state)
     deja__buf_free(&buf);
 }
 
+/* Draws that the stream generator makes from the seed are stored as a
+ * count and regenerated on decode, byte for byte; any other draws are
+ * stored as they are. */
+static void test_codec__rng_draws_by_count(void **state)
+{
+    enum { N = 500 };
+    static uint64_t gen[N], odd[N];
+    deja_rng_stream streams[2] = {{"sampling", 77, gen, N}, {"other", 5, odd, N}};
+    deja_trace in;
+    deja__buf buf = {0};
+    deja_trace *t = NULL;
+
+    (void)state;
+    deja__rng_generate(77, gen, N);
+    deja__rng_generate(6, odd, N); /* not the output of seed 5 */
+    memset(&in, 0, sizeof in);
+    deja__id_new(&in.id);
+    in.rng = streams;
+    in.nrng = 1;
+    assert_int_equal(deja__trace_encode(&in, DEJA__INLINE_MAX, NULL, NULL, &buf), 0);
+    assert_true(buf.size < 100); /* not 500 x 8 bytes */
+    assert_int_equal(deja__trace_decode(buf.data, buf.size, &t), 0);
+    assert_int_equal(t->nrng, 1);
+    assert_int_equal(t->rng[0].ndraws, N);
+    assert_memory_equal(t->rng[0].draws, gen, sizeof gen);
+    deja_trace_free(t);
+
+    in.nrng = 2;
+    assert_int_equal(deja__trace_encode(&in, DEJA__INLINE_MAX, NULL, NULL, &buf), 0);
+    assert_true(buf.size > N * 8);
+    assert_int_equal(deja__trace_decode(buf.data, buf.size, &t), 0);
+    assert_int_equal(t->rng[1].ndraws, N);
+    assert_int_equal(t->rng[1].seed, 5);
+    assert_memory_equal(t->rng[1].draws, odd, sizeof odd);
+    assert_memory_equal(t->rng[0].draws, gen, sizeof gen);
+    deja_trace_free(t);
+    deja__buf_free(&buf);
+}
+
 static void test_codec__no_put_keeps_inline(void **state)
 {
     static sample s;
@@ -742,6 +781,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec__round_trip_full),
         cmocka_unit_test(test_codec__minimal_trace),
+        cmocka_unit_test(test_codec__rng_draws_by_count),
         cmocka_unit_test(test_codec__no_put_keeps_inline),
         cmocka_unit_test(test_codec__encode_rejects),
         cmocka_unit_test(test_codec__decode_violations),

@@ -8,15 +8,6 @@
 
 #include "tracer/tracer_internal.h"
 
-/* Advance a splitmix64 state and return its next output. */
-uint64_t deja__splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* The splitmix64 output for state `x`: a good 64-bit mixer. */
 uint64_t deja__mix64(uint64_t x)
 {
@@ -66,34 +57,4 @@ uint64_t deja__os_random(void)
         v = deja__splitmix64(&s);
     }
     return v != 0 ? v : 0x9e3779b97f4a7c15ULL;
-}
-
-/* Seed a xoshiro256** generator from one 64-bit seed through splitmix64,
- * as its authors recommend. */
-void deja__xoshiro_seed(deja__xoshiro *g, uint64_t seed)
-{
-    uint64_t s = seed;
-    for (int i = 0; i < 4; i++)
-        g->s[i] = deja__splitmix64(&s);
-}
-
-/* Rotate left by k (0 < k < 64). */
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-/* The next output of a xoshiro256** generator. */
-uint64_t deja__xoshiro_next(deja__xoshiro *g)
-{
-    uint64_t *s = g->s;
-    const uint64_t result = rotl(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "deja.h"
+#include "proto/codec.h"
 #include "store/store.h"
 
 /* Size of the arena block allocated with every span; most inferences fit in
@@ -145,7 +146,6 @@ int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span);
 void *deja__writer_main(void *arg);
 
 /* Random numbers (rng.c). */
-uint64_t deja__splitmix64(uint64_t *state);
 uint64_t deja__mix64(uint64_t x);
 uint64_t deja__hash_name(const char *name);
 /* A double in [0, 1) from a cheap thread-local generator (not for replay). */
@@ -153,11 +153,5 @@ double deja__fast_uniform(void);
 /* 64 bits from the operating system (getrandom), never 0. */
 uint64_t deja__os_random(void);
 
-typedef struct deja__xoshiro {
-    uint64_t s[4];
-} deja__xoshiro;
-
-void deja__xoshiro_seed(deja__xoshiro *g, uint64_t seed);
-uint64_t deja__xoshiro_next(deja__xoshiro *g);
 
 #endif /* DEJA_TRACER_INTERNAL_H */
