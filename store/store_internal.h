@@ -23,7 +23,7 @@
  * exists, and the number needed before training. */
 #define DEJA__DICT_SAMPLES_MAX 2000
 #define DEJA__DICT_SAMPLES_BYTES ((size_t)4 << 20)
-#define DEJA__DICT_TRAIN_AT 1000
+#define DEJA__DICT_TRAIN_AT 256
 #define DEJA__DICT_SIZE ((size_t)32 << 10)
 
 /* One trained dictionary, loaded on first use and kept until close. */
