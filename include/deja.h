@@ -557,9 +557,9 @@ DEJA_API const char *deja_verdict_name(deja_verdict verdict);
  * are at most `ulps` units in the last place apart. A negative atol or rtol
  * (the default) takes the usual one for the dtype, as PyTorch's
  * assert_close does: atol 1e-5 and rtol 1e-3 (f16), 1.6e-2 (bf16), 1.3e-6
- * (f32); atol and rtol 1e-7 (f64). NaN matches NaN only;
- * an infinity matches the same infinity only. Integers, bytes and text have
- * no tolerance. Scores are float outputs whose last axis is a class axis
+ * (f32); atol and rtol 1e-7 (f64). NaN matches NaN only; an infinity
+ * matches the same infinity only. Integers, bytes and text have no
+ * tolerance. Scores are float outputs whose last axis is a class axis
  * (names containing "logit", "score", "prob" or "class"); for those the
  * arg-max and the top `topk` classes of every row are compared too, and a
  * changed arg-max is a divergence whatever the tolerances. */

@@ -387,6 +387,15 @@ static void child_run(deja_model *model, const deja_trace *t, const deja_env *en
     if (!fp) {
         _exit(3);
     }
+    /* Die by the signal, so the parent can name it: handlers inherited
+     * from the host (a test framework's, a sanitizer's) would exit instead,
+     * or run atexit work that a forked child of a threaded process must
+     * not. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGFPE, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
+    signal(SIGABRT, SIG_DFL);
     rc = run_inline(model, t, env, &oc);
     if (rc != 0) {
         _exit(4);
@@ -908,7 +917,9 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
         goto cleanup;
     }
     e.nmodels = 1;
-    if (nworkers > 1 && !deja_model_thread_safe(e.models[0])) {
+    /* Isolated children must not inherit a lock another worker holds inside a
+     * shared instance: isolation gives each worker its own. */
+    if (nworkers > 1 && (!deja_model_thread_safe(e.models[0]) || e.o.isolate)) {
         for (i = 1; i < nworkers; i++) {
             rc = deja_model_load(&e.models[i], model_spec);
             if (rc != 0) {

@@ -9,8 +9,9 @@
 
 #include "store/store_internal.h"
 
-/* Read the blob `digest` inside `txn`: decompress it and check that its
- * digest matches. The caller frees `*data`. */
+/* Read the blob `digest` inside `txn`: a whole record (the only kind before
+ * chunking) or a chunk list to reassemble; the payload is checked against
+ * its digest. Messages are built on failure only. The caller frees `*data`. */
 int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *digest, void **data,
                        size_t *size)
 {
@@ -23,9 +24,11 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
 
     *data = NULL;
     *size = 0;
+    rc = mdb_get(txn, store->blobs, &k, &v);
+    if (rc == 0 && v.mv_size > 0 && ((const uint8_t *)v.mv_data)[0] == DEJA__CHUNKED_MAGIC)
+        return deja__chunked_read(store, txn, digest, v.mv_data, v.mv_size, data, size);
     deja_digest_format(digest, hex);
     snprintf(what, sizeof what, "blob %s", hex);
-    rc = mdb_get(txn, store->blobs, &k, &v);
     if (rc == MDB_NOTFOUND)
         return deja__error_set(DEJA_ENOTFOUND, "blob %s is missing", hex);
     if (rc != 0)
@@ -57,36 +60,46 @@ int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **da
 }
 
 /* Decode the trace record stored under `id` in `txn`, blobs not loaded.
- * DEJA_ENOTFOUND when there is none. */
+ * DEJA_ENOTFOUND when there is none. The id is formatted for messages on
+ * failure only. */
 int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja_trace **out)
 {
     MDB_val k = {16, (void *)id->bytes}, v;
-    char text[DEJA_ID_STRLEN + 1], what[48];
+    char text[DEJA_ID_STRLEN + 1], what[48], why[400];
+    const char *msg;
     uint8_t *raw = NULL;
     size_t n = 0;
-    int rc;
+    int rc, decoded = 0;
 
     *out = NULL;
-    deja_id_format(id, text);
-    snprintf(what, sizeof what, "trace %s", text);
     rc = mdb_get(txn, store->traces, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return deja__error_set(DEJA_ENOTFOUND, "no trace %s", text);
-    if (rc != 0)
+    if (rc != 0) {
+        deja_id_format(id, text);
+        if (rc == MDB_NOTFOUND)
+            return deja__error_set(DEJA_ENOTFOUND, "no trace %s", text);
+        snprintf(what, sizeof what, "trace %s", text);
         return deja__mdb_error(rc, what);
-    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, what, &raw, &n);
-    if (rc != 0)
-        return rc;
-    rc = deja__trace_decode(raw, n, out);
-    free(raw);
-    if (rc != 0)
-        return deja__error_wrap(rc, "%s: ", what);
-    if (memcmp((*out)->id.bytes, id->bytes, 16) != 0) {
+    }
+    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, "trace", &raw, &n);
+    if (rc == 0) {
+        decoded = 1;
+        rc = deja__trace_decode(raw, n, out);
+        free(raw);
+    }
+    if (rc == 0 && memcmp((*out)->id.bytes, id->bytes, 16) == 0)
+        return 0;
+    deja_id_format(id, text);
+    if (rc == 0) {
         deja_trace_free(*out);
         *out = NULL;
-        return deja__error_set(DEJA_ECORRUPT, "%s: record holds another id", what);
+        return deja__error_set(DEJA_ECORRUPT, "trace %s: record holds another id", text);
     }
-    return 0;
+    /* Name the trace: "trace: why" from the record becomes "trace ID: why". */
+    msg = deja_error_last();
+    if (!decoded && strncmp(msg, "trace: ", 7) == 0)
+        msg += 7;
+    snprintf(why, sizeof why, "%s", msg);
+    return deja__error_set(rc, "trace %s: %s", text, why);
 }
 
 /* Load every blob-stored payload of `trace` (inputs then outputs). */
@@ -106,14 +119,16 @@ static int attach_blobs(deja_store *store, MDB_txn *txn, deja_trace *trace)
             if (d == NULL)
                 continue;
             rc = deja__blob_get_txn(store, txn, d, &data, &size);
+            if (rc == 0) {
+                deja__trace_attach(trace, (deja_side)side, i, data);
+                continue;
+            }
             deja_id_format(&trace->id, text);
             if (rc == DEJA_ENOTFOUND) {
                 deja_digest_format(d, hex);
                 return deja__error_set(DEJA_ECORRUPT, "trace %s: blob %s is missing", text, hex);
             }
-            if (rc != 0)
-                return deja__error_wrap(rc, "trace %s: ", text);
-            deja__trace_attach(trace, (deja_side)side, i, data);
+            return deja__error_wrap(rc, "trace %s: ", text);
         }
     }
     return 0;

@@ -180,6 +180,13 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
         if (rc != 0)
             return deja__mdb_error(rc, names[i]);
     }
+    /* A store written before chunking has no `chunks`: readable as it is. */
+    rc = mdb_dbi_open(txn, "chunks", create ? MDB_CREATE : 0, &store->chunks);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return deja__mdb_error(rc, "chunks");
+    store->has_chunks = 1;
     return 0;
 }
 
@@ -485,7 +492,42 @@ static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize,
     return rc;
 }
 
-/* Store a payload once under its digest, without a dictionary. */
+/* Store the payload `data` of `size` bytes as chunks (each stored once,
+ * with the current dictionary) and its chunk list under `key` in blobs. */
+static int put_chunked(deja__wtxn *w, const uint8_t *data, size_t size, const deja_digest *key)
+{
+    deja__buf list = {0};
+    deja_digest d;
+    MDB_val k = {16, d.bytes}, v;
+    size_t off = 0, n;
+    int rc = deja__chunked_begin(&list, size);
+
+    while (rc == 0 && off < size) {
+        n = deja__chunk_next(data + off, size - off);
+        d = deja_digest_of(data + off, n);
+        rc = mdb_get(w->txn, w->store->chunks, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            rc = put_record(w, w->store->chunks, d.bytes, 16, data + off, n, w->dict_id,
+                            "writing a chunk");
+        else if (rc != 0)
+            rc = deja__mdb_error(rc, "reading a chunk");
+        if (rc == 0)
+            rc = deja__chunked_add(&list, n, &d);
+        off += n;
+    }
+    if (rc == 0)
+        rc = wput(w, w->store->blobs, key->bytes, 16, list.data, list.size, MDB_NOOVERWRITE,
+                  "writing a blob");
+    if (rc == 0) {
+        w->unique_bytes += list.size;
+        w->stored_bytes += list.size;
+    }
+    deja__buf_free(&list);
+    return rc;
+}
+
+/* Store a payload once under its digest: cut into content-defined chunks
+ * when it holds more than one, else whole; with the current dictionary. */
 int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out)
 {
     MDB_val k, v;
@@ -500,7 +542,15 @@ int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_diges
         return 0;
     if (rc != MDB_NOTFOUND)
         return deja__mdb_error(rc, "reading a blob");
-    return put_record(w, w->store->blobs, out->bytes, sizeof out->bytes, data, size, 0,
+    rc = wtxn_dict(w);
+    if (rc != 0)
+        return rc;
+    if (size > DEJA__MAX_RECORD)
+        return deja__error_set(DEJA_ENOMEM, "a blob of %zu bytes is beyond the bound of %zu",
+                               size, DEJA__MAX_RECORD);
+    if (deja__chunk_next(data, size) < size)
+        return put_chunked(w, data, size, out);
+    return put_record(w, w->store->blobs, out->bytes, sizeof out->bytes, data, size, w->dict_id,
                       "writing a blob");
 }
 

@@ -19,6 +19,16 @@
 #define DEJA__CODEC_RAW 0
 #define DEJA__CODEC_ZSTD 1
 
+/* Content-defined chunking of blobs (store/chunk.c): chunk sizes, and the
+ * value of a chunked blob ('C', version, total size, chunk list). */
+#ifndef DEJA__CHUNK_MIN
+#define DEJA__CHUNK_MIN 128
+#define DEJA__CHUNK_AVG_BITS 9
+#endif
+#define DEJA__CHUNK_MAX 8192
+#define DEJA__CHUNKED_MAGIC 'C'
+#define DEJA__CHUNKED_VERSION 1
+
 /* Dictionary training: samples kept per write handle while no dictionary
  * exists, and the number needed before training. */
 #define DEJA__DICT_SAMPLES_MAX 2000
@@ -38,6 +48,8 @@ struct deja_store {
     char *path;
     int writable;
     MDB_dbi meta, traces, blobs, envs, ix_model, ix_tag, ix_status;
+    MDB_dbi chunks;
+    int has_chunks; /* 0 for a store written before chunking, opened read-only */
 
     /* Held shared by every transaction of this handle, exclusively while the
      * map is resized (LMDB requires no live transaction in the process). */
@@ -119,6 +131,37 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
 
 /* Decode a trace record read in `txn` under `id` (no blobs loaded). */
 int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja_trace **out);
+
+/* A parsed chunk list (the value of a chunked blob), walked in order. */
+typedef struct deja__chunked {
+    const uint8_t *entries, *end;
+    size_t total; /* payload bytes */
+    size_t count; /* chunks */
+} deja__chunked;
+
+/* The length of the chunk starting at `p` with `n` bytes left (see chunk.c). */
+size_t deja__chunk_next(const uint8_t *p, size_t n);
+
+/* Build a chunk list: begin (replacing `out`), then add each chunk. */
+int deja__chunked_begin(deja__buf *out, size_t total);
+int deja__chunked_add(deja__buf *out, size_t size, const deja_digest *digest);
+
+/* Check the chunk list `v` of blob `blob` (bounds, sizes adding up) and
+ * set `it` to its first chunk; DEJA_ECORRUPT naming the blob if malformed.
+ * deja__chunked_next gives 1 and the next chunk, 0 at the end. */
+int deja__chunked_parse(const void *v, size_t n, const deja_digest *blob, deja__chunked *it);
+int deja__chunked_next(deja__chunked *it, size_t *size, const uint8_t **digest);
+
+/* Read chunk `digest` (`size` bytes, checked with its digest) into `dst`.
+ * Errors name `blob` (may be NULL) and the chunk; a missing chunk is
+ * DEJA_ECORRUPT when `blob` is given, DEJA_ENOTFOUND otherwise. */
+int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, size_t size,
+                     const deja_digest *blob, uint8_t *dst);
+
+/* Reassemble chunked blob `blob` from its chunk list `v` into a malloc'd
+ * `*data`, every chunk and the whole payload checked. */
+int deja__chunked_read(deja_store *store, MDB_txn *txn, const deja_digest *blob, const void *v,
+                       size_t n, void **data, size_t *size);
 
 /* Index keys of a trace. Each returns the key length, or 0 when the key
  * would exceed `max` (the entry is then not indexed). */

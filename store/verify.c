@@ -1,6 +1,7 @@
 /*
- * store/verify.c -- deja_store_verify: every record decodes, every blob and
- * environment matches its digest, every reference and index entry resolves.
+ * store/verify.c -- deja_store_verify: every record decodes, every blob,
+ * chunk and environment matches its digest, every reference (trace -> blob,
+ * blob -> chunk, trace -> environment) and index entry resolves.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -204,10 +205,99 @@ static int check_content(verifier *v, const MDB_val *k, const MDB_val *val, int 
     return 0;
 }
 
-/* Check one blob record. */
+/* Check a chunked blob: its chunk list is well formed, every chunk it
+ * names exists (each missing one reported), and the chunks reassemble into
+ * content matching each chunk's digest and the blob's. */
+static int check_chunked(verifier *v, const deja_digest *key, const MDB_val *val)
+{
+    deja__chunked it;
+    const uint8_t *cd;
+    char hex[33], chex[33];
+    deja_digest c;
+    void *data = NULL;
+    size_t cs, size = 0;
+    int rc, missing = 0;
+
+    if (deja__chunked_parse(val->mv_data, val->mv_size, key, &it) != 0) {
+        problem(v, "%s", deja_error_last());
+        return 0;
+    }
+    while (deja__chunked_next(&it, &cs, &cd)) {
+        rc = v->store->has_chunks ? exists(v, v->store->chunks, cd, 16) : 0;
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            memcpy(c.bytes, cd, 16);
+            deja_digest_format(key, hex);
+            deja_digest_format(&c, chex);
+            problem(v, "blob %s: chunk %s: missing", hex, chex);
+            missing++;
+        }
+    }
+    if (missing > 0)
+        return 0;
+    rc = deja__chunked_read(v->store, v->txn, key, val->mv_data, val->mv_size, &data, &size);
+    if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND)
+        problem(v, "%s", deja_error_last());
+    else if (rc != 0)
+        return rc;
+    free(data);
+    return 0;
+}
+
+/* Check one blob record: a whole record, or a chunk list. */
 static int check_blob(verifier *v, const MDB_val *k, const MDB_val *val)
 {
+    deja_digest key;
+
+    if (k->mv_size == 16 && val->mv_size > 0 &&
+        ((const uint8_t *)val->mv_data)[0] == DEJA__CHUNKED_MAGIC) {
+        memcpy(key.bytes, k->mv_data, 16);
+        return check_chunked(v, &key, val);
+    }
     return check_content(v, k, val, 0);
+}
+
+/* Check one chunk record: it decodes and matches its digest (whether or
+ * not a blob still names it). */
+static int check_chunk(verifier *v, const MDB_val *k, const MDB_val *val)
+{
+    const uint8_t *p = val->mv_data;
+    uint8_t *buf = NULL;
+    uint32_t size;
+    int rc;
+
+    if (k->mv_size != 16) {
+        problem(v, "chunks: a key of %zu bytes is not a digest", k->mv_size);
+        return 0;
+    }
+    if (val->mv_size < DEJA__RECORD_HEADER) {
+        problem(v, "chunk: a record of %zu bytes is truncated", val->mv_size);
+        return 0;
+    }
+    size = (uint32_t)p[6] | (uint32_t)p[7] << 8 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 24;
+    if (size > DEJA__MAX_RECORD) {
+        rc = DEJA_ECORRUPT;
+    } else {
+        buf = malloc(size > 0 ? size : 1);
+        if (buf == NULL)
+            return deja__error_set(DEJA_ENOMEM, "verifying: out of memory");
+        rc = deja__chunk_read(v->store, v->txn, k->mv_data, size, NULL, buf);
+    }
+    free(buf);
+    if (rc == DEJA_ECORRUPT && size > DEJA__MAX_RECORD) {
+        deja_digest d;
+        char hex[33];
+
+        memcpy(d.bytes, k->mv_data, 16);
+        deja_digest_format(&d, hex);
+        problem(v, "chunk %s: record claims %u bytes, beyond the bound", hex, size);
+    } else if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND) {
+        problem(v, "%s", deja_error_last());
+    } else if (rc != 0) {
+        return rc;
+    }
+    return 0;
 }
 
 /* Check one environment record. */
@@ -349,6 +439,8 @@ int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
     rc = walk(&v, store->traces, check_trace);
     if (rc == 0)
         rc = walk(&v, store->blobs, check_blob);
+    if (rc == 0 && store->has_chunks)
+        rc = walk(&v, store->chunks, check_chunk);
     if (rc == 0)
         rc = walk(&v, store->envs, check_env);
     if (rc == 0)

