@@ -117,7 +117,10 @@ enum {
 
 /* The help text lines describing the filters, for commands that take them. */
 #define CLI_FILTER_HELP                                                                            \
-    "  --model M          only traces of model M\n"                                                \
+    "  --model M          only traces of model M\n" CLI_FILTER_HELP_REST
+
+/* The filters but --model (replay's --model names the plugin). */
+#define CLI_FILTER_HELP_REST                                                                       \
     "  --version V        only traces of model version V\n"                                        \
     "  --since T          only traces started at or after T\n"                                     \
     "  --until T          only traces started before T\n"                                          \
@@ -268,5 +271,39 @@ int cli_json_print(json_t *j);
 
 /* Status as text: "ok" or "error". */
 const char *cli_status_name(deja_status status);
+
+/* ------------------------------------------------------------------------
+ * What replay, diff and bisect share (cmd_replay.c).
+ * ---------------------------------------------------------------------- */
+
+/* Option codes of the replay options, the same in every command. */
+enum {
+    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
+    OPT_JOBS,
+    OPT_REPEAT,
+    OPT_ATOL,
+    OPT_RTOL,
+    OPT_ULPS,
+    OPT_FORCE,
+    OPT_TRACE_MODEL,
+    OPT_ISOLATE,
+    OPT_REPLAY_END /* a command's own options start here */
+};
+
+/* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps, --force,
+ * --isolate) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
+ * after printing an error for a bad value. */
+int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
+
+/* Parse a finite non-negative number; 0 on success, -1 otherwise. */
+int cli_parse_double(const char *text, double *out);
+
+/* Print a diff in the human form, each line starting with `indent`; the two
+ * sides are called `name_a` (expected) and `name_b` (actual). */
+void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
+                    const char *name_b);
+
+/* The diff as a JSON object (new reference), or NULL when out of memory. */
+json_t *cli_diff_json(const deja_diff *d);
 
 #endif /* DEJA_CLI_CLI_H */

@@ -8,11 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Until cli/cli.h declares it. */
-int cmd_bisect(const cli_global *g, int argc, char **argv);
-
-/* Defined in cmd_replay.c. */
-int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
@@ -42,16 +37,7 @@ static const char help[] =
 
 /* Same codes as cmd_replay.c, for cli_replay_option. */
 enum {
-    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
-    OPT_JOBS,
-    OPT_REPEAT,
-    OPT_ATOL,
-    OPT_RTOL,
-    OPT_ULPS,
-    OPT_FORCE,
-    OPT_TRACE_MODEL,
-    OPT_ISOLATE,
-    OPT_ID = CLI_OPT_FIRST_FREE + 50,
+    OPT_ID = OPT_REPLAY_END,
     OPT_INVERT,
 };
 

@@ -8,13 +8,6 @@
 #include <string.h>
 
 /* Until cli/cli.h declares it. */
-int cmd_diff(const cli_global *g, int argc, char **argv);
-
-/* Defined in cmd_replay.c. */
-void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
-                    const char *name_b);
-json_t *cli_diff_json(const deja_diff *d);
-int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 
 static const char help[] =
     "usage: deja diff ID_A ID_B [--atol X] [--rtol Y] [--ulps N] [--json]\n"
@@ -35,14 +28,6 @@ static const char help[] =
     "2 on trouble.\n";
 
 /* Same codes as cmd_replay.c, for cli_replay_option. */
-enum {
-    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
-    OPT_JOBS,
-    OPT_REPEAT,
-    OPT_ATOL,
-    OPT_RTOL,
-    OPT_ULPS,
-};
 
 /* `deja diff`. */
 int cmd_diff(const cli_global *g, int argc, char **argv)

@@ -6,6 +6,7 @@
  * (cli_diff_print, cli_diff_json, cli_parse_double below).
  */
 #include "cli.h"
+#include "bundle_util.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -13,24 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Until cli/cli.h declares it. */
-int cmd_replay(const cli_global *g, int argc, char **argv);
-
-/* Shared with cmd_diff.c and cmd_bisect.c. */
-void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char *name_a,
-                    const char *name_b);
-json_t *cli_diff_json(const deja_diff *d);
-int cli_parse_double(const char *text, double *out);
-int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 
 static const char help[] =
-    "usage: deja replay [ID...] [filters] --model PLUGIN[:ARG] [--jobs N] [--repeat N]\n"
-    "                   [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate] [--json]\n"
+    "usage: deja replay [FILE.deja] [ID...] [filters] --model PLUGIN[:ARG] [--jobs N]\n"
+    "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
+    "                   [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
     "recorded ones. Traces: ids or unique id prefixes and/or the filters of `ls`;\n"
-    "with neither, every trace in the store.\n"
+    "with neither, every trace in the store. Given a bundle file first, the traces\n"
+    "come from the bundle, replayed in place without importing it.\n"
     "\n"
     "Verdicts: same (bit-identical), close (within tolerance), diverged, error, and\n"
     "with --repeat, nondeterministic (the replays disagree among themselves: some\n"
@@ -50,22 +44,11 @@ static const char help[] =
     "                     fails its trace (error), the others still replay\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
     "  --trace-model M    only traces recorded by model M (the `ls --model` "
-    "filter)\n" CLI_FILTER_HELP "\n"
+    "filter)\n" CLI_FILTER_HELP_REST "\n"
     "Exit status: 0 when every trace is same or close (or nondeterministic), 1 when\n"
     "any diverged, 2 on trouble (bad selection, model that cannot load, a trace that\n"
     "could not be replayed).\n";
 
-enum {
-    OPT_PLUGIN = CLI_OPT_FIRST_FREE,
-    OPT_JOBS,
-    OPT_REPEAT,
-    OPT_ATOL,
-    OPT_RTOL,
-    OPT_ULPS,
-    OPT_FORCE,
-    OPT_TRACE_MODEL,
-    OPT_ISOLATE,
-};
 
 /* Progress is drawn only when a replay lasts longer than this. */
 #define PROGRESS_AFTER_NS 300000000LL
@@ -483,6 +466,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     replay_state s;
     cli_filter f;
     deja_store *store = NULL;
+    deja_bundle *bundle = NULL;
     deja_id *ids = NULL;
     size_t n = 0, bad = 0;
     int64_t now = cli_now_ns();
@@ -515,7 +499,15 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         ret = cli_usage_error(help, "replay: --model PLUGIN[:ARG] is required");
         goto cleanup;
     }
-    if (cli_store_open_read(g, &store) != 0) {
+    /* `deja replay FILE.deja ...` replays a bundle in place, unimported. */
+    if (optind < argc) {
+        r = cli_open_source(argv[optind], &store, &bundle);
+        if (r < 0) {
+            goto cleanup;
+        }
+        optind += r;
+    }
+    if (bundle == NULL && cli_store_open_read(g, &store) != 0) {
         goto cleanup;
     }
     if (cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0) {
@@ -567,7 +559,11 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     ret = CLI_EXIT_OK;
 cleanup:
     free(ids);
-    deja_store_close(store);
+    if (bundle != NULL) {
+        deja_bundle_close(bundle);
+    } else {
+        deja_store_close(store);
+    }
     cli_filter_free(&f);
     pthread_mutex_destroy(&s.lock);
     return ret;

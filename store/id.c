@@ -4,11 +4,14 @@
  * An id is 48 bits of Unix milliseconds then 80 random bits, big-endian, so
  * that byte order is time order. Its text form is the standard ULID one:
  * 26 characters of Crockford base32, the first holding the top 3 bits.
- * Within one process, ids are strictly increasing: an id made in the same
- * millisecond as the previous one is the previous one plus one.
+ * Ids of one thread are strictly increasing: an id made in the same
+ * millisecond as the thread's previous one is the previous one plus one.
+ * Ids of different threads are unique (fresh random bits per thread and
+ * millisecond) and ordered by millisecond, not within one.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -18,6 +21,11 @@
 
 #include "deja.h"
 #include "store/store.h"
+
+/* Not in store/store.h (owned by another room): the tracer's begin reads
+ * the clock once and makes the id from that same read. Also declared in
+ * tracer/tracer_internal.h. */
+void deja__id_new_ns(deja_id *out, int64_t unix_ns);
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -171,48 +179,111 @@ static void put_time(deja_id *id, int64_t ms)
     }
 }
 
-/* Add one to the 80-bit random part of `id`. Returns non-zero when it
- * wrapped around to zero. */
-static int increment_random(deja_id *id)
+/* Per-thread id state. Ids are made without any lock: each thread keeps
+ * the last id it made and a private generator (splitmix64 over a 64-bit
+ * counter, seeded once per thread with 128 bits from getrandom()).
+ *
+ * Guarantees: ids of one thread are strictly increasing; ids of different
+ * threads of the same millisecond are not ordered among themselves but are
+ * unique: every thread draws 79 fresh random bits per millisecond (the top
+ * bit of the 80 is left clear, so counting up inside a millisecond never
+ * wraps), so two threads collide only if their draws for the same
+ * millisecond land within a few counts of each other in a 2^79 space: for
+ * a million threads each making a million ids in one millisecond, under
+ * 2^-39. Across processes and hosts the same argument holds. A forked
+ * child reseeds (see id_fork_child), so parent and child never share a
+ * generator. */
+typedef struct id_state {
+    uint64_t fork_gen; /* id_fork_gen when seeded; 0: not seeded */
+    uint64_t ctr;      /* splitmix64 counter */
+    uint64_t salt;     /* second seed word, mixed into the high bits */
+    int64_t last_ms;   /* time part of `last` */
+    uint64_t hi;       /* 16 high bits of the random part of `last` */
+    uint64_t lo;       /* 64 low bits of the random part of `last` */
+} id_state;
+
+static _Thread_local id_state id_tls;
+static _Atomic uint64_t id_fork_gen = 1;
+static pthread_once_t id_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child: make every thread state stale (only the forking
+ * thread survives, and it reseeds on its next id). */
+static void id_fork_child(void)
 {
-    for (int i = 15; i >= 6; i--) {
-        if (++id->bytes[i] != 0)
-            return 0;
-    }
-    return 1;
+    atomic_fetch_add(&id_fork_gen, 1);
 }
 
-static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
-static deja_id id_last;
-static int64_t id_last_ms = -1;
-
-/* Make a new id for now into `out`. Ids are strictly increasing within the
- * process across threads: in the millisecond of the previous id (or if the
- * clock stepped back) the previous id plus one is used, and when its random
- * part is exhausted the next millisecond begins. Thread-safe. */
-void deja__id_new(deja_id *out)
+/* Register the fork handler, once per process. */
+static void id_once_init(void)
 {
-    int64_t now_ms = deja__now_ns() / 1000000;
-    deja_id id;
+    pthread_atfork(NULL, NULL, id_fork_child);
+}
 
-    pthread_mutex_lock(&id_lock);
-    if (id_last_ms >= 0 && now_ms <= id_last_ms) {
-        id = id_last;
-        if (increment_random(&id)) {
-            id_last_ms++;
-            put_time(&id, id_last_ms);
-            random_bytes(id.bytes + 6, 10);
+/* One splitmix64 output from the thread's counter. */
+static uint64_t id_next(id_state *st)
+{
+    uint64_t z = (st->ctr += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Seed the calling thread's generator from the kernel (rarely: once per
+ * thread and per fork). */
+static void id_seed(id_state *st, uint64_t gen)
+{
+    uint64_t seed[2];
+    pthread_once(&id_once, id_once_init);
+    random_bytes((uint8_t *)seed, sizeof seed);
+    st->ctr = seed[0];
+    st->salt = seed[1];
+    st->last_ms = -1;
+    st->fork_gen = gen;
+}
+
+/* Make a new id for the time `unix_ns` (Unix nanoseconds, as read by
+ * deja__now_ns()) into `out`, lock-free. Strictly increasing per thread:
+ * in the millisecond of the thread's previous id, or if the clock stepped
+ * back, the previous id plus one is used (its millisecond is kept); ids of
+ * other threads are unique but not ordered within a millisecond. */
+void deja__id_new_ns(deja_id *out, int64_t unix_ns)
+{
+    id_state *st = &id_tls;
+    const uint64_t gen = atomic_load_explicit(&id_fork_gen, memory_order_relaxed);
+    int64_t ms = unix_ns / 1000000;
+
+    if (st->fork_gen != gen)
+        id_seed(st, gen);
+    if (ms < 0)
+        ms = 0;
+    if (ms > TIME_MAX_MS)
+        ms = TIME_MAX_MS;
+    if (st->last_ms >= 0 && ms <= st->last_ms) {
+        ms = st->last_ms;
+        if (++st->lo == 0 && ++st->hi > 0xFFFF) {
+            /* 2^80 ids in one millisecond: borrow the next one. */
+            ms = ++st->last_ms;
+            st->hi = (id_next(st) ^ st->salt) & 0x7FFF;
+            st->lo = id_next(st);
         }
     } else {
-        id_last_ms = now_ms;
-        put_time(&id, now_ms);
-        random_bytes(id.bytes + 6, 10);
-        /* Leave room to count up in this millisecond without wrapping. */
-        id.bytes[6] &= 0x7F;
+        st->last_ms = ms;
+        /* 79 bits: the top bit stays clear to count up without wrapping. */
+        st->hi = (id_next(st) ^ st->salt) & 0x7FFF;
+        st->lo = id_next(st);
     }
-    id_last = id;
-    pthread_mutex_unlock(&id_lock);
-    *out = id;
+    put_time(out, ms);
+    out->bytes[6] = (uint8_t)(st->hi >> 8);
+    out->bytes[7] = (uint8_t)st->hi;
+    for (int i = 0; i < 8; i++)
+        out->bytes[8 + i] = (uint8_t)(st->lo >> (56 - 8 * i));
+}
+
+/* Make a new id for now into `out`: see deja__id_new_ns(). Thread-safe and
+ * lock-free; strictly increasing per thread, unique across threads. */
+void deja__id_new(deja_id *out)
+{
+    deja__id_new_ns(out, deja__now_ns());
 }
 
 /* Make an id for the time `unix_ms` (clamped to 0..2^48-1) with fresh

@@ -21,10 +21,8 @@
 
 /* Content-defined chunking of blobs (store/chunk.c): chunk sizes, and the
  * value of a chunked blob ('C', version, total size, chunk list). */
-#ifndef DEJA__CHUNK_MIN
 #define DEJA__CHUNK_MIN 128
 #define DEJA__CHUNK_AVG_BITS 9
-#endif
 #define DEJA__CHUNK_MAX 8192
 #define DEJA__CHUNKED_MAGIC 'C'
 #define DEJA__CHUNKED_VERSION 1

@@ -199,6 +199,49 @@ static void test_cli_bundle__round_trip_is_byte_identical(void **state)
     cli_run_free(&r);
 }
 
+/* `deja show FILE`, `deja show FILE ID` and `deja replay FILE` read a
+ * bundle in place: the same answers as the store it came from, and no store
+ * is created. */
+static void test_cli_bundle__used_in_place(void **state)
+{
+    const char *file = tmp_path("inplace.deja");
+    const char *nostore = tmp_path("never.store");
+    char ids[16][DEJA_ID_STRLEN + 1];
+    cli_run r, ra, rb;
+    (void)state;
+
+    ok(&r, store_a, "export", "-o", file, NULL, NULL);
+    cli_run_free(&r);
+    assert_int_equal(list_ids(store_a, ids), 4);
+
+    ok(&r, nostore, "show", file, NULL, NULL, NULL);
+    assert_non_null(strstr(r.out, "holds     4 traces, 1 blobs, 1 environments"));
+    for (size_t i = 0; i < 4; i++)
+        assert_non_null(strstr(r.out, ids[i]));
+    cli_run_free(&r);
+
+    ok(&ra, nostore, "show", file, ids[2], "--json", NULL);
+    ok(&rb, store_a, "show", ids[2], "--json", NULL, NULL);
+    assert_string_equal(ra.out, rb.out);
+    cli_run_free(&ra);
+    cli_run_free(&rb);
+
+    ok(&ra, nostore, "replay", file, "--model", "textgen-v1", "--json");
+    ok(&rb, store_a, "replay", "--model", "textgen-v1", "--json", NULL);
+    assert_string_equal(ra.out, rb.out);
+    cli_run_free(&ra);
+    cli_run_free(&rb);
+    {
+        const char *a[] = {"--store", nostore, "replay", file, ids[0], "--model", "textgen-v4",
+                           NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 1);
+        assert_non_null(strstr(r.out, "1 trace replayed"));
+        cli_run_free(&r);
+    }
+    assert_false(cli_exists(nostore));
+}
+
 static void test_cli_bundle__import_twice_changes_nothing(void **state)
 {
     const char *file = tmp_path("twice.deja");
@@ -524,6 +567,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_bundle__round_trip_is_byte_identical),
+        cmocka_unit_test(test_cli_bundle__used_in_place),
         cmocka_unit_test(test_cli_bundle__import_twice_changes_nothing),
         cmocka_unit_test(test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store),
         cmocka_unit_test(test_cli_bundle__shared_input_is_stored_once),

@@ -43,25 +43,25 @@ typedef struct deja__block {
 
 /* A span: the trace being built, as arrays of public structs pointing into
  * the span's own arena. The writer turns it into a deja_trace view without
- * copying anything. */
+ * copying anything, and never writes to a span (it only reads it and hands
+ * the pointer back to the pool), so that a recycled span's lines are at
+ * worst shared with the writer's cache, never modified there. The span and
+ * its first arena block are one allocation: `first` follows the struct. */
 struct deja_span {
-    deja_tracer *tracer;
-    struct deja_span *next; /* pool link */
-
-    deja__block *head;  /* current block (blocks chained newest first) */
+    /* Kept across reuse. */
     deja__block *first; /* the block allocated with the span */
+    deja__block *head;  /* current block (blocks chained newest first) */
 
+    /* Set by begin; cleared from here to the end on reuse. */
+    deja_tracer *tracer;
     deja_id id;
-    int has_parent;
-    deja_id parent;
     int64_t start_ns;
     int64_t duration_ns;
-    deja_status status;
-    const char *error;
     const char *model_name;
     const char *model_version;
-    uint8_t model_digest[64];
-    size_t model_digest_size;
+    const char *error;
+    deja_status status;
+    int has_parent;
 
     deja_tensor *inputs;
     size_t ninputs, cap_inputs;
@@ -71,13 +71,18 @@ struct deja_span {
     size_t nparams, cap_params;
     deja_seed *seeds;
     size_t nseeds, cap_seeds;
+    deja_tag *tags;
+    size_t ntags, cap_tags;
+    size_t model_digest_size;
+
+    /* Rarely used: still cleared, but past the hot lines. */
     deja_rng_stream *rng;
     size_t *rng_cap; /* capacity of each stream's draws array */
     size_t nrng, cap_rng;
     int64_t *clock_ns;
     size_t nclock, cap_clock;
-    deja_tag *tags;
-    size_t ntags, cap_tags;
+    deja_id parent;
+    uint8_t model_digest[64];
 };
 
 struct deja_tracer {
@@ -106,13 +111,15 @@ struct deja_tracer {
     pthread_t writer;
     int writer_started;
 
-    /* Recycled spans. */
+    /* Recycled spans: an array used as a stack (LIFO), so that recycling
+     * writes nothing into the spans themselves. Recording threads take
+     * them a few at a time into a thread-local cache (span.c). */
     pthread_mutex_t pool_lock;
-    deja_span *pool; /* LIFO */
+    deja_span **pool;
     size_t pool_n, pool_max;
 
-    /* Counters. */
-    _Atomic uint64_t ended;
+    /* Counters. `ended` is not counted on the hot path: it is enqueued_seq
+     * plus dropped plus sampled_out (see deja_tracer_stats_get). */
     _Atomic uint64_t written;
     _Atomic uint64_t dropped;
     _Atomic uint64_t sampled_out;
@@ -123,7 +130,8 @@ struct deja_tracer {
 /* Allocate `size` bytes (16-aligned) from the span's arena, or NULL. */
 void *deja__span_alloc(deja_span *span, size_t size);
 
-/* Give a span back to its tracer's pool (or free it). Any thread. */
+/* Give a span back for reuse: to the calling thread's span cache, else to
+ * its tracer's pool, else free it. Any thread. */
 void deja__span_recycle(deja_span *span);
 
 /* Recycle `n` spans of one tracer at once (one lock), for the writer. */
@@ -138,6 +146,11 @@ int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int 
 
 /* Append a draw to stream `index` of the span. */
 int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
+
+/* Make an id for the Unix time `unix_ns` (store/id.c; not declared in
+ * store/store.h, which another room owns). Lock-free; strictly increasing
+ * per thread, unique across threads. */
+void deja__id_new_ns(deja_id *out, int64_t unix_ns);
 
 /* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL. */
 int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span);
