@@ -123,4 +123,16 @@ step "classifier-v5 changed a weight: some labels flip" \
 step "bisect names the version that flipped them" \
     "deja bisect classifier-v1 classifier-v2 classifier-v3 classifier-v4 classifier-v5 classifier-v6 --tag set=features"
 
+# BUNDLES: hand the case to a colleague, who replays it on another store
+BAD=$(sed -n 3p run.out | cut -d' ' -f1)
+step "export one trace into a bundle, with a bug report to paste" \
+    "deja export $BAD -o case.deja --with-model textgen-v1 --md > case.md; head -12 case.md"
+step "what the bundle holds, read in place" "deja show case.deja"
+step "replay it straight from the bundle, nothing imported" \
+    "deja replay case.deja --model textgen-v1"
+step "the colleague imports it into a fresh store (ids are kept) and replays it there" \
+    "deja --store colleague.store import case.deja && deja --store colleague.store replay $BAD --model textgen-v1"
+step "importing the same bundle again changes nothing" \
+    "deja --store colleague.store import case.deja"
+
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"

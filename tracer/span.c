@@ -12,26 +12,52 @@
 
 #include "tracer/tracer_internal.h"
 
-/* Allocate a new span with its first arena block, or NULL. */
+/* Spans a thread keeps for itself at most, and takes from a tracer's pool
+ * at once. The cache makes begin lock-free nearly always: one pool lock
+ * per TCACHE_TAKE spans. */
+#define TCACHE_MAX 32
+#define TCACHE_TAKE 8
+
+/* A thread's cache of free spans. Spans are not tied to a tracer while
+ * free (begin sets span->tracer), so one cache serves every tracer; it
+ * holds at most TCACHE_MAX spans and is freed when the thread exits. */
+typedef struct span_cache {
+    deja_span *spans[TCACHE_MAX];
+    size_t n;
+    size_t hint; /* arena bytes the thread's last span used: prefetched */
+    int state;   /* 0: unregistered, 1: live, 2: gone (no caching) */
+} span_cache;
+
+static _Thread_local span_cache tcache;
+static pthread_key_t tcache_key;
+static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
+static int tcache_key_ok;
+
+/* Offset of the first block in a span allocation. */
+#define FIRST_OFFSET ((sizeof(deja_span) + 15) & ~(size_t)15)
+/* Data bytes of the first block. */
+#define FIRST_CAP (DEJA__SPAN_ALLOC - FIRST_OFFSET - sizeof(deja__block))
+
+/* Allocate a new span with its first arena block (one allocation), or
+ * NULL. */
 static deja_span *span_new(void)
 {
-    deja_span *s = calloc(1, sizeof *s);
-    deja__block *b = malloc(sizeof *b + DEJA__SPAN_BLOCK);
-    if (s == NULL || b == NULL) {
-        free(s);
-        free(b);
+    _Static_assert(DEJA__SPAN_ALLOC > FIRST_OFFSET + sizeof(deja__block) + 1024,
+                   "span allocation too small");
+    deja_span *s = malloc(DEJA__SPAN_ALLOC);
+    if (s == NULL)
         return NULL;
-    }
+    memset(s, 0, sizeof *s);
+    deja__block *b = (deja__block *)(void *)((char *)s + FIRST_OFFSET);
     b->next = NULL;
-    b->cap = DEJA__SPAN_BLOCK;
+    b->cap = FIRST_CAP;
     b->used = 0;
     s->first = b;
     s->head = b;
     return s;
 }
 
-/* Free every block but the first (the writer's part of recycling: it
- * leaves the span's own fields alone, so their cache lines stay clean). */
+/* Free every block but the first. */
 static void span_trim(deja_span *s)
 {
     deja__block *b = s->head;
@@ -44,28 +70,30 @@ static void span_trim(deja_span *s)
     s->head = s->first;
 }
 
-/* Clear a recycled span for reuse (on the thread that will use it). */
+/* Prepare a recycled span for reuse, on the thread that will use it (the
+ * writer never writes to spans). */
 static void span_reset(deja_span *s)
 {
-    deja__block *first = s->first;
-    first->used = 0;
-    first->next = NULL;
-    memset(s, 0, sizeof *s);
-    s->first = first;
-    s->head = first;
+    if (s->head != s->first)
+        span_trim(s);
+    s->first->used = 0;
+    memset(&s->tracer, 0, sizeof *s - offsetof(deja_span, tracer));
 }
 
-/* Push a trimmed span on the pool. LIFO: the span taken next is the one
- * freed last, still in a shared cache, and a steady stream of spans cycles
- * through a small working set. Called with pool_lock held. */
-static int pool_put(deja_tracer *t, deja_span *s)
+/* Ask for the cache lines at `p` (`n` bytes) in a writable state, all at
+ * once: a recycled span was last read by the writer's core, and fetching
+ * its lines one store miss at a time costs far more than the copies. */
+static void prefetch_write(const void *p, size_t n)
 {
-    if (t->pool_n >= t->pool_max)
-        return 0;
-    s->next = t->pool;
-    t->pool = s;
-    t->pool_n++;
-    return 1;
+    const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63);
+    const char *end = (const char *)p + n;
+    for (; c < end; c += 64) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        __asm__ volatile("prefetchw %0" : : "m"(*c));
+#else
+        __builtin_prefetch(c, 1, 3);
+#endif
+    }
 }
 
 /* Free a span and its arena for good. Accepts NULL. */
@@ -73,79 +101,148 @@ void deja__span_destroy(deja_span *span)
 {
     if (span == NULL)
         return;
-    deja__block *b = span->head;
-    while (b != NULL) {
-        deja__block *next = b->next;
-        free(b);
-        b = next;
-    }
+    span_trim(span);
     free(span);
 }
 
-/* Give a span back to its tracer's pool, or free it when the pool is full.
- * Safe from any thread. */
-void deja__span_recycle(deja_span *span)
+/* At thread exit: free the thread's cached spans. */
+static void tcache_exit(void *arg)
 {
-    if (span == NULL)
-        return;
-    deja_tracer *t = span->tracer;
-    span_trim(span);
-    pthread_mutex_lock(&t->pool_lock);
-    if (pool_put(t, span))
-        span = NULL;
-    pthread_mutex_unlock(&t->pool_lock);
-    deja__span_destroy(span);
+    span_cache *c = arg;
+    while (c->n != 0)
+        deja__span_destroy(c->spans[--c->n]);
+    c->state = 2;
 }
 
-/* Recycle `n` spans of one tracer under one lock; those beyond the pool's
- * limit are freed. For the writer, which hands back a batch at a time. */
-void deja__span_recycle_many(deja_span **spans, size_t n)
+/* Create the key whose destructor frees a thread's cache. */
+static void tcache_key_init(void)
 {
-    if (n == 0)
-        return;
-    deja_tracer *t = spans[0]->tracer;
+    tcache_key_ok = pthread_key_create(&tcache_key, tcache_exit) == 0;
+}
+
+/* The calling thread's span cache, registered for freeing at thread exit
+ * on first use; NULL when the thread cannot cache (exiting, or no key). */
+static span_cache *tcache_get(void)
+{
+    span_cache *c = &tcache;
+    if (c->state == 0) {
+        pthread_once(&tcache_once, tcache_key_init);
+        c->state = tcache_key_ok && pthread_setspecific(tcache_key, c) == 0 ? 1 : 2;
+    }
+    return c->state == 1 ? c : NULL;
+}
+
+/* Put `n` spans on their tracer's pool; free those beyond its limit. */
+static void pool_put_many(deja_tracer *t, deja_span **spans, size_t n)
+{
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++)
-        span_trim(spans[i]);
     pthread_mutex_lock(&t->pool_lock);
-    while (kept < n && pool_put(t, spans[kept]))
-        kept++;
+    if (t->pool_max > t->pool_n)
+        kept = t->pool_max - t->pool_n < n ? t->pool_max - t->pool_n : n;
+    memcpy(t->pool + t->pool_n, spans, kept * sizeof *spans);
+    t->pool_n += kept;
     pthread_mutex_unlock(&t->pool_lock);
     for (size_t i = kept; i < n; i++)
         deja__span_destroy(spans[i]);
 }
 
-/* Allocate `size` bytes, 16-aligned, from the span's arena. A new block is
- * twice the size of the current one (or big enough for `size`). Returns
- * NULL when out of memory or when `size` is beyond any sane bound. */
-void *deja__span_alloc(deja_span *span, size_t size)
+/* Give a span back for reuse: to the calling thread's cache (no lock),
+ * else to its tracer's pool, else free it. Safe from any thread. */
+void deja__span_recycle(deja_span *span)
 {
-    size_t need = (size + 15) & ~(size_t)15;
-    deja__block *b = span->head;
+    if (span == NULL)
+        return;
+    span_cache *c = tcache_get();
+    if (c != NULL && c->n < TCACHE_MAX) {
+        c->spans[c->n++] = span;
+        return;
+    }
+    pool_put_many(span->tracer, &span, 1);
+}
+
+/* Recycle `n` spans of one tracer under one lock; those beyond the pool's
+ * limit are freed. For the writer, which hands back a batch at a time and
+ * writes nothing into the spans. */
+void deja__span_recycle_many(deja_span **spans, size_t n)
+{
+    if (n != 0)
+        pool_put_many(spans[0]->tracer, spans, n);
+}
+
+/* A span for the calling thread: from its cache, refilled from the
+ * tracer's pool a few at a time, or a new one. NULL when out of memory. */
+static deja_span *span_take(deja_tracer *t, size_t *hint)
+{
+    span_cache *c = tcache_get();
+    deja_span *s = NULL;
+    *hint = 0;
+    if (c != NULL) {
+        if (c->n == 0) {
+            pthread_mutex_lock(&t->pool_lock);
+            size_t k = t->pool_n < TCACHE_TAKE ? t->pool_n : TCACHE_TAKE;
+            t->pool_n -= k;
+            memcpy(c->spans, t->pool + t->pool_n, k * sizeof *c->spans);
+            pthread_mutex_unlock(&t->pool_lock);
+            c->n = k;
+        }
+        *hint = c->hint;
+        if (c->n != 0)
+            s = c->spans[--c->n];
+    } else {
+        pthread_mutex_lock(&t->pool_lock);
+        if (t->pool_n != 0)
+            s = t->pool[--t->pool_n];
+        pthread_mutex_unlock(&t->pool_lock);
+    }
+    if (s == NULL)
+        return span_new();
+    return s;
+}
+
+/* Slow path of arena_alloc: a new block, twice the size of the current one
+ * (or big enough for `size`). */
+static __attribute__((noinline)) void *arena_grow(deja_span *span, size_t size)
+{
+    size_t cap = span->head->cap * 2;
     if (size > ((size_t)1 << 40))
         return NULL;
-    if (b->cap - b->used < need) {
-        size_t cap = b->cap * 2;
-        if (cap < need)
-            cap = need;
-        deja__block *nb = malloc(sizeof *nb + cap);
-        if (nb == NULL)
-            return NULL;
-        nb->next = b;
-        nb->cap = cap;
-        nb->used = 0;
-        span->head = nb;
-        b = nb;
+    if (cap < size)
+        cap = (size + 15) & ~(size_t)15;
+    deja__block *nb = malloc(sizeof *nb + cap);
+    if (nb == NULL)
+        return NULL;
+    nb->next = span->head;
+    nb->cap = cap;
+    nb->used = size;
+    span->head = nb;
+    return nb->data;
+}
+
+/* Allocate `size` bytes aligned to `align` (a power of two, at most 16)
+ * from the span's arena, or NULL. Strings take align 1, so that short keys
+ * pack into few cache lines. */
+static inline void *arena_alloc(deja_span *span, size_t size, size_t align)
+{
+    deja__block *b = span->head;
+    const size_t at = (b->used + align - 1) & ~(align - 1);
+    if (at <= b->cap && size <= b->cap - at) {
+        b->used = at + size;
+        return b->data + at;
     }
-    void *p = b->data + b->used;
-    b->used += need;
-    return p;
+    return arena_grow(span, size);
+}
+
+/* Allocate `size` bytes, 16-aligned, from the span's arena. Returns NULL
+ * when out of memory or when `size` is beyond any sane bound. */
+void *deja__span_alloc(deja_span *span, size_t size)
+{
+    return arena_alloc(span, size, 16);
 }
 
 /* Copy `len` bytes and a NUL into the arena; NULL on failure. */
 static char *arena_strndup(deja_span *span, const char *s, size_t len)
 {
-    char *p = deja__span_alloc(span, len + 1);
+    char *p = arena_alloc(span, len + 1, 1);
     if (p == NULL)
         return NULL;
     memcpy(p, s, len);
@@ -162,14 +259,12 @@ static char *arena_strdup(deja_span *span, const char *s)
 /* Make room for one more element in an arena array of `elem` bytes per
  * element, doubling its capacity (the old copy stays in the arena, which
  * bounds the waste to the array's final size). Returns 0 or DEJA_ENOMEM. */
-static int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
+static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
 {
-    if (n < *cap)
-        return 0;
     size_t ncap = *cap != 0 ? *cap * 2 : 4;
     if (ncap > ((size_t)1 << 32))
         return deja__error_set(DEJA_ENOMEM, "span: too many entries (%zu)", n);
-    void *p = deja__span_alloc(span, ncap * elem);
+    void *p = arena_alloc(span, ncap * elem, 16);
     if (p == NULL)
         return deja__error_set(DEJA_ENOMEM, "span: out of memory growing an array to %zu", ncap);
     if (n != 0)
@@ -179,6 +274,12 @@ static int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
     return 0;
 }
 
+/* grow_slow() when the array is full; nothing otherwise. */
+static inline int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
+{
+    return n < *cap ? 0 : grow_slow(span, arr, n, cap, elem);
+}
+
 /* Set and return DEJA_ENOMEM for a copy of `what`. */
 static int oom(const char *what)
 {
@@ -186,39 +287,42 @@ static int oom(const char *what)
 }
 
 /* Begin a span of model `name` at `version` on `tracer`: take a recycled
- * span (or allocate one), its id and its start time. The span belongs to
- * the caller until deja_span_end() or deja_span_abort(). */
+ * span (from the thread's cache: no lock nearly always), one clock read
+ * for both its start time and its id, and copy the names (one arena
+ * allocation). The span belongs to the caller until deja_span_end() or
+ * deja_span_abort(). */
 int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, const char *version)
 {
     int rc = 0;
     deja_span *s = NULL;
+    size_t hint = 0;
     if (out == NULL || tracer == NULL || name == NULL) {
         rc = deja__error_set(DEJA_EINVAL, "span begin: tracer and model name are required");
         goto cleanup;
     }
     *out = NULL;
-    pthread_mutex_lock(&tracer->pool_lock);
-    s = tracer->pool;
-    if (s != NULL) {
-        tracer->pool = s->next;
-        tracer->pool_n--;
-    }
-    pthread_mutex_unlock(&tracer->pool_lock);
-    if (s != NULL)
-        span_reset(s);
-    else if ((s = span_new()) == NULL) {
+    if ((s = span_take(tracer, &hint)) == NULL) {
         rc = oom("a new span");
         goto cleanup;
     }
+    prefetch_write(s, FIRST_OFFSET + sizeof(deja__block) + (hint < FIRST_CAP ? hint : FIRST_CAP));
+    span_reset(s);
     s->tracer = tracer;
-    s->model_name = arena_strdup(s, name);
-    s->model_version = arena_strdup(s, version != NULL ? version : "");
-    if (s->model_name == NULL || s->model_version == NULL) {
+    if (version == NULL)
+        version = "";
+    const size_t nlen = strlen(name);
+    const size_t vlen = strlen(version);
+    char *names = arena_alloc(s, nlen + vlen + 2, 1);
+    if (names == NULL) {
         rc = oom("the model name");
         goto cleanup;
     }
-    deja__id_new(&s->id);
+    memcpy(names, name, nlen + 1);
+    memcpy(names + nlen + 1, version, vlen + 1);
+    s->model_name = names;
+    s->model_version = names + nlen + 1;
     s->start_ns = deja__now_ns();
+    deja__id_new_ns(&s->id, s->start_ns);
     *out = s;
     s = NULL;
 cleanup:

@@ -16,9 +16,11 @@
 #include "proto/codec.h"
 #include "store/store.h"
 
-/* Size of the arena block allocated with every span; most inferences fit in
- * it, so recording them allocates nothing beyond a recycled span. */
-#define DEJA__SPAN_BLOCK (4096 - 64)
+/* Bytes of one span allocation: the span, its first arena block and that
+ * block's data (about 3.6 KB); most inferences fit in it, so recording
+ * them allocates nothing beyond a recycled span. With malloc's header the
+ * allocation is one page. */
+#define DEJA__SPAN_ALLOC (4096 - 16)
 
 /* Spans kept for reuse per tracer at most: enough for a full queue and a
  * batch at the writer, so that a steady stream of spans recycles memory
