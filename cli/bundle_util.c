@@ -55,9 +55,8 @@ int cli_open_source(const char *arg, deja_store **store, deja_bundle **bundle)
     return 1;
 }
 
-/* The plugin that replays traces of `name` at `version`, as `deja show --md`
- * names it: textgen 1 -> textgen-v1, textgen v3 -> textgen-v3. */
-static void plugin_guess(const char *name, const char *version, char *out, size_t cap)
+/* The plugin that replays traces of `name` at `version`; see bundle_util.h. */
+void cli_plugin_guess(const char *name, const char *version, char *out, size_t cap)
 {
     const char *v = version ? version : "";
 
@@ -74,7 +73,7 @@ static void replay_plugin(const deja_bundle_info *info, char *out, size_t cap)
     if (info->plugin != NULL && info->plugin->spec[0] != '\0')
         snprintf(out, cap, "%s", info->plugin->spec);
     else if (info->nmodels > 0)
-        plugin_guess(info->models[0].name, info->models[0].version, out, cap);
+        cli_plugin_guess(info->models[0].name, info->models[0].version, out, cap);
     else
         snprintf(out, cap, "PLUGIN");
 }
@@ -139,6 +138,39 @@ static json_t *info_json(const char *path, const deja_bundle_info *info)
     return obj;
 }
 
+/* Print on `fp` a line per model of `info` (name, version, weights digest or
+ * "-", traces) and, when the bundle records its plugin, a line for it (spec,
+ * file, size, digest, whether the file is included): as lines of the text
+ * description when `md` is zero, else as rows of the Markdown report's
+ * table. */
+static void print_models_and_plugin(FILE *fp, const deja_bundle_info *info, int md)
+{
+    for (size_t i = 0; i < info->nmodels; i++) {
+        const deja_bundle_model *m = &info->models[i];
+        char *hex = cli_hex(m->digest, m->digest_size);
+
+        fprintf(fp,
+                md ? "| model | `%s` version `%s`, weights digest `%s`, %llu traces |\n"
+                   : "model     %s %s, digest %s, %llu traces\n",
+                m->name, m->version, hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
+        free(hex);
+    }
+    if (info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+        char fd[33], psize[32];
+
+        deja_digest_format(&p->file_digest, fd);
+        cli_format_bytes(p->file_size, psize, sizeof psize);
+        if (md)
+            fprintf(fp, "| plugin | `%s`: file `%s`, %s, XXH3-128 `%s`%s |\n", p->spec, p->file,
+                    psize, fd, p->data != NULL ? " (included)" : "");
+        else
+            fprintf(fp, "plugin    %s (%s, %s, XXH3-128 %s; model %s %s)%s\n", p->spec, p->file,
+                    psize, fd, p->model_name, p->model_version,
+                    p->data != NULL ? ", file included (never run by deja)" : "");
+    }
+}
+
 /* The text header of a bundle's description. */
 static void info_text(FILE *fp, const char *path, const deja_bundle_info *info)
 {
@@ -155,24 +187,7 @@ static void info_text(FILE *fp, const char *path, const deja_bundle_info *info)
     fprintf(fp, "holds     %llu traces, %llu blobs, %llu environments\n",
             (unsigned long long)info->traces, (unsigned long long)info->blobs,
             (unsigned long long)info->envs);
-    for (size_t i = 0; i < info->nmodels; i++) {
-        const deja_bundle_model *m = &info->models[i];
-        char *hex = cli_hex(m->digest, m->digest_size);
-
-        fprintf(fp, "model     %s %s, digest %s, %llu traces\n", m->name, m->version,
-                hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
-        free(hex);
-    }
-    if (info->plugin != NULL) {
-        const deja_bundle_plugin *p = info->plugin;
-        char fd[33], psize[32];
-
-        deja_digest_format(&p->file_digest, fd);
-        cli_format_bytes(p->file_size, psize, sizeof psize);
-        fprintf(fp, "plugin    %s (%s, %s, XXH3-128 %s; model %s %s)%s\n", p->spec, p->file, psize,
-                fd, p->model_name, p->model_version,
-                p->data != NULL ? ", file included (never run by deja)" : "");
-    }
+    print_models_and_plugin(fp, info, 0);
 }
 
 typedef struct list_state {
@@ -244,6 +259,24 @@ static void md_tensors(FILE *fp, const deja_tensor *ts, size_t n)
     }
 }
 
+/* The inputs, outputs and recorded randomness of a trace in Markdown; see
+ * bundle_util.h. */
+void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes)
+{
+    fprintf(fp, "\n%s Inputs\n\n", hashes);
+    md_tensors(fp, t->inputs, t->ninputs);
+    fprintf(fp, "\n%s Outputs\n\n", hashes);
+    md_tensors(fp, t->outputs, t->noutputs);
+    fprintf(fp, "\n%s Recorded randomness and time\n\n", hashes);
+    for (size_t i = 0; i < t->nseeds; i++)
+        fprintf(fp, "- seed `%s` = %llu\n", t->seeds[i].name,
+                (unsigned long long)t->seeds[i].value);
+    for (size_t i = 0; i < t->nrng; i++)
+        fprintf(fp, "- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
+                (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
+    fprintf(fp, "- %zu clock reads\n", t->nclock);
+}
+
 /* One trace in Markdown, under a level-3 heading. */
 static void md_trace(FILE *fp, const deja_trace *t, const deja_env *env, const char *file,
                      const char *plugin)
@@ -302,18 +335,7 @@ static void md_trace(FILE *fp, const deja_trace *t, const deja_env *env, const c
     } else {
         fputs("(not recorded)\n", fp);
     }
-    fputs("\n#### Inputs\n\n", fp);
-    md_tensors(fp, t->inputs, t->ninputs);
-    fputs("\n#### Outputs\n\n", fp);
-    md_tensors(fp, t->outputs, t->noutputs);
-    fputs("\n#### Recorded randomness and time\n\n", fp);
-    for (size_t i = 0; i < t->nseeds; i++)
-        fprintf(fp, "- seed `%s` = %llu\n", t->seeds[i].name,
-                (unsigned long long)t->seeds[i].value);
-    for (size_t i = 0; i < t->nrng; i++)
-        fprintf(fp, "- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
-                (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
-    fprintf(fp, "- %zu clock reads\n", t->nclock);
+    cli_md_trace_data(fp, t, "####");
     fprintf(fp, "\n```sh\ndeja --store repro.store import %s\ndeja --store repro.store replay %s "
                 "--model %s\n```\n",
             file, id, plugin);
@@ -337,23 +359,7 @@ int cli_bundle_md(FILE *fp, deja_store *store, const deja_id *ids, size_t n, con
     fprintf(fp, "| holds | %llu traces, %llu blobs, %llu environments |\n",
             (unsigned long long)info->traces, (unsigned long long)info->blobs,
             (unsigned long long)info->envs);
-    for (size_t i = 0; i < info->nmodels; i++) {
-        const deja_bundle_model *m = &info->models[i];
-        char *hex = cli_hex(m->digest, m->digest_size);
-
-        fprintf(fp, "| model | `%s` version `%s`, weights digest `%s`, %llu traces |\n", m->name,
-                m->version, hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
-        free(hex);
-    }
-    if (info->plugin != NULL) {
-        const deja_bundle_plugin *p = info->plugin;
-        char fd[33], psize[32];
-
-        deja_digest_format(&p->file_digest, fd);
-        cli_format_bytes(p->file_size, psize, sizeof psize);
-        fprintf(fp, "| plugin | `%s`: file `%s`, %s, XXH3-128 `%s`%s |\n", p->spec, p->file, psize,
-                fd, p->data != NULL ? " (included)" : "");
-    }
+    print_models_and_plugin(fp, info, 1);
     fprintf(fp, "| created | %s by deja %s (bundle format %u) |\n", created, info->deja_version,
             info->format);
     fprintf(fp, "\n### Reproduce\n\n```sh\n"

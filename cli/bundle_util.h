@@ -2,7 +2,8 @@
  * cli/bundle_util.h -- what the `deja` commands share about bundles: the
  * export and import commands, telling a bundle file from a trace id or a
  * store, opening one in place, and printing what it holds (text, JSON, or a
- * Markdown bug report).
+ * Markdown bug report); also the parts of a bug report that `show --md`
+ * prints the same way.
  */
 #ifndef DEJA_CLI_BUNDLE_UTIL_H
 #define DEJA_CLI_BUNDLE_UTIL_H
@@ -42,5 +43,18 @@ int cli_bundle_print(const char *path, deja_bundle *bundle, int json);
  * and recorded seeds. Returns the exit code. */
 int cli_bundle_md(FILE *fp, deja_store *store, const deja_id *ids, size_t n, const char *file,
                   const deja_bundle_info *info);
+
+/* Write into `out` the name of the plugin that replays traces of model
+ * `name` (NULL: "model") at `version` (NULL: ""), as the reproduce commands
+ * guess it: textgen 1 -> textgen-v1, textgen v3 -> textgen-v3. */
+void cli_plugin_guess(const char *name, const char *version, char *out, size_t cap);
+
+/* Print on `fp` the data sections of trace `t` in a Markdown bug report,
+ * each under a heading made of `hashes` ("###" or "####"): "Inputs" and
+ * "Outputs" (each tensor's name, dtype and shape, size, and a preview in a
+ * fenced block; "(none)" when there is none), then "Recorded randomness and
+ * time" (seeds, RNG streams with their draw counts, the number of clock
+ * reads). */
+void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes);
 
 #endif /* DEJA_CLI_BUNDLE_UTIL_H */

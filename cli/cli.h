@@ -138,6 +138,21 @@ enum {
  * the first call of a command; it resets getopt's state. */
 int cli_getopt(int argc, char **argv, const struct option *longopts, const char *help, int *first);
 
+/* cli_getopt for a command that takes --help and --json, handling both:
+ * --json sets *json to 1 and reading goes on; --help prints the help text on
+ * stdout and sets *ret to CLI_EXIT_OK. Returns the code of the next other
+ * option, -1 at the end of the options, or '?' when the command must stop
+ * now and return *ret: after --help, or after cli_getopt's message for a bad
+ * option (*ret is then left as it was). */
+int cli_getopt_common(int argc, char **argv, const struct option *longopts, const char *help,
+                      int *first, int *json, int *ret);
+
+/* Read the options of a command whose only options are --help and --json,
+ * through cli_getopt_common (so *json and *ret as there); the operands are
+ * then argv[optind..argc-1]. Returns 0 to go on, or -1 when the command must
+ * stop now and return *ret. */
+int cli_options_json_only(int argc, char **argv, const char *help, int *json, int *ret);
+
 /* Parse a non-negative decimal integer that fits in `max`; 0 on success, -1
  * on anything else. */
 int cli_parse_u64(const char *text, uint64_t max, uint64_t *out);
@@ -168,6 +183,13 @@ const char *cli_store_path(const char *opt);
  * "deja: store 'P' does not exist (set --store or DEJA_STORE)" (or the
  * library's message) and return CLI_EXIT_TROUBLE; 0 on success. */
 int cli_store_open_read(const cli_global *g, deja_store **out);
+
+/* For a command that takes no operands and reads the store: when operands
+ * remain after the options (argv[optind..argc-1]; argv[0] is the command),
+ * print "deja: <command>: unexpected argument 'X'" and the usage line taken
+ * from `help`, and return CLI_EXIT_TROUBLE; else cli_store_open_read(). */
+int cli_store_open_no_operands(const cli_global *g, int argc, char **argv, const char *help,
+                               deja_store **out);
 
 /* Resolve an id prefix to one trace. On failure print "deja: no trace with
  * id prefix 'X'" or the library's message and return CLI_EXIT_TROUBLE. */
@@ -289,6 +311,16 @@ enum {
     OPT_ISOLATE,
     OPT_REPLAY_END /* a command's own options start here */
 };
+
+/* The long options of the replay options applied by cli_replay_option, for
+ * the tables of the commands that replay (replay, bisect). */
+#define CLI_LONGOPTS_REPLAY                                                                        \
+    {"jobs", required_argument, NULL, OPT_JOBS}, {"repeat", required_argument, NULL, OPT_REPEAT},  \
+        {"atol", required_argument, NULL, OPT_ATOL}, {"rtol", required_argument, NULL, OPT_RTOL},  \
+        {"ulps", required_argument, NULL, OPT_ULPS}, {"force", no_argument, NULL, OPT_FORCE},      \
+    {                                                                                              \
+        "isolate", no_argument, NULL, OPT_ISOLATE                                                  \
+    }
 
 /* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps, --force,
  * --isolate) to `o`: 1 when applied, 0 when `opt` is not one of them, -1

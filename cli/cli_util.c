@@ -17,15 +17,25 @@
  * Errors
  * ---------------------------------------------------------------------- */
 
+/* Print "deja: <message>" on stderr, the message made by `fmt` and `ap`,
+ * then ": <cause>" when `cause` is not NULL, then a newline. */
+static void print_error_line(const char *cause, const char *fmt, va_list ap)
+{
+    fputs("deja: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    if (cause != NULL)
+        fprintf(stderr, ": %s\n", cause);
+    else
+        fputc('\n', stderr);
+}
+
 /* Print "deja: <message>" on stderr and return CLI_EXIT_TROUBLE. */
 int cli_error(const char *fmt, ...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("deja: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_error_line(NULL, fmt, ap);
     va_end(ap);
     return CLI_EXIT_TROUBLE;
 }
@@ -39,9 +49,7 @@ int cli_lib_error(int code, const char *fmt, ...)
     if (msg == NULL || msg[0] == '\0')
         msg = deja_strerror(code);
     va_start(ap, fmt);
-    fputs("deja: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, ": %s\n", msg);
+    print_error_line(msg, fmt, ap);
     va_end(ap);
     return CLI_EXIT_TROUBLE;
 }
@@ -61,9 +69,7 @@ int cli_usage_error(const char *help, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("deja: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    print_error_line(NULL, fmt, ap);
     va_end(ap);
     print_usage_line(help);
     return CLI_EXIT_TROUBLE;
@@ -103,6 +109,34 @@ int cli_getopt(int argc, char **argv, const struct option *longopts, const char 
         return '?';
     }
     return c;
+}
+
+/* cli_getopt with --help and --json handled here; see cli.h. */
+int cli_getopt_common(int argc, char **argv, const struct option *longopts, const char *help,
+                      int *first, int *json, int *ret)
+{
+    int c;
+
+    while ((c = cli_getopt(argc, argv, longopts, help, first)) == CLI_OPT_JSON)
+        *json = 1;
+    if (c == CLI_OPT_HELP) {
+        *ret = cli_help(help);
+        return '?';
+    }
+    return c;
+}
+
+/* The options of a command that takes only --help and --json; see cli.h. */
+int cli_options_json_only(int argc, char **argv, const char *help, int *json, int *ret)
+{
+    static const struct option longopts[] = {
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        CLI_LONGOPT_END,
+    };
+    int first = 1;
+
+    return cli_getopt_common(argc, argv, longopts, help, &first, json, ret) == -1 ? 0 : -1;
 }
 
 /* Parse a decimal integer in [0, max]. */
@@ -314,6 +348,15 @@ int cli_store_open_read(const cli_global *g, deja_store **out)
     return 0;
 }
 
+/* No operands, then the store opened for reading; see cli.h. */
+int cli_store_open_no_operands(const cli_global *g, int argc, char **argv, const char *help,
+                               deja_store **out)
+{
+    if (optind < argc)
+        return cli_usage_error(help, "%s: unexpected argument '%s'", argv[0], argv[optind]);
+    return cli_store_open_read(g, out);
+}
+
 /* Resolve an id prefix, printing the problem on failure. */
 int cli_resolve(deja_store *store, const char *prefix, deja_id *out)
 {
@@ -491,6 +534,23 @@ static int bad_cb(const deja_id *id, int code, const char *message, void *payloa
     return 0;
 }
 
+/* Collect into `all` the ids of the traces of `store` that match `filter`,
+ * reporting unreadable records on stderr (bad_cb). Returns 0, or
+ * CLI_EXIT_TROUBLE after printing the problem; `all` holds what was
+ * collected either way (the caller frees all->ids). */
+static int select_list(deja_store *store, const deja_filter *filter, id_list *all)
+{
+    int rc = deja_store_list(store, filter, collect_cb, bad_cb, all);
+
+    if (rc < 0)
+        rc = cli_lib_error(rc, "listing traces");
+    else if (all->oom)
+        rc = cli_error("out of memory listing traces");
+    else
+        rc = 0;
+    return rc;
+}
+
 /* Order ids by their bytes. */
 static int id_cmp(const void *a, const void *b)
 {
@@ -505,34 +565,19 @@ int cli_select(deja_store *store, char *const *ids, size_t nids, const cli_filte
     id_list chosen = {0};
     deja_filter filter = f->filter;
     int ret = CLI_EXIT_TROUBLE;
-    int rc;
 
     *out = NULL;
     *n = 0;
     if (nids == 0) {
-        rc = deja_store_list(store, &filter, collect_cb, bad_cb, &all);
-        if (rc < 0) {
-            cli_lib_error(rc, "listing traces");
+        if (select_list(store, &filter, &all) != 0)
             goto cleanup;
-        }
-        if (all.oom) {
-            cli_error("out of memory listing traces");
-            goto cleanup;
-        }
         chosen = all;
         all.ids = NULL;
     } else {
         if (f->given) {
             filter.limit = 0; /* the limit applies to the result, below */
-            rc = deja_store_list(store, &filter, collect_cb, bad_cb, &all);
-            if (rc < 0) {
-                cli_lib_error(rc, "listing traces");
+            if (select_list(store, &filter, &all) != 0)
                 goto cleanup;
-            }
-            if (all.oom) {
-                cli_error("out of memory listing traces");
-                goto cleanup;
-            }
             qsort(all.ids, all.n, sizeof *all.ids, id_cmp);
         }
         for (size_t i = 0; i < nids; i++) {
@@ -749,32 +794,35 @@ static void split_ms(int64_t unix_ns, time_t *secs, int *ms)
     *ms = (int)(rem / 1000000);
 }
 
-/* "2026-11-27 14:03:00.123", local time. */
-void cli_format_local(int64_t unix_ns, char *out, size_t cap)
+/* Write `unix_ns` into `out` as "<date><sep><time>.<ms><suffix>", in UTC when
+ * `utc` is non-zero, else in local time; "@<seconds>.<ms><suffix>" when the
+ * time cannot be broken down. */
+static void format_time(int64_t unix_ns, int utc, char *out, size_t cap)
 {
     time_t secs;
     int ms;
     struct tm tm;
     char buf[64];
+    const struct tm *got;
 
     split_ms(unix_ns, &secs, &ms);
-    if (localtime_r(&secs, &tm) == NULL || strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+    got = utc ? gmtime_r(&secs, &tm) : localtime_r(&secs, &tm);
+    if (got == NULL ||
+        strftime(buf, sizeof buf, utc ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm) == 0)
         snprintf(buf, sizeof buf, "@%lld", (long long)secs);
-    snprintf(out, cap, "%s.%03d", buf, ms);
+    snprintf(out, cap, "%s.%03d%s", buf, ms, utc ? "Z" : "");
+}
+
+/* "2026-11-27 14:03:00.123", local time. */
+void cli_format_local(int64_t unix_ns, char *out, size_t cap)
+{
+    format_time(unix_ns, 0, out, cap);
 }
 
 /* "2026-11-27T14:03:00.123Z". */
 void cli_format_utc(int64_t unix_ns, char *out, size_t cap)
 {
-    time_t secs;
-    int ms;
-    struct tm tm;
-    char buf[64];
-
-    split_ms(unix_ns, &secs, &ms);
-    if (gmtime_r(&secs, &tm) == NULL || strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        snprintf(buf, sizeof buf, "@%lld", (long long)secs);
-    snprintf(out, cap, "%s.%03dZ", buf, ms);
+    format_time(unix_ns, 1, out, cap);
 }
 
 /* "350us", "12.3ms", "1.25s". */

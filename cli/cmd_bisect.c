@@ -157,13 +157,7 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         CLI_LONGOPT_FILTER_MODEL,
         {"id", required_argument, NULL, OPT_ID},
         {"invert", no_argument, NULL, OPT_INVERT},
-        {"jobs", required_argument, NULL, OPT_JOBS},
-        {"repeat", required_argument, NULL, OPT_REPEAT},
-        {"atol", required_argument, NULL, OPT_ATOL},
-        {"rtol", required_argument, NULL, OPT_RTOL},
-        {"ulps", required_argument, NULL, OPT_ULPS},
-        {"force", no_argument, NULL, OPT_FORCE},
-        {"isolate", no_argument, NULL, OPT_ISOLATE},
+        CLI_LONGOPTS_REPLAY,
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
@@ -185,13 +179,8 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         cli_error("bisect: out of memory");
         goto cleanup;
     }
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            s.json = 1;
-        } else if (c == OPT_ID) {
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
+        if (c == OPT_ID) {
             want[nwant++] = optarg;
         } else if (c == OPT_INVERT) {
             o.invert = 1;

@@ -48,15 +48,9 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
     char sa[DEJA_ID_STRLEN + 1], sb[DEJA_ID_STRLEN + 1];
     int first = 1, json = 0, ret = CLI_EXIT_TROUBLE, c, rc;
 
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
+        if (c == '?' || cli_replay_option(&o, c, optarg) != 1)
             goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            json = 1;
-        } else if (c == '?' || cli_replay_option(&o, c, optarg) != 1) {
-            goto cleanup;
-        }
     }
     if (argc - optind != 2) {
         ret = cli_usage_error(help, "diff: expected two trace ids, got %d", argc - optind);

@@ -77,19 +77,13 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         if (strcmp(argv[i], "-o") == 0)
             argv[i] = (char *)"--output";
     }
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        }
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
         rc = cli_filter_option(&f, c, optarg, now);
         if (rc < 0)
             goto cleanup;
         if (rc > 0)
             continue;
-        if (c == CLI_OPT_JSON) {
-            json = 1;
-        } else if (c == OPT_OUTPUT) {
+        if (c == OPT_OUTPUT) {
             out = optarg;
         } else if (c == OPT_WITH_MODEL) {
             o.with_model = optarg;

@@ -35,29 +35,15 @@ static int import_error(int code, const char *file)
 /* `deja import`. */
 int cmd_import(const cli_global *g, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_LONGOPT_HELP,
-        CLI_LONGOPT_JSON,
-        CLI_LONGOPT_END,
-    };
     deja_bundle_import_stats st;
     deja_store *store = NULL;
     const char *file;
     int json = 0;
-    int first = 1;
     int ret = CLI_EXIT_TROUBLE;
-    int c, rc;
+    int rc;
 
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            json = 1;
-        } else {
-            goto cleanup;
-        }
-    }
+    if (cli_options_json_only(argc, argv, help, &json, &ret) != 0)
+        goto cleanup;
     if (argc - optind != 1) {
         ret = cli_usage_error(help, argc == optind ? "import: which bundle? give FILE.deja"
                                                    : "import: one bundle at a time");

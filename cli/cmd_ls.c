@@ -95,21 +95,11 @@ int cmd_ls(const cli_global *g, int argc, char **argv)
     int c, rc;
 
     cli_filter_init(&f);
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
+        if (c == '?' || cli_filter_option(&f, c, optarg, now) != 1)
             goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            s.json = 1;
-        } else if (c == '?' || cli_filter_option(&f, c, optarg, now) != 1) {
-            goto cleanup;
-        }
     }
-    if (optind < argc) {
-        ret = cli_usage_error(help, "ls: unexpected argument '%s'", argv[optind]);
-        goto cleanup;
-    }
-    if (cli_store_open_read(g, &store) != 0)
+    if (cli_store_open_no_operands(g, argc, argv, help, &store) != 0)
         goto cleanup;
     rc = deja_store_list(store, &f.filter, list_cb, bad_cb, &s);
     fflush(stdout);

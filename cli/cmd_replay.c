@@ -450,13 +450,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_JSON,
         {"model", required_argument, NULL, OPT_PLUGIN},
-        {"jobs", required_argument, NULL, OPT_JOBS},
-        {"repeat", required_argument, NULL, OPT_REPEAT},
-        {"atol", required_argument, NULL, OPT_ATOL},
-        {"rtol", required_argument, NULL, OPT_RTOL},
-        {"ulps", required_argument, NULL, OPT_ULPS},
-        {"force", no_argument, NULL, OPT_FORCE},
-        {"isolate", no_argument, NULL, OPT_ISOLATE},
+        CLI_LONGOPTS_REPLAY,
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
@@ -476,13 +470,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     memset(&sum, 0, sizeof(sum));
     pthread_mutex_init(&s.lock, NULL);
     cli_filter_init(&f);
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            s.json = 1;
-        } else if (c == OPT_PLUGIN) {
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
+        if (c == OPT_PLUGIN) {
             s.spec = optarg;
         } else if (c == '?') {
             goto cleanup;

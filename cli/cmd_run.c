@@ -555,14 +555,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
 
     memset(&s, 0, sizeof s);
     cli_filter_init(&tags);
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
         switch (c) {
-        case CLI_OPT_HELP:
-            ret = cli_help(help);
-            goto cleanup;
-        case CLI_OPT_JSON:
-            s.json = 1;
-            break;
         case CLI_OPT_MODEL:
             spec = optarg;
             break;

@@ -24,7 +24,6 @@ static const char help[] =
     "  --md     a Markdown summary for a bug report, with the command that replays it\n";
 
 #define PREVIEW_CHARS 200
-#define MD_PREVIEW_CHARS 500
 #define MAX_SHOWN 8
 
 /* Print the params as "k=v k=v". */
@@ -145,31 +144,6 @@ static void show_text(const deja_trace *t, const deja_env *env)
     free(digest);
 }
 
-/* The plugin name that replays model `name` at `version`: textgen-v3. */
-static void plugin_name(const deja_trace *t, char *out, size_t cap)
-{
-    const char *v = t->model_version ? t->model_version : "";
-
-    if ((v[0] == 'v' || v[0] == 'V') && v[1] >= '0' && v[1] <= '9')
-        snprintf(out, cap, "%s-%s", t->model_name, v);
-    else
-        snprintf(out, cap, "%s-v%s", t->model_name, v);
-}
-
-/* Markdown tensors: a list with the preview in a code span block. */
-static void md_tensors(const deja_tensor *ts, size_t n)
-{
-    if (n == 0)
-        puts("(none)");
-    for (size_t i = 0; i < n; i++) {
-        char shape[160];
-        cli_format_shape(&ts[i], shape, sizeof shape);
-        printf("- `%s` %s, %zu bytes\n\n  ````\n  ", ts[i].name, shape, ts[i].size);
-        cli_print_preview(stdout, &ts[i], MD_PREVIEW_CHARS);
-        printf("\n  ````\n");
-    }
-}
-
 /* The Markdown form. */
 static void show_md(const cli_global *g, const deja_trace *t, const deja_env *env)
 {
@@ -181,7 +155,7 @@ static void show_md(const cli_global *g, const deja_trace *t, const deja_env *en
     deja_id_format(&t->id, id);
     cli_format_utc(t->start_ns, utc, sizeof utc);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
-    plugin_name(t, plugin, sizeof plugin);
+    cli_plugin_guess(t->model_name, t->model_version, plugin, sizeof plugin);
     printf("## deja trace `%s`\n\n", id);
     printf("| field | value |\n|---|---|\n");
     printf("| model | `%s` |\n", t->model_name);
@@ -220,17 +194,7 @@ static void show_md(const cli_global *g, const deja_trace *t, const deja_env *en
     } else {
         printf("(not recorded)\n");
     }
-    printf("\n### Inputs\n\n");
-    md_tensors(t->inputs, t->ninputs);
-    printf("\n### Outputs\n\n");
-    md_tensors(t->outputs, t->noutputs);
-    printf("\n### Recorded randomness and time\n\n");
-    for (size_t i = 0; i < t->nseeds; i++)
-        printf("- seed `%s` = %llu\n", t->seeds[i].name, (unsigned long long)t->seeds[i].value);
-    for (size_t i = 0; i < t->nrng; i++)
-        printf("- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
-               (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
-    printf("- %zu clock reads\n", t->nclock);
+    cli_md_trace_data(stdout, t, "###");
     printf("\n### Reproduce\n\n```sh\ndeja --store %s replay %s --model %s\n```\n",
            abs ? abs : g->store, id, plugin);
     free(abs);
@@ -272,17 +236,10 @@ int cmd_show(const cli_global *g, int argc, char **argv)
     int ret = CLI_EXIT_TROUBLE;
     int c, rc;
 
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
+        if (c != OPT_MD)
             goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            json = 1;
-        } else if (c == OPT_MD) {
-            md = 1;
-        } else {
-            goto cleanup;
-        }
+        md = 1;
     }
     if (json && md) {
         ret = cli_usage_error(help, "show: --json and --md exclude each other");

@@ -47,33 +47,14 @@ static int stats_json(const deja_store_stats *st)
 /* `deja stats`. */
 int cmd_stats(const cli_global *g, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_LONGOPT_HELP,
-        CLI_LONGOPT_JSON,
-        CLI_LONGOPT_END,
-    };
     deja_store *store = NULL;
     deja_store_stats st;
     int json = 0;
-    int first = 1;
     int ret = CLI_EXIT_TROUBLE;
-    int c, rc;
+    int rc;
 
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            json = 1;
-        } else {
-            goto cleanup;
-        }
-    }
-    if (optind < argc) {
-        ret = cli_usage_error(help, "stats: unexpected argument '%s'", argv[optind]);
-        goto cleanup;
-    }
-    if (cli_store_open_read(g, &store) != 0)
+    if (cli_options_json_only(argc, argv, help, &json, &ret) != 0 ||
+        cli_store_open_no_operands(g, argc, argv, help, &store) != 0)
         goto cleanup;
     rc = deja_store_stats_get(store, &st);
     if (rc < 0) {

@@ -37,33 +37,14 @@ static void problem_cb(const char *line, void *payload)
 /* `deja verify`. */
 int cmd_verify(const cli_global *g, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        CLI_LONGOPT_HELP,
-        CLI_LONGOPT_JSON,
-        CLI_LONGOPT_END,
-    };
     deja_store *store = NULL;
     deja_store_stats st;
     verify_state s = {0};
-    int first = 1;
     int ret = CLI_EXIT_TROUBLE;
-    int c, rc, problems;
+    int rc, problems;
 
-    while ((c = cli_getopt(argc, argv, longopts, help, &first)) != -1) {
-        if (c == CLI_OPT_HELP) {
-            ret = cli_help(help);
-            goto cleanup;
-        } else if (c == CLI_OPT_JSON) {
-            s.json = 1;
-        } else {
-            goto cleanup;
-        }
-    }
-    if (optind < argc) {
-        ret = cli_usage_error(help, "verify: unexpected argument '%s'", argv[optind]);
-        goto cleanup;
-    }
-    if (cli_store_open_read(g, &store) != 0)
+    if (cli_options_json_only(argc, argv, help, &s.json, &ret) != 0 ||
+        cli_store_open_no_operands(g, argc, argv, help, &store) != 0)
         goto cleanup;
     problems = deja_store_verify(store, problem_cb, &s);
     if (problems < 0) {

@@ -436,6 +436,28 @@ typedef struct sink {
     uint64_t got;
 } sink;
 
+/* Append the `n` decompressed bytes at `chunk` to `s`, which must come to
+ * no more than `dlen` bytes in all. Returns 0, DEJA_ECORRUPT (message set on
+ * `v`) when they would go past `dlen`, nothing written, or write_all()'s
+ * DEJA_EIO. */
+static int sink_put(const view *v, sink *s, const uint8_t *chunk, size_t n, uint64_t dlen)
+{
+    int rc = 0;
+
+    if (n > dlen - s->got)
+        rc = bundle_error(v, DEJA_ECORRUPT,
+                          "the body decompresses to more than the %llu bytes the header "
+                          "declares",
+                          (unsigned long long)dlen);
+    else if (s->heap != NULL)
+        memcpy(s->heap + s->got, chunk, n);
+    else
+        rc = write_all(s->fd, chunk, n, "temporary file");
+    if (rc == 0)
+        s->got += n;
+    return rc;
+}
+
 /* Decompress the `clen` bytes at `comp` (one zstd frame) into `v`'s body,
  * which must come to exactly `dlen` bytes: never more is written. */
 static int decompress_body(view *v, const uint8_t *comp, size_t clen, uint64_t dlen)
@@ -494,21 +516,9 @@ static int decompress_body(view *v, const uint8_t *comp, size_t clen, uint64_t d
                               DEJA__BUNDLE_HEADER + in.pos, ZSTD_getErrorName(ret));
             goto cleanup;
         }
-        if (out.pos > dlen - s.got) {
-            rc = bundle_error(v, DEJA_ECORRUPT,
-                              "the body decompresses to more than the %llu bytes the header "
-                              "declares",
-                              (unsigned long long)dlen);
+        rc = sink_put(v, &s, chunk, out.pos, dlen);
+        if (rc != 0)
             goto cleanup;
-        }
-        if (s.heap != NULL) {
-            memcpy(s.heap + s.got, chunk, out.pos);
-        } else {
-            rc = write_all(s.fd, chunk, out.pos, "temporary file");
-            if (rc != 0)
-                goto cleanup;
-        }
-        s.got += out.pos;
         if (ret == 0 && in.pos < in.size) {
             rc = bundle_error(v, DEJA_ECORRUPT, "offset %zu: %zu bytes after the zstd frame",
                               DEJA__BUNDLE_HEADER + in.pos, in.size - in.pos);
@@ -532,21 +542,9 @@ static int decompress_body(view *v, const uint8_t *comp, size_t clen, uint64_t d
                               (unsigned long long)s.got, (unsigned long long)dlen);
             goto cleanup;
         }
-        if (out.pos > dlen - s.got) {
-            rc = bundle_error(v, DEJA_ECORRUPT,
-                              "the body decompresses to more than the %llu bytes the header "
-                              "declares",
-                              (unsigned long long)dlen);
+        rc = sink_put(v, &s, chunk, out.pos, dlen);
+        if (rc != 0)
             goto cleanup;
-        }
-        if (s.heap != NULL) {
-            memcpy(s.heap + s.got, chunk, out.pos);
-        } else {
-            rc = write_all(s.fd, chunk, out.pos, "temporary file");
-            if (rc != 0)
-                goto cleanup;
-        }
-        s.got += out.pos;
     }
     if (s.got != dlen) {
         rc = bundle_error(v, DEJA_ECORRUPT,

@@ -16,7 +16,8 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
                        size_t *size)
 {
     MDB_val k = {16, (void *)digest->bytes}, v;
-    char hex[33], what[48];
+    char hex[33], what[48], why[400];
+    const char *msg;
     uint8_t *buf = NULL;
     size_t n = 0;
     deja_digest got;
@@ -26,24 +27,34 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
     *size = 0;
     rc = mdb_get(txn, store->blobs, &k, &v);
     if (rc == 0 && v.mv_size > 0 && ((const uint8_t *)v.mv_data)[0] == DEJA__CHUNKED_MAGIC)
-        return deja__chunked_read(store, txn, digest, v.mv_data, v.mv_size, data, size);
+        return deja__chunked_read(store, txn, digest, v.mv_data, v.mv_size, 1, data, size);
+    if (rc == 0) {
+        rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, "blob", &buf, &n);
+        if (rc == 0) {
+            got = deja_digest_of(buf, n);
+            if (memcmp(got.bytes, digest->bytes, 16) == 0) {
+                *data = buf;
+                *size = n;
+                return 0;
+            }
+            free(buf);
+            deja_digest_format(digest, hex);
+            return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest",
+                                   hex);
+        }
+        /* "blob: why" from the record becomes "blob DIGEST: why" */
+        msg = deja_error_last();
+        if (strncmp(msg, "blob: ", 6) == 0)
+            msg += 6;
+        snprintf(why, sizeof why, "%s", msg);
+        deja_digest_format(digest, hex);
+        return deja__error_set(rc, "blob %s: %s", hex, why);
+    }
     deja_digest_format(digest, hex);
-    snprintf(what, sizeof what, "blob %s", hex);
     if (rc == MDB_NOTFOUND)
         return deja__error_set(DEJA_ENOTFOUND, "blob %s is missing", hex);
-    if (rc != 0)
-        return deja__mdb_error(rc, what);
-    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, what, &buf, &n);
-    if (rc != 0)
-        return rc;
-    got = deja_digest_of(buf, n);
-    if (memcmp(got.bytes, digest->bytes, 16) != 0) {
-        free(buf);
-        return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
-    }
-    *data = buf;
-    *size = n;
-    return 0;
+    snprintf(what, sizeof what, "blob %s", hex);
+    return deja__mdb_error(rc, what);
 }
 
 /* Read a blob's payload in a read transaction of its own. */

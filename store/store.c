@@ -70,19 +70,54 @@ static int txn_begin(deja_store *store, unsigned flags, MDB_txn **out)
     }
 }
 
+/* Begin a read transaction: renew one reset by deja__rtxn_end when the
+ * handle keeps one (no allocation, and the reader slot is kept, so the lock
+ * file's mutex is not taken), else begin a new one. */
 int deja__rtxn_begin(deja_store *store, MDB_txn **out)
 {
+    MDB_txn *txn = NULL;
+
+    if (pthread_rwlock_rdlock(&store->resize) != 0)
+        return deja__error_set(DEJA_EIO, "store '%s': cannot lock", store->path);
+    pthread_mutex_lock(&store->lock);
+    if (store->nrtxn_pool > 0)
+        txn = store->rtxn_pool[--store->nrtxn_pool];
+    pthread_mutex_unlock(&store->lock);
+    if (txn != NULL) {
+        if (mdb_txn_renew(txn) == 0) {
+            *out = txn;
+            return 0;
+        }
+        mdb_txn_abort(txn); /* e.g. the map grew: begin anew below */
+    }
+    pthread_rwlock_unlock(&store->resize);
     return txn_begin(store, MDB_RDONLY, out);
 }
 
-/* Abort a read transaction begun by deja__rtxn_begin and release the lock.
- * Accepts NULL. */
+/* End a read transaction begun by deja__rtxn_begin and release the lock:
+ * it is reset and kept for the next read when the pool has room, aborted
+ * otherwise. Accepts NULL. */
 void deja__rtxn_end(deja_store *store, MDB_txn *txn)
 {
     if (txn == NULL)
         return;
-    mdb_txn_abort(txn);
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&store->lock);
+    if (store->nrtxn_pool < DEJA__RTXN_POOL_MAX) {
+        store->rtxn_pool[store->nrtxn_pool++] = txn;
+        txn = NULL;
+    }
+    pthread_mutex_unlock(&store->lock);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
     pthread_rwlock_unlock(&store->resize);
+}
+
+/* Abort the reset read transactions kept by the handle. */
+static void rtxn_pool_free(deja_store *store)
+{
+    while (store->nrtxn_pool > 0)
+        mdb_txn_abort(store->rtxn_pool[--store->nrtxn_pool]);
 }
 
 /* Read a little-endian u32 under `key` in meta. `*found` (may be NULL) says
@@ -361,6 +396,8 @@ void deja_store_close(deja_store *store)
     if (store == NULL)
         return;
     deja__record_cleanup(store);
+    deja__chunk_cache_free(store);
+    rtxn_pool_free(store);
     mdb_env_close(store->env);
     ZSTD_freeCCtx(store->cctx);
     deja__buf_free(&store->samples);
@@ -546,8 +583,8 @@ int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_diges
     if (rc != 0)
         return rc;
     if (size > DEJA__MAX_RECORD)
-        return deja__error_set(DEJA_ENOMEM, "a blob of %zu bytes is beyond the bound of %zu",
-                               size, DEJA__MAX_RECORD);
+        return deja__error_set(DEJA_ENOMEM, "a blob of %zu bytes is beyond the bound of %zu", size,
+                               DEJA__MAX_RECORD);
     if (deja__chunk_next(data, size) < size)
         return put_chunked(w, data, size, out);
     return put_record(w, w->store->blobs, out->bytes, sizeof out->bytes, data, size, w->dict_id,

@@ -34,6 +34,20 @@
 #define DEJA__DICT_TRAIN_AT 256
 #define DEJA__DICT_SIZE ((size_t)32 << 10)
 
+/* Decoded chunks a handle keeps for reads (direct-mapped by digest): a
+ * system prompt or a conversation's earlier turns are read from memory. */
+#define DEJA__CHUNK_CACHE_SLOTS 1024
+#define DEJA__CHUNK_CACHE_BYTES ((size_t)4 << 20)
+
+typedef struct deja__chunk_slot {
+    uint8_t digest[16];
+    size_t size;
+    uint8_t *data; /* NULL for an empty slot */
+} deja__chunk_slot;
+
+/* Reset read transactions a handle keeps for reuse. */
+#define DEJA__RTXN_POOL_MAX 8
+
 /* One trained dictionary, loaded on first use and kept until close. */
 typedef struct deja__dict {
     uint32_t id;
@@ -53,12 +67,17 @@ struct deja_store {
      * map is resized (LMDB requires no live transaction in the process). */
     pthread_rwlock_t resize;
 
-    /* Protects dicts and the pool of decompression contexts. */
+    /* Protects dicts, the pool of decompression contexts, that of reset
+     * read transactions and the chunk cache. */
     pthread_mutex_t lock;
     deja__dict **dicts;
     size_t ndicts;
     void **dctx_pool; /* ZSTD_DCtx * free for use */
     size_t ndctx_pool;
+    MDB_txn *rtxn_pool[DEJA__RTXN_POOL_MAX]; /* reset read transactions */
+    size_t nrtxn_pool;
+    deja__chunk_slot *chunk_cache; /* DEJA__CHUNK_CACHE_SLOTS, made on first use */
+    size_t chunk_cache_bytes;
 
     /* Held across deja__store_write: the writer state below belongs to one
      * write transaction at a time (LMDB serialises the transactions too, but
@@ -157,9 +176,14 @@ int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, siz
                      const deja_digest *blob, uint8_t *dst);
 
 /* Reassemble chunked blob `blob` from its chunk list `v` into a malloc'd
- * `*data`, every chunk and the whole payload checked. */
+ * `*data`, every chunk and the whole payload checked. With `cached`,
+ * chunks are taken from and kept in the handle's chunk cache (verify reads
+ * the disk only). */
 int deja__chunked_read(deja_store *store, MDB_txn *txn, const deja_digest *blob, const void *v,
-                       size_t n, void **data, size_t *size);
+                       size_t n, int cached, void **data, size_t *size);
+
+/* Free the chunk cache of a handle. */
+void deja__chunk_cache_free(deja_store *store);
 
 /* Index keys of a trace. Each returns the key length, or 0 when the key
  * would exceed `max` (the entry is then not indexed). */

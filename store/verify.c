@@ -236,7 +236,7 @@ static int check_chunked(verifier *v, const deja_digest *key, const MDB_val *val
     }
     if (missing > 0)
         return 0;
-    rc = deja__chunked_read(v->store, v->txn, key, val->mv_data, val->mv_size, &data, &size);
+    rc = deja__chunked_read(v->store, v->txn, key, val->mv_data, val->mv_size, 0, &data, &size);
     if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND)
         problem(v, "%s", deja_error_last());
     else if (rc != 0)
@@ -265,38 +265,34 @@ static int check_chunk(verifier *v, const MDB_val *k, const MDB_val *val)
     const uint8_t *p = val->mv_data;
     uint8_t *buf = NULL;
     uint32_t size;
+    deja_digest d;
+    char hex[33];
     int rc;
 
     if (k->mv_size != 16) {
         problem(v, "chunks: a key of %zu bytes is not a digest", k->mv_size);
         return 0;
     }
+    memcpy(d.bytes, k->mv_data, 16);
+    deja_digest_format(&d, hex);
     if (val->mv_size < DEJA__RECORD_HEADER) {
-        problem(v, "chunk: a record of %zu bytes is truncated", val->mv_size);
+        problem(v, "chunk %s: record of %zu bytes is truncated", hex, val->mv_size);
         return 0;
     }
     size = (uint32_t)p[6] | (uint32_t)p[7] << 8 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 24;
     if (size > DEJA__MAX_RECORD) {
-        rc = DEJA_ECORRUPT;
-    } else {
-        buf = malloc(size > 0 ? size : 1);
-        if (buf == NULL)
-            return deja__error_set(DEJA_ENOMEM, "verifying: out of memory");
-        rc = deja__chunk_read(v->store, v->txn, k->mv_data, size, NULL, buf);
-    }
-    free(buf);
-    if (rc == DEJA_ECORRUPT && size > DEJA__MAX_RECORD) {
-        deja_digest d;
-        char hex[33];
-
-        memcpy(d.bytes, k->mv_data, 16);
-        deja_digest_format(&d, hex);
         problem(v, "chunk %s: record claims %u bytes, beyond the bound", hex, size);
-    } else if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND) {
-        problem(v, "%s", deja_error_last());
-    } else if (rc != 0) {
-        return rc;
+        return 0;
     }
+    buf = malloc(size > 0 ? size : 1);
+    if (buf == NULL)
+        return deja__error_set(DEJA_ENOMEM, "verifying chunk %s: out of memory", hex);
+    rc = deja__chunk_read(v->store, v->txn, k->mv_data, size, NULL, buf);
+    free(buf);
+    if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND)
+        problem(v, "%s", deja_error_last());
+    else if (rc != 0)
+        return rc;
     return 0;
 }
 

@@ -9,21 +9,29 @@
  *
  * The binary is DEJA_BIN; it runs in directory `cwd` (NULL: the test's), with
  * stdin from the file `input` (NULL: /dev/null), inheriting the environment.
- * Also: a temporary directory that removes itself, and small file helpers.
+ * Also: a temporary directory that removes itself, the setup every CLI test
+ * group shares, an assertion on the one-line error message, and small file
+ * helpers.
  */
 #ifndef DEJA_TESTS_CLI_HARNESS_H
 #define DEJA_TESTS_CLI_HARNESS_H
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <setjmp.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #define CLI_MAX_ARGS 64
 
@@ -200,6 +208,44 @@ static inline int cli_exists(const char *path)
     struct stat st;
 
     return stat(path, &st) == 0;
+}
+
+/* The path `name` under the directory `root`, in one of 8 static buffers
+ * used in turn (so that a case may hold a few at once), cut at 511
+ * characters. */
+static inline const char *cli_tmp_path(const char *root, const char *name)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+
+    snprintf(b, sizeof bufs[0], "%s/%s", root, name);
+    return b;
+}
+
+/* The setup every CLI test group starts with: make the group's temporary
+ * directory from the mkdtemp(3) template `root` (rewritten in place), let
+ * the binary find the example plugins (DEJA_PLUGIN_PATH, unless already
+ * set), forget any DEJA_STORE, and read and print times in UTC. Returns 0,
+ * or -1 when the directory cannot be made. */
+static inline int cli_group_begin(char *root)
+{
+    if (mkdtemp(root) == NULL)
+        return -1;
+    setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
+    unsetenv("DEJA_STORE");
+    setenv("TZ", "UTC", 1);
+    tzset();
+    return 0;
+}
+
+/* Assert that the run's stderr is exactly one line starting with "deja: "
+ * and containing `needle`. */
+static inline void cli_assert_one_error(const cli_run *r, const char *needle)
+{
+    if (strncmp(r->err, "deja: ", 6) != 0 || strstr(r->err, needle) == NULL)
+        fail_msg("stderr '%s' lacks 'deja: ...%s'", r->err, needle);
+    assert_int_equal(cli_count_lines(r->err), 1);
 }
 
 #endif /* DEJA_TESTS_CLI_HARNESS_H */

@@ -20,28 +20,11 @@
 
 #include <cmocka.h>
 
+#define REPLAY_TEST_NAME "test_bisect"
+#include "replay_harness.h"
+
 #define NVERSIONS 8
 #define NTRACES 4
-
-static char store_path[256];
-
-static int setup(void **state)
-{
-    char cmd[512];
-    (void)state;
-    snprintf(store_path, sizeof(store_path), "%s/test_bisect.%ld.store", DEJA_BUILD_DIR,
-             (long)getpid());
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_path);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[512];
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_path);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* A fake check: versions from `planted` on are bad. */
 typedef struct fake {
@@ -242,27 +225,6 @@ static void test_bisect__invert(void **state)
     deja_store_close(store);
 }
 
-/* Run the deja binary with the test store; return its exit status, with
- * its stdout in `out`. */
-static int run(char *out, size_t cap, const char *args)
-{
-    char cmd[2048], path[300];
-    FILE *f;
-    size_t n;
-    int st;
-    snprintf(path, sizeof(path), "%s.out", store_path);
-    snprintf(cmd, sizeof(cmd), "DEJA_STORE='%s' DEJA_PLUGIN_PATH='%s' '%s' %s >'%s' 2>&1",
-             store_path, DEJA_LIB_DIR, DEJA_BIN, args, path);
-    st = system(cmd);
-    f = fopen(path, "r");
-    assert_non_null(f);
-    n = fread(out, 1, cap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    remove(path);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void test_bisect__cli_names_the_demo_changes(void **state)
 {
     static char out[65536];
@@ -277,7 +239,7 @@ static void test_bisect__cli_names_the_demo_changes(void **state)
                  "{\"inputs\": {\"prompt\": \"The old man\"}, \"seed\": 4}\n");
     fclose(req);
     snprintf(cmd, sizeof(cmd), "run --model textgen-v1 --requests '%s.req'", store_path);
-    assert_int_equal(run(out, sizeof(out), cmd), 0);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "%s", cmd), 0);
     snprintf(cmd, sizeof(cmd), "%s.req", store_path);
     req = fopen(cmd, "w");
     assert_non_null(req);
@@ -290,39 +252,44 @@ static void test_bisect__cli_names_the_demo_changes(void **state)
     }
     fclose(req);
     snprintf(cmd, sizeof(cmd), "run --model classifier-v1 --requests '%s.req'", store_path);
-    assert_int_equal(run(out, sizeof(out), cmd), 0);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "%s", cmd), 0);
     snprintf(cmd, sizeof(cmd), "%s.req", store_path);
     remove(cmd);
 
-    assert_int_equal(run(out, sizeof(out),
-                         "bisect --model textgen textgen-v1 textgen-v2 textgen-v3 textgen-v4 "
-                         "textgen-v5 textgen-v6"),
-                     0);
+    assert_int_equal(
+        replay_run_deja(out, sizeof(out), NULL, 0,
+                        "bisect --model textgen textgen-v1 textgen-v2 textgen-v3 textgen-v4 "
+                        "textgen-v5 textgen-v6"),
+        0);
     assert_non_null(strstr(out, "first bad version: textgen-v4"));
     assert_non_null(strstr(out, "step 1: version 1/6 textgen-v1: good"));
-    assert_int_equal(run(out, sizeof(out),
-                         "bisect --model classifier classifier-v1 classifier-v2 classifier-v3 "
-                         "classifier-v4 classifier-v5 classifier-v6 --json"),
-                     0);
+    assert_int_equal(
+        replay_run_deja(out, sizeof(out), NULL, 0,
+                        "bisect --model classifier classifier-v1 classifier-v2 classifier-v3 "
+                        "classifier-v4 classifier-v5 classifier-v6 --json"),
+        0);
     if (!strstr(out, "\"first_bad\":{\"version\":5,\"spec\":\"classifier-v5\"}")) {
         print_message("%s\n", out);
     }
     assert_non_null(strstr(out, "\"first_bad\":{\"version\":5,\"spec\":\"classifier-v5\"}"));
     /* Both ends agree: trouble, one line. */
     assert_int_equal(
-        run(out, sizeof(out), "bisect --model classifier classifier-v1 classifier-v2 --json"), 2);
+        replay_run_deja(out, sizeof(out), NULL, 0,
+                        "bisect --model classifier classifier-v1 classifier-v2 --json"),
+        2);
     assert_non_null(strstr(out, "both ends"));
-    assert_int_equal(run(out, sizeof(out), "bisect textgen-v1"), 2);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "bisect textgen-v1"), 2);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bisect__search_finds_every_position),
-        cmocka_unit_test_setup_teardown(test_bisect__planted_plugin_every_position, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_bisect__invert, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bisect__cli_names_the_demo_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bisect__planted_plugin_every_position, replay_setup,
+                                        replay_teardown),
+        cmocka_unit_test_setup_teardown(test_bisect__invert, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_bisect__cli_names_the_demo_changes, replay_setup,
+                                        replay_teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);

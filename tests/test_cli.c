@@ -19,27 +19,16 @@
 
 static char tmp_root[] = "/tmp/deja-test-cli-XXXXXX";
 
-/* A path under the temporary directory (static buffers, rotating). */
+/* A path under the temporary directory (cli_tmp_path). */
 static const char *tmp_path(const char *name)
 {
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-
-    snprintf(b, sizeof bufs[0], "%s/%s", tmp_root, name);
-    return b;
+    return cli_tmp_path(tmp_root, name);
 }
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (mkdtemp(tmp_root) == NULL)
-        return -1;
-    setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
-    unsetenv("DEJA_STORE");
-    setenv("TZ", "UTC", 1);
-    tzset();
-    return 0;
+    return cli_group_begin(tmp_root);
 }
 
 static int group_teardown(void **state)
@@ -47,15 +36,6 @@ static int group_teardown(void **state)
     (void)state;
     cli_rm_rf(tmp_root);
     return 0;
-}
-
-/* Assert that stderr is exactly one line starting with "deja: " and
- * containing `needle`. */
-static void assert_one_error(const cli_run *r, const char *needle)
-{
-    if (strncmp(r->err, "deja: ", 6) != 0 || strstr(r->err, needle) == NULL)
-        fail_msg("stderr '%s' lacks 'deja: ...%s'", r->err, needle);
-    assert_int_equal(cli_count_lines(r->err), 1);
 }
 
 /* Parse line `i` of stdout as JSON. */
@@ -86,6 +66,21 @@ static json_t *find_tensor(json_t *arr, const char *name)
     }
     fail_msg("no tensor '%s'", name);
     return NULL;
+}
+
+/* Assert that the JSON tensor `t` holds as "base64" exactly the `n` bytes at
+ * `expect`. */
+static void assert_base64_bytes(const json_t *t, const void *expect, size_t n)
+{
+    const json_t *b64 = json_object_get(t, "base64");
+    uint8_t *bytes;
+    size_t size;
+
+    assert_int_equal(
+        cli_base64_decode(json_string_value(b64), json_string_length(b64), &bytes, &size), 0);
+    assert_int_equal(size, n);
+    assert_memory_equal(bytes, expect, n);
+    free(bytes);
 }
 
 /* Run `deja --store STORE run --model MODEL --requests FILE [extra]`. */
@@ -133,8 +128,6 @@ static void test_cli__run_and_read_back(void **state)
     char ids[3][DEJA_ID_STRLEN + 1];
     cli_run r;
     json_t *j, *t, *inputs;
-    uint8_t *bytes;
-    size_t size;
     float expect_x[4] = {1.5f, 2.0f, 3.0f, -4.25f};
 
     (void)state;
@@ -195,13 +188,7 @@ static void test_cli__run_and_read_back(void **state)
     assert_int_equal(json_array_size(json_object_get(t, "shape")), 2);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(t, "shape"), 0)), 2);
     assert_int_equal(json_integer_value(json_array_get(json_object_get(t, "shape"), 1)), 2);
-    assert_int_equal(cli_base64_decode(json_string_value(json_object_get(t, "base64")),
-                                       json_string_length(json_object_get(t, "base64")), &bytes,
-                                       &size),
-                     0);
-    assert_int_equal(size, sizeof expect_x);
-    assert_memory_equal(bytes, expect_x, sizeof expect_x);
-    free(bytes);
+    assert_base64_bytes(t, expect_x, sizeof expect_x);
     t = find_tensor(inputs, "ids");
     assert_string_equal(json_string_value(json_object_get(t, "dtype")), "i32");
     assert_int_equal(json_integer_value(json_array_get(json_object_get(t, "shape"), 1)), 3);
@@ -268,8 +255,6 @@ static void test_cli__large_payloads(void **state)
     static char text[40000];
     float expect[20][20];
     size_t len = 0;
-    uint8_t *bytes;
-    size_t size;
     char id[DEJA_ID_STRLEN + 1];
     cli_run r;
     json_t *j, *t;
@@ -304,13 +289,7 @@ static void test_cli__large_payloads(void **state)
     assert_string_equal(json_string_value(json_object_get(t, "text")), prompt);
     t = find_tensor(json_object_get(j, "inputs"), "v");
     assert_int_equal(json_integer_value(json_object_get(t, "size")), sizeof expect);
-    assert_int_equal(cli_base64_decode(json_string_value(json_object_get(t, "base64")),
-                                       json_string_length(json_object_get(t, "base64")), &bytes,
-                                       &size),
-                     0);
-    assert_int_equal(size, sizeof expect);
-    assert_memory_equal(bytes, expect, sizeof expect);
-    free(bytes);
+    assert_base64_bytes(t, expect, sizeof expect);
     json_decref(j);
     cli_run_free(&r);
 
@@ -389,13 +368,13 @@ static void test_cli__unknown_and_ambiguous_id(void **state)
     (void)state;
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", "7ZZZZZ", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "no trace with id prefix '7ZZZZZ'");
+    cli_assert_one_error(&r, "no trace with id prefix '7ZZZZZ'");
     assert_string_equal(r.out, "");
     cli_run_free(&r);
     /* Not base32 at all (or past the largest id): named, exit 2. */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", "ZZ!", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "'ZZ!'");
+    cli_assert_one_error(&r, "'ZZ!'");
     cli_run_free(&r);
     /* Every trace recorded now shares the first character (the time). */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--limit", "1", NULL), 0);
@@ -404,7 +383,7 @@ static void test_cli__unknown_and_ambiguous_id(void **state)
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", prefix, NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "");
+    cli_assert_one_error(&r, "");
     cli_run_free(&r);
 }
 
@@ -426,7 +405,7 @@ static void test_cli__missing_store(void **state)
         assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, cmds[i][0], cmds[i][1], NULL),
                          0);
         assert_int_equal(r.status, 2);
-        assert_one_error(&r, expect);
+        cli_assert_one_error(&r, expect);
         assert_false(cli_exists(store));
         cli_run_free(&r);
     }
@@ -434,7 +413,7 @@ static void test_cli__missing_store(void **state)
     assert_int_equal(mkdir(empty, 0755), 0);
     assert_int_equal(cli_exec(&r, empty, NULL, "ls", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "store './deja.store' does not exist (set --store or DEJA_STORE)");
+    cli_assert_one_error(&r, "store './deja.store' does not exist (set --store or DEJA_STORE)");
     cli_run_free(&r);
     assert_false(cli_exists(tmp_path("empty/deja.store")));
 }
@@ -451,13 +430,13 @@ static void test_cli__bad_plugin(void **state)
     assert_int_equal(cli_write_file(req, "{\"inputs\": {\"prompt\": \"Once\"}}\n"), 0);
     run_requests(&r, store, "nosuchmodel-v9", req, NULL, NULL);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "nosuchmodel-v9");
+    cli_assert_one_error(&r, "nosuchmodel-v9");
     assert_string_equal(r.out, "");
     assert_false(cli_exists(store));
     cli_run_free(&r);
     run_requests(&r, store, DEJA_LIB_DIR "/test-noentry.so", req, NULL, NULL);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "test-noentry");
+    cli_assert_one_error(&r, "test-noentry");
     assert_false(cli_exists(store));
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "run", "--requests", req, NULL), 0);
@@ -520,15 +499,15 @@ static void test_cli__filters(void **state)
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--since", "yesterday", NULL),
                      0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "--since");
+    cli_assert_one_error(&r, "--since");
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--status", "fine", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "--status");
+    cli_assert_one_error(&r, "--status");
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--tag", "novalue", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "--tag");
+    cli_assert_one_error(&r, "--tag");
     cli_run_free(&r);
 }
 

@@ -41,14 +41,10 @@
 static char tmp_root[] = "/tmp/deja-test-cli-bundle-XXXXXX";
 static char tmpdir[600];
 
+/* A path under the temporary directory (cli_tmp_path). */
 static const char *tmp_path(const char *name)
 {
-    static char bufs[8][600];
-    static int next;
-    char *b = bufs[next++ % 8];
-
-    snprintf(b, sizeof bufs[0], "%s/%s", tmp_root, name);
-    return b;
+    return cli_tmp_path(tmp_root, name);
 }
 
 /* The store every case reads: recorded once by `deja run`. */
@@ -66,15 +62,12 @@ static int group_setup(void **state)
     FILE *fp;
     (void)state;
 
-    if (mkdtemp(tmp_root) == NULL)
+    if (cli_group_begin(tmp_root) != 0)
         return -1;
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", tmp_root);
     if (mkdir(tmpdir, 0700) != 0)
         return -1;
     setenv("TMPDIR", tmpdir, 1);
-    setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
-    unsetenv("DEJA_STORE");
-    setenv("TZ", "UTC", 1);
     snprintf(store_a, sizeof store_a, "%s/a.store", tmp_root);
     req = strdup(tmp_path("requests.jsonl"));
     fp = fopen(req, "w");
@@ -104,13 +97,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static void assert_one_error(const cli_run *r, const char *needle)
-{
-    if (strncmp(r->err, "deja: ", 6) != 0 || strstr(r->err, needle) == NULL)
-        fail_msg("stderr '%s' lacks 'deja: ...%s'", r->err, needle);
-    assert_int_equal(cli_count_lines(r->err), 1);
-}
-
 /* Run deja and require exit 0. */
 static void ok(cli_run *r, const char *store, const char *a1, const char *a2, const char *a3,
                const char *a4, const char *a5)
@@ -120,6 +106,18 @@ static void ok(cli_run *r, const char *store, const char *a1, const char *a2, co
     assert_int_equal(cli_execv(r, NULL, NULL, args), 0);
     if (r->status != 0)
         fail_msg("deja %s %s: exit %d: %s", a1, a2 ? a2 : "", r->status, r->err);
+}
+
+/* Assert that the file `path` holds exactly the `nb` bytes at `before` (a
+ * store's data file left as it was). */
+static void assert_file_holds(const char *path, const char *before, size_t nb)
+{
+    size_t na = 0;
+    char *after = cli_slurp(path, &na);
+
+    assert_int_equal(nb, na);
+    assert_memory_equal(before, after, nb);
+    free(after);
 }
 
 /* The ids printed by `ls --json`, one per line, into `ids` (at most 16). */
@@ -247,8 +245,8 @@ static void test_cli_bundle__import_twice_changes_nothing(void **state)
     const char *file = tmp_path("twice.deja");
     const char *store_c = tmp_path("c.store");
     char data[700];
-    char *before, *after;
-    size_t nb, na;
+    char *before;
+    size_t nb;
     cli_run r;
     (void)state;
 
@@ -274,11 +272,8 @@ static void test_cli_bundle__import_twice_changes_nothing(void **state)
     assert_string_equal(r.out, "imported 0 traces (4 already present), 1 blobs (0 new), "
                                "1 environments (0 new)\n");
     cli_run_free(&r);
-    after = cli_slurp(data, &na);
-    assert_int_equal(nb, na);
-    assert_memory_equal(before, after, nb);
+    assert_file_holds(data, before, nb);
     free(before);
-    free(after);
 }
 
 static void test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store(void **state)
@@ -289,8 +284,8 @@ static void test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store(void **
     const char *fresh = tmp_path("fresh.store");
     char ids[16][DEJA_ID_STRLEN + 1];
     char data[700];
-    char *orig, *before, *after;
-    size_t size = 0, nb = 0, na = 0;
+    char *orig, *before;
+    size_t size = 0, nb = 0;
     cli_run r;
     (void)state;
 
@@ -314,16 +309,14 @@ static void test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store(void **
         assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store_d, "import", bad, NULL), 0);
         if (r.status != 2)
             fail_msg("byte %zu: exit %d", i, r.status);
-        assert_one_error(&r, "bundle '");
+        cli_assert_one_error(&r, "bundle '");
         cli_run_free(&r);
     }
-    after = cli_slurp(data, &na);
-    assert_int_equal(nb, na);
-    assert_memory_equal(before, after, nb);
+    assert_file_holds(data, before, nb);
     /* A damaged bundle never creates a store either. */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", fresh, "import", bad, NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "checksum mismatch");
+    cli_assert_one_error(&r, "checksum mismatch");
     assert_false(cli_exists(fresh));
     cli_run_free(&r);
     /* Cut short. */
@@ -335,11 +328,10 @@ static void test_cli_bundle__any_damaged_byte_fails_and_leaves_the_store(void **
     }
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store_d, "import", bad, NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "truncated");
+    cli_assert_one_error(&r, "truncated");
     cli_run_free(&r);
     free(orig);
     free(before);
-    free(after);
 }
 
 static void test_cli_bundle__shared_input_is_stored_once(void **state)
@@ -414,8 +406,8 @@ static void test_cli_bundle__md_is_a_bug_report(void **state)
 
     /* With the plugin recorded. */
     {
-        const char *args[] = {"--store", store_a, "export", "-o", file, "--with-model",
-                              "textgen-v1", "--md", NULL};
+        const char *args[] = {"--store",      store_a,      "export", "-o", file,
+                              "--with-model", "textgen-v1", "--md",   NULL};
         assert_int_equal(cli_execv(&r, NULL, NULL, args), 0);
         assert_int_equal(r.status, 0);
     }
@@ -438,26 +430,24 @@ static void test_cli_bundle__usage_errors(void **state)
                               tmp_path("x.deja"), "--model", "nosuchmodel", NULL),
                      0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "no trace matches");
+    cli_assert_one_error(&r, "no trace matches");
     assert_false(cli_exists(tmp_path("x.deja")));
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", never, "export", "-o",
-                              tmp_path("x.deja"), NULL),
-                     0);
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", never, "export", "-o", tmp_path("x.deja"), NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "does not exist");
+    cli_assert_one_error(&r, "does not exist");
     assert_false(cli_exists(never));
     cli_run_free(&r);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", never, "import",
-                              tmp_path("missing.deja"), NULL),
-                     0);
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", never, "import", tmp_path("missing.deja"), NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "missing.deja");
+    cli_assert_one_error(&r, "missing.deja");
     assert_false(cli_exists(never));
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", never, "import", tmp_root, NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_one_error(&r, "not a regular file");
+    cli_assert_one_error(&r, "not a regular file");
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "import", "--help", NULL), 0);
     assert_int_equal(r.status, 0);

@@ -9,12 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <xxhash.h>
 
 #include "deja.h"
 #include "store/store.h"
+
+/* store/id.c: an id for a clock read the caller already made (the tracer's
+ * begin); not in store/store.h. */
+void deja__id_new_ns(deja_id *out, int64_t unix_ns);
 
 static void test_id__known_vector(void **state)
 {
@@ -184,6 +190,95 @@ static void test_id__new_unique_across_threads(void **state)
     free(ids);
 }
 
+/* The id carries the millisecond of the clock read it is given, and stays
+ * strictly increasing on one thread even when the clock steps back. */
+static void test_id__new_ns_time_and_step_back(void **state)
+{
+    const int64_t ns = 1900000000123456789LL; /* after any earlier id of this thread */
+    deja_id a, b, c;
+
+    (void)state;
+    deja__id_new_ns(&a, ns);
+    assert_int_equal(deja_id_time_ms(&a), ns / 1000000);
+    deja__id_new_ns(&b, ns - 5000000000LL); /* the clock went back 5 s */
+    assert_true(memcmp(a.bytes, b.bytes, 16) < 0);
+    assert_int_equal(deja_id_time_ms(&b), ns / 1000000);
+    deja__id_new_ns(&c, ns + 2000000); /* 2 ms later: a new millisecond */
+    assert_true(memcmp(b.bytes, c.bytes, 16) < 0);
+    assert_int_equal(deja_id_time_ms(&c), ns / 1000000 + 2);
+}
+
+/* Threads making ids for the very same millisecond (the worst case for
+ * the lock-free generator) never collide, and each thread's ids increase. */
+static void *make_ids_same_ms(void *arg)
+{
+    deja_id *ids = arg;
+
+    for (int i = 0; i < PER_THREAD; i++)
+        deja__id_new_ns(&ids[i], 1760000000000000000LL);
+    return NULL;
+}
+
+static void test_id__same_ms_unique_across_threads(void **state)
+{
+    pthread_t th[NTHREADS];
+    deja_id *ids = calloc((size_t)NTHREADS * PER_THREAD, sizeof *ids);
+
+    (void)state;
+    assert_non_null(ids);
+    for (int t = 0; t < NTHREADS; t++)
+        assert_int_equal(
+            pthread_create(&th[t], NULL, make_ids_same_ms, ids + (size_t)t * PER_THREAD), 0);
+    for (int t = 0; t < NTHREADS; t++)
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+    for (int t = 0; t < NTHREADS; t++) {
+        const deja_id *mine = ids + (size_t)t * PER_THREAD;
+        for (int i = 1; i < PER_THREAD; i++)
+            assert_true(memcmp(mine[i - 1].bytes, mine[i].bytes, 16) < 0);
+    }
+    qsort(ids, (size_t)NTHREADS * PER_THREAD, sizeof *ids, cmp_id);
+    for (size_t i = 1; i < (size_t)NTHREADS * PER_THREAD; i++)
+        assert_true(memcmp(ids[i - 1].bytes, ids[i].bytes, 16) < 0);
+    free(ids);
+}
+
+/* A forked child does not repeat its parent's ids: both make ids for the
+ * same millisecond after the fork, and they differ. */
+static void test_id__fork_does_not_repeat(void **state)
+{
+    const int64_t ns = 1950000000000000000LL;
+    int fd[2];
+    deja_id parent_ids[64], child_ids[64];
+
+    (void)state;
+    deja__id_new_ns(&parent_ids[0], ns); /* the parent's generator is seeded */
+    assert_int_equal(pipe(fd), 0);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        deja_id mine[64];
+        for (int i = 0; i < 64; i++)
+            deja__id_new_ns(&mine[i], ns + 1000000);
+        _exit(write(fd[1], mine, sizeof mine) == (ssize_t)sizeof mine ? 0 : 1);
+    }
+    close(fd[1]);
+    for (int i = 0; i < 64; i++)
+        deja__id_new_ns(&parent_ids[i], ns + 1000000);
+    size_t got = 0;
+    while (got < sizeof child_ids) {
+        const ssize_t n = read(fd[0], (char *)child_ids + got, sizeof child_ids - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    close(fd[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < 64; i++)
+        for (int j = 0; j < 64; j++)
+            assert_true(memcmp(parent_ids[i].bytes, child_ids[j].bytes, 16) != 0);
+}
+
 static void test_id__digest(void **state)
 {
     XXH128_canonical_t c;
@@ -270,6 +365,9 @@ int main(void)
         cmocka_unit_test(test_id__text_sorts_like_bytes),
         cmocka_unit_test(test_id__new_increases),
         cmocka_unit_test(test_id__new_unique_across_threads),
+        cmocka_unit_test(test_id__new_ns_time_and_step_back),
+        cmocka_unit_test(test_id__same_ms_unique_across_threads),
+        cmocka_unit_test(test_id__fork_does_not_repeat),
         cmocka_unit_test(test_id__digest),
         cmocka_unit_test(test_id__error_messages),
     };

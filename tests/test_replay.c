@@ -22,9 +22,10 @@
 
 #include <cmocka.h>
 
-#define MAX_IDS 64
+#define REPLAY_TEST_NAME "test_replay"
+#include "replay_harness.h"
 
-static char store_path[256];
+#define MAX_IDS 64
 
 /* A request: a text prompt or a feature vector, and optional params. */
 typedef struct request {
@@ -124,24 +125,6 @@ static int replay(const deja_id *ids, size_t n, const char *spec, const deja_rep
     rc = deja_replay_run(store, ids, n, spec, o, gather, res, sum);
     deja_store_close(store);
     return rc;
-}
-
-static int setup(void **state)
-{
-    char cmd[512];
-    (void)state;
-    snprintf(store_path, sizeof(store_path), "%s/test_replay.%ld.store", DEJA_BUILD_DIR,
-             (long)getpid());
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_path);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    char cmd[512];
-    (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store_path);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 static const request prompts[] = {
@@ -357,38 +340,6 @@ static void test_replay__isolate_survives_a_crash(void **state)
     assert_int_equal(sum.trouble, 0);
 }
 
-/* Run a shell command with the test store; return its exit status and
- * leave its stdout and stderr in the given buffers. */
-static int run(char *out, size_t outcap, char *err, size_t errcap, const char *fmt, ...)
-{
-    char cmd[4096], args[1536], path_out[300], path_err[300];
-    va_list ap;
-    FILE *f;
-    size_t n;
-    int st;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof(args), fmt, ap);
-    va_end(ap);
-    snprintf(path_out, sizeof(path_out), "%s.out", store_path);
-    snprintf(path_err, sizeof(path_err), "%s.err", store_path);
-    snprintf(cmd, sizeof(cmd), "DEJA_STORE='%s' DEJA_PLUGIN_PATH='%s' '%s' %s >'%s' 2>'%s'",
-             store_path, DEJA_LIB_DIR, DEJA_BIN, args, path_out, path_err);
-    st = system(cmd);
-    f = fopen(path_out, "r");
-    assert_non_null(f);
-    n = fread(out, 1, outcap - 1, f);
-    out[n] = '\0';
-    fclose(f);
-    f = fopen(path_err, "r");
-    assert_non_null(f);
-    n = fread(err, 1, errcap - 1, f);
-    err[n] = '\0';
-    fclose(f);
-    remove(path_out);
-    remove(path_err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static size_t count_lines(const char *s)
 {
     size_t n = 0;
@@ -410,54 +361,57 @@ static void test_replay__cli(void **state)
     deja_id_format(&ids[0], a);
     deja_id_format(&ids[1], b);
 
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                         "replay --trace-model textgen --model textgen-v1 --jobs 2"),
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                     "replay --trace-model textgen --model textgen-v1 --jobs 2"),
                      0);
     assert_non_null(strstr(out, "3 traces replayed: 3 same, 0 close, 0 diverged, 0 error"));
     assert_string_equal(err, "");
 
-    assert_int_equal(
-        run(out, sizeof(out), err, sizeof(err), "replay --trace-model textgen --model textgen-v6"),
-        1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                     "replay --trace-model textgen --model textgen-v6"),
+                     1);
     assert_non_null(strstr(out, "diverged"));
     assert_non_null(strstr(out, "completion: text differs at byte"));
     assert_int_equal(count_lines(err), 1);
 
     /* --json: one object per trace. */
-    assert_int_equal(
-        run(out, sizeof(out), err, sizeof(err), "replay %s %s --model textgen-v6 --json", a, b), 1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                     "replay %s %s --model textgen-v6 --json", a, b),
+                     1);
     assert_int_equal(count_lines(out), 2);
     assert_non_null(strstr(out, "\"verdict\":\"diverged\""));
     assert_non_null(strstr(out, "\"hunk\""));
 
     /* The classifier's traces on textgen: another model name. */
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                         "replay --trace-model classifier --model textgen-v1"),
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                     "replay --trace-model classifier --model textgen-v1"),
                      2);
     assert_non_null(strstr(err, "--force"));
     assert_int_equal(count_lines(err), 1);
 
     /* An id that does not exist; a model that does not exist. */
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "replay ZZZZZZ --model textgen-v1"),
-                     2);
+    assert_int_equal(
+        replay_run_deja(out, sizeof(out), err, sizeof(err), "replay ZZZZZZ --model textgen-v1"), 2);
     assert_int_equal(count_lines(err), 1);
     assert_non_null(strstr(err, "ZZZZZZ"));
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "replay --model nope-v9"), 2);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "replay --model nope-v9"),
+                     2);
     assert_int_equal(count_lines(err), 1);
     assert_non_null(strstr(err, "nope-v9"));
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "replay %s", a), 2);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "replay %s", a), 2);
     assert_non_null(strstr(err, "--model"));
 
     /* deja diff: two traces of the same prompt list differ as text. */
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "diff %s %s", a, a), 0);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "diff %s %s", a, a), 0);
     assert_non_null(strstr(out, "same"));
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "diff %s %s", a, b), 1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "diff %s %s", a, b), 1);
     assert_non_null(strstr(out, "completion: text differs at byte"));
     assert_non_null(strstr(out, "[-"));
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "diff %s %s --json", a, b), 1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "diff %s %s --json", a, b),
+                     1);
     assert_int_equal(count_lines(out), 1);
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "diff %s", a), 2);
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err), "diff %s ZZZZZZ", a), 2);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "diff %s", a), 2);
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "diff %s ZZZZZZ", a), 2);
     assert_int_equal(count_lines(err), 1);
 
     /* Recorded in another environment: each difference is listed, and is
@@ -472,26 +426,28 @@ static void test_replay__cli(void **state)
         fclose(f);
         setenv("OMP_NUM_THREADS", "77", 1);
         snprintf(cmd, sizeof(cmd), "run --model textgen-v1 --requests '%s'", reqpath);
-        assert_int_equal(run(out, sizeof(out), err, sizeof(err), "%s", cmd), 0);
+        assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err), "%s", cmd), 0);
         unsetenv("OMP_NUM_THREADS");
         remove(reqpath);
-        assert_int_equal(
-            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v1"), 0);
+        assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                         "replay --tag env=x --model textgen-v1"),
+                         0);
         assert_non_null(strstr(out, "environment: "));
         assert_non_null(strstr(out, "variable OMP_NUM_THREADS: '77' recorded, unset now"));
-        assert_int_equal(
-            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v6"), 1);
+        assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                         "replay --tag env=x --model textgen-v6"),
+                         1);
         assert_non_null(
             strstr(out, "likely cause: environment: variable OMP_NUM_THREADS: '77' recorded"));
-        assert_int_equal(
-            run(out, sizeof(out), err, sizeof(err), "replay --tag env=x --model textgen-v6 --json"),
-            1);
+        assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                         "replay --tag env=x --model textgen-v6 --json"),
+                         1);
         assert_non_null(strstr(out, "\"environment\":[\""));
     }
 
     /* Classifier v3 is close. */
-    assert_int_equal(run(out, sizeof(out), err, sizeof(err),
-                         "replay --trace-model classifier --model classifier-v3"),
+    assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
+                                     "replay --trace-model classifier --model classifier-v3"),
                      0);
     assert_non_null(strstr(out, "close"));
 }
@@ -499,14 +455,18 @@ static void test_replay__cli(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_replay__demo_traces_are_same_on_their_version, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_replay__textgen_v6_diverges, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__classifier_close_then_labels, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__nondeterministic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__bad_input, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay__cli, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay__demo_traces_are_same_on_their_version,
+                                        replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__textgen_v6_diverges, replay_setup,
+                                        replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__classifier_close_then_labels, replay_setup,
+                                        replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__nondeterministic, replay_setup,
+                                        replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__bad_input, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, replay_setup,
+                                        replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__cli, replay_setup, replay_teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);

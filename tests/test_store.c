@@ -22,6 +22,7 @@
 
 #include "deja.h"
 #include "store/store.h"
+#include "store/store_internal.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -1192,6 +1193,497 @@ static void test_store__verify(void **state)
     rm_rf(dir);
 }
 
+/* ------------------------------------------------------------------------
+ * Chunked blobs
+ * ---------------------------------------------------------------------- */
+
+/* Pseudo-English: words drawn from a small vocabulary, compressible. */
+static void fill_text(uint8_t *p, size_t n, uint64_t seed)
+{
+    static const char *const w[] = {"the ",      "model ",  "answer ", "question ", "of ",
+                                    "payment ",  "refund ", "please ", "user: ",    "and ",
+                                    "delivery ", "system ", "a ",      "to ",       "order\n"};
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 7;
+    size_t i = 0;
+
+    while (i < n) {
+        const char *word;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        word = w[(x * 0x2545F4914F6CDD1Dull >> 33) % 15];
+        for (size_t j = 0; word[j] != '\0' && i < n; j++)
+            p[i++] = (uint8_t)word[j];
+    }
+}
+
+typedef struct blob_set {
+    const uint8_t **data;
+    const size_t *size;
+    size_t n;
+    deja_digest *out;
+} blob_set;
+
+static int put_blobs(deja__wtxn *w, void *payload)
+{
+    blob_set *b = payload;
+    for (size_t i = 0; i < b->n; i++) {
+        int rc = deja__wtxn_put_blob(w, b->data[i], b->size[i], &b->out[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Entries in database `db` of the closed store at `path`. */
+static size_t db_entries(const char *path, const char *db)
+{
+    raw r;
+    MDB_dbi dbi = raw_open(&r, path, db);
+    MDB_stat st;
+    assert_int_equal(mdb_stat(r.txn, dbi, &st), 0);
+    raw_close(&r);
+    return st.ms_entries;
+}
+
+static void assert_blob(deja_store *s, const deja_digest *d, const uint8_t *want, size_t n)
+{
+    void *data = NULL;
+    size_t size = 0;
+    int rc = deja__store_blob_get(s, d, &data, &size);
+    if (rc != 0)
+        fprintf(stderr, "blob get: %s\n", deja_error_last());
+    assert_int_equal(rc, 0);
+    assert_int_equal(size, n);
+    assert_memory_equal(data, want, n);
+    free(data);
+}
+
+static void test_store__chunked_round_trip(void **state)
+{
+    static const size_t sizes[] = {DEJA__INLINE_MAX + 1,
+                                   1100,
+                                   2 * DEJA__CHUNK_MIN + 1,
+                                   4095,
+                                   4096,
+                                   DEJA__CHUNK_MAX - 1,
+                                   DEJA__CHUNK_MAX,
+                                   DEJA__CHUNK_MAX + 1,
+                                   2 * DEJA__CHUNK_MAX + 1,
+                                   65536,
+                                   200003,
+                                   (1 << 20) + 7};
+    enum { NS = sizeof sizes / sizeof sizes[0], N = 2 * NS + 1 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    const uint8_t *data[N];
+    size_t size[N];
+    deja_digest d[N];
+    blob_set b = {data, size, N, d};
+    uint8_t *bufs[N];
+
+    (void)state;
+    for (size_t i = 0; i < NS; i++) {
+        bufs[2 * i] = malloc(sizes[i]);
+        bufs[2 * i + 1] = malloc(sizes[i]);
+        assert_non_null(bufs[2 * i]);
+        assert_non_null(bufs[2 * i + 1]);
+        fill_random(bufs[2 * i], sizes[i], 1000 + i);
+        fill_text(bufs[2 * i + 1], sizes[i], 2000 + i);
+        size[2 * i] = size[2 * i + 1] = sizes[i];
+    }
+    /* all zeros: every cut at the maximum, one chunk stored for many */
+    size[N - 1] = 100000;
+    bufs[N - 1] = calloc(1, size[N - 1]);
+    assert_non_null(bufs[N - 1]);
+    for (size_t i = 0; i < N; i++)
+        data[i] = bufs[i];
+    /* the chunker's cuts stay within bounds and cover the payload */
+    for (size_t i = 0; i < N; i++) {
+        size_t off = 0;
+        while (off < size[i]) {
+            size_t n = deja__chunk_next(bufs[i] + off, size[i] - off);
+            assert_true(n > 0 && n <= DEJA__CHUNK_MAX);
+            assert_true(n > DEJA__CHUNK_MIN || n == size[i] - off);
+            off += n;
+        }
+        assert_int_equal(off, size[i]);
+    }
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    assert_int_equal(deja__store_write(s, put_blobs, &b), 0);
+    for (size_t i = 0; i < N; i++) {
+        assert_memory_equal(d[i].bytes, deja_digest_of(data[i], size[i]).bytes, 16);
+        assert_blob(s, &d[i], data[i], size[i]);
+    }
+    deja_store_close(s);
+    /* the zero payload is one distinct chunk (and a short tail) */
+    assert_true(db_entries(path, "chunks") < 2 * ((1 << 20) + 300000) / DEJA__CHUNK_MIN);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (size_t i = 0; i < N; i++)
+        assert_blob(s, &d[i], data[i], size[i]);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    for (size_t i = 0; i < N; i++)
+        free(bufs[i]);
+    rm_rf(dir);
+}
+
+/* Read every trace of `a` 5 times, checking the blob input byte for byte. */
+static void *big_reader(void *p)
+{
+    reader_arg *a = p;
+    for (int r = 0; r < 5; r++)
+        for (size_t i = 0; i < a->n; i++) {
+            deja_trace *got = NULL;
+            const deja_tensor *want = &a->tt[i].t.inputs[1];
+            if (deja_trace_get(a->store, &a->tt[i].t.id, &got) != 0 || got->ninputs != 2 ||
+                got->inputs[1].size != want->size ||
+                memcmp(got->inputs[1].data, want->data, want->size) != 0)
+                a->failures++;
+            deja_trace_free(got);
+        }
+    return NULL;
+}
+
+/* A conversation that grows by a turn per trace, as chat prompts do: every
+ * trace repeats the one before and adds ~500 bytes. The shared prefix is
+ * stored once, across traces and transactions, before and after the
+ * dictionary is trained (chunks with and without it stay readable). */
+static void test_store__chunk_dedup_across_traces(void **state)
+{
+    enum { TURNS = 10, FIRST = 2048, TURN = 500, FILL = 300 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    uint8_t *convo = malloc(FIRST + 2 * TURNS * TURN);
+    ttrace tt[2 * TURNS], *filler = calloc(FILL, sizeof *filler);
+    deja_store_stats st;
+    uint64_t sum = 0;
+
+    (void)state;
+    assert_non_null(convo);
+    assert_non_null(filler);
+    fill_text(convo, FIRST + 2 * TURNS * TURN, 5);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < TURNS; i++) {
+        ttrace_init(&tt[i], 1700000000000 + i, i, "chat", "1", DEJA_STATUS_OK, "p",
+                    FIRST + (size_t)i * TURN, 0, convo);
+        write_traces(s, &tt[i], 1);
+        sum += FIRST + (uint64_t)i * TURN;
+    }
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.blobs, TURNS);
+    /* ~6.5 KB of distinct text, ~47 KB written */
+    assert_true(st.raw_bytes >= sum);
+    assert_true(st.unique_bytes < sum / 3);
+    for (int i = 0; i < TURNS; i++)
+        assert_get_equal(s, &tt[i].t);
+
+    /* train the dictionary, then grow the conversation further */
+    for (int i = 0; i < FILL; i++)
+        ttrace_init(&filler[i], 1700000001000 + i, i, "chat", "1", DEJA_STATUS_OK, "p", 0, 0, NULL);
+    write_traces(s, filler, FILL);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.dictionaries, 1);
+    for (int i = TURNS; i < 2 * TURNS; i++) {
+        ttrace_init(&tt[i], 1700000002000 + i, i, "chat", "1", DEJA_STATUS_OK, "p",
+                    FIRST + (size_t)i * TURN, 0, convo);
+        write_traces(s, &tt[i], 1);
+    }
+    deja_store_close(s);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < 2 * TURNS; i++)
+        assert_get_equal(s, &tt[i].t);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    /* readers in parallel through one handle share its chunk cache */
+    {
+        pthread_t th[4];
+        reader_arg args[4];
+
+        for (int i = 0; i < 4; i++) {
+            args[i] = (reader_arg){s, tt, 2 * TURNS, 0};
+            assert_int_equal(pthread_create(&th[i], NULL, big_reader, &args[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+            assert_int_equal(args[i].failures, 0);
+        }
+    }
+    deja_store_close(s);
+    for (int i = 0; i < 2 * TURNS; i++)
+        ttrace_free(&tt[i]);
+    free(filler);
+    free(convo);
+    rm_rf(dir);
+}
+
+/* An edit in the middle of a large payload, or an insertion, re-stores only
+ * the chunks next to it. */
+static void test_store__chunk_edit(void **state)
+{
+    enum { SIZE = 256 << 10, INS = 100 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    uint8_t *a = malloc(SIZE), *e = malloc(SIZE), *ins = malloc(SIZE + INS);
+    const uint8_t *data[3] = {a, e, ins};
+    size_t size[3] = {SIZE, SIZE, SIZE + INS}, c0, c1, c2;
+    deja_digest d[3];
+    blob_set b = {data, size, 1, d};
+
+    (void)state;
+    assert_non_null(a);
+    assert_non_null(e);
+    assert_non_null(ins);
+    fill_text(a, SIZE, 9);
+    memcpy(e, a, SIZE);
+    memcpy(e + SIZE / 2, "EDITED!!", 8);
+    memcpy(ins, a, SIZE / 3);
+    fill_random(ins + SIZE / 3, INS, 4);
+    memcpy(ins + SIZE / 3 + INS, a + SIZE / 3, SIZE - SIZE / 3);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    assert_int_equal(deja__store_write(s, put_blobs, &b), 0);
+    deja_store_close(s);
+    c0 = db_entries(path, "chunks");
+    assert_true(c0 > SIZE / DEJA__CHUNK_MAX);
+    for (int step = 1; step <= 2; step++) {
+        b.data = data + step;
+        b.size = size + step;
+        b.out = d + step;
+        assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+        assert_int_equal(deja__store_write(s, put_blobs, &b), 0);
+        deja_store_close(s);
+    }
+    c1 = db_entries(path, "chunks");
+    (void)c1;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < 3; i++)
+        assert_blob(s, &d[i], data[i], size[i]);
+    deja_store_close(s);
+    c2 = db_entries(path, "chunks");
+    /* at most 3 new chunks for the edit and 3 for the insertion */
+    assert_true(c2 - c0 <= 6);
+    assert_true(c2 > c0);
+    free(a);
+    free(e);
+    free(ins);
+    rm_rf(dir);
+}
+
+/* The digest of chunk number `index` in the chunk list of blob `d`. */
+static void chunk_of(const char *path, const deja_digest *d, size_t index, deja_digest *out)
+{
+    raw r;
+    MDB_dbi blobs = raw_open(&r, path, "blobs");
+    MDB_val k = {16, (void *)d->bytes}, v;
+    deja__chunked it;
+    const uint8_t *cd = NULL;
+    size_t cs;
+
+    assert_int_equal(mdb_get(r.txn, blobs, &k, &v), 0);
+    assert_int_equal(((const uint8_t *)v.mv_data)[0], DEJA__CHUNKED_MAGIC);
+    assert_int_equal(deja__chunked_parse(v.mv_data, v.mv_size, d, &it), 0);
+    assert_true(it.count > index);
+    for (size_t i = 0; i <= index; i++)
+        assert_int_equal(deja__chunked_next(&it, &cs, &cd), 1);
+    memcpy(out->bytes, cd, 16);
+    raw_close(&r);
+}
+
+/* A missing chunk and a damaged chunk: verify names blob and chunk, and
+ * reading the trace fails naming them. */
+static void test_store__chunk_damage(void **state)
+{
+    char dir[256], path[300], bhex[2][33], chex[2][33];
+    deja_store *s = NULL;
+    ttrace tt[2];
+    deja_digest blob[2], chunk[2];
+    problems p;
+    raw r;
+    MDB_dbi chunks;
+    MDB_val k, v;
+    uint8_t *copy;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    for (int i = 0; i < 2; i++) {
+        ttrace_init(&tt[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "p", 20000,
+                    (uint64_t)i + 300, NULL);
+        blob[i] = deja_digest_of(tt[i].big, 20000);
+        deja_digest_format(&blob[i], bhex[i]);
+    }
+    write_traces(s, tt, 2);
+    deja_store_close(s);
+    chunk_of(path, &blob[0], 1, &chunk[0]);
+    chunk_of(path, &blob[1], 2, &chunk[1]);
+    for (int i = 0; i < 2; i++)
+        deja_digest_format(&chunk[i], chex[i]);
+    chunks = raw_open(&r, path, "chunks");
+    k.mv_size = 16;
+    k.mv_data = chunk[0].bytes;
+    assert_int_equal(mdb_del(r.txn, chunks, &k, NULL), 0);
+    k.mv_data = chunk[1].bytes;
+    assert_int_equal(mdb_get(r.txn, chunks, &k, &v), 0);
+    copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    copy[v.mv_size - 1] ^= 0x10;
+    v.mv_data = copy;
+    assert_int_equal(mdb_put(r.txn, chunks, &k, &v, 0), 0);
+    free(copy);
+    raw_close(&r);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    memset(&p, 0, sizeof p);
+    assert_true(deja_store_verify(s, problem_cb, &p) >= 2);
+    assert_true(has_line(&p, bhex[0], chex[0]));
+    assert_true(has_line(&p, chex[0], "missing"));
+    assert_true(has_line(&p, bhex[1], chex[1]));
+    {
+        deja_trace *got = NULL;
+        assert_int_equal(deja_trace_get(s, &tt[0].t.id, &got), DEJA_ECORRUPT);
+        assert_non_null(strstr(deja_error_last(), chex[0]));
+        assert_non_null(strstr(deja_error_last(), "missing"));
+        assert_int_equal(deja_trace_get(s, &tt[1].t.id, &got), DEJA_ECORRUPT);
+        assert_non_null(strstr(deja_error_last(), chex[1]));
+        assert_non_null(strstr(deja_error_last(), bhex[1]));
+    }
+    deja_store_close(s);
+    for (int i = 0; i < 2; i++)
+        ttrace_free(&tt[i]);
+    rm_rf(dir);
+}
+
+/* Chunk lists read from disk are bounded before anything is allocated. */
+static void test_store__chunk_list_bounds(void **state)
+{
+    deja_digest key = deja_digest_of("k", 1);
+    deja__chunked it;
+    uint8_t ok[2 + 1 + 1 + 16] = {DEJA__CHUNKED_MAGIC, DEJA__CHUNKED_VERSION, 5, 5};
+    uint8_t huge[8] = {DEJA__CHUNKED_MAGIC, DEJA__CHUNKED_VERSION, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F};
+    uint8_t over[20] = {DEJA__CHUNKED_MAGIC, DEJA__CHUNKED_VERSION, 5, 6};
+    uint8_t zero[20] = {DEJA__CHUNKED_MAGIC, DEJA__CHUNKED_VERSION, 0, 0};
+    uint8_t sum[2 + 1 + 1 + 16] = {DEJA__CHUNKED_MAGIC, DEJA__CHUNKED_VERSION, 6, 5};
+    uint8_t ver[3] = {DEJA__CHUNKED_MAGIC, 9, 0};
+    size_t cs;
+    const uint8_t *cd;
+
+    (void)state;
+    assert_int_equal(deja__chunked_parse(ok, sizeof ok, &key, &it), 0);
+    assert_int_equal(it.total, 5);
+    assert_int_equal(it.count, 1);
+    assert_int_equal(deja__chunked_next(&it, &cs, &cd), 1);
+    assert_int_equal(cs, 5);
+    assert_ptr_equal(cd, ok + 4);
+    assert_int_equal(deja__chunked_next(&it, &cs, &cd), 0);
+    assert_int_equal(deja__chunked_parse(ok, sizeof ok - 1, &key, &it), DEJA_ECORRUPT);
+    assert_non_null(strstr(deja_error_last(), "cut short"));
+    assert_int_equal(deja__chunked_parse(huge, sizeof huge, &key, &it), DEJA_ECORRUPT);
+    assert_non_null(strstr(deja_error_last(), "total"));
+    assert_int_equal(deja__chunked_parse(over, sizeof over, &key, &it), DEJA_ECORRUPT);
+    assert_int_equal(deja__chunked_parse(zero, sizeof zero, &key, &it), DEJA_ECORRUPT);
+    assert_int_equal(deja__chunked_parse(sum, sizeof sum, &key, &it), DEJA_ECORRUPT);
+    assert_non_null(strstr(deja_error_last(), "add up"));
+    assert_int_equal(deja__chunked_parse(ver, sizeof ver, &key, &it), DEJA_ECORRUPT);
+    assert_int_equal(deja__chunked_parse(ok, 1, &key, &it), DEJA_ECORRUPT);
+}
+
+/* A blob written whole, as every blob was before chunking (a raw record:
+ * 'D', codec 0, dictionary 0, u32 size, payload), still reads and verifies. */
+static void test_store__old_whole_blob(void **state)
+{
+    enum { SIZE = 5000 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace tt[2];
+    deja_digest d;
+    raw r;
+    MDB_dbi blobs;
+    MDB_val k, v;
+    uint8_t *rec = malloc(DEJA__RECORD_HEADER + SIZE);
+
+    (void)state;
+    assert_non_null(rec);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    ttrace_init(&tt[0], 1700000000000, 0, "m", "1", DEJA_STATUS_OK, "p", SIZE, 11, NULL);
+    write_traces(s, tt, 1);
+    deja_store_close(s);
+    d = deja_digest_of(tt[0].big, SIZE);
+    rec[0] = 'D';
+    rec[1] = DEJA__CODEC_RAW;
+    memset(rec + 2, 0, 4);
+    rec[6] = (uint8_t)(SIZE & 0xff);
+    rec[7] = (uint8_t)(SIZE >> 8);
+    rec[8] = rec[9] = 0;
+    memcpy(rec + DEJA__RECORD_HEADER, tt[0].big, SIZE);
+    blobs = raw_open(&r, path, "blobs");
+    k.mv_size = 16;
+    k.mv_data = d.bytes;
+    assert_int_equal(mdb_get(r.txn, blobs, &k, &v), 0);
+    assert_int_equal(((const uint8_t *)v.mv_data)[0], DEJA__CHUNKED_MAGIC);
+    v.mv_size = DEJA__RECORD_HEADER + SIZE;
+    v.mv_data = rec;
+    assert_int_equal(mdb_put(r.txn, blobs, &k, &v, 0), 0);
+    raw_close(&r);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_get_equal(s, &tt[0].t);
+    assert_blob(s, &d, tt[0].big, SIZE);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+
+    /* a store from before chunking has no `chunks` database at all: it
+     * opens read-only as it is, and a writer adds the database */
+    {
+        MDB_dbi chunks = raw_open(&r, path, "chunks");
+        assert_int_equal(mdb_drop(r.txn, chunks, 1), 0);
+        raw_close(&r);
+    }
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_get_equal(s, &tt[0].t);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    ttrace_init(&tt[1], 1700000000001, 1, "m", "1", DEJA_STATUS_OK, "p", 3 * SIZE, 12, NULL);
+    write_traces(s, &tt[1], 1);
+    assert_get_equal(s, &tt[0].t);
+    assert_get_equal(s, &tt[1].t);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    assert_true(db_entries(path, "chunks") > 1);
+
+    /* a damaged whole record is named by its digest */
+    {
+        deja_digest bad = deja_digest_of("bad", 3);
+        uint8_t stub[2] = {'D', DEJA__CODEC_RAW};
+        char hex[33];
+        void *data = NULL;
+        size_t size = 0;
+
+        blobs = raw_open(&r, path, "blobs");
+        k.mv_size = 16;
+        k.mv_data = bad.bytes;
+        v.mv_size = sizeof stub;
+        v.mv_data = stub;
+        assert_int_equal(mdb_put(r.txn, blobs, &k, &v, 0), 0);
+        raw_close(&r);
+        deja_digest_format(&bad, hex);
+        assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+        assert_int_equal(deja__store_blob_get(s, &bad, &data, &size), DEJA_ECORRUPT);
+        assert_non_null(strstr(deja_error_last(), hex));
+        assert_non_null(strstr(deja_error_last(), "truncated"));
+        assert_int_equal(deja_store_verify(s, NULL, NULL), 1);
+        deja_store_close(s);
+    }
+    for (int i = 0; i < 2; i++)
+        ttrace_free(&tt[i]);
+    free(rec);
+    rm_rf(dir);
+}
+
 /* A child process: open the store and write 500 traces, 10 per txn; each
  * txn holds one blob shared by all and one unique 512 KiB random blob, so
  * that the three children together pass the initial 64 MiB map and grow it
@@ -1282,6 +1774,12 @@ int main(void)
         cmocka_unit_test(test_store__resolve),
         cmocka_unit_test(test_store__long_tag),
         cmocka_unit_test(test_store__stats),
+        cmocka_unit_test(test_store__chunked_round_trip),
+        cmocka_unit_test(test_store__chunk_dedup_across_traces),
+        cmocka_unit_test(test_store__chunk_edit),
+        cmocka_unit_test(test_store__chunk_damage),
+        cmocka_unit_test(test_store__chunk_list_bounds),
+        cmocka_unit_test(test_store__old_whole_blob),
         cmocka_unit_test(test_store__verify),
         cmocka_unit_test(test_store__concurrent_writers),
     };

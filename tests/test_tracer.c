@@ -656,6 +656,179 @@ static void test_tracer__block_loses_nothing(void **state)
     remove_dir(path);
 }
 
+/* ---- a deep queue: payloads copied while hundreds of spans wait ---- */
+
+static pthread_mutex_t gate2_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate2_cond = PTHREAD_COND_INITIALIZER;
+static int gate2_entered, gate2_open;
+
+/* Blocks the writer (in its first redaction call) until the test opens the
+ * gate, so that the queue is deep whatever the machine's speed. */
+static int gate2_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
+                    size_t *size, void *payload)
+{
+    (void)side, (void)name, (void)dtype, (void)data, (void)size, (void)payload;
+    pthread_mutex_lock(&gate2_lock);
+    gate2_entered = 1;
+    pthread_cond_broadcast(&gate2_cond);
+    while (!gate2_open)
+        pthread_cond_wait(&gate2_cond, &gate2_lock);
+    pthread_mutex_unlock(&gate2_lock);
+    return 0;
+}
+
+#define DEEP_SPANS 400
+
+static size_t deep_in_len(int i)
+{
+    return i % 50 == 7 ? 12000 : 200 + (size_t)(i * 37) % 3000;
+}
+
+static size_t deep_out_len(int i)
+{
+    return 100 + (size_t)(i * 53) % 2000;
+}
+
+static void deep_fill(uint8_t *buf, size_t n, int i, int salt)
+{
+    for (size_t k = 0; k < n; k++)
+        buf[k] = (uint8_t)(k * 31 + (size_t)i * 7 + (size_t)salt);
+}
+
+/* Record span `i` of the deep test: payloads of many sizes (some beyond
+ * the span's first arena block), many tags on some. Returns its id. */
+static deja_id deep_record(deja_tracer *t, int i, int abort_it)
+{
+    static uint8_t in[12000], out[2100];
+    deja_span *s = NULL;
+    char key[32], val[32];
+    assert_int_equal(deja_span_begin(&s, t, "deep-model", i % 2 ? "v1" : NULL), 0);
+    const deja_id id = *deja_span_id(s);
+    deep_fill(in, deep_in_len(i), i, 1);
+    deep_fill(out, deep_out_len(i), i, 2);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", (const char *)in, deep_in_len(i)),
+                     0);
+    assert_int_equal(deja_span_param_num(s, "temperature", i * 0.5), 0);
+    assert_int_equal(deja_span_seed(s, "seed", (uint64_t)i * 977), 0);
+    const int ntags = i % 50 == 7 ? 40 : 1;
+    for (int k = 0; k < ntags; k++) {
+        snprintf(key, sizeof key, "k%d", k);
+        snprintf(val, sizeof val, "v%d-%d", i, k);
+        assert_int_equal(deja_span_tag(s, key, val), 0);
+    }
+    assert_int_equal(deja_span_add_bytes(s, DEJA_OUTPUT, "completion", out, deep_out_len(i)), 0);
+    if (abort_it)
+        deja_span_abort(s);
+    else
+        assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    return id;
+}
+
+static void deep_check(deja_store *st, const deja_id *id, int i)
+{
+    static uint8_t in[12000], out[2100];
+    char val[32];
+    deja_trace *tr = NULL;
+    assert_int_equal(deja_trace_get(st, id, &tr), 0);
+    assert_string_equal(tr->model_name, "deep-model");
+    assert_string_equal(tr->model_version, i % 2 ? "v1" : "");
+    deep_fill(in, deep_in_len(i), i, 1);
+    deep_fill(out, deep_out_len(i), i, 2);
+    assert_int_equal(tr->ninputs, 1);
+    assert_int_equal(tr->inputs[0].size, deep_in_len(i));
+    assert_int_equal(tr->inputs[0].shape[0], deep_in_len(i));
+    assert_string_equal(tr->inputs[0].name, "prompt");
+    assert_memory_equal(tr->inputs[0].data, in, deep_in_len(i));
+    assert_int_equal(tr->noutputs, 1);
+    assert_int_equal(tr->outputs[0].size, deep_out_len(i));
+    assert_memory_equal(tr->outputs[0].data, out, deep_out_len(i));
+    assert_int_equal(tr->nparams, 1);
+    assert_true(tr->params[0].num == i * 0.5);
+    assert_int_equal(tr->nseeds, 1);
+    assert_true(tr->seeds[0].value == (uint64_t)i * 977);
+    const size_t ntags = i % 50 == 7 ? 40 : 1;
+    assert_int_equal(tr->ntags, ntags);
+    snprintf(val, sizeof val, "v%d-%zu", i, ntags - 1);
+    assert_string_equal(tr->tags[ntags - 1].value, val);
+    deja_trace_free(tr);
+}
+
+/* A thread that records a few spans and exits: its span cache is freed. */
+static void *short_lived(void *arg)
+{
+    deja_tracer *t = arg;
+    for (int i = 0; i < 5; i++)
+        deep_record(t, i, i % 2);
+    return NULL;
+}
+
+/* Hundreds of spans wait for a blocked writer (payloads are then copied
+ * with streaming stores), some overflow their first arena block, some are
+ * aborted (their memory is reused at once); every recorded one comes back
+ * byte for byte. Then the thread's cached spans serve a second tracer. */
+static void test_tracer__deep_queue_round_trip(void **state)
+{
+    (void)state;
+    char path[256], path2[256];
+    static deja_id ids[DEEP_SPANS];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_capacity = 1024;
+    o.redact = gate2_cb;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    const deja_id first = deep_record(t, 0, 0);
+    pthread_mutex_lock(&gate2_lock);
+    while (!gate2_entered)
+        pthread_cond_wait(&gate2_cond, &gate2_lock);
+    pthread_mutex_unlock(&gate2_lock);
+    size_t recorded = 1;
+    for (int i = 1; i < DEEP_SPANS; i++) {
+        ids[i] = deep_record(t, i, i % 10 == 5);
+        recorded += i % 10 != 5;
+    }
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, short_lived, t), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    recorded += 3;
+    pthread_mutex_lock(&gate2_lock);
+    gate2_open = 1;
+    pthread_cond_broadcast(&gate2_cond);
+    pthread_mutex_unlock(&gate2_lock);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, recorded);
+    assert_int_equal(st.ended, recorded);
+    assert_int_equal(st.dropped + st.failed + st.sampled_out + st.redacted, 0);
+    deja_tracer_close(t);
+
+    /* A second tracer on this thread: spans cached from the first serve. */
+    make_dir(path2, sizeof path2);
+    assert_int_equal(deja_tracer_open(&t, path2, NULL), 0);
+    static deja_id ids2[20];
+    for (int i = 0; i < 20; i++)
+        ids2[i] = deep_record(t, i, 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_close(t);
+
+    deja_store *st1 = NULL;
+    assert_int_equal(deja_store_open(&st1, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(count_traces(st1), recorded);
+    deep_check(st1, &first, 0);
+    for (int i = 1; i < DEEP_SPANS; i++)
+        if (i % 10 != 5)
+            deep_check(st1, &ids[i], i);
+    deja_store_close(st1);
+    assert_int_equal(deja_store_open(&st1, path2, DEJA_STORE_READONLY), 0);
+    assert_int_equal(count_traces(st1), 20);
+    for (int i = 0; i < 20; i++)
+        deep_check(st1, &ids2[i], i);
+    deja_store_close(st1);
+    remove_dir(path);
+    remove_dir(path2);
+}
+
 static void test_tracer__bad_options(void **state)
 {
     (void)state;
@@ -687,6 +860,7 @@ int main(void)
         cmocka_unit_test(test_tracer__processes),
         cmocka_unit_test(test_tracer__sigkill),
         cmocka_unit_test(test_tracer__block_loses_nothing),
+        cmocka_unit_test(test_tracer__deep_queue_round_trip),
         cmocka_unit_test(test_tracer__bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

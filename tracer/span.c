@@ -4,8 +4,17 @@
  * A span owns one arena (a chain of blocks that never move, each twice the
  * size of the last); everything added to the span is copied into it, and
  * the span's arrays of tensors, params, seeds, ... live there too. No
- * syscalls, hashing or compression happen here: begin takes an id and the
- * time, add copies, end decides sampling and enqueues a pointer.
+ * syscalls, hashing or compression happen here: begin takes a span from
+ * the thread's cache and one clock read (the start time and the id's
+ * millisecond), add copies (one arena allocation per call), end reads the
+ * clock once, decides sampling and enqueues a pointer.
+ *
+ * Span memory circulates: the calling thread takes free spans from its
+ * own cache (lock-free), refilled a few at a time from the tracer's pool;
+ * the writer hands written spans back to the pool without writing to
+ * them; a span dropped, sampled out or aborted goes back to the thread's
+ * cache. Recycled memory stays mapped and warm, and begin prefetches (for
+ * writing) the lines the span is about to fill.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +33,8 @@
 typedef struct span_cache {
     deja_span *spans[TCACHE_MAX];
     size_t n;
-    size_t hint; /* arena bytes the thread's last span used: prefetched */
-    int state;   /* 0: unregistered, 1: live, 2: gone (no caching) */
+    size_t backlog; /* queue length seen by the thread's last enqueue */
+    int state;      /* 0: unregistered, 1: live, 2: gone (no caching) */
 } span_cache;
 
 static _Thread_local span_cache tcache;
@@ -52,6 +61,7 @@ static deja_span *span_new(void)
     b->next = NULL;
     b->cap = FIRST_CAP;
     b->used = 0;
+    b->top = FIRST_CAP;
     s->first = b;
     s->head = b;
     return s;
@@ -71,18 +81,22 @@ static void span_trim(deja_span *s)
 }
 
 /* Prepare a recycled span for reuse, on the thread that will use it (the
- * writer never writes to spans). */
+ * writer leaves spans as they were). */
 static void span_reset(deja_span *s)
 {
     if (s->head != s->first)
         span_trim(s);
     s->first->used = 0;
-    memset(&s->tracer, 0, sizeof *s - offsetof(deja_span, tracer));
+    s->first->top = FIRST_CAP;
+    /* Everything but the digest bytes (model_digest_size says how many
+     * are valid): fewer lines to write. */
+    memset(&s->tracer, 0, offsetof(deja_span, model_digest) - offsetof(deja_span, tracer));
 }
 
 /* Ask for the cache lines at `p` (`n` bytes) in a writable state, all at
- * once: a recycled span was last read by the writer's core, and fetching
- * its lines one store miss at a time costs far more than the copies. */
+ * once, without waiting: a recycled span was last read by the writer's
+ * core or has left the caches, and taking its lines one store miss at a
+ * time costs more than everything else begin does. */
 static void prefetch_write(const void *p, size_t n)
 {
     const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63);
@@ -171,11 +185,10 @@ void deja__span_recycle_many(deja_span **spans, size_t n)
 
 /* A span for the calling thread: from its cache, refilled from the
  * tracer's pool a few at a time, or a new one. NULL when out of memory. */
-static deja_span *span_take(deja_tracer *t, size_t *hint)
+static deja_span *span_take(deja_tracer *t)
 {
     span_cache *c = tcache_get();
     deja_span *s = NULL;
-    *hint = 0;
     if (c != NULL) {
         if (c->n == 0) {
             pthread_mutex_lock(&t->pool_lock);
@@ -185,7 +198,6 @@ static deja_span *span_take(deja_tracer *t, size_t *hint)
             pthread_mutex_unlock(&t->pool_lock);
             c->n = k;
         }
-        *hint = c->hint;
         if (c->n != 0)
             s = c->spans[--c->n];
     } else {
@@ -199,38 +211,98 @@ static deja_span *span_take(deja_tracer *t, size_t *hint)
     return s;
 }
 
-/* Slow path of arena_alloc: a new block, twice the size of the current one
- * (or big enough for `size`). */
-static __attribute__((noinline)) void *arena_grow(deja_span *span, size_t size)
+/* Chain a new block of at least `size` bytes (twice the current one) on
+ * the span, or NULL. */
+static __attribute__((noinline)) deja__block *arena_block(deja_span *span, size_t size)
 {
     size_t cap = span->head->cap * 2;
     if (size > ((size_t)1 << 40))
         return NULL;
-    if (cap < size)
-        cap = (size + 15) & ~(size_t)15;
+    if (cap < size + 64)
+        cap = (size + 64 + 15) & ~(size_t)15;
     deja__block *nb = malloc(sizeof *nb + cap);
     if (nb == NULL)
         return NULL;
     nb->next = span->head;
     nb->cap = cap;
-    nb->used = size;
+    nb->used = 0;
+    nb->top = cap;
     span->head = nb;
-    return nb->data;
+    return nb;
 }
 
 /* Allocate `size` bytes aligned to `align` (a power of two, at most 16)
- * from the span's arena, or NULL. Strings take align 1, so that short keys
- * pack into few cache lines. */
+ * from the bottom of the span's arena, or NULL. Strings take align 1, so
+ * that short keys pack into few cache lines. */
 static inline void *arena_alloc(deja_span *span, size_t size, size_t align)
 {
     deja__block *b = span->head;
-    const size_t at = (b->used + align - 1) & ~(align - 1);
-    if (at <= b->cap && size <= b->cap - at) {
-        b->used = at + size;
-        return b->data + at;
+    size_t at = (b->used + align - 1) & ~(align - 1);
+    if (at > b->top || size > b->top - at) {
+        if ((b = arena_block(span, size)) == NULL)
+            return NULL;
+        at = 0;
     }
-    return arena_grow(span, size);
+    b->used = at + size;
+    return b->data + at;
 }
+
+/* Allocate `size` payload bytes, 64-aligned, from the top of the span's
+ * arena, or NULL. */
+static void *arena_payload(deja_span *span, size_t size)
+{
+    deja__block *b = span->head;
+    for (int tries = 0; tries < 2; tries++) {
+        const uintptr_t lo = (uintptr_t)(b->data + b->used);
+        const uintptr_t hi = (uintptr_t)(b->data + b->top);
+        if (size <= hi - lo && ((hi - size) & ~(uintptr_t)63) >= lo) {
+            const uintptr_t at = (hi - size) & ~(uintptr_t)63;
+            b->top = (size_t)(at - (uintptr_t)b->data);
+            return (void *)at;
+        }
+        if ((b = arena_block(span, size)) == NULL)
+            return NULL;
+    }
+    return NULL;
+}
+
+#if defined(__x86_64__) && defined(__SSE2__)
+#include <emmintrin.h>
+/* Copy `size` bytes to the 64-aligned `dst`. With `stream` set, whole
+ * lines go with streaming stores, which do not read the destination lines
+ * first (a deep queue has pushed them out to memory: reading them costs a
+ * memory round trip per line), then a fence makes them visible before the
+ * span can be handed to another thread or to the writer. */
+static void copy_payload(void *dst, const void *src, size_t size, int stream)
+{
+    if (!stream || size < 256) {
+        memcpy(dst, src, size);
+        return;
+    }
+    __m128i *d = dst;
+    const __m128i *s = src;
+    const size_t lines = size / 64;
+    for (size_t i = 0; i < lines; i++, d += 4, s += 4) {
+        const __m128i a = _mm_loadu_si128(s);
+        const __m128i b = _mm_loadu_si128(s + 1);
+        const __m128i c = _mm_loadu_si128(s + 2);
+        const __m128i e = _mm_loadu_si128(s + 3);
+        _mm_stream_si128(d, a);
+        _mm_stream_si128(d + 1, b);
+        _mm_stream_si128(d + 2, c);
+        _mm_stream_si128(d + 3, e);
+    }
+    memcpy(d, s, size % 64);
+    _mm_sfence();
+}
+#else
+/* Copy a payload (plain memcpy where streaming stores are unavailable). */
+static void copy_payload(void *dst, const void *src, size_t size, int stream)
+{
+    (void)stream;
+    memcpy(dst, src, size);
+}
+#endif
 
 /* Allocate `size` bytes, 16-aligned, from the span's arena. Returns NULL
  * when out of memory or when `size` is beyond any sane bound. */
@@ -259,9 +331,10 @@ static char *arena_strdup(deja_span *span, const char *s)
 /* Make room for one more element in an arena array of `elem` bytes per
  * element, doubling its capacity (the old copy stays in the arena, which
  * bounds the waste to the array's final size). Returns 0 or DEJA_ENOMEM. */
-static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
+static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem,
+                     size_t first)
 {
-    size_t ncap = *cap != 0 ? *cap * 2 : 4;
+    size_t ncap = *cap != 0 ? *cap * 2 : first;
     if (ncap > ((size_t)1 << 32))
         return deja__error_set(DEJA_ENOMEM, "span: too many entries (%zu)", n);
     void *p = arena_alloc(span, ncap * elem, 16);
@@ -274,10 +347,13 @@ static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t 
     return 0;
 }
 
-/* grow_slow() when the array is full; nothing otherwise. */
-static inline int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem)
+/* grow_slow() when the array is full; nothing otherwise. `first` is the
+ * first capacity: small (two tensors, four params) so that a span's small
+ * things share few cache lines. */
+static inline int grow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem,
+                       size_t first)
 {
-    return n < *cap ? 0 : grow_slow(span, arr, n, cap, elem);
+    return n < *cap ? 0 : grow_slow(span, arr, n, cap, elem, first);
 }
 
 /* Set and return DEJA_ENOMEM for a copy of `what`. */
@@ -295,17 +371,15 @@ int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, cons
 {
     int rc = 0;
     deja_span *s = NULL;
-    size_t hint = 0;
     if (out == NULL || tracer == NULL || name == NULL) {
         rc = deja__error_set(DEJA_EINVAL, "span begin: tracer and model name are required");
         goto cleanup;
     }
     *out = NULL;
-    if ((s = span_take(tracer, &hint)) == NULL) {
+    if ((s = span_take(tracer)) == NULL) {
         rc = oom("a new span");
         goto cleanup;
     }
-    prefetch_write(s, FIRST_OFFSET + sizeof(deja__block) + (hint < FIRST_CAP ? hint : FIRST_CAP));
     span_reset(s);
     s->tracer = tracer;
     if (version == NULL)
@@ -392,7 +466,7 @@ int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
     deja_tensor **arr = side == DEJA_INPUT ? &span->inputs : &span->outputs;
     size_t *n = side == DEJA_INPUT ? &span->ninputs : &span->noutputs;
     size_t *cap = side == DEJA_INPUT ? &span->cap_inputs : &span->cap_outputs;
-    if ((rc = grow(span, (void **)arr, *n, cap, sizeof **arr)) != 0)
+    if ((rc = grow(span, (void **)arr, *n, cap, sizeof **arr, 2)) != 0)
         goto cleanup;
 
     size_t size = tensor->size;
@@ -404,19 +478,29 @@ int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
         ndim = 1;
         truncated = 1;
     }
-    char *name = arena_strdup(span, tensor->name);
-    uint64_t *shape = deja__span_alloc(span, (ndim ? ndim : 1) * sizeof *shape);
-    void *data = size != 0 ? deja__span_alloc(span, size) : NULL;
-    if (name == NULL || shape == NULL || (size != 0 && data == NULL)) {
+    /* The shape (at least one slot, which redaction may use) and the name
+     * in one small allocation; the payload at the top of the arena. */
+    const size_t nlen = strlen(tensor->name);
+    const size_t nshape = ndim ? ndim : 1;
+    if (nlen > ((size_t)1 << 40)) {
         rc = oom(tensor->name);
         goto cleanup;
     }
+    uint8_t *mem = arena_alloc(span, nshape * sizeof(uint64_t) + nlen + 1, 8);
+    void *data = size != 0 ? arena_payload(span, size) : NULL;
+    if (mem == NULL || (size != 0 && data == NULL)) {
+        rc = oom(tensor->name);
+        goto cleanup;
+    }
+    uint64_t *shape = (uint64_t *)(void *)mem;
+    char *name = (char *)mem + nshape * sizeof(uint64_t);
+    memcpy(name, tensor->name, nlen + 1);
     if (truncated)
         shape[0] = size / esize;
     else if (ndim != 0)
         memcpy(shape, tensor->shape, ndim * sizeof *shape);
     if (size != 0)
-        memcpy(data, tensor->data, size);
+        copy_payload(data, tensor->data, size, tcache.backlog >= DEJA__STREAM_AT);
     (*arr)[*n] = (deja_tensor){name, tensor->dtype, ndim, shape, data, size};
     (*n)++;
     if (truncated)
@@ -452,7 +536,7 @@ static int param_new(deja_span *span, const char *key, deja_param **out)
         goto cleanup;
     }
     if ((rc = grow(span, (void **)&span->params, span->nparams, &span->cap_params,
-                   sizeof *span->params)) != 0)
+                   sizeof *span->params, 4)) != 0)
         goto cleanup;
     const char *k = arena_strdup(span, key);
     if (k == NULL) {
@@ -515,7 +599,7 @@ int deja_span_seed(deja_span *span, const char *name, uint64_t value)
         goto cleanup;
     }
     if ((rc = grow(span, (void **)&span->seeds, span->nseeds, &span->cap_seeds,
-                   sizeof *span->seeds)) != 0)
+                   sizeof *span->seeds, 2)) != 0)
         goto cleanup;
     const char *n = arena_strdup(span, name);
     if (n == NULL) {
@@ -534,7 +618,7 @@ int deja_span_clock(deja_span *span, int64_t unix_ns)
     if (span == NULL)
         return deja__error_set(DEJA_EINVAL, "span clock: span is NULL");
     if ((rc = grow(span, (void **)&span->clock_ns, span->nclock, &span->cap_clock,
-                   sizeof *span->clock_ns)) != 0)
+                   sizeof *span->clock_ns, 4)) != 0)
         return rc;
     span->clock_ns[span->nclock++] = unix_ns;
     return 0;
@@ -548,16 +632,19 @@ int deja_span_tag(deja_span *span, const char *key, const char *value)
         rc = deja__error_set(DEJA_EINVAL, "span tag: span, key and value are required");
         goto cleanup;
     }
-    if ((rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags, sizeof *span->tags)) !=
-        0)
+    rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags, sizeof *span->tags, 2);
+    if (rc != 0)
         goto cleanup;
-    const char *k = arena_strdup(span, key);
-    const char *v = arena_strdup(span, value);
-    if (k == NULL || v == NULL) {
+    const size_t klen = strlen(key);
+    const size_t vlen = strlen(value);
+    char *k = arena_alloc(span, klen + vlen + 2, 1);
+    if (k == NULL) {
         rc = oom(key);
         goto cleanup;
     }
-    span->tags[span->ntags++] = (deja_tag){k, v};
+    memcpy(k, key, klen + 1);
+    memcpy(k + klen + 1, value, vlen + 1);
+    span->tags[span->ntags++] = (deja_tag){k, k + klen + 1};
 cleanup:
     return rc;
 }
@@ -585,10 +672,10 @@ int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int 
         return deja__error_set(DEJA_ENOMEM, "span: too many rng streams");
     if (span->nrng == span->cap_rng) {
         size_t cap = span->cap_rng;
-        int rc = grow(span, (void **)&span->rng, span->nrng, &cap, sizeof *span->rng);
+        int rc = grow(span, (void **)&span->rng, span->nrng, &cap, sizeof *span->rng, 4);
         if (rc == 0) {
             cap = span->cap_rng;
-            rc = grow(span, (void **)&span->rng_cap, span->nrng, &cap, sizeof *span->rng_cap);
+            rc = grow(span, (void **)&span->rng_cap, span->nrng, &cap, sizeof *span->rng_cap, 4);
         }
         if (rc != 0)
             return rc;
@@ -607,7 +694,7 @@ int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw)
 {
     deja_rng_stream *r = &span->rng[index];
     void *draws = (void *)(uintptr_t)r->draws;
-    int rc = grow(span, &draws, r->ndraws, &span->rng_cap[index], sizeof(uint64_t));
+    int rc = grow(span, &draws, r->ndraws, &span->rng_cap[index], sizeof(uint64_t), 4);
     if (rc != 0)
         return rc;
     ((uint64_t *)draws)[r->ndraws] = draw;
@@ -624,7 +711,19 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
     if (span == NULL)
         return deja__error_set(DEJA_EINVAL, "span end: span is NULL");
     deja_tracer *t = span->tracer;
-    atomic_fetch_add_explicit(&t->ended, 1, memory_order_relaxed);
+    span_cache *c = &tcache;
+    /* Ask now for the lines the thread's next span will fill (its struct
+     * and as much of the bottom of its arena as this one used): they
+     * arrive while the caller runs its next inference. */
+    if (c->n != 0) {
+        const char *next = (const char *)c->spans[c->n - 1];
+        const size_t data = FIRST_OFFSET + sizeof(deja__block);
+        const int one_block = span->head == span->first;
+        prefetch_write(next, data + (one_block ? span->first->used : FIRST_CAP));
+        /* Payloads too, unless they will be streamed (deep queue). */
+        if (one_block && c->backlog < DEJA__STREAM_AT)
+            prefetch_write(next + data + span->first->top, FIRST_CAP - span->first->top);
+    }
     /* One clock read per end: the wall clock the start was taken from. A
      * clock stepped back during the inference gives 0, never a negative. */
     span->duration_ns = deja__now_ns() - span->start_ns;
@@ -643,7 +742,7 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
         if (span->error == NULL)
             span->error = "(out of memory copying the error text)";
     }
-    return deja__tracer_enqueue(t, span);
+    return deja__tracer_enqueue(t, span, &c->backlog);
 }
 
 /* Throw the span away unrecorded. Accepts NULL. */

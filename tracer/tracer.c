@@ -42,11 +42,9 @@ static void tracer_free(deja_tracer *t)
 {
     if (t == NULL)
         return;
-    while (t->pool != NULL) {
-        deja_span *s = t->pool;
-        t->pool = s->next;
-        deja__span_destroy(s);
-    }
+    for (size_t i = 0; i < t->pool_n; i++)
+        deja__span_destroy(t->pool[i]);
+    free(t->pool);
     for (size_t i = 0; i < t->ring_count; i++)
         deja__span_destroy(t->ring[(t->ring_head + i) % t->ring_cap]);
     free(t->ring);
@@ -110,6 +108,12 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
     t->pool_max = t->ring_cap + t->opts.batch_max;
     if (t->pool_max > DEJA__SPAN_POOL_MAX)
         t->pool_max = DEJA__SPAN_POOL_MAX;
+    t->pool = malloc(t->pool_max * sizeof *t->pool);
+    if (t->pool == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "tracer open: out of memory for a pool of %zu",
+                             t->pool_max);
+        goto cleanup;
+    }
     t->env = deja_env_current(&t->env_digest);
     if ((rc = deja_store_open(&t->store, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC)) != 0)
         goto cleanup;
@@ -131,7 +135,7 @@ cleanup:
 /* Push an ended span (tracer.c's half of deja_span_end). Under
  * DEJA_QUEUE_BLOCK waits for room; under DEJA_QUEUE_DROP a full queue drops
  * the span, counts it and returns DEJA_EFULL. */
-int deja__tracer_enqueue(deja_tracer *t, deja_span *span)
+int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
 {
     int rc = 0;
     pthread_mutex_lock(&t->lock);
@@ -145,6 +149,7 @@ int deja__tracer_enqueue(deja_tracer *t, deja_span *span)
             pthread_cond_signal(&t->not_empty);
         pthread_mutex_unlock(&t->lock);
         atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+        *backlog = t->ring_cap;
         deja__span_recycle(span);
         rc = deja__error_set(DEJA_EFULL, "tracer: queue full (%zu traces), trace dropped",
                              t->ring_cap);
@@ -153,6 +158,7 @@ int deja__tracer_enqueue(deja_tracer *t, deja_span *span)
     t->ring[(t->ring_head + t->ring_count) % t->ring_cap] = span;
     t->ring_count++;
     t->enqueued_seq++;
+    *backlog = t->ring_count;
     if (t->writer_sleeping && t->ring_count >= t->wake_at)
         pthread_cond_signal(&t->not_empty);
     pthread_mutex_unlock(&t->lock);
@@ -219,10 +225,15 @@ void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out)
     memset(out, 0, sizeof *out);
     if (tracer == NULL)
         return;
-    out->ended = atomic_load(&tracer->ended);
+    /* Written before enqueued, so that written never exceeds ended. */
     out->written = atomic_load(&tracer->written);
-    out->dropped = atomic_load(&tracer->dropped);
-    out->sampled_out = atomic_load(&tracer->sampled_out);
     out->redacted = atomic_load(&tracer->redacted);
     out->failed = atomic_load(&tracer->failed);
+    pthread_mutex_lock(&tracer->lock);
+    const uint64_t enqueued = tracer->enqueued_seq;
+    pthread_mutex_unlock(&tracer->lock);
+    out->dropped = atomic_load(&tracer->dropped);
+    out->sampled_out = atomic_load(&tracer->sampled_out);
+    /* Every ended span was enqueued, dropped or sampled out. */
+    out->ended = enqueued + out->dropped + out->sampled_out;
 }

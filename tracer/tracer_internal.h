@@ -27,6 +27,12 @@
  * that is already mapped (fresh pages cost far more than the copy). */
 #define DEJA__SPAN_POOL_MAX 65536
 
+/* Payloads are copied with streaming stores once this many spans wait for
+ * the writer: their memory has then left the caches (about 2.5 KB a span
+ * of the small workload: 256 spans fill half of a 1 MB L2), and reading
+ * it back for ownership costs more than the copy itself. */
+#define DEJA__STREAM_AT 256
+
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64
 
@@ -35,26 +41,29 @@
 #define DEJA__BATCH_MAX 65536u
 
 /* One block of a span's arena. Blocks never move, so every pointer into
- * the arena stays valid until the span is recycled. */
+ * the arena stays valid until the span is recycled. Small things (names,
+ * arrays, shapes) are bumped up from the bottom, tensor payloads down from
+ * the top, 64-aligned: the small things share few cache lines, and the
+ * payloads fill whole lines (copied with streaming stores). */
 typedef struct deja__block {
     struct deja__block *next;
     size_t cap;
-    size_t used;
+    size_t used; /* bottom: bytes used from data */
+    size_t top;  /* payloads live in data[top..cap) */
     _Alignas(16) uint8_t data[];
 } deja__block;
 
 /* A span: the trace being built, as arrays of public structs pointing into
  * the span's own arena. The writer turns it into a deja_trace view without
- * copying anything, and never writes to a span (it only reads it and hands
- * the pointer back to the pool), so that a recycled span's lines are at
- * worst shared with the writer's cache, never modified there. The span and
+ * copying anything, and writes nothing into a span (but when redacting):
+ * it reads it and hands the pointer back to the pool. The span and
  * its first arena block are one allocation: `first` follows the struct. */
 struct deja_span {
     /* Kept across reuse. */
     deja__block *first; /* the block allocated with the span */
     deja__block *head;  /* current block (blocks chained newest first) */
 
-    /* Set by begin; cleared from here to the end on reuse. */
+    /* Set by begin; cleared from here to model_digest on reuse. */
     deja_tracer *tracer;
     deja_id id;
     int64_t start_ns;
@@ -84,7 +93,7 @@ struct deja_span {
     int64_t *clock_ns;
     size_t nclock, cap_clock;
     deja_id parent;
-    uint8_t model_digest[64];
+    uint8_t model_digest[64]; /* not cleared: model_digest_size bytes valid */
 };
 
 struct deja_tracer {
@@ -154,8 +163,9 @@ int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
  * per thread, unique across threads. */
 void deja__id_new_ns(deja_id *out, int64_t unix_ns);
 
-/* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL. */
-int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span);
+/* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL.
+ * Stores the queue's length after the push in `*backlog`. */
+int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span, size_t *backlog);
 
 /* The writer thread's body (writer.c). */
 void *deja__writer_main(void *arg);
