@@ -664,8 +664,8 @@ static int gate2_entered, gate2_open;
 
 /* Blocks the writer (in its first redaction call) until the test opens the
  * gate, so that the queue is deep whatever the machine's speed. */
-static int gate2_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
-                    size_t *size, void *payload)
+static int gate2_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data, size_t *size,
+                    void *payload)
 {
     (void)side, (void)name, (void)dtype, (void)data, (void)size, (void)payload;
     pthread_mutex_lock(&gate2_lock);

@@ -13,8 +13,10 @@
  * own cache (lock-free), refilled a few at a time from the tracer's pool;
  * the writer hands written spans back to the pool without writing to
  * them; a span dropped, sampled out or aborted goes back to the thread's
- * cache. Recycled memory stays mapped and warm, and begin prefetches (for
- * writing) the lines the span is about to fill.
+ * cache. Recycled memory stays mapped; end prefetches (for writing) the
+ * lines the thread's next span will fill, and while the writer lags far
+ * behind (the memory then is cold) payloads are copied with streaming
+ * stores instead of being read for ownership line by line.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -331,8 +333,7 @@ static char *arena_strdup(deja_span *span, const char *s)
 /* Make room for one more element in an arena array of `elem` bytes per
  * element, doubling its capacity (the old copy stays in the arena, which
  * bounds the waste to the array's final size). Returns 0 or DEJA_ENOMEM. */
-static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem,
-                     size_t first)
+static int grow_slow(deja_span *span, void **arr, size_t n, size_t *cap, size_t elem, size_t first)
 {
     size_t ncap = *cap != 0 ? *cap * 2 : first;
     if (ncap > ((size_t)1 << 32))
@@ -598,8 +599,8 @@ int deja_span_seed(deja_span *span, const char *name, uint64_t value)
         rc = deja__error_set(DEJA_EINVAL, "span seed: span and name are required");
         goto cleanup;
     }
-    if ((rc = grow(span, (void **)&span->seeds, span->nseeds, &span->cap_seeds,
-                   sizeof *span->seeds, 2)) != 0)
+    if ((rc = grow(span, (void **)&span->seeds, span->nseeds, &span->cap_seeds, sizeof *span->seeds,
+                   2)) != 0)
         goto cleanup;
     const char *n = arena_strdup(span, name);
     if (n == NULL) {

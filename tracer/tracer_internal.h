@@ -178,5 +178,4 @@ double deja__fast_uniform(void);
 /* 64 bits from the operating system (getrandom), never 0. */
 uint64_t deja__os_random(void);
 
-
 #endif /* DEJA_TRACER_INTERNAL_H */
