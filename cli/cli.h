@@ -62,6 +62,10 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * CLI_EXIT_TROUBLE. */
 int cli_lib_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Print "deja: trace ID: <why>" for a record that cannot be read (the
+ * arguments of a deja_bad_cb). */
+void cli_bad_record(const deja_id *id, int code, const char *message);
+
 /* Print "deja: <message>" then the usage line (the first line of `help`) on
  * stderr; return CLI_EXIT_TROUBLE. */
 int cli_usage_error(const char *help, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

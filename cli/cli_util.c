@@ -18,15 +18,31 @@
  * ---------------------------------------------------------------------- */
 
 /* Print "deja: <message>" on stderr, the message made by `fmt` and `ap`,
- * then ": <cause>" when `cause` is not NULL, then a newline. */
+ * then ": <cause>" when `cause` is not NULL, then a newline. A cause that
+ * already starts with the message (the library names the trace too) is
+ * printed alone, so that nothing reads twice. */
 static void print_error_line(const char *cause, const char *fmt, va_list ap)
 {
-    fputs("deja: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    if (cause != NULL)
-        fprintf(stderr, ": %s\n", cause);
+    char what[1024];
+    const int n = vsnprintf(what, sizeof what, fmt, ap);
+    const size_t len = n < 0 ? 0 : (size_t)n < sizeof what ? (size_t)n : sizeof what - 1;
+
+    if (cause == NULL)
+        fprintf(stderr, "deja: %s\n", what);
+    else if (len > 0 && strncmp(cause, what, len) == 0)
+        fprintf(stderr, "deja: %s\n", cause);
     else
-        fputc('\n', stderr);
+        fprintf(stderr, "deja: %s: %s\n", what, cause);
+}
+
+/* print_error_line with variadic arguments. */
+static void print_cause(const char *cause, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    print_error_line(cause, fmt, ap);
+    va_end(ap);
 }
 
 /* Print "deja: <message>" on stderr and return CLI_EXIT_TROUBLE. */
@@ -52,6 +68,19 @@ int cli_lib_error(int code, const char *fmt, ...)
     print_error_line(msg, fmt, ap);
     va_end(ap);
     return CLI_EXIT_TROUBLE;
+}
+
+/* Print "deja: trace ID: <why>" for a record that cannot be read, as a
+ * deja_bad_cb reports it (stdout is flushed first, so that the line lands
+ * among the listed ones). */
+void cli_bad_record(const deja_id *id, int code, const char *message)
+{
+    char text[DEJA_ID_STRLEN + 1];
+
+    deja_id_format(id, text);
+    fflush(stdout);
+    print_cause(message != NULL && message[0] != '\0' ? message : deja_strerror(code),
+                "trace %s", text);
 }
 
 /* Print the first line of `help` (the usage line) on stderr. */
@@ -525,11 +554,8 @@ static int collect_cb(const deja_trace *trace, void *payload)
 static int bad_cb(const deja_id *id, int code, const char *message, void *payload)
 {
     id_list *l = payload;
-    char text[DEJA_ID_STRLEN + 1];
 
-    deja_id_format(id, text);
-    cli_error("trace %s: %s", text,
-              message != NULL && message[0] != '\0' ? message : deja_strerror(code));
+    cli_bad_record(id, code, message);
     l->bad++;
     return 0;
 }

@@ -69,12 +69,8 @@ static int list_cb(const deja_trace *t, void *payload)
 static int bad_cb(const deja_id *id, int code, const char *message, void *payload)
 {
     ls_state *s = payload;
-    char text[DEJA_ID_STRLEN + 1];
 
-    deja_id_format(id, text);
-    fflush(stdout);
-    cli_error("trace %s: %s", text,
-              message != NULL && message[0] != '\0' ? message : deja_strerror(code));
+    cli_bad_record(id, code, message);
     s->bad++;
     return 0;
 }
@@ -112,7 +108,7 @@ int cmd_ls(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     if (s.bad > 0) {
-        cli_error("%zu records could not be read", s.bad);
+        cli_error("%zu record%s could not be read", s.bad, s.bad == 1 ? "" : "s");
         goto cleanup;
     }
     ret = CLI_EXIT_OK;

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <lmdb.h>
 
 #include "cli_harness.h"
 
@@ -619,6 +620,79 @@ static void test_cli__stats_and_verify(void **state)
     cli_run_free(&r);
 }
 
+/* Overwrite the stored value of trace `id` (26-character text) in the store
+ * at `path` with bytes that are a record header and nothing valid after it,
+ * as a damaged disk would. */
+static void corrupt_record(const char *path, const char *id)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    deja_id key;
+    static const char junk[] = "D\001\000\000\000\000\100\000\000\000this is not zstd at all";
+    MDB_val k = {sizeof key.bytes, key.bytes}, v = {sizeof junk, (void *)junk};
+
+    assert_int_equal(deja_id_parse(&key, id), 0);
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "traces", 0, &dbi), 0);
+    assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A damaged record: `show` names it (exit 2), `ls` still lists the others
+ * and names it on stderr (exit 2), `verify` reports it (exit 1). */
+static void test_cli__corrupt_record(void **state)
+{
+    const char *store = tmp_path("corrupt.store");
+    const char *req = tmp_path("corrupt.jsonl");
+    char id[3][DEJA_ID_STRLEN + 1];
+    cli_run r;
+
+    (void)state;
+    assert_int_equal(cli_write_file(req, "{\"inputs\": {\"prompt\": \"The fox\"}}\n"
+                                         "{\"inputs\": {\"prompt\": \"The crow\"}}\n"
+                                         "{\"inputs\": {\"prompt\": \"The lion\"}}\n"),
+                     0);
+    run_requests(&r, store, "textgen-v1", req, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    for (size_t i = 0; i < 3; i++) {
+        char *line = cli_line(r.out, i);
+        snprintf(id[i], sizeof id[i], "%.26s", line);
+        free(line);
+    }
+    cli_run_free(&r);
+    corrupt_record(store, id[1]);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id[1], NULL), 0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, id[1]);
+    assert_null(strstr(strstr(r.err, id[1]) + DEJA_ID_STRLEN, id[1])); /* named once */
+    assert_string_equal(r.out, "");
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", NULL), 0);
+    assert_int_equal(r.status, 2);
+    assert_int_equal(cli_count_lines(r.out), 2);
+    assert_non_null(strstr(r.out, id[0]));
+    assert_non_null(strstr(r.out, id[2]));
+    assert_null(strstr(r.out, id[1]));
+    assert_non_null(strstr(r.err, id[1]));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id[2], NULL), 0);
+    assert_int_equal(r.status, 0);
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "verify", NULL), 0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, id[1]));
+    cli_run_free(&r);
+}
+
 /* Usage: help, version, unknown commands and options. */
 static void test_cli__usage(void **state)
 {
@@ -741,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_cli__filters),
         cmocka_unit_test(test_cli__select),
         cmocka_unit_test(test_cli__stats_and_verify),
+        cmocka_unit_test(test_cli__corrupt_record),
     };
 
     return cmocka_run_group_tests_name("test_cli", tests, group_setup, group_teardown);
