@@ -716,11 +716,12 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
     /* Ask now for the lines the thread's next span will fill (its struct
      * and as much of the bottom of its arena as this one used): they
      * arrive while the caller runs its next inference. */
+    const size_t data = FIRST_OFFSET + sizeof(deja__block);
+    const int one_block = span->head == span->first;
+    const size_t small = data + (one_block ? span->first->used : FIRST_CAP);
     if (c->n != 0) {
         const char *next = (const char *)c->spans[c->n - 1];
-        const size_t data = FIRST_OFFSET + sizeof(deja__block);
-        const int one_block = span->head == span->first;
-        prefetch_write(next, data + (one_block ? span->first->used : FIRST_CAP));
+        prefetch_write(next, small);
         /* Payloads too, unless they will be streamed (deep queue). */
         if (one_block && c->backlog < DEJA__STREAM_AT)
             prefetch_write(next + data + span->first->top, FIRST_CAP - span->first->top);
