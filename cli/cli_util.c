@@ -836,7 +836,8 @@ static void format_time(int64_t unix_ns, int utc, char *out, size_t cap)
     if (got == NULL ||
         strftime(buf, sizeof buf, utc ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm) == 0)
         snprintf(buf, sizeof buf, "@%lld", (long long)secs);
-    snprintf(out, cap, "%s.%03d%s", buf, ms, utc ? "Z" : "");
+    if (snprintf(out, cap, "%s.%03d%s", buf, ms, utc ? "Z" : "") >= (int)cap && cap > 0)
+        out[cap - 1] = '\0'; /* cut short: callers size `out` for any date */
 }
 
 /* "2026-11-27 14:03:00.123", local time. */

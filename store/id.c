@@ -22,11 +22,6 @@
 #include "deja.h"
 #include "store/store.h"
 
-/* Not in store/store.h (owned by another room): the tracer's begin reads
- * the clock once and makes the id from that same read. Also declared in
- * tracer/tracer_internal.h. */
-void deja__id_new_ns(deja_id *out, int64_t unix_ns);
-
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 #define TIME_MAX_MS ((int64_t)0xFFFFFFFFFFFF)

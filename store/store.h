@@ -11,7 +11,10 @@
  *            id; "dict/<u32 id>" -> zstd dictionary; "count/<name>" -> u64
  *            counters (dropped, sampled_out, redacted, raw_bytes, ...)
  *   traces   16-byte id -> record (compressed Trace protobuf)
- *   blobs    16-byte XXH3-128 digest -> record (compressed payload)
+ *   blobs    16-byte XXH3-128 digest of the payload -> a record holding
+ *            the payload, or a chunk list (first byte 'C': the digests and
+ *            sizes of its content-defined chunks, see store/chunk.c)
+ *   chunks   16-byte XXH3-128 digest -> record (compressed chunk)
  *   envs     16-byte digest -> record (compressed Environment protobuf)
  *   ix_model "name\0version\0" + id -> ""
  *   ix_tag   "key=value\0" + id -> ""
@@ -52,6 +55,11 @@ void deja__error_clear(void);
 /* A new trace id: the current time in ms and 80 random bits; strictly
  * increasing within a process, unique across processes and hosts. */
 void deja__id_new(deja_id *out);
+
+/* A new id for the Unix time `unix_ns` (as read by deja__now_ns()),
+ * lock-free: strictly increasing per thread, unique across threads and
+ * processes (80 random bits per millisecond, counted up within one). */
+void deja__id_new_ns(deja_id *out, int64_t unix_ns);
 
 /* A new id for the time `unix_ms` (used by tests and imports). */
 void deja__id_new_at(deja_id *out, int64_t unix_ms);

@@ -246,7 +246,7 @@ static void test_cli_bundle__import_twice_changes_nothing(void **state)
     const char *store_c = tmp_path("c.store");
     char data[700];
     char *before;
-    size_t nb;
+    size_t nb = 0;
     cli_run r;
     (void)state;
 

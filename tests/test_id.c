@@ -18,10 +18,6 @@
 #include "deja.h"
 #include "store/store.h"
 
-/* store/id.c: an id for a clock read the caller already made (the tracer's
- * begin); not in store/store.h. */
-void deja__id_new_ns(deja_id *out, int64_t unix_ns);
-
 static void test_id__known_vector(void **state)
 {
     const char *text = "01ARZ3NDEKTSV4RRFFQ69G5FAV";

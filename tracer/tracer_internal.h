@@ -158,11 +158,6 @@ int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int 
 /* Append a draw to stream `index` of the span. */
 int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
 
-/* Make an id for the Unix time `unix_ns` (store/id.c; not declared in
- * store/store.h, which another room owns). Lock-free; strictly increasing
- * per thread, unique across threads. */
-void deja__id_new_ns(deja_id *out, int64_t unix_ns);
-
 /* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL.
  * Stores the queue's length after the push in `*backlog`. */
 int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span, size_t *backlog);
