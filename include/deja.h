@@ -196,7 +196,7 @@ typedef struct deja_tracer_options {
 #define DEJA_TRACER_OPTIONS_VERSION 1
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
-        DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 1024, 100, \
+        DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
             NULL, NULL                                                                           \
     }
 
