@@ -390,9 +390,7 @@ static int64_t sqlite_read_all(const char *dir, const deja_id *ids, size_t nids,
     }
     while (sqlite3_step(list) == SQLITE_ROW) {
         if (nkeys == cap) {
-            char *k;
-            cap = cap ? cap * 2 : 4096;
-            k = realloc(keys, cap * 27);
+            char *k = bench_array_grow(keys, &cap, 4096, 27);
             if (k == NULL) {
                 goto cleanup;
             }
@@ -590,9 +588,7 @@ static int64_t lmdb_read_all(const char *dir, const deja_id *ids, size_t nids, d
     }
     while (mdb_cursor_get(cur, &k, &v, nkeys == 0 ? MDB_FIRST : MDB_NEXT) == 0) {
         if (nkeys == cap) {
-            uint8_t *p;
-            cap = cap ? cap * 2 : 4096;
-            p = realloc(keys, cap * 16);
+            uint8_t *p = bench_array_grow(keys, &cap, 4096, 16);
             if (p == NULL) {
                 goto cleanup;
             }

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "deja.h"
 
@@ -209,10 +210,29 @@ typedef struct bench_summary {
 
 bench_summary bench_summarize(const double *v, size_t n);
 
+/* Grow `items`, an array of *cap items of `width` bytes each, to twice as
+ * many (`first` when *cap is 0) and update *cap. Returns the new array, or
+ * NULL when out of memory: then `items` and *cap are unchanged and the
+ * array is still the caller's to free. */
+void *bench_array_grow(void *items, size_t *cap, size_t first, size_t width);
+
 /* File sizes as du(1) counts them (allocated blocks), recursively. */
 uint64_t bench_du(const char *path);
 int bench_rmrf(const char *path);
 int bench_mkdirs(const char *path);
+
+/* A child that hands one fixed-size result back through a pipe.
+ * bench_child_fork() flushes stdio and trims the heap (so the child inherits
+ * no pending output and less memory), opens a pipe and forks: the child gets
+ * 0 with only fd[1], the write end, open; the parent gets the child's pid
+ * with only fd[0] open; -1 (nothing left open) when pipe() or fork() fails.
+ * bench_child_collect() reads up to `size` bytes of the result from `fd`
+ * into `res`, closes `fd` and reaps `pid` with wait4(), storing the child's
+ * peak RSS in *maxrss_kb and its wait status in *status. It returns 0 when
+ * the whole result arrived, 1 when less did (the child died), -1 when
+ * wait4() fails (then *maxrss_kb is left alone). */
+pid_t bench_child_fork(int fd[2]);
+int bench_child_collect(pid_t pid, int fd, void *res, size_t size, long *maxrss_kb, int *status);
 
 /* ------------------------------------------------------------------------
  * Figures and the report.

@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,43 +76,24 @@ static void build_child(const char *dir, size_t n, build_result *res)
 /* Build the store in a child; returns 0 when every trace was written. */
 static int build_store(const char *dir, size_t n, build_result *res, long *maxrss_kb)
 {
-    int fd[2], status = 0;
-    struct rusage ru;
-    size_t got = 0;
+    int fd[2], status = 0, got;
     pid_t pid;
     memset(res, 0, sizeof(*res));
-    if (pipe(fd) != 0) {
-        return -1;
-    }
-    fflush(NULL);
-    malloc_trim(0);
-    pid = fork();
+    pid = bench_child_fork(fd);
     if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
         return -1;
     }
     if (pid == 0) {
         build_result r;
         memset(&r, 0, sizeof(r));
-        close(fd[0]);
         build_child(dir, n, &r);
         _exit(write(fd[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 3);
     }
-    close(fd[1]);
-    while (got < sizeof(*res)) {
-        const ssize_t k = read(fd[0], (char *)res + got, sizeof(*res) - got);
-        if (k <= 0) {
-            break;
-        }
-        got += (size_t)k;
-    }
-    close(fd[0]);
-    if (wait4(pid, &status, 0, &ru) != pid) {
+    got = bench_child_collect(pid, fd[0], res, sizeof(*res), maxrss_kb, &status);
+    if (got < 0) {
         return -1;
     }
-    *maxrss_kb = ru.ru_maxrss;
-    if (got != sizeof(*res)) {
+    if (got > 0) {
         snprintf(res->msg, sizeof(res->msg), "child died (status %d)", status);
         return -1;
     }

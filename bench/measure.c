@@ -12,15 +12,12 @@
  *              per trace, then every trace read back on one thread.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -353,27 +350,17 @@ static int run_ingest_child(const bench_sink_ops *ops, const char *dir,
                             const bench_workload *w, int nthreads, double seconds,
                             size_t nwin, ingest_result *res, long *maxrss_kb)
 {
-    int fd[2];
+    int fd[2], got;
     pid_t pid;
     int status = 0;
-    struct rusage ru;
-    size_t got = 0;
     memset(res, 0, sizeof(*res));
-    if (pipe(fd) != 0) {
-        return -1;
-    }
-    fflush(NULL);
-    malloc_trim(0); /* hand freed memory back, so the child inherits less */
-    pid = fork();
+    pid = bench_child_fork(fd);
     if (pid < 0) {
-        close(fd[0]);
-        close(fd[1]);
         return -1;
     }
     if (pid == 0) {
         ingest_result r;
         size_t off = 0;
-        close(fd[0]);
         memset(&r, 0, sizeof(r));
         ingest_child(ops, dir, w, nthreads, seconds, nwin, &r);
         while (off < sizeof(r)) {
@@ -385,20 +372,11 @@ static int run_ingest_child(const bench_sink_ops *ops, const char *dir,
         }
         _exit(0);
     }
-    close(fd[1]);
-    while (got < sizeof(*res)) {
-        const ssize_t n = read(fd[0], (char *)res + got, sizeof(*res) - got);
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fd[0]);
-    if (wait4(pid, &status, 0, &ru) != pid) {
+    got = bench_child_collect(pid, fd[0], res, sizeof(*res), maxrss_kb, &status);
+    if (got < 0) {
         return -1;
     }
-    *maxrss_kb = ru.ru_maxrss;
-    if (got != sizeof(*res)) {
+    if (got > 0) {
         memset(res, 0, sizeof(*res));
         snprintf(res->msg, sizeof(res->msg), "child died (status %d)", status);
     }

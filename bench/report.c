@@ -22,13 +22,11 @@ bench_figure *bench_report_add(bench_report *r, const char *id, const char *work
     bench_figure *f;
     int sys;
     if (r->nfigs == r->cap) {
-        const size_t cap = r->cap ? r->cap * 2 : 32;
-        bench_figure **p = realloc(r->figs, cap * sizeof(*p));
+        bench_figure **p = bench_array_grow(r->figs, &r->cap, 32, sizeof(*p));
         if (p == NULL) {
             return NULL;
         }
         r->figs = p;
-        r->cap = cap;
     }
     f = calloc(1, sizeof(*f));
     if (f == NULL) {

@@ -48,6 +48,25 @@ static int deja_open(bench_sink **out, const char *dir, const bench_workload *w)
     return 0;
 }
 
+/* Add the `n` tensors `tensors` to `sp` on `side`: text as text, the rest
+ * as one-dimensional tensors. Stops at the first failure and returns its
+ * code; returns 0 when all were added. */
+static inline int add_tensors(deja_span *sp, deja_side side, const bench_tensor *tensors, size_t n)
+{
+    size_t i;
+    int rc = 0;
+    for (i = 0; rc == 0 && i < n; i++) {
+        const bench_tensor *bt = &tensors[i];
+        if (bt->dtype == DEJA_UTF8) {
+            rc = deja_span_add_text(sp, side, bt->name, bt->data, bt->size);
+        } else {
+            const deja_tensor dt = {bt->name, bt->dtype, 1, bt->shape, bt->data, bt->size};
+            rc = deja_span_add(sp, side, &dt);
+        }
+    }
+    return rc;
+}
+
 /* One inference, as an instrumented program records it. */
 static int deja_record(bench_sink *s, bench_thread *t, const bench_record *r)
 {
@@ -58,14 +77,8 @@ static int deja_record(bench_sink *s, bench_thread *t, const bench_record *r)
         return rc;
     }
     rc = deja_span_model_digest(sp, r->digest, sizeof(r->digest));
-    for (i = 0; rc == 0 && i < r->nin; i++) {
-        const bench_tensor *bt = &r->in[i];
-        if (bt->dtype == DEJA_UTF8) {
-            rc = deja_span_add_text(sp, DEJA_INPUT, bt->name, bt->data, bt->size);
-        } else {
-            const deja_tensor dt = {bt->name, bt->dtype, 1, bt->shape, bt->data, bt->size};
-            rc = deja_span_add(sp, DEJA_INPUT, &dt);
-        }
+    if (rc == 0) {
+        rc = add_tensors(sp, DEJA_INPUT, r->in, r->nin);
     }
     for (i = 0; rc == 0 && i < r->nparams; i++) {
         const bench_param *p = &r->params[i];
@@ -78,14 +91,8 @@ static int deja_record(bench_sink *s, bench_thread *t, const bench_record *r)
     for (i = 0; rc == 0 && i < r->ntags; i++) {
         rc = deja_span_tag(sp, r->tags[i].key, r->tags[i].value);
     }
-    for (i = 0; rc == 0 && i < r->nout; i++) {
-        const bench_tensor *bt = &r->out[i];
-        if (bt->dtype == DEJA_UTF8) {
-            rc = deja_span_add_text(sp, DEJA_OUTPUT, bt->name, bt->data, bt->size);
-        } else {
-            const deja_tensor dt = {bt->name, bt->dtype, 1, bt->shape, bt->data, bt->size};
-            rc = deja_span_add(sp, DEJA_OUTPUT, &dt);
-        }
+    if (rc == 0) {
+        rc = add_tensors(sp, DEJA_OUTPUT, r->out, r->nout);
     }
     if (rc != 0) {
         deja_span_abort(sp);

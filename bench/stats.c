@@ -8,11 +8,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -224,4 +227,54 @@ int bench_mkdirs(const char *path)
         }
     }
     return 0;
+}
+
+/* See bench.h. */
+pid_t bench_child_fork(int fd[2])
+{
+    pid_t pid;
+    if (pipe(fd) != 0) {
+        return -1;
+    }
+    fflush(NULL);
+    malloc_trim(0); /* hand freed memory back, so the child inherits less */
+    pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return -1;
+    }
+    close(pid == 0 ? fd[0] : fd[1]);
+    return pid;
+}
+
+/* See bench.h. */
+int bench_child_collect(pid_t pid, int fd, void *res, size_t size, long *maxrss_kb, int *status)
+{
+    struct rusage ru;
+    size_t got = 0;
+    while (got < size) {
+        const ssize_t n = read(fd, (char *)res + got, size - got);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    if (wait4(pid, status, 0, &ru) != pid) {
+        return -1;
+    }
+    *maxrss_kb = ru.ru_maxrss;
+    return got == size ? 0 : 1;
+}
+
+/* See bench.h. */
+void *bench_array_grow(void *items, size_t *cap, size_t first, size_t width)
+{
+    const size_t want = *cap ? *cap * 2 : first;
+    void *p = realloc(items, want * width);
+    if (p != NULL) {
+        *cap = want;
+    }
+    return p;
 }

@@ -109,13 +109,11 @@ static void *arena_alloc(bench_workload *w, size_t size)
     arena *a = w->arena;
     void *mem = NULL;
     if (a->n == a->cap) {
-        const size_t cap = a->cap ? a->cap * 2 : 1024;
-        void **p = realloc(a->p, cap * sizeof(*p));
+        void **p = bench_array_grow(a->p, &a->cap, 1024, sizeof(*p));
         if (p == NULL) {
             return NULL;
         }
         a->p = p;
-        a->cap = cap;
     }
     mem = malloc(size ? size : 1);
     if (mem != NULL) {

@@ -298,6 +298,19 @@ static void put_shape(FILE *fp, const deja_tensor *t)
     fputc(']', fp);
 }
 
+/* Mark `td` as diverged by `kind` and write "<what> differs: " and both
+ * tensors' dtype and shape, "<a> vs <b>", to `fp`. */
+static void put_mismatch(tdiff *td, FILE *fp, deja_diff_kind kind, const char *what,
+                         const deja_tensor *a, const deja_tensor *b)
+{
+    td->pub.kind = kind;
+    td->pub.verdict = DEJA_VERDICT_DIVERGED;
+    fprintf(fp, "%s differs: ", what);
+    put_shape(fp, a);
+    fputs(" vs ", fp);
+    put_shape(fp, b);
+}
+
 /* Non-zero when `a` and `b` have the same shape. */
 static int same_shape(const deja_tensor *a, const deja_tensor *b)
 {
@@ -651,6 +664,22 @@ static void put_words(FILE *fp, const unsigned char *s, const word *w, size_t fr
     }
 }
 
+/* Write one changed side of a hunk: words [from, to) of `s` (at most
+ * HUNK_SIDE_MAX, " ..." marking a cut) between `left` and `right`, as in
+ * "[-removed-]" or "{+added+}". Writes nothing when the side is empty. */
+static void put_side(FILE *fp, const unsigned char *s, const word *w, size_t from, size_t to,
+                     const char *left, const char *right)
+{
+    if (to > from) {
+        fputs(left, fp);
+        put_words(fp, s, w, from, to, HUNK_SIDE_MAX, 0);
+        if (to - from > HUNK_SIDE_MAX) {
+            fputs(" ...", fp);
+        }
+        fputs(right, fp);
+    }
+}
+
 /* Write the word-level hunk around the first difference of two texts:
  * context words, then "[-removed-]{+added+}", then context words. The
  * changed region ends where HUNK_RESYNC words agree again (searched within
@@ -708,22 +737,8 @@ static int text_hunk(const unsigned char *a, size_t na, const unsigned char *b, 
         put_words(fp, a, wa, p > HUNK_CONTEXT ? p - HUNK_CONTEXT : 0, p, HUNK_CONTEXT, 1);
         fputc(' ', fp);
     }
-    if (ea > p) {
-        fputs("[-", fp);
-        put_words(fp, a, wa, p, ea, HUNK_SIDE_MAX, 0);
-        if (ea - p > HUNK_SIDE_MAX) {
-            fputs(" ...", fp);
-        }
-        fputs("-]", fp);
-    }
-    if (eb > p) {
-        fputs("{+", fp);
-        put_words(fp, b, wb, p, eb, HUNK_SIDE_MAX, 0);
-        if (eb - p > HUNK_SIDE_MAX) {
-            fputs(" ...", fp);
-        }
-        fputs("+}", fp);
-    }
+    put_side(fp, a, wa, p, ea, "[-", "-]");
+    put_side(fp, b, wb, p, eb, "{+", "+}");
     if (ea < ca) {
         size_t to = ea + HUNK_CONTEXT < ca ? ea + HUNK_CONTEXT : ca;
         fputc(' ', fp);
@@ -822,12 +837,7 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
         goto done;
     }
     if (a->dtype != b->dtype) {
-        td->pub.kind = DEJA_DIFF_DTYPE;
-        td->pub.verdict = DEJA_VERDICT_DIVERGED;
-        fputs("dtype differs: ", sb.fp);
-        put_shape(sb.fp, a);
-        fputs(" vs ", sb.fp);
-        put_shape(sb.fp, b);
+        put_mismatch(td, sb.fp, DEJA_DIFF_DTYPE, "dtype", a, b);
         goto done;
     }
     if ((a->size && !a->data) || (b->size && !b->data)) {
@@ -853,12 +863,7 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
             goto done;
         }
         if (!same_shape(a, b) || a->size != b->size || a->size % es != 0) {
-            td->pub.kind = DEJA_DIFF_SHAPE;
-            td->pub.verdict = DEJA_VERDICT_DIVERGED;
-            fputs("shape differs: ", sb.fp);
-            put_shape(sb.fp, a);
-            fputs(" vs ", sb.fp);
-            put_shape(sb.fp, b);
+            put_mismatch(td, sb.fp, DEJA_DIFF_SHAPE, "shape", a, b);
             if (same_shape(a, b)) {
                 fprintf(sb.fp, " (%zu vs %zu bytes)", a->size, b->size);
             }

@@ -448,6 +448,39 @@ static void expect_body(const deja__buf *body, int code, const char *needle)
     deja__buf_free(&file);
 }
 
+/* Build in `evil` a body whose manifest (the record of `body` that ends at
+ * `end`) is decoded, changed by `tamper` and encoded again, followed by the
+ * rest of `body`; check that it fails as corrupt with a message containing
+ * `needle`. */
+static void expect_tampered_manifest(deja__buf *evil, const deja__buf *body, size_t end,
+                                     void (*tamper)(deja_bundle_info *), const char *needle)
+{
+    deja_bundle_info *info = NULL;
+    deja__buf man = {0};
+
+    evil->size = 0;
+    assert_int_equal(deja__manifest_decode(body->data + 5, end - 5, &info), 0);
+    tamper(info);
+    assert_int_equal(deja__manifest_encode(info, &man), 0);
+    rec(evil, DEJA__BUNDLE_MANIFEST, man.data, man.size, NULL, 0);
+    assert_int_equal(deja__buf_append(evil, body->data + end, body->size - end), 0);
+    expect_body(evil, DEJA_ECORRUPT, needle);
+    deja__manifest_free(info);
+    deja__buf_free(&man);
+}
+
+/* Tampers for expect_tampered_manifest: count one trace too many; list no
+ * model at all. */
+static void lie_about_traces(deja_bundle_info *info)
+{
+    info->traces += 1;
+}
+
+static void forget_models(deja_bundle_info *info)
+{
+    info->nmodels = 0;
+}
+
 /* Offsets of the records of `body`: kinds and starts, at most 64. */
 static size_t records(const deja__buf *body, size_t *off, unsigned *kind)
 {
@@ -562,33 +595,10 @@ static void test_bundle__hostile_bodies_are_named(void **state)
     expect_body(&evil, DEJA_ECORRUPT, "too few for a manifest");
 
     /* A manifest whose counts lie. */
-    evil.size = 0;
-    {
-        deja_bundle_info *info = NULL;
-        deja__buf man = {0};
-        assert_int_equal(deja__manifest_decode(body.data + 5, off[1] - 5, &info), 0);
-        info->traces += 1;
-        assert_int_equal(deja__manifest_encode(info, &man), 0);
-        rec(&evil, DEJA__BUNDLE_MANIFEST, man.data, man.size, NULL, 0);
-        assert_int_equal(deja__buf_append(&evil, body.data + off[1], body.size - off[1]), 0);
-        expect_body(&evil, DEJA_ECORRUPT, "the manifest counts");
-        deja__manifest_free(info);
-        deja__buf_free(&man);
-    }
+    expect_tampered_manifest(&evil, &body, off[1], lie_about_traces, "the manifest counts");
     /* A manifest that forgets the model. */
-    evil.size = 0;
-    {
-        deja_bundle_info *info = NULL;
-        deja__buf man = {0};
-        assert_int_equal(deja__manifest_decode(body.data + 5, off[1] - 5, &info), 0);
-        info->nmodels = 0;
-        assert_int_equal(deja__manifest_encode(info, &man), 0);
-        rec(&evil, DEJA__BUNDLE_MANIFEST, man.data, man.size, NULL, 0);
-        assert_int_equal(deja__buf_append(&evil, body.data + off[1], body.size - off[1]), 0);
-        expect_body(&evil, DEJA_ECORRUPT, "model textgen 1 is not in the manifest");
-        deja__manifest_free(info);
-        deja__buf_free(&man);
-    }
+    expect_tampered_manifest(&evil, &body, off[1], forget_models,
+                             "model textgen 1 is not in the manifest");
     /* A hostile tensor name cannot break the one-line message. */
     evil.size = 0;
     assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);

@@ -65,6 +65,33 @@ static void record_one(deja_tracer *t, deja_model *m, fill_fn fill, const void *
     assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
 }
 
+/* Open a tracer on the store in `dir`, record `n` traces of `m` (trace i
+ * filled by `fill` with args[i], seeded with seeds[i], its id in ids[i]),
+ * then flush and close the tracer: all `n` are committed. */
+static void record_traces(const char *dir, deja_model *m, fill_fn fill, const void *const args[],
+                          const uint64_t seeds[], size_t n, deja_id ids[])
+{
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, dir, NULL), 0);
+    for (size_t i = 0; i < n; i++) {
+        record_one(t, m, fill, args[i], seeds[i], &ids[i]);
+    }
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_close(t);
+}
+
+/* Record one trace of `m` (filled by `fill` with `arg`, seeded with `seed`)
+ * into the store in `dir`, then open that store read-only and read the
+ * trace back: the caller owns *st and *tr. */
+static void record_and_get(const char *dir, deja_model *m, fill_fn fill, const void *arg,
+                           uint64_t seed, deja_store **st, deja_trace **tr)
+{
+    deja_id id;
+    record_traces(dir, m, fill, &arg, &seed, 1, &id);
+    assert_int_equal(deja_store_open(st, dir, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(*st, &id, tr), 0);
+}
+
 static void fill_prompt(deja_span *s, const void *arg)
 {
     const char *p = arg;
@@ -112,16 +139,12 @@ static void test_examples__textgen_record_is_deterministic(void **state)
     char dir[] = "/tmp/deja-test-examples-XXXXXX";
     assert_non_null(mkdtemp(dir));
     deja_model *m = NULL;
-    deja_tracer *t = NULL;
     deja_store *st = NULL;
     deja_id ids[3];
+    const void *const args[3] = {"The fox", "The fox", "The fox"};
+    const uint64_t seeds[3] = {42, 42, 43};
     assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so"), 0);
-    assert_int_equal(deja_tracer_open(&t, dir, NULL), 0);
-    record_one(t, m, fill_prompt, "The fox", 42, &ids[0]);
-    record_one(t, m, fill_prompt, "The fox", 42, &ids[1]);
-    record_one(t, m, fill_prompt, "The fox", 43, &ids[2]);
-    assert_int_equal(deja_tracer_flush(t), 0);
-    deja_tracer_close(t);
+    record_traces(dir, m, fill_prompt, args, seeds, 3, ids);
 
     assert_int_equal(deja_store_open(&st, dir, DEJA_STORE_READONLY), 0);
     deja_trace *tr[3];
@@ -164,17 +187,10 @@ static void test_examples__textgen_stop_param(void **state)
     char dir[] = "/tmp/deja-test-examples-XXXXXX";
     assert_non_null(mkdtemp(dir));
     deja_model *m = NULL;
-    deja_tracer *t = NULL;
     deja_store *st = NULL;
     deja_trace *tr = NULL;
-    deja_id id;
     assert_int_equal(deja_model_load(&m, "textgen-v3"), 0);
-    assert_int_equal(deja_tracer_open(&t, dir, NULL), 0);
-    record_one(t, m, fill_stop, " the", 5, &id);
-    assert_int_equal(deja_tracer_flush(t), 0);
-    deja_tracer_close(t);
-    assert_int_equal(deja_store_open(&st, dir, DEJA_STORE_READONLY), 0);
-    assert_int_equal(deja_trace_get(st, &id, &tr), 0);
+    record_and_get(dir, m, fill_stop, " the", 5, &st, &tr);
     const deja_tensor *c = find_output(tr->outputs, tr->noutputs, "completion");
     /* " the" comes long before 2000 characters of fable. */
     assert_true(c->size >= 4 && c->size < 2000);
@@ -197,18 +213,18 @@ static void test_examples__textgen_replay_versions(void **state)
     char dir[] = "/tmp/deja-test-examples-XXXXXX";
     assert_non_null(mkdtemp(dir));
     deja_model *m = NULL;
-    deja_tracer *t = NULL;
     deja_store *st = NULL;
     deja_id ids[NPROMPTS];
     deja_trace *tr[NPROMPTS];
+    const void *args[NPROMPTS];
+    uint64_t seeds[NPROMPTS];
 
-    assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so"), 0);
-    assert_int_equal(deja_tracer_open(&t, dir, NULL), 0);
     for (int i = 0; i < NPROMPTS; i++) {
-        record_one(t, m, fill_prompt, prompts[i], 1000 + (uint64_t)i, &ids[i]);
+        args[i] = prompts[i];
+        seeds[i] = 1000 + (uint64_t)i;
     }
-    assert_int_equal(deja_tracer_flush(t), 0);
-    deja_tracer_close(t);
+    assert_int_equal(deja_model_load(&m, LIB "textgen-v1.so"), 0);
+    record_traces(dir, m, fill_prompt, args, seeds, NPROMPTS, ids);
     deja_model_free(m);
     m = NULL;
 
@@ -283,10 +299,8 @@ static void test_examples__classifier_versions(void **state)
     char dir[] = "/tmp/deja-test-examples-XXXXXX";
     assert_non_null(mkdtemp(dir));
     deja_model *m = NULL;
-    deja_tracer *t = NULL;
     deja_store *st = NULL;
     deja_trace *tr = NULL;
-    deja_id id;
     uint64_t s = 99;
     for (size_t i = 0; i < NROWS * NFEAT; i++) {
         s ^= s << 13;
@@ -295,15 +309,10 @@ static void test_examples__classifier_versions(void **state)
         features[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
     }
     assert_int_equal(deja_model_load(&m, LIB "classifier-v1.so"), 0);
-    assert_int_equal(deja_tracer_open(&t, dir, NULL), 0);
-    record_one(t, m, fill_features, NULL, 7, &id);
-    assert_int_equal(deja_tracer_flush(t), 0);
-    deja_tracer_close(t);
+    record_and_get(dir, m, fill_features, NULL, 7, &st, &tr);
     deja_model_free(m);
     m = NULL;
 
-    assert_int_equal(deja_store_open(&st, dir, DEJA_STORE_READONLY), 0);
-    assert_int_equal(deja_trace_get(st, &id, &tr), 0);
     const deja_tensor *rec = find_output(tr->outputs, tr->noutputs, "logits");
     assert_int_equal(rec->dtype, DEJA_F32);
     assert_int_equal(rec->ndim, 2);

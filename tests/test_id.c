@@ -164,15 +164,17 @@ static int cmp_id(const void *a, const void *b)
     return memcmp(a, b, 16);
 }
 
-static void test_id__new_unique_across_threads(void **state)
+/* Run `maker` on NTHREADS threads at once, each filling its own PER_THREAD
+ * ids, and assert that each thread's ids strictly increase and that no id
+ * appears twice across all threads. Fails the test on any error. */
+static void check_unique_across_threads(void *(*maker)(void *))
 {
     pthread_t th[NTHREADS];
     deja_id *ids = calloc((size_t)NTHREADS * PER_THREAD, sizeof *ids);
 
-    (void)state;
     assert_non_null(ids);
     for (int t = 0; t < NTHREADS; t++)
-        assert_int_equal(pthread_create(&th[t], NULL, make_ids, ids + (size_t)t * PER_THREAD), 0);
+        assert_int_equal(pthread_create(&th[t], NULL, maker, ids + (size_t)t * PER_THREAD), 0);
     for (int t = 0; t < NTHREADS; t++)
         assert_int_equal(pthread_join(th[t], NULL), 0);
     for (int t = 0; t < NTHREADS; t++) {
@@ -184,6 +186,12 @@ static void test_id__new_unique_across_threads(void **state)
     for (size_t i = 1; i < (size_t)NTHREADS * PER_THREAD; i++)
         assert_true(memcmp(ids[i - 1].bytes, ids[i].bytes, 16) < 0);
     free(ids);
+}
+
+static void test_id__new_unique_across_threads(void **state)
+{
+    (void)state;
+    check_unique_across_threads(make_ids);
 }
 
 /* The id carries the millisecond of the clock read it is given, and stays
@@ -217,25 +225,8 @@ static void *make_ids_same_ms(void *arg)
 
 static void test_id__same_ms_unique_across_threads(void **state)
 {
-    pthread_t th[NTHREADS];
-    deja_id *ids = calloc((size_t)NTHREADS * PER_THREAD, sizeof *ids);
-
     (void)state;
-    assert_non_null(ids);
-    for (int t = 0; t < NTHREADS; t++)
-        assert_int_equal(
-            pthread_create(&th[t], NULL, make_ids_same_ms, ids + (size_t)t * PER_THREAD), 0);
-    for (int t = 0; t < NTHREADS; t++)
-        assert_int_equal(pthread_join(th[t], NULL), 0);
-    for (int t = 0; t < NTHREADS; t++) {
-        const deja_id *mine = ids + (size_t)t * PER_THREAD;
-        for (int i = 1; i < PER_THREAD; i++)
-            assert_true(memcmp(mine[i - 1].bytes, mine[i].bytes, 16) < 0);
-    }
-    qsort(ids, (size_t)NTHREADS * PER_THREAD, sizeof *ids, cmp_id);
-    for (size_t i = 1; i < (size_t)NTHREADS * PER_THREAD; i++)
-        assert_true(memcmp(ids[i - 1].bytes, ids[i].bytes, 16) < 0);
-    free(ids);
+    check_unique_across_threads(make_ids_same_ms);
 }
 
 /* A forked child does not repeat its parent's ids: both make ids for the
