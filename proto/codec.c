@@ -544,7 +544,8 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     Deja__Pb__Trace *msg = NULL;
     trace_impl *impl = NULL;
     deja_trace *t;
-    char prefix[DEJA_ID_STRLEN + 16];
+    const char *const prefix = ""; /* see `named` */
+    int named = 0;
     char idtext[DEJA_ID_STRLEN + 1];
     size_t nt;
     size_t need;
@@ -573,12 +574,9 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     rc = check_len("", "trace id", msg->id.len, 16, 0);
     if (rc != 0)
         goto cleanup;
-    {
-        deja_id id;
-        memcpy(id.bytes, msg->id.data, sizeof id.bytes);
-        deja_id_format(&id, idtext);
-        snprintf(prefix, sizeof prefix, "trace %s: ", idtext);
-    }
+    /* Messages name the trace; the id is formatted only if one is needed
+     * (see cleanup), not on every decode. */
+    named = 1;
     if ((rc = check_len(prefix, "parent id", msg->parent.len, 16, 1)) != 0 ||
         (rc = check_len(prefix, "environment digest", msg->env.len, 16, 1)) != 0)
         goto cleanup;
@@ -700,6 +698,12 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     impl = NULL;
     msg = NULL;
 cleanup:
+    if (rc != 0 && named) {
+        deja_id id;
+        memcpy(id.bytes, msg->id.data, sizeof id.bytes);
+        deja_id_format(&id, idtext);
+        deja__error_wrap(rc, "trace %s: ", idtext);
+    }
     if (impl != NULL)
         free(impl->draws);
     free(impl);
