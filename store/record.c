@@ -100,34 +100,66 @@ done:
     return rc;
 }
 
+/* The compression form of dictionary `id`, from the cache or loaded in a
+ * read transaction of its own. */
+int deja__dict_cdict(deja_store *store, uint32_t id, void **cdict)
+{
+    deja__dict *d;
+    MDB_txn *txn = NULL;
+    int rc;
+
+    *cdict = NULL;
+    pthread_mutex_lock(&store->lock);
+    d = dict_find(store, id);
+    if (d != NULL && d->cdict != NULL)
+        *cdict = d->cdict;
+    pthread_mutex_unlock(&store->lock);
+    if (*cdict != NULL)
+        return 0;
+    rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        return rc;
+    rc = deja__dict_get(store, txn, id, cdict, NULL);
+    deja__rtxn_end(store, txn);
+    return rc;
+}
+
 /* Compress `size` bytes into a record in `out` (its content replaced). */
 int deja__record_encode(deja__wtxn *w, const void *data, size_t size, uint32_t dict_id,
                         deja__buf *out)
 {
-    deja_store *store = w->store;
     void *cdict = NULL;
+    int rc;
+
+    if (dict_id != 0) {
+        rc = deja__dict_get(w->store, w->txn, dict_id, &cdict, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return deja__record_encode_cctx(w->store->cctx, cdict, cdict != NULL ? dict_id : 0, data, size,
+                                    out);
+}
+
+/* Compress into a record with a given context and dictionary. */
+int deja__record_encode_cctx(void *cctx, void *cdict, uint32_t dict_id, const void *data,
+                             size_t size, deja__buf *out)
+{
     size_t bound, n;
     int rc;
 
     if (size > DEJA__MAX_RECORD)
         return deja__error_set(DEJA_ENOMEM, "a record of %zu bytes is beyond the bound of %zu",
                                size, DEJA__MAX_RECORD);
-    if (dict_id != 0) {
-        rc = deja__dict_get(store, w->txn, dict_id, &cdict, NULL);
-        if (rc != 0)
-            return rc;
-    }
     bound = ZSTD_compressBound(size);
     out->size = 0;
     rc = deja__buf_reserve(out, DEJA__RECORD_HEADER + bound);
     if (rc != 0)
         return rc;
     if (cdict != NULL)
-        n = ZSTD_compress_usingCDict(store->cctx, out->data + DEJA__RECORD_HEADER, bound, data,
-                                     size, cdict);
+        n = ZSTD_compress_usingCDict(cctx, out->data + DEJA__RECORD_HEADER, bound, data, size,
+                                     cdict);
     else
-        n = ZSTD_compressCCtx(store->cctx, out->data + DEJA__RECORD_HEADER, bound, data, size,
-                              LEVEL);
+        n = ZSTD_compressCCtx(cctx, out->data + DEJA__RECORD_HEADER, bound, data, size, LEVEL);
     if (ZSTD_isError(n))
         return deja__error_set(DEJA_EIO, "compressing a record: %s", ZSTD_getErrorName(n));
     out->data[0] = DEJA__RECORD_MAGIC;
@@ -361,6 +393,7 @@ int deja__dict_maybe_train(deja__wtxn *w)
     }
     /* Dropped by deja__store_write once the commit succeeded. */
     w->drop_samples = 1;
+    w->trained_id = count + 1;
 
 cleanup:
     free(dict);

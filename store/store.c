@@ -470,6 +470,10 @@ int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload)
             mdb_txn_abort(w.txn);
         }
         pthread_rwlock_unlock(&store->resize);
+        if (rc == 0 && w.trained_id != 0)
+            atomic_store(&store->dict_hint, w.trained_id);
+        else if (rc == 0 && w.dict_loaded)
+            atomic_store(&store->dict_hint, w.dict_id);
         if (rc == 0 && w.drop_samples)
             deja__dict_samples_drop(store);
         if (rc == 0 || !w.map_full)
@@ -563,17 +567,25 @@ static int put_chunked(deja__wtxn *w, const uint8_t *data, size_t size, const de
     return rc;
 }
 
+static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out);
+
 /* Store a payload once under its digest: cut into content-defined chunks
  * when it holds more than one, else whole; with the current dictionary. */
 int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out)
 {
+    *out = deja_digest_of(data, size);
+    return put_blob_digest(w, data, size, out);
+}
+
+/* Store a payload once under `out`, its digest computed already. */
+static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out)
+{
     MDB_val k, v;
     int rc;
 
-    *out = deja_digest_of(data, size);
     w->raw_bytes += size;
     k.mv_size = sizeof out->bytes;
-    k.mv_data = out->bytes;
+    k.mv_data = (void *)out->bytes;
     rc = mdb_get(w->txn, w->store->blobs, &k, &v);
     if (rc == 0)
         return 0;
@@ -734,5 +746,115 @@ int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint
         rc = count_add(w, "sampled_out", sampled_out);
     if (rc == 0)
         rc = count_add(w, "redacted", redacted);
+    return rc;
+}
+
+/* Free the buffers of a prepared trace. Accepts NULL. */
+void deja__prepared_free(deja__prepared *p)
+{
+    if (p == NULL)
+        return;
+    deja__buf_free(&p->enc);
+    deja__buf_free(&p->rec);
+    free(p->blobs);
+    memset(p, 0, sizeof *p);
+}
+
+/* A compression context for preparing traces. */
+void *deja__cctx_new(void)
+{
+    return ZSTD_createCCtx();
+}
+
+void deja__cctx_free(void *cctx)
+{
+    ZSTD_freeCCtx(cctx);
+}
+
+/* Blob callback of the trace encoder when preparing: digest the payload and
+ * remember it for deja__wtxn_put_prepared. */
+static int blob_note_cb(const void *data, size_t size, deja_digest *out, void *payload)
+{
+    deja__prepared *p = payload;
+
+    if (p->nblobs == p->cap_blobs) {
+        size_t cap = p->cap_blobs != 0 ? p->cap_blobs * 2 : 8;
+        deja__prep_blob *grown =
+            cap < SIZE_MAX / sizeof *grown ? realloc(p->blobs, cap * sizeof *grown) : NULL;
+
+        if (grown == NULL)
+            return deja__error_set(DEJA_ENOMEM, "out of memory for %zu blobs", cap);
+        p->blobs = grown;
+        p->cap_blobs = cap;
+    }
+    *out = deja_digest_of(data, size);
+    p->blobs[p->nblobs++] = (deja__prep_blob){data, size, *out};
+    return 0;
+}
+
+/* Encode and compress a trace outside any transaction. */
+int deja__store_prepare_trace(deja_store *store, void *cctx, const deja_trace *trace,
+                              deja__prepared *p)
+{
+    const uint32_t dict_id = atomic_load(&store->dict_hint);
+    void *cdict = NULL;
+    char idtext[DEJA_ID_STRLEN + 1];
+    int rc;
+
+    p->nblobs = 0;
+    p->rec.size = 0;
+    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_note_cb, p, &p->enc);
+    if (rc == 0 && dict_id != 0)
+        rc = deja__dict_cdict(store, dict_id, &cdict);
+    if (rc == 0)
+        rc = deja__record_encode_cctx(cctx, cdict, dict_id, p->enc.data, p->enc.size, &p->rec);
+    if (rc != 0) {
+        deja_id_format(&trace->id, idtext);
+        deja__error_wrap(rc, "trace %s: ", idtext);
+    }
+    p->rc = rc;
+    return rc;
+}
+
+/* Store a prepared trace (blobs, record, indexes) unless its id is present. */
+int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__prepared *p,
+                            int *added)
+{
+    MDB_val k = {16, (void *)trace->id.bytes}, v;
+    char idtext[DEJA_ID_STRLEN + 1];
+    int rc;
+
+    if (added != NULL)
+        *added = 0;
+    if (p->rc != 0)
+        return deja__wtxn_put_trace(w, trace, added);
+    rc = mdb_get(w->txn, w->store->traces, &k, &v);
+    if (rc == 0)
+        return 0;
+    if (rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "reading a trace");
+    rc = wtxn_dict(w);
+    for (size_t i = 0; rc == 0 && i < p->nblobs; i++)
+        rc = put_blob_digest(w, p->blobs[i].data, p->blobs[i].size, &p->blobs[i].digest);
+    if (rc != 0)
+        goto cleanup;
+    w->raw_bytes += p->enc.size;
+    if (w->dict_id == 0)
+        deja__dict_sample(w, p->enc.data, p->enc.size);
+    rc = wput(w, w->store->traces, trace->id.bytes, 16, p->rec.data, p->rec.size, MDB_NOOVERWRITE,
+              "writing a trace");
+    if (rc == 0) {
+        w->unique_bytes += p->enc.size;
+        w->stored_bytes += p->rec.size;
+        rc = put_indexes(w, trace);
+    }
+    if (rc == 0 && added != NULL)
+        *added = 1;
+
+cleanup:
+    if (rc != 0) {
+        deja_id_format(&trace->id, idtext);
+        deja__error_wrap(rc, "trace %s: ", idtext);
+    }
     return rc;
 }

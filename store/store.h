@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "deja.h"
+#include "proto/codec.h"
 
 /* On-disk format this build writes and the newest it reads. */
 #define DEJA__FORMAT_VERSION 1
@@ -86,6 +87,47 @@ int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload);
  * (imports are idempotent); `*added` (may be NULL) says which. */
 int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added);
 
+/* A trace prepared for storing outside any transaction (possibly on another
+ * thread): its encoding, its record compressed with the dictionary current
+ * when prepared (dictionaries are never deleted, so the record stays valid),
+ * and the payloads above DEJA__INLINE_MAX with their digests, to be stored
+ * as blobs by deja__wtxn_put_prepared. Zero-initialise; the buffers are
+ * reused from one trace to the next; release with deja__prepared_free().
+ * The blob pointers point into the trace, which must outlive the put. */
+typedef struct deja__prep_blob {
+    const void *data;
+    size_t size;
+    deja_digest digest;
+} deja__prep_blob;
+
+typedef struct deja__prepared {
+    deja__buf enc; /* the encoded Trace protobuf (raw record payload) */
+    deja__buf rec; /* the record: header and compressed payload */
+    deja__prep_blob *blobs;
+    size_t nblobs, cap_blobs;
+    int rc; /* 0 once prepared; else the code of the failed preparation */
+} deja__prepared;
+
+void deja__prepared_free(deja__prepared *p);
+
+/* A compression context for deja__store_prepare_trace (one per thread), or
+ * NULL when out of memory; freed with deja__cctx_free (accepts NULL). */
+void *deja__cctx_new(void);
+void deja__cctx_free(void *cctx);
+
+/* Prepare `trace` into `p` with the compression context `cctx`: encode,
+ * digest the large payloads, compress with the store's current dictionary
+ * (as last seen by a write transaction of this handle). Takes no write
+ * lock: many threads may prepare at once, each with its own cctx and `p`.
+ * Sets and returns p->rc. */
+int deja__store_prepare_trace(deja_store *store, void *cctx, const deja_trace *trace,
+                              deja__prepared *p);
+
+/* Store a prepared trace: like deja__wtxn_put_trace, with the CPU work
+ * already done. Reads `p` only, so that fill stays repeatable. */
+int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__prepared *p,
+                            int *added);
+
 /* Store a payload once; its digest is written to `out`. */
 int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out);
 
@@ -97,8 +139,7 @@ int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint
 
 /* Read a blob's payload (decompressed, digest checked). The caller frees
  * `*data` with free(). */
-int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **data,
-                         size_t *size);
+int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **data, size_t *size);
 
 /* Ask LMDB to write its buffers to disk (the tracer opens with MDB_NOSYNC
  * and syncs on flush). */

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,15 +89,20 @@ struct deja_store {
     size_t *sample_sizes;
     size_t nsamples;
     size_t train_failed_at; /* sample count of the last failed training */
+
+    /* The current dictionary as last seen by a committed write transaction
+     * of this handle: what deja__store_prepare_trace compresses with. */
+    _Atomic uint32_t dict_hint;
 };
 
 struct deja__wtxn {
     deja_store *store;
     MDB_txn *txn;
-    int map_full;     /* an LMDB call hit MDB_MAP_FULL: grow and rerun */
-    int drop_samples; /* a dictionary exists: drop the samples after commit */
-    int dict_loaded;  /* dict_id read from meta in this transaction */
-    uint32_t dict_id; /* current dictionary, 0 for none */
+    int map_full;        /* an LMDB call hit MDB_MAP_FULL: grow and rerun */
+    int drop_samples;    /* a dictionary exists: drop the samples after commit */
+    int dict_loaded;     /* dict_id read from meta in this transaction */
+    uint32_t dict_id;    /* current dictionary, 0 for none */
+    uint32_t trained_id; /* dictionary trained in this transaction, 0 for none */
     uint64_t raw_bytes, unique_bytes, stored_bytes;
     deja__buf scratch;
 };
@@ -114,6 +120,17 @@ int deja__mdb_error(int rc, const char *what);
  * not help. Only inside a write transaction. */
 int deja__record_encode(deja__wtxn *w, const void *data, size_t size, uint32_t dict_id,
                         deja__buf *out);
+
+/* Compress like deja__record_encode, outside any transaction: with the
+ * context `cctx` (a ZSTD_CCtx *) and the compression dictionary `cdict`
+ * (a ZSTD_CDict * of dictionary `dict_id`, or NULL and 0 for none). */
+int deja__record_encode_cctx(void *cctx, void *cdict, uint32_t dict_id, const void *data,
+                             size_t size, deja__buf *out);
+
+/* The compression form of dictionary `id`, loaded (in a read transaction of
+ * its own when not cached yet) and cached until close. Outside any write
+ * transaction of the calling thread. */
+int deja__dict_cdict(deja_store *store, uint32_t id, void **cdict);
 
 /* Decode the record `rec` (`size` bytes) read in `txn` into a malloc'd
  * buffer `*out` of `*out_size` bytes (never NULL on success; free() it).

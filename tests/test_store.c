@@ -617,6 +617,98 @@ static void test_store__dictionary(void **state)
     rm_rf(dir);
 }
 
+/* What the prepared-trace test puts in one transaction. */
+typedef struct prep_put {
+    ttrace *tt;
+    deja__prepared *preps;
+    size_t n;
+    int added;
+} prep_put;
+
+static int put_prepared_cb(deja__wtxn *w, void *payload)
+{
+    prep_put *pp = payload;
+    pp->added = 0;
+    for (size_t i = 0; i < pp->n; i++) {
+        int added = 0;
+        int rc = deja__wtxn_put_prepared(w, &pp->tt[i].t, &pp->preps[i], &added);
+        if (rc != 0)
+            return rc;
+        pp->added += added;
+    }
+    return 0;
+}
+
+/* Traces prepared outside the transaction (on other threads) before the
+ * dictionary exists and after it appeared are put together and all read
+ * back byte for byte; blobs of prepared traces are stored once; putting a
+ * prepared trace twice adds nothing. */
+static void test_store__prepared_dictionary_midstream(void **state)
+{
+    enum { N = 600, A = 100, B = 500 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace *tt = calloc(N, sizeof *tt);
+    deja__prepared *preps = calloc(N, sizeof *preps);
+    void *cctx = deja__cctx_new();
+    deja_store_stats st;
+    int with_dict = 0;
+
+    (void)state;
+    assert_non_null(tt);
+    assert_non_null(preps);
+    assert_non_null(cctx);
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < N; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, i % 2 ? "sentiment" : "textgen", "1.0.0",
+                    i % 9 ? DEJA_STATUS_OK : DEJA_STATUS_ERROR, i % 3 ? "prod" : "staging",
+                    i % 10 == 0 ? 3000 : 0, (uint64_t)(i % 20), NULL);
+    /* prepared before any dictionary */
+    for (int i = 0; i < A; i++) {
+        assert_int_equal(deja__store_prepare_trace(s, cctx, &tt[i].t, &preps[i]), 0);
+        assert_int_equal(preps[i].nblobs, i % 10 == 0 ? 1 : 0);
+        assert_int_equal(preps[i].rec.data[2], 0);
+    }
+    /* the dictionary appears */
+    for (int i = A; i < B; i += 100)
+        write_traces(s, tt + i, 100);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.dictionaries, 1);
+    /* prepared after it: compressed with it */
+    for (int i = B; i < N; i++) {
+        assert_int_equal(deja__store_prepare_trace(s, cctx, &tt[i].t, &preps[i]), 0);
+        with_dict += preps[i].rec.data[2] == 1;
+    }
+    assert_true(with_dict > 0);
+    /* both kinds in one transaction, twice: the second adds nothing */
+    prep_put pa = {tt, preps, A, 0}, pb = {tt + B, preps + B, N - B, 0};
+    assert_int_equal(deja__store_write(s, put_prepared_cb, &pa), 0);
+    assert_int_equal(pa.added, A);
+    assert_int_equal(deja__store_write(s, put_prepared_cb, &pb), 0);
+    assert_int_equal(pb.added, N - B);
+    assert_int_equal(deja__store_write(s, put_prepared_cb, &pa), 0);
+    assert_int_equal(pa.added, 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.traces, N);
+    deja_store_close(s);
+    assert_int_equal(record_dict(path, &tt[0].t.id), 0);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < N; i++)
+        assert_get_equal(s, &tt[i].t);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    for (int i = 0; i < N; i++) {
+        deja__prepared_free(&preps[i]);
+        ttrace_free(&tt[i]);
+    }
+    deja__cctx_free(cctx);
+    free(preps);
+    free(tt);
+    rm_rf(dir);
+}
+
 static void test_store__map_growth(void **state)
 {
     enum { N = 50, BATCH = 5 };
@@ -1782,6 +1874,7 @@ int main(void)
         cmocka_unit_test(test_store__old_whole_blob),
         cmocka_unit_test(test_store__verify),
         cmocka_unit_test(test_store__concurrent_writers),
+        cmocka_unit_test(test_store__prepared_dictionary_midstream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -245,6 +245,71 @@ static void test_tracer__threads_read_back(void **state)
     remove_dir(path);
 }
 
+#define MANY_PER_THREAD 150
+
+typedef struct many_worker {
+    deja_tracer *t;
+    int thread;
+    deja_id ids[MANY_PER_THREAD];
+} many_worker;
+
+static void *many_worker_main(void *arg)
+{
+    many_worker *w = arg;
+    for (int i = 0; i < MANY_PER_THREAD; i++)
+        record_one(w->t, w->thread, i, &w->ids[i]);
+    return NULL;
+}
+
+/* Enough traces from several threads, in small batches, for the writer's
+ * helpers to prepare batches in parallel and for the compression dictionary
+ * to appear midway: traces prepared before and after it all come back byte
+ * for byte, and the counters add up. */
+static void test_tracer__parallel_prepare_dictionary(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.batch_max = 8;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    static many_worker w[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int k = 0; k < NTHREADS; k++) {
+        w[k].t = t;
+        w[k].thread = k;
+        assert_int_equal(pthread_create(&th[k], NULL, many_worker_main, &w[k]), 0);
+    }
+    for (int k = 0; k < NTHREADS; k++)
+        pthread_join(th[k], NULL);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.ended, NTHREADS * MANY_PER_THREAD);
+    assert_int_equal(st.written, NTHREADS * MANY_PER_THREAD);
+    assert_int_equal(st.dropped + st.failed + st.sampled_out + st.redacted, 0);
+    deja_tracer_close(t);
+
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    deja_store_stats ss;
+    assert_int_equal(deja_store_stats_get(s, &ss), 0);
+    assert_int_equal(ss.traces, NTHREADS * MANY_PER_THREAD);
+    assert_int_equal(ss.dictionaries, 1);
+    for (int k = 0; k < NTHREADS; k++)
+        for (int i = 0; i < MANY_PER_THREAD; i++) {
+            deja_trace *tr = NULL;
+            assert_int_equal(deja_trace_get(s, &w[k].ids[i], &tr), 0);
+            assert_memory_equal(&tr->id, &w[k].ids[i], sizeof(deja_id));
+            check_one(tr, k, i);
+            deja_trace_free(tr);
+        }
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
 /* A redaction callback that blocks the writer on its first call until the
  * test releases it: makes "the writer is slow" deterministic. */
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -862,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_tracer__block_loses_nothing),
         cmocka_unit_test(test_tracer__deep_queue_round_trip),
         cmocka_unit_test(test_tracer__bad_options),
+        cmocka_unit_test(test_tracer__parallel_prepare_dictionary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,16 @@
 /*
  * tracer/writer.c -- the writer thread: pops ended spans in batches, applies
  * redaction, and commits each batch in one store write transaction together
- * with this process's environment (once) and the tracer's counters.
+ * with this process's environment (once) and the tracer's counters. The CPU
+ * work of a batch (encoding and compressing each trace) is done before the
+ * transaction, spread over the writer and a few helper threads.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tracer/tracer_internal.h"
 
@@ -15,6 +18,7 @@
  * counter deltas. Read-only inside fill, so that fill can be rerun. */
 typedef struct fill_args {
     const deja_trace *views;
+    const deja__prepared *preps; /* one per view, or NULL: not prepared */
     size_t nviews;
     const deja_env *env; /* NULL: already stored */
     uint64_t dropped, sampled_out, redacted;
@@ -26,9 +30,12 @@ static int fill(deja__wtxn *w, void *payload)
 {
     const fill_args *a = payload;
     int rc = 0;
-    for (size_t i = 0; i < a->nviews; i++)
-        if ((rc = deja__wtxn_put_trace(w, &a->views[i], NULL)) != 0)
+    for (size_t i = 0; i < a->nviews; i++) {
+        rc = a->preps != NULL ? deja__wtxn_put_prepared(w, &a->views[i], &a->preps[i], NULL)
+                              : deja__wtxn_put_trace(w, &a->views[i], NULL);
+        if (rc != 0)
             goto cleanup;
+    }
     if (a->env != NULL) {
         deja_digest d;
         if ((rc = deja__wtxn_put_env(w, a->env, &d)) != 0)
@@ -111,29 +118,179 @@ static void note_failure(deja_tracer *t, uint64_t count)
     pthread_mutex_unlock(&t->lock);
 }
 
+/* Helper threads at most (besides the writer) preparing traces. */
+#define PREP_THREADS_MAX 3
+
+/* The preparers: the writer hands a batch of views to the helper threads,
+ * prepares traces itself too (each thread takes the next index), and waits
+ * until every helper is done with the batch. Each thread has its own
+ * compression context. */
+typedef struct prep_pool {
+    deja_store *store;
+    pthread_mutex_t lock;
+    pthread_cond_t go;   /* helpers wait here for a new batch */
+    pthread_cond_t idle; /* the writer waits here for the helpers */
+    uint64_t gen;        /* batches handed out so far */
+    int quit;
+    const deja_trace *views;
+    deja__prepared *preps;
+    size_t n;
+    _Atomic size_t next; /* the next index to prepare */
+    size_t busy;         /* helpers not done with batch `gen` */
+    pthread_t threads[PREP_THREADS_MAX];
+    size_t nthreads;
+    void *cctx; /* the writer's */
+} prep_pool;
+
+/* Prepare traces of the current batch until none is left. Without a
+ * compression context the traces are marked unprepared (put_trace then
+ * does the work inside the transaction). */
+static void prep_work(prep_pool *pp, void *cctx)
+{
+    size_t i;
+
+    while ((i = atomic_fetch_add(&pp->next, 1)) < pp->n) {
+        if (cctx != NULL)
+            deja__store_prepare_trace(pp->store, cctx, &pp->views[i], &pp->preps[i]);
+        else
+            pp->preps[i].rc = DEJA_ENOMEM;
+    }
+}
+
+/* A helper thread: prepares its share of every batch until told to quit. */
+static void *prep_main(void *arg)
+{
+    prep_pool *pp = arg;
+    void *cctx = deja__cctx_new();
+    uint64_t seen = 0;
+
+    pthread_mutex_lock(&pp->lock);
+    for (;;) {
+        while (!pp->quit && pp->gen == seen)
+            pthread_cond_wait(&pp->go, &pp->lock);
+        if (pp->quit)
+            break;
+        seen = pp->gen;
+        pthread_mutex_unlock(&pp->lock);
+        prep_work(pp, cctx);
+        pthread_mutex_lock(&pp->lock);
+        if (--pp->busy == 0)
+            pthread_cond_signal(&pp->idle);
+    }
+    pthread_mutex_unlock(&pp->lock);
+    deja__cctx_free(cctx);
+    return NULL;
+}
+
+/* Set up the pool: one helper per core beyond the first (at most
+ * PREP_THREADS_MAX); none on one core. Returns 0, or -1 when even the
+ * writer's own context cannot be had (traces are then not prepared). */
+static int prep_start(prep_pool *pp, deja_store *store)
+{
+    const long ncores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t want = ncores > 1 ? (size_t)(ncores - 1) : 0;
+
+    memset(pp, 0, sizeof *pp);
+    pp->store = store;
+    pp->cctx = deja__cctx_new();
+    if (pp->cctx == NULL)
+        return -1;
+    pthread_mutex_init(&pp->lock, NULL);
+    pthread_cond_init(&pp->go, NULL);
+    pthread_cond_init(&pp->idle, NULL);
+    if (want > PREP_THREADS_MAX)
+        want = PREP_THREADS_MAX;
+    while (pp->nthreads < want &&
+           pthread_create(&pp->threads[pp->nthreads], NULL, prep_main, pp) == 0)
+        pp->nthreads++;
+    return 0;
+}
+
+/* Stop and join the helpers; free the writer's context. */
+static void prep_stop(prep_pool *pp)
+{
+    pthread_mutex_lock(&pp->lock);
+    pp->quit = 1;
+    pthread_cond_broadcast(&pp->go);
+    pthread_mutex_unlock(&pp->lock);
+    for (size_t i = 0; i < pp->nthreads; i++)
+        pthread_join(pp->threads[i], NULL);
+    pthread_cond_destroy(&pp->idle);
+    pthread_cond_destroy(&pp->go);
+    pthread_mutex_destroy(&pp->lock);
+    deja__cctx_free(pp->cctx);
+}
+
+/* Start preparing the `n` traces `views` into `preps` on the helpers;
+ * prep_finish completes the work on the calling thread and waits. */
+static void prep_begin(prep_pool *pp, const deja_trace *views, deja__prepared *preps, size_t n)
+{
+    pthread_mutex_lock(&pp->lock);
+    pp->views = views;
+    pp->preps = preps;
+    pp->n = n;
+    atomic_store(&pp->next, 0);
+    if (n > 1 && pp->nthreads != 0) {
+        pp->busy = pp->nthreads;
+        pp->gen++;
+        pthread_cond_broadcast(&pp->go);
+    }
+    pthread_mutex_unlock(&pp->lock);
+}
+
+/* Prepare what is left of the batch given to prep_begin on the calling
+ * thread, then wait for the helpers: every trace is then prepared (or
+ * marked unprepared). */
+static void prep_finish(prep_pool *pp)
+{
+    prep_work(pp, pp->cctx);
+    pthread_mutex_lock(&pp->lock);
+    while (pp->busy != 0)
+        pthread_cond_wait(&pp->idle, &pp->lock);
+    pthread_mutex_unlock(&pp->lock);
+}
+
 /* Reported counter values: what the store has been told so far. */
 typedef struct reported {
     uint64_t dropped, sampled_out, redacted;
 } reported;
 
-/* Redact, convert and commit one batch of spans, then recycle them. A
- * failed batch is retried trace by trace so that one bad trace loses only
- * itself. */
-static void write_batch(deja_tracer *t, deja_span **batch, size_t n, deja_trace *views,
-                        reported *rep)
+/* One batch of spans on its way to the store: popped, then staged
+ * (redacted, turned into views, prepared), then committed. */
+typedef struct slot {
+    deja_span **batch;
+    deja_trace *views;
+    deja__prepared *preps; /* NULL: not prepared (put_trace does the work) */
+    size_t n, nv;
+    int last; /* popped on stop with the queue drained: the writer's last */
+} slot;
+
+/* Redact the spans of a popped batch, make their views, and start
+ * preparing them on the helpers. */
+static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
 {
-    size_t nv = 0;
-    for (size_t i = 0; i < n; i++) {
-        deja_span *s = batch[i];
+    sl->nv = 0;
+    for (size_t i = 0; i < sl->n; i++) {
+        deja_span *s = sl->batch[i];
         if (t->opts.redact != NULL &&
             (redact_side(t, DEJA_INPUT, s->inputs, &s->ninputs) != 0 ||
              redact_side(t, DEJA_OUTPUT, s->outputs, &s->noutputs) != 0)) {
             atomic_fetch_add(&t->redacted, 1);
             continue;
         }
-        span_view(t, s, &views[nv++]);
+        span_view(t, s, &sl->views[sl->nv++]);
     }
-    fill_args a = {views, nv, t->env_written ? NULL : t->env, 0, 0, 0};
+    if (sl->preps != NULL && sl->nv != 0)
+        prep_begin(pp, sl->views, sl->preps, sl->nv);
+}
+
+/* Commit a staged (and fully prepared) batch, recycle its spans and
+ * advance committed_seq, which flushers wait on. A failed batch is
+ * retried trace by trace so that one bad trace loses only itself. */
+static void commit(deja_tracer *t, slot *sl, reported *rep)
+{
+    const size_t nv = sl->nv;
+    fill_args a = {sl->views, sl->preps, nv, t->env_written ? NULL : t->env, 0, 0, 0};
     const uint64_t dropped = atomic_load(&t->dropped);
     const uint64_t sampled = atomic_load(&t->sampled_out);
     const uint64_t redacted = atomic_load(&t->redacted);
@@ -159,7 +316,8 @@ static void write_batch(deja_tracer *t, deja_span **batch, size_t n, deja_trace 
      * trace that commits. */
     for (size_t i = 0; i < nv; i++) {
         fill_args one = a;
-        one.views = &views[i];
+        one.views = &sl->views[i];
+        one.preps = sl->preps != NULL ? &sl->preps[i] : NULL;
         one.nviews = 1;
         if (deja__store_write(t->store, fill, &one) != 0) {
             note_failure(t, 1);
@@ -173,7 +331,45 @@ static void write_batch(deja_tracer *t, deja_span **batch, size_t n, deja_trace 
         *rep = (reported){dropped, sampled, redacted};
     }
 cleanup:
-    deja__span_recycle_many(batch, n);
+    deja__span_recycle_many(sl->batch, sl->n);
+    pthread_mutex_lock(&t->lock);
+    t->committed_seq += sl->n;
+    pthread_cond_broadcast(&t->done);
+    pthread_mutex_unlock(&t->lock);
+    sl->n = sl->nv = 0;
+}
+
+/* Allocate the arrays of a slot of `cap` spans; on failure fall back to
+ * the one-span arrays `one_*` (cap 1). Returns the capacity. */
+static size_t slot_init(slot *sl, size_t cap, int prepare, deja_span **one_span,
+                        deja_trace *one_view, deja__prepared *one_prep)
+{
+    memset(sl, 0, sizeof *sl);
+    sl->batch = malloc(cap * sizeof *sl->batch);
+    sl->views = malloc(cap * sizeof *sl->views);
+    sl->preps = prepare ? calloc(cap, sizeof *sl->preps) : NULL;
+    if (sl->batch != NULL && sl->views != NULL && (!prepare || sl->preps != NULL))
+        return cap;
+    free(sl->batch);
+    free(sl->views);
+    free(sl->preps);
+    sl->batch = one_span;
+    sl->views = one_view;
+    sl->preps = prepare ? one_prep : NULL;
+    return 1;
+}
+
+/* Free what slot_init allocated (`cap` prepared traces). */
+static void slot_free(slot *sl, size_t cap, deja_span **one_span)
+{
+    if (sl->preps != NULL)
+        for (size_t i = 0; i < cap; i++)
+            deja__prepared_free(&sl->preps[i]);
+    if (sl->batch != one_span) {
+        free(sl->batch);
+        free(sl->views);
+        free(sl->preps);
+    }
 }
 
 /* CLOCK_MONOTONIC now plus `ms` milliseconds. */
@@ -191,31 +387,43 @@ static struct timespec deadline_after(unsigned ms)
 }
 
 /* The writer thread. Waits (at most flush_interval_ms) for the queue to
- * reach wake_at spans, a flush or a stop; pops up to batch_max spans;
- * writes them and advances committed_seq, which flushers wait on. Stops
- * when asked and the queue is empty. */
+ * reach wake_at spans, a flush or a stop; pops up to batch_max spans and
+ * stages them (helpers prepare them) while it commits the batch popped
+ * before; a staged batch is committed at once when the queue is empty.
+ * Stops when asked and the queue is empty. */
 void *deja__writer_main(void *arg)
 {
     deja_tracer *t = arg;
-    const size_t cap = t->opts.batch_max;
-    deja_span *one_span[1];
-    deja_trace one_view[1];
-    deja_span **batch = malloc(cap * sizeof *batch);
-    deja_trace *views = malloc(cap * sizeof *views);
-    size_t bmax = cap;
-    if (batch == NULL || views == NULL) {
-        free(batch);
-        free(views);
-        batch = one_span;
-        views = one_view;
-        bmax = 1;
-    }
+    deja_span *one_span[2][1];
+    deja_trace one_view[2][1];
+    deja__prepared one_prep[2][1];
+    slot slots[2];
+    prep_pool pool;
+    const int pooled = prep_start(&pool, t->store) == 0;
+    size_t caps[2];
+    memset(one_prep, 0, sizeof one_prep);
+    for (int i = 0; i < 2; i++)
+        caps[i] =
+            slot_init(&slots[i], t->opts.batch_max, pooled, one_span[i], one_view[i], one_prep[i]);
+    const size_t bmax = caps[0] < caps[1] ? caps[0] : caps[1];
+    slot *cur = &slots[0], *prev = &slots[1];
+    int pending = 0; /* prev is staged, not committed */
     reported rep = {0, 0, 0};
     const unsigned interval = t->opts.flush_interval_ms;
 
     pthread_mutex_lock(&t->lock);
     for (;;) {
-        if (!t->stop && t->flush_target <= t->committed_seq &&
+        if (pending && (t->ring_count == 0 || prev->last)) {
+            /* Nothing to overlap the commit with. */
+            pthread_mutex_unlock(&t->lock);
+            commit(t, prev, &rep);
+            pthread_mutex_lock(&t->lock);
+            pending = 0;
+            if (prev->last)
+                break;
+            continue;
+        }
+        if (!pending && !t->stop && t->flush_target <= t->committed_seq &&
             (t->ring_count == 0 || (interval != 0 && t->ring_count < t->wake_at))) {
             const struct timespec dl = deadline_after(interval != 0 ? interval : 1);
             t->writer_sleeping = 1;
@@ -227,27 +435,32 @@ void *deja__writer_main(void *arg)
         const int stop = t->stop;
         size_t n = t->ring_count < bmax ? t->ring_count : bmax;
         for (size_t i = 0; i < n; i++) {
-            batch[i] = t->ring[t->ring_head];
+            cur->batch[i] = t->ring[t->ring_head];
             t->ring_head = (t->ring_head + 1) % t->ring_cap;
         }
         t->ring_count -= n;
-        const int drained = t->ring_count == 0;
+        cur->n = n;
+        cur->last = stop && t->ring_count == 0;
         if (n != 0)
             pthread_cond_broadcast(&t->not_full);
         pthread_mutex_unlock(&t->lock);
 
-        write_batch(t, batch, n, views, &rep);
+        stage(t, cur, &pool);
+        if (pending)
+            commit(t, prev, &rep);
+        if (cur->preps != NULL && cur->nv != 0)
+            prep_finish(&pool);
+        slot *tmp = prev;
+        prev = cur;
+        cur = tmp;
+        pending = 1;
 
         pthread_mutex_lock(&t->lock);
-        t->committed_seq += n;
-        pthread_cond_broadcast(&t->done);
-        if (stop && drained)
-            break;
     }
     pthread_mutex_unlock(&t->lock);
-    if (batch != one_span) {
-        free(batch);
-        free(views);
-    }
+    if (pooled)
+        prep_stop(&pool);
+    for (int i = 0; i < 2; i++)
+        slot_free(&slots[i], caps[i], one_span[i]);
     return NULL;
 }
