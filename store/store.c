@@ -533,25 +533,36 @@ static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize,
     return rc;
 }
 
+/* Whether `key` is in `dbi` within the write transaction: 1 present, 0
+ * absent, or a negative code naming `what` ("reading a blob"). */
+static int present(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t len, const char *what)
+{
+    MDB_val k = {len, (void *)key}, v;
+    const int rc = mdb_get(w->txn, dbi, &k, &v);
+
+    if (rc == 0)
+        return 1;
+    return rc == MDB_NOTFOUND ? 0 : deja__mdb_error(rc, what);
+}
+
 /* Store the payload `data` of `size` bytes as chunks (each stored once,
  * with the current dictionary) and its chunk list under `key` in blobs. */
 static int put_chunked(deja__wtxn *w, const uint8_t *data, size_t size, const deja_digest *key)
 {
     deja__buf list = {0};
     deja_digest d;
-    MDB_val k = {16, d.bytes}, v;
     size_t off = 0, n;
     int rc = deja__chunked_begin(&list, size);
 
     while (rc == 0 && off < size) {
         n = deja__chunk_next(data + off, size - off);
         d = deja_digest_of(data + off, n);
-        rc = mdb_get(w->txn, w->store->chunks, &k, &v);
-        if (rc == MDB_NOTFOUND)
+        rc = present(w, w->store->chunks, d.bytes, 16, "reading a chunk");
+        if (rc == 0)
             rc = put_record(w, w->store->chunks, d.bytes, 16, data + off, n, w->dict_id,
                             "writing a chunk");
-        else if (rc != 0)
-            rc = deja__mdb_error(rc, "reading a chunk");
+        else if (rc == 1)
+            rc = 0;
         if (rc == 0)
             rc = deja__chunked_add(&list, n, &d);
         off += n;
@@ -580,17 +591,12 @@ int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_diges
 /* Store a payload once under `out`, its digest computed already. */
 static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out)
 {
-    MDB_val k, v;
     int rc;
 
     w->raw_bytes += size;
-    k.mv_size = sizeof out->bytes;
-    k.mv_data = (void *)out->bytes;
-    rc = mdb_get(w->txn, w->store->blobs, &k, &v);
-    if (rc == 0)
-        return 0;
-    if (rc != MDB_NOTFOUND)
-        return deja__mdb_error(rc, "reading a blob");
+    rc = present(w, w->store->blobs, out->bytes, sizeof out->bytes, "reading a blob");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     rc = wtxn_dict(w);
     if (rc != 0)
         return rc;
@@ -607,7 +613,6 @@ static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const d
 int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out)
 {
     deja__buf enc = {0};
-    MDB_val k, v;
     int rc;
 
     rc = deja__env_encode(env, &enc);
@@ -615,13 +620,9 @@ int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out)
         goto cleanup;
     *out = deja_digest_of(enc.data, enc.size);
     w->raw_bytes += enc.size;
-    k.mv_size = sizeof out->bytes;
-    k.mv_data = out->bytes;
-    rc = mdb_get(w->txn, w->store->envs, &k, &v);
-    if (rc == 0)
-        goto cleanup;
-    if (rc != MDB_NOTFOUND) {
-        rc = deja__mdb_error(rc, "reading an environment");
+    rc = present(w, w->store->envs, out->bytes, sizeof out->bytes, "reading an environment");
+    if (rc != 0) {
+        rc = rc < 0 ? rc : 0;
         goto cleanup;
     }
     rc = wtxn_dict(w);
@@ -701,17 +702,14 @@ static int put_indexes(deja__wtxn *w, const deja_trace *trace)
 int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
 {
     deja__buf enc = {0};
-    MDB_val k = {16, (void *)trace->id.bytes}, v;
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
     if (added != NULL)
         *added = 0;
-    rc = mdb_get(w->txn, w->store->traces, &k, &v);
-    if (rc == 0)
-        return 0;
-    if (rc != MDB_NOTFOUND)
-        return deja__mdb_error(rc, "reading a trace");
+    rc = present(w, w->store->traces, trace->id.bytes, 16, "reading a trace");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     rc = wtxn_dict(w);
     if (rc != 0)
         goto cleanup;
@@ -820,7 +818,6 @@ int deja__store_prepare_trace(deja_store *store, void *cctx, const deja_trace *t
 int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__prepared *p,
                             int *added)
 {
-    MDB_val k = {16, (void *)trace->id.bytes}, v;
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
@@ -828,11 +825,9 @@ int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__
         *added = 0;
     if (p->rc != 0)
         return deja__wtxn_put_trace(w, trace, added);
-    rc = mdb_get(w->txn, w->store->traces, &k, &v);
-    if (rc == 0)
-        return 0;
-    if (rc != MDB_NOTFOUND)
-        return deja__mdb_error(rc, "reading a trace");
+    rc = present(w, w->store->traces, trace->id.bytes, 16, "reading a trace");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
     rc = wtxn_dict(w);
     for (size_t i = 0; rc == 0 && i < p->nblobs; i++)
         rc = put_blob_digest(w, p->blobs[i].data, p->blobs[i].size, &p->blobs[i].digest);
