@@ -16,6 +16,7 @@ static const cli_command commands[] = {
     {"show", cmd_show, "show one trace in full (--json, or --md for a bug report)"},
     {"stats", cmd_stats, "store size, dedup and compression ratios"},
     {"verify", cmd_verify, "check the store's integrity"},
+    {"gc", cmd_gc, "delete old traces and what only they referenced"},
     {"replay", cmd_replay, "re-run traces on a model and diff the outputs"},
     {"diff", cmd_diff, "diff the outputs of two recorded traces"},
     {"bisect", cmd_bisect, "find the first model version that diverges"},

@@ -424,6 +424,34 @@ DEJA_API int deja_store_stats_get(deja_store *store, deja_store_stats *out);
 typedef void (*deja_problem_cb)(const char *line, void *payload);
 DEJA_API int deja_store_verify(deja_store *store, deja_problem_cb problem, void *payload);
 
+/* Retention: which traces deja_store_gc() deletes. */
+typedef struct deja_gc_options {
+    unsigned version;
+    int64_t before_ns; /* delete traces started before this Unix time (by their id's millisecond) */
+    int keep_errors;   /* keep error traces whatever their age */
+    int dry_run;       /* count what would go, delete nothing */
+} deja_gc_options;
+
+#define DEJA_GC_OPTIONS_VERSION 1
+#define DEJA_GC_OPTIONS_INIT {DEJA_GC_OPTIONS_VERSION, 0, 0, 0}
+
+/* What deja_store_gc() deleted (or, with dry_run, would delete). */
+typedef struct deja_gc_stats {
+    uint64_t traces, blobs, chunks, envs;
+    uint64_t bytes; /* value bytes freed */
+} deja_gc_stats;
+
+/* Delete the traces whose id is older than opts->before_ns (but error
+ * traces when opts->keep_errors), with their index entries, then the blobs,
+ * chunks and environments no longer referenced by any remaining trace. All
+ * in one write transaction: all or nothing. A record that cannot be decoded
+ * is kept and not counted; when a remaining trace (or a remaining blob's
+ * chunk list) cannot be decoded, what it references is unknown and no blob
+ * (or no chunk) is deleted. With opts->dry_run nothing is written and `out`
+ * holds what would be deleted. The store must be opened DEJA_STORE_WRITE
+ * (else DEJA_EINVAL). */
+DEJA_API int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats *out);
+
 /* The environment a trace was recorded in (or the current one). */
 typedef struct deja_kv {
     const char *key;

@@ -18,6 +18,9 @@
 /* The helpers under test directly (time parsing, base64). */
 #include "cli/cli_util.c"
 
+/* Traces with chosen times for `gc`, written through the library. */
+#include "store/store.h"
+
 static char tmp_root[] = "/tmp/deja-test-cli-XXXXXX";
 
 /* A path under the temporary directory (cli_tmp_path). */
@@ -799,6 +802,121 @@ static void test_cli__base64(void **state)
     assert_false(cli_utf8_valid("\xed\xa0\x80", 3)); /* a surrogate */
 }
 
+/* fill callback: store the traces of a NULL-terminated array. */
+static int gc_put_traces(deja__wtxn *w, void *payload)
+{
+    deja_trace **t = payload;
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && t[i] != NULL; i++)
+        rc = deja__wtxn_put_trace(w, t[i], NULL);
+    return rc;
+}
+
+/* `deja gc`: two traces of 2020 (written through the library) and fresh
+ * ones from `deja run`; gc --older-than 30d deletes the old ones only, a
+ * dry run first changes nothing, verify stays clean, a second gc is a
+ * no-op. A missing store or a missing --older-than: exit 2. */
+static void test_cli__gc(void **state)
+{
+    const char *store = tmp_path("gc.store");
+    const char *req = tmp_path("gc.jsonl");
+    const char *nope = tmp_path("gc-nope.store");
+    static const uint64_t shape[1] = {5};
+    deja_trace old[2], *list[3] = {&old[0], &old[1], NULL};
+    deja_tensor in = {"prompt", DEJA_UTF8, 1, shape, "hello", 5};
+    deja_tag tag = {"era", "ancient"};
+    deja_store *s = NULL;
+    size_t fresh;
+    cli_run r;
+    json_t *j;
+
+    (void)state;
+    memset(old, 0, sizeof old);
+    for (int i = 0; i < 2; i++) {
+        deja__id_new_at(&old[i].id, (int64_t)1600000000000 + i);
+        old[i].start_ns = ((int64_t)1600000000000 + i) * 1000000;
+        old[i].model_name = "ancient";
+        old[i].model_version = "0.1";
+        old[i].inputs = &in;
+        old[i].ninputs = 1;
+        old[i].error = "";
+        old[i].tags = &tag;
+        old[i].ntags = 1;
+    }
+    assert_int_equal(deja_store_open(&s, store, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, gc_put_traces, list), 0);
+    deja_store_close(s);
+    assert_int_equal(cli_write_file(req, "{\"inputs\": {\"prompt\": \"Once upon a time\"}, "
+                                         "\"seed\": 1}\n{\"inputs\": {\"prompt\": \"The king\"}, "
+                                         "\"seed\": 2}\n"),
+                     0);
+    run_requests(&r, store, "textgen-v1", req, NULL, NULL);
+    assert_int_equal(r.status, 0);
+    cli_run_free(&r);
+    fresh = ls_count(store, "--model", "textgen", NULL, NULL);
+    assert_int_equal(fresh, 2);
+    assert_int_equal(ls_count(store, NULL, NULL, NULL, NULL), 4);
+
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", store, "gc", "--older-than", "30d", "--dry-run", NULL),
+        0);
+    if (r.status != 0)
+        fail_msg("gc --dry-run failed (%d): %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "would delete 2 traces, 0 blobs, 0 chunks"));
+    cli_run_free(&r);
+    assert_int_equal(ls_count(store, NULL, NULL, NULL, NULL), 4);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "gc", "--older-than", "30d", NULL),
+                     0);
+    if (r.status != 0)
+        fail_msg("gc failed (%d): %s", r.status, r.err);
+    assert_non_null(strstr(r.out, "deleted 2 traces, 0 blobs, 0 chunks"));
+    assert_non_null(strstr(r.out, "freed)"));
+    assert_string_equal(r.err, "");
+    cli_run_free(&r);
+    assert_int_equal(ls_count(store, NULL, NULL, NULL, NULL), fresh);
+    assert_int_equal(ls_count(store, "--model", "ancient", NULL, NULL), 0);
+    assert_int_equal(ls_count(store, "--tag", "era=ancient", NULL, NULL), 0);
+    assert_int_equal(ls_count(store, "--model", "textgen", NULL, NULL), fresh);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "verify", NULL), 0);
+    if (r.status != 0)
+        fail_msg("verify after gc failed (%d): %s%s", r.status, r.out, r.err);
+    cli_run_free(&r);
+
+    /* Again: nothing left to delete. */
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", store, "gc", "--older-than", "30d", "--json", NULL), 0);
+    assert_int_equal(r.status, 0);
+    j = json_line(&r, 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "traces")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "blobs")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "environments")), 0);
+    json_decref(j);
+    cli_run_free(&r);
+
+    /* A missing store is not created. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", nope, "gc", "--older-than", "30d", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "does not exist");
+    assert_false(cli_exists(nope));
+    cli_run_free(&r);
+
+    /* --older-than is required, and must be a time. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "gc", NULL), 0);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "deja: gc: --older-than is required"));
+    assert_non_null(strstr(r.err, "usage: deja gc"));
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "gc", "--older-than", "soon", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "--older-than: cannot read time 'soon'");
+    cli_run_free(&r);
+    assert_int_equal(ls_count(store, NULL, NULL, NULL, NULL), fresh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_cli__filters),
         cmocka_unit_test(test_cli__select),
         cmocka_unit_test(test_cli__stats_and_verify),
+        cmocka_unit_test(test_cli__gc),
         cmocka_unit_test(test_cli__corrupt_record),
     };
 

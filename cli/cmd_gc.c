@@ -1,0 +1,107 @@
+/*
+ * cli/cmd_gc.c -- `deja gc`: retention. Delete the traces older than a time
+ * and every blob, chunk and environment only they referenced.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+static const char help[] =
+    "usage: deja gc --older-than T [--keep-errors] [--dry-run] [--json]\n"
+    "\n"
+    "Delete the traces started before T (by their id's time), their index entries,\n"
+    "and the blobs, chunks and environments no remaining trace references, in one\n"
+    "transaction: all or nothing. A record that cannot be decoded is kept.\n"
+    "\n"
+    "  --older-than T   T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"
+    "                   or a time ago: 30s, 10m, 2h, 3d, 1w (30d: older than 30 days)\n"
+    "  --keep-errors    keep error traces whatever their age\n"
+    "  --dry-run        count what would be deleted, delete nothing\n"
+    "  --json           print the counts as one JSON object\n"
+    "\n"
+    "Exit status: 0, or 2 when the store is missing or cannot be written.\n";
+
+enum { OPT_OLDER_THAN = CLI_OPT_FIRST_FREE, OPT_KEEP_ERRORS, OPT_DRY_RUN };
+
+/* `deja gc`. */
+int cmd_gc(const cli_global *g, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+        {"keep-errors", no_argument, NULL, OPT_KEEP_ERRORS},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        CLI_LONGOPT_HELP,
+        CLI_LONGOPT_JSON,
+        CLI_LONGOPT_END,
+    };
+    deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+    deja_gc_stats st;
+    deja_store *store = NULL;
+    const int64_t now = cli_now_ns();
+    char freed[32];
+    int first = 1, json = 0, given = 0, c, rc;
+    int ret = CLI_EXIT_TROUBLE;
+
+    while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
+        if (c == OPT_OLDER_THAN) {
+            if (cli_parse_time(optarg, now, &o.before_ns) < 0) {
+                ret = cli_error("--older-than: cannot read time '%s' (expected "
+                                "2026-11-27T14:03:00Z, '2026-11-27 14:03', 2026-11-27, "
+                                "or 10m, 2h, 30d ago)",
+                                optarg);
+                goto cleanup;
+            }
+            given = 1;
+        } else if (c == OPT_KEEP_ERRORS) {
+            o.keep_errors = 1;
+        } else if (c == OPT_DRY_RUN) {
+            o.dry_run = 1;
+        } else {
+            goto cleanup; /* '?': help printed or a bad option reported */
+        }
+    }
+    if (!given) {
+        ret = cli_usage_error(help, "gc: --older-than is required (e.g. --older-than 30d)");
+        goto cleanup;
+    }
+    if (optind < argc) {
+        ret = cli_usage_error(help, "gc: unexpected argument '%s'", argv[optind]);
+        goto cleanup;
+    }
+    /* Never create a store: check that it exists, then open it to write. */
+    if (cli_store_open_read(g, &store) != 0)
+        goto cleanup;
+    deja_store_close(store);
+    store = NULL;
+    rc = deja_store_open(&store, g->store, DEJA_STORE_WRITE);
+    if (rc != 0) {
+        cli_lib_error(rc, "store '%s'", g->store);
+        goto cleanup;
+    }
+    rc = deja_store_gc(store, &o, &st);
+    if (rc != 0) {
+        cli_lib_error(rc, "store '%s': gc", g->store);
+        goto cleanup;
+    }
+    if (json) {
+        json_t *j = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I}", "dry_run", o.dry_run, "traces",
+                              (json_int_t)st.traces, "blobs", (json_int_t)st.blobs, "chunks",
+                              (json_int_t)st.chunks, "environments", (json_int_t)st.envs, "bytes",
+                              (json_int_t)st.bytes);
+        if (cli_json_print(j) < 0) {
+            cli_error("out of memory printing the counts");
+            goto cleanup;
+        }
+    } else {
+        cli_format_bytes(st.bytes, freed, sizeof freed);
+        printf("%s %llu traces, %llu blobs, %llu chunks, %llu environments (%s freed)\n",
+               o.dry_run ? "would delete" : "deleted", (unsigned long long)st.traces,
+               (unsigned long long)st.blobs, (unsigned long long)st.chunks,
+               (unsigned long long)st.envs, freed);
+    }
+    ret = CLI_EXIT_OK;
+
+cleanup:
+    deja_store_close(store);
+    return ret;
+}

@@ -1,0 +1,488 @@
+/*
+ * store/gc.c -- deja_store_gc: retention. Delete the traces older than a
+ * time (with their index entries), then sweep the blobs, chunks and
+ * environments that no remaining trace references, in one write
+ * transaction.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+/* A set of 16-byte digests: open addressing, linear probing, sized once
+ * from the number of records of the database it mirrors (only digests
+ * present there are inserted), so its memory is bounded by the store. */
+typedef struct digest_set {
+    uint8_t *keys; /* cap * 16 bytes */
+    uint8_t *used; /* cap flags */
+    size_t cap;    /* a power of two, above twice the possible entries */
+} digest_set;
+
+/* Make `s` room for `entries` digests. */
+static int set_init(digest_set *s, size_t entries)
+{
+    size_t cap = 16;
+
+    memset(s, 0, sizeof *s);
+    while (cap / 2 <= entries) {
+        if (cap > SIZE_MAX / 64)
+            return deja__error_set(DEJA_ENOMEM, "gc: %zu records are beyond the bound", entries);
+        cap *= 2;
+    }
+    s->keys = malloc(cap * 16);
+    s->used = calloc(cap, 1);
+    if (s->keys == NULL || s->used == NULL) {
+        free(s->keys);
+        free(s->used);
+        memset(s, 0, sizeof *s);
+        return deja__error_set(DEJA_ENOMEM, "gc: out of memory for %zu digests", entries);
+    }
+    s->cap = cap;
+    return 0;
+}
+
+static void set_free(digest_set *s)
+{
+    free(s->keys);
+    free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
+/* The slot of `d` in `s`: where it is, or the empty slot where it goes. */
+static size_t set_slot(const digest_set *s, const uint8_t *d)
+{
+    uint64_t h = 0;
+    size_t i;
+
+    memcpy(&h, d, sizeof h); /* digests are uniform already */
+    for (i = (size_t)h & (s->cap - 1); s->used[i]; i = (i + 1) & (s->cap - 1))
+        if (memcmp(s->keys + i * 16, d, 16) == 0)
+            break;
+    return i;
+}
+
+static int set_has(const digest_set *s, const uint8_t *d)
+{
+    return s->used[set_slot(s, d)];
+}
+
+/* Insert `d` (the caller keeps the count within the size given to init). */
+static void set_add(digest_set *s, const uint8_t *d)
+{
+    size_t i = set_slot(s, d);
+
+    if (!s->used[i]) {
+        s->used[i] = 1;
+        memcpy(s->keys + i * 16, d, 16);
+    }
+}
+
+typedef struct gc_state {
+    const deja_gc_options *opts;
+    deja_gc_stats stats;
+    uint64_t unique_freed; /* bytes before compression of what was deleted */
+    uint64_t raw_freed;    /* raw bytes attributed to the deleted traces */
+    digest_set blobs, chunks, envs;
+    int unknown_refs;   /* a remaining trace did not decode: sweep no blob or env */
+    int unknown_chunks; /* a kept blob's chunk list did not parse: sweep no chunk */
+} gc_state;
+
+/* Map an LMDB failure in `w`, noting a full map so that the write reruns. */
+static int gc_mdb_error(deja__wtxn *w, int rc, const char *what)
+{
+    if (rc == MDB_MAP_FULL)
+        w->map_full = 1;
+    return deja__mdb_error(rc, what);
+}
+
+/* Delete `key` from `dbi`; an absent key is fine. */
+static int del_key(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t n, const char *what)
+{
+    MDB_val k = {n, (void *)key};
+    int rc = mdb_del(w->txn, dbi, &k, NULL);
+
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        return 0;
+    return gc_mdb_error(w, rc, what);
+}
+
+/* The raw size a record's header claims ('D' records), else its size. */
+static uint64_t record_raw_size(const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+
+    if (v->mv_size < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
+        return v->mv_size;
+    return (uint64_t)p[6] | (uint64_t)p[7] << 8 | (uint64_t)p[8] << 16 | (uint64_t)p[9] << 24;
+}
+
+/* Subtract `delta` from the counter meta "count/<name>", never below 0. */
+static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
+{
+    char key[64];
+    uint8_t v[8];
+    uint64_t x;
+    MDB_val k, val;
+    int rc;
+
+    if (delta == 0)
+        return 0;
+    snprintf(key, sizeof key, "count/%s", name);
+    x = deja__meta_u64(w->store, w->txn, key);
+    x = x > delta ? x - delta : 0;
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)(x >> (8 * i));
+    k.mv_size = strlen(key);
+    k.mv_data = key;
+    val.mv_size = 8;
+    val.mv_data = v;
+    rc = mdb_put(w->txn, w->store->meta, &k, &val, 0);
+    if (rc != 0)
+        return gc_mdb_error(w, rc, "gc: updating a counter");
+    return 0;
+}
+
+/* Delete the index entries and the record of trace `t`. */
+static int delete_trace(deja__wtxn *w, const deja_trace *t)
+{
+    uint8_t key[512];
+    size_t max = (size_t)mdb_env_get_maxkeysize(w->store->env), n;
+    int rc = 0;
+
+    if (max > sizeof key)
+        max = sizeof key;
+    n = deja__ix_model_key(t, key, max);
+    if (n > 0)
+        rc = del_key(w, w->store->ix_model, key, n, "gc: deleting a model index entry");
+    for (size_t i = 0; rc == 0 && i < t->ntags; i++) {
+        n = deja__ix_tag_key(&t->tags[i], &t->id, key, max);
+        if (n > 0)
+            rc = del_key(w, w->store->ix_tag, key, n, "gc: deleting a tag index entry");
+    }
+    if (rc == 0) {
+        key[0] = (uint8_t)t->status;
+        memcpy(key + 1, t->id.bytes, 16);
+        rc = del_key(w, w->store->ix_status, key, 17, "gc: deleting a status index entry");
+    }
+    if (rc == 0)
+        rc = del_key(w, w->store->traces, t->id.bytes, 16, "gc: deleting a trace");
+    return rc;
+}
+
+/* The raw bytes a trace added when it was written: its encoding and the
+ * payloads it stored as blobs (whether or not they were new). */
+static uint64_t trace_raw_bytes(const deja_trace *t, const MDB_val *v)
+{
+    uint64_t n = record_raw_size(v);
+
+    for (int side = 0; side < 2; side++) {
+        size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
+
+        for (size_t i = 0; i < count; i++)
+            if (deja__trace_blob(t, (deja_side)side, i) != NULL)
+                n += ts[i].size;
+    }
+    return n;
+}
+
+/* Step (a): delete the traces older than the cutoff, oldest first; ids are
+ * time-ordered, so the walk stops at the first newer one. A trace that does
+ * not decode is kept and not counted. */
+static int delete_old(deja__wtxn *w, gc_state *g)
+{
+    const int64_t before = g->opts->before_ns;
+    const int64_t cutoff_ms = before >= 0 ? before / 1000000 : -((-before + 999999) / 1000000);
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    deja_id id;
+    int rc, mrc;
+
+    rc = mdb_cursor_open(w->txn, w->store->traces, &cur);
+    if (rc != 0)
+        return gc_mdb_error(w, rc, "gc: walking traces");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;) {
+        deja_trace *t = NULL;
+        int deleted = 0;
+
+        if (k.mv_size != 16) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        memcpy(id.bytes, k.mv_data, 16);
+        if (deja_id_time_ms(&id) >= cutoff_ms)
+            break;
+        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
+            rc = 0; /* undecodable: kept, not counted */
+        } else if (rc != 0) {
+            break;
+        } else if (!(g->opts->keep_errors && t->status == DEJA_STATUS_ERROR)) {
+            g->stats.traces++;
+            g->stats.bytes += v.mv_size;
+            g->unique_freed += record_raw_size(&v);
+            g->raw_freed += trace_raw_bytes(t, &v);
+            rc = delete_trace(w, t);
+            deleted = 1;
+        }
+        deja_trace_free(t);
+        if (rc != 0)
+            break;
+        if (deleted) {
+            k.mv_size = 16;
+            k.mv_data = id.bytes;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = gc_mdb_error(w, mrc, "gc: walking traces");
+    return rc;
+}
+
+/* The number of records in `dbi`. */
+static int entries(deja__wtxn *w, MDB_dbi dbi, size_t *out)
+{
+    MDB_stat st;
+    int rc = mdb_stat(w->txn, dbi, &st);
+
+    if (rc != 0)
+        return gc_mdb_error(w, rc, "gc: counting records");
+    *out = st.ms_entries;
+    return 0;
+}
+
+/* Add `d` to `s` when it is a key of `dbi` (so that `s` never holds more
+ * than the records of `dbi`). */
+static int mark(deja__wtxn *w, MDB_dbi dbi, digest_set *s, const uint8_t *d)
+{
+    MDB_val k = {16, (void *)d}, v;
+    int rc;
+
+    if (set_has(s, d))
+        return 0;
+    rc = mdb_get(w->txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return gc_mdb_error(w, rc, "gc: marking");
+    set_add(s, d);
+    return 0;
+}
+
+/* Step (b): mark the blobs and environments of every remaining trace. */
+static int mark_traces(deja__wtxn *w, gc_state *g)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    deja_id id;
+    int rc = 0, mrc;
+
+    mrc = mdb_cursor_open(w->txn, w->store->traces, &cur);
+    if (mrc != 0)
+        return gc_mdb_error(w, mrc, "gc: walking traces");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        deja_trace *t = NULL;
+
+        if (k.mv_size != 16) {
+            g->unknown_refs = 1;
+            continue;
+        }
+        memcpy(id.bytes, k.mv_data, 16);
+        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
+            g->unknown_refs = 1;
+            rc = 0;
+            continue;
+        }
+        for (int side = 0; rc == 0 && side < 2; side++) {
+            size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+
+            for (size_t i = 0; rc == 0 && i < count; i++) {
+                const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+
+                if (d != NULL)
+                    rc = mark(w, w->store->blobs, &g->blobs, d->bytes);
+            }
+        }
+        if (rc == 0 && t->has_env)
+            rc = mark(w, w->store->envs, &g->envs, t->env.bytes);
+        deja_trace_free(t);
+    }
+    mdb_cursor_close(cur);
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = gc_mdb_error(w, mrc, "gc: walking traces");
+    return rc;
+}
+
+/* What a sweep does with one record: keep it (0), delete it (1), or fail. */
+typedef int (*sweep_fn)(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_val *v);
+
+/* Walk `dbi` and delete the records `decide` says to, counting them in
+ * `*count` and their bytes. */
+static int sweep(deja__wtxn *w, gc_state *g, MDB_dbi dbi, sweep_fn decide, uint64_t *count)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t key[16];
+    int rc = 0, mrc;
+
+    mrc = mdb_cursor_open(w->txn, dbi, &cur);
+    if (mrc != 0)
+        return gc_mdb_error(w, mrc, "gc: sweeping");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;) {
+        if (k.mv_size != 16) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        rc = decide(w, g, &k, &v);
+        if (rc < 0)
+            break;
+        if (rc == 0) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        (*count)++;
+        g->stats.bytes += v.mv_size;
+        g->unique_freed += record_raw_size(&v);
+        memcpy(key, k.mv_data, 16);
+        rc = del_key(w, dbi, key, 16, "gc: deleting a record");
+        if (rc != 0)
+            break;
+        k.mv_size = 16;
+        k.mv_data = key;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (rc >= 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = gc_mdb_error(w, mrc, "gc: sweeping");
+    return rc < 0 ? rc : 0;
+}
+
+/* A blob goes when no trace marked it; a kept chunked blob marks its
+ * chunks. */
+static int decide_blob(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_val *v)
+{
+    deja__chunked it;
+    const uint8_t *cd;
+    deja_digest key;
+    size_t cs;
+    int rc;
+
+    if (!set_has(&g->blobs, k->mv_data))
+        return 1;
+    if (v->mv_size == 0 || ((const uint8_t *)v->mv_data)[0] != DEJA__CHUNKED_MAGIC ||
+        !w->store->has_chunks)
+        return 0;
+    memcpy(key.bytes, k->mv_data, 16);
+    if (deja__chunked_parse(v->mv_data, v->mv_size, &key, &it) != 0) {
+        g->unknown_chunks = 1;
+        return 0;
+    }
+    while (deja__chunked_next(&it, &cs, &cd)) {
+        rc = mark(w, w->store->chunks, &g->chunks, cd);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int decide_chunk(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_val *v)
+{
+    (void)w;
+    (void)v;
+    return !set_has(&g->chunks, k->mv_data);
+}
+
+static int decide_env(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_val *v)
+{
+    (void)w;
+    (void)v;
+    return !set_has(&g->envs, k->mv_data);
+}
+
+/* The whole collection inside one write transaction; repeatable (every
+ * result is reset here). Returns 1 after a dry run so that it is rolled
+ * back. */
+static int gc_fill(deja__wtxn *w, void *payload)
+{
+    gc_state *g = payload;
+    size_t nblobs = 0, nchunks = 0, nenvs = 0;
+    int rc;
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->unique_freed = g->raw_freed = 0;
+    g->unknown_refs = g->unknown_chunks = 0;
+    set_free(&g->blobs);
+    set_free(&g->chunks);
+    set_free(&g->envs);
+
+    rc = delete_old(w, g);
+    if (rc == 0)
+        rc = entries(w, w->store->blobs, &nblobs);
+    if (rc == 0 && w->store->has_chunks)
+        rc = entries(w, w->store->chunks, &nchunks);
+    if (rc == 0)
+        rc = entries(w, w->store->envs, &nenvs);
+    if (rc == 0)
+        rc = set_init(&g->blobs, nblobs);
+    if (rc == 0)
+        rc = set_init(&g->chunks, nchunks);
+    if (rc == 0)
+        rc = set_init(&g->envs, nenvs);
+    if (rc == 0)
+        rc = mark_traces(w, g);
+    if (rc == 0 && !g->unknown_refs)
+        rc = sweep(w, g, w->store->blobs, decide_blob, &g->stats.blobs);
+    if (rc == 0 && !g->unknown_refs && !g->unknown_chunks && w->store->has_chunks)
+        rc = sweep(w, g, w->store->chunks, decide_chunk, &g->stats.chunks);
+    if (rc == 0 && !g->unknown_refs)
+        rc = sweep(w, g, w->store->envs, decide_env, &g->stats.envs);
+    /* The counters: stored_bytes and unique_bytes lose exactly the value
+     * bytes and the raw sizes of the deleted records. raw_bytes is
+     * approximate: it loses each deleted trace's encoding and blob payloads
+     * (what writing it added), but not the environment bytes counted once
+     * per write. */
+    if (rc == 0)
+        rc = count_sub(w, "stored_bytes", g->stats.bytes);
+    if (rc == 0)
+        rc = count_sub(w, "unique_bytes", g->unique_freed);
+    if (rc == 0)
+        rc = count_sub(w, "raw_bytes", g->raw_freed);
+    if (rc == 0 && g->opts->dry_run)
+        rc = 1;
+    return rc;
+}
+
+/* Delete old traces and everything only they referenced; see deja.h. */
+int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats *out)
+{
+    gc_state g;
+    int rc;
+
+    memset(&g, 0, sizeof g);
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (store == NULL || opts == NULL)
+        return deja__error_set(DEJA_EINVAL, "gc: no store or no options");
+    if (opts->version != DEJA_GC_OPTIONS_VERSION)
+        return deja__error_set(DEJA_EVERSION, "gc: options version %u, this deja knows %d",
+                               opts->version, DEJA_GC_OPTIONS_VERSION);
+    if (!store->writable)
+        return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only: gc needs write",
+                               store->path);
+    g.opts = opts;
+    rc = deja__store_write(store, gc_fill, &g);
+    if (rc == 1 && opts->dry_run)
+        rc = 0;
+    if (rc == 0 && out != NULL)
+        *out = g.stats;
+    set_free(&g.blobs);
+    set_free(&g.chunks);
+    set_free(&g.envs);
+    return rc;
+}
