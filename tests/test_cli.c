@@ -712,7 +712,8 @@ static void test_cli__usage(void **state)
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "deja " DEJA_VERSION_STRING "\n");
     cli_run_free(&r);
-    static const char *const cmds[] = {"run", "ls", "show", "stats", "verify"};
+    static const char *const cmds[] = {"run",  "ls",     "show",   "stats", "verify", "replay",
+                                       "diff", "bisect", "export", "import", "gc"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char expect[64];
         snprintf(expect, sizeof expect, "usage: deja %s", cmds[i]);
