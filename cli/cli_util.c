@@ -912,23 +912,6 @@ void cli_format_shape(const deja_tensor *t, char *out, size_t cap)
         snprintf(out + len, cap - len, "]");
 }
 
-/* IEEE half to float. */
-static float half_to_float(uint16_t h)
-{
-    int sign = h >> 15;
-    int exp = (h >> 10) & 31;
-    int mant = h & 1023;
-    float v;
-
-    if (exp == 0)
-        v = ldexpf((float)mant, -24);
-    else if (exp == 31)
-        v = mant ? NAN : INFINITY;
-    else
-        v = ldexpf((float)(mant | 1024), exp - 25);
-    return sign ? -v : v;
-}
-
 /* Print element `i` of a numeric tensor; 0 if the dtype is not numeric. */
 static int print_element(FILE *fp, const deja_tensor *t, size_t i)
 {
@@ -938,17 +921,13 @@ static int print_element(FILE *fp, const deja_tensor *t, size_t i)
     case DEJA_F16: {
         uint16_t v;
         memcpy(&v, p, 2);
-        fprintf(fp, "%g", (double)half_to_float(v));
+        fprintf(fp, "%g", deja_f16_value(v));
         return 1;
     }
     case DEJA_BF16: {
         uint16_t v;
-        uint32_t w;
-        float f;
         memcpy(&v, p, 2);
-        w = (uint32_t)v << 16;
-        memcpy(&f, &w, 4);
-        fprintf(fp, "%g", (double)f);
+        fprintf(fp, "%g", deja_bf16_value(v));
         return 1;
     }
     case DEJA_F32: {

@@ -124,6 +124,10 @@ DEJA_API deja_dtype deja_dtype_parse(const char *name);
 /* Size in bytes of one element (1 for bytes, utf8 and bool), 0 if invalid. */
 DEJA_API size_t deja_dtype_size(deja_dtype dtype);
 
+/* The value of one f16 (IEEE half) or bf16 element, given its 16 bits. */
+DEJA_API double deja_f16_value(uint16_t bits);
+DEJA_API double deja_bf16_value(uint16_t bits);
+
 #define DEJA_MAX_DIMS 8
 
 /* A named tensor: a view, never owning. `size` is the payload size in bytes;

@@ -4,6 +4,7 @@
  * The public deja_dtype values equal the DType values of deja.proto by
  * design, so the codec converts between them with a cast.
  */
+#include <math.h>
 #include <string.h>
 
 #include "deja.h"
@@ -58,4 +59,31 @@ size_t deja_dtype_size(deja_dtype dtype)
     if ((unsigned)dtype >= NDTYPES)
         return 0;
     return dtypes[dtype].size;
+}
+
+/* The value of IEEE half-precision bits: subnormals, infinities and NaN
+ * included. */
+double deja_f16_value(uint16_t bits)
+{
+    const int exp = (bits >> 10) & 0x1f;
+    const unsigned mant = bits & 0x3ff;
+    double v;
+
+    if (exp == 0)
+        v = ldexp((double)mant, -24);
+    else if (exp == 31)
+        v = mant ? NAN : INFINITY;
+    else
+        v = ldexp((double)(mant | 0x400), exp - 25);
+    return (bits >> 15) ? -v : v;
+}
+
+/* The value of bfloat16 bits: the top half of an IEEE single. */
+double deja_bf16_value(uint16_t bits)
+{
+    const uint32_t w = (uint32_t)bits << 16;
+    float f;
+
+    memcpy(&f, &w, sizeof f);
+    return f;
 }

@@ -198,22 +198,6 @@ static uint64_t float_bits(deja_dtype d, const uint8_t *data, size_t i)
     }
 }
 
-/* IEEE half precision bits to double. */
-static double half_to_double(uint16_t h)
-{
-    int sign = h >> 15, exp = (h >> 10) & 0x1f;
-    unsigned mant = h & 0x3ff;
-    double v;
-    if (exp == 0) {
-        v = ldexp((double)mant, -24);
-    } else if (exp == 31) {
-        v = mant ? NAN : INFINITY;
-    } else {
-        v = ldexp((double)(mant | 0x400), exp - 25);
-    }
-    return sign ? -v : v;
-}
-
 /* The value of float bits `bits` of dtype `d`. */
 static double bits_value(deja_dtype d, uint64_t bits)
 {
@@ -222,11 +206,9 @@ static double bits_value(deja_dtype d, uint64_t bits)
     uint32_t w;
     switch (d) {
     case DEJA_F16:
-        return half_to_double((uint16_t)bits);
+        return deja_f16_value((uint16_t)bits);
     case DEJA_BF16:
-        w = (uint32_t)bits << 16;
-        memcpy(&f, &w, 4);
-        return f;
+        return deja_bf16_value((uint16_t)bits);
     case DEJA_F32:
         w = (uint32_t)bits;
         memcpy(&f, &w, 4);

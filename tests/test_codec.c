@@ -1,6 +1,7 @@
 /*
  * tests/test_codec.c -- encoding and decoding of traces and environments.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -755,6 +756,22 @@ static void test_codec__dtypes(void **state)
     assert_int_equal(deja_dtype_parse(NULL), DEJA_DTYPE_INVALID);
 }
 
+/* Half-precision values: normal, subnormal, infinite, NaN, and bfloat16. */
+static void test_codec__half_values(void **state)
+{
+    (void)state;
+    assert_true(deja_f16_value(0x3c00) == 1.0);
+    assert_true(deja_f16_value(0xc000) == -2.0);
+    assert_true(deja_f16_value(0x0001) == ldexp(1.0, -24));
+    assert_true(deja_f16_value(0x7bff) == 65504.0);
+    assert_true(isinf(deja_f16_value(0x7c00)) && deja_f16_value(0x7c00) > 0);
+    assert_true(isnan(deja_f16_value(0x7e00)));
+    assert_true(deja_f16_value(0x8000) == 0.0 && signbit(deja_f16_value(0x8000)));
+    assert_true(deja_bf16_value(0x3f80) == 1.0);
+    assert_true(deja_bf16_value(0xc040) == -3.0);
+    assert_true(isnan(deja_bf16_value(0x7fc0)));
+}
+
 static void test_codec__buf(void **state)
 {
     deja__buf b = {0};
@@ -790,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_codec__env_empty_and_garbage),
         cmocka_unit_test(test_codec__dtypes),
         cmocka_unit_test(test_codec__buf),
+        cmocka_unit_test(test_codec__half_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
