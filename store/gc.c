@@ -143,28 +143,21 @@ static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
     return 0;
 }
 
+/* deja__ix_each callback of delete_trace: delete one index entry. */
+static int delete_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+                              void *payload)
+{
+    char msg[64];
+
+    snprintf(msg, sizeof msg, "gc: deleting a %s index entry", what);
+    return del_key(payload, dbi, key, n, msg);
+}
+
 /* Delete the index entries and the record of trace `t`. */
 static int delete_trace(deja__wtxn *w, const deja_trace *t)
 {
-    uint8_t key[512];
-    size_t max = (size_t)mdb_env_get_maxkeysize(w->store->env), n;
-    int rc = 0;
+    int rc = deja__ix_each(w->store, t, delete_index_entry, w);
 
-    if (max > sizeof key)
-        max = sizeof key;
-    n = deja__ix_model_key(t, key, max);
-    if (n > 0)
-        rc = del_key(w, w->store->ix_model, key, n, "gc: deleting a model index entry");
-    for (size_t i = 0; rc == 0 && i < t->ntags; i++) {
-        n = deja__ix_tag_key(&t->tags[i], &t->id, key, max);
-        if (n > 0)
-            rc = del_key(w, w->store->ix_tag, key, n, "gc: deleting a tag index entry");
-    }
-    if (rc == 0) {
-        key[0] = (uint8_t)t->status;
-        memcpy(key + 1, t->id.bytes, 16);
-        rc = del_key(w, w->store->ix_status, key, 17, "gc: deleting a status index entry");
-    }
     if (rc == 0)
         rc = del_key(w, w->store->traces, t->id.bytes, 16, "gc: deleting a trace");
     return rc;

@@ -673,29 +673,44 @@ size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, si
     return kn + vn + 2 + 16;
 }
 
-/* Add the index entries of `trace`. */
-static int put_indexes(deja__wtxn *w, const deja_trace *trace)
+int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, void *payload)
 {
     uint8_t key[512];
-    size_t max = (size_t)mdb_env_get_maxkeysize(w->store->env), n;
+    size_t max = (size_t)mdb_env_get_maxkeysize(store->env), n;
     int rc = 0;
 
     if (max > sizeof key)
         max = sizeof key;
     n = deja__ix_model_key(trace, key, max);
     if (n > 0)
-        rc = wput(w, w->store->ix_model, key, n, "", 0, 0, "writing the model index");
+        rc = fn(store->ix_model, key, n, "model", payload);
     for (size_t i = 0; rc == 0 && i < trace->ntags; i++) {
         n = deja__ix_tag_key(&trace->tags[i], &trace->id, key, max);
         if (n > 0)
-            rc = wput(w, w->store->ix_tag, key, n, "", 0, 0, "writing the tag index");
+            rc = fn(store->ix_tag, key, n, "tag", payload);
     }
     if (rc == 0) {
         key[0] = (uint8_t)trace->status;
         memcpy(key + 1, trace->id.bytes, 16);
-        rc = wput(w, w->store->ix_status, key, 17, "", 0, 0, "writing the status index");
+        rc = fn(store->ix_status, key, 17, "status", payload);
     }
     return rc;
+}
+
+/* deja__ix_each callback of put_indexes: write one entry. */
+static int put_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+                           void *payload)
+{
+    char msg[48];
+
+    snprintf(msg, sizeof msg, "writing the %s index", what);
+    return wput(payload, dbi, key, n, "", 0, 0, msg);
+}
+
+/* Add the index entries of `trace`. */
+static int put_indexes(deja__wtxn *w, const deja_trace *trace)
+{
+    return deja__ix_each(w->store, trace, put_index_entry, w);
 }
 
 /* Store one trace (blobs, record, indexes) unless its id is present. */

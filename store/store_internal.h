@@ -207,4 +207,16 @@ void deja__chunk_cache_free(deja_store *store);
 size_t deja__ix_model_key(const deja_trace *trace, uint8_t *key, size_t max);
 size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, size_t max);
 
+/* The index entries of a trace, in order: its ix_model entry, one ix_tag
+ * entry per tag, its ix_status entry (a key too long for LMDB is left out,
+ * as it is never written). */
+typedef int (*deja__ix_fn)(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+                           void *payload);
+
+/* Call `fn` on each index entry of `trace` (`what` names the index: "model",
+ * "tag" or "status"); stops at and returns the first non-zero result. The
+ * one definition of which entries a trace has: writing, gc and verify all
+ * go through it. */
+int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, void *payload);
+
 #endif /* DEJA_STORE_STORE_INTERNAL_H */

@@ -56,16 +56,38 @@ static void printable(char *out, size_t cap, const uint8_t *p, size_t n)
     out[i] = '\0';
 }
 
+/* What check_index_entry needs: the verifier and the trace's printed id. */
+typedef struct ix_check {
+    verifier *v;
+    const char *text;
+} ix_check;
+
+/* deja__ix_each callback: report an index entry of the trace that is
+ * missing. Returns 0 (or a negative code when the check itself fails). */
+static int check_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+                             void *payload)
+{
+    ix_check *c = payload;
+    int rc = exists(c->v, dbi, key, n);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        if (dbi == c->v->store->ix_tag)
+            problem(c->v, "trace %s: tag index entry '%s' is missing", c->text,
+                    (const char *)key);
+        else
+            problem(c->v, "trace %s: %s index entry is missing", c->text, what);
+    }
+    return 0;
+}
+
 /* Check one trace's references: blobs, environment, index entries. */
 static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
 {
-    uint8_t key[512];
     char hex[33];
-    size_t max = (size_t)mdb_env_get_maxkeysize(v->store->env), n;
     int rc;
 
-    if (max > sizeof key)
-        max = sizeof key;
     for (int side = 0; side < 2; side++) {
         size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
 
@@ -90,32 +112,10 @@ static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
         if (rc == 0)
             problem(v, "trace %s: environment %s: missing", text, hex);
     }
-    n = deja__ix_model_key(t, key, max);
-    if (n > 0) {
-        rc = exists(v, v->store->ix_model, key, n);
-        if (rc < 0)
-            return rc;
-        if (rc == 0)
-            problem(v, "trace %s: model index entry is missing", text);
+    {
+        ix_check c = {v, text};
+        return deja__ix_each(v->store, t, check_index_entry, &c);
     }
-    for (size_t i = 0; i < t->ntags; i++) {
-        n = deja__ix_tag_key(&t->tags[i], &t->id, key, max);
-        if (n == 0)
-            continue;
-        rc = exists(v, v->store->ix_tag, key, n);
-        if (rc < 0)
-            return rc;
-        if (rc == 0)
-            problem(v, "trace %s: tag index entry '%s' is missing", text, (char *)key);
-    }
-    key[0] = (uint8_t)t->status;
-    memcpy(key + 1, t->id.bytes, 16);
-    rc = exists(v, v->store->ix_status, key, 17);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        problem(v, "trace %s: status index entry is missing", text);
-    return 0;
 }
 
 /* Walk `dbi` and call `check` on each key and value. */
