@@ -6,6 +6,8 @@
  * resolution, option parsing, the filters of `ls` (also taken by replay,
  * export and bisect), time parsing, selection of traces by ids and filters,
  * and the JSON forms of traces, tensors and environments.
+ * They are defined by concern: cli_error.c, cli_options.c, cli_select.c,
+ * cli_format.c, cli_json.c, cli_encode.c (and cli_bundle.h for bundles).
  *
  * Exit codes follow diff(1): 0 success, 1 differences or problems found,
  * 2 trouble; every non-zero exit comes with a one-line message on stderr.
@@ -246,6 +248,10 @@ int cli_base64_decode(const char *text, size_t len, uint8_t **out, size_t *size)
 
 /* Non-zero when the `size` bytes at `data` are valid UTF-8. */
 int cli_utf8_valid(const void *data, size_t size);
+
+/* Length of the valid UTF-8 sequence at `s` (at most `n` bytes), or 0 when
+ * the bytes there do not start one. */
+size_t cli_utf8_seq(const uint8_t *s, size_t n);
 
 /* Write a local time "2026-11-27 14:03:00.123" (ms) into `out`. */
 void cli_format_local(int64_t unix_ns, char *out, size_t cap);

@@ -2,7 +2,7 @@
  * cli/cmd_export.c -- `deja export`: write selected traces, with every blob
  * and environment they reference, into one bundle file.
  */
-#include "bundle_util.h"
+#include "cli_bundle.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * cli/cmd_import.c -- `deja import FILE`: verify a bundle, then add all it
  * holds to the store in one transaction.
  */
-#include "bundle_util.h"
+#include "cli_bundle.h"
 
 #include <string.h>
 

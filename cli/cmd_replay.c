@@ -6,7 +6,7 @@
  * (cli_diff_print, cli_diff_json, cli_parse_double below).
  */
 #include "cli.h"
-#include "bundle_util.h"
+#include "cli_bundle.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -3,7 +3,7 @@
  * bug-report-ready Markdown summary.
  */
 #include "cli.h"
-#include "bundle_util.h"
+#include "cli_bundle.h"
 
 #include <limits.h>
 #include <stdlib.h>

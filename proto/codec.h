@@ -6,6 +6,9 @@
  * protobuf bytes; decoding gives back a deja_trace (or deja_env) that owns
  * everything it points to and is freed with deja_trace_free()
  * (deja_env_free()). Every size read from the bytes is bounded before use.
+ *
+ * Room proto/: the schema (deja.proto), its codec and deja's stream
+ * generator. It calls core/ only; every room above may call it.
  */
 #ifndef DEJA_PROTO_CODEC_H
 #define DEJA_PROTO_CODEC_H
@@ -13,18 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "deja.h"
-
-/* A growable byte buffer; zero-initialise, release with deja__buf_free(). */
-typedef struct deja__buf {
-    uint8_t *data;
-    size_t size;
-    size_t cap;
-} deja__buf;
-
-int deja__buf_reserve(deja__buf *b, size_t extra);
-int deja__buf_append(deja__buf *b, const void *data, size_t size);
-void deja__buf_free(deja__buf *b);
 
 /* Called by the encoder for a tensor payload larger than `inline_max`: store
  * it (or find it stored) and write its digest into `out`. */

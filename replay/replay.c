@@ -13,6 +13,11 @@
  *
  * Store reads are serialised under the engine's lock: the inference, not the
  * read, is what takes time.
+ *
+ * Room replay/: model loading, replay, diff and bisect. It calls core/,
+ * proto/ and store/ (through store/store.h), and the tracer's determinism
+ * context through the public API; bundle/ and cli/ call it through
+ * include/deja.h.
  */
 #include <errno.h>
 #include <fenv.h>

@@ -4,7 +4,7 @@
  * tracer/, replay/ and proto/ talk to the store through this header only.
  * Public reading functions (deja_store_open, deja_trace_get, ...) are in
  * include/deja.h; this header adds what the library needs internally: the
- * error setter, id generation, and the write side.
+ * write side. Errors, ids and bounds come from core/.
  *
  * On disk: one LMDB environment (a directory) with named databases
  *   meta     "format" -> u32 format version; "dict.current" -> u32 dictionary
@@ -21,6 +21,9 @@
  *   ix_status status byte + id -> ""
  * A record is a small header (codec, dictionary id, raw size) then the
  * payload; see store/record.c.
+ *
+ * Room store/: the LMDB store. It calls core/ and proto/; tracer/, replay/
+ * and bundle/ call it through this header only.
  */
 #ifndef DEJA_STORE_STORE_H
 #define DEJA_STORE_STORE_H
@@ -29,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/core.h"
 #include "deja.h"
 #include "proto/codec.h"
 
@@ -38,35 +42,6 @@
 /* Tensors up to this size are stored inline in the trace record; larger
  * ones are blobs, stored once per distinct payload. */
 #define DEJA__INLINE_MAX 1024
-
-/* Bounds on anything read back from disk or a bundle. */
-#define DEJA__MAX_RECORD ((size_t)1 << 30)
-#define DEJA__MAX_NAME 4096
-
-/* Set the calling thread's last error to the formatted message and return
- * `code`, so that failures read `return deja__error_set(DEJA_EIO, ...)`. */
-int deja__error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Prefix the calling thread's last error with a formatted context
- * ("trace 01J8...: ") and return `code` unchanged. */
-int deja__error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-void deja__error_clear(void);
-
-/* A new trace id: the current time in ms and 80 random bits; strictly
- * increasing within a process, unique across processes and hosts. */
-void deja__id_new(deja_id *out);
-
-/* A new id for the Unix time `unix_ns` (as read by deja__now_ns()),
- * lock-free: strictly increasing per thread, unique across threads and
- * processes (80 random bits per millisecond, counted up within one). */
-void deja__id_new_ns(deja_id *out, int64_t unix_ns);
-
-/* A new id for the time `unix_ms` (used by tests and imports). */
-void deja__id_new_at(deja_id *out, int64_t unix_ms);
-
-/* The current Unix time in nanoseconds. */
-int64_t deja__now_ns(void);
 
 /* ------------------------------------------------------------------------
  * Writing. All writes happen in one LMDB write transaction per call to

@@ -26,7 +26,7 @@
 
 #include "deja.h"
 #include "proto/codec.h"
-#include "replay/bundle_internal.h"
+#include "bundle/bundle_internal.h"
 
 static char root[] = "/tmp/deja-test-bundle-XXXXXX";
 static char tmpdir[600];

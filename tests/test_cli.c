@@ -15,8 +15,8 @@
 
 #include "cli_harness.h"
 
-/* The helpers under test directly (time parsing, base64). */
-#include "cli/cli_util.c"
+/* The helpers under test directly (time parsing, base64): linked from deja_cli. */
+#include "cli/cli.h"
 
 /* Traces with chosen times for `gc`, written through the library. */
 #include "store/store.h"

@@ -20,9 +20,8 @@
 
 #include "cli_harness.h"
 
-/* The helpers under test directly. */
-#include "cli/bundle_util.c"
-#include "cli/cli_util.c"
+/* The helpers under test directly: linked from deja_cli. */
+#include "cli/cli_bundle.h"
 
 /* Every byte is damaged in turn; under the sanitizers, where each run of
  * the binary is slow, every header byte and every 5th byte after it

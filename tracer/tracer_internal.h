@@ -3,6 +3,11 @@
  * span.c (the calling thread's side), tracer.c (queue and lifecycle),
  * writer.c (the writer thread), ctx.c (the determinism context) and rng.c.
  * Nothing outside tracer/ includes this header.
+ *
+ * Room tracer/: the interceptor (spans, writer thread, determinism context,
+ * environment fingerprint). It calls core/, proto/ and store/ (through
+ * store/store.h); replay/ reaches the determinism context through the public
+ * API (deja_ctx).
  */
 #ifndef DEJA_TRACER_INTERNAL_H
 #define DEJA_TRACER_INTERNAL_H

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "proto/codec.h"
-#include "replay/bundle_internal.h"
+#include "bundle/bundle_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

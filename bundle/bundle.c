@@ -1,5 +1,5 @@
 /*
- * replay/bundle.c -- bundles: selected traces with every blob and
+ * bundle/bundle.c -- bundles: selected traces with every blob and
  * environment they reference, in one checksummed, zstd-compressed file.
  *
  * Writing stages the records (environments, blobs, traces) in an unlinked
@@ -28,8 +28,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "bundle/bundle_internal.h"
 #include "proto/codec.h"
-#include "replay/bundle_internal.h"
 #include "store/store.h"
 
 #define HEADER_HASHED 32 /* header bytes covered by the checksum */

@@ -1,12 +1,12 @@
 /*
- * cli/bundle_util.h -- what the `deja` commands share about bundles: the
+ * cli/cli_bundle.h -- what the `deja` commands share about bundles: the
  * export and import commands, telling a bundle file from a trace id or a
  * store, opening one in place, and printing what it holds (text, JSON, or a
  * Markdown bug report); also the parts of a bug report that `show --md`
  * prints the same way.
  */
-#ifndef DEJA_CLI_BUNDLE_UTIL_H
-#define DEJA_CLI_BUNDLE_UTIL_H
+#ifndef DEJA_CLI_CLI_BUNDLE_H
+#define DEJA_CLI_CLI_BUNDLE_H
 
 #include <stdio.h>
 
@@ -57,4 +57,4 @@ void cli_plugin_guess(const char *name, const char *version, char *out, size_t c
  * reads). */
 void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes);
 
-#endif /* DEJA_CLI_BUNDLE_UTIL_H */
+#endif /* DEJA_CLI_CLI_BUNDLE_H */

@@ -1,5 +1,5 @@
 /*
- * store/error.c -- return-code names and the per-thread error message.
+ * core/error.c -- return-code names and the per-thread error message.
  *
  * Every failing deja function leaves a one-line message in a thread-local
  * buffer; deja_error_last() returns it. Messages longer than the buffer are
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "deja.h"
-#include "store/store.h"
+#include "core/error.h"
 
 #define ERROR_MAX 1024
 

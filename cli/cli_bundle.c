@@ -1,8 +1,8 @@
 /*
- * cli/bundle_util.c -- bundles on the command line: telling a bundle file
+ * cli/cli_bundle.c -- bundles on the command line: telling a bundle file
  * apart, opening it in place, and printing what it holds.
  */
-#include "bundle_util.h"
+#include "cli_bundle.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -55,7 +55,7 @@ int cli_open_source(const char *arg, deja_store **store, deja_bundle **bundle)
     return 1;
 }
 
-/* The plugin that replays traces of `name` at `version`; see bundle_util.h. */
+/* The plugin that replays traces of `name` at `version`; see cli_bundle.h. */
 void cli_plugin_guess(const char *name, const char *version, char *out, size_t cap)
 {
     const char *v = version ? version : "";
@@ -260,7 +260,7 @@ static void md_tensors(FILE *fp, const deja_tensor *ts, size_t n)
 }
 
 /* The inputs, outputs and recorded randomness of a trace in Markdown; see
- * bundle_util.h. */
+ * cli_bundle.h. */
 void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes)
 {
     fprintf(fp, "\n%s Inputs\n\n", hashes);

@@ -1,9 +1,14 @@
 /*
- * replay/bundle_internal.h -- what replay/bundle.c shows to its tests and
+ * bundle/bundle_internal.h -- what bundle/bundle.c shows to its tests and
  * its fuzz target, and nobody else.
+ *
+ * Room bundle/: bundles (export, import, open in place), the one room that
+ * reads files from strangers. It calls core/, proto/, store/ (through
+ * store/store.h) and model loading through the public API; cli/ calls it
+ * through include/deja.h.
  */
-#ifndef DEJA_REPLAY_BUNDLE_INTERNAL_H
-#define DEJA_REPLAY_BUNDLE_INTERNAL_H
+#ifndef DEJA_BUNDLE_BUNDLE_INTERNAL_H
+#define DEJA_BUNDLE_BUNDLE_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,4 +52,4 @@ int deja__bundle_check_memory(const void *data, size_t size, const char *name);
  * target, which must get hostile bodies past the checksum. */
 int deja__bundle_wrap(const void *body, size_t size, deja__buf *out);
 
-#endif /* DEJA_REPLAY_BUNDLE_INTERNAL_H */
+#endif /* DEJA_BUNDLE_BUNDLE_INTERNAL_H */

@@ -1,5 +1,5 @@
 /*
- * store/id.c -- trace ids (ULID layout), digests and the clock.
+ * core/id.c -- trace ids (ULID layout) and the clock.
  *
  * An id is 48 bits of Unix milliseconds then 80 random bits, big-endian, so
  * that byte order is time order. Its text form is the standard ULID one:
@@ -19,8 +19,9 @@
 
 #include <xxhash.h>
 
+#include "core/error.h"
+#include "core/id.h"
 #include "deja.h"
-#include "store/store.h"
 
 static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -288,29 +289,4 @@ void deja__id_new_at(deja_id *out, int64_t unix_ms)
 {
     put_time(out, unix_ms);
     random_bytes(out->bytes + 6, 10);
-}
-
-/* Return the XXH3-128 digest of `size` bytes at `data`, in the canonical
- * big-endian byte order. `data` may be NULL when `size` is 0. */
-deja_digest deja_digest_of(const void *data, size_t size)
-{
-    static const uint8_t empty[1];
-    deja_digest d;
-    XXH128_canonical_t c;
-
-    XXH128_canonicalFromHash(&c, XXH3_128bits(size ? data : empty, size));
-    memcpy(d.bytes, c.digest, sizeof d.bytes);
-    return d;
-}
-
-/* Write the 32 lowercase hex characters of `d` and a NUL into `out`. */
-void deja_digest_format(const deja_digest *d, char out[33])
-{
-    static const char hex[] = "0123456789abcdef";
-
-    for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[d->bytes[i] >> 4];
-        out[2 * i + 1] = hex[d->bytes[i] & 0xF];
-    }
-    out[32] = '\0';
 }

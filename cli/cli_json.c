@@ -1,0 +1,274 @@
+/*
+ * cli/cli_json.c -- JSON output: the JSON forms of traces, tensors and environments, and
+ * printing them.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+/* "ok" or "error". */
+const char *cli_status_name(deja_status status)
+{
+    return status == DEJA_STATUS_OK ? "ok" : "error";
+}
+
+/* Set obj[key] = value, stealing value; -1 when value is NULL or the set
+ * fails. */
+static int jset(json_t *obj, const char *key, json_t *value)
+{
+    if (value == NULL)
+        return -1;
+    return json_object_set_new(obj, key, value) == 0 ? 0 : -1;
+}
+
+/* A u64 as a decimal JSON string (JSON numbers lose the top bit). */
+static json_t *json_u64(uint64_t v)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return json_string(buf);
+}
+
+/* The tensor as JSON; see cli.h. */
+json_t *cli_tensor_json(const deja_tensor *t, int with_data)
+{
+    json_t *obj = json_object();
+    json_t *shape = json_array();
+    const char *dtype = deja_dtype_name(t->dtype);
+    int bad = obj == NULL || shape == NULL;
+
+    if (!bad) {
+        for (size_t i = 0; i < t->ndim && !bad; i++)
+            bad = json_array_append_new(shape, json_integer((json_int_t)t->shape[i])) != 0;
+        bad = bad || jset(obj, "name", json_string(t->name ? t->name : "")) < 0;
+        bad = bad || jset(obj, "dtype", json_string(dtype ? dtype : "invalid")) < 0;
+        bad = bad || jset(obj, "shape", shape) < 0;
+        shape = NULL;
+        bad = bad || jset(obj, "size", json_integer((json_int_t)t->size)) < 0;
+    }
+    if (!bad && with_data && (t->data != NULL || t->size == 0)) {
+        json_t *text = NULL;
+        static const char empty[1] = "";
+        const void *data = t->data != NULL ? t->data : empty;
+        if (t->dtype == DEJA_UTF8)
+            text = json_stringn(data, t->size); /* NULL when not valid UTF-8 */
+        if (text != NULL) {
+            bad = jset(obj, "text", text) < 0;
+        } else {
+            char *b64 = cli_base64_encode(data, t->size);
+            bad = b64 == NULL || jset(obj, "base64", json_string(b64)) < 0;
+            free(b64);
+        }
+    }
+    json_decref(shape);
+    if (bad) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* A list of tensors as a JSON array, or NULL. */
+static json_t *tensors_json(const deja_tensor *ts, size_t n, int with_data)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < n && arr != NULL; i++) {
+        if (json_array_append_new(arr, cli_tensor_json(&ts[i], with_data)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* The trace as JSON; see cli.h. */
+json_t *cli_trace_json(const deja_trace *t, int full)
+{
+    json_t *obj = json_object();
+    json_t *model = json_object();
+    json_t *params = json_object();
+    json_t *tags = json_object();
+    json_t *seeds = json_array();
+    json_t *rng = json_array();
+    json_t *clock = json_array();
+    char id[DEJA_ID_STRLEN + 1];
+    char when[64];
+    char *digest = cli_hex(t->model_digest, t->model_digest_size);
+    int bad = obj == NULL || model == NULL || params == NULL || tags == NULL || seeds == NULL ||
+              rng == NULL || clock == NULL || digest == NULL;
+
+    deja_id_format(&t->id, id);
+    cli_format_utc(t->start_ns, when, sizeof when);
+    bad = bad || jset(obj, "id", json_string(id)) < 0;
+    bad = bad || jset(obj, "start", json_string(when)) < 0;
+    bad = bad || jset(obj, "start_ns", json_integer(t->start_ns)) < 0;
+    bad = bad || jset(obj, "duration_ns", json_integer(t->duration_ns)) < 0;
+    bad = bad || jset(model, "name", json_string(t->model_name ? t->model_name : "")) < 0;
+    bad = bad || jset(model, "version", json_string(t->model_version ? t->model_version : "")) < 0;
+    bad = bad || jset(model, "digest", json_string(digest)) < 0;
+    bad = bad || jset(obj, "model", model) < 0;
+    model = NULL;
+    bad = bad || jset(obj, "status", json_string(cli_status_name(t->status))) < 0;
+    bad = bad || jset(obj, "error", json_string(t->error ? t->error : "")) < 0;
+    for (size_t i = 0; i < t->ntags && !bad; i++)
+        bad = jset(tags, t->tags[i].key, json_string(t->tags[i].value)) < 0;
+    bad = bad || jset(obj, "tags", tags) < 0;
+    tags = NULL;
+    if (t->has_parent) {
+        char parent[DEJA_ID_STRLEN + 1];
+        deja_id_format(&t->parent, parent);
+        bad = bad || jset(obj, "parent", json_string(parent)) < 0;
+    } else {
+        bad = bad || jset(obj, "parent", json_null()) < 0;
+    }
+    bad = bad || jset(obj, "inputs", tensors_json(t->inputs, t->ninputs, full)) < 0;
+    bad = bad || jset(obj, "outputs", tensors_json(t->outputs, t->noutputs, full)) < 0;
+    for (size_t i = 0; i < t->nparams && !bad; i++) {
+        const deja_param *p = &t->params[i];
+        json_t *v = p->kind == DEJA_PARAM_NUM   ? json_real(p->num)
+                    : p->kind == DEJA_PARAM_STR ? json_string(p->str ? p->str : "")
+                                                : json_boolean(p->flag);
+        if (p->kind == DEJA_PARAM_NUM && p->num == floor(p->num) && fabs(p->num) < 9e15) {
+            json_decref(v);
+            v = json_integer((json_int_t)p->num);
+        }
+        bad = jset(params, p->key, v) < 0;
+    }
+    bad = bad || jset(obj, "params", params) < 0;
+    params = NULL;
+    for (size_t i = 0; i < t->nseeds && !bad; i++) {
+        json_t *s = json_object();
+        bad = s == NULL || jset(s, "name", json_string(t->seeds[i].name)) < 0 ||
+              jset(s, "value", json_u64(t->seeds[i].value)) < 0 || json_array_append(seeds, s) != 0;
+        json_decref(s);
+    }
+    bad = bad || jset(obj, "seeds", seeds) < 0;
+    seeds = NULL;
+    for (size_t i = 0; i < t->nrng && !bad; i++) {
+        const deja_rng_stream *r = &t->rng[i];
+        json_t *s = json_object();
+        json_t *draws = full ? json_array() : NULL;
+        bad = s == NULL || (full && draws == NULL);
+        bad = bad || jset(s, "name", json_string(r->name)) < 0;
+        bad = bad || jset(s, "seed", json_u64(r->seed)) < 0;
+        bad = bad || jset(s, "ndraws", json_integer((json_int_t)r->ndraws)) < 0;
+        for (size_t k = 0; full && k < r->ndraws && !bad; k++)
+            bad = json_array_append_new(draws, json_u64(r->draws[k])) != 0;
+        if (full) {
+            bad = bad || jset(s, "draws", draws) < 0;
+            draws = NULL;
+        }
+        bad = bad || json_array_append(rng, s) != 0;
+        json_decref(draws);
+        json_decref(s);
+    }
+    bad = bad || jset(obj, "rng", rng) < 0;
+    rng = NULL;
+    for (size_t i = 0; i < t->nclock && !bad; i++)
+        bad = json_array_append_new(clock, json_integer(t->clock_ns[i])) != 0;
+    bad = bad || jset(obj, "clock_ns", clock) < 0;
+    clock = NULL;
+    if (t->has_env) {
+        char env[33];
+        deja_digest_format(&t->env, env);
+        bad = bad || jset(obj, "env_digest", json_string(env)) < 0;
+    } else {
+        bad = bad || jset(obj, "env_digest", json_null()) < 0;
+    }
+    json_decref(model);
+    json_decref(params);
+    json_decref(tags);
+    json_decref(seeds);
+    json_decref(rng);
+    json_decref(clock);
+    free(digest);
+    if (bad) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* A string or null. */
+static json_t *json_str_or_null(const char *s)
+{
+    return s != NULL ? json_string(s) : json_null();
+}
+
+/* An array of strings, or NULL. */
+static json_t *json_strings(const char *const *v, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < n && arr != NULL; i++) {
+        if (json_array_append_new(arr, json_string(v[i] ? v[i] : "")) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* key/value pairs as an object, or NULL. */
+static json_t *json_kvs(const deja_kv *kv, size_t n)
+{
+    json_t *obj = json_object();
+
+    for (size_t i = 0; i < n && obj != NULL; i++) {
+        if (jset(obj, kv[i].key, json_string(kv[i].value ? kv[i].value : "")) < 0) {
+            json_decref(obj);
+            obj = NULL;
+        }
+    }
+    return obj;
+}
+
+/* The environment as JSON; see cli.h. */
+json_t *cli_env_json(const deja_env *env)
+{
+    json_t *obj = json_object();
+    int bad = obj == NULL;
+
+    bad = bad || jset(obj, "arch", json_str_or_null(env->arch)) < 0;
+    bad = bad || jset(obj, "cpu_vendor", json_str_or_null(env->cpu_vendor)) < 0;
+    bad = bad || jset(obj, "cpu_model", json_str_or_null(env->cpu_model)) < 0;
+    bad = bad || jset(obj, "isa", json_strings(env->isa, env->nisa)) < 0;
+    bad = bad || jset(obj, "cores", json_integer(env->cores)) < 0;
+    bad = bad || jset(obj, "memory_bytes", json_integer((json_int_t)env->memory_bytes)) < 0;
+    bad = bad || jset(obj, "os", json_str_or_null(env->os)) < 0;
+    bad = bad || jset(obj, "kernel", json_str_or_null(env->kernel)) < 0;
+    bad = bad || jset(obj, "libc", json_str_or_null(env->libc)) < 0;
+    bad = bad || jset(obj, "compiler", json_str_or_null(env->compiler)) < 0;
+    bad = bad || jset(obj, "gpus", json_strings(env->gpus, env->ngpus)) < 0;
+    bad = bad || jset(obj, "threads", json_integer(env->threads)) < 0;
+    bad = bad || jset(obj, "fp_rounding", json_str_or_null(env->fp_rounding)) < 0;
+    bad = bad || jset(obj, "ftz", json_boolean(env->ftz)) < 0;
+    bad = bad || jset(obj, "daz", json_boolean(env->daz)) < 0;
+    bad = bad || jset(obj, "vars", json_kvs(env->vars, env->nvars)) < 0;
+    bad = bad || jset(obj, "libs", json_kvs(env->libs, env->nlibs)) < 0;
+    if (bad) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+/* Print compactly on one line; steals `j`. */
+int cli_json_print(json_t *j)
+{
+    int rc;
+
+    if (j == NULL)
+        return -1;
+    rc = json_dumpf(j, stdout, JSON_COMPACT);
+    json_decref(j);
+    if (rc != 0)
+        return -1;
+    fputc('\n', stdout);
+    return 0;
+}
