@@ -3,6 +3,7 @@
  * apart, opening it in place, and printing what it holds.
  */
 #include "cli_bundle.h"
+#include "cli_escape.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -149,10 +150,21 @@ static void print_models_and_plugin(FILE *fp, const deja_bundle_info *info, int 
         const deja_bundle_model *m = &info->models[i];
         char *hex = cli_hex(m->digest, m->digest_size);
 
-        fprintf(fp,
-                md ? "| model | `%s` version `%s`, weights digest `%s`, %llu traces |\n"
-                   : "model     %s %s, digest %s, %llu traces\n",
-                m->name, m->version, hex && hex[0] ? hex : "-", (unsigned long long)m->traces);
+        if (md) {
+            fputs("| model | ", fp);
+            cli_put_md_code(fp, m->name, 1);
+            fputs(" version ", fp);
+            cli_put_md_code(fp, m->version, 1);
+            fprintf(fp, ", weights digest `%s`, %llu traces |\n", hex && hex[0] ? hex : "-",
+                    (unsigned long long)m->traces);
+        } else {
+            fputs("model     ", fp);
+            cli_put_term(fp, m->name);
+            fputc(' ', fp);
+            cli_put_term(fp, m->version);
+            fprintf(fp, ", digest %s, %llu traces\n", hex && hex[0] ? hex : "-",
+                    (unsigned long long)m->traces);
+        }
         free(hex);
     }
     if (info->plugin != NULL) {
@@ -161,13 +173,24 @@ static void print_models_and_plugin(FILE *fp, const deja_bundle_info *info, int 
 
         deja_digest_format(&p->file_digest, fd);
         cli_format_bytes(p->file_size, psize, sizeof psize);
-        if (md)
-            fprintf(fp, "| plugin | `%s`: file `%s`, %s, XXH3-128 `%s`%s |\n", p->spec, p->file,
-                    psize, fd, p->data != NULL ? " (included)" : "");
-        else
-            fprintf(fp, "plugin    %s (%s, %s, XXH3-128 %s; model %s %s)%s\n", p->spec, p->file,
-                    psize, fd, p->model_name, p->model_version,
-                    p->data != NULL ? ", file included (never run by deja)" : "");
+        if (md) {
+            fputs("| plugin | ", fp);
+            cli_put_md_code(fp, p->spec, 1);
+            fputs(": file ", fp);
+            cli_put_md_code(fp, p->file, 1);
+            fprintf(fp, ", %s, XXH3-128 `%s`%s |\n", psize, fd,
+                    p->data != NULL ? " (included)" : "");
+        } else {
+            fputs("plugin    ", fp);
+            cli_put_term(fp, p->spec);
+            fputs(" (", fp);
+            cli_put_term(fp, p->file);
+            fprintf(fp, ", %s, XXH3-128 %s; model ", psize, fd);
+            cli_put_term(fp, p->model_name);
+            fputc(' ', fp);
+            cli_put_term(fp, p->model_version);
+            fprintf(fp, ")%s\n", p->data != NULL ? ", file included (never run by deja)" : "");
+        }
     }
 }
 
@@ -180,9 +203,11 @@ static void info_text(FILE *fp, const char *path, const deja_bundle_info *info)
     cli_format_bytes(info->file_bytes, size, sizeof size);
     cli_format_bytes(info->body_bytes, body, sizeof body);
     deja_digest_format(&info->checksum, sum);
-    fprintf(fp, "bundle    %s\n", path);
-    fprintf(fp, "format    %u, written by deja %s at %s\n", info->format, info->deja_version,
-            created);
+    fputs("bundle    ", fp);
+    cli_put_term(fp, path);
+    fprintf(fp, "\nformat    %u, written by deja ", info->format);
+    cli_put_term(fp, info->deja_version);
+    fprintf(fp, " at %s\n", created);
     fprintf(fp, "size      %s (%s of records), checksum %s\n", size, body, sum);
     fprintf(fp, "holds     %llu traces, %llu blobs, %llu environments\n",
             (unsigned long long)info->traces, (unsigned long long)info->blobs,
@@ -211,8 +236,11 @@ static int list_cb(const deja_trace *t, void *payload)
     deja_id_format(&t->id, id);
     cli_format_utc(t->start_ns, when, sizeof when);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
-    printf("%s  %s  %s@%s  %-5s  %7s", id, when, t->model_name, t->model_version,
-           cli_status_name(t->status), dur);
+    printf("%s  %s  ", id, when);
+    cli_put_term(stdout, t->model_name);
+    fputc('@', stdout);
+    cli_put_term(stdout, t->model_version);
+    printf("  %-5s  %7s", cli_status_name(t->status), dur);
     if (t->ninputs > 0) {
         fputs("  ", stdout);
         cli_print_preview(stdout, &t->inputs[0], LIST_PREVIEW_CHARS);
@@ -244,6 +272,26 @@ int cli_bundle_print(const char *path, deja_bundle *bundle, int json)
     return CLI_EXIT_OK;
 }
 
+/* The fence of a block that shows a preview of `t`: longer than any run of
+ * backticks in its bytes (at least four), so the preview cannot close it. */
+static size_t fence_len(const deja_tensor *t)
+{
+    size_t run = 0, longest = 3;
+
+    for (size_t i = 0; t->data != NULL && i < t->size; i++) {
+        run = ((const uint8_t *)t->data)[i] == '`' ? run + 1 : 0;
+        if (run > longest)
+            longest = run;
+    }
+    return longest + 1;
+}
+
+static void put_fence(FILE *fp, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fputc('`', fp);
+}
+
 /* Markdown tensors: a list with a preview in a fenced block. */
 static void md_tensors(FILE *fp, const deja_tensor *ts, size_t n)
 {
@@ -251,11 +299,72 @@ static void md_tensors(FILE *fp, const deja_tensor *ts, size_t n)
         fputs("(none)\n", fp);
     for (size_t i = 0; i < n; i++) {
         char shape[160];
+        const size_t fence = fence_len(&ts[i]);
 
         cli_format_shape(&ts[i], shape, sizeof shape);
-        fprintf(fp, "- `%s` %s, %zu bytes\n\n  ````\n  ", ts[i].name, shape, ts[i].size);
+        fputs("- ", fp);
+        cli_put_md_code(fp, ts[i].name, 0);
+        fprintf(fp, " %s, %zu bytes\n\n  ", shape, ts[i].size);
+        put_fence(fp, fence);
+        fputs("\n  ", fp);
         cli_print_preview(fp, &ts[i], MD_PREVIEW_CHARS);
-        fputs("\n  ````\n", fp);
+        fputs("\n  ", fp);
+        put_fence(fp, fence);
+        fputc('\n', fp);
+    }
+}
+
+/* Print "key=value" (value in quotes when `quote`) as one code span. */
+static void md_kv(FILE *fp, const char *key, const char *value, int quote, int in_table)
+{
+    const size_t kl = strlen(key != NULL ? key : ""), vl = strlen(value != NULL ? value : "");
+    char *text = malloc(kl + vl + 4);
+
+    if (text == NULL) {
+        fputs("`?`", fp);
+        return;
+    }
+    snprintf(text, kl + vl + 4, quote ? "%s=\"%s\"" : "%s=%s", key != NULL ? key : "",
+             value != NULL ? value : "");
+    cli_put_md_code(fp, text, in_table);
+    free(text);
+}
+
+/* A key=value code span for a Markdown table; see bundle_util.h. */
+void cli_md_kv(FILE *fp, const char *key, const char *value, int in_table)
+{
+    md_kv(fp, key, value, 0, in_table);
+}
+
+/* The params of a trace as code spans in a table cell; see bundle_util.h. */
+void cli_md_params(FILE *fp, const deja_trace *t)
+{
+    for (size_t i = 0; i < t->nparams; i++) {
+        const deja_param *p = &t->params[i];
+        char num[40];
+
+        fputc(' ', fp);
+        if (p->kind == DEJA_PARAM_NUM) {
+            cli_format_double(p->num, num, sizeof num);
+            md_kv(fp, p->key, num, 0, 1);
+        } else if (p->kind == DEJA_PARAM_STR) {
+            md_kv(fp, p->key, p->str, 1, 1);
+        } else {
+            md_kv(fp, p->key, p->flag ? "true" : "false", 0, 1);
+        }
+    }
+}
+
+/* The environment variables of `env` a Markdown report may show; see
+ * bundle_util.h. */
+void cli_md_env_vars(FILE *fp, const deja_env *env)
+{
+    for (size_t i = 0; i < env->nvars; i++) {
+        if (!deja_env_var_is_default(env->vars[i].key))
+            continue;
+        fputs("- ", fp);
+        cli_md_kv(fp, env->vars[i].key, env->vars[i].value, 0);
+        fputc('\n', fp);
     }
 }
 
@@ -268,12 +377,17 @@ void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes)
     fprintf(fp, "\n%s Outputs\n\n", hashes);
     md_tensors(fp, t->outputs, t->noutputs);
     fprintf(fp, "\n%s Recorded randomness and time\n\n", hashes);
-    for (size_t i = 0; i < t->nseeds; i++)
-        fprintf(fp, "- seed `%s` = %llu\n", t->seeds[i].name,
-                (unsigned long long)t->seeds[i].value);
-    for (size_t i = 0; i < t->nrng; i++)
-        fprintf(fp, "- RNG stream `%s`: seed %llu, %zu draws\n", t->rng[i].name,
-                (unsigned long long)t->rng[i].seed, t->rng[i].ndraws);
+    for (size_t i = 0; i < t->nseeds; i++) {
+        fputs("- seed ", fp);
+        cli_put_md_code(fp, t->seeds[i].name, 0);
+        fprintf(fp, " = %llu\n", (unsigned long long)t->seeds[i].value);
+    }
+    for (size_t i = 0; i < t->nrng; i++) {
+        fputs("- RNG stream ", fp);
+        cli_put_md_code(fp, t->rng[i].name, 0);
+        fprintf(fp, ": seed %llu, %zu draws\n", (unsigned long long)t->rng[i].seed,
+                t->rng[i].ndraws);
+    }
     fprintf(fp, "- %zu clock reads\n", t->nclock);
 }
 
@@ -288,33 +402,30 @@ static void md_trace(FILE *fp, const deja_trace *t, const deja_env *env, const c
     cli_format_utc(t->start_ns, utc, sizeof utc);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
     fprintf(fp, "\n### Trace `%s`\n\n| field | value |\n|---|---|\n", id);
-    fprintf(fp, "| model | `%s` |\n| version | `%s` |\n", t->model_name, t->model_version);
+    fputs("| model | ", fp);
+    cli_put_md_code(fp, t->model_name, 1);
+    fputs(" |\n| version | ", fp);
+    cli_put_md_code(fp, t->model_version, 1);
+    fputs(" |\n", fp);
     fprintf(fp, "| weights digest | `%s` |\n", digest && digest[0] ? digest : "-");
     fprintf(fp, "| recorded | %s |\n| duration | %s |\n| status | %s |\n", utc, dur,
             cli_status_name(t->status));
-    if (t->error && t->error[0])
-        fprintf(fp, "| error | %s |\n", t->error);
+    if (t->error && t->error[0]) {
+        fputs("| error | ", fp);
+        cli_put_md_text(fp, t->error);
+        fputs(" |\n", fp);
+    }
     if (t->nparams > 0) {
         fputs("| params |", fp);
-        for (size_t i = 0; i < t->nparams; i++) {
-            const deja_param *p = &t->params[i];
-            char num[40];
-
-            if (p->kind == DEJA_PARAM_NUM) {
-                cli_format_double(p->num, num, sizeof num);
-                fprintf(fp, " `%s=%s`", p->key, num);
-            } else if (p->kind == DEJA_PARAM_STR) {
-                fprintf(fp, " `%s=\"%s\"`", p->key, p->str ? p->str : "");
-            } else {
-                fprintf(fp, " `%s=%s`", p->key, p->flag ? "true" : "false");
-            }
-        }
+        cli_md_params(fp, t);
         fputs(" |\n", fp);
     }
     if (t->ntags > 0) {
         fputs("| tags |", fp);
-        for (size_t i = 0; i < t->ntags; i++)
-            fprintf(fp, " `%s=%s`", t->tags[i].key, t->tags[i].value);
+        for (size_t i = 0; i < t->ntags; i++) {
+            fputc(' ', fp);
+            cli_md_kv(fp, t->tags[i].key, t->tags[i].value, 1);
+        }
         fputs(" |\n", fp);
     }
     fputs("\n#### Environment\n\n", fp);
@@ -323,22 +434,36 @@ static void md_trace(FILE *fp, const deja_trace *t, const deja_env *env, const c
 
         deja_digest_format(&t->env, d);
         cli_format_bytes(env->memory_bytes, mem, sizeof mem);
-        fprintf(fp, "- digest `%s`\n- %s %s, %u cores, %s memory, %s %s, %s, %s, %u threads, "
-                    "fp %s%s%s\n",
-                d, env->arch, env->cpu_model, env->cores, mem, env->os, env->kernel, env->libc,
-                env->compiler, env->threads, env->fp_rounding, env->ftz ? " ftz" : "",
-                env->daz ? " daz" : "");
-        for (size_t i = 0; i < env->ngpus; i++)
-            fprintf(fp, "- gpu `%s`\n", env->gpus[i]);
-        for (size_t i = 0; i < env->nvars; i++)
-            fprintf(fp, "- `%s=%s`\n", env->vars[i].key, env->vars[i].value);
+        fprintf(fp, "- digest `%s`\n- ", d);
+        cli_put_md_code(fp, env->arch, 0);
+        fputc(' ', fp);
+        cli_put_md_code(fp, env->cpu_model, 0);
+        fprintf(fp, ", %u cores, %s memory, ", env->cores, mem);
+        cli_put_md_code(fp, env->os, 0);
+        fputc(' ', fp);
+        cli_put_md_code(fp, env->kernel, 0);
+        fputs(", ", fp);
+        cli_put_md_code(fp, env->libc, 0);
+        fputs(", ", fp);
+        cli_put_md_code(fp, env->compiler, 0);
+        fprintf(fp, ", %u threads, fp ", env->threads);
+        cli_put_md_code(fp, env->fp_rounding, 0);
+        fprintf(fp, "%s%s\n", env->ftz ? " ftz" : "", env->daz ? " daz" : "");
+        for (size_t i = 0; i < env->ngpus; i++) {
+            fputs("- gpu ", fp);
+            cli_put_md_code(fp, env->gpus[i], 0);
+            fputc('\n', fp);
+        }
+        cli_md_env_vars(fp, env);
     } else {
         fputs("(not recorded)\n", fp);
     }
     cli_md_trace_data(fp, t, "####");
-    fprintf(fp, "\n```sh\ndeja --store repro.store import %s\ndeja --store repro.store replay %s "
-                "--model %s\n```\n",
-            file, id, plugin);
+    fputs("\n```sh\ndeja --store repro.store import ", fp);
+    cli_put_shell(fp, file);
+    fprintf(fp, "\ndeja --store repro.store replay %s --model ", id);
+    cli_put_shell(fp, plugin);
+    fputs("\n```\n", fp);
     free(digest);
 }
 
@@ -354,23 +479,30 @@ int cli_bundle_md(FILE *fp, deja_store *store, const deja_id *ids, size_t n, con
     cli_format_bytes(info->file_bytes, size, sizeof size);
     deja_digest_format(&info->checksum, sum);
     replay_plugin(info, plugin, sizeof plugin);
-    fprintf(fp, "## deja bundle `%s`\n\n| field | value |\n|---|---|\n", base);
-    fprintf(fp, "| file | `%s`, %s, XXH3-128 `%s` |\n", base, size, sum);
+    fputs("## deja bundle ", fp);
+    cli_put_md_code(fp, base, 0);
+    fputs("\n\n| field | value |\n|---|---|\n| file | ", fp);
+    cli_put_md_code(fp, base, 1);
+    fprintf(fp, ", %s, XXH3-128 `%s` |\n", size, sum);
     fprintf(fp, "| holds | %llu traces, %llu blobs, %llu environments |\n",
             (unsigned long long)info->traces, (unsigned long long)info->blobs,
             (unsigned long long)info->envs);
     print_models_and_plugin(fp, info, 1);
-    fprintf(fp, "| created | %s by deja %s (bundle format %u) |\n", created, info->deja_version,
-            info->format);
-    fprintf(fp, "\n### Reproduce\n\n```sh\n"
-                "# what the bundle holds\n"
-                "deja show %s\n"
-                "# replay every trace in place, without importing\n"
-                "deja replay %s --model %s\n"
-                "# or import it (trace ids are kept) and replay from a store\n"
-                "deja --store repro.store import %s\n"
-                "deja --store repro.store replay --model %s\n```\n",
-            base, base, plugin, base, plugin);
+    fprintf(fp, "| created | %s by deja ", created);
+    cli_put_md_code(fp, info->deja_version, 1);
+    fprintf(fp, " (bundle format %u) |\n", info->format);
+    fputs("\n### Reproduce\n\n```sh\n# what the bundle holds\ndeja show ", fp);
+    cli_put_shell(fp, base);
+    fputs("\n# replay every trace in place, without importing\ndeja replay ", fp);
+    cli_put_shell(fp, base);
+    fputs(" --model ", fp);
+    cli_put_shell(fp, plugin);
+    fputs("\n# or import it (trace ids are kept) and replay from a store\n"
+          "deja --store repro.store import ", fp);
+    cli_put_shell(fp, base);
+    fputs("\ndeja --store repro.store replay --model ", fp);
+    cli_put_shell(fp, plugin);
+    fputs("\n```\n", fp);
     for (size_t i = 0; i < n && i < MD_FULL_TRACES; i++) {
         deja_trace *t = NULL;
         deja_env *env = NULL;

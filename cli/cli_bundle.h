@@ -57,4 +57,17 @@ void cli_plugin_guess(const char *name, const char *version, char *out, size_t c
  * reads). */
 void cli_md_trace_data(FILE *fp, const deja_trace *t, const char *hashes);
 
+/* Print "key=value" as one Markdown code span (`|` escaped when
+ * `in_table`): keys and values come from a trace and are escaped. */
+void cli_md_kv(FILE *fp, const char *key, const char *value, int in_table);
+
+/* Print each param of `t` as a space and a code span (key=number,
+ * key="string", key=true), for a Markdown table cell. */
+void cli_md_params(FILE *fp, const deja_trace *t);
+
+/* Print "- `KEY=VALUE`" for each variable of `env` on the README's default
+ * list (deja_env_var_is_default): a report meant for a public tracker shows
+ * nothing else from the environment, whatever the recording selected. */
+void cli_md_env_vars(FILE *fp, const deja_env *env);
+
 #endif /* DEJA_CLI_CLI_BUNDLE_H */

@@ -208,6 +208,9 @@ static void print_text(FILE *fp, const uint8_t *s, size_t size, size_t max_chars
         if (len == 0) {
             fprintf(fp, "\\x%02x", c);
             i++;
+        } else if (len == 2 && c == 0xc2 && s[i + 1] < 0xa0) { /* a C1 control: CSI... */
+            fprintf(fp, "\\x%02x\\x%02x", c, s[i + 1]);
+            i += len;
         } else if (len > 1) {
             fwrite(s + i, 1, len, fp);
             i += len;

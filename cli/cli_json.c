@@ -220,6 +220,8 @@ static json_t *json_kvs(const deja_kv *kv, size_t n)
     json_t *obj = json_object();
 
     for (size_t i = 0; i < n && obj != NULL; i++) {
+        if (deja_env_var_is_secret(kv[i].key))
+            continue; /* recorded before secrets were kept out */
         if (jset(obj, kv[i].key, json_string(kv[i].value ? kv[i].value : "")) < 0) {
             json_decref(obj);
             obj = NULL;

@@ -2,6 +2,7 @@
  * cli/cmd_ls.c -- `deja ls`: list traces, newest first.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <string.h>
 
@@ -35,12 +36,19 @@ static void print_line(const deja_trace *t)
     deja_id_format(&t->id, id);
     cli_format_local(t->start_ns, when, sizeof when);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
-    printf("%s  %s  %s@%s  %-5s  %7s  ", id, when, t->model_name ? t->model_name : "?",
-           t->model_version ? t->model_version : "?", cli_status_name(t->status), dur);
+    printf("%s  %s  ", id, when);
+    cli_put_term(stdout, t->model_name ? t->model_name : "?");
+    fputc('@', stdout);
+    cli_put_term(stdout, t->model_version ? t->model_version : "?");
+    printf("  %-5s  %7s  ", cli_status_name(t->status), dur);
     if (t->ntags == 0)
         fputc('-', stdout);
-    for (size_t i = 0; i < t->ntags; i++)
-        printf("%s%s=%s", i ? "," : "", t->tags[i].key, t->tags[i].value);
+    for (size_t i = 0; i < t->ntags; i++) {
+        fputs(i ? "," : "", stdout);
+        cli_put_term(stdout, t->tags[i].key);
+        fputc('=', stdout);
+        cli_put_term(stdout, t->tags[i].value);
+    }
     if (t->ninputs > 0) {
         fputs("  ", stdout);
         cli_print_preview(stdout, &t->inputs[0], PREVIEW_CHARS);

@@ -13,7 +13,7 @@
 
 static const char help[] =
     "usage: deja run --model PLUGIN[:ARG] [--requests FILE.jsonl] [--tag K=V]... [--seed N] "
-    "[--json]\n"
+    "[--env-vars RULES] [--json]\n"
     "\n"
     "Run a model plugin on requests, one JSON object per line (stdin by default),\n"
     "recording each inference into the store (created if needed).\n"
@@ -23,6 +23,9 @@ static const char help[] =
     "  --requests FILE       read requests from FILE instead of stdin\n"
     "  --tag K=V             tag every trace (repeatable)\n"
     "  --seed N              base seed for requests without their own: line L gets N+L\n"
+    "  --env-vars RULES      environment variables to record besides the defaults:\n"
+    "                        NAME or PREFIX* adds, -NAME or -PREFIX* removes, after\n"
+    "                        $DEJA_ENV_VARS; names that look like secrets never are\n"
     "  --json                one JSON object per request on stdout\n"
     "\n"
     "A request:\n"
@@ -532,7 +535,7 @@ static void run_requests(run_state *s, FILE *in)
 /* `deja run`. */
 int cmd_run(const cli_global *g, int argc, char **argv)
 {
-    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED };
+    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED, OPT_ENV_VARS };
     static const struct option longopts[] = {
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_JSON,
@@ -540,9 +543,11 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         {"tag", required_argument, NULL, CLI_OPT_TAG},
         {"requests", required_argument, NULL, OPT_REQUESTS},
         {"seed", required_argument, NULL, OPT_SEED},
+        {"env-vars", required_argument, NULL, OPT_ENV_VARS},
         CLI_LONGOPT_END,
     };
     run_state s;
+    deja_tracer_options topts = DEJA_TRACER_OPTIONS_INIT;
     cli_filter tags; /* reuses the --tag parser */
     const char *spec = NULL;
     const char *requests = NULL;
@@ -573,6 +578,9 @@ int cmd_run(const cli_global *g, int argc, char **argv)
                 goto cleanup;
             }
             s.has_seed = 1;
+            break;
+        case OPT_ENV_VARS:
+            topts.env_vars = optarg;
             break;
         default:
             goto cleanup;
@@ -609,7 +617,11 @@ int cmd_run(const cli_global *g, int argc, char **argv)
             cli_error("model '%s': %s", spec, deja_strerror(rc));
         goto cleanup;
     }
-    rc = deja_tracer_open(&s.tracer, g->store, NULL);
+    rc = deja_tracer_open(&s.tracer, g->store, &topts);
+    if (rc == DEJA_EINVAL) { /* the variables' rules: the store is untouched */
+        cli_error("%s", deja_error_last());
+        goto cleanup;
+    }
     if (rc < 0) {
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "cli_bundle.h"
+#include "cli_escape.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -31,14 +32,18 @@ static void print_params(FILE *fp, const deja_trace *t)
 {
     for (size_t i = 0; i < t->nparams; i++) {
         const deja_param *p = &t->params[i];
-        fprintf(fp, "%s%s=", i ? " " : "", p->key);
+        fputs(i ? " " : "", fp);
+        cli_put_term(fp, p->key);
+        fputc('=', fp);
         if (p->kind == DEJA_PARAM_NUM) {
             char num[40];
             cli_format_double(p->num, num, sizeof num);
             fputs(num, fp);
-        } else if (p->kind == DEJA_PARAM_STR)
-            fprintf(fp, "\"%s\"", p->str ? p->str : "");
-        else
+        } else if (p->kind == DEJA_PARAM_STR) {
+            fputc('"', fp);
+            cli_put_term(fp, p->str);
+            fputc('"', fp);
+        } else
             fputs(p->flag ? "true" : "false", fp);
     }
 }
@@ -50,25 +55,47 @@ static void print_tensors(FILE *fp, const char *indent, const deja_tensor *ts, s
     for (size_t i = 0; i < n; i++) {
         char shape[160];
         cli_format_shape(&ts[i], shape, sizeof shape);
-        fprintf(fp, "%s%s  %s  %zu bytes  ", indent, ts[i].name, shape, ts[i].size);
+        fputs(indent, fp);
+        cli_put_term(fp, ts[i].name);
+        fprintf(fp, "  %s  %zu bytes  ", shape, ts[i].size);
         cli_print_preview(fp, &ts[i], max_chars);
         fputc('\n', fp);
     }
 }
 
-/* A one-line summary of an environment. */
-static void print_env_summary(FILE *fp, const deja_env *e)
+/* Print `s` (NULL as "?") for the terminal, or as a Markdown code span. */
+static void put_field(FILE *fp, const char *s, int md)
+{
+    if (md)
+        cli_put_md_code(fp, s != NULL ? s : "?", 0);
+    else
+        cli_put_term(fp, s != NULL ? s : "?");
+}
+
+/* A one-line summary of an environment, for the terminal or Markdown. */
+static void print_env_summary(FILE *fp, const deja_env *e, int md)
 {
     char mem[32];
 
     cli_format_bytes(e->memory_bytes, mem, sizeof mem);
-    fprintf(fp, "%s %s, %u cores, %s memory, %s %s, %s, %s, %u threads, fp %s%s%s",
-            e->arch ? e->arch : "?", e->cpu_model ? e->cpu_model : "?", e->cores, mem,
-            e->os ? e->os : "?", e->kernel ? e->kernel : "", e->libc ? e->libc : "?",
-            e->compiler ? e->compiler : "?", e->threads, e->fp_rounding ? e->fp_rounding : "?",
-            e->ftz ? " ftz" : "", e->daz ? " daz" : "");
-    for (size_t i = 0; i < e->ngpus; i++)
-        fprintf(fp, ", gpu %s", e->gpus[i]);
+    put_field(fp, e->arch, md);
+    fputc(' ', fp);
+    put_field(fp, e->cpu_model, md);
+    fprintf(fp, ", %u cores, %s memory, ", e->cores, mem);
+    put_field(fp, e->os, md);
+    fputc(' ', fp);
+    put_field(fp, e->kernel, md);
+    fputs(", ", fp);
+    put_field(fp, e->libc, md);
+    fputs(", ", fp);
+    put_field(fp, e->compiler, md);
+    fprintf(fp, ", %u threads, fp ", e->threads);
+    put_field(fp, e->fp_rounding, md);
+    fprintf(fp, "%s%s", e->ftz ? " ftz" : "", e->daz ? " daz" : "");
+    for (size_t i = 0; i < e->ngpus; i++) {
+        fputs(", gpu ", fp);
+        put_field(fp, e->gpus[i], md);
+    }
 }
 
 /* The human form. */
@@ -85,11 +112,18 @@ static void show_text(const deja_trace *t, const deja_env *env)
     printf("trace     %s\n", id);
     printf("start     %s (%s)\n", local, utc);
     printf("duration  %s\n", dur);
-    printf("model     %s %s\n", t->model_name, t->model_version);
+    fputs("model     ", stdout);
+    cli_put_term(stdout, t->model_name);
+    fputc(' ', stdout);
+    cli_put_term(stdout, t->model_version);
+    fputc('\n', stdout);
     printf("digest    %s\n", digest && digest[0] ? digest : "-");
     printf("status    %s\n", cli_status_name(t->status));
-    if (t->status != DEJA_STATUS_OK || (t->error && t->error[0]))
-        printf("error     %s\n", t->error ? t->error : "");
+    if (t->status != DEJA_STATUS_OK || (t->error && t->error[0])) {
+        fputs("error     ", stdout);
+        cli_put_term(stdout, t->error);
+        fputc('\n', stdout);
+    }
     if (t->has_parent) {
         char parent[DEJA_ID_STRLEN + 1];
         deja_id_format(&t->parent, parent);
@@ -98,8 +132,12 @@ static void show_text(const deja_trace *t, const deja_env *env)
     fputs("tags      ", stdout);
     if (t->ntags == 0)
         fputc('-', stdout);
-    for (size_t i = 0; i < t->ntags; i++)
-        printf("%s%s=%s", i ? " " : "", t->tags[i].key, t->tags[i].value);
+    for (size_t i = 0; i < t->ntags; i++) {
+        fputs(i ? " " : "", stdout);
+        cli_put_term(stdout, t->tags[i].key);
+        fputc('=', stdout);
+        cli_put_term(stdout, t->tags[i].value);
+    }
     fputs("\nparams    ", stdout);
     if (t->nparams == 0)
         fputc('-', stdout);
@@ -110,12 +148,17 @@ static void show_text(const deja_trace *t, const deja_env *env)
     printf("outputs   %zu\n", t->noutputs);
     print_tensors(stdout, "  ", t->outputs, t->noutputs, PREVIEW_CHARS);
     printf("seeds     %zu\n", t->nseeds);
-    for (size_t i = 0; i < t->nseeds; i++)
-        printf("  %s = %llu\n", t->seeds[i].name, (unsigned long long)t->seeds[i].value);
+    for (size_t i = 0; i < t->nseeds; i++) {
+        fputs("  ", stdout);
+        cli_put_term(stdout, t->seeds[i].name);
+        printf(" = %llu\n", (unsigned long long)t->seeds[i].value);
+    }
     printf("rng       %zu streams\n", t->nrng);
     for (size_t i = 0; i < t->nrng; i++) {
         const deja_rng_stream *r = &t->rng[i];
-        printf("  %s  seed %llu, %zu draws", r->name, (unsigned long long)r->seed, r->ndraws);
+        fputs("  ", stdout);
+        cli_put_term(stdout, r->name);
+        printf("  seed %llu, %zu draws", (unsigned long long)r->seed, r->ndraws);
         for (size_t k = 0; k < r->ndraws && k < 3; k++)
             printf("%s%016llx", k ? " " : ": ", (unsigned long long)r->draws[k]);
         printf("%s\n", r->ndraws > 3 ? " ..." : "");
@@ -133,10 +176,17 @@ static void show_text(const deja_trace *t, const deja_env *env)
         printf("env       %s\n", d);
         if (env != NULL) {
             fputs("  ", stdout);
-            print_env_summary(stdout, env);
+            print_env_summary(stdout, env, 0);
             fputc('\n', stdout);
-            for (size_t i = 0; i < env->nvars; i++)
-                printf("  %s=%s\n", env->vars[i].key, env->vars[i].value);
+            for (size_t i = 0; i < env->nvars; i++) {
+                if (deja_env_var_is_secret(env->vars[i].key))
+                    continue; /* recorded before secrets were kept out */
+                fputs("  ", stdout);
+                cli_put_term(stdout, env->vars[i].key);
+                fputc('=', stdout);
+                cli_put_term(stdout, env->vars[i].value);
+                fputc('\n', stdout);
+            }
         }
     } else {
         printf("env       -\n");
@@ -144,13 +194,14 @@ static void show_text(const deja_trace *t, const deja_env *env)
     free(digest);
 }
 
-/* The Markdown form. */
-static void show_md(const cli_global *g, const deja_trace *t, const deja_env *env)
+/* The Markdown form: every recorded string in a code span or escaped, only
+ * the environment variables the README lists, and nothing of this machine
+ * (no path of the store). */
+static void show_md(const deja_trace *t, const deja_env *env)
 {
     char id[DEJA_ID_STRLEN + 1];
     char utc[64], dur[32], plugin[256];
     char *digest = cli_hex(t->model_digest, t->model_digest_size);
-    char *abs = realpath(g->store, NULL);
 
     deja_id_format(&t->id, id);
     cli_format_utc(t->start_ns, utc, sizeof utc);
@@ -158,24 +209,32 @@ static void show_md(const cli_global *g, const deja_trace *t, const deja_env *en
     cli_plugin_guess(t->model_name, t->model_version, plugin, sizeof plugin);
     printf("## deja trace `%s`\n\n", id);
     printf("| field | value |\n|---|---|\n");
-    printf("| model | `%s` |\n", t->model_name);
-    printf("| version | `%s` |\n", t->model_version);
+    fputs("| model | ", stdout);
+    cli_put_md_code(stdout, t->model_name, 1);
+    fputs(" |\n| version | ", stdout);
+    cli_put_md_code(stdout, t->model_version, 1);
+    fputs(" |\n", stdout);
     printf("| weights digest | `%s` |\n", digest && digest[0] ? digest : "-");
     printf("| recorded | %s |\n", utc);
     printf("| duration | %s |\n", dur);
     printf("| status | %s |\n", cli_status_name(t->status));
-    if (t->error && t->error[0])
-        printf("| error | %s |\n", t->error);
+    if (t->error && t->error[0]) {
+        fputs("| error | ", stdout);
+        cli_put_md_text(stdout, t->error);
+        fputs(" |\n", stdout);
+    }
     if (t->ntags > 0) {
         fputs("| tags |", stdout);
-        for (size_t i = 0; i < t->ntags; i++)
-            printf(" `%s=%s`", t->tags[i].key, t->tags[i].value);
+        for (size_t i = 0; i < t->ntags; i++) {
+            fputc(' ', stdout);
+            cli_md_kv(stdout, t->tags[i].key, t->tags[i].value, 1);
+        }
         fputs(" |\n", stdout);
     }
     if (t->nparams > 0) {
-        fputs("| params | `", stdout);
-        print_params(stdout, t);
-        fputs("` |\n", stdout);
+        fputs("| params |", stdout);
+        cli_md_params(stdout, t);
+        fputs(" |\n", stdout);
     }
     if (t->has_parent) {
         char parent[DEJA_ID_STRLEN + 1];
@@ -187,18 +246,47 @@ static void show_md(const cli_global *g, const deja_trace *t, const deja_env *en
         char d[33];
         deja_digest_format(&t->env, d);
         printf("- digest `%s`\n- ", d);
-        print_env_summary(stdout, env);
+        print_env_summary(stdout, env, 1);
         fputc('\n', stdout);
-        for (size_t i = 0; i < env->nvars; i++)
-            printf("- `%s=%s`\n", env->vars[i].key, env->vars[i].value);
+        cli_md_env_vars(stdout, env);
     } else {
         printf("(not recorded)\n");
     }
     cli_md_trace_data(stdout, t, "###");
-    printf("\n### Reproduce\n\n```sh\ndeja --store %s replay %s --model %s\n```\n",
-           abs ? abs : g->store, id, plugin);
-    free(abs);
+    printf("\n### Reproduce\n\n```sh\n"
+           "# in the store that recorded it\n"
+           "deja replay %s --model ",
+           id);
+    cli_put_shell(stdout, plugin);
+    printf("\n# elsewhere: export it there, import the bundle here\n"
+           "deja export %s -o case.deja\n"
+           "deja --store repro.store import case.deja\n"
+           "deja --store repro.store replay %s --model ",
+           id, id);
+    cli_put_shell(stdout, plugin);
+    printf("\n```\n");
     free(digest);
+}
+
+/* `show FILE.deja --md`: the bundle's Markdown report, as `export --md`
+ * prints it. Returns the exit code. */
+static int show_bundle_md(const char *path, deja_bundle *bundle)
+{
+    deja_store *store = deja_bundle_store(bundle);
+    cli_filter all;
+    deja_id *ids = NULL;
+    size_t n = 0, bad = 0;
+    int ret = CLI_EXIT_TROUBLE;
+
+    cli_filter_init(&all);
+    if (cli_select(store, NULL, 0, &all, &ids, &n, &bad) != 0)
+        goto cleanup;
+    ret = cli_bundle_md(stdout, store, ids, n, path, deja_bundle_info_get(bundle));
+
+cleanup:
+    free(ids);
+    cli_filter_free(&all);
+    return ret;
 }
 
 /* The JSON form, with the environment. */
@@ -251,6 +339,10 @@ int cmd_show(const cli_global *g, int argc, char **argv)
             goto cleanup;
         if (rc == 1) {
             optind++;
+            if (argc == optind && md) {
+                ret = show_bundle_md(argv[optind - 1], bundle);
+                goto cleanup;
+            }
             if (argc == optind) {
                 ret = cli_bundle_print(argv[optind - 1], bundle, json);
                 goto cleanup;
@@ -287,7 +379,7 @@ int cmd_show(const cli_global *g, int argc, char **argv)
             goto cleanup;
         }
     } else if (md) {
-        show_md(g, t, env);
+        show_md(t, env);
     } else {
         show_text(t, env);
     }

@@ -195,13 +195,20 @@ typedef struct deja_tracer_options {
     unsigned flush_interval_ms; /* the writer commits at least this often */
     deja_redact_cb redact;      /* optional */
     void *redact_payload;
+    /* Environment variables recorded besides (or instead of) the defaults
+     * listed in the README: rules separated by commas or spaces, "NAME" or
+     * "PREFIX*" adds, "-NAME" or "-PREFIX*" removes, the last matching rule
+     * wins. Applied after $DEJA_ENV_VARS (same syntax); NULL for none. A
+     * name that looks like a secret (deja_env_var_is_secret) is never
+     * recorded. Read during deja_tracer_open only. (Since version 2.) */
+    const char *env_vars;
 } deja_tracer_options;
 
-#define DEJA_TRACER_OPTIONS_VERSION 1
+#define DEJA_TRACER_OPTIONS_VERSION 2
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL                                                                           \
+            NULL, NULL, NULL                                                                     \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store
@@ -494,6 +501,18 @@ DEJA_API int deja_store_env_get(deja_store *store, const deja_digest *digest, de
 DEJA_API const deja_env *deja_env_current(deja_digest *digest);
 
 DEJA_API void deja_env_free(deja_env *env);
+
+/* Whether an environment variable's name looks like it holds a secret (it
+ * contains TOKEN, KEY, SECRET, PASS, PWD, CRED, AUTH, PRIVATE, SESSION,
+ * COOKIE, LICENSE or SIGNATURE, in any case). Such a variable is never
+ * recorded, and printing code skips it in traces recorded before this
+ * rule. Returns 1 or 0. */
+DEJA_API int deja_env_var_is_secret(const char *name);
+
+/* Whether the variable `name` is on the default list of recorded variables
+ * (the README lists them) and does not look like a secret. `show --md`
+ * prints only those. Returns 1 or 0. */
+DEJA_API int deja_env_var_is_default(const char *name);
 
 /* ------------------------------------------------------------------------
  * 4. Models and the determinism context

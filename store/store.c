@@ -635,6 +635,19 @@ cleanup:
     return rc;
 }
 
+/* Store the environment `env` whose digest is `digest` unless it is already
+ * there: a lookup, and the encoding only when it is absent. */
+int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest *digest)
+{
+    deja_digest d;
+    int rc = present(w, w->store->envs, digest->bytes, sizeof digest->bytes,
+                     "reading an environment");
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    return deja__wtxn_put_env(w, env, &d);
+}
+
 /* Blob callback of the trace encoder: store the payload in the same
  * transaction. */
 static int blob_put_cb(const void *data, size_t size, deja_digest *out, void *payload)

@@ -108,6 +108,8 @@ int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_diges
 
 /* Store an environment once; its digest is written to `out`. */
 int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out);
+/* Store `env` (digest `digest`) unless already present. */
+int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest *digest);
 
 /* Add to the store-wide tracer counters shown by `deja stats`. */
 int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint64_t redacted);

@@ -14,6 +14,7 @@
 
 #include "deja.h"
 #include "proto/codec.h"
+#include "tracer/tracer_internal.h"
 
 static deja_digest digest_of_env(const deja_env *env)
 {
@@ -137,8 +138,94 @@ static void test_env__vars_selected(void **state)
     assert_false(other);
 }
 
+static const char *var_of(const deja_env *e, const char *key)
+{
+    for (size_t i = 0; i < e->nvars; i++)
+        if (strcmp(e->vars[i].key, key) == 0)
+            return e->vars[i].value;
+    return NULL;
+}
+
+/* Other tools' variables that share a library's first letters, and any
+ * name that looks like a secret, are never recorded by default. */
+static void test_env__no_secrets_by_default(void **state)
+{
+    (void)state;
+    const deja_env *e = deja_env_current(NULL);
+    assert_null(var_of(e, "TF_VAR_db_password"));
+    assert_null(var_of(e, "TF_TOKEN_app_terraform_io"));
+    assert_null(var_of(e, "MKL_LICENSE_KEY"));
+    assert_null(var_of(e, "OMP_AUTH_TOKEN"));
+    assert_null(var_of(e, "DEJA_TEST_ADDED"));
+    assert_string_equal(var_of(e, "TF_DETERMINISTIC_OPS"), "1");
+    assert_string_equal(var_of(e, "OMP_NUM_THREADS"), "3");
+    for (size_t i = 0; i < e->nvars; i++) {
+        assert_false(deja_env_var_is_secret(e->vars[i].key));
+        if (strcmp(e->vars[i].key, "DEJA_TEST_FROM_ENV") != 0)
+            assert_true(deja_env_var_is_default(e->vars[i].key));
+    }
+    assert_true(deja_env_var_is_secret("MKL_LICENSE_KEY"));
+    assert_true(deja_env_var_is_secret("github_token"));
+    assert_true(deja_env_var_is_secret("AWS_SECRET_ACCESS_KEY"));
+    assert_true(deja_env_var_is_secret("DB_PASSWORD"));
+    assert_true(deja_env_var_is_secret("GOOGLE_APPLICATION_CREDENTIALS"));
+    assert_false(deja_env_var_is_secret("OMP_NUM_THREADS"));
+    assert_false(deja_env_var_is_default("TF_VAR_region"));
+    assert_false(deja_env_var_is_default("MKL_LICENSE_KEY"));
+    assert_true(deja_env_var_is_default("MKL_NUM_THREADS"));
+}
+
+/* The tracer's env_vars adds and removes names and prefixes, after
+ * DEJA_ENV_VARS; a secret stays out even when asked for; a bad rule is
+ * refused when the tracer opens. */
+static void test_env__user_selection(void **state)
+{
+    (void)state;
+    deja_env *e = NULL;
+    deja_digest d, base;
+    deja_env_current(&base);
+    assert_int_equal(deja__env_capture_with("DEJA_TEST_ADDED, -OMP_* MKL_LICENSE_KEY +MY_*", &e,
+                                            &d),
+                     0);
+    assert_string_equal(var_of(e, "DEJA_TEST_ADDED"), "yes");
+    assert_string_equal(var_of(e, "MY_SEED_MODE"), "fixed");
+    assert_null(var_of(e, "OMP_NUM_THREADS"));
+    assert_null(var_of(e, "MKL_LICENSE_KEY"));
+    assert_null(var_of(e, "MY_API_KEY"));
+    assert_string_equal(var_of(e, "MKL_CBWR"), "AVX2");
+    assert_memory_not_equal(&d, &base, sizeof d);
+    deja_digest again = digest_of_env(e);
+    assert_memory_equal(&d, &again, sizeof d);
+    deja_env_free(e);
+    /* Removing what DEJA_ENV_VARS added ("DEJA_TEST_FROM_ENV" is added in
+     * main through it). */
+    assert_string_equal(var_of(deja_env_current(NULL), "DEJA_TEST_FROM_ENV"), "1");
+    assert_int_equal(deja__env_capture_with("-DEJA_TEST_FROM_ENV", &e, &d), 0);
+    assert_null(var_of(e, "DEJA_TEST_FROM_ENV"));
+    deja_env_free(e);
+    assert_int_equal(deja__env_capture_with("GOOD, bad=rule", &e, &d), DEJA_EINVAL);
+    assert_null(e);
+    assert_non_null(strstr(deja_error_last(), "'bad=rule'"));
+    deja_tracer *t = NULL;
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.env_vars = "*";
+    assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EINVAL);
+    assert_null(t);
+}
+
 int main(void)
 {
+    setenv("TF_VAR_db_password", "hunter2", 1);
+    setenv("TF_TOKEN_app_terraform_io", "tok", 1);
+    setenv("MKL_LICENSE_KEY", "lic", 1);
+    setenv("OMP_AUTH_TOKEN", "tok", 1);
+    setenv("MY_API_KEY", "k", 1);
+    setenv("MY_SEED_MODE", "fixed", 1);
+    setenv("TF_DETERMINISTIC_OPS", "1", 1);
+    setenv("OMP_NUM_THREADS", "3", 1);
+    setenv("DEJA_TEST_ADDED", "yes", 1);
+    setenv("DEJA_TEST_FROM_ENV", "1", 1);
+    setenv("DEJA_ENV_VARS", "DEJA_TEST_FROM_ENV", 1);
     setenv("MKL_CBWR", "AVX2", 1);
     setenv("DEJA_TEST_UNSELECTED", "1", 1);
     const struct CMUnitTest tests[] = {
@@ -146,6 +233,8 @@ int main(void)
         cmocka_unit_test(test_env__cached_and_stable),
         cmocka_unit_test(test_env__digest_follows_vars),
         cmocka_unit_test(test_env__vars_selected),
+        cmocka_unit_test(test_env__no_secrets_by_default),
+        cmocka_unit_test(test_env__user_selection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

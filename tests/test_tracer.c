@@ -913,6 +913,47 @@ static void test_tracer__bad_options(void **state)
     deja_span_abort(NULL);
 }
 
+/* A gc while a recorder pauses deletes the environment no committed trace
+ * refers to yet; the recorder's next traces must still find theirs. */
+static void test_tracer__gc_during_pause_keeps_env(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer *t = NULL;
+    deja_id id;
+    assert_int_equal(deja_tracer_open(&t, path, NULL), 0);
+    record_one(t, 0, 1, &id);
+    assert_int_equal(deja_tracer_flush(t), 0);
+
+    /* The pause: another handle deletes every trace, and with them the
+     * environment. */
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    deja_gc_options g = DEJA_GC_OPTIONS_INIT;
+    g.before_ns = INT64_MAX;
+    deja_gc_stats gs;
+    assert_int_equal(deja_store_gc(s, &g, &gs), 0);
+    assert_int_equal(gs.traces, 1);
+    assert_int_equal(gs.envs, 1);
+    deja_store_close(s);
+
+    record_one(t, 0, 2, &id);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_close(t);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    deja_trace *tr = NULL;
+    assert_int_equal(deja_trace_get(s, &id, &tr), 0);
+    deja_env *env = NULL;
+    assert_int_equal(deja_store_env_get(s, &tr->env, &env), 0);
+    deja_env_free(env);
+    deja_trace_free(tr);
+    assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+    remove_dir(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -928,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_tracer__deep_queue_round_trip),
         cmocka_unit_test(test_tracer__bad_options),
         cmocka_unit_test(test_tracer__parallel_prepare_dictionary),
+        cmocka_unit_test(test_tracer__gc_during_pause_keeps_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
  * memory, OS, libraries, floating-point mode and the environment variables
  * that change numerical results. Captured once, cached, never freed.
  */
+#include <ctype.h>
 #include <fenv.h>
 #include <glob.h>
 #include <gnu/libc-version.h>
@@ -223,38 +224,168 @@ static void fp_flags(deja_env *e)
 }
 #endif
 
-/* Whether environment variable `key` is one that changes numerics. */
-static int var_selected(const char *key, size_t len)
+/* The variables recorded by default: exact names, then prefixes owned by
+ * one numerical library each (no prefix catches another tool's variables,
+ * as "TF_" would catch Terraform's TF_VAR_* and TF_TOKEN_*). The README's
+ * "Crash safety" section lists the same names: keep the two in step. */
+static const char *const default_exact[] = {
+    "BLIS_NUM_THREADS",       "CUBLAS_WORKSPACE_CONFIG", "CUDA_LAUNCH_BLOCKING",
+    "CUDA_VISIBLE_DEVICES",   "MKL_CBWR",                "MKL_DEBUG_CPU_TYPE",
+    "MKL_DYNAMIC",            "MKL_ENABLE_INSTRUCTIONS", "MKL_INTERFACE_LAYER",
+    "MKL_NUM_THREADS",        "MKL_THREADING_LAYER",     "NUMEXPR_NUM_THREADS",
+    "NVIDIA_TF32_OVERRIDE",   "PYTHONHASHSEED",          "TF_CUDNN_DETERMINISTIC",
+    "TF_DETERMINISTIC_OPS",   "TF_ENABLE_ONEDNN_OPTS",   "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS", "TF_XLA_FLAGS",            "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "VECLIB_MAXIMUM_THREADS", "XLA_FLAGS",
+};
+static const char *const default_prefixes[] = {"DNNL_",     "GOMP_",    "KMP_",  "OMP_",
+                                               "ONEDNN_",   "OPENBLAS_", "PYTORCH_"};
+
+/* Words that make a variable's name look like it holds a secret. */
+static const char *const secret_words[] = {"AUTH",    "COOKIE",  "CRED", "KEY",     "LICENSE",
+                                           "PASS",    "PRIVATE", "PWD",  "SECRET",  "SESSION",
+                                           "SIGNATURE", "TOKEN"};
+
+/* Whether `name` (`len` bytes) contains `word` (upper case), ignoring case. */
+static int contains_word(const char *name, size_t len, const char *word)
 {
-    static const char *const prefixes[] = {"OMP_",     "MKL_", "OPENBLAS_", "TF_",
-                                           "PYTORCH_", "KMP_", "GOMP_"};
-    static const char *const exact[] = {"CUBLAS_WORKSPACE_CONFIG", "CUDA_VISIBLE_DEVICES",
-                                        "XLA_FLAGS"};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-        const size_t pl = strlen(prefixes[i]);
-        if (len > pl && strncmp(key, prefixes[i], pl) == 0)
+    const size_t wl = strlen(word);
+
+    for (size_t i = 0; i + wl <= len; i++) {
+        size_t k = 0;
+        while (k < wl && toupper((unsigned char)name[i + k]) == word[k])
+            k++;
+        if (k == wl)
             return 1;
     }
-    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
-        if (len == strlen(exact[i]) && strncmp(key, exact[i], len) == 0)
+    return 0;
+}
+
+static int is_secret(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof secret_words / sizeof secret_words[0]; i++)
+        if (contains_word(name, len, secret_words[i]))
             return 1;
     return 0;
 }
 
-/* The selected environment variables, sorted by key (copied). */
-static void vars_capture(deja_env *e)
+static int is_default(const char *key, size_t len)
 {
-    for (char **p = environ; p != NULL && *p != NULL && e->nvars < MAX_ITEMS; p++) {
+    for (size_t i = 0; i < sizeof default_prefixes / sizeof default_prefixes[0]; i++) {
+        const size_t pl = strlen(default_prefixes[i]);
+        if (len > pl && strncmp(key, default_prefixes[i], pl) == 0)
+            return 1;
+    }
+    for (size_t i = 0; i < sizeof default_exact / sizeof default_exact[0]; i++)
+        if (len == strlen(default_exact[i]) && strncmp(key, default_exact[i], len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether the name `name` looks like it holds a secret (it contains TOKEN,
+ * KEY, SECRET, PASS, CRED, AUTH, ... in any case): such a variable is never
+ * recorded, whatever the lists say. */
+int deja_env_var_is_secret(const char *name)
+{
+    return name != NULL && is_secret(name, strlen(name));
+}
+
+/* Whether the variable `name` is recorded by default (before DEJA_ENV_VARS
+ * and the tracer's env_vars) and does not look like a secret. */
+int deja_env_var_is_default(const char *name)
+{
+    if (name == NULL)
+        return 0;
+    const size_t len = strlen(name);
+    return is_default(name, len) && !is_secret(name, len);
+}
+
+/* The separators between the rules of a selection. */
+static int is_sep(char c)
+{
+    return c == ',' || c == ' ' || c == '\t' || c == '\n';
+}
+
+/* Walk the rules of `spec` ("NAME", "PREFIX*", "+..." adds, "-..." removes):
+ * with `key` set, return whether the last rule that matches it selects it
+ * (`selected` when none does); with `key` NULL, check the syntax and return
+ * 0, or DEJA_EINVAL with a message naming `what` and the bad rule. */
+static int spec_walk(const char *spec, const char *what, const char *key, size_t klen,
+                     int selected)
+{
+    const char *p = spec;
+
+    while (p != NULL && *p != '\0') {
+        while (is_sep(*p))
+            p++;
+        if (*p == '\0')
+            break;
+        const char *start = p;
+        int add = 1;
+        if (*p == '+' || *p == '-')
+            add = *p++ == '+';
+        const char *name = p;
+        while (*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+               (*p >= '0' && *p <= '9'))
+            p++;
+        const size_t nlen = (size_t)(p - name);
+        const int prefix = *p == '*';
+        if (prefix)
+            p++;
+        if (nlen == 0 || !(*p == '\0' || is_sep(*p))) {
+            if (key != NULL)
+                return selected; /* checked when the tracer opened */
+            size_t bad = 0;
+            while (start[bad] != '\0' && !is_sep(start[bad]) && bad < 40)
+                bad++;
+            return deja__error_set(DEJA_EINVAL,
+                                   "%s: '%.*s' is not a variable name, NAME* prefix, or one of "
+                                   "them after + or -",
+                                   what, (int)bad, start);
+        }
+        if (key != NULL &&
+            (prefix ? klen >= nlen && strncmp(key, name, nlen) == 0
+                    : klen == nlen && strncmp(key, name, nlen) == 0))
+            selected = add;
+    }
+    return key != NULL ? selected : 0;
+}
+
+/* Check the syntax of a selection of variables (see deja_tracer_options's
+ * env_vars); `what` names it in the message. Returns 0 or DEJA_EINVAL. */
+int deja__env_spec_check(const char *spec, const char *what)
+{
+    return spec_walk(spec, what, NULL, 0, 0);
+}
+
+/* Whether environment variable `key` (`len` bytes) is recorded: the default
+ * list, then DEJA_ENV_VARS, then `spec` may select it, last rule winning;
+ * a secret-looking name never is. */
+static int var_selected(const char *key, size_t len, const char *spec)
+{
+    int sel = is_default(key, len);
+    sel = spec_walk(getenv("DEJA_ENV_VARS"), NULL, key, len, sel);
+    sel = spec_walk(spec, NULL, key, len, sel);
+    return sel && !is_secret(key, len);
+}
+
+/* The selected environment variables, sorted by key, in `list` (at most
+ * MAX_ITEMS); keys and values point into environ when `copy` is 0. */
+static size_t vars_capture(const char *spec, deja_kv *list, int copy)
+{
+    size_t n = 0;
+
+    for (char **p = environ; p != NULL && *p != NULL && n < MAX_ITEMS; p++) {
         const char *eq = strchr(*p, '=');
-        if (eq == NULL || !var_selected(*p, (size_t)(eq - *p)))
+        if (eq == NULL || !var_selected(*p, (size_t)(eq - *p), spec))
             continue;
         char *key = strndup(*p, (size_t)(eq - *p));
         if (key == NULL)
             continue;
-        var_list[e->nvars++] = (deja_kv){key, dup_or_empty(eq + 1)};
+        list[n++] = (deja_kv){key, copy ? dup_or_empty(eq + 1) : eq + 1};
     }
-    qsort(var_list, e->nvars, sizeof var_list[0], cmp_kv);
-    e->vars = var_list;
+    qsort(list, n, sizeof list[0], cmp_kv);
+    return n;
 }
 
 /* NVIDIA GPU model names from the driver's /proc files, if any. */
@@ -349,7 +480,8 @@ static void env_capture(void)
     e->threads = th > 0 && th < 1000000 ? (uint32_t)th : e->cores;
     e->fp_rounding = rounding_name();
     fp_flags(e);
-    vars_capture(e);
+    e->nvars = vars_capture(NULL, var_list, 1);
+    e->vars = var_list;
     libs_capture(e);
 
     deja__buf b = {0};
@@ -367,4 +499,39 @@ const deja_env *deja_env_current(deja_digest *digest)
     if (digest != NULL)
         *digest = env_digest;
     return &env_value;
+}
+
+/* The environment of this process with the variables `spec` selects on top
+ * of the defaults and DEJA_ENV_VARS (see deja_tracer_options's env_vars):
+ * a copy in `*out` that owns its memory (free with deja_env_free()), and its
+ * digest in `*digest`. Returns 0, DEJA_EINVAL on a bad `spec` or
+ * DEJA_ENOMEM. */
+int deja__env_capture_with(const char *spec, deja_env **out, deja_digest *digest)
+{
+    deja_env e = *deja_env_current(NULL);
+    deja_kv *vars = calloc(MAX_ITEMS, sizeof *vars);
+    deja__buf b = {0};
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    if (vars == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "capturing the environment: out of memory");
+        goto cleanup;
+    }
+    if ((rc = deja__env_spec_check(spec, "env_vars")) != 0)
+        goto cleanup;
+    n = vars_capture(spec, vars, 0);
+    e.vars = vars;
+    e.nvars = n;
+    if ((rc = deja__env_encode(&e, &b)) != 0 || (rc = deja__env_decode(b.data, b.size, out)) != 0)
+        goto cleanup;
+    *digest = deja_digest_of(b.data, b.size);
+
+cleanup:
+    for (size_t i = 0; i < n; i++)
+        free((char *)vars[i].key);
+    free(vars);
+    deja__buf_free(&b);
+    return rc;
 }

@@ -7,6 +7,7 @@
  * queue is full: otherwise it wakes on its own every flush_interval_ms, so
  * that ending a span costs no syscall.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,15 @@
 static int options_check(const deja_tracer_options *in, deja_tracer_options *out)
 {
     const deja_tracer_options dflt = DEJA_TRACER_OPTIONS_INIT;
-    *out = in != NULL ? *in : dflt;
-    if (out->version != DEJA_TRACER_OPTIONS_VERSION)
-        return deja__error_set(DEJA_EVERSION, "tracer options: version %u, expected %u",
+    *out = dflt;
+    if (in != NULL && in->version == 1) /* version 1 ended before env_vars */
+        memcpy(out, in, offsetof(deja_tracer_options, env_vars));
+    else if (in != NULL)
+        *out = *in;
+    if (out->version == 1)
+        out->env_vars = NULL;
+    else if (out->version != DEJA_TRACER_OPTIONS_VERSION)
+        return deja__error_set(DEJA_EVERSION, "tracer options: version %u, expected 1..%u",
                                out->version, DEJA_TRACER_OPTIONS_VERSION);
     if (!(out->sample_rate >= 0.0 && out->sample_rate <= 1.0))
         return deja__error_set(DEJA_EINVAL, "tracer options: sample_rate must be in 0..1");
@@ -34,6 +41,9 @@ static int options_check(const deja_tracer_options *in, deja_tracer_options *out
                                (int)out->queue_full);
     if (out->flush_interval_ms > 3600u * 1000u)
         return deja__error_set(DEJA_EINVAL, "tracer options: flush_interval_ms above one hour");
+    if (deja__env_spec_check(getenv("DEJA_ENV_VARS"), "DEJA_ENV_VARS") != 0 ||
+        deja__env_spec_check(out->env_vars, "tracer options: env_vars") != 0)
+        return DEJA_EINVAL;
     return 0;
 }
 
@@ -49,6 +59,7 @@ static void tracer_free(deja_tracer *t)
         deja__span_destroy(t->ring[(t->ring_head + i) % t->ring_cap]);
     free(t->ring);
     deja_store_close(t->store);
+    deja_env_free(t->env_own);
     pthread_cond_destroy(&t->done);
     pthread_cond_destroy(&t->not_full);
     pthread_cond_destroy(&t->not_empty);
@@ -114,7 +125,14 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
                              t->pool_max);
         goto cleanup;
     }
-    t->env = deja_env_current(&t->env_digest);
+    if (t->opts.env_vars == NULL) {
+        t->env = deja_env_current(&t->env_digest);
+    } else {
+        if ((rc = deja__env_capture_with(t->opts.env_vars, &t->env_own, &t->env_digest)) != 0)
+            goto cleanup;
+        t->env = t->env_own;
+    }
+    t->opts.env_vars = NULL; /* the caller's string is not kept */
     if ((rc = deja_store_open(&t->store, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC)) != 0)
         goto cleanup;
     if (pthread_create(&t->writer, NULL, deja__writer_main, t) != 0) {

@@ -41,6 +41,10 @@
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64
 
+/* tracer/env.c: the selection of variables recorded (see env_vars). */
+int deja__env_spec_check(const char *spec, const char *what);
+int deja__env_capture_with(const char *spec, deja_env **out, deja_digest *digest);
+
 /* Bounds on the tracer options. */
 #define DEJA__QUEUE_MAX ((size_t)1 << 24)
 #define DEJA__BATCH_MAX 65536u
@@ -106,7 +110,7 @@ struct deja_tracer {
     deja_store *store;
     deja_digest env_digest;
     const deja_env *env;
-    int env_written; /* writer thread only */
+    deja_env *env_own; /* env when the options select other variables */
 
     /* The bounded queue of ended spans (a ring). */
     pthread_mutex_t lock;

@@ -20,7 +20,8 @@ typedef struct fill_args {
     const deja_trace *views;
     const deja__prepared *preps; /* one per view, or NULL: not prepared */
     size_t nviews;
-    const deja_env *env; /* NULL: already stored */
+    const deja_env *env; /* NULL: no trace to write */
+    const deja_digest *env_digest;
     uint64_t dropped, sampled_out, redacted;
 } fill_args;
 
@@ -36,11 +37,11 @@ static int fill(deja__wtxn *w, void *payload)
         if (rc != 0)
             goto cleanup;
     }
-    if (a->env != NULL) {
-        deja_digest d;
-        if ((rc = deja__wtxn_put_env(w, a->env, &d)) != 0)
-            goto cleanup;
-    }
+    /* Every write that holds traces makes sure their environment is there:
+     * a gc between two batches may have deleted it while no committed trace
+     * referred to it yet (a lookup per batch, the record only when absent). */
+    if (a->env != NULL && (rc = deja__wtxn_ensure_env(w, a->env, a->env_digest)) != 0)
+        goto cleanup;
     if (a->dropped != 0 || a->sampled_out != 0 || a->redacted != 0)
         rc = deja__wtxn_count(w, a->dropped, a->sampled_out, a->redacted);
 cleanup:
@@ -290,7 +291,7 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
 static void commit(deja_tracer *t, slot *sl, reported *rep)
 {
     const size_t nv = sl->nv;
-    fill_args a = {sl->views, sl->preps, nv, t->env_written ? NULL : t->env, 0, 0, 0};
+    fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0};
     const uint64_t dropped = atomic_load(&t->dropped);
     const uint64_t sampled = atomic_load(&t->sampled_out);
     const uint64_t redacted = atomic_load(&t->redacted);
@@ -303,8 +304,6 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         a.env = NULL;
     if (deja__store_write(t->store, fill, &a) == 0) {
         atomic_fetch_add(&t->written, nv);
-        if (a.env != NULL)
-            t->env_written = 1;
         *rep = (reported){dropped, sampled, redacted};
         goto cleanup;
     }
@@ -312,8 +311,7 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         note_failure(t, nv);
         goto cleanup;
     }
-    /* One by one: the counters and the environment go with the first
-     * trace that commits. */
+    /* One by one: the counters go with the first trace that commits. */
     for (size_t i = 0; i < nv; i++) {
         fill_args one = a;
         one.views = &sl->views[i];
@@ -324,9 +322,6 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
             continue;
         }
         atomic_fetch_add(&t->written, 1);
-        if (one.env != NULL)
-            t->env_written = 1;
-        a.env = NULL;
         a.dropped = a.sampled_out = a.redacted = 0;
         *rep = (reported){dropped, sampled, redacted};
     }

@@ -1,0 +1,247 @@
+/*
+ * tests/test_cli_escape.c -- text from a trace or a bundle is untrusted: the
+ * terminal, shell and Markdown escapes (cli/cli_escape.c) on their own, then the
+ * real binary's `show` (text and --md) and `ls` on a trace recorded with
+ * escape sequences, shell syntax and Markdown in its names, and which
+ * environment variables a report shows.
+ */
+#include "cli_harness.h"
+
+#include "cli/cli_escape.h"
+
+#include "deja.h"
+#include "store/store.h"
+#include "store/store_internal.h"
+
+static char tmp_root[] = "/tmp/deja-test-escape-XXXXXX";
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return cli_group_begin(tmp_root);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    cli_rm_rf(tmp_root);
+    return 0;
+}
+
+/* What `put` prints for `s` (and `arg`), in a static buffer. */
+static const char *printed(void (*put)(FILE *, const char *), const char *s)
+{
+    static char buf[1024];
+    FILE *fp;
+
+    memset(buf, 0, sizeof buf);
+    fp = fmemopen(buf, sizeof buf, "w");
+
+    assert_non_null(fp);
+    put(fp, s);
+    assert_int_equal(fclose(fp), 0);
+    return buf;
+}
+
+static void put_code_table(FILE *fp, const char *s)
+{
+    cli_put_md_code(fp, s, 1);
+}
+
+static void put_code(FILE *fp, const char *s)
+{
+    cli_put_md_code(fp, s, 0);
+}
+
+static void test_cli_escape__terminal(void **state)
+{
+    (void)state;
+    assert_string_equal(printed(cli_put_term, "plain é ü"), "plain é ü");
+    assert_string_equal(printed(cli_put_term, "a\x1b[2Jb"), "a\\x1b[2Jb");
+    assert_string_equal(printed(cli_put_term, "l1\nl2\tx\r"), "l1\\nl2\\tx\\r");
+    assert_string_equal(printed(cli_put_term, "\x7f"), "\\x7f");
+    assert_string_equal(printed(cli_put_term, "c1 \xc2\x9b" "31m"), "c1 \\xc2\\x9b31m");
+    assert_string_equal(printed(cli_put_term, "bad \xff\xc3"), "bad \\xff\\xc3");
+    assert_string_equal(printed(cli_put_term, "over \xc0\xaf"), "over \\xc0\\xaf");
+    assert_string_equal(printed(cli_put_term, NULL), "");
+}
+
+/* Each quoted word, read back by a real shell, is the word itself. */
+static void test_cli_escape__shell(void **state)
+{
+    (void)state;
+    static const char *const words[] = {
+        "textgen-v1", "", "a b", "it's", "x; touch /tmp/pwned", "$(id)", "`id`", "a\nb",
+        "esc\x1b[0m", "\xff", "back\\slash", "*", "-v1",
+    };
+    assert_string_equal(printed(cli_put_shell, "textgen-v1"), "textgen-v1");
+    assert_string_equal(printed(cli_put_shell, "x; touch /tmp/p"), "'x; touch /tmp/p'");
+    assert_string_equal(printed(cli_put_shell, "it's"), "'it'\\''s'");
+    assert_string_equal(printed(cli_put_shell, ""), "''");
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        char cmd[1200], want[64];
+        const char *q = printed(cli_put_shell, words[i]);
+        const char *script = cli_tmp_path(tmp_root, "word.sh");
+        FILE *f = fopen(script, "w");
+        assert_non_null(f);
+        fprintf(f, "printf '%%s' %s | od -An -tx1 | tr -d ' \\n'\n", q);
+        assert_int_equal(fclose(f), 0);
+        snprintf(cmd, sizeof cmd, "bash %s", script);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        char got[256] = "";
+        size_t n = fread(got, 1, sizeof got - 1, p);
+        got[n] = '\0';
+        assert_int_equal(pclose(p), 0);
+        want[0] = '\0';
+        for (const unsigned char *c = (const unsigned char *)words[i]; *c; c++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%02x", *c);
+        if (strcmp(got, want) != 0)
+            fail_msg("word %zu quoted as %s reads back as %s, not %s", i, q, got, want);
+    }
+}
+
+static void test_cli_escape__markdown(void **state)
+{
+    (void)state;
+    assert_string_equal(printed(put_code, "v1"), "`v1`");
+    assert_string_equal(printed(put_code, "a`b"), "``a`b``");
+    assert_string_equal(printed(put_code, "`x``"), "``` `x`` ```");
+    assert_string_equal(printed(put_code_table, "a|b"), "`a\\|b`");
+    assert_string_equal(printed(put_code, "a|b"), "`a|b`");
+    assert_string_equal(printed(put_code, "x\ny"), "`x\\ny`");
+    assert_string_equal(printed(cli_put_md_text, "*bold* | [l](u) <b>"),
+                        "\\*bold\\* \\| \\[l\\]\\(u\\) \\<b\\>");
+    assert_string_equal(printed(cli_put_md_text, "oops\x1b]0;t\x07"), "oops\\x1b\\]0;t\\x07");
+}
+
+/* A store with one error trace whose every string is hostile, recorded
+ * through the public API (which records faithfully what it is given), in
+ * an environment that recorded a variable off the default list. */
+static const char *hostile_store(char *id_out)
+{
+    const char *store = cli_tmp_path(tmp_root, "hostile.store");
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    deja_tracer *t = NULL;
+    deja_span *s = NULL;
+
+    setenv("DEJA_TEST_EXTRA_VAR", "extra", 1);
+    o.env_vars = "DEJA_TEST_EXTRA_VAR";
+    assert_int_equal(deja_tracer_open(&t, store, &o), 0);
+    assert_int_equal(deja_span_begin(&s, t, "m\x1b[31mred|`x`", "1; touch /tmp/deja-pwned #"), 0);
+    deja_id_format(deja_span_id(s), id_out);
+    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt\x1b[2J", "hi ````\n```", 11), 0);
+    assert_int_equal(deja_span_tag(s, "user|x", "`u1`\x07"), 0);
+    assert_int_equal(deja_span_param_str(s, "mode", "a|b\x1b"), 0);
+    assert_int_equal(deja_span_end(s, DEJA_STATUS_ERROR, "boom\x1b]0;title\x07 | <img src=x>"), 0);
+    deja_tracer_close(t);
+    return store;
+}
+
+static void assert_no_control(const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+        if ((*p < 0x20 && *p != '\n') || *p == 0x7f)
+            fail_msg("raw control byte 0x%02x in output:\n%s", *p, out);
+}
+
+static void test_cli_escape__show_and_ls(void **state)
+{
+    (void)state;
+    char id[DEJA_ID_STRLEN + 1];
+    const char *store = hostile_store(id);
+    cli_run r;
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_no_control(r.out);
+    assert_non_null(strstr(r.out, "m\\x1b[31mred"));
+    assert_non_null(strstr(r.out, "DEJA_TEST_EXTRA_VAR=extra"));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_no_control(r.out);
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, "--md", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_no_control(r.out);
+    /* The command to paste quotes the version-made plugin name as one word. */
+    assert_non_null(strstr(r.out, "--model $'m\\x1b[31mred|`x`-v1; touch /tmp/deja-pwned #'\n"));
+    assert_null(strstr(r.out, "--model m"));
+    /* Table cells cannot be broken nor code spans closed. */
+    assert_non_null(strstr(r.out, "| model | `` m\\x1b[31mred\\|`x` `` |"));
+    assert_non_null(strstr(r.out, "``user\\|x=`u1`\\x07``"));
+    assert_non_null(strstr(r.out, "\\| \\<img src=x\\>"));
+    /* The fence of a preview is longer than any backtick run inside. */
+    assert_non_null(strstr(r.out, "  `````\n"));
+    /* Nothing of this machine: no absolute path of the store, and no
+     * variable off the README's list. */
+    assert_null(strstr(r.out, tmp_root));
+    assert_null(strstr(r.out, "DEJA_TEST_EXTRA_VAR"));
+    cli_run_free(&r);
+}
+
+/* A trace recorded before secrets were kept out (its environment holds
+ * TF_VAR_db_password): no output shows that value. */
+typedef struct env_put {
+    deja_env env;
+    deja_digest d;
+    deja_trace t;
+} env_put;
+
+static int put_env_cb(deja__wtxn *w, void *payload)
+{
+    env_put *e = payload;
+    int rc = deja__wtxn_put_env(w, &e->env, &e->d);
+
+    e->t.env = e->d;
+    return rc != 0 ? rc : deja__wtxn_put_trace(w, &e->t, NULL);
+}
+
+static void test_cli_escape__old_secrets_not_shown(void **state)
+{
+    (void)state;
+    const char *store = cli_tmp_path(tmp_root, "old.store");
+    static const deja_kv vars[] = {{"OMP_NUM_THREADS", "4"}, {"TF_VAR_db_password", "hunter2"}};
+    env_put e = {.env = *deja_env_current(NULL)};
+    deja_store *s = NULL;
+    char id[DEJA_ID_STRLEN + 1];
+
+    e.env.vars = vars;
+    e.env.nvars = 2;
+    deja__id_new_at(&e.t.id, 1700000000000);
+    e.t.start_ns = 1700000000000LL * 1000000;
+    e.t.model_name = "m";
+    e.t.model_version = "1";
+    e.t.error = "";
+    e.t.has_env = 1;
+    deja_id_format(&e.t.id, id);
+    assert_int_equal(deja_store_open(&s, store, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, put_env_cb, &e), 0);
+    deja_store_close(s);
+
+    const char *const modes[] = {"--md", "--json", NULL};
+    for (size_t i = 0; i < 3; i++) {
+        cli_run r;
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, modes[i], NULL),
+                         0);
+        assert_int_equal(r.status, 0);
+        assert_null(strstr(r.out, "hunter2"));
+        assert_non_null(strstr(r.out, "OMP_NUM_THREADS"));
+        cli_run_free(&r);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_escape__terminal),
+        cmocka_unit_test(test_cli_escape__shell),
+        cmocka_unit_test(test_cli_escape__markdown),
+        cmocka_unit_test(test_cli_escape__show_and_ls),
+        cmocka_unit_test(test_cli_escape__old_secrets_not_shown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
