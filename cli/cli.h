@@ -52,6 +52,26 @@ int cmd_diff(const cli_global *g, int argc, char **argv);
 int cmd_bisect(const cli_global *g, int argc, char **argv);
 int cmd_export(const cli_global *g, int argc, char **argv);
 int cmd_import(const cli_global *g, int argc, char **argv);
+int cmd_proxy(const cli_global *g, int argc, char **argv);
+int cmd_serve(const cli_global *g, int argc, char **argv);
+
+/* ------------------------------------------------------------------------
+ * Servers (proxy, serve): cli/cli_server.c
+ * ---------------------------------------------------------------------- */
+
+#include <signal.h>
+
+/* Parse a byte size "65536", "64k", "16M", "1G" (binary units); 0 or -1. */
+int cli_parse_bytes(const char *text, uint64_t *out);
+
+/* Block SIGINT and SIGTERM in this thread and those it starts afterwards
+ * (into `set`), then wait for one of them; returns its number. */
+void cli_signals_block(sigset_t *set);
+int cli_signals_wait(const sigset_t *set);
+
+/* Print the base URL "http://HOST:PORT/v1" on stdout (flushed: scripts read
+ * it) and a human line on stderr. */
+void cli_print_listening(const char *what, const char *listen, unsigned port, const char *extra);
 
 /* ------------------------------------------------------------------------
  * Errors

@@ -22,6 +22,8 @@ static const cli_command commands[] = {
     {"bisect", cmd_bisect, "find the first model version that diverges"},
     {"export", cmd_export, "write traces into one self-contained bundle file"},
     {"import", cmd_import, "verify a bundle and add what it holds to the store"},
+    {"proxy", cmd_proxy, "record the traffic of an OpenAI-compatible LLM server"},
+    {"serve", cmd_serve, "serve a model as an OpenAI-compatible endpoint"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

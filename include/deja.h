@@ -13,7 +13,8 @@
  *   4. models and the determinism context: load a model plugin
  *      (deja_model.h) and run it, recording or replaying;
  *   5. diff, replay and bisect;
- *   6. bundles: one file to hand a reproducible case to someone else.
+ *   6. bundles: one file to hand a reproducible case to someone else;
+ *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -242,6 +243,11 @@ DEJA_API void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out)
  * Its id and start time are taken now. */
 DEJA_API int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name,
                              const char *version);
+
+/* Replace the model version given to deja_span_begin(), for a version known
+ * only from the inference's answer (as the proxy learns the server's model
+ * from its response). */
+DEJA_API int deja_span_model_version(deja_span *span, const char *version);
 
 /* The id of the span; valid until the span ends. */
 DEJA_API const deja_id *deja_span_id(const deja_span *span);
@@ -993,6 +999,97 @@ DEJA_API const deja_bundle_info *deja_bundle_info_get(const deja_bundle *bundle)
 
 /* Close the bundle and remove its temporary store. Accepts NULL. */
 DEJA_API void deja_bundle_close(deja_bundle *bundle);
+
+
+/* ------------------------------------------------------------------------
+ * 7. LLM endpoints: the recording proxy and deja serve
+ *
+ *   deja_proxy_options o = DEJA_PROXY_OPTIONS_INIT;
+ *   o.listen = "127.0.0.1:8080";
+ *   o.upstream = "http://127.0.0.1:8000";
+ *   deja_server *p;
+ *   deja_proxy_start(&p, tracer, &o);    (serves on its own threads)
+ *   ...
+ *   deja_server_stop(p);
+ *
+ * The proxy speaks the OpenAI-compatible protocol on both sides: every
+ * POST to .../chat/completions, .../completions and .../embeddings is
+ * forwarded and recorded as a trace; anything else is forwarded
+ * unrecorded. Streams (server-sent events) pass through chunk by chunk as
+ * they arrive. Secrets never reach the store: the Authorization,
+ * Proxy-Authorization, api-key, x-api-key, Cookie and Set-Cookie headers,
+ * and every header named in `redact_headers`, are forwarded but never
+ * recorded. `deja serve` exposes a deja model (PLUGIN[:ARG]) through the
+ * same protocol, the request's `seed` becoming the determinism context's
+ * base seed.
+ * ---------------------------------------------------------------------- */
+
+typedef struct deja_server deja_server;
+
+typedef struct deja_proxy_options {
+    unsigned version;
+    const char *listen;   /* "HOST:PORT" (port 0: any free one); NULL: 127.0.0.1:8080 */
+    const char *upstream; /* "http://HOST:PORT[/PREFIX]": request paths are appended */
+    const deja_tag *tags; /* added to every trace */
+    size_t ntags;
+    const char *const *redact_headers; /* more headers never recorded (any case) */
+    size_t nredact_headers;
+    size_t max_request;   /* a larger request body gets 413 */
+    size_t max_response;  /* a larger upstream answer gets 502 (a stream is cut) */
+    unsigned timeout_ms;  /* the whole upstream exchange; 0: none */
+    unsigned connect_timeout_ms;
+    unsigned max_clients; /* connections served at once */
+} deja_proxy_options;
+
+#define DEJA_PROXY_OPTIONS_VERSION 1
+#define DEJA_PROXY_OPTIONS_INIT                                                                  \
+    {DEJA_PROXY_OPTIONS_VERSION, NULL, NULL, NULL, 0, NULL, 0, (size_t)64 << 20,             \
+     (size_t)256 << 20, 600000, 10000, 1024}
+
+/* Start a recording proxy in front of opts->upstream, recording through
+ * `tracer` (which must outlive the server). Serves on its own threads
+ * until deja_server_stop(). Returns 0, DEJA_EINVAL (bad options or
+ * address) or DEJA_EIO (cannot listen: the message says why). */
+DEJA_API int deja_proxy_start(deja_server **out, deja_tracer *tracer,
+                              const deja_proxy_options *opts);
+
+typedef struct deja_serve_options {
+    unsigned version;
+    const char *listen;  /* as for the proxy */
+    const char *model;   /* PLUGIN[:ARG], as deja_model_load */
+    deja_tracer *record; /* record every inference served through it; NULL: record nothing */
+    size_t max_request;  /* a larger request body gets 413 */
+    unsigned max_clients;
+} deja_serve_options;
+
+#define DEJA_SERVE_OPTIONS_VERSION 1
+#define DEJA_SERVE_OPTIONS_INIT                                                                  \
+    {DEJA_SERVE_OPTIONS_VERSION, NULL, NULL, NULL, (size_t)16 << 20, 1024}
+
+/* Load opts->model and serve it as an OpenAI-compatible endpoint: GET
+ * /v1/models, POST /v1/chat/completions and /v1/completions, streaming or
+ * not. Chat messages' contents, joined by newlines, become the input
+ * "prompt"; temperature, top_p, top_k, max_tokens and stop become params
+ * of those names; the completion is the output "completion". Returns 0,
+ * the codes of deja_model_load(), DEJA_EINVAL or DEJA_EIO. */
+DEJA_API int deja_serve_start(deja_server **out, const deja_serve_options *opts);
+
+/* The TCP port the server listens on (useful after asking for port 0). */
+DEJA_API unsigned deja_server_port(const deja_server *server);
+
+/* Exchanges a server has answered, and of those how many it recorded. */
+typedef struct deja_server_stats {
+    uint64_t requests;
+    uint64_t recorded;
+    uint64_t truncated; /* recorded streams cut short (client gone, upstream closed) */
+    uint64_t failed;    /* answered with an error status */
+} deja_server_stats;
+
+DEJA_API void deja_server_stats_get(const deja_server *server, deja_server_stats *out);
+
+/* Stop listening, finish or cut the exchanges in flight, free the server.
+ * Accepts NULL. */
+DEJA_API void deja_server_stop(deja_server *server);
 
 #ifdef __cplusplus
 }

@@ -406,6 +406,20 @@ cleanup:
     return rc;
 }
 
+/* Replace the model version (copied into the span's arena). */
+int deja_span_model_version(deja_span *span, const char *version)
+{
+    if (span == NULL || version == NULL)
+        return deja__error_set(DEJA_EINVAL, "span: a model version is required");
+    const size_t vlen = strlen(version);
+    char *copy = arena_alloc(span, vlen + 1, 1);
+    if (copy == NULL)
+        return oom("the model version");
+    memcpy(copy, version, vlen + 1);
+    span->model_version = copy;
+    return 0;
+}
+
 /* The span's id, valid until it ends. */
 const deja_id *deja_span_id(const deja_span *span)
 {

@@ -1,0 +1,784 @@
+/*
+ * http/openai.c -- reading and recording the OpenAI-compatible protocol:
+ * requests into spans (inputs and params under the OpenTelemetry GenAI
+ * names), answers (a JSON body or a server-sent event stream) into the
+ * completion text, finish reasons, usage and embeddings.
+ *
+ * Everything here parses network input: sizes are bounded by the callers
+ * (the body limits), jansson validates UTF-8, and a part that does not
+ * parse is skipped and flagged rather than trusted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "http/http_internal.h"
+#include "core/core.h"
+
+int deja__hbuf_add(deja__hbuf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            if (cap > ((size_t)1 << 40)) {
+                return deja__error_set(DEJA_ENOMEM, "http: buffer beyond 1 TiB");
+            }
+            cap *= 2;
+        }
+        char *grown = realloc(b->data, cap);
+        if (!grown) {
+            return deja__error_set(DEJA_ENOMEM, "http: out of memory (%zu bytes)", cap);
+        }
+        b->data = grown;
+        b->cap = cap;
+    }
+    if (n) {
+        memcpy(b->data + b->len, data, n);
+    }
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+void deja__hbuf_free(deja__hbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Non-zero when `s` ends with `suffix`. */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+deja__op deja__op_of_path(const char *path)
+{
+    if (ends_with(path, "/chat/completions")) {
+        return DEJA__OP_CHAT;
+    }
+    if (ends_with(path, "/completions")) {
+        return DEJA__OP_COMPLETION;
+    }
+    if (ends_with(path, "/embeddings")) {
+        return DEJA__OP_EMBEDDINGS;
+    }
+    return DEJA__OP_NONE;
+}
+
+const char *deja__op_name(deja__op op)
+{
+    switch (op) {
+    case DEJA__OP_CHAT:
+        return "chat";
+    case DEJA__OP_COMPLETION:
+        return "text_completion";
+    case DEJA__OP_EMBEDDINGS:
+        return "embeddings";
+    default:
+        return NULL;
+    }
+}
+
+deja__op deja__op_of_name(const char *name)
+{
+    if (!name) {
+        return DEJA__OP_NONE;
+    }
+    if (strcmp(name, "chat") == 0) {
+        return DEJA__OP_CHAT;
+    }
+    if (strcmp(name, "text_completion") == 0) {
+        return DEJA__OP_COMPLETION;
+    }
+    if (strcmp(name, "embeddings") == 0) {
+        return DEJA__OP_EMBEDDINGS;
+    }
+    return DEJA__OP_NONE;
+}
+
+const char *deja__op_path(deja__op op)
+{
+    switch (op) {
+    case DEJA__OP_CHAT:
+        return "/chat/completions";
+    case DEJA__OP_COMPLETION:
+        return "/completions";
+    case DEJA__OP_EMBEDDINGS:
+        return "/embeddings";
+    default:
+        return "";
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Requests
+ * ---------------------------------------------------------------------- */
+
+/* The text of a message's content: a string, or the "text" of each part of
+ * an array of parts, concatenated. Non-text parts stay in http.request
+ * only. */
+static int content_text(json_t *content, deja__hbuf *out)
+{
+    int rc = 0;
+    if (json_is_string(content)) {
+        return deja__hbuf_add(out, json_string_value(content), json_string_length(content));
+    }
+    if (json_is_array(content)) {
+        size_t i;
+        json_t *part;
+        json_array_foreach(content, i, part)
+        {
+            json_t *text = json_object_get(part, "text");
+            if (json_is_string(text)) {
+                rc = deja__hbuf_add(out, json_string_value(text), json_string_length(text));
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+        }
+    }
+    return deja__hbuf_add(out, "", 0);
+}
+
+/* Record a numeric field of the request under `key`, when it is a number. */
+static int param_number(deja_span *span, json_t *req, const char *field, const char *key)
+{
+    json_t *v = json_object_get(req, field);
+    if (json_is_number(v)) {
+        return deja_span_param_num(span, key, json_number_value(v));
+    }
+    return 0;
+}
+
+/* Record a field that is a string or an array of strings under `key`, as a
+ * JSON array ("[\"\\n\"]"): OpenTelemetry's string[] attributes. */
+static int param_strings(deja_span *span, json_t *req, const char *field, const char *key)
+{
+    json_t *v = json_object_get(req, field);
+    json_t *arr = NULL;
+    char *text = NULL;
+    int rc = 0;
+    if (json_is_string(v)) {
+        arr = json_pack("[O]", v);
+    } else if (json_is_array(v)) {
+        arr = json_incref(v);
+    } else {
+        return 0;
+    }
+    text = arr ? json_dumps(arr, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    if (!text) {
+        rc = deja__error_set(DEJA_ENOMEM, "http: out of memory");
+    } else {
+        rc = deja_span_param_str(span, key, text);
+    }
+    free(text);
+    json_decref(arr);
+    return rc;
+}
+
+/* Record each string of `v` (a string or an array of strings) as a text
+ * input `name`, `name.1`, ... */
+static int inputs_strings(deja_span *span, json_t *v, const char *name)
+{
+    int rc = 0;
+    if (json_is_string(v)) {
+        return deja_span_add_text(span, DEJA_INPUT, name, json_string_value(v),
+                                  json_string_length(v));
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            char nm[64];
+            if (!json_is_string(item)) {
+                continue; /* token arrays stay in http.request */
+            }
+            if (i == 0) {
+                snprintf(nm, sizeof nm, "%s", name);
+            } else {
+                snprintf(nm, sizeof nm, "%s.%zu", name, i);
+            }
+            rc = deja_span_add_text(span, DEJA_INPUT, nm, json_string_value(item),
+                                    json_string_length(item));
+            if (rc != 0) {
+                return rc;
+            }
+        }
+    }
+    return rc;
+}
+
+/* Record the messages of a chat request: the last user message as
+ * "prompt" (what `deja ls` previews), then each message as
+ * "message.<i>.<role>". */
+static int inputs_messages(deja_span *span, json_t *messages)
+{
+    int rc = 0;
+    size_t i, last_user = (size_t)-1;
+    json_t *m;
+    deja__hbuf text = {0};
+    if (!json_is_array(messages)) {
+        return 0;
+    }
+    json_array_foreach(messages, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role && strcmp(role, "user") == 0) {
+            last_user = i;
+        }
+    }
+    if (last_user != (size_t)-1) {
+        rc = content_text(json_object_get(json_array_get(messages, last_user), "content"), &text);
+        if (rc == 0) {
+            rc = deja_span_add_text(span, DEJA_INPUT, "prompt", text.data, text.len);
+        }
+    }
+    json_array_foreach(messages, i, m)
+    {
+        char nm[96];
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (rc != 0) {
+            break;
+        }
+        text.len = 0;
+        rc = content_text(json_object_get(m, "content"), &text);
+        if (rc != 0) {
+            break;
+        }
+        snprintf(nm, sizeof nm, "message.%zu.%.40s", i, role ? role : "unknown");
+        rc = deja_span_add_text(span, DEJA_INPUT, nm, text.data, text.len);
+    }
+    deja__hbuf_free(&text);
+    return rc;
+}
+
+int deja__openai_record_request(deja_span *span, deja__op op, const char *body, size_t len,
+                                int *stream)
+{
+    int rc = 0;
+    json_error_t jerr;
+    json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    *stream = 0;
+    if (!json_is_object(req)) {
+        rc = deja_span_add_bytes(span, DEJA_INPUT, "http.request", body, len);
+        goto cleanup;
+    }
+    *stream = json_is_true(json_object_get(req, "stream"));
+    if (op == DEJA__OP_CHAT) {
+        rc = inputs_messages(span, json_object_get(req, "messages"));
+    } else if (op == DEJA__OP_COMPLETION) {
+        rc = inputs_strings(span, json_object_get(req, "prompt"), "prompt");
+    } else if (op == DEJA__OP_EMBEDDINGS) {
+        rc = inputs_strings(span, json_object_get(req, "input"), "input");
+    }
+    if (rc == 0) {
+        rc = deja_span_add_text(span, DEJA_INPUT, "http.request", body, len);
+    }
+    const char *model = json_string_value(json_object_get(req, "model"));
+    if (rc == 0 && model) {
+        rc = deja_span_param_str(span, "gen_ai.request.model", model);
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "temperature", "gen_ai.request.temperature");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "top_p", "gen_ai.request.top_p");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "top_k", "gen_ai.request.top_k");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "max_tokens", "gen_ai.request.max_tokens");
+    }
+    if (rc == 0 && !json_object_get(req, "max_tokens")) {
+        rc = param_number(span, req, "max_completion_tokens", "gen_ai.request.max_tokens");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "frequency_penalty", "gen_ai.request.frequency_penalty");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "presence_penalty", "gen_ai.request.presence_penalty");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "n", "gen_ai.request.choice.count");
+    }
+    if (rc == 0) {
+        rc = param_number(span, req, "seed", "gen_ai.request.seed");
+    }
+    if (rc == 0) {
+        rc = param_strings(span, req, "stop", "gen_ai.request.stop_sequences");
+    }
+    if (rc == 0) {
+        rc = param_strings(span, req, "encoding_format", "gen_ai.request.encoding_formats");
+    }
+    if (rc == 0 && json_object_get(req, "stream")) {
+        rc = deja_span_param_bool(span, "deja.request.stream", *stream);
+    }
+    json_t *seed = json_object_get(req, "seed");
+    if (rc == 0 && json_is_integer(seed) && json_integer_value(seed) >= 0) {
+        rc = deja_span_seed(span, "seed", (uint64_t)json_integer_value(seed));
+    }
+cleanup:
+    json_decref(req);
+    return rc;
+}
+
+void deja__openai_request_model(const char *body, size_t len, char *out, size_t cap)
+{
+    json_error_t jerr;
+    json_t *req = json_loadb(body, len, 0, &jerr);
+    const char *model = json_string_value(json_object_get(req, "model"));
+    snprintf(out, cap, "%s", model ? model : "");
+    json_decref(req);
+}
+
+/* ------------------------------------------------------------------------
+ * Answers
+ * ---------------------------------------------------------------------- */
+
+void deja__answer_init(deja__answer *a)
+{
+    memset(a, 0, sizeof *a);
+    a->input_tokens = -1;
+    a->output_tokens = -1;
+}
+
+void deja__answer_free(deja__answer *a)
+{
+    size_t i;
+    for (i = 0; i < DEJA__HTTP_MAX_CHOICES; i++) {
+        deja__hbuf_free(&a->text[i]);
+        free(a->finish[i]);
+    }
+    free(a->tool_calls);
+    free(a->id);
+    free(a->model);
+    free(a->fingerprint);
+    free(a->embedding);
+    free(a->error);
+    deja__answer_init(a);
+}
+
+/* Keep a copy of the string `v` in `*slot` unless one is there already. */
+static int keep_first(char **slot, json_t *v)
+{
+    if (*slot || !json_is_string(v) || json_string_length(v) == 0) {
+        return 0;
+    }
+    *slot = strdup(json_string_value(v));
+    return *slot ? 0 : deja__error_set(DEJA_ENOMEM, "http: out of memory");
+}
+
+/* Replace `*slot` by a copy of the string `v` (when it is one). */
+static int keep_last(char **slot, json_t *v)
+{
+    if (!json_is_string(v)) {
+        return 0;
+    }
+    char *copy = strdup(json_string_value(v));
+    if (!copy) {
+        return deja__error_set(DEJA_ENOMEM, "http: out of memory");
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* The fields every answer (or chunk) may carry: id, model, fingerprint,
+ * usage, error. */
+static int common_fields(deja__answer *a, json_t *o)
+{
+    int rc = keep_first(&a->id, json_object_get(o, "id"));
+    if (rc == 0) {
+        rc = keep_first(&a->model, json_object_get(o, "model"));
+    }
+    if (rc == 0) {
+        rc = keep_first(&a->fingerprint, json_object_get(o, "system_fingerprint"));
+    }
+    json_t *usage = json_object_get(o, "usage");
+    if (json_is_object(usage)) {
+        json_t *in = json_object_get(usage, "prompt_tokens");
+        json_t *out = json_object_get(usage, "completion_tokens");
+        if (json_is_integer(in)) {
+            a->input_tokens = json_integer_value(in);
+        }
+        if (json_is_integer(out)) {
+            a->output_tokens = json_integer_value(out);
+        }
+    }
+    json_t *err = json_object_get(o, "error");
+    if (rc == 0 && json_is_object(err)) {
+        rc = keep_last(&a->error, json_object_get(err, "message"));
+        if (rc == 0 && !a->error) {
+            a->error = strdup("(an error without a message)");
+            rc = a->error ? 0 : DEJA_ENOMEM;
+        }
+    } else if (rc == 0 && json_is_string(err)) {
+        rc = keep_last(&a->error, err);
+    }
+    return rc;
+}
+
+/* The choice at `index` of a choices array element, or -1 when out of
+ * range. */
+static long choice_index(json_t *choice, size_t position)
+{
+    json_t *ix = json_object_get(choice, "index");
+    long i = json_is_integer(ix) ? (long)json_integer_value(ix) : (long)position;
+    return i >= 0 && i < DEJA__HTTP_MAX_CHOICES ? i : -1;
+}
+
+/* Read the choices of an answer or a stream chunk: `delta` selects the
+ * streaming form (choices[].delta.content). Sets *text_seen when a
+ * non-empty piece of text was found. */
+static int read_choices(deja__answer *a, deja__op op, json_t *o, int delta, int *text_seen)
+{
+    size_t pos;
+    json_t *c;
+    json_t *choices = json_object_get(o, "choices");
+    if (!json_is_array(choices)) {
+        return 0;
+    }
+    json_array_foreach(choices, pos, c)
+    {
+        long i = choice_index(c, pos);
+        json_t *text = NULL;
+        int rc;
+        if (i < 0) {
+            continue;
+        }
+        if ((size_t)i + 1 > a->nchoices) {
+            a->nchoices = (size_t)i + 1;
+        }
+        if (op == DEJA__OP_CHAT) {
+            json_t *msg = json_object_get(c, delta ? "delta" : "message");
+            text = json_object_get(msg, "content");
+            if (!delta && json_object_get(msg, "tool_calls") && i == 0 && !a->tool_calls) {
+                a->tool_calls = json_dumps(json_object_get(msg, "tool_calls"),
+                                           JSON_COMPACT | JSON_ENSURE_ASCII);
+                if (!a->tool_calls) {
+                    return deja__error_set(DEJA_ENOMEM, "http: out of memory");
+                }
+            }
+        } else {
+            text = json_object_get(c, "text");
+        }
+        if (json_is_string(text)) {
+            rc = deja__hbuf_add(&a->text[i], json_string_value(text), json_string_length(text));
+            if (rc != 0) {
+                return rc;
+            }
+            if (json_string_length(text) > 0) {
+                *text_seen = 1;
+            }
+        } else if (!a->text[i].data && (rc = deja__hbuf_add(&a->text[i], "", 0)) != 0) {
+            return rc;
+        }
+        json_t *fr = json_object_get(c, "finish_reason");
+        if (json_is_string(fr) && (rc = keep_last(&a->finish[i], fr)) != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Read the embeddings of an answer: data[].embedding as numbers or as
+ * base64 of little-endian f32. Every vector must have the first one's
+ * length. */
+static int read_embeddings(deja__answer *a, json_t *o)
+{
+    size_t i;
+    json_t *d;
+    json_t *data = json_object_get(o, "data");
+    if (!json_is_array(data) || json_array_size(data) == 0) {
+        return 0;
+    }
+    size_t n = json_array_size(data);
+    json_array_foreach(data, i, d)
+    {
+        json_t *e = json_object_get(d, "embedding");
+        uint8_t *raw = NULL;
+        size_t dim = 0, rawsize = 0;
+        if (json_is_array(e)) {
+            dim = json_array_size(e);
+        } else if (json_is_string(e)) {
+            int rc = deja__base64_decode(json_string_value(e), json_string_length(e), &raw,
+                                         &rawsize);
+            if (rc == DEJA_ENOMEM) {
+                return rc;
+            }
+            if (rc != 0 || rawsize % sizeof(float) != 0) {
+                free(raw);
+                a->malformed = 1;
+                return 0;
+            }
+            dim = rawsize / sizeof(float);
+        } else {
+            a->malformed = 1;
+            return 0;
+        }
+        if (i == 0) {
+            if (dim == 0 || n > ((size_t)1 << 40) / dim / sizeof(float)) {
+                free(raw);
+                a->malformed = 1;
+                return 0;
+            }
+            a->dim = dim;
+            a->embedding = malloc(n * dim * sizeof(float));
+            if (!a->embedding) {
+                free(raw);
+                return deja__error_set(DEJA_ENOMEM, "http: out of memory for embeddings");
+            }
+        } else if (dim != a->dim) {
+            free(raw);
+            a->malformed = 1;
+            return 0;
+        }
+        float *row = a->embedding + i * a->dim;
+        if (raw) {
+            memcpy(row, raw, dim * sizeof(float)); /* little-endian, as the host */
+        } else {
+            for (size_t k = 0; k < dim; k++) {
+                row[k] = (float)json_number_value(json_array_get(e, k));
+            }
+        }
+        free(raw);
+        a->nvec = i + 1;
+    }
+    return 0;
+}
+
+/* Parse one JSON answer or stream chunk `o`. */
+static int read_object(deja__answer *a, deja__op op, json_t *o, int delta, int *text_seen)
+{
+    int rc = common_fields(a, o);
+    if (rc == 0 && op == DEJA__OP_EMBEDDINGS && !delta) {
+        rc = read_embeddings(a, o);
+    } else if (rc == 0) {
+        rc = read_choices(a, op, o, delta, text_seen);
+    }
+    return rc;
+}
+
+/* Parse one server-sent event whose data lines, joined, are `data`. */
+static int read_event(deja__answer *a, deja__op op, const char *data, size_t len, size_t end)
+{
+    json_error_t jerr;
+    int text_seen = 0, rc = 0;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        a->done = 1;
+        return 0;
+    }
+    json_t *o = json_loadb(data, len, 0, &jerr);
+    if (!json_is_object(o)) {
+        a->malformed = 1;
+        json_decref(o);
+        return 0;
+    }
+    rc = read_object(a, op, o, 1, &text_seen);
+    if (rc == 0 && text_seen && a->first_token_end == 0) {
+        a->first_token_end = end;
+    }
+    json_decref(o);
+    return rc;
+}
+
+/* Parse an SSE stream: events separated by blank lines, "data:" lines
+ * joined with "\n"; other fields and comments ignored. An event cut off
+ * at the end of the stream is parsed as it is. */
+static int parse_sse(deja__answer *a, deja__op op, const char *body, size_t len)
+{
+    deja__hbuf data = {0};
+    size_t p = 0;
+    int rc = 0, have = 0;
+    while (p < len && rc == 0) {
+        const char *nl = memchr(body + p, '\n', len - p);
+        size_t end = nl ? (size_t)(nl - body) : len;
+        size_t next = nl ? end + 1 : len;
+        size_t l = end - p;
+        const char *line = body + p;
+        if (l > 0 && line[l - 1] == '\r') {
+            l--;
+        }
+        if (l == 0) {
+            if (have) {
+                rc = read_event(a, op, data.data ? data.data : "", data.len, next);
+            }
+            data.len = 0;
+            have = 0;
+        } else if (l >= 5 && memcmp(line, "data:", 5) == 0) {
+            size_t skip = (l > 5 && line[5] == ' ') ? 6 : 5;
+            if (have) {
+                rc = deja__hbuf_add(&data, "\n", 1);
+            }
+            if (rc == 0) {
+                rc = deja__hbuf_add(&data, line + skip, l - skip);
+            }
+            have = 1;
+        }
+        p = next;
+    }
+    if (rc == 0 && have) {
+        rc = read_event(a, op, data.data ? data.data : "", data.len, len);
+    }
+    deja__hbuf_free(&data);
+    return rc;
+}
+
+int deja__answer_parse(deja__answer *a, deja__op op, const char *body, size_t len, int sse)
+{
+    json_error_t jerr;
+    int text_seen = 0, rc;
+    if (sse) {
+        return parse_sse(a, op, body, len);
+    }
+    json_t *o = json_loadb(body, len, 0, &jerr);
+    if (!json_is_object(o)) {
+        a->malformed = 1;
+        json_decref(o);
+        return 0;
+    }
+    rc = read_object(a, op, o, 0, &text_seen);
+    json_decref(o);
+    return rc;
+}
+
+/* Hand one text tensor `name` (with suffix ".N" for N > 0) to fn. */
+static int text_out(deja__tensor_fn fn, void *payload, const char *name, size_t n,
+                    const char *text, size_t len)
+{
+    char nm[64];
+    uint64_t shape[1] = {len};
+    if (n == 0) {
+        snprintf(nm, sizeof nm, "%s", name);
+    } else {
+        snprintf(nm, sizeof nm, "%s.%zu", name, n);
+    }
+    deja_tensor t = {nm, DEJA_UTF8, 1, shape, text ? text : "", len};
+    return fn(&t, payload);
+}
+
+int deja__answer_outputs(const deja__answer *a, deja__tensor_fn fn, void *payload)
+{
+    int rc = 0;
+    size_t i;
+    if (a->nvec > 0) {
+        uint64_t shape[2] = {a->nvec, a->dim};
+        deja_tensor t = {"embedding", DEJA_F32, 2, shape, a->embedding,
+                         a->nvec * a->dim * sizeof(float)};
+        return fn(&t, payload);
+    }
+    for (i = 0; i < a->nchoices && rc == 0; i++) {
+        rc = text_out(fn, payload, "completion", i, a->text[i].data, a->text[i].len);
+        if (rc == 0) {
+            const char *fr = a->finish[i] ? a->finish[i] : "";
+            rc = text_out(fn, payload, "finish_reason", i, fr, strlen(fr));
+        }
+    }
+    if (rc == 0 && a->tool_calls) {
+        rc = text_out(fn, payload, "tool_calls", 0, a->tool_calls, strlen(a->tool_calls));
+    }
+    return rc;
+}
+
+int deja__answer_record_params(const deja__answer *a, deja_span *span)
+{
+    int rc = 0;
+    if (a->id) {
+        rc = deja_span_param_str(span, "gen_ai.response.id", a->id);
+    }
+    if (rc == 0 && a->model) {
+        rc = deja_span_param_str(span, "gen_ai.response.model", a->model);
+    }
+    if (rc == 0 && a->fingerprint) {
+        rc = deja_span_param_str(span, "gen_ai.openai.response.system_fingerprint",
+                                 a->fingerprint);
+    }
+    if (rc == 0 && a->input_tokens >= 0) {
+        rc = deja_span_param_num(span, "gen_ai.usage.input_tokens", (double)a->input_tokens);
+    }
+    if (rc == 0 && a->output_tokens >= 0) {
+        rc = deja_span_param_num(span, "gen_ai.usage.output_tokens", (double)a->output_tokens);
+    }
+    if (rc == 0 && a->nchoices > 0) {
+        json_t *arr = json_array();
+        char *text = NULL;
+        for (size_t i = 0; arr && i < a->nchoices; i++) {
+            json_array_append_new(arr, json_string(a->finish[i] ? a->finish[i] : ""));
+        }
+        text = arr ? json_dumps(arr, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+        rc = text ? deja_span_param_str(span, "gen_ai.response.finish_reasons", text)
+                  : deja__error_set(DEJA_ENOMEM, "http: out of memory");
+        free(text);
+        json_decref(arr);
+    }
+    return rc;
+}
+
+void deja__http_error_text(char *out, size_t cap, long status, const deja__answer *a)
+{
+    snprintf(out, cap, "HTTP %ld: %.900s", status,
+             a && a->error ? a->error : "(no error message in the body)");
+}
+
+/* ------------------------------------------------------------------------
+ * Base64
+ * ---------------------------------------------------------------------- */
+
+/* The value of base64 character `c`, or -1. */
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+    if (c == '+' || c == '-') {
+        return 62;
+    }
+    if (c == '/' || c == '_') {
+        return 63;
+    }
+    return -1;
+}
+
+int deja__base64_decode(const char *text, size_t len, uint8_t **out, size_t *size)
+{
+    uint8_t *buf;
+    uint32_t acc = 0;
+    size_t n = 0, bits = 0, i;
+    *out = NULL;
+    *size = 0;
+    while (len > 0 && text[len - 1] == '=') {
+        len--;
+    }
+    buf = malloc(len / 4 * 3 + 3);
+    if (!buf) {
+        return deja__error_set(DEJA_ENOMEM, "base64: out of memory");
+    }
+    for (i = 0; i < len; i++) {
+        int v = b64_value((unsigned char)text[i]);
+        if (v < 0) {
+            free(buf);
+            return deja__error_set(DEJA_EINVAL, "base64: bad character at %zu", i);
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            buf[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out = buf;
+    *size = n;
+    return 0;
+}

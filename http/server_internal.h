@@ -1,0 +1,41 @@
+/*
+ * http/server_internal.h -- the server half of the http/ room (proxy.c,
+ * serve.c, server.c): the deja_server handle and the libmicrohttpd helpers.
+ */
+#ifndef DEJA_HTTP_SERVER_INTERNAL_H
+#define DEJA_HTTP_SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "http/http_internal.h"
+
+struct deja_server {
+    struct MHD_Daemon *daemon;
+    unsigned port;
+    atomic_int stopping; /* exchanges in flight give up */
+    atomic_uint_fast64_t requests;
+    atomic_uint_fast64_t recorded;
+    atomic_uint_fast64_t truncated;
+    atomic_uint_fast64_t failed;
+    void (*destroy)(deja_server *server); /* frees `impl`, after the daemon stopped */
+    void *impl;
+};
+
+/* Start the daemon of `s` on `listen` with `handler` and `done` (the
+ * request-completed callback), both called with `cls`; sets s->port.
+ * Returns 0, DEJA_EINVAL (address) or DEJA_EIO (cannot listen). */
+int deja__server_listen(deja_server *s, const char *listen, unsigned max_clients,
+                        MHD_AccessHandlerCallback handler, MHD_RequestCompletedCallback done,
+                        void *cls);
+
+/* Queue `body` (consumed) as a JSON answer with `status`. */
+int deja__server_json(struct MHD_Connection *c, unsigned status, json_t *body);
+
+/* Queue an OpenAI-shaped error {"error": {"message", "type", "code"}}. */
+int deja__server_error(struct MHD_Connection *c, unsigned status, const char *type,
+                       const char *code, const char *message);
+
+#endif /* DEJA_HTTP_SERVER_INTERNAL_H */
