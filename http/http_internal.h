@@ -119,12 +119,6 @@ int deja__listen_addr(const char *text, const char *what, struct sockaddr_storag
  * buffer. Returns 0, DEJA_EINVAL on a bad character, DEJA_ENOMEM. */
 int deja__base64_decode(const char *text, size_t len, uint8_t **out, size_t *size);
 
-/* The endpoint model: a plugin over an OpenAI-compatible server, opened
- * from a spec "http://HOST:PORT/PATH[?model=NAME&timeout=SECONDS]". Fills
- * `*plugin` with a description owned by `*instance` (valid until the
- * plugin's close) and `info` with a digest of the endpoint. Returns 0,
- * DEJA_EINVAL (bad spec) or DEJA_EMODEL (the server cannot be asked). */
-int deja__endpoint_open(const char *spec, const deja_model_plugin **plugin, void **instance,
-                        deja_model_info *info);
+#include "http/endpoint.h"
 
 #endif /* DEJA_HTTP_HTTP_INTERNAL_H */

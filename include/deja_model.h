@@ -71,6 +71,8 @@ typedef struct deja_ctx_vtable {
     int64_t (*now_ns)(deja_ctx *ctx);
     int (*output)(deja_ctx *ctx, const deja_tensor *tensor);
     void (*fail)(deja_ctx *ctx, const char *message);
+    /* Appended: hosts older than this have a smaller `size`. */
+    void (*note)(deja_ctx *ctx, const char *message);
 } deja_ctx_vtable;
 
 /* Every ctx starts with its table. */
@@ -150,6 +152,18 @@ static inline int deja_ctx_output_text(deja_ctx *ctx, const char *name, const ch
 static inline void deja_ctx_fail(deja_ctx *ctx, const char *message)
 {
     ctx->vt->fail(ctx, message);
+}
+
+/* Tell the host something about this inference that may explain a
+ * difference from a recording (an endpoint's changed system_fingerprint);
+ * a replay reports it with the likely causes of a divergence. Ignored
+ * when recording, and by hosts that predate it. */
+static inline void deja_ctx_note(deja_ctx *ctx, const char *message)
+{
+    if (ctx->vt->size >= offsetof(deja_ctx_vtable, note) + sizeof ctx->vt->note &&
+        ctx->vt->note) {
+        ctx->vt->note(ctx, message);
+    }
 }
 
 #ifdef __cplusplus

@@ -22,6 +22,7 @@
 
 #include "deja.h"
 #include "deja_model.h"
+#include "http/endpoint.h"
 #include "store/store.h"
 
 /* Plugin files larger than this are not digested (nor believed). */
@@ -226,6 +227,23 @@ cleanup:
     return rc;
 }
 
+/* An OpenAI-compatible endpoint as a model (http/endpoint.c): its plugin
+ * description lives in its instance, its digest is the spec's. */
+static int load_endpoint(deja_model *m, const char *spec)
+{
+    deja_model_info info;
+    memset(&info, 0, sizeof info);
+    int rc = deja__endpoint_open(spec, &m->plugin, &m->instance, &info);
+    if (rc != 0) {
+        return rc;
+    }
+    m->opened = 1;
+    memcpy(m->digest, info.digest, info.digest_size);
+    m->digest_size = info.digest_size;
+    m->path = dup_n(spec, strlen(spec));
+    return m->path ? 0 : deja__error_set(DEJA_ENOMEM, "model: out of memory");
+}
+
 /* Load the plugin named by `spec` ("PATH[:ARG]"), check its ABI, open an
  * instance with ARG and fill `*out`; free it with deja_model_free().
  * Returns DEJA_ENOTFOUND, DEJA_EINVAL, DEJA_EVERSION or DEJA_EMODEL as
@@ -258,6 +276,14 @@ int deja_model_load(deja_model **out, const char *spec)
     m = calloc(1, sizeof *m);
     if (!pathpart || !m || !(m->spec = dup_n(spec, strlen(spec)))) {
         rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
+        goto cleanup;
+    }
+    if (strncmp(spec, "http://", 7) == 0 || strncmp(spec, "https://", 8) == 0) {
+        rc = load_endpoint(m, spec);
+        if (rc == 0) {
+            *out = m;
+            m = NULL;
+        }
         goto cleanup;
     }
     if (!pathpart[0]) {

@@ -271,6 +271,24 @@ static const deja_tensor *tensor(const deja_tensor *v, size_t n, const char *nam
     return NULL;
 }
 
+/* The trace whose string param `key` is `value` and, when `flag_key` is
+ * not NULL, whose boolean param `flag_key` is `flag` (the store lists
+ * traces of one millisecond in any order). */
+static const deja_trace *find_trace(const traces *ts, const char *key, const char *value,
+                                    const char *flag_key, int flag)
+{
+    for (size_t i = 0; i < ts->n; i++) {
+        const deja_trace *t = ts->v[i];
+        const deja_param *p = param(t, key);
+        const deja_param *f = flag_key ? param(t, flag_key) : NULL;
+        if (p && p->kind == DEJA_PARAM_STR && strcmp(p->str, value) == 0 &&
+            (!flag_key || (f ? f->flag : 0) == flag))
+            return t;
+    }
+    fail_msg("no trace with %s=%s", key, value);
+    return NULL;
+}
+
 static int has_tag(const deja_trace *t, const char *key, const char *value)
 {
     for (size_t i = 0; i < t->ntags; i++)
@@ -425,7 +443,7 @@ static void test_http__proxy_records_stream(void **state)
     traces ts;
     traces_load(&ts, g.store);
     assert_int_equal(ts.n, 3); /* GET /v1/models is not recorded */
-    const deja_trace *t = ts.v[1];
+    const deja_trace *t = find_trace(&ts, "gen_ai.operation.name", "chat", "deja.request.stream", 1);
     assert_int_equal(t->status, DEJA_STATUS_OK);
     assert_true(param(t, "deja.request.stream")->flag);
     assert_true(text_is(tensor(t->outputs, t->noutputs, "completion"), want));
@@ -435,8 +453,7 @@ static void test_http__proxy_records_stream(void **state)
     const deja_tensor *resp = tensor(t->inputs, t->ninputs, "http.response");
     assert_int_equal(resp->size, stream.len); /* the raw stream, whole */
     assert_memory_equal(resp->data, stream.body, stream.len);
-    t = ts.v[2];
-    assert_string_equal(param(t, "gen_ai.operation.name")->str, "text_completion");
+    t = find_trace(&ts, "gen_ai.operation.name", "text_completion", NULL, 0);
     assert_true(text_is(tensor(t->inputs, t->ninputs, "prompt"), "A crow"));
     assert_true(text_is(tensor(t->outputs, t->noutputs, "completion"), comp_text));
     traces_free(&ts);
@@ -826,6 +843,123 @@ static void test_http__concurrent_streams(void **state)
     rig_free(&g);
 }
 
+
+/* ------------------------------------------------------------------------
+ * Replay and bisect against endpoints
+ * ---------------------------------------------------------------------- */
+
+typedef struct verdicts {
+    size_t n;
+    deja_verdict v[16];
+    int noted_fingerprint[16];
+} verdicts;
+
+static int on_result(const deja_replay_result *r, void *payload)
+{
+    verdicts *vs = payload;
+    if (vs->n < 16) {
+        for (size_t i = 0; i < r->nunrecorded; i++)
+            if (strstr(r->unrecorded[i], "system_fingerprint: recorded fp_"))
+                vs->noted_fingerprint[vs->n] = 1;
+        vs->v[vs->n++] = r->verdict;
+    }
+    return 0;
+}
+
+/* Traces recorded through the proxy in front of serve v1 replay `same` on
+ * v1 and diverge on v6 (which says its fingerprint changed); an unseeded
+ * request is nondeterministic with --repeat; bisect over six serve
+ * instances finds v4. */
+static void test_http__endpoint_replay_and_bisect(void **state)
+{
+    (void)state;
+    deja_server *serves[6] = {NULL};
+    char urls[6][128], url[256], body[512];
+    const char *specs[6];
+    rig g;
+    for (int v = 0; v < 6; v++) {
+        char model[32];
+        deja_serve_options so = DEJA_SERVE_OPTIONS_INIT;
+        snprintf(model, sizeof model, "textgen-v%d", v + 1);
+        so.listen = "127.0.0.1:0";
+        so.model = model;
+        assert_int_equal(deja_serve_start(&serves[v], &so), 0);
+        snprintf(urls[v], sizeof urls[v], "http://127.0.0.1:%u/v1", deja_server_port(serves[v]));
+        specs[v] = urls[v];
+    }
+    char up[128];
+    snprintf(up, sizeof up, "http://127.0.0.1:%u", deja_server_port(serves[0]));
+    rig_start(&g, up, NULL);
+    snprintf(url, sizeof url, "%s/v1/chat/completions", g.proxy_url);
+    for (int i = 0; i < 3; i++) {
+        reply r = {0};
+        snprintf(body, sizeof body,
+                 "{\"model\":\"textgen\",\"seed\":%d,\"max_tokens\":40,\"temperature\":0.7%s,"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"The hare\"}]}",
+                 i, i == 2 ? ",\"stream\":true" : "");
+        http_call(&r, url, body, NULL);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
+    reply unseeded = {0};
+    http_call(&unseeded, url,
+              "{\"model\":\"textgen\",\"max_tokens\":40,\"temperature\":0.9,"
+              "\"messages\":[{\"role\":\"user\",\"content\":\"The ox\"}]}",
+              NULL);
+    reply_free(&unseeded);
+    rig_stop_servers(&g);
+
+    traces ts;
+    traces_load(&ts, g.store);
+    assert_int_equal(ts.n, 4);
+    deja_id ids[4]; /* the three seeded ones, then the unseeded one */
+    size_t nseeded = 0;
+    for (size_t i = 0; i < 4; i++) {
+        if (param(ts.v[i], "gen_ai.request.seed"))
+            ids[nseeded++] = ts.v[i]->id;
+        else
+            ids[3] = ts.v[i]->id;
+    }
+    assert_int_equal(nseeded, 3);
+    verdicts vs;
+    deja_replay_summary sum;
+    deja_replay_options ro = DEJA_REPLAY_OPTIONS_INIT;
+
+    memset(&vs, 0, sizeof vs);
+    assert_int_equal(deja_replay_run(ts.store, ids, 3, specs[0], &ro, on_result, &vs, &sum), 0);
+    assert_int_equal(sum.same, 3);
+
+    memset(&vs, 0, sizeof vs);
+    assert_int_equal(deja_replay_run(ts.store, ids, 3, specs[5], &ro, on_result, &vs, &sum), 0);
+    assert_int_equal(sum.diverged, 3);
+    assert_true(vs.noted_fingerprint[0]);
+
+    memset(&vs, 0, sizeof vs);
+    ro.repeat = 3;
+    ro.jobs = 2;
+    char named[200];
+    snprintf(named, sizeof named, "%s?model=textgen&timeout=30", specs[0]);
+    assert_int_equal(deja_replay_run(ts.store, &ids[3], 1, named, &ro, on_result, &vs, &sum), 0);
+    assert_int_equal(sum.nondeterministic, 1);
+
+    deja_bisect_options bo = DEJA_BISECT_OPTIONS_INIT;
+    deja_bisect_result *br = NULL;
+    assert_int_equal(deja_bisect(ts.store, ids, 3, specs, 6, &bo, &br), 0);
+    assert_int_equal(br->first_bad, 3);
+    assert_string_equal(br->first_bad_spec, specs[3]);
+    deja_bisect_result_free(br);
+
+    /* A server that cannot be reached is a load error naming it. */
+    assert_int_equal(deja_replay_run(ts.store, ids, 1, "http://127.0.0.1:1/v1", NULL, NULL, NULL,
+                                     NULL),
+                     DEJA_EMODEL);
+    assert_non_null(strstr(deja_error_last(), "http://127.0.0.1:1/v1"));
+    traces_free(&ts);
+    for (int v = 0; v < 6; v++)
+        deja_server_stop(serves[v]);
+    rig_free(&g);
+}
+
 /* ------------------------------------------------------------------------
  * deja serve
  * ---------------------------------------------------------------------- */
@@ -938,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_http__fault_client_leaves_mid_stream),
         cmocka_unit_test(test_http__fault_upstream_down_and_timeout),
         cmocka_unit_test(test_http__concurrent_streams),
+        cmocka_unit_test(test_http__endpoint_replay_and_bisect),
         cmocka_unit_test(test_http__serve_seed_and_record),
         cmocka_unit_test(test_http__serve_bad_requests),
         cmocka_unit_test(test_http__cli_errors),

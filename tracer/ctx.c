@@ -350,6 +350,15 @@ static void v_fail(deja_ctx *ctx, const char *message)
     c->error = strdup(message != NULL ? message : "model failed");
 }
 
+/* vtable: a note from the model; kept with the replay's departures from
+ * the recording, ignored when recording. */
+static void v_note(deja_ctx *ctx, const char *message)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (c->replay && message != NULL)
+        note(c, "%s", message);
+}
+
 static const deja_ctx_vtable vtable = {
     sizeof(deja_ctx_vtable),
     v_input,
@@ -361,6 +370,7 @@ static const deja_ctx_vtable vtable = {
     v_now_ns,
     v_output,
     v_fail,
+    v_note,
 };
 
 /* A recording ctx over `span` (which must outlive it). base_seed 0 takes
