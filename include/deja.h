@@ -520,6 +520,14 @@ DEJA_API int deja_env_var_is_secret(const char *name);
  * prints only those. Returns 1 or 0. */
 DEJA_API int deja_env_var_is_default(const char *name);
 
+/* Declare a library, or another setting that changes numerics, and its
+ * version ("torch" -> "1.13.1", "torch.threads" -> "4"), to be recorded
+ * among the environment's libraries. The environment is captured once per
+ * process (when the first tracer opens, or at deja_env_current()): declare
+ * before that. Returns 0, DEJA_EINVAL (no name, or declared after capture
+ * with a new value), DEJA_ENOMEM (more than 32 declared). */
+DEJA_API int deja_env_lib_set(const char *name, const char *version);
+
 /* ------------------------------------------------------------------------
  * 4. Models and the determinism context
  *

@@ -213,6 +213,29 @@ static void test_env__user_selection(void **state)
     assert_null(t);
 }
 
+/* Libraries declared before the capture (in main) are among the libs,
+ * sorted with deja's own; after it, a new value is refused and the same
+ * one accepted. */
+static void test_env__lib_set(void **state)
+{
+    (void)state;
+    const deja_env *e = deja_env_current(NULL);
+    int torch = 0, threads = 0;
+    for (size_t i = 0; i < e->nlibs; i++) {
+        torch |= strcmp(e->libs[i].key, "torch") == 0 && strcmp(e->libs[i].value, "1.13.1") == 0;
+        threads |= strcmp(e->libs[i].key, "torch.threads") == 0 &&
+                   strcmp(e->libs[i].value, "2") == 0;
+        if (i > 0)
+            assert_true(strcmp(e->libs[i - 1].key, e->libs[i].key) < 0);
+    }
+    assert_true(torch);
+    assert_true(threads);
+    assert_int_equal(deja_env_lib_set("torch", "1.13.1"), 0);
+    assert_int_equal(deja_env_lib_set("torch", "2.0"), DEJA_EINVAL);
+    assert_non_null(strstr(deja_error_last(), "after the environment was captured"));
+    assert_int_equal(deja_env_lib_set("", "1"), DEJA_EINVAL);
+}
+
 int main(void)
 {
     setenv("TF_VAR_db_password", "hunter2", 1);
@@ -226,6 +249,9 @@ int main(void)
     setenv("DEJA_TEST_ADDED", "yes", 1);
     setenv("DEJA_TEST_FROM_ENV", "1", 1);
     setenv("DEJA_ENV_VARS", "DEJA_TEST_FROM_ENV", 1);
+    assert_int_equal(deja_env_lib_set("torch", "1.0"), 0);
+    assert_int_equal(deja_env_lib_set("torch", "1.13.1"), 0); /* replaces */
+    assert_int_equal(deja_env_lib_set("torch.threads", "2"), 0);
     setenv("MKL_CBWR", "AVX2", 1);
     setenv("DEJA_TEST_UNSELECTED", "1", 1);
     const struct CMUnitTest tests[] = {
@@ -235,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_env__vars_selected),
         cmocka_unit_test(test_env__no_secrets_by_default),
         cmocka_unit_test(test_env__user_selection),
+        cmocka_unit_test(test_env__lib_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

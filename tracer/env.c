@@ -38,7 +38,14 @@ static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 static const char *isa_list[MAX_ITEMS];
 static const char *gpu_list[MAX_ITEMS];
 static deja_kv var_list[MAX_ITEMS];
-static deja_kv lib_list[8];
+/* deja's own libraries, then what the program declared before capture
+ * (deja_env_lib_set). */
+#define MAX_LIBS 40
+static deja_kv lib_list[MAX_LIBS];
+static deja_kv extra_libs[MAX_LIBS - 8];
+static size_t nextra_libs;
+static pthread_mutex_t extra_lock = PTHREAD_MUTEX_INITIALIZER;
+static int env_captured;
 
 /* strdup that never returns NULL (the environment is best effort). */
 static const char *dup_or_empty(const char *s)
@@ -415,6 +422,17 @@ static void libs_capture(deja_env *e)
     lib_list[2] = (deja_kv){"protobuf-c", pbc_v};
     lib_list[3] = (deja_kv){"zstd", ZSTD_versionString()};
     e->nlibs = 4;
+    pthread_mutex_lock(&extra_lock);
+    for (size_t i = 0; i < nextra_libs; i++) {
+        size_t k = 0;
+        while (k < e->nlibs && strcmp(lib_list[k].key, extra_libs[i].key) != 0)
+            k++;
+        lib_list[k] = extra_libs[i];
+        if (k == e->nlibs)
+            e->nlibs++;
+    }
+    env_captured = 1;
+    pthread_mutex_unlock(&extra_lock);
     qsort(lib_list, e->nlibs, sizeof lib_list[0], cmp_kv);
     e->libs = lib_list;
 }
@@ -488,6 +506,42 @@ static void env_capture(void)
     if (deja__env_encode(e, &b) == 0)
         env_digest = deja_digest_of(b.data, b.size);
     deja__buf_free(&b);
+}
+
+/* Declare a library (or any numerics-relevant setting) and its version,
+ * to be part of the environment when it is captured. Returns 0,
+ * DEJA_EINVAL (empty name, or the environment was already captured with
+ * another value), DEJA_ENOMEM (too many). */
+int deja_env_lib_set(const char *name, const char *version)
+{
+    int rc = 0;
+    if (name == NULL || name[0] == '\0' || version == NULL)
+        return deja__error_set(DEJA_EINVAL, "env: a library needs a name and a version");
+    pthread_mutex_lock(&extra_lock);
+    size_t i = 0;
+    while (i < nextra_libs && strcmp(extra_libs[i].key, name) != 0)
+        i++;
+    if (i < nextra_libs && strcmp(extra_libs[i].value, version) == 0)
+        goto cleanup; /* already so */
+    if (env_captured) {
+        rc = deja__error_set(DEJA_EINVAL,
+                             "env: library '%s' declared after the environment was captured "
+                             "(declare it before the first tracer opens)",
+                             name);
+        goto cleanup;
+    }
+    if (i == nextra_libs && nextra_libs == sizeof extra_libs / sizeof extra_libs[0]) {
+        rc = deja__error_set(DEJA_ENOMEM, "env: more than %zu declared libraries",
+                             sizeof extra_libs / sizeof extra_libs[0]);
+        goto cleanup;
+    }
+    const char *k = i < nextra_libs ? extra_libs[i].key : dup_or_empty(name);
+    extra_libs[i] = (deja_kv){k, dup_or_empty(version)};
+    if (i == nextra_libs)
+        nextra_libs++;
+cleanup:
+    pthread_mutex_unlock(&extra_lock);
+    return rc;
 }
 
 /* The environment of this process, captured on the first call and cached
