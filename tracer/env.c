@@ -535,8 +535,18 @@ int deja_env_lib_set(const char *name, const char *version)
                              sizeof extra_libs / sizeof extra_libs[0]);
         goto cleanup;
     }
-    const char *k = i < nextra_libs ? extra_libs[i].key : dup_or_empty(name);
-    extra_libs[i] = (deja_kv){k, dup_or_empty(version)};
+    char *v = strdup(version);
+    char *k = i < nextra_libs ? (char *)(uintptr_t)extra_libs[i].key : strdup(name);
+    if (v == NULL || k == NULL) {
+        free(v);
+        if (i == nextra_libs)
+            free(k);
+        rc = deja__error_set(DEJA_ENOMEM, "env: out of memory declaring '%s'", name);
+        goto cleanup;
+    }
+    if (i < nextra_libs)
+        free((char *)(uintptr_t)extra_libs[i].value); /* ours: strdup'd below */
+    extra_libs[i] = (deja_kv){k, v};
     if (i == nextra_libs)
         nextra_libs++;
 cleanup:
