@@ -2,15 +2,29 @@
  * cli/cmd_stats.c -- `deja stats`: store size, dedup and compression ratios.
  */
 #include "cli.h"
+#include "cli_watch.h"
 
-static const char help[] =
-    "usage: deja stats [--json]\n"
+#include <string.h>
+
+const char cli_stats_help[] =
+    "usage: deja stats [--json] | deja stats --by model|version|tag:KEY [filters] [--every D] "
+    "[--json]\n"
     "\n"
     "Show the store's figures: traces, blobs, environments, bytes before and after\n"
     "deduplication and compression, the ratios, compression dictionaries, traces\n"
-    "dropped, sampled out or redacted by tracers, and the on-disk format version.\n"
+    "dropped, sampled out or redacted by tracers, traces flagged by a validation\n"
+    "rule at record time (tag deja.invalid), and the on-disk format version.\n"
     "\n"
-    "  --json   one JSON object\n";
+    "With --by: health per group -- traces, errors and error rate, invalid traces,\n"
+    "latency p50/p95/p99 (recorded durations, 1% relative error), mean input and\n"
+    "output bytes per trace -- over the traces matching the filters.\n"
+    "\n"
+    "  --by model|version|tag:KEY   group by model name, name@version, or a tag's value\n"
+    "  --every D          one row per group and time bucket of D (10m, 1h, 1d, ...)\n"
+    CLI_FILTER_HELP
+    "  --json             one JSON object\n";
+
+static const char *const help = cli_stats_help;
 
 /* a / b, or 0 when b is 0. */
 static double ratio(uint64_t a, uint64_t b)
@@ -28,7 +42,7 @@ static void print_bytes(const char *label, uint64_t v)
 }
 
 /* The JSON form. */
-static int stats_json(const deja_store_stats *st)
+static int stats_json(const deja_store_stats *st, uint64_t invalid)
 {
     json_t *obj = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I}", "traces",
@@ -41,6 +55,8 @@ static int stats_json(const deja_store_stats *st)
         "dropped", (json_int_t)st->dropped, "sampled_out", (json_int_t)st->sampled_out, "redacted",
         (json_int_t)st->redacted, "format", (json_int_t)st->format);
 
+    if (obj != NULL)
+        json_object_set_new(obj, "invalid", json_integer((json_int_t)invalid));
     return cli_json_print(obj);
 }
 
@@ -49,20 +65,26 @@ int cmd_stats(const cli_global *g, int argc, char **argv)
 {
     deja_store *store = NULL;
     deja_store_stats st;
+    uint64_t invalid = 0;
     int json = 0;
     int ret = CLI_EXIT_TROUBLE;
     int rc;
 
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--by") == 0 || strncmp(argv[i], "--by=", 5) == 0)
+            return cli_stats_by(g, argc, argv);
     if (cli_options_json_only(argc, argv, help, &json, &ret) != 0 ||
         cli_store_open_no_operands(g, argc, argv, help, &store) != 0)
         goto cleanup;
     rc = deja_store_stats_get(store, &st);
+    if (rc == 0)
+        rc = deja_store_invalid_count(store, &invalid);
     if (rc < 0) {
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
     if (json) {
-        if (stats_json(&st) < 0) {
+        if (stats_json(&st, invalid) < 0) {
             cli_error("out of memory printing stats");
             goto cleanup;
         }
@@ -84,6 +106,8 @@ int cmd_stats(const cli_global *g, int argc, char **argv)
         printf("%-22s %llu dropped, %llu sampled out, %llu redacted\n", "not recorded",
                (unsigned long long)st.dropped, (unsigned long long)st.sampled_out,
                (unsigned long long)st.redacted);
+        printf("%-22s %llu traces tagged deja.invalid\n", "invalid",
+               (unsigned long long)invalid);
         printf("%-22s %u\n", "format version", (unsigned)st.format);
     }
     ret = CLI_EXIT_OK;

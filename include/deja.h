@@ -14,7 +14,8 @@
  *      (deja_model.h) and run it, recording or replaying;
  *   5. diff, replay and bisect;
  *   6. bundles: one file to hand a reproducible case to someone else;
- *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve.
+ *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve;
+ *   8. watching: health per version, drift, validation rules, a report.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -1098,6 +1099,179 @@ DEJA_API void deja_server_stats_get(const deja_server *server, deja_server_stats
 /* Stop listening, finish or cut the exchanges in flight, free the server.
  * Accepts NULL. */
 DEJA_API void deja_server_stop(deja_server *server);
+/* ------------------------------------------------------------------------
+ * 8. Watching the live system: health per group, drift, validation rules
+ *
+ *   deja_health_options o = DEJA_HEALTH_OPTIONS_INIT;   (group by version)
+ *   deja_health *h;
+ *   deja_health_compute(store, NULL, &o, &h);
+ *   for (size_t i = 0; i < h->nrows; i++) ... h->rows[i].latency_p95_ns ...
+ *   deja_health_free(h);
+ *
+ * These functions stream over a store (memory bounded by the number of
+ * groups, not of traces) and answer "is something wrong, since when, on
+ * which version, and which traces show it".
+ * ---------------------------------------------------------------------- */
+
+/* What health rows are grouped by. */
+typedef enum deja_group_by {
+    DEJA_GROUP_MODEL = 0,   /* the model name */
+    DEJA_GROUP_VERSION = 1, /* "name@version" */
+    DEJA_GROUP_TAG = 2,     /* the value of one tag ("-" when a trace lacks it) */
+} deja_group_by;
+
+typedef struct deja_health_options {
+    unsigned version;
+    deja_group_by by;
+    const char *tag_key; /* DEJA_GROUP_TAG: the tag's key */
+    int64_t every_ns;    /* > 0: one row per group and time bucket of this width */
+} deja_health_options;
+
+#define DEJA_HEALTH_OPTIONS_VERSION 1
+#define DEJA_HEALTH_OPTIONS_INIT {DEJA_HEALTH_OPTIONS_VERSION, DEJA_GROUP_VERSION, NULL, 0}
+
+/* The tag a failed validation rule leaves on a trace: deja.invalid=RULE. */
+#define DEJA_INVALID_TAG "deja.invalid"
+
+/* One group (and time bucket) of traces. Latencies are the recorded
+ * durations; quantiles come from a sketch with a relative error of 1%. */
+typedef struct deja_health_row {
+    const char *group;
+    int64_t bucket_ns;   /* start of the time bucket (Unix ns); 0 without every_ns */
+    uint64_t traces;
+    uint64_t errors;     /* status error */
+    uint64_t invalid;    /* tagged deja.invalid (a rule failed at record time) */
+    int64_t first_ns;    /* start of the oldest and newest trace */
+    int64_t last_ns;
+    double latency_p50_ns;
+    double latency_p95_ns;
+    double latency_p99_ns;
+    double latency_max_ns;
+    uint64_t input_bytes;  /* payload bytes of every input, summed */
+    uint64_t output_bytes;
+} deja_health_row;
+
+/* Health of a selection. The store-wide counters of traces that were
+ * never recorded (dropped, sampled out, redacted) are not known per group:
+ * they are given once. Owned by the result, freed by deja_health_free(). */
+typedef struct deja_health {
+    const deja_health_row *rows; /* by group (first seen, newest first), then bucket, oldest first */
+    size_t nrows;
+    uint64_t traces;             /* traces in the selection */
+    uint64_t bad;                /* records that could not be read (skipped) */
+    uint64_t dropped;            /* store-wide tracer counters */
+    uint64_t sampled_out;
+    uint64_t redacted;
+} deja_health;
+
+/* Stream over the traces of `store` matching `filter` (NULL: all; its
+ * limit is ignored) and compute a row per group (and time bucket) as
+ * `opts` says (NULL: by version). The caller frees `*out` with
+ * deja_health_free(). Returns 0, DEJA_EINVAL (bad options), DEJA_ENOMEM,
+ * or the store's error. */
+DEJA_API int deja_health_compute(deja_store *store, const deja_filter *filter,
+                                 const deja_health_options *opts, deja_health **out);
+
+/* Free a health result. Accepts NULL. */
+DEJA_API void deja_health_free(deja_health *health);
+
+/* The start of the oldest and the end of the newest trace of `store` by
+ * their ids (millisecond precision, Unix ns); both 0 when it is empty.
+ * Returns 0 or the store's error. */
+DEJA_API int deja_store_time_range(deja_store *store, int64_t *oldest_ns, int64_t *newest_ns);
+
+/* Traces of `store` tagged deja.invalid (any rule), counted from the tag
+ * index without reading a trace. Returns 0 or the store's error. */
+DEJA_API int deja_store_invalid_count(deja_store *store, uint64_t *out);
+
+/* Validation rules: what valid inputs and outputs look like. A rules file
+ * holds one rule per line ('#' starts a comment):
+ *
+ *   NAME: SIDE.TENSOR CHECK [ARGUMENTS]
+ *
+ * NAME ([A-Za-z0-9_.-], unique) is what a violation is called and the
+ * value of the deja.invalid tag; SIDE is `input` or `output`; TENSOR is a
+ * tensor's name, or `*` for every tensor of that side the check applies
+ * to. The checks:
+ *
+ *   finite                 every element is neither NaN nor infinite
+ *   range LO HI            every element is within [LO, HI]
+ *   sum S [TOL]            every row (last axis) sums to S within TOL (1e-3)
+ *   in A,B,...             text: is one of the words; integers: every
+ *                          element is; scores: every row's arg-max class is
+ *   length MIN..MAX        text length in characters (either bound may be
+ *                          left out: "..2000", "1..")
+ *   matches REGEX          text matches the POSIX extended REGEX (rest of line)
+ *   json                   text is one valid JSON value
+ *   nonempty               the tensor is present and not empty
+ *
+ * A named tensor that is absent passes every check but `nonempty`; a
+ * tensor of the wrong type for a check breaks the rule when named, and is
+ * skipped under `*`. Output rules do not apply to error traces. */
+typedef struct deja_rules deja_rules;
+
+/* Parse rules from `len` bytes of `text`; `source` names them in messages
+ * ("rules.txt:3: unknown check 'fnite'"). Returns 0, DEJA_EINVAL with that
+ * message, or DEJA_ENOMEM. Free with deja_rules_free(). */
+DEJA_API int deja_rules_parse(deja_rules **out, const char *text, size_t len,
+                              const char *source);
+
+/* Read and parse the rules file at `path` (at most 1 MiB). Returns the
+ * codes of deja_rules_parse(), or DEJA_ENOTFOUND/DEJA_EIO for the file. */
+DEJA_API int deja_rules_load(deja_rules **out, const char *path);
+
+/* Free rules. Accepts NULL. */
+DEJA_API void deja_rules_free(deja_rules *rules);
+
+/* Number of rules, and the name of rule `i` (NULL when out of range). */
+DEJA_API size_t deja_rules_count(const deja_rules *rules);
+DEJA_API const char *deja_rules_name(const deja_rules *rules, size_t i);
+
+/* One broken rule on one tensor. Valid during the callback only. */
+typedef struct deja_violation {
+    const char *rule;   /* the rule's name */
+    deja_side side;
+    const char *tensor; /* the tensor's name */
+    const char *detail; /* "element 3 is NaN", "length 0 is below 1" */
+} deja_violation;
+
+/* Called for each violation; return 0 to go on, non-zero to stop. */
+typedef int (*deja_violation_cb)(const deja_violation *violation, void *payload);
+
+/* Apply every rule to the inputs and outputs of `trace` (only their data
+ * is read: payloads must be loaded). Each violation goes to `cb` (may be
+ * NULL), at most one per rule and tensor. Thread-safe: one rules object may
+ * check traces on many threads at once. Returns the number of rules
+ * broken (0 when valid), or DEJA_ENOMEM. */
+DEJA_API int deja_rules_apply(const deja_rules *rules, const deja_trace *trace,
+                              deja_violation_cb cb, void *payload);
+
+/* The record-time check of the tracer (see deja_tracer_options.check),
+ * with `payload` a const deja_rules *: writes the names of up to `cap`
+ * broken rules into `failed` (owned by the rules) and returns how many. */
+DEJA_API size_t deja_rules_tracer_check(const deja_trace *trace, const char **failed, size_t cap,
+                                        void *payload);
+
+/* What deja_rules_check_store() went over. */
+typedef struct deja_check_summary {
+    uint64_t traces;     /* traces checked */
+    uint64_t invalid;    /* of which broke at least one rule */
+    uint64_t violations; /* broken rules, summed over traces and tensors */
+    uint64_t bad;        /* records that could not be read (passed to `bad`) */
+} deja_check_summary;
+
+/* Called for each violation found over a store, with its trace. */
+typedef int (*deja_trace_violation_cb)(const deja_trace *trace, const deja_violation *violation,
+                                       void *payload);
+
+/* Apply `rules` to every trace of `store` matching `filter` (NULL: all),
+ * newest first, loading payloads stored as blobs when a trace has any.
+ * Violations go to `cb`, unreadable records to `bad` (either may be NULL);
+ * `summary` (may be NULL) receives the counts. Returns 0 or the store's
+ * error. */
+DEJA_API int deja_rules_check_store(deja_store *store, const deja_rules *rules,
+                                    const deja_filter *filter, deja_trace_violation_cb cb,
+                                    deja_bad_cb bad, void *payload, deja_check_summary *summary);
 
 #ifdef __cplusplus
 }

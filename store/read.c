@@ -444,6 +444,14 @@ static int64_t ns_to_ms(int64_t ns)
 int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb cb, deja_bad_cb bad,
                     void *payload)
 {
+    return deja__store_list_between(store, filter, NULL, NULL, cb, bad, payload);
+}
+
+/* deja_store_list, also bounded by ids: lo <= id <= hi (either may be NULL). */
+int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
+                             const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad,
+                             void *payload)
+{
     static const deja_filter none = DEJA_FILTER_INIT;
     const deja_filter *f = filter ? filter : &none;
     list_state s;
@@ -459,6 +467,12 @@ int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb 
         id_at(&s.hi, ns_to_ms(f->until_ns - 1) + ID_SLACK_MS, 0xFF);
     else
         memset(s.hi.bytes, 0xFF, 16);
+    if (lo_id != NULL && memcmp(lo_id->bytes, s.lo.bytes, 16) > 0)
+        s.lo = *lo_id;
+    if (hi_id != NULL && memcmp(hi_id->bytes, s.hi.bytes, 16) < 0)
+        s.hi = *hi_id;
+    if (memcmp(s.lo.bytes, s.hi.bytes, 16) > 0)
+        return 0;
     rc = deja__rtxn_begin(store, &s.txn);
     if (rc != 0)
         return rc;

@@ -122,6 +122,17 @@ int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **da
  * and syncs on flush). */
 int deja__store_sync(deja_store *store);
 
+/* deja_store_list() over the traces whose id is also within [lo, hi]
+ * (either bound may be NULL): a scan split across threads lists disjoint
+ * id ranges (store/read.c). */
+int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo,
+                             const deja_id *hi, deja_trace_cb cb, deja_bad_cb bad, void *payload);
+
+/* Give back the resident pages of a read-only store's memory map (they
+ * are read again from the page cache when touched): long scans call it
+ * now and then to keep their resident size bounded (store/extent.c). */
+void deja__store_trim(deja_store *store);
+
 /* Open flags beyond the public ones. */
 #define DEJA__STORE_NOSYNC 0x100
 
