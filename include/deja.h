@@ -1099,6 +1099,7 @@ DEJA_API void deja_server_stats_get(const deja_server *server, deja_server_stats
 /* Stop listening, finish or cut the exchanges in flight, free the server.
  * Accepts NULL. */
 DEJA_API void deja_server_stop(deja_server *server);
+
 /* ------------------------------------------------------------------------
  * 8. Watching the live system: health per group, drift, validation rules
  *
