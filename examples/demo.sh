@@ -135,4 +135,19 @@ step "the colleague imports it into a fresh store (ids are kept) and replays it 
 step "importing the same bundle again changes nothing" \
     "deja --store colleague.store import case.deja"
 
+# ---------------------------------------------------------------------------
+# REAL MODELS: XGBoost and PyTorch (python helper)
+# ---------------------------------------------------------------------------
+ln -sfn "$BUILD/lib" models
+if [ -f models/credit-xgb.so ]; then
+    step "XGBoost: 200 loan applicants through the credit-xgb plugin; the ARG is the model file, its digest the weights" \
+        "deja run --model credit-xgb:models/credit-v1.json --requests models/credit-requests.jsonl --tag set=credit > credit.out; tail -2 credit.out"
+    step "credit-v2.ubj holds v1's trees saved in binary: another file, the same decisions" \
+        "deja replay --tag set=credit --model credit-xgb:models/credit-v2.ubj | tail -1"
+    step "bisect the four model files: which retraining changed decisions? (v3: income arrived in dollars)" \
+        "deja bisect credit-xgb:models/credit-v1.json credit-xgb:models/credit-v2.ubj credit-xgb:models/credit-v3.json credit-xgb:models/credit-v4.json --tag set=credit | sed -n 1,7p"
+else
+    printf '\n# (the XGBoost example is not built: install libxgboost-dev)\n'
+fi
+
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"
