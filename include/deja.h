@@ -548,6 +548,35 @@ typedef struct deja_ctx deja_ctx;
  * plugin), DEJA_EVERSION (another ABI version), DEJA_EMODEL (open failed). */
 DEJA_API int deja_model_load(deja_model **out, const char *spec);
 
+/* How a model is loaded and run. */
+typedef struct deja_model_options {
+    unsigned version;
+    unsigned timeout_ms; /* exec: runners: the longest a runner may take to start, or
+                            to answer one inference, before it is killed and the
+                            inference fails; 0 takes DEJA_MODEL_TIMEOUT_MS */
+} deja_model_options;
+
+#define DEJA_MODEL_TIMEOUT_MS 300000u
+#define DEJA_MODEL_OPTIONS_VERSION 1
+#define DEJA_MODEL_OPTIONS_INIT {DEJA_MODEL_OPTIONS_VERSION, 0}
+
+/* deja_model_load() with options (`opts` may be NULL for the defaults).
+ * `spec` may also be "exec:COMMAND ARGS...": a model in another process,
+ * any language. The rest of the spec is split into words as a shell would
+ * (quotes '...' and "...", backslash escapes) but no shell runs: COMMAND
+ * is found on $PATH and started with the words as its arguments, and
+ * speaks the runner protocol (deja_model.h, README) on its stdin and
+ * stdout; its stderr passes through, each line prefixed "[NAME] ". The
+ * name, version and digest are those of the runner's hello. One model
+ * holds one runner process, which serves one inference at a time: a
+ * runner that crashes, exits, times out or sends a malformed message fails
+ * the inference it was serving (DEJA_EMODEL naming its exit status, signal,
+ * timeout, or the byte offset of the bad message) and is started afresh for
+ * the next. Errors at load: those of deja_model_load(), DEJA_EMODEL when the
+ * runner cannot start or its hello is refused. */
+DEJA_API int deja_model_load_ext(deja_model **out, const char *spec,
+                                 const deja_model_options *opts);
+
 DEJA_API void deja_model_free(deja_model *model);
 
 DEJA_API const char *deja_model_name(const deja_model *model);

@@ -73,7 +73,14 @@ typedef struct deja_ctx_vtable {
     void (*fail)(deja_ctx *ctx, const char *message);
     /* Appended: hosts older than this have a smaller `size`. */
     void (*note)(deja_ctx *ctx, const char *message);
+    size_t (*param_count)(deja_ctx *ctx);
+    const deja_param *(*param_at)(deja_ctx *ctx, size_t index);
+    void (*rng_fill)(deja_ctx *ctx, const char *stream, uint64_t *out, size_t n);
 } deja_ctx_vtable;
+
+/* Non-zero when the host's table has the member `m`. */
+#define DEJA_CTX_HAS(ctx, m)                                                                     \
+    ((ctx)->vt->size >= offsetof(deja_ctx_vtable, m) + sizeof((ctx)->vt->m) && (ctx)->vt->m)
 
 /* Every ctx starts with its table. */
 struct deja_ctx {
@@ -109,6 +116,18 @@ static inline double deja_ctx_param_num(deja_ctx *ctx, const char *key, double d
     return (p && p->kind == DEJA_PARAM_NUM) ? p->num : dflt;
 }
 
+/* How many params there are (0 from a host too old to tell). */
+static inline size_t deja_ctx_param_count(deja_ctx *ctx)
+{
+    return DEJA_CTX_HAS(ctx, param_count) ? ctx->vt->param_count(ctx) : 0;
+}
+
+/* Param number `index`, or NULL past the end. */
+static inline const deja_param *deja_ctx_param_at(deja_ctx *ctx, size_t index)
+{
+    return DEJA_CTX_HAS(ctx, param_at) ? ctx->vt->param_at(ctx, index) : NULL;
+}
+
 /* A seed for the model's own use, recorded under `name` (replayed as is). */
 static inline uint64_t deja_ctx_seed(deja_ctx *ctx, const char *name)
 {
@@ -119,6 +138,19 @@ static inline uint64_t deja_ctx_seed(deja_ctx *ctx, const char *name)
 static inline uint64_t deja_ctx_rng_u64(deja_ctx *ctx, const char *stream)
 {
     return ctx->vt->rng_u64(ctx, stream);
+}
+
+/* The next `n` draws of the named stream into `out`, as `n` calls of
+ * deja_ctx_rng_u64() would give them, but asked for at once (one round trip
+ * for a model in another process). */
+static inline void deja_ctx_rng_fill(deja_ctx *ctx, const char *stream, uint64_t *out, size_t n)
+{
+    if (DEJA_CTX_HAS(ctx, rng_fill)) {
+        ctx->vt->rng_fill(ctx, stream, out, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = ctx->vt->rng_u64(ctx, stream);
 }
 
 /* A uniform double in [0, 1) from the named stream (53 bits of a draw). */
@@ -165,6 +197,65 @@ static inline void deja_ctx_note(deja_ctx *ctx, const char *message)
         ctx->vt->note(ctx, message);
     }
 }
+
+/* ------------------------------------------------------------------------
+ * Serving a model from another process: the runner side of `exec:`
+ *
+ * `deja replay --model 'exec:COMMAND ARGS...'` starts COMMAND and speaks
+ * the runner protocol with it over its stdin and stdout (framed protobuf,
+ * see proto/deja.proto and the README). A program that links libdeja
+ * becomes such a runner by handing any plugin table to deja_runner_serve()
+ * (or deja_runner_main()): the very same table a C plugin exports, so one
+ * model can be a plugin and a runner. Inside infer, the ctx is a proxy:
+ * inputs and params come from the host's request; every seed, RNG draw and
+ * clock read is asked of the host, which records it (deja run) or feeds back
+ * the recorded one (deja replay); outputs and the failure message go back
+ * with the result. These two functions, unlike the rest of this header,
+ * live in libdeja.
+ *
+ *   static const deja_model_plugin plugin = {DEJA_MODEL_ABI_VERSION, "echo", "1", 0,
+ *                                            NULL, echo_infer, NULL};
+ *   int main(int argc, char **argv) { return deja_runner_main(&plugin, argc, argv); }
+ * ---------------------------------------------------------------------- */
+
+/* The runner protocol version this libdeja speaks. */
+#define DEJA_RUNNER_PROTOCOL 1
+
+/* How a runner introduces itself beyond the plugin table. */
+typedef struct deja_runner_options {
+    unsigned version;
+    const deja_kv *libs; /* library name -> version (e.g. "torch" -> "2.1.0"), sent in the hello */
+    size_t nlibs;
+} deja_runner_options;
+
+#define DEJA_RUNNER_OPTIONS_VERSION 1
+#define DEJA_RUNNER_OPTIONS_INIT {DEJA_RUNNER_OPTIONS_VERSION, NULL, 0}
+
+/* Serve `plugin` over the runner protocol: read requests from `in_fd`,
+ * write answers to `out_fd`, until the host closes `in_fd`. First calls
+ * plugin->open(arg, ...) (when not NULL) and sends the hello with the
+ * plugin's name, version, flags and the digest open reported (none when
+ * open leaves digest_size 0); if open fails, sends its message in the hello
+ * and returns DEJA_EMODEL. Then, per request, calls plugin->infer with a
+ * proxy ctx and sends its outputs, or the failure (a non-zero return or
+ * deja_ctx_fail()), as the result; a failing inference does not end the
+ * service. infer runs on the calling thread, one request at a time. Nothing
+ * is ever written to stdout unless `out_fd` is 1, so a runner should move
+ * its stdout away first (deja_runner_main does). Calls plugin->close at
+ * the end. `opts` may be NULL. Returns 0 when the host closed the stream
+ * between requests, DEJA_EIO when a read or write failed, DEJA_ECORRUPT
+ * when the host sent something malformed (with the byte offset in
+ * deja_error_last()), DEJA_EMODEL when open failed, DEJA_EINVAL for a bad
+ * plugin table (nothing is sent then). */
+DEJA_API int deja_runner_serve(const deja_model_plugin *plugin, const char *arg, int in_fd,
+                               int out_fd, const deja_runner_options *opts);
+
+/* A whole runner's main(): moves the protocol off stdout (fd 1 then writes
+ * to stderr, so a stray printf cannot corrupt the stream), serves `plugin`
+ * on stdin with argv[1] as its ARG (NULL when argc < 2), and returns the
+ * exit status: 0 when the host closed the stream, else 2 after one line on
+ * stderr naming the problem. */
+DEJA_API int deja_runner_main(const deja_model_plugin *plugin, int argc, char **argv);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,7 @@
 #include "deja.h"
 #include "deja_model.h"
 #include "http/endpoint.h"
+#include "runner/runner.h"
 #include "store/store.h"
 
 /* Plugin files larger than this are not digested (nor believed). */
@@ -250,6 +251,13 @@ static int load_endpoint(deja_model *m, const char *spec)
  * described in deja.h, with a message naming the plugin. */
 int deja_model_load(deja_model **out, const char *spec)
 {
+    return deja_model_load_ext(out, spec, NULL);
+}
+
+/* deja_model_load() with options; "exec:COMMAND ARGS..." specs are models in
+ * another process, started by runner/ behind the same plugin table. */
+int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_options *opts)
+{
     int rc = 0;
     deja_model *m = NULL;
     char *pathpart = NULL;
@@ -278,12 +286,31 @@ int deja_model_load(deja_model **out, const char *spec)
         rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
         goto cleanup;
     }
+    if (opts && opts->version != DEJA_MODEL_OPTIONS_VERSION) {
+        rc = deja__error_set(DEJA_EVERSION, "model: options version %u, expected %d",
+                             opts->version, DEJA_MODEL_OPTIONS_VERSION);
+        goto cleanup;
+    }
     if (strncmp(spec, "http://", 7) == 0 || strncmp(spec, "https://", 8) == 0) {
         rc = load_endpoint(m, spec);
         if (rc == 0) {
             *out = m;
             m = NULL;
         }
+        goto cleanup;
+    }
+    if (strncmp(spec, DEJA__EXEC_PREFIX, strlen(DEJA__EXEC_PREFIX)) == 0) {
+        deja_model_info xinfo;
+        rc = deja__runner_open(spec + strlen(DEJA__EXEC_PREFIX), opts ? opts->timeout_ms : 0,
+                               &m->plugin, &m->instance, &xinfo, &m->path);
+        if (rc < 0) {
+            goto cleanup;
+        }
+        m->opened = 1;
+        memcpy(m->digest, xinfo.digest, xinfo.digest_size);
+        m->digest_size = xinfo.digest_size;
+        *out = m;
+        m = NULL;
         goto cleanup;
     }
     if (!pathpart[0]) {

@@ -359,6 +359,29 @@ static void v_note(deja_ctx *ctx, const char *message)
         note(c, "%s", message);
 }
 
+/* vtable: how many params there are. */
+static size_t v_param_count(deja_ctx *ctx)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    return c->replay ? c->trace->nparams : c->span->nparams;
+}
+
+/* vtable: param number `index`, or NULL past the end. */
+static const deja_param *v_param_at(deja_ctx *ctx, size_t index)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (index >= v_param_count(ctx))
+        return NULL;
+    return c->replay ? &c->trace->params[index] : &c->span->params[index];
+}
+
+/* vtable: `n` draws of stream `name` at once, exactly as `n` single draws. */
+static void v_rng_fill(deja_ctx *ctx, const char *name, uint64_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = v_rng_u64(ctx, name);
+}
+
 static const deja_ctx_vtable vtable = {
     sizeof(deja_ctx_vtable),
     v_input,
@@ -371,6 +394,9 @@ static const deja_ctx_vtable vtable = {
     v_output,
     v_fail,
     v_note,
+    v_param_count,
+    v_param_at,
+    v_rng_fill,
 };
 
 /* A recording ctx over `span` (which must outlive it). base_seed 0 takes
