@@ -12,7 +12,8 @@
  * then ": <cause>" when `cause` is not NULL, then a newline. A cause that
  * already starts with the message (the library names the trace too) is
  * printed alone, so that nothing reads twice. */
-static void print_error_line(const char *cause, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void print_error_line(const char *cause,
+                                                                   const char *fmt, va_list ap)
 {
     char what[1024];
     const int n = vsnprintf(what, sizeof what, fmt, ap);
@@ -27,7 +28,8 @@ static void print_error_line(const char *cause, const char *fmt, va_list ap)
 }
 
 /* print_error_line with variadic arguments. */
-static void print_cause(const char *cause, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void print_cause(const char *cause,
+                                                              const char *fmt, ...)
 {
     va_list ap;
 

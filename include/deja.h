@@ -40,7 +40,7 @@ extern "C" {
 #define DEJA_API
 #endif
 
-#define DEJA_VERSION_STRING "0.1.0"
+#define DEJA_VERSION_STRING "0.2.0"
 
 /* ------------------------------------------------------------------------
  * 1. Errors, ids, tensors
@@ -543,8 +543,8 @@ typedef struct deja_ctx deja_ctx;
 
 /* Load the plugin named by `spec`, "PATH[:ARG]" (ARG is passed to the
  * plugin's open). PATH may also be a bare name such as "textgen-v3", looked
- * up as lib<name>.so or <name>.so in $DEJA_PLUGIN_PATH and next to the deja
- * library. Errors: DEJA_ENOTFOUND (no such file), DEJA_EINVAL (not a deja
+ * up as lib<name>.so or <name>.so in $DEJA_PLUGIN_PATH, next to the deja
+ * library and in the installed plugin folder (PREFIX/lib/deja). Errors: DEJA_ENOTFOUND (no such file), DEJA_EINVAL (not a deja
  * plugin), DEJA_EVERSION (another ABI version), DEJA_EMODEL (open failed). */
 DEJA_API int deja_model_load(deja_model **out, const char *spec);
 

@@ -8,8 +8,10 @@
  * PATH is a file path when it contains '/' or ends in ".so"; otherwise it
  * is a bare name, looked up as "<name>.so" then "lib<name>.so" in each
  * directory of $DEJA_PLUGIN_PATH (colon-separated), then in the directory
- * holding libdeja (or the executable it is linked into), then in the
- * running executable's ../lib.
+ * holding libdeja (or the executable it is linked into) and its deja/, then
+ * in the running executable's ../lib and ../lib/deja, then in the plugin
+ * folder of the installation (DEJA_PLUGIN_DIR, PREFIX/lib/deja). The
+ * relative places find an installed tree wherever it was moved to.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -111,6 +113,28 @@ static char *dir_of(const char *file)
     return dup_n(file, slash == file ? 1 : (size_t)(slash - file));
 }
 
+/* try_dir() on the NUL-terminated `dir`, and on a miss add it to the
+ * directories `looked` in. */
+static int try_noted(const char *dir, const char *name, char **out, char *looked)
+{
+    const int rc = try_dir(dir, strlen(dir), name, out);
+    if (rc == 0) {
+        looked_add(looked, dir);
+    }
+    return rc;
+}
+
+/* try_noted() on "<dir>/<sub>", when that fits a path. */
+static int try_sub(const char *dir, const char *sub, const char *name, char **out, char *looked)
+{
+    char tmp[PATH_MAX];
+    const int len = snprintf(tmp, sizeof tmp, "%s/%s", dir, sub);
+    if (len < 0 || (size_t)len >= sizeof tmp) {
+        return 0;
+    }
+    return try_noted(tmp, name, out, looked);
+}
+
 /* Resolve the bare plugin name `name` to a file path (malloc'd into
  * `*out`). Returns 0, DEJA_ENOTFOUND with the searched directories in the
  * message, or DEJA_ENOMEM. */
@@ -154,11 +178,13 @@ static int find_bare(const char *name, char **out)
         char real[PATH_MAX];
         libdir = dir_of(realpath(info.dli_fname, real) ? real : info.dli_fname);
         if (libdir) {
-            rc = try_dir(libdir, strlen(libdir), name, out);
+            rc = try_noted(libdir, name, out, looked);
+            if (rc == 0) {
+                rc = try_sub(libdir, "deja", name, out, looked);
+            }
             if (rc != 0) {
                 goto cleanup;
             }
-            looked_add(looked, libdir);
         }
     }
 
@@ -167,17 +193,22 @@ static int find_bare(const char *name, char **out)
         exe[n] = '\0';
         exedir = dir_of(exe);
         if (exedir) {
-            char tmp[PATH_MAX];
-            int len = snprintf(tmp, sizeof tmp, "%s/../lib", exedir);
-            if (len > 0 && (size_t)len < sizeof tmp) {
-                rc = try_dir(tmp, (size_t)len, name, out);
-                if (rc != 0) {
-                    goto cleanup;
-                }
-                looked_add(looked, tmp);
+            rc = try_sub(exedir, "../lib", name, out, looked);
+            if (rc == 0) {
+                rc = try_sub(exedir, "../lib/deja", name, out, looked);
+            }
+            if (rc != 0) {
+                goto cleanup;
             }
         }
     }
+
+#ifdef DEJA_PLUGIN_DIR
+    rc = try_noted(DEJA_PLUGIN_DIR, name, out, looked);
+    if (rc != 0) {
+        goto cleanup;
+    }
+#endif
 
     rc = deja__error_set(DEJA_ENOTFOUND, "plugin '%s': no such file (looked in %s)", name,
                          looked[0] ? looked : "no directory");

@@ -4,11 +4,22 @@
 # from a real small bundle (recorded with textgen-v1 and exported). Crashes
 # and leaks land in BUILD_DIR/fuzz-work/ as crash-* / leak-* files; the exit
 # status is libFuzzer's (0 when nothing was found).
+#
+# FUZZ_RUNS=N instead runs exactly N inputs from a fixed seed in a fresh
+# work folder (FUZZ_WORK, default BUILD_DIR/fuzz-smoke): the ctest fuzz_smoke,
+# which is repeatable and takes no time limit.
 set -euo pipefail
 build=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS]}
 secs=${2:-60}
 build=$(cd "$build" && pwd)
-work=$build/fuzz-work
+if [ -n "${FUZZ_RUNS:-}" ]; then
+    work=${FUZZ_WORK:-$build/fuzz-smoke}
+    rm -rf "$work"
+    limit=(-runs="$FUZZ_RUNS" -seed=1)
+else
+    work=$build/fuzz-work
+    limit=(-max_total_time="$secs")
+fi
 corpus=$work/corpus
 for exe in deja fuzz_bundle fuzz_bundle_seed; do
     [ -x "$build/bin/$exe" ] || { echo "fuzz: $build/bin/$exe is missing (build with -DDEJA_FUZZ=ON)" >&2; exit 2; }
@@ -22,6 +33,6 @@ export DEJA_PLUGIN_PATH=$build/lib
 REQ
 "$build/bin/deja" --store "$work/seed.store" export -o "$work/seed.deja" >/dev/null
 "$build/bin/fuzz_bundle_seed" "$work/seed.deja" "$corpus"
-echo "fuzz: fuzzing bundle parsing for ${secs}s (corpus $corpus)" >&2
-exec "$build/bin/fuzz_bundle" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+echo "fuzz: fuzzing bundle parsing (${limit[*]}, corpus $corpus)" >&2
+exec "$build/bin/fuzz_bundle" "${limit[@]}" -max_len=65536 -timeout=10 \
     -rss_limit_mb=2048 -artifact_prefix="$work/" -print_final_stats=1 "$corpus"
