@@ -43,6 +43,12 @@ step "the installed deja finds its plugins by bare name, without DEJA_PLUGIN_PAT
     | "$deja" --store plugins.store run --model textgen-v1 >/dev/null) \
     || fail "deja run --model textgen-v1 from the installed tree"
 
+for site in "$prefix"/lib/python3*/dist-packages; do
+    [ -d "$site/deja" ] || continue
+    step "the installed Python package imports"
+    PYTHONPATH=$site /usr/bin/python3 -c 'import deja' || fail "import deja from $site"
+done
+
 if command -v c++ >/dev/null; then
     step "the headers compile as C++"
     printf '#include "deja.h"\n#include "deja_model.h"\nint main() { return 0; }\n' \
