@@ -30,7 +30,34 @@
 /* What main() hands every command: the global options. */
 typedef struct cli_global {
     const char *store; /* resolved store path: --store, else $DEJA_STORE, else ./deja.store */
+    int color;         /* colour on stdout: --color, NO_COLOR and whether stdout is a terminal */
 } cli_global;
+
+/* ------------------------------------------------------------------------
+ * Global options and standard output: cli/cli_global.c
+ * ---------------------------------------------------------------------- */
+
+/* The global options as given (NULL: not given). */
+typedef struct cli_global_opts {
+    const char *store;
+    const char *color;
+} cli_global_opts;
+
+/* Take the global options (--store PATH, --color WHEN, also as --opt=VALUE)
+ * out of argv[from..*argc-1], up to a "--", into `opts`: a later one wins.
+ * argv and *argc are compacted over them. Returns 0, or -1 after a message
+ * on stderr when an option lacks its value. */
+int cli_global_options(int *argc, char **argv, int from, cli_global_opts *opts);
+
+/* Whether to colour standard output: `option` "always", "never" or "auto"
+ * (also NULL): auto is on a terminal only, unless $NO_COLOR is set and not
+ * empty or TERM is "dumb". Returns 0, or -1 after a message on stderr. */
+int cli_color_mode(const char *option, int *color);
+
+/* Flush and close standard output. Returns `ret`, or CLI_EXIT_TROUBLE after
+ * "deja: cannot write the output: <why>" on stderr when any write to it
+ * failed (a full disk, a closed pipe whose SIGPIPE was ignored). */
+int cli_stdout_finish(int ret);
 
 /* A subcommand: argv[0] is the command's name; returns the exit code. */
 typedef int (*cli_cmd_fn)(const cli_global *g, int argc, char **argv);

@@ -44,8 +44,12 @@ static int print_help(void)
     fputs("\n"
           "Options:\n"
           "  --store PATH   the store (a directory); default $DEJA_STORE, else ./deja.store\n"
+          "  --color WHEN   colour the output: auto (on a terminal, unless $NO_COLOR is\n"
+          "                 set), always or never\n"
           "  --help         this help; 'deja COMMAND --help' for a command's\n"
           "  --version      print deja's version\n"
+          "\n"
+          "The global options may also follow the command: deja ls --store PATH.\n"
           "\n"
           "Exit status: 0 success, 1 differences or problems found, 2 trouble.\n",
           stdout);
@@ -75,30 +79,26 @@ static int unknown_command(const char *name)
 
 int main(int argc, char **argv)
 {
-    const char *store_opt = NULL;
+    cli_global_opts opts = {NULL, NULL};
     const cli_command *cmd;
     cli_global g;
-    int i;
+    int i, ret;
 
+    /* The global options may stand before the command or among its own. */
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--store") == 0) {
-            if (i + 1 >= argc || argv[i + 1][0] == '\0') {
-                fprintf(stderr, "deja: option '--store' needs a value\n%s", usage);
+        if (strcmp(a, "--store") == 0 || strncmp(a, "--store=", 8) == 0 ||
+            strcmp(a, "--color") == 0 || strncmp(a, "--color=", 8) == 0) {
+            if (cli_global_options(&argc, argv, i, &opts) != 0) {
+                fputs(usage, stderr);
                 return CLI_EXIT_TROUBLE;
             }
-            store_opt = argv[++i];
-        } else if (strncmp(a, "--store=", 8) == 0) {
-            if (a[8] == '\0') {
-                fprintf(stderr, "deja: option '--store' needs a value\n%s", usage);
-                return CLI_EXIT_TROUBLE;
-            }
-            store_opt = a + 8;
+            i--; /* argv[i] is now the argument after them */
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            return print_help();
+            return cli_stdout_finish(print_help());
         } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
             printf("deja %s\n", DEJA_VERSION_STRING);
-            return CLI_EXIT_OK;
+            return cli_stdout_finish(CLI_EXIT_OK);
         } else if (strcmp(a, "--") == 0) {
             i++;
             break;
@@ -113,22 +113,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "deja: no command given\n%s", usage);
         return CLI_EXIT_TROUBLE;
     }
+    if (cli_global_options(&argc, argv, i + 1, &opts) != 0) {
+        fputs(usage, stderr);
+        return CLI_EXIT_TROUBLE;
+    }
+    if (cli_color_mode(opts.color, &g.color) != 0)
+        return CLI_EXIT_TROUBLE;
     if (strcmp(argv[i], "help") == 0) {
         char *help_argv[3];
         if (i + 1 >= argc)
-            return print_help();
+            return cli_stdout_finish(print_help());
         cmd = find_command(argv[i + 1]);
         if (cmd == NULL)
             return unknown_command(argv[i + 1]);
         help_argv[0] = argv[i + 1];
         help_argv[1] = (char *)"--help";
         help_argv[2] = NULL;
-        g.store = cli_store_path(store_opt);
-        return cmd->fn(&g, 2, help_argv);
+        g.store = cli_store_path(opts.store);
+        return cli_stdout_finish(cmd->fn(&g, 2, help_argv));
     }
     cmd = find_command(argv[i]);
     if (cmd == NULL)
         return unknown_command(argv[i]);
-    g.store = cli_store_path(store_opt);
-    return cmd->fn(&g, argc - i, argv + i);
+    g.store = cli_store_path(opts.store);
+    ret = cmd->fn(&g, argc - i, argv + i);
+    return cli_stdout_finish(ret);
 }

@@ -1,0 +1,203 @@
+/*
+ * tests/test_cli_output.c -- the command line's contract with pipes, files
+ * and scripts, run as a user runs it (the real binary): output that cannot
+ * be written is an error (exit 2, one line on stderr), and the global
+ * options are taken before or after the command.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "cli_harness.h"
+
+static char tmp_root[] = "/tmp/deja-test-cli-output-XXXXXX";
+static char store[600];
+
+static const char requests[] =
+    "{\"inputs\": {\"prompt\": \"The fox\"}, \"params\": {\"max_tokens\": 20}}\n"
+    "{\"inputs\": {\"prompt\": \"A lion lay\"}, \"params\": {\"temperature\": 0.5}}\n";
+
+static int group_setup(void **state)
+{
+    cli_run r;
+    const char *req;
+    int ok;
+
+    (void)state;
+    if (cli_group_begin(tmp_root) != 0)
+        return -1;
+    snprintf(store, sizeof store, "%s/s.store", tmp_root);
+    req = cli_tmp_path(tmp_root, "requests.jsonl");
+    if (cli_write_file(req, requests) != 0)
+        return -1;
+    if (cli_exec(&r, NULL, req, "--store", store, "run", "--model", "textgen-v1", NULL) != 0)
+        return -1;
+    ok = r.status == 0;
+    cli_run_free(&r);
+    return ok ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    cli_rm_rf(tmp_root);
+    return 0;
+}
+
+/* Run `sh -c script` with DEJA and STORE in its environment; return its
+ * exit status and leave its stderr in *err (malloc'd). */
+static int sh(const char *script, char **err)
+{
+    char cmd[4096];
+    const char *errfile = cli_tmp_path(tmp_root, "sh.err");
+    int status;
+
+    setenv("DEJA", DEJA_BIN, 1);
+    setenv("STORE", store, 1);
+    snprintf(cmd, sizeof cmd, "%s 2>'%s'", script, errfile);
+    status = system(cmd);
+    *err = cli_slurp(errfile, NULL);
+    assert_non_null(*err);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Every command that writes to a full disk fails: exit 2, one line. */
+static void test_cli_output__full_disk_is_an_error(void **state)
+{
+    static const char *const scripts[] = {
+        "\"$DEJA\" --store \"$STORE\" ls >/dev/full",
+        "\"$DEJA\" --store \"$STORE\" ls --json >/dev/full",
+        "\"$DEJA\" --store \"$STORE\" stats >/dev/full",
+        "\"$DEJA\" --store \"$STORE\" stats --json >/dev/full",
+        "\"$DEJA\" --store \"$STORE\" verify >/dev/full",
+        "\"$DEJA\" --store \"$STORE\" show \"$(\"$DEJA\" --store \"$STORE\" ls --limit 1 | cut -c1-26)\" >/dev/full",
+        "\"$DEJA\" --help >/dev/full",
+        "\"$DEJA\" --version >/dev/full",
+        "\"$DEJA\" ls --help >/dev/full",
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
+        char *err = NULL;
+        const int rc = sh(scripts[i], &err);
+        if (rc != 2 || strncmp(err, "deja: cannot write the output", 29) != 0 ||
+            cli_count_lines(err) != 1)
+            fail_msg("%s: exit %d, stderr '%s'", scripts[i], rc, err);
+        free(err);
+    }
+}
+
+/* Run `deja --store STORE ls` with stdout a pipe whose reader is already
+ * gone, SIGPIPE ignored or not; return the wait status, stderr in *err. */
+static int ls_into_closed_pipe(int ignore_sigpipe, char **err)
+{
+    const char *errfile = cli_tmp_path(tmp_root, "pipe.err");
+    int fds[2], status = -1;
+    pid_t pid;
+
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const int efd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        signal(SIGPIPE, ignore_sigpipe ? SIG_IGN : SIG_DFL);
+        if (efd < 0 || dup2(fds[1], 1) < 0 || dup2(efd, 2) < 0)
+            _exit(99);
+        execl(DEJA_BIN, DEJA_BIN, "--store", store, "ls", (char *)NULL);
+        _exit(98);
+    }
+    close(fds[1]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    *err = cli_slurp(errfile, NULL);
+    assert_non_null(*err);
+    return status;
+}
+
+/* A reader that went away: with SIGPIPE's default the writer just ends (as
+ * any Unix filter does); with SIGPIPE ignored, the failed write is an error. */
+static void test_cli_output__closed_pipe(void **state)
+{
+    char *err = NULL;
+    int status;
+
+    (void)state;
+    status = ls_into_closed_pipe(1, &err);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    if (strncmp(err, "deja: cannot write the output", 29) != 0 || cli_count_lines(err) != 1)
+        fail_msg("stderr '%s'", err);
+    free(err);
+    status = ls_into_closed_pipe(0, &err);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGPIPE);
+    assert_string_equal(err, "");
+    free(err);
+}
+
+/* --store (and --color) before or after the command, in both spellings. */
+static void test_cli_output__global_options_anywhere(void **state)
+{
+    static const char *const forms[][6] = {
+        {"--store", NULL, "ls", NULL},
+        {"ls", "--store", NULL, NULL},
+        {"ls", "--limit", "5", "--store", NULL, NULL},
+        {"--color=never", "ls", "--store", NULL, "--color", "always"},
+    };
+    cli_run want, got;
+
+    (void)state;
+    assert_int_equal(cli_exec(&want, NULL, NULL, "--store", store, "ls", NULL), 0);
+    assert_int_equal(want.status, 0);
+    assert_int_equal(cli_count_lines(want.out), 2);
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        const char *args[8] = {0};
+        size_t n = 0;
+        for (size_t k = 0; k < 6; k++) {
+            if (forms[f][k] == NULL && k > 0 && forms[f][k - 1] != NULL &&
+                strcmp(forms[f][k - 1], "--store") == 0)
+                args[n++] = store;
+            else if (forms[f][k] != NULL)
+                args[n++] = forms[f][k];
+        }
+        assert_int_equal(cli_execv(&got, NULL, NULL, args), 0);
+        if (got.status != 0 || strcmp(got.out, want.out) != 0)
+            fail_msg("form %zu: exit %d, out '%s', err '%s'", f, got.status, got.out, got.err);
+        cli_run_free(&got);
+    }
+    /* --store=PATH after the command; the last one given wins. */
+    char opt[700];
+    snprintf(opt, sizeof opt, "--store=%s", store);
+    assert_int_equal(cli_exec(&got, NULL, NULL, "--store", "/nonexistent", "stats", opt, NULL), 0);
+    assert_int_equal(got.status, 0);
+    cli_run_free(&got);
+    /* A missing value, a bad --color, and "--" ends the options. */
+    assert_int_equal(cli_exec(&got, NULL, NULL, "ls", "--store", NULL), 0);
+    assert_int_equal(got.status, 2);
+    assert_non_null(strstr(got.err, "deja: option '--store' needs a value"));
+    cli_run_free(&got);
+    assert_int_equal(cli_exec(&got, NULL, NULL, "ls", "--store", store, "--color=blue", NULL), 0);
+    assert_int_equal(got.status, 2);
+    cli_assert_one_error(&got, "--color must be auto, always or never");
+    cli_run_free(&got);
+    assert_int_equal(cli_exec(&got, NULL, NULL, "--store", store, "ls", "--", "--store", NULL), 0);
+    assert_int_equal(got.status, 2);
+    cli_run_free(&got);
+    cli_run_free(&want);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_output__full_disk_is_an_error),
+        cmocka_unit_test(test_cli_output__closed_pipe),
+        cmocka_unit_test(test_cli_output__global_options_anywhere),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
