@@ -306,6 +306,10 @@ void cli_format_local(int64_t unix_ns, char *out, size_t cap);
 /* Write a UTC RFC 3339 time "2026-11-27T14:03:00.123Z" into `out`. */
 void cli_format_utc(int64_t unix_ns, char *out, size_t cap);
 
+/* "2026-11-27T14:03:00.123456789Z": RFC 3339 in UTC with nanoseconds, the
+ * form of every time in JSON output (beside its *_ns integer). */
+void cli_format_rfc3339(int64_t unix_ns, char *out, size_t cap);
+
 /* Write a duration "350us", "12.3ms", "1.25s" into `out`. */
 void cli_format_duration(int64_t ns, char *out, size_t cap);
 
@@ -345,8 +349,16 @@ json_t *cli_trace_json(const deja_trace *t, int full);
 /* An environment as JSON. New reference, or NULL when out of memory. */
 json_t *cli_env_json(const deja_env *env);
 
+/* The version of deja's JSON output (doc/json.md), in every object printed
+ * as "json_version". A key removed or changing meaning bumps it; new keys
+ * do not. */
+#define CLI_JSON_VERSION 1
+
 /* Print `j` compactly on one line on stdout (JSON lines); steals the
- * reference. Returns 0, or -1 when `j` is NULL or cannot be printed. */
+ * reference. An object gets "json_version" (CLI_JSON_VERSION). Every integer beyond +-2^53 (nanosecond times, u64 counters) is
+ * printed as a decimal string, so that any JSON reader (jq 1.6, JavaScript)
+ * gets it exactly (doc/json.md). Returns 0, or -1 when `j` is NULL or cannot
+ * be printed. */
 int cli_json_print(json_t *j);
 
 /* Status as text: "ok" or "error". */

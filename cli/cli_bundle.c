@@ -87,7 +87,7 @@ static json_t *info_json(const char *path, const deja_bundle_info *info)
     char created[64], sum[33];
     int bad = obj == NULL || models == NULL;
 
-    cli_format_utc(info->created_ns, created, sizeof created);
+    cli_format_rfc3339(info->created_ns, created, sizeof created);
     deja_digest_format(&info->checksum, sum);
     for (size_t i = 0; !bad && i < info->nmodels; i++) {
         const deja_bundle_model *m = &info->models[i];
@@ -105,9 +105,10 @@ static json_t *info_json(const char *path, const deja_bundle_info *info)
               json_object_set_new(obj, "format", json_integer(info->format)) != 0 ||
               json_object_set_new(obj, "deja_version", json_string(info->deja_version)) != 0 ||
               json_object_set_new(obj, "created", json_string(created)) != 0 ||
+              json_object_set_new(obj, "created_ns", json_integer(info->created_ns)) != 0 ||
               json_object_set_new(obj, "traces", json_integer((json_int_t)info->traces)) != 0 ||
               json_object_set_new(obj, "blobs", json_integer((json_int_t)info->blobs)) != 0 ||
-              json_object_set_new(obj, "envs", json_integer((json_int_t)info->envs)) != 0 ||
+              json_object_set_new(obj, "environments", json_integer((json_int_t)info->envs)) != 0 ||
               json_object_set_new(obj, "file_bytes", json_integer((json_int_t)info->file_bytes)) !=
                   0 ||
               json_object_set_new(obj, "body_bytes", json_integer((json_int_t)info->body_bytes)) !=

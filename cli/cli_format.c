@@ -10,8 +10,8 @@
 #include <time.h>
 
 
-/* Split nanoseconds into seconds and milliseconds, flooring. */
-static void split_ms(int64_t unix_ns, time_t *secs, int *ms)
+/* Split nanoseconds into seconds and nanoseconds in [0, 1e9), flooring. */
+static void split_ns(int64_t unix_ns, time_t *secs, int *ns)
 {
     int64_t s = unix_ns / 1000000000;
     int64_t rem = unix_ns % 1000000000;
@@ -21,39 +21,48 @@ static void split_ms(int64_t unix_ns, time_t *secs, int *ms)
         s--;
     }
     *secs = (time_t)s;
-    *ms = (int)(rem / 1000000);
+    *ns = (int)rem;
 }
 
-/* Write `unix_ns` into `out` as "<date><sep><time>.<ms><suffix>", in UTC when
- * `utc` is non-zero, else in local time; "@<seconds>.<ms><suffix>" when the
- * time cannot be broken down. */
-static void format_time(int64_t unix_ns, int utc, char *out, size_t cap)
+/* Write `unix_ns` into `out` as "<date><sep><time>.<fraction><suffix>" with
+ * 3 (milliseconds) or 9 (nanoseconds) fraction `digits`, in UTC when `utc` is
+ * non-zero, else in local time; "@<seconds>.<fraction><suffix>" when the time
+ * cannot be broken down. */
+static void format_time(int64_t unix_ns, int utc, int digits, char *out, size_t cap)
 {
     time_t secs;
-    int ms;
+    int ns;
     struct tm tm;
     char buf[64];
     const struct tm *got;
 
-    split_ms(unix_ns, &secs, &ms);
+    split_ns(unix_ns, &secs, &ns);
     got = utc ? gmtime_r(&secs, &tm) : localtime_r(&secs, &tm);
     if (got == NULL ||
         strftime(buf, sizeof buf, utc ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm) == 0)
         snprintf(buf, sizeof buf, "@%lld", (long long)secs);
-    if (snprintf(out, cap, "%s.%03d%s", buf, ms, utc ? "Z" : "") >= (int)cap && cap > 0)
+    if (snprintf(out, cap, "%s.%0*d%s", buf, digits, digits == 9 ? ns : ns / 1000000,
+                 utc ? "Z" : "") >= (int)cap &&
+        cap > 0)
         out[cap - 1] = '\0'; /* cut short: callers size `out` for any date */
 }
 
 /* "2026-11-27 14:03:00.123", local time. */
 void cli_format_local(int64_t unix_ns, char *out, size_t cap)
 {
-    format_time(unix_ns, 0, out, cap);
+    format_time(unix_ns, 0, 3, out, cap);
 }
 
 /* "2026-11-27T14:03:00.123Z". */
 void cli_format_utc(int64_t unix_ns, char *out, size_t cap)
 {
-    format_time(unix_ns, 1, out, cap);
+    format_time(unix_ns, 1, 3, out, cap);
+}
+
+/* "2026-11-27T14:03:00.123456789Z": RFC 3339, UTC, nanoseconds. */
+void cli_format_rfc3339(int64_t unix_ns, char *out, size_t cap)
+{
+    format_time(unix_ns, 1, 9, out, cap);
 }
 
 /* "350us", "12.3ms", "1.25s". */

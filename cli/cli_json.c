@@ -103,7 +103,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
               rng == NULL || clock == NULL || digest == NULL;
 
     deja_id_format(&t->id, id);
-    cli_format_utc(t->start_ns, when, sizeof when);
+    cli_format_rfc3339(t->start_ns, when, sizeof when);
     bad = bad || jset(obj, "id", json_string(id)) < 0;
     bad = bad || jset(obj, "start", json_string(when)) < 0;
     bad = bad || jset(obj, "start_ns", json_integer(t->start_ns)) < 0;
@@ -173,6 +173,18 @@ json_t *cli_trace_json(const deja_trace *t, int full)
         bad = json_array_append_new(clock, json_integer(t->clock_ns[i])) != 0;
     bad = bad || jset(obj, "clock_ns", clock) < 0;
     clock = NULL;
+    /* The same clock reads as RFC 3339 times. */
+    json_t *clock_rfc = json_array();
+    bad = bad || clock_rfc == NULL;
+    for (size_t i = 0; i < t->nclock && !bad; i++) {
+        char read[64];
+        cli_format_rfc3339(t->clock_ns[i], read, sizeof read);
+        bad = json_array_append_new(clock_rfc, json_string(read)) != 0;
+    }
+    if (!bad)
+        bad = jset(obj, "clock", clock_rfc) < 0; /* stolen, even on failure */
+    else
+        json_decref(clock_rfc);
     if (t->has_env) {
         char env[33];
         deja_digest_format(&t->env, env);
@@ -261,12 +273,61 @@ json_t *cli_env_json(const deja_env *env)
 }
 
 /* Print compactly on one line; steals `j`. */
+/* The largest magnitude a double, and so jq 1.6 or JavaScript, holds
+ * exactly: 2^53. */
+#define JSON_EXACT_MAX ((json_int_t)1 << 53)
+
+/* Replace, in place and recursively, every integer beyond +-2^53 in `j` by
+ * its decimal string. Returns 0, or -1 when out of memory. */
+static int strings_for_big_integers(json_t *j)
+{
+    if (json_is_object(j)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v)
+        {
+            if (json_is_integer(v) && (json_integer_value(v) > JSON_EXACT_MAX ||
+                                       json_integer_value(v) < -JSON_EXACT_MAX)) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                if (json_object_set_new(j, key, json_string(buf)) != 0)
+                    return -1;
+            } else if (strings_for_big_integers(v) != 0) {
+                return -1;
+            }
+        }
+    } else if (json_is_array(j)) {
+        for (size_t i = 0; i < json_array_size(j); i++) {
+            json_t *v = json_array_get(j, i);
+            if (json_is_integer(v) && (json_integer_value(v) > JSON_EXACT_MAX ||
+                                       json_integer_value(v) < -JSON_EXACT_MAX)) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+                if (json_array_set_new(j, i, json_string(buf)) != 0)
+                    return -1;
+            } else if (strings_for_big_integers(v) != 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
 int cli_json_print(json_t *j)
 {
     int rc;
 
     if (j == NULL)
         return -1;
+    if (json_is_object(j) && json_object_get(j, "json_version") == NULL &&
+        json_object_set_new(j, "json_version", json_integer(CLI_JSON_VERSION)) != 0) {
+        json_decref(j);
+        return -1;
+    }
+    if (strings_for_big_integers(j) != 0) {
+        json_decref(j);
+        return -1;
+    }
     rc = json_dumpf(j, stdout, JSON_COMPACT);
     json_decref(j);
     if (rc != 0)

@@ -225,7 +225,9 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     if (s.json) {
-        if (cli_json_print(result_json(res)) != 0) {
+        /* One object, {"summary": {...}}, like the last line of replay --json. */
+        json_t *j = result_json(res);
+        if (cli_json_print(j ? json_pack("{s:o}", "summary", j) : NULL) != 0) {
             cli_error("bisect: out of memory printing the result");
             goto cleanup;
         }

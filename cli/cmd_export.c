@@ -141,8 +141,9 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     if (json) {
-        json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "file", out, "traces",
-                              (json_int_t)info->traces, "blobs", (json_int_t)info->blobs, "envs",
+        json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "bundle", out, "traces",
+                              (json_int_t)info->traces, "blobs", (json_int_t)info->blobs,
+                              "environments",
                               (json_int_t)info->envs, "file_bytes", (json_int_t)info->file_bytes,
                               "body_bytes", (json_int_t)info->body_bytes);
         if (cli_json_print(j) < 0) {

@@ -72,11 +72,11 @@ int cmd_import(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     if (json) {
-        json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "file", file, "traces",
+        json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "bundle", file, "traces",
                               (json_int_t)st.traces, "traces_added", (json_int_t)st.traces_added,
                               "blobs", (json_int_t)st.blobs, "blobs_added",
-                              (json_int_t)st.blobs_added, "envs", (json_int_t)st.envs,
-                              "envs_added", (json_int_t)st.envs_added);
+                              (json_int_t)st.blobs_added, "environments", (json_int_t)st.envs,
+                              "environments_added", (json_int_t)st.envs_added);
         if (cli_json_print(j) < 0) {
             cli_error("out of memory printing the counts");
             goto cleanup;

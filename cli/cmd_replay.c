@@ -532,6 +532,18 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         }
         printf("\n");
         fflush(stdout);
+    } else {
+        /* The last line: {"summary": {...}}, the counts of the human form. */
+        json_t *j = json_pack("{s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "summary", "model",
+                              s.spec, "traces", (json_int_t)sum.total, "same",
+                              (json_int_t)sum.same, "close", (json_int_t)sum.close,
+                              "nondeterministic", (json_int_t)sum.nondeterministic, "diverged",
+                              (json_int_t)sum.diverged, "error", (json_int_t)sum.error,
+                              "unreadable", (json_int_t)bad);
+        if (cli_json_print(j) != 0) {
+            cli_error("replay: out of memory printing the summary");
+            goto cleanup;
+        }
     }
     if (sum.error > 0 || bad > 0) {
         cli_error("replay: %zu of %zu traces could not be replayed%s", sum.error + bad,

@@ -374,11 +374,13 @@ static void test_replay__cli(void **state)
     assert_non_null(strstr(out, "completion: text differs at byte"));
     assert_int_equal(count_lines(err), 1);
 
-    /* --json: one object per trace. */
+    /* --json: one object per trace, then the summary. */
     assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
                                      "replay %s %s --model textgen-v6 --json", a, b),
                      1);
-    assert_int_equal(count_lines(out), 2);
+    assert_int_equal(count_lines(out), 2 + 1);
+    assert_non_null(strstr(out, "{\"summary\":{"));
+    assert_non_null(strstr(out, "\"traces\":2"));
     assert_non_null(strstr(out, "\"verdict\":\"diverged\""));
     assert_non_null(strstr(out, "\"hunk\""));
 
