@@ -99,6 +99,8 @@ int cli_signals_wait(const sigset_t *set);
 /* Print the base URL "http://HOST:PORT/v1" on stdout (flushed: scripts read
  * it) and a human line on stderr. */
 void cli_print_listening(const char *what, const char *listen, unsigned port, const char *extra);
+int cmd_ship(const cli_global *g, int argc, char **argv);
+int cmd_pull(const cli_global *g, int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Errors

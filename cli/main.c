@@ -24,6 +24,8 @@ static const cli_command commands[] = {
     {"import", cmd_import, "verify a bundle and add what it holds to the store"},
     {"proxy", cmd_proxy, "record the traffic of an OpenAI-compatible LLM server"},
     {"serve", cmd_serve, "serve a model as an OpenAI-compatible endpoint"},
+    {"ship", cmd_ship, "publish traces to NATS JetStream (resumable, --follow)"},
+    {"pull", cmd_pull, "copy traces from NATS JetStream into the store"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -7,7 +7,7 @@ if(NOT DEFINED deja_deps_mode)
 endif()
 find_package(Threads ${deja_deps_mode})
 foreach(dep PROTOBUFC:libprotobuf-c LMDB:lmdb ZSTD:libzstd XXHASH:libxxhash MHD:libmicrohttpd
-            CURL:libcurl JANSSON:jansson)
+            CURL:libcurl JANSSON:jansson NATS:libnats)
   string(REPLACE ":" ";" dep ${dep})
   list(GET dep 0 prefix)
   list(GET dep 1 module)
@@ -16,4 +16,5 @@ foreach(dep PROTOBUFC:libprotobuf-c LMDB:lmdb ZSTD:libzstd XXHASH:libxxhash MHD:
   endif()
 endforeach()
 set(DEJA_DEPS PkgConfig::PROTOBUFC PkgConfig::LMDB PkgConfig::ZSTD PkgConfig::XXHASH
-              Threads::Threads ${CMAKE_DL_LIBS} m PkgConfig::MHD PkgConfig::CURL PkgConfig::JANSSON)
+              Threads::Threads ${CMAKE_DL_LIBS} m PkgConfig::MHD PkgConfig::CURL PkgConfig::JANSSON
+              PkgConfig::NATS)

@@ -15,7 +15,8 @@
  *   5. diff, replay and bisect;
  *   6. bundles: one file to hand a reproducible case to someone else;
  *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve;
- *   8. watching: health per version, drift, validation rules, a report.
+ *   8. watching: health per version, drift, validation rules, a report;
+ *   9. many machines: ship to and pull from NATS JetStream.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -1302,6 +1303,121 @@ typedef int (*deja_trace_violation_cb)(const deja_trace *trace, const deja_viola
 DEJA_API int deja_rules_check_store(deja_store *store, const deja_rules *rules,
                                     const deja_filter *filter, deja_trace_violation_cb cb,
                                     deja_bad_cb bad, void *payload, deja_check_summary *summary);
+
+/* ------------------------------------------------------------------------
+ * 9. Many machines: NATS JetStream
+ *
+ *   deja_fleet *f;
+ *   deja_fleet_options fo = DEJA_FLEET_OPTIONS_INIT;
+ *   fo.servers = "nats://10.0.0.5:4222,nats://10.0.0.6:4222";
+ *   deja_fleet_connect(&f, &fo);
+ *   deja_fleet_ship(f, store, NULL, &stats);          (on every host)
+ *   deja_fleet_pull(f, other, &filter, NULL, 0, &ps);  (anywhere)
+ *   deja_fleet_close(f);
+ *
+ * Each host records into its own store; shipping copies its traces to the
+ * stream DEJA_TRACES (subject deja.traces.<model>.<version>.<id>, names
+ * escaped, the trace id as Nats-Msg-Id; at most one message per subject, so
+ * a trace is stored once however often it is shipped), and the blobs, chunks
+ * and environments they reference to the content-addressed stream
+ * DEJA_OBJECTS (subject deja.obj.<b|c|e>.<hex digest>, one message per
+ * digest, fleet-wide). The streams are created on first use, replicated
+ * `replicas` times. Everything received is checked against its digest.
+ * ---------------------------------------------------------------------- */
+
+typedef struct deja_fleet deja_fleet;
+
+/* Where the fleet's JetStream is and how to log in. Credentials come from
+ * these fields, else from a URL's user:password@, else from $NATS_USER and
+ * $NATS_PASSWORD, $NATS_TOKEN, $NATS_CREDS (a .creds file). They are never
+ * written into a message: URLs in messages lose their user information. */
+typedef struct deja_fleet_options {
+    unsigned version;
+    const char *servers;  /* "nats://HOST:PORT[,HOST:PORT...]" (scheme optional) */
+    const char *user;     /* with password */
+    const char *password;
+    const char *token;
+    const char *creds;    /* a NATS .creds file */
+    unsigned replicas;    /* replicas of the streams deja creates; 0 for 1 */
+    unsigned timeout_ms;  /* connecting, and waiting for each answer; 0 for 5000 */
+} deja_fleet_options;
+
+#define DEJA_FLEET_OPTIONS_VERSION 1
+#define DEJA_FLEET_OPTIONS_INIT {DEJA_FLEET_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, 0, 0}
+
+/* Connect to the servers of `opts` and make sure deja's streams exist.
+ * Returns 0, DEJA_EINVAL (bad options), or DEJA_EIO with a message saying
+ * which: no server reachable, authentication refused, no JetStream. */
+DEJA_API int deja_fleet_connect(deja_fleet **out, const deja_fleet_options *opts);
+
+/* Close the connection (waiting for nothing). Accepts NULL. */
+DEJA_API void deja_fleet_close(deja_fleet *fleet);
+
+/* What a ship did so far (cumulative over the call). */
+typedef struct deja_ship_stats {
+    uint64_t traces;          /* traces acknowledged by the stream */
+    uint64_t traces_present;  /* of which the stream held already */
+    uint64_t objects;         /* blobs, chunks and environments acknowledged */
+    uint64_t objects_present; /* of which the stream held already (stored once) */
+    uint64_t objects_skipped; /* not sent at all: known present */
+    uint64_t bytes;           /* message bytes sent */
+    uint64_t filtered;        /* traces passed over: they do not match the filter */
+    uint64_t rounds;          /* batches acknowledged (with follow: including empty polls) */
+    int64_t lag_ns;           /* the last batch's longest time from a trace's end to its ack */
+    deja_id position;         /* the last acknowledged trace (all zero: none yet) */
+} deja_ship_stats;
+
+/* Called after each acknowledged batch and, with follow, each poll. Return
+ * non-zero to stop (the position is saved first). */
+typedef int (*deja_ship_cb)(const deja_ship_stats *stats, void *payload);
+
+typedef struct deja_ship_options {
+    unsigned version;
+    const deja_filter *filter; /* which traces to ship; NULL for all (limit ignored) */
+    int follow;                /* keep shipping new traces until `progress` says stop */
+    unsigned poll_ms;          /* follow: time between looks for new traces; 0 for 200 */
+    unsigned settle_ms;        /* look again this far behind the position for traces that
+                                  committed late (long spans); 0 for 60000 */
+    unsigned batch;            /* traces per acknowledged batch; 0 for 256 */
+    deja_ship_cb progress;     /* optional */
+    void *payload;
+} deja_ship_options;
+
+#define DEJA_SHIP_OPTIONS_VERSION 1
+#define DEJA_SHIP_OPTIONS_INIT {DEJA_SHIP_OPTIONS_VERSION, NULL, 0, 0, 0, 0, NULL, NULL}
+
+/* Ship the traces of `store` (open for writing: the position is kept in
+ * its meta) in id order, starting after the last acknowledged position for
+ * these servers and this filter, in batches: the objects a batch references
+ * are published and acknowledged first, then its traces, then the position
+ * is saved. A ship killed at any point resumes where it was acknowledged;
+ * what it re-sends the streams already hold and keep once. A batch that
+ * fails for a transient reason (a node lost, a leader election) is sent
+ * again for up to 30 s. `opts` may be NULL. Returns 0, DEJA_EIO (the
+ * fleet; the message says why), or the store's error. */
+DEJA_API int deja_fleet_ship(deja_fleet *fleet, deja_store *store, const deja_ship_options *opts,
+                             deja_ship_stats *out);
+
+/* What a pull did. */
+typedef struct deja_pull_stats {
+    uint64_t traces;       /* traces selected in the stream */
+    uint64_t traces_added; /* of which were new to the store */
+    uint64_t blobs_added;
+    uint64_t envs_added;
+    uint64_t bytes;        /* message bytes received */
+} deja_pull_stats;
+
+/* Copy the traces of the fleet that match `filter` (NULL: all; tags,
+ * status, time window and limit are applied as in deja_store_list) and,
+ * when `nids` > 0, whose id starts with one of the `nids` printed prefixes
+ * `ids`, with every blob and environment they reference, into `store`
+ * (open for writing). Traces the store holds are left as they are, so
+ * pulling twice changes nothing. Each trace is written with what it
+ * references in one transaction, after every digest was checked. Returns
+ * 0, DEJA_EIO, DEJA_ECORRUPT (a message that fails its digest or does not
+ * decode; the message names it), or the store's error. */
+DEJA_API int deja_fleet_pull(deja_fleet *fleet, deja_store *store, const deja_filter *filter,
+                             const char *const *ids, size_t nids, deja_pull_stats *out);
 
 #ifdef __cplusplus
 }

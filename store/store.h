@@ -132,6 +132,31 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
  * are read again from the page cache when touched): long scans call it
  * now and then to keep their resident size bounded (store/extent.c). */
 void deja__store_trim(deja_store *store);
+/* ------------------------------------------------------------------------
+ * Copying a store elsewhere and back (store/sync.c): fleet/ ships traces in
+ * id order from a position kept in meta, and pulls what is missing.
+ * ---------------------------------------------------------------------- */
+
+typedef enum deja__kind { DEJA__KIND_TRACE, DEJA__KIND_BLOB, DEJA__KIND_ENV } deja__kind;
+
+/* Call `fn` on the ids of the traces after `after` (NULL: from the first),
+ * ascending, at most `max` of them; stops at the first non-zero result of
+ * `fn` and returns it. */
+int deja__store_ids_after(deja_store *store, const deja_id *after, size_t max,
+                          int (*fn)(const deja_id *id, void *payload), void *payload);
+
+/* Whether the trace, blob or environment `key` is stored: 1, 0 or a
+ * negative code. */
+int deja__store_has(deja_store *store, deja__kind kind, const uint8_t key[16]);
+
+/* Opaque values in meta: get (copied into `out`, `*found` says whether
+ * present) and put (in a write transaction of its own). */
+int deja__store_meta_get(deja_store *store, const char *key, deja__buf *out, int *found);
+int deja__store_meta_put(deja_store *store, const char *key, const void *data, size_t size);
+
+/* The length of the first content-defined chunk of the `n` bytes at `p`,
+ * as the store cuts blobs (n itself when the payload is one chunk). */
+size_t deja__store_cut(const void *p, size_t n);
 
 /* Open flags beyond the public ones. */
 #define DEJA__STORE_NOSYNC 0x100

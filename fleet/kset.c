@@ -1,0 +1,83 @@
+/*
+ * fleet/kset.c -- a set of 16-byte keys (digests, ids): open addressing,
+ * the key's own bytes as its hash (they are uniformly random already).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet/fleet_internal.h"
+
+static const uint8_t zero[16];
+
+static size_t slot_of(const uint8_t key[16], size_t cap)
+{
+    uint64_t h;
+
+    memcpy(&h, key + 8, 8);
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+int deja__kset_has(const deja__kset *s, const uint8_t key[16])
+{
+    if (memcmp(key, zero, 16) == 0)
+        return s->has_zero;
+    if (s->cap == 0)
+        return 0;
+    for (size_t i = slot_of(key, s->cap);; i = (i + 1) & (s->cap - 1)) {
+        const uint8_t *k = s->keys + i * 16;
+
+        if (memcmp(k, key, 16) == 0)
+            return 1;
+        if (memcmp(k, zero, 16) == 0)
+            return 0;
+    }
+}
+
+static void insert(uint8_t *keys, size_t cap, const uint8_t key[16])
+{
+    size_t i = slot_of(key, cap);
+
+    while (memcmp(keys + i * 16, zero, 16) != 0)
+        i = (i + 1) & (cap - 1);
+    memcpy(keys + i * 16, key, 16);
+}
+
+int deja__kset_add(deja__kset *s, const uint8_t key[16])
+{
+    if (memcmp(key, zero, 16) == 0) {
+        s->has_zero = 1;
+        return 0;
+    }
+    if (deja__kset_has(s, key))
+        return 0;
+    if ((s->n + 1) * 2 > s->cap) {
+        const size_t cap = s->cap ? s->cap * 2 : 1024;
+        uint8_t *keys = calloc(cap, 16);
+
+        if (keys == NULL)
+            return deja__error_set(DEJA_ENOMEM, "out of memory");
+        for (size_t i = 0; i < s->cap; i++)
+            if (memcmp(s->keys + i * 16, zero, 16) != 0)
+                insert(keys, cap, s->keys + i * 16);
+        free(s->keys);
+        s->keys = keys;
+        s->cap = cap;
+    }
+    insert(s->keys, s->cap, key);
+    s->n++;
+    return 0;
+}
+
+void deja__kset_clear(deja__kset *s)
+{
+    if (s->keys != NULL)
+        memset(s->keys, 0, s->cap * 16);
+    s->n = 0;
+    s->has_zero = 0;
+}
+
+void deja__kset_free(deja__kset *s)
+{
+    free(s->keys);
+    memset(s, 0, sizeof *s);
+}

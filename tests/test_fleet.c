@@ -1,0 +1,416 @@
+/*
+ * tests/test_fleet.c -- `deja ship` and `deja pull` against a real NATS
+ * JetStream server that the test starts on loopback and always stops:
+ * store -> stream -> fresh store comes back byte-identical (show --json);
+ * a ship killed with SIGKILL at random points and resumed loses nothing and
+ * duplicates nothing; two stores shipping the same blob store it once;
+ * --follow ships traces recorded while it runs; wrong credentials and an
+ * unreachable server give one line, exit 2, and leave the store as it was.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "cli_harness.h"
+#include "nats_harness.h"
+
+static char tmp_root[] = "/tmp/deja-test-fleet-XXXXXX";
+static nats_server server;
+static char store_a[600]; /* 40 traces, some with blobs, shipped by the first case */
+
+static const char *tmp_path(const char *name)
+{
+    return cli_tmp_path(tmp_root, name);
+}
+
+/* Write `n` requests to `path`: every 4th has a prompt beyond one chunk
+ * (a chunked blob), every 4th+1 one beyond the inline limit (a whole blob),
+ * and `shared` (when not NULL) as every request's suffix. */
+static void write_requests(const char *path, int n, int first, const char *shared)
+{
+    FILE *fp = fopen(path, "w");
+
+    assert_non_null(fp);
+    for (int i = first; i < first + n; i++) {
+        fprintf(fp, "{\"inputs\": {\"prompt\": \"Request %d. ", i);
+        for (int k = 0; k < (i % 4 == 0 ? 600 : i % 4 == 1 ? 80 : 0); k++)
+            fprintf(fp, "the %s fox %d jumps. ", k % 3 ? "brown" : "red", (i * 7 + k) % 13);
+        fprintf(fp, "%s\"}, \"params\": {\"max_tokens\": %d}}\n", shared ? shared : "",
+                10 + i % 20);
+    }
+    fclose(fp);
+}
+
+/* Record `n` traces into `store` with textgen-v1. */
+static void record(const char *store, int n, int first, const char *shared)
+{
+    const char *req = tmp_path("req.jsonl");
+    cli_run r;
+
+    write_requests(req, n, first, shared);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "run", "--model", "textgen-v1",
+                              "--requests", req, NULL),
+                     0);
+    if (r.status != 0)
+        fail_msg("run: %s", r.err);
+    cli_run_free(&r);
+}
+
+/* Run deja with the arguments and require exit 0. */
+static void ok(cli_run *r, const char *const *args)
+{
+    assert_int_equal(cli_execv(r, NULL, NULL, args), 0);
+    if (r->status != 0)
+        fail_msg("deja %s: exit %d: %s", args[2], r->status, r->err);
+}
+
+/* The ids of `store`, as `ls --json` prints them (one per line). */
+static char *ids_of(const char *store)
+{
+    const char *a[] = {"--store", store, "ls", "--json", NULL};
+    cli_run r;
+    size_t cap = 0, n = 0;
+    char *out = NULL;
+
+    ok(&r, a);
+    for (size_t i = 0; i < cli_count_lines(r.out); i++) {
+        char *line = cli_line(r.out, i);
+        json_t *j = json_loads(line, 0, NULL);
+
+        assert_non_null(j);
+        if (n + 28 > cap) {
+            cap = cap ? cap * 2 : 4096;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        n += (size_t)snprintf(out + n, cap - n, "%s\n", json_string_value(json_object_get(j, "id")));
+        json_decref(j);
+        free(line);
+    }
+    cli_run_free(&r);
+    return out ? out : strdup("");
+}
+
+/* Every trace of `a` is in `b` and shows the same, byte for byte. */
+static void assert_same_traces(const char *a, const char *b)
+{
+    char *ia = ids_of(a), *ib = ids_of(b);
+    size_t n = cli_count_lines(ia);
+
+    assert_string_equal(ia, ib);
+    for (size_t i = 0; i < n; i++) {
+        char *id = cli_line(ia, i);
+        const char *x[] = {"--store", a, "show", id, "--json", NULL};
+        const char *y[] = {"--store", b, "show", id, "--json", NULL};
+        cli_run ra, rb;
+
+        ok(&ra, x);
+        ok(&rb, y);
+        assert_string_equal(ra.out, rb.out);
+        cli_run_free(&ra);
+        cli_run_free(&rb);
+        free(id);
+    }
+    free(ia);
+    free(ib);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (cli_group_begin(tmp_root) != 0)
+        return -1;
+    if (nats_start(&server, tmp_path("nats"), NULL) != 0) {
+        fprintf(stderr, "cannot start nats-server (is it installed?)\n");
+        return -1;
+    }
+    snprintf(store_a, sizeof store_a, "%s/a.store", tmp_root);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    nats_stop(&server);
+    cli_rm_rf(tmp_root);
+    return 0;
+}
+
+static void test_fleet__round_trip_is_byte_identical(void **state)
+{
+    const char *b = tmp_path("b.store");
+    const char *ship[] = {"--store", store_a, "ship", "--to", server.url, NULL};
+    const char *pull[] = {"--store", b, "pull", "--from", server.url, NULL};
+    const char *verify[] = {"--store", b, "verify", NULL};
+    cli_run r;
+    (void)state;
+
+    record(store_a, 40, 0, NULL);
+    ok(&r, ship);
+    assert_non_null(strstr(r.out, "shipped 40 traces (0 already there)"));
+    cli_run_free(&r);
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_TRACES"), 40);
+    ok(&r, pull);
+    assert_non_null(strstr(r.out, "pulled 40 traces (40 new)"));
+    cli_run_free(&r);
+    assert_same_traces(store_a, b);
+    ok(&r, verify);
+    cli_run_free(&r);
+    /* Idempotent: a second pull adds nothing; a second ship stores nothing new. */
+    ok(&r, pull);
+    assert_non_null(strstr(r.out, "pulled 40 traces (0 new), 0 blobs and 0 environments"));
+    cli_run_free(&r);
+    ok(&r, ship);
+    cli_run_free(&r);
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_TRACES"), 40);
+}
+
+static void test_fleet__pull_selects(void **state)
+{
+    const char *c = tmp_path("c.store");
+    char *ids = ids_of(store_a);
+    char prefix[27];
+    cli_run r;
+    (void)state;
+
+    snprintf(prefix, sizeof prefix, "%.26s", ids); /* ids of one run share long prefixes */
+    {
+        const char *pull[] = {"--store", c, "pull", "--from", server.url, prefix, NULL};
+        ok(&r, pull);
+        if (strstr(r.out, "pulled 1 traces (1 new)") == NULL)
+            fail_msg("%s: %s", prefix, r.out);
+        cli_run_free(&r);
+    }
+    {
+        const char *pull[] = {"--store", c, "pull", "--from", server.url, "--model", "nosuch", NULL};
+        ok(&r, pull);
+        assert_non_null(strstr(r.out, "pulled 0 traces"));
+        cli_run_free(&r);
+    }
+    {
+        const char *pull[] = {"--store", c,       "pull",   "--from", server.url,
+                              "--model", "textgen", "--limit", "5",    NULL};
+        ok(&r, pull);
+        assert_non_null(strstr(r.out, "pulled 5 traces"));
+        cli_run_free(&r);
+    }
+    free(ids);
+}
+
+/* SIGKILL a ship at random points, resume, and find every trace exactly once. */
+static void test_fleet__killed_ship_resumes(void **state)
+{
+    const char *d = tmp_path("d.store");
+    const char *e = tmp_path("e.store");
+    const char *ship[] = {DEJA_BIN, "--store", d, "ship", "--to", server.url, "--batch", "4", NULL};
+    const long long before = nats_stream_msgs(server.url, "DEJA_TRACES");
+    cli_run r;
+    (void)state;
+
+    record(d, 240, 1000, NULL);
+    srand((unsigned)time(NULL));
+    for (int k = 0; k < 6; k++) {
+        pid_t pid;
+        int fd;
+
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            fd = open("/dev/null", O_WRONLY);
+            dup2(fd, 1);
+            dup2(fd, 2);
+            execv(DEJA_BIN, (char *const *)ship);
+            _exit(127);
+        }
+        nats_sleep_ms(5 + rand() % 120);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    {
+        const char *rest[] = {"--store", d, "ship", "--to", server.url, "--json", NULL};
+        ok(&r, rest);
+        cli_run_free(&r);
+    }
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_TRACES"), before + 240);
+    /* Everything of d came through: pull all into e and compare d's traces. */
+    {
+        const char *pull[] = {"--store", e, "pull", "--from", server.url, NULL};
+        ok(&r, pull);
+        cli_run_free(&r);
+    }
+    {
+        char *id_d = ids_of(d), *id_e = ids_of(e);
+        size_t n = cli_count_lines(id_d);
+
+        for (size_t i = 0; i < n; i++) {
+            char *id = cli_line(id_d, i);
+            assert_non_null(strstr(id_e, id));
+            free(id);
+        }
+        free(id_d);
+        free(id_e);
+    }
+}
+
+/* Two hosts recording the same large input ship it once. */
+static void test_fleet__same_blob_stored_once(void **state)
+{
+    const char *f1 = tmp_path("f1.store");
+    const char *f2 = tmp_path("f2.store");
+    const char *s1[] = {"--store", f1, "ship", "--to", server.url, "--json", NULL};
+    const char *s2[] = {"--store", f2, "ship", "--to", server.url, "--json", NULL};
+    char shared[4000];
+    long long objects;
+    cli_run r;
+    json_t *j;
+    (void)state;
+
+    memset(shared, 0, sizeof shared);
+    for (size_t k = 0; strlen(shared) + 40 < sizeof shared; k++)
+        snprintf(shared + strlen(shared), sizeof shared - strlen(shared), "shared system prompt %zu. ", k);
+    record(f1, 1, 5000, shared);
+    record(f2, 1, 5000, shared);
+    ok(&r, s1);
+    cli_run_free(&r);
+    objects = nats_stream_msgs(server.url, "DEJA_OBJECTS");
+    ok(&r, s2);
+    j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "traces")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "traces_present")), 0);
+    json_decref(j);
+    cli_run_free(&r);
+    /* The second host's blob and environment were there already. */
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_OBJECTS"), objects);
+}
+
+/* --follow ships what is recorded while it runs, and stops on SIGTERM. */
+static void test_fleet__follow(void **state)
+{
+    const char *g = tmp_path("g.store");
+    const char *out = tmp_path("follow.out");
+    const char *args[] = {DEJA_BIN, "--store", g,     "ship",   "--to", server.url,
+                          "--follow", "--poll", "50", NULL};
+    const long long before = nats_stream_msgs(server.url, "DEJA_TRACES");
+    pid_t pid;
+    int status = 0;
+    char *text;
+    (void)state;
+
+    record(g, 3, 7000, NULL);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(DEJA_BIN, (char *const *)args);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && nats_stream_msgs(server.url, "DEJA_TRACES") < before + 3; i++)
+        nats_sleep_ms(50);
+    record(g, 5, 7100, NULL);
+    for (int i = 0; i < 200 && nats_stream_msgs(server.url, "DEJA_TRACES") < before + 8; i++)
+        nats_sleep_ms(50);
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_TRACES"), before + 8);
+    text = cli_slurp(out, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "lag "));
+    assert_non_null(strstr(text, "shipped 8 traces (0 already there)"));
+    free(text);
+}
+
+/* Wrong credentials and an unreachable server: one line, exit 2, the store
+ * as it was (byte for byte), nothing created by pull. */
+static void test_fleet__refused_and_unreachable(void **state)
+{
+    const char *h = tmp_path("h.store");
+    const char *missing = tmp_path("never.store");
+    const char *auth[] = {"--user", "deja", "--pass", "right-secret", NULL};
+    nats_server locked = {0};
+    char data[700], bad_url[128];
+    char *before;
+    size_t nb = 0, na = 0;
+    cli_run r;
+    (void)state;
+
+    record(h, 2, 9000, NULL);
+    assert_int_equal(nats_start(&locked, tmp_path("nats-auth"), auth), 0);
+    snprintf(data, sizeof data, "%s/data.mdb", h);
+    before = cli_slurp(data, &nb);
+    assert_non_null(before);
+    {
+        const char *a[] = {"--store", h, "ship", "--to", locked.url, "--user", "deja",
+                           "--password", "wrong-secret", NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "authentication refused");
+        assert_null(strstr(r.err, "wrong-secret"));
+        cli_run_free(&r);
+    }
+    /* Credentials in the URL are never printed either. */
+    snprintf(bad_url, sizeof bad_url, "nats://deja:wrong-secret@127.0.0.1:%d", locked.port);
+    {
+        const char *a[] = {"--store", h, "ship", "--to", bad_url, NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "authentication refused");
+        assert_null(strstr(r.err, "wrong-secret"));
+        cli_run_free(&r);
+    }
+    {
+        const char *a[] = {"--store", h, "ship", "--to", locked.url, "--user", "deja",
+                           "--password", "right-secret", NULL};
+        ok(&r, a);
+        assert_non_null(strstr(r.out, "shipped 2 traces"));
+        cli_run_free(&r);
+    }
+    nats_stop(&locked);
+    {
+        char *after = NULL;
+        const char *a[] = {"--store", h, "ship", "--to", locked.url, "--timeout", "500", NULL};
+        const char *p[] = {"--store", missing, "pull", "--from", locked.url, "--timeout", "500",
+                           NULL};
+
+        free(before);
+        before = cli_slurp(data, &nb);
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "no server reachable");
+        cli_run_free(&r);
+        after = cli_slurp(data, &na);
+        assert_int_equal(na, nb);
+        assert_memory_equal(before, after, nb);
+        free(after);
+        assert_int_equal(cli_execv(&r, NULL, NULL, p), 0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "no server reachable");
+        cli_run_free(&r);
+        assert_false(cli_exists(missing));
+    }
+    free(before);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fleet__round_trip_is_byte_identical),
+        cmocka_unit_test(test_fleet__pull_selects),
+        cmocka_unit_test(test_fleet__killed_ship_resumes),
+        cmocka_unit_test(test_fleet__same_blob_stored_once),
+        cmocka_unit_test(test_fleet__follow),
+        cmocka_unit_test(test_fleet__refused_and_unreachable),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
