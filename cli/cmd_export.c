@@ -30,7 +30,14 @@ static const char help[] =
     "  --level N          zstd level 1..19 (default 3)\n"
     "  --md               print a Markdown bug report: the bundle's identity, the\n"
     "                     commands that reproduce it, and each trace in brief\n"
-    "  --json             print what was written as one JSON object\n" CLI_FILTER_HELP
+    "  --json             print what was written as one JSON object\n"
+    "  --otlp URL         instead of a bundle, send the traces as OpenTelemetry spans\n"
+    "                     (OTLP/HTTP protobuf; a URL without a path gets /v1/traces)\n"
+    "  --otlp-file FILE   instead, write that OTLP request body to FILE\n"
+    "  --otlp-messages    also send the text in and out as gen_ai.*.messages\n"
+    "  --otlp-inline N    payloads up to N bytes inline as attributes (default 4096;\n"
+    "                     larger ones by XXH3-128 digest and size)\n"
+    "  --otlp-service S   the resource's service.name (default deja)\n" CLI_FILTER_HELP
     "\n"
     "Exit status: 0 written, 2 trouble (nothing is left under FILE then).\n";
 
@@ -40,7 +47,35 @@ enum {
     OPT_INCLUDE_PLUGIN,
     OPT_LEVEL,
     OPT_MD,
+    OPT_OTLP,
+    OPT_OTLP_FILE,
+    OPT_OTLP_MESSAGES,
+    OPT_OTLP_INLINE,
+    OPT_OTLP_SERVICE,
 };
+
+/* `export --otlp` / `--otlp-file`: spans instead of a bundle. */
+static int export_otlp(deja_store *store, const deja_id *ids, size_t n,
+                       const deja_otlp_options *o, int json)
+{
+    deja_otlp_stats st;
+    const int rc = deja_otlp_export(store, ids, n, o, &st);
+
+    if (rc != 0)
+        return cli_lib_error(rc, "export");
+    if (json) {
+        json_t *j = json_pack("{s:s,s:I,s:I,s:I}", o->url ? "url" : "file",
+                              o->url ? o->url : o->file, "spans", (json_int_t)st.spans,
+                              "requests", (json_int_t)st.requests, "bytes", (json_int_t)st.bytes);
+        if (cli_json_print(j) < 0)
+            return cli_error("out of memory printing the summary");
+    } else {
+        printf("exported %llu traces as OTLP spans to %s (%llu bytes)\n",
+               (unsigned long long)st.spans, o->url ? o->url : o->file,
+               (unsigned long long)st.bytes);
+    }
+    return CLI_EXIT_OK;
+}
 
 /* `deja export`. */
 int cmd_export(const cli_global *g, int argc, char **argv)
@@ -55,9 +90,16 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         {"include-plugin", no_argument, NULL, OPT_INCLUDE_PLUGIN},
         {"level", required_argument, NULL, OPT_LEVEL},
         {"md", no_argument, NULL, OPT_MD},
+        {"otlp", required_argument, NULL, OPT_OTLP},
+        {"otlp-file", required_argument, NULL, OPT_OTLP_FILE},
+        {"otlp-messages", no_argument, NULL, OPT_OTLP_MESSAGES},
+        {"otlp-inline", required_argument, NULL, OPT_OTLP_INLINE},
+        {"otlp-service", required_argument, NULL, OPT_OTLP_SERVICE},
         CLI_LONGOPT_END,
     };
     deja_bundle_options o = DEJA_BUNDLE_OPTIONS_INIT;
+    deja_otlp_options otlp = DEJA_OTLP_OPTIONS_INIT;
+    uint64_t inline_max;
     deja_bundle_info *info = NULL;
     deja_store *store = NULL;
     deja_id *ids = NULL;
@@ -97,9 +139,39 @@ int cmd_export(const cli_global *g, int argc, char **argv)
             o.level = (int)level;
         } else if (c == OPT_MD) {
             md = 1;
+        } else if (c == OPT_OTLP) {
+            otlp.url = optarg;
+        } else if (c == OPT_OTLP_FILE) {
+            otlp.file = optarg;
+        } else if (c == OPT_OTLP_MESSAGES) {
+            otlp.messages = 1;
+        } else if (c == OPT_OTLP_SERVICE) {
+            otlp.service_name = optarg;
+        } else if (c == OPT_OTLP_INLINE) {
+            if (cli_parse_u64(optarg, (uint64_t)1 << 24, &inline_max) != 0 || inline_max == 0) {
+                ret = cli_usage_error(help, "export: --otlp-inline wants 1..16777216, not '%s'",
+                                      optarg);
+                goto cleanup;
+            }
+            otlp.inline_max = (size_t)inline_max;
         } else {
             goto cleanup;
         }
+    }
+    if ((otlp.url != NULL) + (otlp.file != NULL) + (out != NULL) > 1) {
+        ret = cli_usage_error(help, "export: give one of -o, --otlp and --otlp-file");
+        goto cleanup;
+    }
+    if (otlp.url != NULL || otlp.file != NULL) {
+        if (cli_store_open_read(g, &store) != 0 ||
+            cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0)
+            goto cleanup;
+        if (bad > 0) {
+            cli_error("export: %zu traces cannot be read; nothing sent", bad);
+            goto cleanup;
+        }
+        ret = export_otlp(store, ids, n, &otlp, json);
+        goto cleanup;
     }
     if (out == NULL || out[0] == '\0') {
         ret = cli_usage_error(help, "export: where to? give -o FILE.deja");

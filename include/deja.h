@@ -16,7 +16,7 @@
  *   6. bundles: one file to hand a reproducible case to someone else;
  *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve;
  *   8. watching: health per version, drift, validation rules, a report;
- *   9. many machines: ship to and pull from NATS JetStream.
+ *   9. many machines: ship to and pull from NATS JetStream; OTLP out.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -1418,6 +1418,55 @@ typedef struct deja_pull_stats {
  * decode; the message names it), or the store's error. */
 DEJA_API int deja_fleet_pull(deja_fleet *fleet, deja_store *store, const deja_filter *filter,
                              const char *const *ids, size_t nids, deja_pull_stats *out);
+
+/* OTLP out: traces as OpenTelemetry spans, for Phoenix, Langfuse, Jaeger or
+ * any OpenTelemetry Collector. One span per trace: the trace id is the
+ * span's trace id (a step of a pipeline takes its parent's, with the
+ * parent's span as parent), the last 8 id bytes its span id, kind CLIENT,
+ * named "<gen_ai.operation.name> <model>". Attributes follow the GenAI
+ * semantic conventions where they apply: gen_ai.operation.name (the tag of
+ * that name, else text_completion for text in and out, else inference),
+ * gen_ai.provider.name (from a tag of that name), gen_ai.request.model,
+ * gen_ai.request.<param> for temperature, max_tokens, top_p, top_k, seed,
+ * frequency_penalty, presence_penalty, gen_ai.usage.input_tokens and
+ * output_tokens (from params or tags input_tokens/prompt_tokens,
+ * output_tokens/completion_tokens), and with `messages`
+ * gen_ai.input.messages / gen_ai.output.messages (the text tensors, as the
+ * conventions' JSON). deja's own: deja.trace.id, deja.model.version,
+ * deja.param.<k>, deja.tag.<k>, deja.seed.<name>, deja.env.digest, and per
+ * tensor deja.<input|output>.<name>.dtype, .shape, .size, .digest (XXH3-128:
+ * the blob digest of a large payload) and .content only up to `inline_max`
+ * bytes (text as a string, else bytes). The status is OK or ERROR with the
+ * error text. */
+typedef struct deja_otlp_options {
+    unsigned version;
+    const char *url;          /* OTLP/HTTP endpoint; a URL with no path gets /v1/traces */
+    const char *file;         /* or: write the request body (one ExportTraceServiceRequest
+                                 with every span) to this file, replaced atomically */
+    const char *service_name; /* resource service.name; NULL for "deja" */
+    size_t inline_max;        /* content inline up to this many bytes; 0 for 4096 */
+    int messages;             /* opt in: the GenAI message attributes (full text) */
+    unsigned batch;           /* spans per HTTP request; 0 for 512 */
+    unsigned timeout_ms;      /* per HTTP request; 0 for 10000 */
+} deja_otlp_options;
+
+#define DEJA_OTLP_OPTIONS_VERSION 1
+#define DEJA_OTLP_OPTIONS_INIT {DEJA_OTLP_OPTIONS_VERSION, NULL, NULL, NULL, 0, 0, 0, 0}
+
+typedef struct deja_otlp_stats {
+    uint64_t spans;
+    uint64_t requests; /* HTTP requests answered 2xx (0 for a file) */
+    uint64_t bytes;    /* request body bytes */
+} deja_otlp_stats;
+
+/* Send the `n` traces `ids` of `store` as OTLP spans to opts->url
+ * (protobuf bodies, Content-Type application/x-protobuf, libcurl), or write
+ * them to opts->file (exactly one of the two). Returns 0, DEJA_EINVAL (bad
+ * options), DEJA_EIO (the endpoint answered other than 2xx, or was
+ * unreachable: the message gives the HTTP status and the start of the
+ * answer; spans of earlier requests were delivered), or the store's error. */
+DEJA_API int deja_otlp_export(deja_store *store, const deja_id *ids, size_t n,
+                              const deja_otlp_options *opts, deja_otlp_stats *out);
 
 #ifdef __cplusplus
 }
