@@ -155,10 +155,19 @@ int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int
     const char *subjects[1] = {subj};
     natsStatus s;
 
-    s = js_GetStreamInfo(&si, f->js, name, NULL, &jerr);
-    if (s == NATS_OK) {
-        jsStreamInfo_Destroy(si);
-        return 0;
+    /* A cluster that just started elects its JetStream leader first: wait
+     * for it up to the timeout. */
+    for (int64_t waited = 0;; waited += 250) {
+        jerr = 0;
+        s = js_GetStreamInfo(&si, f->js, name, NULL, &jerr);
+        if (s == NATS_OK) {
+            jsStreamInfo_Destroy(si);
+            return 0;
+        }
+        if (s == NATS_NOT_FOUND || waited >= f->timeout_ms ||
+            (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS && jerr != JSClusterNotAvailErr))
+            break;
+        nats_Sleep(250);
     }
     if (s != NATS_NOT_FOUND)
         return deja__fleet_error(f, s, jerr, "looking up the stream");
@@ -179,9 +188,17 @@ int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int
         c.DiscardNewPerSubject = true;
         c.AllowDirect = true;
     }
-    jerr = 0;
-    s = js_AddStream(&si, f->js, &c, NULL, &jerr);
-    jsStreamInfo_Destroy(si);
+    for (int64_t waited = 0;; waited += 250) {
+        jerr = 0;
+        si = NULL;
+        s = js_AddStream(&si, f->js, &c, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+        if (s == NATS_OK || jerr == JSStreamNameExistErr || waited >= f->timeout_ms ||
+            (s != NATS_TIMEOUT && jerr != JSClusterNotAvailErr && jerr != JSInsufficientResourcesErr &&
+             jerr != JSStreamCreateErr))
+            break;
+        nats_Sleep(250);
+    }
     if (s != NATS_OK && jerr != JSStreamNameExistErr)
         return deja__fleet_error(f, s, jerr, "creating the stream");
     return 0;

@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 #define FETCH_BATCH 128
+#define RETRY_FOR_MS 30000
 
 typedef struct got_blob {
     deja_digest d;
@@ -285,7 +286,16 @@ int deja_fleet_pull(deja_fleet *f, deja_store *store, const deja_filter *flt,
     so.Config.AckPolicy = js_AckNone;
     so.Config.DeliverPolicy = js_DeliverAll;
     so.Config.InactiveThreshold = (int64_t)60 * 1000000000;
-    s = js_PullSubscribe(&sub, f->js, subject, NULL, NULL, &so, &jerr);
+    /* Right after a node is lost the cluster may elect leaders for a few
+     * seconds: try again for up to RETRY_FOR_MS. */
+    for (int64_t waited = 0;; waited += 500) {
+        jerr = 0;
+        s = js_PullSubscribe(&sub, f->js, subject, NULL, NULL, &so, &jerr);
+        if (s == NATS_OK || waited >= RETRY_FOR_MS ||
+            (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS && jerr != JSClusterNotAvailErr))
+            break;
+        nats_Sleep(500);
+    }
     if (s != NATS_OK) {
         rc = deja__fleet_error(f, s, jerr, "reading the traces");
         goto cleanup;

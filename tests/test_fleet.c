@@ -5,7 +5,8 @@
  * a ship killed with SIGKILL at random points and resumed loses nothing and
  * duplicates nothing; two stores shipping the same blob store it once;
  * --follow ships traces recorded while it runs; wrong credentials and an
- * unreachable server give one line, exit 2, and leave the store as it was.
+ * unreachable server give one line, exit 2, and leave the store as it was;
+ * on a 3-node cluster, a node killed during a ship loses nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -401,6 +402,81 @@ static void test_fleet__refused_and_unreachable(void **state)
     free(before);
 }
 
+/* A 3-node cluster on loopback, streams replicated 3 times: one node is
+ * killed while a ship runs; the ship goes on through the others and every
+ * trace is there exactly once. */
+static void test_fleet__cluster_node_killed_during_ship(void **state)
+{
+    const char *k = tmp_path("k.store");
+    const char *l = tmp_path("l.store");
+    nats_server node[3];
+    char name[3][8], cport[3][40], routes[3][128], urls[256], dir[3][32];
+    char *ids_k, *ids_l;
+    pid_t pid;
+    int status = 0;
+    (void)state;
+
+    memset(node, 0, sizeof node);
+    for (int i = 0; i < 3; i++) {
+        node[i].port = nats_free_port();
+        node[i].cluster_port = nats_free_port();
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(name[i], sizeof name[i], "n%d", i);
+        snprintf(cport[i], sizeof cport[i], "nats://127.0.0.1:%d", node[i].cluster_port);
+        snprintf(routes[i], sizeof routes[i], "nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+                 node[(i + 1) % 3].cluster_port, node[(i + 2) % 3].cluster_port);
+        snprintf(dir[i], sizeof dir[i], "cluster-%d", i);
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *extra[] = {"-n", name[i], "--cluster", cport[i], "--cluster_name", "deja",
+                               "--routes", routes[i], NULL};
+        assert_int_equal(nats_start(&node[i], tmp_path(dir[i]), extra), 0);
+    }
+    snprintf(urls, sizeof urls, "%s,%s,%s", node[0].url, node[1].url, node[2].url);
+    record(k, 200, 20000, NULL);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *args[] = {DEJA_BIN,    "--store", k,   "ship",      "--to", urls,
+                              "--replicas", "3",      "--batch", "4", "--timeout", "2000",
+                              NULL};
+        int fd = open(tmp_path("cluster-ship.out"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(DEJA_BIN, (char *const *)args);
+        _exit(127);
+    }
+    /* Kill a node once the ship has started publishing. */
+    for (int i = 0; i < 400 && nats_stream_msgs(node[1].url, "DEJA_TRACES") < 20; i++)
+        nats_sleep_ms(25);
+    nats_stop_sig(&node[0], 1);
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char *out = cli_slurp(tmp_path("cluster-ship.out"), NULL);
+        fail_msg("ship through a lost node: %s", out ? out : "?");
+    }
+    assert_int_equal(nats_stream_msgs(node[1].url, "DEJA_TRACES"), 200);
+    {
+        char from[160];
+        const char *pull[] = {"--store", l, "pull", "--from", from, NULL};
+        cli_run r;
+
+        snprintf(from, sizeof from, "%s,%s", node[1].url, node[2].url);
+        ok(&r, pull);
+        assert_non_null(strstr(r.out, "pulled 200 traces (200 new)"));
+        cli_run_free(&r);
+    }
+    ids_k = ids_of(k);
+    ids_l = ids_of(l);
+    assert_string_equal(ids_k, ids_l);
+    free(ids_k);
+    free(ids_l);
+    for (int i = 0; i < 3; i++)
+        nats_stop(&node[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_fleet__same_blob_stored_once),
         cmocka_unit_test(test_fleet__follow),
         cmocka_unit_test(test_fleet__refused_and_unreachable),
+        cmocka_unit_test(test_fleet__cluster_node_killed_during_ship),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
