@@ -101,6 +101,7 @@ int cli_signals_wait(const sigset_t *set);
 void cli_print_listening(const char *what, const char *listen, unsigned port, const char *extra);
 int cmd_ship(const cli_global *g, int argc, char **argv);
 int cmd_pull(const cli_global *g, int argc, char **argv);
+int cmd_worker(const cli_global *g, int argc, char **argv);
 
 /* ------------------------------------------------------------------------
  * Errors

@@ -74,3 +74,21 @@ int cli_fleet_stopping(void)
 {
     return stop_flag != 0;
 }
+
+int cli_fleet_replay_via(const char *servers, deja_store *store, const deja_id *ids, size_t n,
+                         const char *spec, const deja_replay_options *o, deja_replay_cb cb,
+                         void *payload, deja_replay_summary *sum)
+{
+    deja_fleet_options fo = DEJA_FLEET_OPTIONS_INIT;
+    deja_fleet *fleet = NULL;
+    int rc;
+
+    fo.servers = servers;
+    if (cli_fleet_connect(&fo, &fleet) != 0)
+        return CLI_EXIT_TROUBLE;
+    rc = deja_fleet_replay(fleet, store, ids, n, spec, o, cb, payload, sum);
+    deja_fleet_close(fleet);
+    if (rc != 0)
+        return cli_lib_error(rc, "replay --via");
+    return 0;
+}

@@ -16,7 +16,15 @@ enum {
     CLI_OPT_FLEET_CREDS,
     CLI_OPT_FLEET_REPLICAS,
     CLI_OPT_FLEET_TIMEOUT,
+    CLI_OPT_FLEET_VIA, /* replay --via */
 };
+
+/* `replay --via URLS`: replay through the fleet's workers. On success the
+ * results have gone to `cb` as deja_fleet_replay says; returns 0, or
+ * CLI_EXIT_TROUBLE after printing the problem. */
+int cli_fleet_replay_via(const char *servers, deja_store *store, const deja_id *ids, size_t n,
+                         const char *spec, const deja_replay_options *o, deja_replay_cb cb,
+                         void *payload, deja_replay_summary *sum);
 
 #define CLI_LONGOPTS_FLEET                                                                         \
     {"user", required_argument, NULL, CLI_OPT_FLEET_USER},                                         \

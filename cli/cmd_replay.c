@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "cli_bundle.h"
+#include "cli_fleet.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -43,6 +44,9 @@ static const char help[] =
     "  --isolate          run each inference in a child process: a model that crashes\n"
     "                     fails its trace (error), the others still replay\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
+    "  --via URLS         replay on the `deja worker`s of a NATS JetStream fleet\n"
+    "                     (credentials in the URL or $NATS_*): same verdicts, summary\n"
+    "                     and exit status, each trace exactly once\n"
     "  --trace-model M    only traces recorded by model M (the `ls --model` "
     "filter)\n" CLI_FILTER_HELP_REST "\n"
     "Exit status: 0 when every trace is same or close (or nondeterministic), 1 when\n"
@@ -452,6 +456,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         {"model", required_argument, NULL, OPT_PLUGIN},
         CLI_LONGOPTS_REPLAY,
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
+        {"via", required_argument, NULL, CLI_OPT_FLEET_VIA},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
@@ -465,6 +470,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     size_t n = 0, bad = 0;
     int64_t now = cli_now_ns();
     int first = 1, ret = CLI_EXIT_TROUBLE, c, rc, r;
+    const char *via = NULL;
 
     memset(&s, 0, sizeof(s));
     memset(&sum, 0, sizeof(sum));
@@ -473,6 +479,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
         if (c == OPT_PLUGIN) {
             s.spec = optarg;
+        } else if (c == CLI_OPT_FLEET_VIA) {
+            via = optarg;
         } else if (c == '?') {
             goto cleanup;
         } else if ((r = cli_replay_option(&o, c, optarg)) != 0) {
@@ -511,7 +519,13 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     s.start_ns = cli_now_ns();
     o.progress = on_progress;
     o.progress_payload = &s;
-    rc = deja_replay_run(store, ids, n, s.spec, &o, on_result, &s, &sum);
+    if (via != NULL) {
+        if (cli_fleet_replay_via(via, store, ids, n, s.spec, &o, on_result, &s, &sum) != 0)
+            goto cleanup;
+        rc = 0;
+    } else {
+        rc = deja_replay_run(store, ids, n, s.spec, &o, on_result, &s, &sum);
+    }
     pthread_mutex_lock(&s.lock);
     bar_clear(&s);
     pthread_mutex_unlock(&s.lock);

@@ -26,6 +26,7 @@ static const cli_command commands[] = {
     {"serve", cmd_serve, "serve a model as an OpenAI-compatible endpoint"},
     {"ship", cmd_ship, "publish traces to NATS JetStream (resumable, --follow)"},
     {"pull", cmd_pull, "copy traces from NATS JetStream into the store"},
+    {"worker", cmd_worker, "replay jobs of `replay --via` from NATS JetStream"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

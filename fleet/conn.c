@@ -146,7 +146,7 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     (void)closure;
 }
 
-int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int workqueue)
+int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int kind)
 {
     jsStreamInfo *si = NULL;
     jsStreamConfig c;
@@ -179,8 +179,11 @@ int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int
     c.Storage = js_FileStorage;
     c.Replicas = f->replicas;
     c.Duplicates = DUPLICATE_WINDOW_NS;
-    if (workqueue) {
+    if (kind == DEJA__STREAM_WORKQUEUE) {
         c.Retention = js_WorkQueuePolicy;
+    } else if (kind == DEJA__STREAM_RECENT) {
+        c.Retention = js_LimitsPolicy;
+        c.MaxAge = (int64_t)3600 * 1000000000;
     } else {
         c.Retention = js_LimitsPolicy;
         c.MaxMsgsPerSubject = 1;
@@ -276,9 +279,10 @@ int deja_fleet_connect(deja_fleet **out, const deja_fleet_options *opts)
         rc = deja__fleet_error(f, s, 0, "JetStream");
         goto cleanup;
     }
-    rc = deja__fleet_stream(f, DEJA__FLEET_TRACES, DEJA__FLEET_TRACES_SUBJECT, 0);
+    rc = deja__fleet_stream(f, DEJA__FLEET_TRACES, DEJA__FLEET_TRACES_SUBJECT, DEJA__STREAM_ONCE);
     if (rc == 0)
-        rc = deja__fleet_stream(f, DEJA__FLEET_OBJECTS, DEJA__FLEET_OBJECTS_SUBJECT, 0);
+        rc = deja__fleet_stream(f, DEJA__FLEET_OBJECTS, DEJA__FLEET_OBJECTS_SUBJECT,
+                                DEJA__STREAM_ONCE);
 
 cleanup:
     for (int i = 0; i < MAX_SERVERS; i++)

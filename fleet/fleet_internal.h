@@ -69,10 +69,12 @@ int deja__fleet_token(const char *name, char *out, size_t cap);
 /* The subject of object `kind` with digest `d`. */
 void deja__fleet_obj_subject(char kind, const deja_digest *d, char out[64]);
 
-/* Create a stream if it does not exist: subjects `subject`.>, one message
- * per subject (a second is refused, so a message is stored once), or, with
- * `workqueue`, a work-queue stream. */
-int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int workqueue);
+/* Create a stream if it does not exist, with subjects `subject`.> and of
+ * one kind: one message per subject (a second is refused, so a message is
+ * stored once), a work queue (a message goes when acknowledged), or recent
+ * messages (kept an hour). */
+enum { DEJA__STREAM_ONCE, DEJA__STREAM_WORKQUEUE, DEJA__STREAM_RECENT };
+int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int kind);
 
 /* Map a libnats failure to DEJA_EIO with a message "fleet SERVERS: what:
  * why", the server's text when there is one. */
@@ -114,5 +116,53 @@ void deja__kset_free(deja__kset *s);
 
 /* Whether a decoded trace passes `f` (limit not applied). */
 int deja__fleet_match(const deja_trace *t, const deja_filter *f);
+
+/* Distributed replay (fleet/replay.c, fleet/worker.c, fleet/wire.c). */
+#define DEJA__FLEET_JOBS "DEJA_JOBS"
+#define DEJA__FLEET_JOBS_SUBJECT "deja.jobs"
+#define DEJA__FLEET_RESULTS "DEJA_RESULTS"
+#define DEJA__FLEET_RESULTS_SUBJECT "deja.results"
+#define DEJA__FLEET_WORKERS "deja-workers" /* the workers' shared durable consumer */
+
+/* One replay job: trace `index` of a run, to be read from `trace_subject`
+ * of DEJA_TRACES, replayed on `spec` with `opts`, its result published to
+ * `reply`. Unpacked strings are owned by the job (deja__job_free). */
+typedef struct deja__job {
+    uint64_t index;
+    const char *spec;
+    const char *trace_subject;
+    const char *reply;
+    deja_replay_options opts;
+    char **owned;
+    size_t nowned;
+} deja__job;
+
+int deja__job_pack(const deja__job *j, deja__buf *out);
+int deja__job_unpack(const void *data, size_t size, deja__job *j);
+void deja__job_free(deja__job *j);
+
+/* A replay result as it travels: everything of deja_replay_result but the
+ * recorded trace, index and env_first (the coordinator knows those), and
+ * the one-trace summary's trouble and name_mismatch counts. */
+typedef struct deja__wire_result {
+    deja_replay_result result;
+    deja_diff diff;
+    size_t trouble, name_mismatch;
+    deja_tensor_diff *tensors;
+    char **owned;
+    size_t nowned;
+} deja__wire_result;
+
+int deja__result_pack(const deja_replay_result *r, const deja_replay_summary *s, deja__buf *out);
+int deja__result_unpack(const void *data, size_t size, deja__wire_result *w);
+void deja__wire_result_free(deja__wire_result *w);
+
+/* Ship the `n` traces `ids` of `store` (no position kept): what replay
+ * --via does before enqueuing their jobs. */
+int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, size_t n);
+
+/* Bring the trace stored under `subject` of DEJA_TRACES, and what it
+ * references, into `store` (a worker's cache); its id goes to `id`. */
+int deja__fleet_pull_one(deja_fleet *f, deja_store *store, const char *subject, deja_id *id);
 
 #endif /* DEJA_FLEET_FLEET_INTERNAL_H */

@@ -352,3 +352,45 @@ cleanup:
         *out = st;
     return rc;
 }
+
+int deja__fleet_pull_one(deja_fleet *f, deja_store *store, const char *subject, deja_id *id)
+{
+    deja_trace *traces[1] = {NULL};
+    deja_env *envs[1] = {NULL};
+    deja_digest env_digests[1];
+    deja_pull_stats st;
+    natsMsg *m = NULL;
+    deja_trace *t = NULL;
+    puller p;
+    int rc, taken = 0;
+
+    memset(&st, 0, sizeof st);
+    memset(&p, 0, sizeof p);
+    p.f = f;
+    p.store = store;
+    p.st = &st;
+    p.traces = traces;
+    p.envs = envs;
+    p.env_digests = env_digests;
+    if (strncmp(subject, DEJA__FLEET_TRACES_SUBJECT ".", sizeof DEJA__FLEET_TRACES_SUBJECT) != 0)
+        return deja__error_set(DEJA_ECORRUPT, "'%s' is not a trace subject", subject);
+    rc = deja__fleet_get(f, DEJA__FLEET_TRACES, subject, &m);
+    if (rc == DEJA_ENOTFOUND)
+        return deja__error_set(DEJA_ENOTFOUND, "fleet %s: no trace %s", f->shown, subject);
+    if (rc != 0)
+        return rc;
+    /* The subject came from the network too: the message must hold the
+     * trace it names (take() checks), and the id is read back from it. */
+    rc = deja__trace_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &t);
+    if (rc == 0)
+        *id = t->id;
+    deja_trace_free(t);
+    if (rc == 0)
+        rc = take(&p, m, NULL, NULL, 0, &taken);
+    natsMsg_Destroy(m);
+    if (rc == 0)
+        rc = flush_batch(&p);
+    batch_clear(&p);
+    free(p.blobs);
+    return rc;
+}

@@ -416,6 +416,67 @@ static int batch_done(shipper *s, deja_id *pos)
     return rc;
 }
 
+/* Read and send the batch of ids in `s`, again while it fails for a
+ * transient reason (a node lost, a leader being elected), up to
+ * RETRY_FOR_NS. */
+static int batch_ship(shipper *s)
+{
+    int64_t first_try = 0;
+    int rc, transient = 0;
+
+    for (;;) {
+        rc = batch_read(s);
+        if (rc == 0)
+            rc = batch_send(s, &transient);
+        if (rc == 0 || !transient)
+            return rc;
+        if (first_try == 0)
+            first_try = deja__now_ns();
+        else if (deja__now_ns() - first_try > RETRY_FOR_NS)
+            return rc;
+        batch_free(s);
+        sleep_ms(250);
+    }
+}
+
+int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, size_t n)
+{
+    static const deja_ship_options o = DEJA_SHIP_OPTIONS_INIT;
+    deja_ship_stats st;
+    shipper s;
+    int rc = 0;
+
+    memset(&s, 0, sizeof s);
+    memset(&st, 0, sizeof st);
+    s.f = f;
+    s.store = store;
+    s.o = &o;
+    s.st = &st;
+    s.cap_ids = DEFAULT_BATCH;
+    s.ids = calloc(s.cap_ids, sizeof *s.ids);
+    if (s.ids == NULL)
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory");
+    for (size_t done = 0; rc == 0 && done < n; done += s.nids) {
+        s.nids = n - done < s.cap_ids ? n - done : s.cap_ids;
+        memcpy(s.ids, ids + done, s.nids * sizeof *ids);
+        rc = batch_ship(&s);
+        for (size_t i = 0; rc == 0 && i < s.nblobs; i++)
+            rc = deja__kset_add(&s.known, s.blobs[i].d.bytes);
+        for (size_t i = 0; rc == 0 && i < s.nenvs; i++)
+            rc = deja__kset_add(&s.known, s.envs[i].bytes);
+        batch_free(&s);
+    }
+    batch_free(&s);
+    free(s.blobs);
+    free(s.envs);
+    free(s.ids);
+    deja__kset_free(&s.seen);
+    deja__kset_free(&s.known);
+    deja__kset_free(&s.shipped);
+    deja__buf_free(&s.msg);
+    return rc;
+}
+
 /* The id `settle_ms` before `pos` (all zero when that is before 1970). */
 static deja_id rewind_id(const deja_id *pos, unsigned settle_ms)
 {
@@ -439,7 +500,7 @@ int deja_fleet_ship(deja_fleet *f, deja_store *store, const deja_ship_options *o
     shipper s;
     deja__buf saved = {0};
     deja_id pos, cursor;
-    int found = 0, rc, transient = 0, have_cursor;
+    int found = 0, rc, have_cursor;
 
     memset(&s, 0, sizeof s);
     memset(&st, 0, sizeof st);
@@ -472,8 +533,6 @@ int deja_fleet_ship(deja_fleet *f, deja_store *store, const deja_ship_options *o
     have_cursor = found && saved.size == 16;
     cursor = rewind_id(&pos, o.settle_ms);
     for (;;) {
-        int64_t first_try = 0;
-
         s.nids = 0;
         rc = deja__store_ids_after(store, have_cursor ? &cursor : NULL, (size_t)-1, collect_id, &s);
         if (rc == 1)
@@ -492,20 +551,7 @@ int deja_fleet_ship(deja_fleet *f, deja_store *store, const deja_ship_options *o
             have_cursor = 1;
             continue;
         }
-        for (;;) {
-            rc = batch_read(&s);
-            if (rc == 0)
-                rc = batch_send(&s, &transient);
-            if (rc == 0 || !transient)
-                break;
-            /* A node lost or a leader being elected: send the batch again. */
-            if (first_try == 0)
-                first_try = deja__now_ns();
-            else if (deja__now_ns() - first_try > RETRY_FOR_NS)
-                break;
-            batch_free(&s);
-            sleep_ms(250);
-        }
+        rc = batch_ship(&s);
         if (rc == 0)
             rc = batch_done(&s, &pos);
         cursor = s.ids[s.nids - 1];

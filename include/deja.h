@@ -16,7 +16,8 @@
  *   6. bundles: one file to hand a reproducible case to someone else;
  *   7. LLM endpoints: the OpenAI-compatible recording proxy and deja serve;
  *   8. watching: health per version, drift, validation rules, a report;
- *   9. many machines: ship to and pull from NATS JetStream; OTLP out.
+ *   9. many machines: ship to and pull from NATS JetStream, replay on many
+ *      workers; OTLP out.
  *
  * Conventions. Functions return 0 or a negative DEJA_E* code; when they
  * fail, deja_error_last() holds a one-line message that names the problem
@@ -1418,6 +1419,60 @@ typedef struct deja_pull_stats {
  * decode; the message names it), or the store's error. */
 DEJA_API int deja_fleet_pull(deja_fleet *fleet, deja_store *store, const deja_filter *filter,
                              const char *const *ids, size_t nids, deja_pull_stats *out);
+
+/* Distributed replay. The coordinator (deja_fleet_replay) ships the
+ * selected traces (stored once, as by deja_fleet_ship), enqueues one job
+ * per trace on the work-queue stream DEJA_JOBS and collects the results
+ * from DEJA_RESULTS; any number of workers (deja_fleet_work, on any
+ * machine) take jobs, fetch the trace and its blobs into a local cache
+ * store, replay it with deja_replay_run and publish the result, then
+ * acknowledge the job. A job not acknowledged within the ack deadline (a
+ * worker killed or cut off) is delivered again to another worker; a result
+ * that arrives twice is counted once, so every trace gets exactly one
+ * verdict. */
+
+/* Replay the `n` traces `ids` of `store` on `model_spec` through the
+ * fleet's workers, and pass each result to `cb` in selection order, like
+ * deja_replay_run (same callback, summary and options; opts->jobs is the
+ * workers' business and ignored; progress is called as results arrive).
+ * The environment lines of a result are those of the worker that replayed
+ * it. Waits for workers for as long as it takes; `cb` returning non-zero
+ * stops. Returns 0, DEJA_EINVAL, DEJA_EIO (the fleet) or the store's
+ * error. */
+DEJA_API int deja_fleet_replay(deja_fleet *fleet, deja_store *store, const deja_id *ids,
+                               size_t n, const char *model_spec, const deja_replay_options *opts,
+                               deja_replay_cb cb, void *payload, deja_replay_summary *summary);
+
+/* Says when a worker should stop (checked between jobs and while idle):
+ * non-zero to stop. */
+typedef int (*deja_stop_fn)(void *payload);
+
+typedef struct deja_worker_options {
+    unsigned version;
+    const char *model_spec; /* replay on this model; NULL: the one each job names */
+    unsigned ack_wait_ms;   /* a job not acknowledged this long is given to another
+                               worker (the workers' consumer is made with it); 0: 10000 */
+    unsigned prefetch;      /* jobs taken at once; 0: 1 */
+    uint64_t max_jobs;      /* stop after this many jobs; 0: no limit */
+    deja_stop_fn stop;      /* optional */
+    void *payload;
+} deja_worker_options;
+
+#define DEJA_WORKER_OPTIONS_VERSION 1
+#define DEJA_WORKER_OPTIONS_INIT {DEJA_WORKER_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL}
+
+typedef struct deja_worker_stats {
+    uint64_t jobs;    /* jobs done and acknowledged */
+    uint64_t errors;  /* of which ended in an ERROR verdict */
+} deja_worker_stats;
+
+/* Take replay jobs from the fleet until opts->stop says so (or max_jobs),
+ * with `cache` (a store open for writing) holding the traces and blobs
+ * fetched. A job whose trace cannot be fetched or replayed gets an ERROR
+ * result naming why; only trouble with the fleet itself ends the loop.
+ * Returns 0 when stopped, DEJA_EIO, or the cache store's error. */
+DEJA_API int deja_fleet_work(deja_fleet *fleet, deja_store *cache,
+                             const deja_worker_options *opts, deja_worker_stats *out);
 
 /* OTLP out: traces as OpenTelemetry spans, for Phoenix, Langfuse, Jaeger or
  * any OpenTelemetry Collector. One span per trace: the trace id is the

@@ -195,4 +195,27 @@ static long long nats_stream_msgs(const char *url, const char *stream)
     return n;
 }
 
+/* The acknowledgements `consumer` of `stream` waits for, and how many
+ * deliveries it made in all (redeliveries included); 0, or -1 when it
+ * cannot be read. */
+static int nats_consumer_counts(const char *url, const char *stream, const char *consumer,
+                                long long *ack_pending, long long *delivered)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    int rc = -1;
+
+    if (natsConnection_ConnectTo(&nc, url) == NATS_OK && natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetConsumerInfo(&ci, js, stream, consumer, NULL, NULL) == NATS_OK) {
+        *ack_pending = (long long)ci->NumAckPending;
+        *delivered = (long long)ci->Delivered.Consumer;
+        rc = 0;
+    }
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return rc;
+}
+
 #endif /* DEJA_TESTS_NATS_HARNESS_H */

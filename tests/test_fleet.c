@@ -6,7 +6,9 @@
  * duplicates nothing; two stores shipping the same blob store it once;
  * --follow ships traces recorded while it runs; wrong credentials and an
  * unreachable server give one line, exit 2, and leave the store as it was;
- * on a 3-node cluster, a node killed during a ship loses nothing.
+ * replay --via three workers, one SIGKILLed holding jobs, gives every trace
+ * exactly one verdict, the same as a local replay; on a 3-node cluster, a
+ * node killed during a ship loses nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -477,6 +479,102 @@ static void test_fleet__cluster_node_killed_during_ship(void **state)
         nats_stop(&node[i]);
 }
 
+/* Start `deja worker` in the background with its cache `cache`. */
+static pid_t start_worker(const char *cache, const char *prefetch)
+{
+    const char *args[] = {DEJA_BIN,     "--store",  cache,      "worker",     "--from",
+                          server.url,   "--ack-wait", "1500",   "--prefetch", prefetch,
+                          NULL};
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(DEJA_BIN, (char *const *)args);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* replay --via with three workers, one SIGKILLed while it holds jobs it has
+ * not acknowledged: every trace gets exactly one verdict, the same verdicts
+ * and exit status as a local replay. */
+static void test_fleet__replay_via_workers_one_killed(void **state)
+{
+    const char *m = tmp_path("m.store");
+    const char *out = tmp_path("via.out");
+    const char *local[] = {"--store", m, "replay", "--model", "textgen-v4", "--repeat", "20",
+                           "--json", NULL};
+    const char *via[] = {DEJA_BIN, "--store", m,       "replay", "--model", "textgen-v4", "--repeat",
+                         "20",     "--json",  "--via", server.url, NULL};
+    long long pending = 0, delivered = 0;
+    pid_t coord, a, b, c;
+    int status = 0, killed = 0;
+    char *got;
+    cli_run r;
+    (void)state;
+
+    record(m, 40, 30000, NULL);
+    assert_int_equal(cli_execv(&r, NULL, NULL, local), 0);
+    assert_int_equal(r.status, 1); /* textgen-v4 diverges from v1 */
+    a = start_worker(tmp_path("wa.cache"), "8");
+    fflush(NULL);
+    coord = fork();
+    assert_true(coord >= 0);
+    if (coord == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        execv(DEJA_BIN, (char *const *)via);
+        _exit(127);
+    }
+    /* Freeze A while it holds unacknowledged jobs, then kill it. */
+    for (int i = 0; i < 2000 && !killed; i++) {
+        if (nats_consumer_counts(server.url, "DEJA_JOBS", "deja-workers", &pending,
+                                 &delivered) == 0 &&
+            pending >= 2) {
+            kill(a, SIGSTOP);
+            if (nats_consumer_counts(server.url, "DEJA_JOBS", "deja-workers", &pending,
+                                     &delivered) == 0 &&
+                pending >= 1) {
+                kill(a, SIGKILL);
+                killed = 1;
+            } else {
+                kill(a, SIGCONT);
+            }
+        }
+        if (!killed)
+            nats_sleep_ms(2);
+    }
+    assert_true(killed);
+    waitpid(a, NULL, 0);
+    b = start_worker(tmp_path("wb.cache"), "1");
+    c = start_worker(tmp_path("wc.cache"), "2");
+    waitpid(coord, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    got = cli_slurp(out, NULL);
+    assert_non_null(got);
+    assert_int_equal(cli_count_lines(got), 40);
+    assert_string_equal(got, r.out);
+    assert_int_equal(nats_consumer_counts(server.url, "DEJA_JOBS", "deja-workers", &pending,
+                                          &delivered),
+                     0);
+    /* The killed worker's jobs went out again: more deliveries than jobs. */
+    assert_true(delivered > 40);
+    free(got);
+    cli_run_free(&r);
+    kill(b, SIGTERM);
+    kill(c, SIGTERM);
+    waitpid(b, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    waitpid(c, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_fleet__same_blob_stored_once),
         cmocka_unit_test(test_fleet__follow),
         cmocka_unit_test(test_fleet__refused_and_unreachable),
+        cmocka_unit_test(test_fleet__replay_via_workers_one_killed),
         cmocka_unit_test(test_fleet__cluster_node_killed_during_ship),
     };
 
