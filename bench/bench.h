@@ -313,6 +313,12 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
 int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_ls_big(bench_report *rep, const bench_config *c);
 
+/* The fleet pass (fleet.c): ship to a JetStream node started for it, against
+ * a plain publish of the same messages and bytes; distributed replay with
+ * 1, 2 and 4 workers. Needs nats-server on PATH. */
+int bench_fleet(bench_report *rep, const bench_config *c, const bench_workload *small,
+                const bench_workload *chat);
+
 /* deja-bench --measure-exec CMD...: see ls_big.c. */
 int bench_measure_exec_main(char **argv);
 
