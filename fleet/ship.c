@@ -428,6 +428,10 @@ static int batch_ship(shipper *s)
         rc = batch_read(s);
         if (rc == 0)
             rc = batch_send(s, &transient);
+        /* A lookup that got no answer (a direct get while a leader is being
+         * elected) is as transient as a missing acknowledgement. */
+        if (rc == DEJA_EIO && !s->f->permanent)
+            transient = 1;
         if (rc == 0 || !transient)
             return rc;
         if (first_try == 0)

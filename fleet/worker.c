@@ -123,6 +123,12 @@ static int do_job(deja_fleet *f, deja_store *cache, const deja_worker_options *o
     }
     spec = o->model_spec != NULL ? o->model_spec : j.spec;
     rc = deja__fleet_pull_one(f, cache, j.trace_subject, &id);
+    if (rc == DEJA_EIO) {
+        /* The fleet, not the trace: let this or another worker try again. */
+        natsMsg_NakWithDelay(m, 1000, NULL);
+        rc = 0;
+        goto cleanup;
+    }
     if (rc == 0)
         rc = deja_replay_run(cache, &id, 1, spec, &j.opts, on_result, &res, &sum);
     if (rc == 0 && res.got && res.rc == 0) {

@@ -457,7 +457,11 @@ static void test_fleet__cluster_node_killed_during_ship(void **state)
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char *out = cli_slurp(tmp_path("cluster-ship.out"), NULL);
-        fail_msg("ship through a lost node: %s", out ? out : "?");
+        char text[600];
+
+        snprintf(text, sizeof text, "%s", out ? out : "?");
+        free(out);
+        fail_msg("ship through a lost node: %s", text);
     }
     assert_int_equal(nats_stream_msgs(node[1].url, "DEJA_TRACES"), 200);
     {
