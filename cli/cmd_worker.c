@@ -22,7 +22,7 @@ static const char help[] =
     "                     replay on this model (default: the one each job names)\n"
     "  --ack-wait MS      the ack deadline of the workers' consumer, set by the first\n"
     "                     worker (default 10000)\n"
-    "  --prefetch N       jobs taken at once (default 1)\n"
+    "  --prefetch N       jobs taken and replayed at once (default 16)\n"
     "  --max-jobs N       stop after N jobs\n" CLI_FLEET_HELP
     "\n"
     "Exit status: 0 when stopped, 2 trouble.\n";

@@ -29,6 +29,7 @@
 #define DEFAULT_SETTLE_MS 60000
 #define RETRY_FOR_NS ((int64_t)30 * 1000000000)
 #define SHIPPED_MAX ((size_t)1 << 20)
+#define PRESENCE_CHECK_MIN ((size_t)256 << 10)
 
 typedef struct blob_ref {
     deja_digest d;
@@ -238,15 +239,19 @@ static int put_chunked(shipper *s, const blob_ref *b)
     size_t off = 0, count = 0;
     int rc;
 
-    deja__fleet_obj_subject(DEJA__OBJ_BLOB, &b->d, subject);
-    rc = deja__fleet_get(s->f, DEJA__FLEET_OBJECTS, subject, &m);
-    natsMsg_Destroy(m);
-    if (rc == 0) {
-        s->st->objects_skipped++;
-        return deja__kset_add(&s->known, b->d.bytes);
+    /* Asking costs a round trip: worth it only when the chunks to skip are
+     * many; smaller blobs are sent and refused if held. */
+    if (b->size >= PRESENCE_CHECK_MIN) {
+        deja__fleet_obj_subject(DEJA__OBJ_BLOB, &b->d, subject);
+        rc = deja__fleet_get(s->f, DEJA__FLEET_OBJECTS, subject, &m);
+        natsMsg_Destroy(m);
+        if (rc == 0) {
+            s->st->objects_skipped++;
+            return deja__kset_add(&s->known, b->d.bytes);
+        }
+        if (rc != DEJA_ENOTFOUND)
+            return rc;
     }
-    if (rc != DEJA_ENOTFOUND)
-        return rc;
     head[0] = DEJA__BLOB_CHUNKS;
     le(head + 1, b->size, 8);
     rc = deja__buf_append(&list, head, sizeof head);

@@ -1,7 +1,8 @@
 /*
  * fleet/worker.c -- `deja worker`: take replay jobs from DEJA_JOBS, replay
  * each trace from a local cache store, publish the result, then
- * acknowledge the job. While a job runs, a heartbeat tells the server the
+ * acknowledge the job. The jobs fetched together are replayed together,
+ * one deja_replay_run (one model load) per group of alike jobs. While a job runs, a heartbeat tells the server the
  * worker is still at it (so only a worker that died loses its jobs to
  * another, after the ack deadline).
  */
@@ -15,11 +16,13 @@
 
 #define DEFAULT_ACK_WAIT_MS 10000
 #define IDLE_FETCH_MS 500
+#define DEFAULT_PREFETCH 16
 
 typedef struct heartbeat {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    natsMsg *current; /* the job being worked on, or NULL */
+    natsMsg **current; /* the jobs being worked on */
+    size_t ncurrent;
     int quit;
     unsigned every_ms;
 } heartbeat;
@@ -40,37 +43,79 @@ static void *beat(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&h->cond, &h->lock, &ts);
-        if (!h->quit && h->current != NULL)
-            natsMsg_InProgress(h->current, NULL);
+        for (size_t i = 0; !h->quit && i < h->ncurrent; i++)
+            natsMsg_InProgress(h->current[i], NULL);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
-typedef struct one_result {
-    deja__buf body; /* index (u64le) then the packed result */
-    int got, rc;
-    deja_verdict verdict;
-} one_result;
+/* A job of the batch being done. */
+typedef struct job_slot {
+    natsMsg *msg;
+    deja__job job;
+    int unpacked;
+    int ready; /* its trace is in the cache */
+    deja_id id;
+    deja__buf result; /* index (u64le) then the packed result */
+} job_slot;
+
+typedef struct group_ctx {
+    job_slot *slots;     /* the group's slots, in the order of the ids replayed */
+    job_slot **order;
+    size_t n;
+    int force;
+    int rc;
+} group_ctx;
+
+static void put_index(deja__buf *b, uint64_t index)
+{
+    uint8_t p[8];
+
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(index >> (8 * i));
+    b->size = 0;
+    deja__buf_append(b, p, 8);
+}
+
+/* The one-trace summary counts a local replay would add for `r`. */
+static void counts_of(const deja_replay_result *r, int force, deja_replay_summary *s)
+{
+    const int other_name = r->trace != NULL && r->model_name != NULL &&
+                           strcmp(r->trace->model_name ? r->trace->model_name : "",
+                                  r->model_name) != 0;
+
+    memset(s, 0, sizeof *s);
+    s->name_mismatch = other_name;
+    s->trouble = r->verdict == DEJA_VERDICT_ERROR && (r->trace == NULL || (other_name && !force));
+}
 
 static int on_result(const deja_replay_result *r, void *payload)
 {
-    one_result *o = payload;
-    deja_replay_summary none;
+    group_ctx *g = payload;
+    deja_replay_summary s;
+    deja__buf packed = {0};
+    job_slot *slot;
 
-    memset(&none, 0, sizeof none);
-    o->got = 1;
-    o->verdict = r->verdict;
-    /* The summary's trouble counts are added once the run returns. */
-    o->rc = deja__result_pack(r, &none, &o->body);
+    if (r->index >= g->n)
+        return 0;
+    slot = g->order[r->index];
+    counts_of(r, g->force, &s);
+    put_index(&slot->result, slot->job.index);
+    if (deja__result_pack(r, &s, &packed) != 0 ||
+        deja__buf_append(&slot->result, packed.data, packed.size) != 0)
+        g->rc = DEJA_ENOMEM;
+    deja__buf_free(&packed);
     return 0;
 }
 
 /* An ERROR result naming why the job could not be replayed. */
-static int error_result(deja__buf *out, const char *spec, int code, const char *why)
+static int error_result(job_slot *slot, const char *spec, int code, const char *why)
 {
     deja_replay_result r;
     deja_replay_summary s;
+    deja__buf packed = {0};
+    int rc;
 
     memset(&r, 0, sizeof r);
     memset(&s, 0, sizeof s);
@@ -80,104 +125,141 @@ static int error_result(deja__buf *out, const char *spec, int code, const char *
     r.model_name = spec;
     r.model_version = "";
     s.trouble = 1;
-    return deja__result_pack(&r, &s, out);
+    put_index(&slot->result, slot->job.index);
+    rc = deja__result_pack(&r, &s, &packed);
+    if (rc == 0)
+        rc = deja__buf_append(&slot->result, packed.data, packed.size);
+    deja__buf_free(&packed);
+    return rc;
 }
 
-/* Patch the trouble and name-mismatch counts of a packed result: they sit
- * right after verdict (1 byte) and code (8 bytes). */
-static void set_counts(deja__buf *packed, size_t trouble, size_t mismatch)
+static int same_options(const deja_replay_options *a, const deja_replay_options *b)
 {
-    uint8_t *p = packed->data + 9;
-
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(trouble >> (8 * i));
-        p[4 + i] = (uint8_t)(mismatch >> (8 * i));
-    }
+    return a->repeat == b->repeat && a->diff.atol == b->diff.atol &&
+           a->diff.rtol == b->diff.rtol && a->diff.ulps == b->diff.ulps &&
+           a->diff.topk == b->diff.topk && a->force == b->force && a->isolate == b->isolate;
 }
 
-/* Do one job: fetch, replay, publish the result. Returns 0 when the job is
- * done (whatever its verdict), else the fleet's error. */
-static int do_job(deja_fleet *f, deja_store *cache, const deja_worker_options *o, natsMsg *m,
-                  deja_worker_stats *st)
+/* Replay the ready jobs that share the spec and options of `first` in one
+ * deja_replay_run (the model is loaded once), filling their results. */
+static int replay_group(deja_store *cache, const deja_worker_options *o, job_slot *slots,
+                        size_t n, size_t first, int *done)
 {
-    deja__job j;
-    one_result res;
-    deja__buf out = {0};
-    deja_replay_summary sum;
-    char msgid[128];
-    deja_id id;
-    const char *spec;
-    uint8_t idx[8];
-    jsPubAck *pa = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s;
-    int rc;
+    const char *spec = o->model_spec != NULL ? o->model_spec : slots[first].job.spec;
+    job_slot **order = calloc(n, sizeof *order);
+    deja_id *ids = calloc(n, sizeof *ids);
+    group_ctx g = {slots, order, 0, slots[first].job.opts.force, 0};
+    deja_replay_options opts = slots[first].job.opts;
+    int rc = 0;
 
-    memset(&res, 0, sizeof res);
-    memset(&sum, 0, sizeof sum);
-    rc = deja__job_unpack(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &j);
-    if (rc != 0) {
-        /* Nobody can do a malformed job: drop it for good. */
-        natsMsg_Term(m, NULL);
-        return 0;
+    if (order == NULL || ids == NULL) {
+        free(order);
+        free(ids);
+        return deja__error_set(DEJA_ENOMEM, "out of memory");
     }
-    spec = o->model_spec != NULL ? o->model_spec : j.spec;
-    rc = deja__fleet_pull_one(f, cache, j.trace_subject, &id);
-    if (rc == DEJA_EIO) {
-        /* The fleet, not the trace: let this or another worker try again. */
-        natsMsg_NakWithDelay(m, 1000, NULL);
+    for (size_t i = first; i < n; i++) {
+        if (!slots[i].ready || done[i] ||
+            strcmp(slots[i].job.spec, slots[first].job.spec) != 0 ||
+            !same_options(&slots[i].job.opts, &opts))
+            continue;
+        order[g.n] = &slots[i];
+        ids[g.n++] = slots[i].id;
+        done[i] = 1;
+    }
+    opts.jobs = 1;
+    opts.progress = NULL;
+    rc = deja_replay_run(cache, ids, g.n, spec, &opts, on_result, &g, NULL);
+    if (rc == 0)
+        rc = g.rc;
+    for (size_t i = 0; i < g.n; i++) {
+        if (order[i]->result.size == 0) {
+            char why[400];
+
+            snprintf(why, sizeof why, "worker: %s",
+                     deja_error_last()[0] ? deja_error_last() : deja_strerror(rc ? rc : DEJA_EIO));
+            error_result(order[i], spec, rc ? rc : DEJA_EIO, why);
+        }
+    }
+    free(order);
+    free(ids);
+    return 0;
+}
+
+/* Do a batch of jobs: fetch their traces, replay them (one model load per
+ * group of alike jobs), publish the results, then acknowledge the jobs.
+ * Returns 0 (whatever the verdicts), or the fleet's error. */
+static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options *o,
+                    natsMsg **msgs, size_t n, deja_worker_stats *st)
+{
+    job_slot *slots = calloc(n, sizeof *slots);
+    int *done = calloc(n, sizeof *done);
+    int rc = 0, transient;
+
+    if (slots == NULL || done == NULL) {
+        free(slots);
+        free(done);
+        return deja__error_set(DEJA_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        job_slot *sl = &slots[i];
+
+        sl->msg = msgs[i];
+        if (deja__job_unpack(natsMsg_GetData(sl->msg), (size_t)natsMsg_GetDataLength(sl->msg),
+                             &sl->job) != 0) {
+            /* Nobody can do a malformed job: drop it for good. */
+            natsMsg_Term(sl->msg, NULL);
+            done[i] = 1;
+            continue;
+        }
+        sl->unpacked = 1;
+        rc = deja__fleet_pull_one(f, cache, sl->job.trace_subject, &sl->id);
+        if (rc == DEJA_EIO) {
+            /* The fleet, not the trace: let this or another worker try again. */
+            natsMsg_NakWithDelay(sl->msg, 1000, NULL);
+            done[i] = 1;
+        } else if (rc != 0) {
+            char why[400];
+
+            snprintf(why, sizeof why, "worker: %s", deja_error_last());
+            error_result(sl, o->model_spec ? o->model_spec : sl->job.spec, rc, why);
+        } else {
+            sl->ready = 1;
+        }
         rc = 0;
-        goto cleanup;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (slots[i].ready && !done[i])
+            rc = replay_group(cache, o, slots, n, i, done);
+    /* Results first, acknowledged; then the jobs. */
+    deja__fleet_acks_reset(f);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char msgid[160];
+
+        if (slots[i].result.size == 0)
+            continue;
+        snprintf(msgid, sizeof msgid, "%.100s.%llu", slots[i].job.reply,
+                 (unsigned long long)slots[i].job.index);
+        rc = deja__fleet_publish(f, slots[i].job.reply, msgid, slots[i].result.data,
+                                 slots[i].result.size);
     }
     if (rc == 0)
-        rc = deja_replay_run(cache, &id, 1, spec, &j.opts, on_result, &res, &sum);
-    if (rc == 0 && res.got && res.rc == 0) {
-        set_counts(&res.body, sum.trouble, sum.name_mismatch);
-        if (res.verdict == DEJA_VERDICT_ERROR)
+        rc = deja__fleet_acks_wait(f, &transient);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (slots[i].result.size == 0)
+            continue;
+        if (natsMsg_Ack(slots[i].msg, NULL) != NATS_OK)
+            rc = deja__fleet_error(f, NATS_ERR, 0, "acknowledging a job");
+        st->jobs++;
+        if (slots[i].result.data[8] == DEJA_VERDICT_ERROR)
             st->errors++;
-    } else {
-        char why[400];
-
-        snprintf(why, sizeof why, "worker: %s",
-                 deja_error_last()[0] ? deja_error_last() : deja_strerror(rc ? rc : res.rc));
-        rc = error_result(&res.body, spec, rc ? rc : DEJA_EIO, why);
-        st->errors++;
     }
-    for (int i = 0; i < 8; i++)
-        idx[i] = (uint8_t)(j.index >> (8 * i));
-    if (rc == 0)
-        rc = deja__buf_append(&out, idx, 8);
-    if (rc == 0)
-        rc = deja__buf_append(&out, res.body.data, res.body.size);
-    if (rc != 0)
-        goto cleanup;
-    snprintf(msgid, sizeof msgid, "%.100s.%llu", j.reply, (unsigned long long)j.index);
-    {
-        natsMsg *rm = NULL;
-
-        s = natsMsg_Create(&rm, j.reply, NULL, (const char *)out.data, (int)out.size);
-        if (s == NATS_OK)
-            s = natsMsgHeader_Set(rm, "Nats-Msg-Id", msgid);
-        if (s == NATS_OK)
-            s = js_PublishMsg(&pa, f->js, rm, NULL, &jerr);
-        natsMsg_Destroy(rm);
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].unpacked)
+            deja__job_free(&slots[i].job);
+        deja__buf_free(&slots[i].result);
     }
-    jsPubAck_Destroy(pa);
-    if (s != NATS_OK) {
-        rc = deja__fleet_error(f, s, jerr, "publishing a result");
-        goto cleanup;
-    }
-    s = natsMsg_AckSync(m, NULL, &jerr);
-    if (s != NATS_OK) {
-        rc = deja__fleet_error(f, s, jerr, "acknowledging a job");
-        goto cleanup;
-    }
-    st->jobs++;
-
-cleanup:
-    deja__buf_free(&out);
-    deja__buf_free(&res.body);
-    deja__job_free(&j);
+    free(slots);
+    free(done);
     return rc;
 }
 
@@ -200,7 +282,7 @@ int deja_fleet_work(deja_fleet *f, deja_store *cache, const deja_worker_options 
     if (o.ack_wait_ms == 0)
         o.ack_wait_ms = DEFAULT_ACK_WAIT_MS;
     if (o.prefetch == 0)
-        o.prefetch = 1;
+        o.prefetch = DEFAULT_PREFETCH;
     memset(&hb, 0, sizeof hb);
     pthread_mutex_init(&hb.lock, NULL);
     pthread_cond_init(&hb.cond, NULL);
@@ -238,19 +320,22 @@ int deja_fleet_work(deja_fleet *f, deja_store *cache, const deja_worker_options 
             rc = deja__fleet_error(f, s, jerr, "fetching jobs");
             break;
         }
-        for (int i = 0; i < list.Count && rc == 0; i++) {
-            if ((o.stop != NULL && o.stop(o.payload)) || (o.max_jobs != 0 && st.jobs >= o.max_jobs)) {
-                /* Give back what was taken and not started. */
+        if (list.Count > 0) {
+            size_t take = (size_t)list.Count;
+
+            /* Not beyond max_jobs: what is beyond goes back at once. */
+            if (o.max_jobs != 0 && st.jobs + take > o.max_jobs)
+                take = (size_t)(o.max_jobs - st.jobs);
+            for (size_t i = take; i < (size_t)list.Count; i++)
                 natsMsg_Nak(list.Msgs[i], NULL);
-                continue;
-            }
             pthread_mutex_lock(&hb.lock);
-            hb.current = list.Msgs[i];
+            hb.current = list.Msgs;
+            hb.ncurrent = take;
             pthread_mutex_unlock(&hb.lock);
-            natsMsg_InProgress(list.Msgs[i], NULL);
-            rc = do_job(f, cache, &o, list.Msgs[i], &st);
+            rc = do_batch(f, cache, &o, list.Msgs, take, &st);
             pthread_mutex_lock(&hb.lock);
             hb.current = NULL;
+            hb.ncurrent = 0;
             pthread_mutex_unlock(&hb.lock);
         }
         natsMsgList_Destroy(&list);

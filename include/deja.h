@@ -1452,7 +1452,7 @@ typedef struct deja_worker_options {
     const char *model_spec; /* replay on this model; NULL: the one each job names */
     unsigned ack_wait_ms;   /* a job not acknowledged this long is given to another
                                worker (the workers' consumer is made with it); 0: 10000 */
-    unsigned prefetch;      /* jobs taken at once; 0: 1 */
+    unsigned prefetch;      /* jobs taken (and replayed) at once; 0: 16 */
     uint64_t max_jobs;      /* stop after this many jobs; 0: no limit */
     deja_stop_fn stop;      /* optional */
     void *payload;
