@@ -161,8 +161,11 @@ void deja__wire_result_free(deja__wire_result *w);
  * --via does before enqueuing their jobs. */
 int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, size_t n);
 
-/* Bring the trace stored under `subject` of DEJA_TRACES, and what it
- * references, into `store` (a worker's cache); its id goes to `id`. */
-int deja__fleet_pull_one(deja_fleet *f, deja_store *store, const char *subject, deja_id *id);
+/* Bring the traces stored under the `n` `subjects` of DEJA_TRACES, and
+ * what they reference, into `store` (a worker's cache) in one transaction;
+ * each one's id goes to `ids[i]` and its outcome to `rcs[i]` (0, or the
+ * code, DEJA_EIO being the fleet's trouble). Returns 0 or DEJA_ENOMEM. */
+int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
+                          size_t n, deja_id *ids, int *rcs);
 
 #endif /* DEJA_FLEET_FLEET_INTERNAL_H */

@@ -353,44 +353,64 @@ cleanup:
     return rc;
 }
 
-int deja__fleet_pull_one(deja_fleet *f, deja_store *store, const char *subject, deja_id *id)
+int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
+                          size_t n, deja_id *ids, int *rcs)
 {
-    deja_trace *traces[1] = {NULL};
-    deja_env *envs[1] = {NULL};
-    deja_digest env_digests[1];
     deja_pull_stats st;
-    natsMsg *m = NULL;
-    deja_trace *t = NULL;
     puller p;
-    int rc, taken = 0;
+    int rc = 0;
 
     memset(&st, 0, sizeof st);
     memset(&p, 0, sizeof p);
     p.f = f;
     p.store = store;
     p.st = &st;
-    p.traces = traces;
-    p.envs = envs;
-    p.env_digests = env_digests;
-    if (strncmp(subject, DEJA__FLEET_TRACES_SUBJECT ".", sizeof DEJA__FLEET_TRACES_SUBJECT) != 0)
-        return deja__error_set(DEJA_ECORRUPT, "'%s' is not a trace subject", subject);
-    rc = deja__fleet_get(f, DEJA__FLEET_TRACES, subject, &m);
-    if (rc == DEJA_ENOTFOUND)
-        return deja__error_set(DEJA_ENOTFOUND, "fleet %s: no trace %s", f->shown, subject);
+    p.traces = calloc(n ? n : 1, sizeof *p.traces);
+    p.envs = calloc(n ? n : 1, sizeof *p.envs);
+    p.env_digests = calloc(n ? n : 1, sizeof *p.env_digests);
+    if (p.traces == NULL || p.envs == NULL || p.env_digests == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *m = NULL;
+        deja_trace *t = NULL;
+        int taken = 0;
+
+        if (strncmp(subjects[i], DEJA__FLEET_TRACES_SUBJECT ".",
+                    sizeof DEJA__FLEET_TRACES_SUBJECT) != 0) {
+            rcs[i] = deja__error_set(DEJA_ECORRUPT, "'%s' is not a trace subject", subjects[i]);
+            continue;
+        }
+        rcs[i] = deja__fleet_get(f, DEJA__FLEET_TRACES, subjects[i], &m);
+        if (rcs[i] == DEJA_ENOTFOUND)
+            rcs[i] = deja__error_set(DEJA_ENOTFOUND, "fleet %s: no trace %s", f->shown,
+                                     subjects[i]);
+        if (rcs[i] != 0)
+            continue;
+        /* The subject came from the network too: the message must hold the
+         * trace it names (take() checks), and the id is read back from it. */
+        rcs[i] = deja__trace_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &t);
+        if (rcs[i] == 0)
+            ids[i] = t->id;
+        deja_trace_free(t);
+        if (rcs[i] == 0)
+            rcs[i] = take(&p, m, NULL, NULL, 0, &taken);
+        natsMsg_Destroy(m);
+    }
+    /* One transaction for the batch; when it fails, every trace of it has. */
+    rc = flush_batch(&p);
     if (rc != 0)
-        return rc;
-    /* The subject came from the network too: the message must hold the
-     * trace it names (take() checks), and the id is read back from it. */
-    rc = deja__trace_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &t);
-    if (rc == 0)
-        *id = t->id;
-    deja_trace_free(t);
-    if (rc == 0)
-        rc = take(&p, m, NULL, NULL, 0, &taken);
-    natsMsg_Destroy(m);
-    if (rc == 0)
-        rc = flush_batch(&p);
+        for (size_t i = 0; i < n; i++)
+            if (rcs[i] == 0)
+                rcs[i] = rc;
+    rc = 0;
+
+cleanup:
     batch_clear(&p);
+    free(p.traces);
+    free(p.envs);
+    free(p.env_digests);
     free(p.blobs);
     return rc;
 }

@@ -229,12 +229,9 @@ int deja_fleet_replay(deja_fleet *f, deja_store *store, const deja_id *ids, size
         goto cleanup;
     while (c.emitted < c.n) {
         natsMsgList list = {0};
-        jsFetchRequest req;
 
-        jsFetchRequest_Init(&req);
-        req.Batch = RESULT_BATCH;
-        req.Expires = (int64_t)FETCH_WAIT_MS * 1000000;
-        s = natsSubscription_FetchRequest(&list, sub, &req);
+        /* Returns what is there at once, else waits for the next. */
+        s = natsSubscription_Fetch(&list, sub, RESULT_BATCH, FETCH_WAIT_MS, &jerr);
         if (s != NATS_OK && s != NATS_TIMEOUT) {
             rc = deja__fleet_error(f, s, 0, "reading results");
             goto cleanup;

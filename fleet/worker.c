@@ -193,6 +193,9 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
 {
     job_slot *slots = calloc(n, sizeof *slots);
     int *done = calloc(n, sizeof *done);
+    const char **subjects = NULL;
+    deja_id *ids = NULL;
+    int *rcs = NULL;
     int rc = 0, transient;
 
     if (slots == NULL || done == NULL) {
@@ -200,10 +203,18 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
         free(done);
         return deja__error_set(DEJA_ENOMEM, "out of memory");
     }
+    subjects = calloc(n, sizeof *subjects);
+    ids = calloc(n, sizeof *ids);
+    rcs = calloc(n, sizeof *rcs);
+    if (subjects == NULL || ids == NULL || rcs == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory");
+        goto cleanup;
+    }
     for (size_t i = 0; i < n; i++) {
         job_slot *sl = &slots[i];
 
         sl->msg = msgs[i];
+        subjects[i] = "";
         if (deja__job_unpack(natsMsg_GetData(sl->msg), (size_t)natsMsg_GetDataLength(sl->msg),
                              &sl->job) != 0) {
             /* Nobody can do a malformed job: drop it for good. */
@@ -212,20 +223,30 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
             continue;
         }
         sl->unpacked = 1;
-        rc = deja__fleet_pull_one(f, cache, sl->job.trace_subject, &sl->id);
-        if (rc == DEJA_EIO) {
+        subjects[i] = sl->job.trace_subject;
+    }
+    rc = deja__fleet_pull_many(f, cache, subjects, n, ids, rcs);
+    if (rc != 0)
+        goto cleanup;
+    for (size_t i = 0; i < n; i++) {
+        job_slot *sl = &slots[i];
+
+        if (done[i])
+            continue;
+        if (rcs[i] == DEJA_EIO) {
             /* The fleet, not the trace: let this or another worker try again. */
             natsMsg_NakWithDelay(sl->msg, 1000, NULL);
             done[i] = 1;
-        } else if (rc != 0) {
+        } else if (rcs[i] != 0) {
             char why[400];
 
-            snprintf(why, sizeof why, "worker: %s", deja_error_last());
-            error_result(sl, o->model_spec ? o->model_spec : sl->job.spec, rc, why);
+            snprintf(why, sizeof why, "worker: cannot fetch %s (%s)", sl->job.trace_subject,
+                     deja_strerror(rcs[i]));
+            error_result(sl, o->model_spec ? o->model_spec : sl->job.spec, rcs[i], why);
         } else {
+            sl->id = ids[i];
             sl->ready = 1;
         }
-        rc = 0;
     }
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (slots[i].ready && !done[i])
@@ -253,6 +274,8 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
         if (slots[i].result.data[8] == DEJA_VERDICT_ERROR)
             st->errors++;
     }
+
+cleanup:
     for (size_t i = 0; i < n; i++) {
         if (slots[i].unpacked)
             deja__job_free(&slots[i].job);
@@ -260,6 +283,9 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
     }
     free(slots);
     free(done);
+    free(subjects);
+    free(ids);
+    free(rcs);
     return rc;
 }
 
