@@ -60,6 +60,8 @@ typedef struct deja__runner {
     deja__buf wbuf;
     uint8_t *rbuf;
     size_t rcap;
+    uint8_t rx[16384]; /* read-ahead from its stdout */
+    size_t rx_pos, rx_len;
     uint64_t *vals;
     size_t vcap;
 } deja__runner;
@@ -240,18 +242,22 @@ static int broken(deja__runner *r, breach why, const char *detail)
     }
 }
 
-/* Send the frame in r->wbuf. Returns BRK_NONE or why it failed. */
+/* Send the frame in r->wbuf: at once when the socket has room (the usual
+ * case), else after waiting for it. Returns BRK_NONE or why it failed. */
 static breach send_frame(deja__runner *r, int64_t deadline)
 {
     const uint8_t *p = r->wbuf.data;
     size_t left = r->wbuf.size;
     while (left > 0) {
-        breach b = wait_sock(r, POLLOUT, deadline);
-        if (b != BRK_NONE)
-            return b;
         ssize_t w = send(r->sock, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            breach b = wait_sock(r, POLLOUT, deadline);
+            if (b != BRK_NONE)
+                return b;
+            continue;
+        }
         if (w < 0)
             return (errno == EPIPE || errno == ECONNRESET) ? BRK_EXIT : BRK_IO;
         p += w;
@@ -260,24 +266,47 @@ static breach send_frame(deja__runner *r, int64_t deadline)
     return BRK_NONE;
 }
 
-/* Read exactly `n` bytes. Returns BRK_NONE, BRK_EXIT at end of stream
- * (`*got` then says how many came), BRK_TIMEOUT or BRK_IO. */
+/* Read exactly `n` bytes, through the read-ahead buffer (one recv usually
+ * brings a whole small message); r->offset counts the bytes handed out.
+ * Returns BRK_NONE, BRK_EXIT at end of stream (`*got` then says how many
+ * came), BRK_TIMEOUT or BRK_IO. */
 static breach read_exact(deja__runner *r, uint8_t *p, size_t n, size_t *got, int64_t deadline)
 {
     *got = 0;
     while (*got < n) {
+        if (r->rx_pos < r->rx_len) {
+            size_t k = r->rx_len - r->rx_pos;
+            if (k > n - *got)
+                k = n - *got;
+            memcpy(p + *got, r->rx + r->rx_pos, k);
+            r->rx_pos += k;
+            *got += k;
+            r->offset += k;
+            continue;
+        }
+        /* Nothing buffered: the runner is still working, wait for it. */
         breach b = wait_sock(r, POLLIN, deadline);
         if (b != BRK_NONE)
             return b;
-        ssize_t k = recv(r->sock, p + *got, n - *got, MSG_DONTWAIT);
-        if (k < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        /* Large remainders go straight to `p`; small ones through rx. */
+        const int direct = n - *got >= sizeof r->rx;
+        ssize_t k = direct ? recv(r->sock, p + *got, n - *got, MSG_DONTWAIT)
+                           : recv(r->sock, r->rx, sizeof r->rx, MSG_DONTWAIT);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
         if (k < 0)
             return errno == ECONNRESET ? BRK_EXIT : BRK_IO;
         if (k == 0)
             return BRK_EXIT;
-        *got += (size_t)k;
-        r->offset += (uint64_t)k;
+        if (direct) {
+            *got += (size_t)k;
+            r->offset += (uint64_t)k;
+        } else {
+            r->rx_pos = 0;
+            r->rx_len = (size_t)k;
+        }
     }
     return BRK_NONE;
 }
@@ -438,6 +467,7 @@ static int start(deja__runner *r)
     r->err_fd = errp[0];
     errp[0] = -1;
     r->offset = 0;
+    r->rx_pos = r->rx_len = 0;
     r->seq = 0;
     r->errlen = 0;
     fcntl(r->err_fd, F_SETFL, fcntl(r->err_fd, F_GETFL) | O_NONBLOCK);
@@ -567,12 +597,11 @@ static int runner_infer(void *instance, deja_ctx *ctx)
     char detail[256];
 
     if (r->pid > 0) {
-        /* A runner that died while idle costs no trace: start a new one. */
-        int status;
-        if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
-            r->pid = 0;
-            stop_process(r, 0, NULL, 0);
-        }
+        /* A runner that died while idle costs no trace: start a new one.
+         * (Its socket says so; cheaper than asking the kernel with wait4.) */
+        struct pollfd pfd = {r->sock, POLLIN, 0};
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)) != 0)
+            stop_process(r, EXIT_GRACE_MS, NULL, 0);
     }
     if (r->pid <= 0) {
         rc = start(r);

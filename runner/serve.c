@@ -32,6 +32,8 @@ typedef struct conn {
     deja__buf wbuf;
     uint8_t *rbuf;
     size_t rcap;
+    uint8_t rx[16384]; /* read-ahead from the host */
+    size_t rx_pos, rx_len;
 } conn;
 
 /* The proxy ctx a model sees while serving one request. */
@@ -74,13 +76,26 @@ static int send_msg(conn *c, const deja__rmsg *m)
     return rc;
 }
 
-/* Read exactly `n` bytes into `p`. Returns n on success, the bytes read
- * before end of stream otherwise, or -1 on an error (message set). */
+/* Read exactly `n` bytes into `p`, through the read-ahead buffer (one
+ * read usually brings a whole small message). Returns n on success, the
+ * bytes read before end of stream otherwise, or -1 on an error (message
+ * set). */
 static ssize_t read_full(conn *c, uint8_t *p, size_t n)
 {
     size_t got = 0;
     while (got < n) {
-        ssize_t r = read(c->in_fd, p + got, n - got);
+        if (c->rx_pos < c->rx_len) {
+            size_t k = c->rx_len - c->rx_pos;
+            if (k > n - got)
+                k = n - got;
+            memcpy(p + got, c->rx + c->rx_pos, k);
+            c->rx_pos += k;
+            got += k;
+            c->offset += k;
+            continue;
+        }
+        const int direct = n - got >= sizeof c->rx;
+        ssize_t r = direct ? read(c->in_fd, p + got, n - got) : read(c->in_fd, c->rx, sizeof c->rx);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -89,8 +104,13 @@ static ssize_t read_full(conn *c, uint8_t *p, size_t n)
         }
         if (r == 0)
             break;
-        got += (size_t)r;
-        c->offset += (uint64_t)r;
+        if (direct) {
+            got += (size_t)r;
+            c->offset += (uint64_t)r;
+        } else {
+            c->rx_pos = 0;
+            c->rx_len = (size_t)r;
+        }
     }
     return (ssize_t)got;
 }
