@@ -20,6 +20,7 @@
 /* Before cmocka.h, whose fail() macro would rewrite the ctx's. */
 #include "deja.h"
 #include "deja_model.h"
+#include "proto/runner_msg.h"
 #include "runner/runner.h"
 
 #include <cmocka.h>
@@ -374,6 +375,108 @@ static void test_runner__cli(void **state)
     assert_has(out, "1 trace replayed: 1 same");
 }
 
+/* A runner's note (deja_ctx_note) reaches the replaying host's ctx. */
+static void test_runner__note(void **state)
+{
+    deja_tracer *tracer = NULL;
+    deja_model *model = NULL;
+    deja_store *store = NULL;
+    deja_trace *t = NULL;
+    deja_ctx *ctx = NULL;
+    const char *const *lines = NULL;
+    deja_id id;
+    (void)state;
+    assert_int_equal(deja_model_load(&model, C_RUNNER), 0);
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    assert_int_equal(record_one(tracer, model, "x", "note", &id), 0);
+    deja_tracer_close(tracer);
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(store, &id, &t), 0);
+    assert_int_equal(deja_ctx_replay(&ctx, t), 0);
+    assert_int_equal(deja_model_infer(model, ctx), 0);
+    assert_int_equal(deja_ctx_unrecorded(ctx, &lines), 1);
+    assert_string_equal(lines[0], "a note from the runner");
+    deja_ctx_free(ctx);
+    deja_trace_free(t);
+    deja_store_close(store);
+    deja_model_free(model);
+}
+
+/* Bisect over exec runners: two that reproduce, two that diverge; the
+ * first divergent one is named. */
+static void test_runner__bisect(void **state)
+{
+    char out[16384], err[16384];
+    (void)state;
+    char req[320];
+    snprintf(req, sizeof req, "%s.jsonl", store_path);
+    FILE *f = fopen(req, "w");
+    assert_non_null(f);
+    fputs("{\"inputs\":{\"x\":\"a\"}}\n{\"inputs\":{\"x\":\"b\"}}\n", f);
+    fclose(f);
+    int rc = replay_run_deja(out, sizeof out, err, sizeof err,
+                             "run --model 'exec:%s' --requests '%s'", DEJA_C_RUNNER, req);
+    remove(req);
+    assert_int_equal(rc, 0);
+    rc = replay_run_deja(out, sizeof out, err, sizeof err,
+                         "bisect 'exec:%s' 'exec:%s echo' 'exec:%s shifted' \"exec:%s 'shifted'\"",
+                         DEJA_C_RUNNER, DEJA_C_RUNNER, DEJA_C_RUNNER, DEJA_C_RUNNER);
+    assert_int_equal(rc, 0);
+    assert_has(out, "first bad version: exec:" DEJA_C_RUNNER " shifted (version 3 of 4)");
+}
+
+/* The decoder of the runner's messages on mutated frames: every answer is
+ * a message or a clean error, never a crash or an overread (ASan). */
+static void test_runner__decode_mutations(void **state)
+{
+    static const uint64_t shape[2] = {2, 2};
+    static const float data[4] = {1, 2, 3, 4};
+    const deja_tensor outs[2] = {{"logits", DEJA_F32, 2, shape, data, sizeof data},
+                                 {"text", DEJA_UTF8, 1, (const uint64_t[]){5}, "hello", 5}};
+    deja__rmsg m;
+    deja__buf frame = {0};
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.kind = DEJA__RMSG_RESULT;
+    m.ok = 1;
+    m.tensors = outs;
+    m.ntensors = 2;
+    assert_int_equal(deja__rmsg_encode(&m, &frame), 0);
+    const size_t n = frame.size - DEJA__RUNNER_PREFIX;
+    assert_int_equal(deja__rmsg_prefix(frame.data), n);
+    deja__rmsg *d = NULL;
+    assert_int_equal(deja__rmsg_decode(frame.data + DEJA__RUNNER_PREFIX, n, &d), 0);
+    assert_int_equal(d->ntensors, 2);
+    assert_memory_equal(d->tensors[0].data, data, sizeof data);
+    deja__rmsg_free(d);
+    uint8_t *copy = malloc(n);
+    assert_non_null(copy);
+    size_t ok = 0, bad = 0;
+    for (int i = 0; i < 20000; i++) {
+        memcpy(copy, frame.data + DEJA__RUNNER_PREFIX, n);
+        for (int k = 0; k < 1 + i % 4; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            copy[x % n] = (uint8_t)(x >> 32);
+        }
+        const size_t len = i % 5 == 0 ? (size_t)(x >> 40) % (n + 1) : n;
+        const int rc = deja__rmsg_decode(copy, len, &d);
+        if (rc == 0) {
+            ok++;
+            for (size_t t = 0; t < d->ntensors; t++)
+                assert_true(d->tensors[t].size == 0 || d->tensors[t].data != NULL);
+            deja__rmsg_free(d);
+        } else {
+            assert_int_equal(rc, DEJA_ECORRUPT);
+            assert_true(deja_error_last()[0] != '\0');
+            bad++;
+        }
+    }
+    assert_true(ok > 0 && bad > 0);
+    free(copy);
+    deja__buf_free(&frame);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +490,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runner__garbage, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__load_errors, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__cli, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_runner__bisect, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_runner__note, replay_setup, replay_teardown),
+        cmocka_unit_test(test_runner__decode_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

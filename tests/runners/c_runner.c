@@ -8,11 +8,13 @@
  *           to the test;
  *   "noop"  consumes 2 draws of stream "noise" and outputs nothing else
  *           than a 1-byte "y" (the bench's do-nothing model);
+ *   "shifted" as "echo", but the seed it outputs is off by one: a version
+ *           that diverges, for bisect;
  *   "badopen" fails to load.
  * The param "action" (string) changes one inference: "fail" reports a
  * failure, "crash" aborts, "exit" exits with status 3, "hang" sleeps for
  * an hour, "print" writes to stdout (harmless: deja_runner_main moved it
- * to stderr).
+ * to stderr), "note" passes a note to the host (deja_ctx_note).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 
 typedef struct inst {
     int noop;
+    int shifted;
 } inst;
 
 static int c_open(const char *arg, void **instance, deja_model_info *info, char *err,
@@ -37,6 +40,7 @@ static int c_open(const char *arg, void **instance, deja_model_info *info, char 
     if (in == NULL)
         return 1;
     in->noop = arg != NULL && strcmp(arg, "noop") == 0;
+    in->shifted = arg != NULL && strcmp(arg, "shifted") == 0;
     if (!in->noop)
         fprintf(stderr, "runner started, pid %ld\n", (long)getpid());
     memcpy(info->digest, "c-runner-weights", 16);
@@ -69,11 +73,13 @@ static int c_infer(void *instance, deja_ctx *ctx)
         _exit(3);
     if (strcmp(a, "hang") == 0)
         sleep(3600);
+    if (strcmp(a, "note") == 0)
+        deja_ctx_note(ctx, "a note from the runner");
     if (strcmp(a, "print") == 0) {
         printf("a stray line on stdout\n");
         fflush(stdout);
     }
-    v[0] = deja_ctx_seed(ctx, "s");
+    v[0] = deja_ctx_seed(ctx, "s") + (uint64_t)in->shifted;
     v[1] = deja_ctx_rng_u64(ctx, "noise");
     v[2] = deja_ctx_rng_u64(ctx, "noise");
     deja_ctx_rng_fill(ctx, "batch", &v[3], 5);
