@@ -13,8 +13,10 @@
  * both alike. Prints the median per inference of each and the overhead's
  * median and range over the rounds, for the two draws asked one at a time
  * (three round trips per inference: infer, call, call) and at once (ARG
- * "batched": two round trips), beside the floor: one round trip of 8
- * bytes between two processes over a socket pair, on this machine now.
+ * "batched": two round trips). The overhead is then split into the floor
+ * (one round trip of 8 bytes between two processes over a socket pair,
+ * timed between the rounds: what the machine charges, busy or not) and
+ * deja's own cost per round trip (framing, protobuf, the ctx).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,19 +119,61 @@ static deja_trace *recorded_trace(deja_tracer *t, deja_model *m)
     return trace;
 }
 
-/* Microseconds of one round trip between two processes over a socket
- * pair (median of `rounds` rounds of `n`); negative on failure. */
-static double floor_us(size_t rounds, size_t n)
+/* CPU time, load-independent: this process's (all threads) and the
+ * runner process's (its schedstat), in seconds. */
+static pid_t runner_pids[2];
+
+static double cpu_self(void)
 {
-    double v[MAX_ROUNDS];
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_of(pid_t pid)
+{
+    char path[64];
+    unsigned long long ns = 0;
+    snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu", &ns) != 1)
+        ns = 0;
+    fclose(f);
+    return (double)ns * 1e-9;
+}
+
+/* The newest child of this process (the runner just started), or 0. */
+static pid_t newest_child(void)
+{
+    char path[64];
+    long pid = 0, last = 0;
+    snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", (long)getpid(), (long)getpid());
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    while (fscanf(f, "%ld", &pid) == 1)
+        last = pid;
+    fclose(f);
+    return (pid_t)last;
+}
+
+/* The floor: a process that answers 8 bytes with 8 bytes over a socket
+ * pair, timed in rounds interleaved with the model's. */
+static int ping_fd = -1;
+static pid_t ping_pid;
+
+static int ping_start(void)
+{
     int sv[2];
-    char b[8] = {0};
+    char b[8];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return -1;
-    pid_t pid = fork();
-    if (pid < 0)
+    ping_pid = fork();
+    if (ping_pid < 0)
         return -1;
-    if (pid == 0) {
+    if (ping_pid == 0) {
         close(sv[0]);
         while (read(sv[1], b, sizeof b) == (ssize_t)sizeof b)
             if (write(sv[1], b, sizeof b) != (ssize_t)sizeof b)
@@ -137,24 +181,38 @@ static double floor_us(size_t rounds, size_t n)
         _exit(0);
     }
     close(sv[1]);
-    for (size_t k = 0; k < rounds; k++) {
-        const double t0 = now_s();
-        for (size_t i = 0; i < n; i++)
-            if (write(sv[0], b, sizeof b) != (ssize_t)sizeof b ||
-                read(sv[0], b, sizeof b) != (ssize_t)sizeof b)
-                return -1;
-        v[k] = (now_s() - t0) / (double)n * 1e6;
+    ping_fd = sv[0];
+    return 0;
+}
+
+static void ping_stop(void)
+{
+    if (ping_fd >= 0) {
+        close(ping_fd);
+        waitpid(ping_pid, NULL, 0);
+        ping_fd = -1;
     }
-    close(sv[0]);
-    waitpid(pid, NULL, 0);
-    return median(v, rounds);
+}
+
+/* Seconds per round trip over `n` round trips; negative on failure. */
+static double ping_round(size_t n)
+{
+    char b[8] = {0};
+    const double t0 = now_s();
+    for (size_t i = 0; i < n; i++)
+        if (write(ping_fd, b, sizeof b) != (ssize_t)sizeof b ||
+            read(ping_fd, b, sizeof b) != (ssize_t)sizeof b)
+            return -1;
+    return (now_s() - t0) / (double)n;
 }
 
 /* Measure one path (record or replay) and print its line. Returns 0 or -1. */
 static int measure(const char *path, deja_tracer *t, deja_model *plugin, deja_model *runner,
-                   int replay, size_t rounds, size_t n)
+                   int replay, int trips, size_t rounds, size_t n)
 {
-    double p[MAX_ROUNDS], r[MAX_ROUNDS], d[MAX_ROUNDS];
+    double p[MAX_ROUNDS], r[MAX_ROUNDS], d[MAX_ROUNDS], f[MAX_ROUNDS], own[MAX_ROUNDS];
+    double cp[MAX_ROUNDS], cr[MAX_ROUNDS];
+    const pid_t rpid = runner_pids[trips == 2];
     deja_trace *tp = NULL, *tr = NULL;
     int rc = -1;
     if (replay && ((tp = recorded_trace(t, plugin)) == NULL ||
@@ -167,18 +225,28 @@ static int measure(const char *path, deja_tracer *t, deja_model *plugin, deja_mo
     if (round_of(t, tp, plugin, n / 10 + 1) < 0 || round_of(t, tr, runner, n / 10 + 1) < 0)
         goto fail;
     for (size_t i = 0; i < rounds; i++) {
+        double c0 = cpu_self();
         p[i] = round_of(t, tp, plugin, n);
+        cp[i] = (cpu_self() - c0) / (double)n;
+        c0 = cpu_self() + cpu_of(rpid);
         r[i] = round_of(t, tr, runner, n);
-        if (p[i] < 0 || r[i] < 0)
+        cr[i] = (cpu_self() + cpu_of(rpid) - c0) / (double)n;
+        f[i] = ping_round(n);
+        if (p[i] < 0 || r[i] < 0 || f[i] < 0)
             goto fail;
         d[i] = r[i] - p[i];
+        own[i] = d[i] / trips - f[i];
     }
     const double pm = median(p, rounds) * 1e6, rm = median(r, rounds) * 1e6;
-    const double dm = median(d, rounds) * 1e6;
-    printf("    %-7s C plugin %7.2f us   exec runner %7.2f us   added %6.2f us "
-           "(rounds %.2f .. %.2f)   %s\n",
+    const double dm = median(d, rounds) * 1e6, fm = median(f, rounds) * 1e6;
+    const double om = median(own, rounds) * 1e6;
+    const double cpm = median(cp, rounds) * 1e6, crm = median(cr, rounds) * 1e6;
+    printf("    %-7s C plugin %6.2f us  exec runner %7.2f us  added %6.2f us "
+           "(rounds %.2f .. %.2f)  %s\n"
+           "            = %d round trips x (floor %.2f us + the rest %.2f us); CPU time "
+           "per inference: C plugin %.2f us, exec %.2f us (both processes)\n",
            path, pm, rm, dm, d[0] * 1e6, d[rounds - 1] * 1e6,
-           dm <= TARGET_US ? "target met" : "TARGET MISSED");
+           dm <= TARGET_US ? "target met" : "TARGET MISSED", trips, fm, om, cpm, crm);
     rc = 0;
     goto cleanup;
 fail:
@@ -200,10 +268,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: deja-bench-exec [ROUNDS (1..%d) [N]]\n", MAX_ROUNDS);
         return 2;
     }
+    if (ping_start() != 0) {
+        fprintf(stderr, "deja-bench-exec: cannot start the floor's process\n");
+        return 2;
+    }
     if (system("rm -rf '" STORE "'") != 0 || deja_tracer_open(&t, STORE, NULL) != 0 ||
         deja_model_load(&plugin, PLUGIN) != 0 || deja_model_load(&runner, RUNNER) != 0 ||
+        (runner_pids[0] = newest_child()) == 0 ||
         deja_model_load(&bplugin, PLUGIN ":batched") != 0 ||
-        deja_model_load(&brunner, RUNNER " batched") != 0) {
+        deja_model_load(&brunner, RUNNER " batched") != 0 ||
+        (runner_pids[1] = newest_child()) == 0) {
         fprintf(stderr, "deja-bench-exec: %s\n", deja_error_last());
         goto cleanup;
     }
@@ -211,15 +285,15 @@ int main(int argc, char **argv)
            "%zu rounds of %zu; target <= %.0f us added)\n",
            rounds, n, TARGET_US);
     printf("  2 draws asked one at a time (3 round trips per inference):\n");
-    if (measure("record", t, plugin, runner, 0, rounds, n) != 0 ||
-        measure("replay", t, plugin, runner, 1, rounds, n) != 0)
+    if (measure("record", t, plugin, runner, 0, 3, rounds, n) != 0 ||
+        measure("replay", t, plugin, runner, 1, 3, rounds, n) != 0)
         goto cleanup;
     printf("  2 draws asked at once, deja_ctx_rng_fill (2 round trips):\n");
-    if (measure("record", t, bplugin, brunner, 0, rounds, n) != 0 ||
-        measure("replay", t, bplugin, brunner, 1, rounds, n) != 0)
+    if (measure("record", t, bplugin, brunner, 0, 2, rounds, n) != 0 ||
+        measure("replay", t, bplugin, brunner, 1, 2, rounds, n) != 0)
         goto cleanup;
-    printf("  floor: one round trip between two processes over a socket pair: %.2f us\n",
-           floor_us(rounds, n));
+    printf("  (floor: one round trip of 8 bytes between two processes over a socket pair,\n"
+           "   timed between the rounds; the rest: deja's own work and the scheduler's)\n");
     rc = 0;
 cleanup:
     deja_model_free(brunner);
@@ -227,6 +301,7 @@ cleanup:
     deja_model_free(runner);
     deja_model_free(plugin);
     deja_tracer_close(t);
+    ping_stop();
     if (system("rm -rf '" STORE "'") != 0)
         rc = 2;
     return rc;
