@@ -188,9 +188,9 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     if (t->has_env) {
         char env[33];
         deja_digest_format(&t->env, env);
-        bad = bad || jset(obj, "env_digest", json_string(env)) < 0;
+        bad = bad || jset(obj, "environment_digest", json_string(env)) < 0;
     } else {
-        bad = bad || jset(obj, "env_digest", json_null()) < 0;
+        bad = bad || jset(obj, "environment_digest", json_null()) < 0;
     }
     json_decref(model);
     json_decref(params);

@@ -96,7 +96,7 @@ static json_t *result_json(const deja_bisect_result *r)
         }
         one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", id, "verdict",
                               deja_verdict_name(e->verdict), "detail", e->detail, "label_changed",
-                              e->label_changed, "environment", env)
+                              e->label_changed, "environment_changes", env)
                   : NULL;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }

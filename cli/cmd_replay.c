@@ -334,7 +334,7 @@ static json_t *result_json(const deja_replay_result *r)
         json_t *d = cli_diff_json(r->diff);
         bad |= !d || json_object_set_new(o, "diff", d) != 0;
     }
-    bad |= json_set_lines(o, "environment", r->env, r->nenv) != 0;
+    bad |= json_set_lines(o, "environment_changes", r->env, r->nenv) != 0;
     bad |= json_set_lines(o, "unrecorded", r->unrecorded, r->nunrecorded) != 0;
     if (r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
         bad |= json_set_lines(o, "varying", r->varying, r->nvarying) != 0;

@@ -296,7 +296,7 @@ static int show_json(const deja_trace *t, const deja_env *env)
 
     if (obj != NULL) {
         json_t *e = env != NULL ? cli_env_json(env) : json_null();
-        if (e == NULL || json_object_set_new(obj, "env", e) != 0) {
+        if (e == NULL || json_object_set_new(obj, "environment", e) != 0) {
             json_decref(obj);
             obj = NULL;
         }

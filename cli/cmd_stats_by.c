@@ -92,7 +92,7 @@ static int print_json(const deja_health *h, const char *by, int64_t every_ns)
         char when[64];
         json_t *row;
 
-        cli_format_utc(r->bucket_ns, when, sizeof when);
+        cli_format_rfc3339(r->bucket_ns, when, sizeof when);
         row = json_pack(
             "{s:s, s:I, s:f, s:I, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:I, s:I}", "group", r->group,
             "traces", (json_int_t)r->traces, "error_rate",

@@ -205,7 +205,7 @@ static void test_cli__run_and_read_back(void **state)
     t = find_tensor(json_object_get(j, "outputs"), "completion");
     assert_string_equal(json_string_value(json_object_get(t, "dtype")), "utf8");
     assert_true(json_string_length(json_object_get(t, "text")) > 0);
-    assert_true(json_is_object(json_object_get(j, "env")));
+    assert_true(json_is_object(json_object_get(j, "environment")));
     assert_true(json_array_size(json_object_get(j, "seeds")) +
                     json_array_size(json_object_get(j, "rng")) >
                 0);

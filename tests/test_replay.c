@@ -444,7 +444,7 @@ static void test_replay__cli(void **state)
         assert_int_equal(replay_run_deja(out, sizeof(out), err, sizeof(err),
                                          "replay --tag env=x --model textgen-v6 --json"),
                          1);
-        assert_non_null(strstr(out, "\"environment\":[\""));
+        assert_non_null(strstr(out, "\"environment_changes\":[\""));
     }
 
     /* Classifier v3 is close. */
