@@ -74,6 +74,7 @@ int cmd_show(const cli_global *g, int argc, char **argv);
 int cmd_stats(const cli_global *g, int argc, char **argv);
 int cmd_verify(const cli_global *g, int argc, char **argv);
 int cmd_gc(const cli_global *g, int argc, char **argv);
+int cmd_compact(const cli_global *g, int argc, char **argv);
 int cmd_replay(const cli_global *g, int argc, char **argv);
 int cmd_diff(const cli_global *g, int argc, char **argv);
 int cmd_bisect(const cli_global *g, int argc, char **argv);

@@ -13,7 +13,9 @@ const char cli_stats_help[] =
     "Show the store's figures: traces, blobs, environments, bytes before and after\n"
     "deduplication and compression, the ratios, compression dictionaries, traces\n"
     "dropped, sampled out or redacted by tracers, traces flagged by a validation\n"
-    "rule at record time (tag deja.invalid), and the on-disk format version.\n"
+    "rule at record time (tag deja.invalid), the on-disk format version, and the\n"
+    "size of the store's file with the space free inside it (`deja compact` gives\n"
+    "it back).\n"
     "\n"
     "With --by: health per group -- traces, errors and error rate, invalid traces,\n"
     "latency p50/p95/p99 (recorded durations, 1% relative error), mean input and\n"
@@ -42,7 +44,7 @@ static void print_bytes(const char *label, uint64_t v)
 }
 
 /* The JSON form. */
-static int stats_json(const deja_store_stats *st, uint64_t invalid)
+static int stats_json(const deja_store_stats *st, uint64_t invalid, uint64_t free_bytes)
 {
     json_t *obj = json_pack(
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I}", "traces",
@@ -57,6 +59,8 @@ static int stats_json(const deja_store_stats *st, uint64_t invalid)
 
     if (obj != NULL)
         json_object_set_new(obj, "invalid", json_integer((json_int_t)invalid));
+    if (obj != NULL)
+        json_object_set_new(obj, "free_bytes", json_integer((json_int_t)free_bytes));
     return cli_json_print(obj);
 }
 
@@ -65,7 +69,7 @@ int cmd_stats(const cli_global *g, int argc, char **argv)
 {
     deja_store *store = NULL;
     deja_store_stats st;
-    uint64_t invalid = 0;
+    uint64_t invalid = 0, file_bytes = 0, free_bytes = 0;
     int json = 0;
     int ret = CLI_EXIT_TROUBLE;
     int rc;
@@ -79,12 +83,14 @@ int cmd_stats(const cli_global *g, int argc, char **argv)
     rc = deja_store_stats_get(store, &st);
     if (rc == 0)
         rc = deja_store_invalid_count(store, &invalid);
+    if (rc == 0)
+        rc = deja_store_space(store, &file_bytes, &free_bytes);
     if (rc < 0) {
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
     if (json) {
-        if (stats_json(&st, invalid) < 0) {
+        if (stats_json(&st, invalid, free_bytes) < 0) {
             cli_error("out of memory printing stats");
             goto cleanup;
         }
@@ -97,6 +103,7 @@ int cmd_stats(const cli_global *g, int argc, char **argv)
         print_bytes("unique bytes", st.unique_bytes);
         print_bytes("stored bytes", st.stored_bytes);
         print_bytes("file bytes", st.file_bytes);
+        print_bytes("free in the file", free_bytes);
         printf("%-22s %.2fx (unique / stored)\n", "compression ratio",
                ratio(st.unique_bytes, st.stored_bytes));
         printf("%-22s %.2fx (raw / unique)\n", "dedup ratio", ratio(st.raw_bytes, st.unique_bytes));

@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"stats", cmd_stats, "store size, dedup and compression ratios"},
     {"verify", cmd_verify, "check the store's integrity"},
     {"gc", cmd_gc, "delete old traces and what only they referenced"},
+    {"compact", cmd_compact, "rewrite the store without its free space, atomically"},
     {"replay", cmd_replay, "re-run traces on a model and diff the outputs"},
     {"diff", cmd_diff, "diff the outputs of two recorded traces"},
     {"bisect", cmd_bisect, "find the first model version that diverges"},

@@ -41,6 +41,8 @@ const char *deja_strerror(int code)
         return "queue full";
     case DEJA_EMODEL:
         return "model error";
+    case DEJA_EBUSY:
+        return "busy";
     default:
         return "unknown error";
     }

@@ -60,6 +60,7 @@ enum {
     DEJA_EVERSION = -7,   /* written by a newer deja, or another plugin ABI */
     DEJA_EFULL = -8,      /* the tracer queue is full and the policy is drop */
     DEJA_EMODEL = -9,     /* a model plugin failed or returned an error */
+    DEJA_EBUSY = -10,     /* the store is open for writing elsewhere */
 };
 
 /* Name of a return code ("not found", "corrupt", ...). Never NULL. */
@@ -435,6 +436,21 @@ typedef struct deja_store_stats {
 } deja_store_stats;
 
 DEJA_API int deja_store_stats_get(deja_store *store, deja_store_stats *out);
+
+/* The LMDB file's size and the bytes inside it that hold nothing (pages
+ * freed by deletions, and the unused tail), which deja_store_compact()
+ * gives back. */
+DEJA_API int deja_store_space(deja_store *store, uint64_t *file_bytes, uint64_t *free_bytes);
+
+/* Rewrite the store at `path` compacted (as `mdb_copy -c` does: live pages
+ * only, the free pages dropped) and put it in place atomically: the new
+ * store directory is exchanged with the old one in one rename, so a reader
+ * sees either store, whole. Processes that had the store open for reading
+ * keep reading the old copy until they reopen it. Refused with DEJA_EBUSY
+ * while any process has the store open for writing (a tracer, `deja run`,
+ * import, gc); a writer that opens the store while compact runs waits for it.
+ * The file sizes before and after go to *before and *after (may be NULL). */
+DEJA_API int deja_store_compact(const char *path, uint64_t *before, uint64_t *after);
 
 /* Check that every record decodes, every blob matches its digest, and every
  * reference (blob, environment, index entry) resolves. Each problem is

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
@@ -306,11 +307,15 @@ int deja_store_open(deja_store **out, const char *path, int flags)
         mflags |= MDB_NOSYNC;
 
     store = calloc(1, sizeof *store);
+    if (store != NULL)
+        store->writer_lock = -1;
     if (store == NULL || (store->path = strdup(path)) == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "store '%s': out of memory", path);
         goto cleanup;
     }
     store->writable = (flags & DEJA_STORE_WRITE) != 0;
+    if (store->writable && (rc = deja__store_writer_lock(path, &store->writer_lock)) != 0)
+        goto cleanup;
     if (pthread_rwlock_init(&store->resize, NULL) != 0) {
         rc = deja__error_set(DEJA_EIO, "store '%s': cannot create a lock", path);
         goto cleanup;
@@ -384,6 +389,8 @@ cleanup:
             pthread_mutex_destroy(&store->lock);
         if (locks >= 1)
             pthread_rwlock_destroy(&store->resize);
+        if (store->writer_lock >= 0)
+            close(store->writer_lock);
         free(store->path);
         free(store);
     }
@@ -405,6 +412,8 @@ void deja_store_close(deja_store *store)
     pthread_mutex_destroy(&store->wlock);
     pthread_mutex_destroy(&store->lock);
     pthread_rwlock_destroy(&store->resize);
+    if (store->writer_lock >= 0)
+        close(store->writer_lock);
     free(store->path);
     free(store);
 }

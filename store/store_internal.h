@@ -84,6 +84,7 @@ struct deja_store {
      * write transaction at a time (LMDB serialises the transactions too, but
      * the sample bookkeeping reaches past begin and commit). */
     pthread_mutex_t wlock;
+    int writer_lock; /* flock'd STORE/writer.lock of a writable handle, else -1 */
     void *cctx; /* ZSTD_CCtx * */
     deja__buf samples;
     size_t *sample_sizes;
@@ -114,6 +115,11 @@ void deja__rtxn_end(deja_store *store, MDB_txn *txn);
 
 /* Map an LMDB error to a deja code with a message naming `what`. */
 int deja__mdb_error(int rc, const char *what);
+
+/* Open STORE/writer.lock and hold a shared flock on it in *fd: every
+ * writable handle does, so that deja_store_compact() knows writers are
+ * about (store/compact.c). Waits while a compaction runs. */
+int deja__store_writer_lock(const char *path, int *fd);
 
 /* Compress `size` bytes into a record (header + payload) in `out`, with
  * dictionary `dict_id` (0 for none). Falls back to raw when compressing does

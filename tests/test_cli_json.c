@@ -353,6 +353,10 @@ static void test_cli_json__every_command_as_documented(void **state)
         check_command(a, 0, NULL, "gc");
     }
     {
+        const char *a[] = {"compact", "--json", NULL};
+        check_command(a, 0, NULL, "compact");
+    }
+    {
         const char *a[] = {"replay", "--model", "textgen-v4", "--json", NULL};
         assert_true(check_command(a, 1, "replay_result", "replay_summary") >= 3);
     }
