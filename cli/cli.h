@@ -183,7 +183,8 @@ enum {
     "  --since T          only traces started at or after T\n"                                     \
     "  --until T          only traces started before T\n"                                          \
     "                     T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"      \
-    "                     or a time ago: 30s, 10m, 2h, 3d, 1w\n"                                   \
+    "                     today, yesterday, @1764590000 (Unix seconds), or a time ago:\n"           \
+    "                     30s, 10m, 2h, 3d, 1w, 1h30m\n"                                           \
     "  --status S         ok or error\n"                                                           \
     "  --tag K=V          only traces tagged K=V (repeatable: all must match)\n"                   \
     "  --limit N          at most N traces\n"
@@ -221,9 +222,10 @@ int cli_parse_kv(const char *text, char **key, char **value);
 
 /* Parse a time for --since/--until into Unix nanoseconds: RFC 3339
  * ("2026-11-27T14:03:00Z", "...T14:03:00.250+02:00"), local "2026-11-27
- * 14:03[:05]", a local date "2026-11-27" (its midnight), or a duration ago
- * "30s", "10m", "2h", "3d", "1w" relative to `now_ns`. 0 on success, -1 on
- * anything else. */
+ * 14:03[:05]", a local date "2026-11-27" (its midnight), "today" or
+ * "yesterday" (local midnight), "now", Unix seconds "@1764590000[.5]", or a
+ * duration ago relative to `now_ns`: "30s", "10m", "2h", "3d", "1w", or
+ * compound "1h30m". 0 on success, -1 on anything else. */
 int cli_parse_time(const char *text, int64_t now_ns, int64_t *out);
 
 /* The current Unix time in nanoseconds. */

@@ -35,41 +35,101 @@ static int read_digits(const char **p, int n, int *out)
     return 0;
 }
 
-/* A relative time "10m" ago; 1 if `text` is not of that form, -1 if bad. */
+/* A duration ago: "10m", or compound "1h30m", "2d12h", "1w2d" (units w, d,
+ * h, m, s, each a whole number). 1 if `text` is not of that form, -1 if bad
+ * (an overflow), else 0 with `now_ns` minus the duration in *out. */
 static int parse_ago(const char *text, int64_t now_ns, int64_t *out)
 {
-    uint64_t n = 0;
-    int64_t unit;
-    size_t len = strlen(text);
-    char num[32];
+    const int64_t max_s = INT64_MAX / 1000000000;
+    const char *p = text;
+    int64_t total = 0;
 
-    if (len < 2 || len >= sizeof num || !isdigit((unsigned char)text[0]))
+    if (!isdigit((unsigned char)*p))
         return 1;
-    switch (text[len - 1]) {
-    case 's':
-        unit = 1;
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    case 'w':
-        unit = 7 * 86400;
-        break;
-    default:
-        return 1;
+    while (*p != '\0') {
+        int64_t n = 0, unit;
+        if (!isdigit((unsigned char)*p))
+            return 1;
+        for (; isdigit((unsigned char)*p); p++) {
+            if (n > (max_s - (*p - '0')) / 10)
+                return -1;
+            n = n * 10 + (*p - '0');
+        }
+        switch (*p++) {
+        case 's':
+            unit = 1;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'd':
+            unit = 86400;
+            break;
+        case 'w':
+            unit = 7 * 86400;
+            break;
+        default:
+            return 1;
+        }
+        if (n > (max_s - total) / unit)
+            return -1;
+        total += n * unit;
     }
-    memcpy(num, text, len - 1);
-    num[len - 1] = '\0';
-    if (cli_parse_u64(num, (uint64_t)(INT64_MAX / 1000000000 / unit), &n) < 0)
-        return 1;
-    *out = now_ns - (int64_t)n * unit * 1000000000;
+    *out = now_ns - total * 1000000000;
     return 0;
+}
+
+/* "today" and "yesterday" (local midnight), "now", and "@SECONDS[.FRACTION]"
+ * (Unix time). 1 if `text` is none of these, -1 if bad, else 0. */
+static int parse_named(const char *text, int64_t now_ns, int64_t *out)
+{
+    if (strcmp(text, "now") == 0) {
+        *out = now_ns;
+        return 0;
+    }
+    if (strcmp(text, "today") == 0 || strcmp(text, "yesterday") == 0) {
+        const time_t now_s = (time_t)(now_ns / 1000000000);
+        struct tm tm;
+        time_t midnight;
+        if (localtime_r(&now_s, &tm) == NULL)
+            return -1;
+        tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+        tm.tm_mday -= text[0] == 'y'; /* mktime normalises the 0th */
+        tm.tm_isdst = -1;
+        midnight = mktime(&tm);
+        if (midnight == (time_t)-1)
+            return -1;
+        *out = (int64_t)midnight * 1000000000;
+        return 0;
+    }
+    if (text[0] == '@') {
+        const char *p = text + 1;
+        int64_t secs = 0, frac = 0, scale = 100000000;
+        int neg = *p == '-';
+        p += neg;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        for (; isdigit((unsigned char)*p); p++) {
+            if (secs > (INT64_MAX / 1000000000 - 1 - (*p - '0')) / 10)
+                return -1;
+            secs = secs * 10 + (*p - '0');
+        }
+        if (*p == '.') {
+            p++;
+            if (!isdigit((unsigned char)*p))
+                return -1;
+            for (; isdigit((unsigned char)*p); p++, scale /= 10)
+                frac += (*p - '0') * scale;
+        }
+        if (*p != '\0')
+            return -1;
+        *out = (neg ? -1 : 1) * (secs * 1000000000 + frac);
+        return 0;
+    }
+    return 1;
 }
 
 /* Parse --since/--until times; see cli.h. */
@@ -84,6 +144,9 @@ int cli_parse_time(const char *text, int64_t now_ns, int64_t *out)
     time_t secs;
     int r = parse_ago(text, now_ns, out);
 
+    if (r <= 0)
+        return r;
+    r = parse_named(text, now_ns, out);
     if (r <= 0)
         return r;
     if (read_digits(&p, 4, &year) < 0 || *p++ != '-' || read_digits(&p, 2, &mon) < 0 ||

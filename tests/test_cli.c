@@ -500,7 +500,7 @@ static void test_cli__filters(void **state)
     assert_non_null(strstr(r.out, "error"));
     cli_run_free(&r);
 
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--since", "yesterday", NULL),
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--since", "last week", NULL),
                      0);
     assert_int_equal(r.status, 2);
     cli_assert_one_error(&r, "--since");
@@ -767,7 +767,28 @@ static void test_cli__parse_time(void **state)
     assert_true(t == now - (int64_t)3 * 86400 * 1000000000);
     assert_int_equal(cli_parse_time("2026-02-30", now, &t), -1);
     assert_int_equal(cli_parse_time("2026-11-27T25:00Z", now, &t), -1);
-    assert_int_equal(cli_parse_time("yesterday", now, &t), -1);
+    /* Named days are local midnights (TZ=UTC here), compound durations
+     * add up, @N is Unix seconds. */
+    assert_int_equal(cli_parse_time("today", now, &t), 0);
+    assert_true(t == (now / 1000000000 / 86400) * 86400 * 1000000000);
+    assert_int_equal(cli_parse_time("yesterday", now, &t), 0);
+    assert_true(t == ((now / 1000000000 / 86400) - 1) * 86400 * 1000000000);
+    assert_int_equal(cli_parse_time("1h30m", now, &t), 0);
+    assert_true(t == now - (int64_t)5400 * 1000000000);
+    assert_int_equal(cli_parse_time("1w2d3h4m5s", now, &t), 0);
+    assert_true(t == now - (int64_t)(9 * 86400 + 3 * 3600 + 4 * 60 + 5) * 1000000000);
+    assert_int_equal(cli_parse_time("@1764590000", now, &t), 0);
+    assert_true(t == (int64_t)1764590000 * 1000000000);
+    assert_int_equal(cli_parse_time("@1764590000.25", now, &t), 0);
+    assert_true(t == (int64_t)1764590000 * 1000000000 + 250000000);
+    assert_int_equal(cli_parse_time("now", now, &t), 0);
+    assert_true(t == now);
+    assert_int_equal(cli_parse_time("1h30", now, &t), -1);
+    assert_int_equal(cli_parse_time("1h30x", now, &t), -1);
+    assert_int_equal(cli_parse_time("@", now, &t), -1);
+    assert_int_equal(cli_parse_time("@12x", now, &t), -1);
+    assert_int_equal(cli_parse_time("99999999999999999999d", now, &t), -1);
+    assert_int_equal(cli_parse_time("tomorrow", now, &t), -1);
     assert_int_equal(cli_parse_time("10x", now, &t), -1);
     assert_int_equal(cli_parse_time("2026-11-27T14:03:00Zjunk", now, &t), -1);
     assert_int_equal(cli_parse_time("", now, &t), -1);

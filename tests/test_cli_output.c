@@ -191,12 +191,35 @@ static void test_cli_output__global_options_anywhere(void **state)
     cli_run_free(&want);
 }
 
+/* The time forms of --since/--until on the command line. */
+static void test_cli_output__time_forms(void **state)
+{
+    static const struct {
+        const char *opt, *value;
+        size_t lines;
+    } cases[] = {
+        {"--since", "@0", 2},      {"--until", "@0", 0},       {"--since", "1h30m", 2},
+        {"--since", "yesterday", 2}, {"--until", "yesterday", 0}, {"--until", "now", 2},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cli_run r;
+        assert_int_equal(
+            cli_exec(&r, NULL, NULL, "--store", store, "ls", cases[i].opt, cases[i].value, NULL), 0);
+        if (r.status != 0 || cli_count_lines(r.out) != cases[i].lines)
+            fail_msg("ls %s %s: exit %d, %zu lines (%s)", cases[i].opt, cases[i].value, r.status,
+                     cli_count_lines(r.out), r.err);
+        cli_run_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_output__full_disk_is_an_error),
         cmocka_unit_test(test_cli_output__closed_pipe),
         cmocka_unit_test(test_cli_output__global_options_anywhere),
+        cmocka_unit_test(test_cli_output__time_forms),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
