@@ -151,3 +151,8 @@ else
 fi
 
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"
+# Go on typing the README's commands in this shell: these two lines put the
+# built `deja` on PATH and its example plugins on the plugin path.
+printf '\nTo go on with the README'"'"'s commands, paste:\n'
+printf 'export PATH="%s/bin:$PATH" DEJA_STORE="%s"\n' "$BUILD" "$DEJA_STORE"
+printf 'export DEJA_PLUGIN_PATH="%s/lib"\n' "$BUILD"
