@@ -316,6 +316,11 @@ void cli_format_utc(int64_t unix_ns, char *out, size_t cap);
  * form of every time in JSON output (beside its *_ns integer). */
 void cli_format_rfc3339(int64_t unix_ns, char *out, size_t cap);
 
+/* "1 trace", "2 traces": `n` and `noun`, with an s unless n is 1. The
+ * string is in one of 8 static buffers used in turn (so that one printf may
+ * take several); main thread only. */
+const char *cli_count(uint64_t n, const char *noun);
+
 /* Write a duration "350us", "12.3ms", "1.25s" into `out`. */
 void cli_format_duration(int64_t ns, char *out, size_t cap);
 

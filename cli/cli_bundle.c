@@ -210,9 +210,8 @@ static void info_text(FILE *fp, const char *path, const deja_bundle_info *info)
     cli_put_term(fp, info->deja_version);
     fprintf(fp, " at %s\n", created);
     fprintf(fp, "size      %s (%s of records), checksum %s\n", size, body, sum);
-    fprintf(fp, "holds     %llu traces, %llu blobs, %llu environments\n",
-            (unsigned long long)info->traces, (unsigned long long)info->blobs,
-            (unsigned long long)info->envs);
+    fprintf(fp, "holds     %s, %s, %s\n", cli_count(info->traces, "trace"),
+            cli_count(info->blobs, "blob"), cli_count(info->envs, "environment"));
     print_models_and_plugin(fp, info, 0);
 }
 

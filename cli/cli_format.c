@@ -282,3 +282,14 @@ void cli_print_preview(FILE *fp, const deja_tensor *t, size_t max_chars)
             fputs("...", fp);
     }
 }
+
+/* "1 trace", "2 traces"; see cli.h. */
+const char *cli_count(uint64_t n, const char *noun)
+{
+    static char bufs[8][64];
+    static unsigned next;
+    char *b = bufs[next++ % 8];
+
+    snprintf(b, sizeof bufs[0], "%llu %s%s", (unsigned long long)n, noun, n == 1 ? "" : "s");
+    return b;
+}

@@ -125,7 +125,8 @@ static void result_print(const deja_bisect_result *r, const char *const *specs, 
     size_t i, k, shown = 0, pass;
     printf("first bad version: %s (version %zu of %zu); last good: %s\n", r->first_bad_spec,
            r->first_bad + 1, nspecs, specs[r->last_good]);
-    printf("evidence: %zu of %zu traces on %s%s:\n", r->nevidence, ntraces, r->first_bad_spec,
+    printf("evidence: %zu of %s on %s%s:\n", r->nevidence, cli_count(ntraces, "trace"),
+           r->first_bad_spec,
            r->nevidence > EVIDENCE_SHOWN ? " (changed labels first)" : "");
     /* Changed labels first: they are what a user reported. */
     for (pass = 0; pass < 2; pass++) {

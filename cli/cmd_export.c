@@ -226,9 +226,8 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         char size[32];
 
         cli_format_bytes(info->file_bytes, size, sizeof size);
-        printf("exported %llu traces, %llu blobs, %llu environments to %s (%s)\n",
-               (unsigned long long)info->traces, (unsigned long long)info->blobs,
-               (unsigned long long)info->envs, out, size);
+        printf("exported %s, %s, %s to %s (%s)\n", cli_count(info->traces, "trace"),
+               cli_count(info->blobs, "blob"), cli_count(info->envs, "environment"), out, size);
     }
     ret = CLI_EXIT_OK;
 

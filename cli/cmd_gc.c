@@ -95,10 +95,9 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
         }
     } else {
         cli_format_bytes(st.bytes, freed, sizeof freed);
-        printf("%s %llu traces, %llu blobs, %llu chunks, %llu environments (%s freed)\n",
-               o.dry_run ? "would delete" : "deleted", (unsigned long long)st.traces,
-               (unsigned long long)st.blobs, (unsigned long long)st.chunks,
-               (unsigned long long)st.envs, freed);
+        printf("%s %s, %s, %s, %s (%s freed)\n", o.dry_run ? "would delete" : "deleted",
+               cli_count(st.traces, "trace"), cli_count(st.blobs, "blob"),
+               cli_count(st.chunks, "chunk"), cli_count(st.envs, "environment"), freed);
     }
     ret = CLI_EXIT_OK;
 

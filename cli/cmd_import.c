@@ -82,11 +82,10 @@ int cmd_import(const cli_global *g, int argc, char **argv)
             goto cleanup;
         }
     } else {
-        printf("imported %llu traces (%llu already present), %llu blobs (%llu new), "
-               "%llu environments (%llu new)\n",
-               (unsigned long long)st.traces_added,
-               (unsigned long long)(st.traces - st.traces_added), (unsigned long long)st.blobs,
-               (unsigned long long)st.blobs_added, (unsigned long long)st.envs,
+        printf("imported %s (%llu already present), %s (%llu new), %s (%llu new)\n",
+               cli_count(st.traces_added, "trace"),
+               (unsigned long long)(st.traces - st.traces_added), cli_count(st.blobs, "blob"),
+               (unsigned long long)st.blobs_added, cli_count(st.envs, "environment"),
                (unsigned long long)st.envs_added);
     }
     ret = CLI_EXIT_OK;

@@ -566,8 +566,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         goto cleanup;
     }
     if (sum.diverged > 0) {
-        fprintf(stderr, "deja: replay: %zu of %zu traces diverged on %s\n", sum.diverged, sum.total,
-                s.spec);
+        fprintf(stderr, "deja: replay: %zu of %s diverged on %s\n", sum.diverged,
+                cli_count(sum.total, "trace"), s.spec);
         ret = CLI_EXIT_DIFF;
         goto cleanup;
     }

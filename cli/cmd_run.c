@@ -645,7 +645,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fflush(stdout);
-    fprintf(stderr, "recorded %zu traces (%zu errors) in %.1f s\n", s.recorded, s.errors,
+    fprintf(stderr, "recorded %s (%s) in %.1f s\n", cli_count(s.recorded, "trace"),
+            cli_count(s.errors, "error"),
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     if (s.bad_lines > 0) {
         cli_error("%zu request lines could not be recorded", s.bad_lines);

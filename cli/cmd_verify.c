@@ -64,12 +64,11 @@ int cmd_verify(const cli_global *g, int argc, char **argv)
                                      (json_int_t)st.blobs)) < 0)
             s.failed = 1;
     } else if (problems == 0) {
-        printf("store OK: %llu traces, %llu blobs verified\n", (unsigned long long)st.traces,
-               (unsigned long long)st.blobs);
+        printf("store OK: %s, %s verified\n", cli_count(st.traces, "trace"),
+               cli_count(st.blobs, "blob"));
     } else {
-        printf("store has %d problem%s (%llu traces, %llu blobs)\n", problems,
-               problems == 1 ? "" : "s", (unsigned long long)st.traces,
-               (unsigned long long)st.blobs);
+        printf("store has %s (%s, %s)\n", cli_count((uint64_t)problems, "problem"),
+               cli_count(st.traces, "trace"), cli_count(st.blobs, "blob"));
     }
     fflush(stdout);
     if (s.failed) {

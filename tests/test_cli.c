@@ -357,7 +357,7 @@ static void test_cli__model_error(void **state)
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "error"));
     assert_non_null(strstr(r.out, "prompt"));
-    assert_non_null(strstr(r.err, "recorded 2 traces (1 errors)"));
+    assert_non_null(strstr(r.err, "recorded 2 traces (1 error)"));
     cli_run_free(&r);
     assert_int_equal(ls_count(store, "--status", "error", NULL, NULL), 1);
     assert_int_equal(ls_count(store, "--status", "ok", NULL, NULL), 1);

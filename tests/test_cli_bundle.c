@@ -148,11 +148,11 @@ static void test_cli_bundle__round_trip_is_byte_identical(void **state)
     (void)state;
 
     ok(&r, store_a, "export", "-o", file, NULL, NULL);
-    assert_non_null(strstr(r.out, "exported 4 traces, 1 blobs, 1 environments to "));
+    assert_non_null(strstr(r.out, "exported 4 traces, 1 blob, 1 environment to "));
     cli_run_free(&r);
     ok(&r, store_b, "import", file, NULL, NULL, NULL);
-    assert_string_equal(r.out, "imported 4 traces (0 already present), 1 blobs (1 new), "
-                               "1 environments (1 new)\n");
+    assert_string_equal(r.out, "imported 4 traces (0 already present), 1 blob (1 new), "
+                               "1 environment (1 new)\n");
     assert_string_equal(r.err, "");
     cli_run_free(&r);
 
@@ -212,7 +212,7 @@ static void test_cli_bundle__used_in_place(void **state)
     assert_int_equal(list_ids(store_a, ids), 4);
 
     ok(&r, nostore, "show", file, NULL, NULL, NULL);
-    assert_non_null(strstr(r.out, "holds     4 traces, 1 blobs, 1 environments"));
+    assert_non_null(strstr(r.out, "holds     4 traces, 1 blob, 1 environment"));
     for (size_t i = 0; i < 4; i++)
         assert_non_null(strstr(r.out, ids[i]));
     cli_run_free(&r);
@@ -268,8 +268,8 @@ static void test_cli_bundle__import_twice_changes_nothing(void **state)
     }
     cli_run_free(&r);
     ok(&r, store_c, "import", file, NULL, NULL, NULL);
-    assert_string_equal(r.out, "imported 0 traces (4 already present), 1 blobs (0 new), "
-                               "1 environments (0 new)\n");
+    assert_string_equal(r.out, "imported 0 traces (4 already present), 1 blob (0 new), "
+                               "1 environment (0 new)\n");
     cli_run_free(&r);
     assert_file_holds(data, before, nb);
     free(before);
@@ -368,8 +368,8 @@ static void test_cli_bundle__shared_input_is_stored_once(void **state)
     json_decref(j);
     cli_run_free(&r);
     ok(&r, dst, "import", file, NULL, NULL, NULL);
-    assert_string_equal(r.out, "imported 1000 traces (0 already present), 1 blobs (1 new), "
-                               "1 environments (1 new)\n");
+    assert_string_equal(r.out, "imported 1000 traces (0 already present), 1 blob (1 new), "
+                               "1 environment (1 new)\n");
     cli_run_free(&r);
     ok(&r, dst, "stats", "--json", NULL, NULL, NULL);
     j = json_loads(r.out, 0, NULL);
@@ -511,7 +511,7 @@ static void test_cli_bundle__open_source_tells_bundles_apart(void **state)
         close(saved);
         text = cli_slurp(out, NULL);
         assert_non_null(text);
-        assert_non_null(strstr(text, "holds     4 traces, 1 blobs, 1 environments\n"));
+        assert_non_null(strstr(text, "holds     4 traces, 1 blob, 1 environment\n"));
         assert_non_null(strstr(text, "model     textgen 1, digest "));
         assert_non_null(strstr(text, "textgen@1  ok"));
         line = strstr(text, "{\"bundle\":");

@@ -211,7 +211,7 @@ static void test_health__cli_stats_by(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "traces")), 200);
     assert_string_equal(
         json_string_value(json_object_get(json_array_get(json_object_get(j, "rows"), 0), "bucket")),
-        "2025-11-24T16:00:00.000Z");
+        "2025-11-24T16:00:00.000000000Z"); /* RFC 3339 with nanoseconds, as every JSON time */
     json_decref(j);
     cli_run_free(&r);
 
