@@ -54,6 +54,32 @@ int cli_global_options(int *argc, char **argv, int from, cli_global_opts *opts);
  * empty or TERM is "dumb". Returns 0, or -1 after a message on stderr. */
 int cli_color_mode(const char *option, int *color);
 
+/* ------------------------------------------------------------------------
+ * Terminals: cli/cli_terminal.c
+ * ---------------------------------------------------------------------- */
+
+#define CLI_SGR_RESET "\033[0m"
+#define CLI_SGR_RED "\033[31m"
+#define CLI_SGR_GREEN "\033[32m"
+#define CLI_SGR_YELLOW "\033[33m"
+#define CLI_SGR_BOLD "\033[1m"
+
+/* The width in columns of the terminal on stdout (TIOCGWINSZ, else
+ * $COLUMNS, else 80), or 0 when stdout is not a terminal. */
+int cli_term_width(void);
+
+/* Write the `len` bytes of `line` (no newline) on `fp`, cut to `width`
+ * columns with a final "…" when longer (width <= 0: whole). A UTF-8
+ * character counts one column, colour escapes none. */
+void cli_put_fitted(FILE *fp, const char *line, size_t len, int width);
+
+/* `sgr` (a CLI_SGR_* escape) when g says to colour stdout, else "". */
+const char *cli_sgr(const cli_global *g, const char *sgr);
+
+/* The colour of a verdict or a status name: green for same and ok, yellow
+ * for close and nondeterministic, red for the rest. */
+const char *cli_verdict_sgr(const char *name);
+
 /* Flush and close standard output. Returns `ret`, or CLI_EXIT_TROUBLE after
  * "deja: cannot write the output: <why>" on stderr when any write to it
  * failed (a full disk, a closed pipe whose SIGPIPE was ignored). */

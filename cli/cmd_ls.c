@@ -20,38 +20,52 @@ static const char help[] =
 #define PREVIEW_CHARS 40
 
 typedef struct ls_state {
+    const cli_global *g;
+    int width; /* the terminal's, to fit lines to; 0 when not a terminal */
     int json;
     size_t listed;
     size_t bad;
     int failed; /* out of memory printing */
 } ls_state;
 
-/* Print one trace in the human form. */
-static void print_line(const deja_trace *t)
+/* Print one trace in the human form: on a terminal, fitted to its width
+ * (long tags and previews end in "…") and with the status coloured. */
+static void print_line(const ls_state *s, const deja_trace *t)
 {
     char id[DEJA_ID_STRLEN + 1];
     char when[64];
     char dur[32];
+    char *line = NULL;
+    size_t len = 0;
+    FILE *mem = s->width > 0 ? open_memstream(&line, &len) : NULL;
+    FILE *fp = mem != NULL ? mem : stdout;
+    const char *status = cli_status_name(t->status);
 
     deja_id_format(&t->id, id);
     cli_format_local(t->start_ns, when, sizeof when);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
-    printf("%s  %s  ", id, when);
-    cli_put_term(stdout, t->model_name ? t->model_name : "?");
-    fputc('@', stdout);
-    cli_put_term(stdout, t->model_version ? t->model_version : "?");
-    printf("  %-5s  %7s  ", cli_status_name(t->status), dur);
+    fprintf(fp, "%s  %s  ", id, when);
+    cli_put_term(fp, t->model_name ? t->model_name : "?");
+    fputc('@', fp);
+    cli_put_term(fp, t->model_version ? t->model_version : "?");
+    fprintf(fp, "  %s%-5s%s  %7s  ", cli_sgr(s->g, cli_verdict_sgr(status)), status,
+            cli_sgr(s->g, CLI_SGR_RESET), dur);
     if (t->ntags == 0)
-        fputc('-', stdout);
+        fputc('-', fp);
     for (size_t i = 0; i < t->ntags; i++) {
-        fputs(i ? "," : "", stdout);
-        cli_put_term(stdout, t->tags[i].key);
-        fputc('=', stdout);
-        cli_put_term(stdout, t->tags[i].value);
+        fputs(i ? "," : "", fp);
+        cli_put_term(fp, t->tags[i].key);
+        fputc('=', fp);
+        cli_put_term(fp, t->tags[i].value);
     }
     if (t->ninputs > 0) {
-        fputs("  ", stdout);
-        cli_print_preview(stdout, &t->inputs[0], PREVIEW_CHARS);
+        fputs("  ", fp);
+        cli_print_preview(fp, &t->inputs[0], PREVIEW_CHARS);
+    }
+    if (mem != NULL) {
+        fclose(mem);
+        cli_put_fitted(stdout, line, len, s->width);
+        free(line);
     }
     fputc('\n', stdout);
 }
@@ -67,7 +81,7 @@ static int list_cb(const deja_trace *t, void *payload)
             return 1;
         }
     } else {
-        print_line(t);
+        print_line(s, t);
     }
     s->listed++;
     return 0;
@@ -91,6 +105,8 @@ int cmd_ls(const cli_global *g, int argc, char **argv)
         CLI_LONGOPTS_FILTER, CLI_LONGOPT_END,
     };
     ls_state s = {0};
+    s.g = g;
+    s.width = cli_term_width();
     cli_filter f;
     deja_store *store = NULL;
     int64_t now = cli_now_ns();

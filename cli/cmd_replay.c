@@ -243,6 +243,7 @@ json_t *cli_diff_json(const deja_diff *d)
  * ---------------------------------------------------------------------- */
 
 typedef struct replay_state {
+    const cli_global *g;
     int json;
     int oom;
     const char *spec;
@@ -369,7 +370,8 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
             printf("    %s\n", r->env[i]);
         }
     }
-    printf("%s  %-16s", id, deja_verdict_name(r->verdict));
+    printf("%s  %s%-16s%s", id, cli_sgr(s->g, cli_verdict_sgr(deja_verdict_name(r->verdict))),
+           deja_verdict_name(r->verdict), cli_sgr(s->g, CLI_SGR_RESET));
     switch (r->verdict) {
     case DEJA_VERDICT_SAME:
         printf("  %s\n", r->diff->summary);
@@ -473,6 +475,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     const char *via = NULL;
 
     memset(&s, 0, sizeof(s));
+    s.g = g;
     memset(&sum, 0, sizeof(sum));
     pthread_mutex_init(&s.lock, NULL);
     cli_filter_init(&f);

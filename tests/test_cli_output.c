@@ -15,12 +15,17 @@
 
 #include "cli_harness.h"
 
+/* The helpers under test directly: linked from deja_cli. */
+#include "cli/cli.h"
+
 static char tmp_root[] = "/tmp/deja-test-cli-output-XXXXXX";
 static char store[600];
 
 static const char requests[] =
     "{\"inputs\": {\"prompt\": \"The fox\"}, \"params\": {\"max_tokens\": 20}}\n"
-    "{\"inputs\": {\"prompt\": \"A lion lay\"}, \"params\": {\"temperature\": 0.5}}\n";
+    "{\"inputs\": {\"prompt\": \"A lion lay\"}, \"params\": {\"temperature\": 0.5}, "
+    "\"tags\": {\"user\": \"someone-with-a-very-long-name\", \"team\": "
+    "\"a-team-whose-tag-runs-past-any-terminal-of-eighty-columns\"}}\n";
 
 static int group_setup(void **state)
 {
@@ -147,7 +152,7 @@ static void test_cli_output__global_options_anywhere(void **state)
         {"--store", NULL, "ls", NULL},
         {"ls", "--store", NULL, NULL},
         {"ls", "--limit", "5", "--store", NULL, NULL},
-        {"--color=never", "ls", "--store", NULL, "--color", "always"},
+        {"--color=always", "ls", "--store", NULL, "--color", "never"}, /* the last one wins */
     };
     cli_run want, got;
 
@@ -213,6 +218,102 @@ static void test_cli_output__time_forms(void **state)
     }
 }
 
+/* cli_put_fitted: cut at the width with "…", characters not bytes,
+ * colour escapes of no width. */
+static void test_cli_output__fitted_lines(void **state)
+{
+    static const struct {
+        const char *line;
+        int width;
+        const char *want;
+    } cases[] = {
+        {"abcdef", 0, "abcdef"},
+        {"abcdef", 6, "abcdef"},
+        {"abcdef", 4, "abc\xe2\x80\xa6"},
+        {"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", 3, "\xc3\xa9\xc3\xa9\xe2\x80\xa6"},
+        {"\033[31mred\033[0m and more", 9, "\033[31mred\033[0m and \xe2\x80\xa6\033[0m"},
+        {"\033[31mred\033[0m", 3, "\033[31mred\033[0m"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out = NULL;
+        size_t len = 0;
+        FILE *fp = open_memstream(&out, &len);
+        assert_non_null(fp);
+        cli_put_fitted(fp, cases[i].line, strlen(cases[i].line), cases[i].width);
+        fclose(fp);
+        assert_string_equal(out, cases[i].want);
+        free(out);
+    }
+}
+
+/* `deja ls` in a terminal (a pty from script(1), COLUMNS wide): every line
+ * fits, the long one ends in "…", the status is coloured unless NO_COLOR;
+ * in a pipe, whole lines and no colour unless --color=always. */
+static void test_cli_output__terminal(void **state)
+{
+    char *out, *err;
+    const char *file = cli_tmp_path(tmp_root, "tty.out");
+    char cmd[1600];
+    size_t lines;
+
+    (void)state;
+    if (system("command -v script >/dev/null 2>&1") != 0)
+        skip();
+    snprintf(cmd, sizeof cmd,
+             "COLUMNS=70 script -qec '\"$DEJA\" --store \"$STORE\" ls' /dev/null | tr -d '\\r' > '%s'",
+             file);
+    assert_int_equal(sh(cmd, &err), 0);
+    free(err);
+    out = cli_slurp(file, NULL);
+    assert_non_null(out);
+    lines = cli_count_lines(out);
+    assert_int_equal(lines, 2);
+    for (size_t i = 0; i < lines; i++) {
+        char *line = cli_line(out, i);
+        size_t cols = 0;
+        for (const char *p = line; *p; p++) {
+            if (*p == '\033') {
+                while (*p && *p != 'm')
+                    p++;
+                continue;
+            }
+            cols += ((unsigned char)*p & 0xC0) != 0x80;
+        }
+        if (cols > 70)
+            fail_msg("line %zu has %zu columns: %s", i, cols, line);
+        free(line);
+    }
+    assert_non_null(strstr(out, "\xe2\x80\xa6"));
+    assert_non_null(strstr(out, "\033[32mok"));
+    free(out);
+
+    snprintf(cmd, sizeof cmd,
+             "NO_COLOR=1 COLUMNS=70 script -qec '\"$DEJA\" --store \"$STORE\" ls' /dev/null > '%s'",
+             file);
+    assert_int_equal(sh(cmd, &err), 0);
+    free(err);
+    out = cli_slurp(file, NULL);
+    assert_null(strchr(out, '\033'));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "\"$DEJA\" --store \"$STORE\" ls > '%s'", file);
+    assert_int_equal(sh(cmd, &err), 0);
+    free(err);
+    out = cli_slurp(file, NULL);
+    assert_null(strchr(out, '\033'));
+    assert_null(strstr(out, "\xe2\x80\xa6"));
+    assert_non_null(strstr(out, "a-team-whose-tag-runs-past-any-terminal-of-eighty-columns"));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "\"$DEJA\" --store \"$STORE\" ls --color=always > '%s'", file);
+    assert_int_equal(sh(cmd, &err), 0);
+    free(err);
+    out = cli_slurp(file, NULL);
+    assert_non_null(strstr(out, "\033[32mok"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +321,8 @@ int main(void)
         cmocka_unit_test(test_cli_output__closed_pipe),
         cmocka_unit_test(test_cli_output__global_options_anywhere),
         cmocka_unit_test(test_cli_output__time_forms),
+        cmocka_unit_test(test_cli_output__fitted_lines),
+        cmocka_unit_test(test_cli_output__terminal),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,88 @@
+/*
+ * cli/cli_terminal.c -- output meant for a terminal: its width, lines fitted
+ * to it, and colours (decided once in main: --color, NO_COLOR, isatty).
+ */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+/* The width of the terminal on stdout; see cli.h. */
+int cli_term_width(void)
+{
+    struct winsize ws;
+    const char *columns = getenv("COLUMNS");
+
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
+    if (columns != NULL && atoi(columns) > 0)
+        return atoi(columns);
+    return 80;
+}
+
+/* The length of the SGR escape "\033[...m" at `p`, or 0. */
+static size_t escape_len(const char *p, const char *end)
+{
+    const char *q = p + 2;
+
+    if (end - p < 3 || p[0] != '\033' || p[1] != '[')
+        return 0;
+    while (q < end && (*q == ';' || (*q >= '0' && *q <= '9')))
+        q++;
+    return q < end && *q == 'm' ? (size_t)(q - p) + 1 : 0;
+}
+
+/* Write `line` fitted to `width` columns; see cli.h. */
+void cli_put_fitted(FILE *fp, const char *line, size_t len, int width)
+{
+    const char *p = line, *end = line + len, *cut = NULL;
+    int cols = 0, escapes = 0;
+
+    if (width <= 0) {
+        fwrite(line, 1, len, fp);
+        return;
+    }
+    while (p < end) {
+        const size_t e = escape_len(p, end);
+        if (e > 0) {
+            escapes = 1;
+            p += e;
+            continue;
+        }
+        if (((unsigned char)*p & 0xC0) != 0x80) { /* a character starts here */
+            if (cols == width - 1)
+                cut = p;
+            if (++cols > width)
+                break;
+        }
+        p++;
+    }
+    if (cols <= width) {
+        fwrite(line, 1, len, fp);
+        return;
+    }
+    fwrite(line, 1, (size_t)(cut - line), fp);
+    fputs("\xe2\x80\xa6", fp); /* … */
+    if (escapes)
+        fputs(CLI_SGR_RESET, fp);
+}
+
+/* `sgr` when colouring, else ""; see cli.h. */
+const char *cli_sgr(const cli_global *g, const char *sgr)
+{
+    return g != NULL && g->color ? sgr : "";
+}
+
+/* The colour of a verdict or status; see cli.h. */
+const char *cli_verdict_sgr(const char *name)
+{
+    if (strcmp(name, "same") == 0 || strcmp(name, "ok") == 0)
+        return CLI_SGR_GREEN;
+    if (strcmp(name, "close") == 0 || strcmp(name, "nondeterministic") == 0)
+        return CLI_SGR_YELLOW;
+    return CLI_SGR_RED; /* diverged, error */
+}
