@@ -552,6 +552,91 @@ static void test_cli_bundle__open_source_tells_bundles_apart(void **state)
     }
 }
 
+/* import --extract-plugins DIR writes the plugin a bundle carries, byte for
+ * byte and not executable; never over a file; refuses names with '..'; and
+ * says so when the bundle carries none. */
+static void test_cli_bundle__extract_plugins(void **state)
+{
+    const char *file = tmp_path("with-plugin.deja");
+    const char *dir = tmp_path("plugins");
+    const char *store = tmp_path("extract.store");
+    char got_path[700], *want, *got;
+    size_t nwant = 0, ngot = 0;
+    struct stat st;
+    cli_run r;
+
+    (void)state;
+    {
+        const char *a[] = {"--store", store_a, "export", "-o", file, "--with-model", "textgen-v1",
+                           "--include-plugin", NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 0);
+        cli_run_free(&r);
+    }
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "import", file,
+                              "--extract-plugins", dir, NULL),
+                     0);
+    if (r.status != 0)
+        fail_msg("import --extract-plugins: %s", r.err);
+    cli_run_free(&r);
+    snprintf(got_path, sizeof got_path, "%s/textgen-v1.so", dir);
+    want = cli_slurp(DEJA_LIB_DIR "/textgen-v1.so", &nwant);
+    got = cli_slurp(got_path, &ngot);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_int_equal(nwant, ngot);
+    assert_memory_equal(want, got, nwant);
+    assert_int_equal(stat(got_path, &st), 0);
+    assert_int_equal(st.st_mode & 0111, 0);
+    free(want);
+    free(got);
+    /* Never over an existing file; the store is then left as it was. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", tmp_path("extract2.store"), "import",
+                              file, "--extract-plugins", dir, NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "File exists");
+    cli_run_free(&r);
+    assert_false(cli_exists(tmp_path("extract2.store")));
+    /* A plugin file whose name holds "..". */
+    {
+        char cmd[1600];
+        const char *odd = tmp_path("odd");
+        const char *bad = tmp_path("dotdot.deja");
+        char spec[700];
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s' && cp '%s/textgen-v1.so' '%s/a..b.so' && "
+                 "cp '%s/textgen.model' '%s/'",
+                 odd, DEJA_LIB_DIR, odd, DEJA_LIB_DIR, odd);
+        assert_int_equal(system(cmd), 0);
+        snprintf(spec, sizeof spec, "%s/a..b.so", odd);
+        const char *a[] = {"--store", store_a, "export", "-o", bad, "--with-model", spec,
+                           "--include-plugin", NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        assert_int_equal(r.status, 0);
+        cli_run_free(&r);
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "import", bad,
+                                  "--extract-plugins", dir, NULL),
+                         0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "refusing the plugin file name 'a..b.so'");
+        cli_run_free(&r);
+    }
+    /* A bundle without a plugin. */
+    {
+        const char *plain = tmp_path("plain.deja");
+        const char *a[] = {"--store", store_a, "export", "-o", plain, NULL};
+        assert_int_equal(cli_execv(&r, NULL, NULL, a), 0);
+        cli_run_free(&r);
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "import", plain,
+                                  "--extract-plugins", dir, NULL),
+                         0);
+        assert_int_equal(r.status, 2);
+        cli_assert_one_error(&r, "carries no plugin file");
+        cli_run_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_cli_bundle__shared_input_is_stored_once),
         cmocka_unit_test(test_cli_bundle__md_is_a_bug_report),
         cmocka_unit_test(test_cli_bundle__usage_errors),
+        cmocka_unit_test(test_cli_bundle__extract_plugins),
         cmocka_unit_test(test_cli_bundle__open_source_tells_bundles_apart),
     };
 
