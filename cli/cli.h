@@ -378,6 +378,12 @@ char *cli_hex(const uint8_t *data, size_t size);
  * else "base64", byte-exact. New reference, or NULL when out of memory. */
 json_t *cli_tensor_json(const deja_tensor *t, int with_data);
 
+/* `with_data` (and cli_trace_json's `full`) asking for numeric tensors as
+ * "values": a flat row-major array of JSON numbers (f16 and bf16 decoded,
+ * 64-bit integers beyond 2^53 as strings, NaN and infinities as the strings
+ * "nan", "inf", "-inf"), bool as true/false, instead of "base64". */
+#define CLI_JSON_VALUES 2
+
 /* A trace as JSON. With `full`, every field and the tensors' data (see
  * cli_tensor_json), else the listing form (no data, no RNG draws). New
  * reference, or NULL when out of memory. */

@@ -33,6 +33,84 @@ static json_t *json_u64(uint64_t v)
     return json_string(buf);
 }
 
+/* A float as JSON: a number, or "nan", "inf", "-inf". */
+static json_t *json_float(double v)
+{
+    if (isnan(v))
+        return json_string("nan");
+    if (isinf(v))
+        return json_string(v > 0 ? "inf" : "-inf");
+    return json_real(v);
+}
+
+/* The elements of a numeric or bool tensor as a flat JSON array, or NULL
+ * when `t` is text or bytes, or its size does not match its shape. */
+static json_t *tensor_values(const deja_tensor *t)
+{
+    const size_t es = deja_dtype_size(t->dtype);
+    const unsigned char *p = t->data;
+    json_t *arr;
+    size_t n = 1;
+
+    if (t->dtype == DEJA_UTF8 || t->dtype == DEJA_BYTES || es == 0)
+        return NULL;
+    for (size_t i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
+    if (n * es != t->size)
+        return NULL;
+    arr = json_array();
+    for (size_t i = 0; i < n && arr != NULL; i++, p += es) {
+        json_t *v = NULL;
+        uint16_t h;
+        float f;
+        double d;
+        uint64_t u = 0;
+        int64_t s = 0;
+        switch (t->dtype) {
+        case DEJA_F16:
+            memcpy(&h, p, 2);
+            v = json_float(deja_f16_value(h));
+            break;
+        case DEJA_BF16:
+            memcpy(&h, p, 2);
+            v = json_float(deja_bf16_value(h));
+            break;
+        case DEJA_F32:
+            memcpy(&f, p, 4);
+            v = json_float(f);
+            break;
+        case DEJA_F64:
+            memcpy(&d, p, 8);
+            v = json_float(d);
+            break;
+        case DEJA_BOOL:
+            v = json_boolean(p[0] != 0);
+            break;
+        case DEJA_I8: case DEJA_I16: case DEJA_I32: case DEJA_I64:
+            memcpy(&s, p, es); /* little-endian: the low bytes */
+            if (es < 8 && (p[es - 1] & 0x80)) /* sign-extend */
+                s |= (int64_t)(~(uint64_t)0 << (8 * es));
+            v = json_integer((json_int_t)s);
+            break;
+        default: /* unsigned */
+            memcpy(&u, p, es);
+            if (u > (uint64_t)INT64_MAX) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%llu", (unsigned long long)u);
+                v = json_string(buf);
+            } else {
+                v = json_integer((json_int_t)u);
+            }
+            break;
+        }
+        if (json_array_append_new(arr, v) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
 /* The tensor as JSON; see cli.h. */
 json_t *cli_tensor_json(const deja_tensor *t, int with_data)
 {
@@ -49,6 +127,13 @@ json_t *cli_tensor_json(const deja_tensor *t, int with_data)
         bad = bad || jset(obj, "shape", shape) < 0;
         shape = NULL;
         bad = bad || jset(obj, "size", json_integer((json_int_t)t->size)) < 0;
+    }
+    if (!bad && with_data == CLI_JSON_VALUES && (t->data != NULL || t->size == 0)) {
+        json_t *values = tensor_values(t);
+        if (values != NULL) {
+            bad = jset(obj, "values", values) < 0;
+            with_data = 0; /* done */
+        }
     }
     if (!bad && with_data && (t->data != NULL || t->size == 0)) {
         json_t *text = NULL;

@@ -11,8 +11,8 @@
 #include <string.h>
 
 static const char help[] =
-    "usage: deja show ID [--json | --md]\n"
-    "       deja show FILE.deja [ID] [--json | --md]\n"
+    "usage: deja show ID [--json [--values] | --md]\n"
+    "       deja show FILE.deja [ID] [--json [--values] | --md]\n"
     "\n"
     "Show one trace in full. ID is a trace id or any unique prefix of one.\n"
     "Given a bundle file, show what it holds, or one of its traces, without\n"
@@ -22,6 +22,9 @@ static const char help[] =
     "           (\"text\" for UTF-8 text, else \"base64\", byte-exact), params, seeds,\n"
     "           RNG streams with every draw (u64 values as decimal strings), clock\n"
     "           reads, tags, and the environment\n"
+    "  --values with --json, numeric tensors as \"values\": a flat row-major array of\n"
+    "           numbers (f16/bf16 decoded; NaN and infinities as \"nan\", \"inf\",\n"
+    "           \"-inf\"; 64-bit integers beyond 2^53 as strings), instead of base64\n"
     "  --md     a Markdown summary for a bug report, with the command that replays it\n";
 
 #define PREVIEW_CHARS 200
@@ -290,9 +293,9 @@ cleanup:
 }
 
 /* The JSON form, with the environment. */
-static int show_json(const deja_trace *t, const deja_env *env)
+static int show_json(const deja_trace *t, const deja_env *env, int values)
 {
-    json_t *obj = cli_trace_json(t, 1);
+    json_t *obj = cli_trace_json(t, values ? CLI_JSON_VALUES : 1);
 
     if (obj != NULL) {
         json_t *e = env != NULL ? cli_env_json(env) : json_null();
@@ -307,11 +310,12 @@ static int show_json(const deja_trace *t, const deja_env *env)
 /* `deja show`. */
 int cmd_show(const cli_global *g, int argc, char **argv)
 {
-    enum { OPT_MD = CLI_OPT_FIRST_FREE };
+    enum { OPT_MD = CLI_OPT_FIRST_FREE, OPT_VALUES };
     static const struct option longopts[] = {
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_JSON,
         {"md", no_argument, NULL, OPT_MD},
+        {"values", no_argument, NULL, OPT_VALUES},
         CLI_LONGOPT_END,
     };
     deja_store *store = NULL;
@@ -319,15 +323,22 @@ int cmd_show(const cli_global *g, int argc, char **argv)
     deja_trace *t = NULL;
     deja_env *env = NULL;
     deja_id id;
-    int json = 0, md = 0;
+    int json = 0, md = 0, values = 0;
     int first = 1;
     int ret = CLI_EXIT_TROUBLE;
     int c, rc;
 
     while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
-        if (c != OPT_MD)
+        if (c == OPT_MD)
+            md = 1;
+        else if (c == OPT_VALUES)
+            values = 1;
+        else
             goto cleanup;
-        md = 1;
+    }
+    if (values && !json) {
+        ret = cli_usage_error(help, "show: --values goes with --json");
+        goto cleanup;
     }
     if (json && md) {
         ret = cli_usage_error(help, "show: --json and --md exclude each other");
@@ -374,7 +385,7 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         }
     }
     if (json) {
-        if (show_json(t, env) < 0) {
+        if (show_json(t, env, values) < 0) {
             cli_error("out of memory printing the trace");
             goto cleanup;
         }

@@ -391,6 +391,67 @@ static void test_cli_json__every_command_as_documented(void **state)
     }
 }
 
+/* show --json --values: numbers as numbers, in row-major order, NaN and
+ * infinities spelled out, against the schema too. */
+static void test_cli_json__values(void **state)
+{
+    const char *req = cli_tmp_path(tmp_root, "values.jsonl");
+    const char *vstore = cli_tmp_path(tmp_root, "values.store");
+    char id[27];
+    cli_run r;
+    json_t *v, *inputs;
+
+    (void)state;
+    /* f32 [2,2] with 1.5, -2, 0.25, 1e30*1e30 (inf as f32); i16 1, -1, -32768;
+     * u64 2^64-1; f16 bits 0x3c00 (1.0) and 0x7e00 (nan). */
+    assert_int_equal(cli_write_file(req,
+                                    "{\"inputs\": {\"prompt\": \"The\", \"x\": [[1.5, -2], "
+                                    "[0.25, 1e39]], \"n\": {\"dtype\": \"i16\", \"shape\": [3], "
+                                    "\"base64\": \"AQD//wCA\"}, \"u\": {\"dtype\": \"u64\", "
+                                    "\"shape\": [1], \"base64\": \"//////////8=\"}, \"h\": "
+                                    "{\"dtype\": \"f16\", \"shape\": [2], \"base64\": "
+                                    "\"ADwAfg==\"}}}\n"),
+                     0);
+    assert_int_equal(cli_exec(&r, NULL, req, "--store", vstore, "run", "--model", "textgen-v1",
+                              NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", vstore, "ls", NULL), 0);
+    memcpy(id, r.out, 26);
+    id[26] = '\0';
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", vstore, "show", id, "--json", "--values",
+                              NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    check_line(r.out, "trace", "show --json --values");
+    v = json_loads(r.out, 0, NULL);
+    assert_non_null(v);
+    inputs = json_object_get(v, "inputs");
+    for (size_t i = 0; i < json_array_size(inputs); i++) {
+        json_t *t = json_array_get(inputs, i);
+        const char *name = json_string_value(json_object_get(t, "name"));
+        char *dump = json_dumps(json_object_get(t, "values"), JSON_COMPACT);
+        if (strcmp(name, "prompt") == 0) {
+            assert_null(dump);
+            assert_string_equal(json_string_value(json_object_get(t, "text")), "The");
+        } else if (strcmp(name, "x") == 0) {
+            assert_string_equal(dump, "[1.5,-2.0,0.25,\"inf\"]");
+        } else if (strcmp(name, "n") == 0) {
+            assert_string_equal(dump, "[1,-1,-32768]");
+        } else if (strcmp(name, "u") == 0) {
+            assert_string_equal(dump, "[\"18446744073709551615\"]");
+        } else if (strcmp(name, "h") == 0) {
+            assert_string_equal(dump, "[1.0,\"nan\"]");
+        }
+        assert_null(json_object_get(t, "base64"));
+        free(dump);
+    }
+    json_decref(v);
+    cli_run_free(&r);
+}
+
 /* The times: start_ns is the exact decimal string, start its RFC 3339 form,
  * and jq (when installed) reads both exactly. */
 static void test_cli_json__times_are_exact(void **state)
@@ -441,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_cli_json__validator_rejects),
         cmocka_unit_test(test_cli_json__every_command_as_documented),
         cmocka_unit_test(test_cli_json__times_are_exact),
+        cmocka_unit_test(test_cli_json__values),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
