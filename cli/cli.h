@@ -16,6 +16,7 @@
 #define DEJA_CLI_CLI_H
 
 #include <getopt.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +80,29 @@ const char *cli_sgr(const cli_global *g, const char *sgr);
 /* The colour of a verdict or a status name: green for same and ok, yellow
  * for close and nondeterministic, red for the rest. */
 const char *cli_verdict_sgr(const char *name);
+
+/* A progress bar on a terminal (stderr), for commands that can run long:
+ * drawn only when `fp` is a terminal and once `after_ns` have passed, erased
+ * before other output. Its functions may be called from several threads. */
+#define CLI_PROGRESS_WIDTH 30
+#define CLI_PROGRESS_AFTER_NS ((int64_t)500000000)
+
+typedef struct cli_progress {
+    FILE *fp;
+    int tty;
+    int drawn;
+    const char *label;
+    int64_t after_ns;
+    int64_t start_ns;
+    pthread_mutex_t lock;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, FILE *fp, const char *label, int64_t after_ns);
+/* Draw "[#####.....] done/total label what" (`what` may be NULL). */
+void cli_progress_draw(cli_progress *p, size_t done, size_t total, const char *what);
+/* Erase the bar if drawn (before printing anything else). */
+void cli_progress_clear(cli_progress *p);
+void cli_progress_free(cli_progress *p);
 
 /* Flush and close standard output. Returns `ret`, or CLI_EXIT_TROUBLE after
  * "deja: cannot write the output: <why>" on stderr when any write to it

@@ -86,3 +86,54 @@ const char *cli_verdict_sgr(const char *name)
         return CLI_SGR_YELLOW;
     return CLI_SGR_RED; /* diverged, error */
 }
+
+/* Start a progress bar; see cli.h. */
+void cli_progress_init(cli_progress *p, FILE *fp, const char *label, int64_t after_ns)
+{
+    memset(p, 0, sizeof *p);
+    p->fp = fp;
+    p->tty = isatty(fileno(fp));
+    p->label = label;
+    p->after_ns = after_ns;
+    p->start_ns = cli_now_ns();
+    pthread_mutex_init(&p->lock, NULL);
+}
+
+/* Draw "[#####.....] 12/40 label"; see cli.h. */
+void cli_progress_draw(cli_progress *p, size_t done, size_t total, const char *what)
+{
+    char bar[CLI_PROGRESS_WIDTH + 1];
+    size_t fill;
+
+    if (!p->tty || total == 0 || cli_now_ns() - p->start_ns < p->after_ns)
+        return;
+    fill = done >= total ? CLI_PROGRESS_WIDTH : done * CLI_PROGRESS_WIDTH / total;
+    for (size_t i = 0; i < CLI_PROGRESS_WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[CLI_PROGRESS_WIDTH] = '\0';
+    pthread_mutex_lock(&p->lock);
+    fprintf(p->fp, "\r\033[K[%s] %zu/%zu %s%s%s", bar, done, total, p->label,
+            what != NULL ? " " : "", what != NULL ? what : "");
+    fflush(p->fp);
+    p->drawn = 1;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Erase the bar if drawn; see cli.h. */
+void cli_progress_clear(cli_progress *p)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->drawn) {
+        fputs("\r\033[K", p->fp);
+        fflush(p->fp);
+        p->drawn = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Erase the bar and release it; see cli.h. */
+void cli_progress_free(cli_progress *p)
+{
+    cli_progress_clear(p);
+    pthread_mutex_destroy(&p->lock);
+}

@@ -48,13 +48,22 @@ typedef struct bisect_state {
     int json;
     size_t nspecs;
     size_t nsteps;
+    cli_progress bar; /* the replay of the version being tried, on a terminal */
 } bisect_state;
+
+/* Replay progress of the version being tried: the bar. */
+static void on_progress(size_t done, size_t total, void *payload)
+{
+    bisect_state *s = payload;
+    cli_progress_draw(&s->bar, done, total, NULL);
+}
 
 /* Step callback: print the step as it completes. */
 static void on_step(const deja_bisect_step *st, void *payload)
 {
     bisect_state *s = payload;
     const deja_replay_summary *u = &st->summary;
+    cli_progress_clear(&s->bar);
     s->nsteps++;
     if (s->json) {
         return;
@@ -214,12 +223,16 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
     s.nspecs = nspecs;
     o.on_step = on_step;
     o.payload = &s;
+    o.replay.progress = on_progress;
+    o.replay.progress_payload = &s;
     if (!s.json) {
         printf("bisecting %zu versions over %zu trace%s%s\n", nspecs, n, n == 1 ? "" : "s",
                o.invert ? " (inverted: bad = reproduces)" : "");
         fflush(stdout);
     }
+    cli_progress_init(&s.bar, stderr, "traces replayed on a version", CLI_PROGRESS_AFTER_NS);
     rc = deja_bisect(store, ids, n, (const char *const *)(argv + optind), nspecs, &o, &res);
+    cli_progress_free(&s.bar);
     fflush(stdout);
     if (rc != 0) {
         cli_lib_error(rc, "bisect");

@@ -314,6 +314,32 @@ static void test_cli_output__terminal(void **state)
     free(out);
 }
 
+/* The progress bar: drawn only on a terminal, erased before other output. */
+static void test_cli_output__progress_bar(void **state)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&out, &len);
+    cli_progress p;
+
+    (void)state;
+    assert_non_null(fp);
+    cli_progress_init(&p, fp, "traces", 0);
+    cli_progress_draw(&p, 3, 10, NULL); /* not a terminal: nothing */
+    fflush(fp);
+    assert_int_equal(len, 0);
+    p.tty = 1; /* as on a terminal */
+    cli_progress_draw(&p, 3, 10, NULL);
+    cli_progress_draw(&p, 10, 10, "done");
+    cli_progress_clear(&p);
+    cli_progress_free(&p);
+    fclose(fp);
+    assert_string_equal(out, "\r\033[K[#########.....................] 3/10 traces"
+                             "\r\033[K[##############################] 10/10 traces done"
+                             "\r\033[K");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_cli_output__time_forms),
         cmocka_unit_test(test_cli_output__fitted_lines),
         cmocka_unit_test(test_cli_output__terminal),
+        cmocka_unit_test(test_cli_output__progress_bar),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
