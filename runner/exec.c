@@ -51,6 +51,7 @@ typedef struct deja__runner {
     size_t digest_size;
     /* The current process; pid 0 when there is none. */
     pid_t pid;
+    pid_t owner; /* the process that started it (its parent) */
     int sock;
     int err_fd;
     uint64_t offset; /* bytes read from its stdout */
@@ -462,6 +463,7 @@ static int start(deja__runner *r)
     close(execp[1]);
     execp[1] = -1;
     r->pid = pid;
+    r->owner = getpid();
     r->sock = sv[0];
     sv[0] = -1;
     r->err_fd = errp[0];
@@ -596,6 +598,17 @@ static int runner_infer(void *instance, deja_ctx *ctx)
     int rc = 0, failed = 0;
     char detail[256];
 
+    if (r->pid > 0 && r->owner != getpid()) {
+        /* This is a fork of the process that started the runner (replay
+         * --isolate): its runner is not ours to use, nor to wait for. Leave
+         * it to its owner and start one of our own, whose end we can see. */
+        close(r->sock);
+        r->sock = -1;
+        if (r->err_fd >= 0)
+            close(r->err_fd);
+        r->err_fd = -1;
+        r->pid = 0;
+    }
     if (r->pid > 0) {
         /* A runner that died while idle costs no trace: start a new one.
          * (Its socket says so; cheaper than asking the kernel with wait4.) */

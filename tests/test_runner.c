@@ -373,6 +373,12 @@ static void test_runner__cli(void **state)
                          "replay --status error --model 'exec:%s'", DEJA_C_RUNNER);
     assert_int_equal(rc, 0);
     assert_has(out, "1 trace replayed: 1 same");
+    /* Under --isolate each inference runs in a fork of deja, which starts a
+     * runner of its own: the crash is still seen as the recorded crash. */
+    rc = replay_run_deja(out, sizeof out, err, sizeof err, "replay --isolate --model 'exec:%s'",
+                         DEJA_C_RUNNER);
+    assert_has(out, "5 traces replayed: 5 same");
+    assert_int_equal(rc, 0);
 }
 
 /* A runner's note (deja_ctx_note) reaches the replaying host's ctx. */
