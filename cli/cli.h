@@ -130,6 +130,8 @@ int cmd_diff(const cli_global *g, int argc, char **argv);
 int cmd_bisect(const cli_global *g, int argc, char **argv);
 int cmd_export(const cli_global *g, int argc, char **argv);
 int cmd_import(const cli_global *g, int argc, char **argv);
+int cmd_drift(const cli_global *g, int argc, char **argv);
+int cmd_check(const cli_global *g, int argc, char **argv);
 int cmd_proxy(const cli_global *g, int argc, char **argv);
 int cmd_serve(const cli_global *g, int argc, char **argv);
 

@@ -41,7 +41,8 @@ int cli_parse_span(const char *text, int64_t *out_ns)
     return 0;
 }
 
-int cli_parse_selection(const char *text, const char *what, int64_t now_ns, cli_filter *f)
+int cli_parse_selection(const char *text, const char *what, int64_t now_ns, cli_filter *f,
+                        char **buf)
 {
     static const struct {
         const char *key;
@@ -52,6 +53,7 @@ int cli_parse_selection(const char *text, const char *what, int64_t now_ns, cli_
     char *save = NULL, *term;
     int ret = -1;
 
+    *buf = copy;
     if (copy == NULL) {
         cli_error("out of memory");
         return -1;
@@ -87,7 +89,6 @@ int cli_parse_selection(const char *text, const char *what, int64_t now_ns, cli_
     ret = 0;
 
 cleanup:
-    free(copy);
     return ret;
 }
 
@@ -100,6 +101,65 @@ int cli_rules_load(const char *path, deja_rules **out)
         return -1;
     }
     return 0;
+}
+
+size_t cli_rules_count_check(const struct deja_trace *trace, const char **failed, size_t cap,
+                             void *payload)
+{
+    cli_rules_counter *c = payload;
+    const size_t n = deja_rules_tracer_check(trace, failed, cap, c->rules);
+
+    if (n > 0)
+        atomic_fetch_add(&c->invalid, 1);
+    return n;
+}
+
+typedef struct replay_rules_state {
+    const deja_id *id;
+    json_t *list; /* NULL: print */
+    int oom;
+    const char *last; /* the rule of the last violation */
+    int broken;       /* output rules broken */
+} replay_rules_state;
+
+static int print_replay_violation(const deja_violation *v, void *payload)
+{
+    replay_rules_state *s = payload;
+
+    /* The inputs are the recorded ones: only outputs are news. */
+    if (v->side == DEJA_INPUT)
+        return 0;
+    s->broken += s->last != v->rule;
+    s->last = v->rule;
+    if (s->list == NULL) {
+        printf("    rule %s: %s.%s %s (replayed output)\n", v->rule,
+               v->side == DEJA_INPUT ? "input" : "output", v->tensor, v->detail);
+        return 0;
+    }
+    if (json_array_append_new(s->list, cli_violation_json(s->id, v)) != 0)
+        s->oom = 1;
+    return s->oom;
+}
+
+int cli_replay_rules(const deja_rules *rules, const deja_replay_result *r, json_t *obj)
+{
+    replay_rules_state s = {&r->id, NULL, 0, NULL, 0};
+    deja_trace t;
+    int n;
+
+    if (r->trace == NULL || r->verdict == DEJA_VERDICT_ERROR ||
+        (r->outputs == NULL && r->noutputs > 0))
+        return 0;
+    t = *r->trace;
+    t.outputs = r->outputs;
+    t.noutputs = r->noutputs;
+    t.status = DEJA_STATUS_OK;
+    if (obj != NULL && (s.list = json_array()) == NULL)
+        return -1;
+    n = deja_rules_apply(rules, &t, print_replay_violation, &s);
+    if (obj != NULL && (s.oom || json_object_set_new(obj, "violations", s.list) != 0))
+        return -1;
+    return n < 0 ? -1 : s.broken;
 }
 
 json_t *cli_violation_json(const deja_id *id, const deja_violation *v)

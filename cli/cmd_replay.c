@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "cli_bundle.h"
 #include "cli_fleet.h"
+#include "cli_watch.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -19,7 +20,7 @@
 static const char help[] =
     "usage: deja replay [FILE.deja] [ID...] [filters] --model PLUGIN[:ARG] [--jobs N]\n"
     "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
-    "                   [--json]\n"
+    "                   [--rules FILE] [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
@@ -253,6 +254,8 @@ typedef struct replay_state {
     int drawn;
     int64_t start_ns;
     pthread_mutex_t lock;
+    deja_rules *rules; /* --rules: checked on the replayed outputs */
+    size_t invalid;    /* replayed traces that broke a rule */
 } replay_state;
 
 /* Erase the progress bar if drawn. Called with the state's lock held. */
@@ -438,11 +441,21 @@ static int on_result(const deja_replay_result *r, void *payload)
                 id, r->trace->model_name, r->model_name);
     }
     if (s->json) {
-        if (cli_json_print(result_json(r)) != 0) {
+        json_t *o = result_json(r);
+        int broken = o != NULL && s->rules != NULL ? cli_replay_rules(s->rules, r, o) : 0;
+
+        s->invalid += broken > 0;
+        if (broken < 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        if (cli_json_print(o) != 0) {
             s->oom = 1;
         }
     } else {
         result_print(s, r);
+        if (s->rules != NULL)
+            s->invalid += cli_replay_rules(s->rules, r, NULL) > 0;
     }
     fflush(stdout);
     pthread_mutex_unlock(&s->lock);
@@ -459,6 +472,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         CLI_LONGOPTS_REPLAY,
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
         {"via", required_argument, NULL, CLI_OPT_FLEET_VIA},
+        {"rules", required_argument, NULL, OPT_REPLAY_END},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
@@ -484,6 +498,11 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             s.spec = optarg;
         } else if (c == CLI_OPT_FLEET_VIA) {
             via = optarg;
+        } else if (c == OPT_REPLAY_END) {
+            deja_rules_free(s.rules);
+            s.rules = NULL;
+            if (cli_rules_load(optarg, &s.rules) != 0)
+                goto cleanup;
         } else if (c == '?') {
             goto cleanup;
         } else if ((r = cli_replay_option(&o, c, optarg)) != 0) {
@@ -547,6 +566,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         if (o.repeat > 1 || sum.nondeterministic) {
             printf(", %zu nondeterministic", sum.nondeterministic);
         }
+        if (s.rules != NULL)
+            printf("; %zu break a rule", s.invalid);
         printf("\n");
         fflush(stdout);
     } else {
@@ -574,8 +595,15 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         ret = CLI_EXIT_DIFF;
         goto cleanup;
     }
+    if (s.invalid > 0) {
+        fprintf(stderr, "deja: replay: %zu of %zu replayed traces break a rule\n", s.invalid,
+                sum.total);
+        ret = CLI_EXIT_DIFF;
+        goto cleanup;
+    }
     ret = CLI_EXIT_OK;
 cleanup:
+    deja_rules_free(s.rules);
     free(ids);
     if (bundle != NULL) {
         deja_bundle_close(bundle);

@@ -3,6 +3,7 @@
  * recording each inference through the tracer.
  */
 #include "cli.h"
+#include "cli_watch.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 static const char help[] =
     "usage: deja run --model PLUGIN[:ARG] [--requests FILE.jsonl] [--tag K=V]... [--seed N] "
-    "[--env-vars RULES] [--json]\n"
+    "[--env-vars RULES] [--rules FILE] [--json]\n"
     "\n"
     "Run a model plugin on requests, one JSON object per line (stdin by default),\n"
     "recording each inference into the store (created if needed).\n"
@@ -26,6 +27,8 @@ static const char help[] =
     "  --env-vars RULES      environment variables to record besides the defaults:\n"
     "                        NAME or PREFIX* adds, -NAME or -PREFIX* removes, after\n"
     "                        $DEJA_ENV_VARS; names that look like secrets never are\n"
+    "  --rules FILE          validation rules (see deja check --help): a trace that\n"
+    "                        breaks one is tagged deja.invalid=RULE, never blocked\n"
     "  --json                one JSON object per request on stdout\n"
     "\n"
     "A request:\n"
@@ -535,7 +538,7 @@ static void run_requests(run_state *s, FILE *in)
 /* `deja run`. */
 int cmd_run(const cli_global *g, int argc, char **argv)
 {
-    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED, OPT_ENV_VARS };
+    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED, OPT_ENV_VARS, OPT_RULES };
     static const struct option longopts[] = {
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_JSON,
@@ -544,10 +547,13 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         {"requests", required_argument, NULL, OPT_REQUESTS},
         {"seed", required_argument, NULL, OPT_SEED},
         {"env-vars", required_argument, NULL, OPT_ENV_VARS},
+        {"rules", required_argument, NULL, OPT_RULES},
         CLI_LONGOPT_END,
     };
     run_state s;
     deja_tracer_options topts = DEJA_TRACER_OPTIONS_INIT;
+    cli_rules_counter rules = {NULL, 0};
+    const char *rules_path = NULL;
     cli_filter tags; /* reuses the --tag parser */
     const char *spec = NULL;
     const char *requests = NULL;
@@ -582,6 +588,9 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         case OPT_ENV_VARS:
             topts.env_vars = optarg;
             break;
+        case OPT_RULES:
+            rules_path = optarg;
+            break;
         default:
             goto cleanup;
         }
@@ -606,6 +615,12 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     } else {
         in = stdin;
         s.source = "<stdin>";
+    }
+    if (rules_path != NULL) {
+        if (cli_rules_load(rules_path, &rules.rules) != 0)
+            goto cleanup;
+        topts.check = cli_rules_count_check;
+        topts.check_payload = &rules;
     }
     /* The model first: a missing plugin must not leave a new store behind. */
     rc = deja_model_load(&s.model, spec);
@@ -645,8 +660,12 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fflush(stdout);
-    fprintf(stderr, "recorded %s (%s) in %.1f s\n", cli_count(s.recorded, "trace"),
-            cli_count(s.errors, "error"),
+    fprintf(stderr, "recorded %s (%s", cli_count(s.recorded, "trace"),
+            cli_count(s.errors, "error"));
+    if (rules.rules != NULL)
+        fprintf(stderr, ", %llu invalid", (unsigned long long)atomic_load(&rules.invalid));
+    fprintf(stderr, ") in %.1f s
+",
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     if (s.bad_lines > 0) {
         cli_error("%zu request lines could not be recorded", s.bad_lines);
@@ -656,6 +675,7 @@ int cmd_run(const cli_global *g, int argc, char **argv)
 
 cleanup:
     deja_tracer_close(s.tracer);
+    deja_rules_free(rules.rules);
     deja_model_free(s.model);
     if (in != NULL && in != stdin)
         fclose(in);

@@ -190,6 +190,13 @@ typedef enum deja_status { DEJA_STATUS_OK = 0, DEJA_STATUS_ERROR = 1 } deja_stat
 typedef int (*deja_redact_cb)(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
                               size_t *size, void *payload);
 
+/* A record-time check (see deja_tracer_options.check): writes the names
+ * of up to `cap` rules `trace` breaks into `failed` and returns how many.
+ * deja_rules_tracer_check() is one, over the rules of a rules file. */
+struct deja_trace;
+typedef size_t (*deja_check_cb)(const struct deja_trace *trace, const char **failed, size_t cap,
+                                void *payload);
+
 typedef struct deja_tracer_options {
     unsigned version;
     double sample_rate;         /* 0..1 fraction of ok traces kept; errors always kept */
@@ -207,13 +214,21 @@ typedef struct deja_tracer_options {
      * name that looks like a secret (deja_env_var_is_secret) is never
      * recorded. Read during deja_tracer_open only. (Since version 2.) */
     const char *env_vars;
+    /* Validation at record time, or NULL: called on the writer thread for
+     * each trace before it is stored; each rule it names becomes a tag
+     * deja.invalid=RULE on the trace (`deja ls --tag deja.invalid=RULE`,
+     * counted by `deja stats`). A failed rule never blocks or drops a
+     * trace, and the recording thread never waits for the check. (Since
+     * version 3.) */
+    deja_check_cb check;
+    void *check_payload;
 } deja_tracer_options;
 
-#define DEJA_TRACER_OPTIONS_VERSION 2
+#define DEJA_TRACER_OPTIONS_VERSION 3
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL, NULL                                                                     \
+            NULL, NULL, NULL, NULL, NULL                                                         \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store
@@ -790,6 +805,9 @@ typedef struct deja_replay_result {
     /* For NONDETERMINISTIC: the outputs that varied between repeats. */
     const char *const *varying;
     size_t nvarying;
+    /* The replayed outputs (of the first run); NULL and 0 when it failed. */
+    const deja_tensor *outputs;
+    size_t noutputs;
 } deja_replay_result;
 
 /* Called once per trace, in selection order, on the thread that called
@@ -1321,6 +1339,108 @@ DEJA_API int deja_rules_check_store(deja_store *store, const deja_rules *rules,
                                     const deja_filter *filter, deja_trace_violation_cb cb,
                                     deja_bad_cb bad, void *payload, deja_check_summary *summary);
 
+/* Drift between two selections (`deja drift`): every field of the traces,
+ * compared between a baseline and a current selection.
+ *
+ *  - numeric inputs and outputs, per flattened position (the first
+ *    max_positions of each tensor), the latency, text lengths and the top
+ *    score of a scores output: PSI over the baseline's quantile bins
+ *    (drifted when above psi_threshold), the two-sample Kolmogorov-Smirnov
+ *    statistic and its asymptotic p-value, summary statistics, NaN and
+ *    infinity counts;
+ *  - outputs of scores over classes: the distribution of the predicted
+ *    label (arg-max), PSI and the chi-square test of homogeneity;
+ *  - text: the share of words, and of characters, of current texts never
+ *    seen in the baseline, against the share the baseline's second half
+ *    has against its first (drifted when the excess is above
+ *    new_token_threshold); the empty-output rate;
+ *  - the error rate (drifted when it moved by more than rate_threshold);
+ *    the latency is a numeric field that drifts only when its p50 or p95
+ *    also moved by more than a quarter.
+ *
+ * Each selection is sampled reproducibly: the `sample` traces whose ids
+ * hash lowest under `seed`, whatever the order or the threads that listed
+ * them. Error rate and latency quantiles cover the whole selection. */
+typedef enum deja_drift_kind {
+    DEJA_DRIFT_NUMERIC = 0,
+    DEJA_DRIFT_LABELS = 1,
+    DEJA_DRIFT_NEW_TOKENS = 2,
+    DEJA_DRIFT_RATE = 3,
+} deja_drift_kind;
+
+/* One selection's side of a field. */
+typedef struct deja_drift_side {
+    uint64_t n;        /* values (numeric), rows (labels), tokens (new tokens), traces (rates) */
+    uint64_t nan;      /* numeric: NaN values, left out of the statistics */
+    uint64_t inf;      /* numeric: infinite values, left out too */
+    double mean, std, min, max, p50, p95, p99; /* numeric */
+    double rate;       /* rates and new tokens: the share */
+} deja_drift_side;
+
+/* One field, compared. Owned by the deja_drift. */
+typedef struct deja_drift_field {
+    const char *name;   /* "input.features[3]", "output.logits (label)", "latency (ms)",
+                           "errors", "output.completion (new words)" */
+    deja_drift_kind kind;
+    const char *metric; /* "psi", "new share excess", "rate change" */
+    double score;       /* the metric (absolute for a rate change) */
+    double threshold;
+    int drifted;        /* score > threshold */
+    double psi, ks, ks_p, chi2, chi2_p; /* NaN when not computed */
+    deja_drift_side baseline, current;
+    /* The histogram: numeric fields have nbins bins split by the nbins - 1
+     * `edges` (bin i holds (edges[i-1], edges[i]]); labels have one bin per
+     * label, named by `labels`. Shares of each side's values. */
+    size_t nbins;
+    const double *edges;
+    const char *const *labels;
+    const double *base_share;
+    const double *cur_share;
+    /* Where the current selection departs most (the bin or label whose
+     * share grew most, "(0.52, 0.91]", "label 7"), and current traces in
+     * it, newest first. */
+    const char *region;
+    const deja_id *examples;
+    size_t nexamples;
+} deja_drift_field;
+
+/* The result, freed by deja_drift_free(). */
+typedef struct deja_drift {
+    const deja_drift_field *fields; /* drifted first, then by score / threshold */
+    size_t nfields;
+    size_t ndrifted;
+    uint64_t baseline_traces; /* matched by each selection */
+    uint64_t current_traces;
+    uint64_t baseline_sampled; /* of which were sampled */
+    uint64_t current_sampled;
+    uint64_t bad;              /* records that could not be read (skipped) */
+} deja_drift;
+
+typedef struct deja_drift_options {
+    unsigned version;
+    size_t sample;              /* traces per selection at most (default 10000) */
+    uint64_t seed;              /* of the sample */
+    unsigned bins;              /* quantile bins of numeric fields, 2..100 (10) */
+    double psi_threshold;       /* 0.2: "significant" by the usual convention */
+    double rate_threshold;      /* 0.05 */
+    double new_token_threshold; /* 0.1 */
+    size_t max_positions;       /* numeric positions per tensor (16) */
+} deja_drift_options;
+
+#define DEJA_DRIFT_OPTIONS_VERSION 1
+#define DEJA_DRIFT_OPTIONS_INIT {DEJA_DRIFT_OPTIONS_VERSION, 10000, 1, 10, 0.2, 0.05, 0.1, 16}
+
+/* Compare the traces of `store` matching `current` with those matching
+ * `baseline` (NULL: every trace), field by field, as described above. The
+ * caller frees `*out` with deja_drift_free(). Returns 0, DEJA_EINVAL (bad
+ * options; an empty selection: the message says which), DEJA_ENOMEM, or
+ * the store's error. */
+DEJA_API int deja_drift_compute(deja_store *store, const deja_filter *baseline,
+                                const deja_filter *current, const deja_drift_options *opts,
+                                deja_drift **out);
+
+/* Free a drift result. Accepts NULL. */
+DEJA_API void deja_drift_free(deja_drift *drift);
 /* ------------------------------------------------------------------------
  * 9. Many machines: NATS JetStream
  *

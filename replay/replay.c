@@ -71,6 +71,8 @@ typedef struct slot {
     env_entry *env; /* NULL when the trace names no environment */
     notes unrecorded;
     notes varying;
+    deja_tensor *out; /* the first run's outputs, for the result */
+    size_t nout;
 } slot;
 
 typedef struct engine {
@@ -135,6 +137,12 @@ static void slot_clear(slot *s)
     free(s->error);
     notes_free(&s->unrecorded);
     notes_free(&s->varying);
+    for (size_t i = 0; i < s->nout; i++) {
+        free((void *)s->out[i].name);
+        free((void *)s->out[i].shape);
+        free((void *)s->out[i].data);
+    }
+    free(s->out);
     memset(s, 0, sizeof(*s));
 }
 
@@ -718,6 +726,12 @@ static void replay_one(engine *e, deja_model *model, size_t i)
             goto cleanup;
         }
         s->verdict = s->diff->verdict;
+        if (!first.failed) { /* kept for the result (deja replay --rules) */
+            s->out = first.out;
+            s->nout = first.nout;
+            first.out = NULL;
+            first.nout = 0;
+        }
         if (t->status == DEJA_STATUS_ERROR) {
             const char *rec = t->error ? t->error : "";
             if (!first.failed) {
@@ -814,6 +828,8 @@ static int emit(engine *e, size_t i, deja_replay_cb cb, void *payload, deja_repl
     res.nunrecorded = s->unrecorded.n;
     res.varying = (const char *const *)s->varying.v;
     res.nvarying = s->varying.n;
+    res.outputs = s->out;
+    res.noutputs = s->nout;
     sum->total++;
     switch (s->verdict) {
     case DEJA_VERDICT_SAME:

@@ -21,11 +21,13 @@ static int options_check(const deja_tracer_options *in, deja_tracer_options *out
     *out = dflt;
     if (in != NULL && in->version == 1) /* version 1 ended before env_vars */
         memcpy(out, in, offsetof(deja_tracer_options, env_vars));
+    else if (in != NULL && in->version == 2) /* version 2 ended before check */
+        memcpy(out, in, offsetof(deja_tracer_options, check));
     else if (in != NULL)
         *out = *in;
     if (out->version == 1)
         out->env_vars = NULL;
-    else if (out->version != DEJA_TRACER_OPTIONS_VERSION)
+    if (out->version < 1 || out->version > DEJA_TRACER_OPTIONS_VERSION)
         return deja__error_set(DEJA_EVERSION, "tracer options: version %u, expected 1..%u",
                                out->version, DEJA_TRACER_OPTIONS_VERSION);
     if (!(out->sample_rate >= 0.0 && out->sample_rate <= 1.0))

@@ -261,10 +261,46 @@ typedef struct reported {
 typedef struct slot {
     deja_span **batch;
     deja_trace *views;
+    deja_tag **checked; /* per view: its tags with deja.invalid added, or NULL */
     deja__prepared *preps; /* NULL: not prepared (put_trace does the work) */
     size_t n, nv;
     int last; /* popped on stop with the queue drained: the writer's last */
 } slot;
+
+/* Rules a trace may be tagged with at most. */
+#define CHECK_MAX 16
+
+/* Apply the record-time check to view `i` of a staged batch: each rule
+ * it names becomes a tag deja.invalid=RULE, in a tag array of the slot's
+ * (the span is left alone). Never fails the trace: without memory the
+ * tags are left out. */
+static void check_view(const deja_tracer *t, slot *sl, size_t i)
+{
+    const char *failed[CHECK_MAX];
+    deja_trace *v = &sl->views[i];
+    size_t n;
+    deja_tag *tags;
+
+    if (sl->checked == NULL)
+        return;
+    n = t->opts.check(v, failed, CHECK_MAX, t->opts.check_payload);
+    if (n == 0)
+        return;
+    if (n > CHECK_MAX)
+        n = CHECK_MAX;
+    tags = malloc((v->ntags + n) * sizeof *tags);
+    if (tags == NULL)
+        return;
+    if (v->ntags != 0)
+        memcpy(tags, v->tags, v->ntags * sizeof *tags);
+    for (size_t k = 0; k < n; k++) {
+        tags[v->ntags + k].key = DEJA_INVALID_TAG;
+        tags[v->ntags + k].value = failed[k];
+    }
+    v->tags = tags;
+    v->ntags += n;
+    sl->checked[i] = tags;
+}
 
 /* Redact the spans of a popped batch, make their views, and start
  * preparing them on the helpers. */
@@ -280,6 +316,8 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
             continue;
         }
         span_view(t, s, &sl->views[sl->nv++]);
+        if (t->opts.check != NULL)
+            check_view(t, sl, sl->nv - 1);
     }
     if (sl->preps != NULL && sl->nv != 0)
         prep_begin(pp, sl->views, sl->preps, sl->nv);
@@ -326,6 +364,10 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         *rep = (reported){dropped, sampled, redacted};
     }
 cleanup:
+    for (size_t i = 0; sl->checked != NULL && i < nv; i++) {
+        free(sl->checked[i]);
+        sl->checked[i] = NULL;
+    }
     deja__span_recycle_many(sl->batch, sl->n);
     pthread_mutex_lock(&t->lock);
     t->committed_seq += sl->n;
@@ -343,20 +385,24 @@ static size_t slot_init(slot *sl, size_t cap, int prepare, deja_span **one_span,
     sl->batch = malloc(cap * sizeof *sl->batch);
     sl->views = malloc(cap * sizeof *sl->views);
     sl->preps = prepare ? calloc(cap, sizeof *sl->preps) : NULL;
-    if (sl->batch != NULL && sl->views != NULL && (!prepare || sl->preps != NULL))
+    if (sl->batch != NULL && sl->views != NULL && (!prepare || sl->preps != NULL)) {
+        sl->checked = calloc(cap, sizeof *sl->checked); /* NULL: no tags from checks */
         return cap;
+    }
     free(sl->batch);
     free(sl->views);
     free(sl->preps);
     sl->batch = one_span;
     sl->views = one_view;
     sl->preps = prepare ? one_prep : NULL;
+    sl->checked = calloc(1, sizeof *sl->checked);
     return 1;
 }
 
 /* Free what slot_init allocated (`cap` prepared traces). */
 static void slot_free(slot *sl, size_t cap, deja_span **one_span)
 {
+    free(sl->checked);
     if (sl->preps != NULL)
         for (size_t i = 0; i < cap; i++)
             deja__prepared_free(&sl->preps[i]);

@@ -126,6 +126,38 @@ size_t deja__watch_argmax(const deja_tensor *t, size_t r, size_t classes);
 /* UTF-8 characters (code points) in `size` bytes. */
 size_t deja__watch_utf8_chars(const uint8_t *s, size_t size);
 
+/* ------------------------------------------------------------------------
+ * Statistics (stats.c).
+ * ---------------------------------------------------------------------- */
+
+/* Inner edges of `bins` quantile bins of `n` sorted values (rank
+ * floor(k (n - 1) / bins) for k = 1..bins-1), repeated edges removed (and
+ * an edge at the maximum): written to `edges`, returns how many (0 when
+ * n is 0). */
+size_t deja__stats_edges(const double *sorted, size_t n, size_t bins, double *edges);
+
+/* The bin of `v` for `nedges` edges: bin i holds (edges[i-1], edges[i]],
+ * bin 0 everything up to edges[0], bin nedges what is above the last. */
+size_t deja__stats_bin(const double *edges, size_t nedges, double v);
+
+/* Population stability index of two histograms over the same bins:
+ * sum (c - b) ln(c / b) over the shares, an empty bin's share taken as
+ * 1e-4. NaN when either side is empty. */
+double deja__stats_psi(const uint64_t *base, const uint64_t *cur, size_t nbins);
+
+/* Two-sample Kolmogorov-Smirnov statistic: the largest distance between
+ * the empirical distribution functions of sorted `a` and sorted `b`. */
+double deja__stats_ks(const double *a, size_t na, const double *b, size_t nb);
+
+/* Its asymptotic p-value: the limiting Kolmogorov distribution's
+ * survival at D sqrt(na nb / (na + nb)) (scipy.special.kolmogorov). */
+double deja__stats_ks_p(double d, size_t na, size_t nb);
+
+/* Chi-square test of homogeneity of two label histograms over the same
+ * `k` labels (labels seen on neither side left out): the statistic, and
+ * its p-value in `*p` (k' - 1 degrees of freedom). */
+double deja__stats_chi2(const uint64_t *base, const uint64_t *cur, size_t k, double *p);
+
 /* A deterministic 64-bit generator (splitmix64) for reproducible samples. */
 uint64_t deja__watch_rand(uint64_t *state);
 
