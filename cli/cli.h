@@ -132,6 +132,7 @@ int cmd_export(const cli_global *g, int argc, char **argv);
 int cmd_import(const cli_global *g, int argc, char **argv);
 int cmd_drift(const cli_global *g, int argc, char **argv);
 int cmd_check(const cli_global *g, int argc, char **argv);
+int cmd_report(const cli_global *g, int argc, char **argv);
 int cmd_proxy(const cli_global *g, int argc, char **argv);
 int cmd_serve(const cli_global *g, int argc, char **argv);
 

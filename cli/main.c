@@ -25,6 +25,7 @@ static const cli_command commands[] = {
     {"import", cmd_import, "verify a bundle and add what it holds to the store"},
     {"drift", cmd_drift, "compare two selections field by field, ranked by drift"},
     {"check", cmd_check, "apply validation rules to recorded traces"},
+    {"report", cmd_report, "write a self-contained HTML report: health, drift, rules"},
     {"proxy", cmd_proxy, "record the traffic of an OpenAI-compatible LLM server"},
     {"serve", cmd_serve, "serve a model as an OpenAI-compatible endpoint"},
     {"ship", cmd_ship, "publish traces to NATS JetStream (resumable, --follow)"},

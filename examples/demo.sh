@@ -150,6 +150,53 @@ else
     printf '\n# (the XGBoost example is not built: install libxgboost-dev)\n'
 fi
 
+# ---------------------------------------------------------------------------
+# WATCHING THE LIVE SYSTEM: health per version, drift, rules, a report
+# ---------------------------------------------------------------------------
+
+# What valid classifier traffic looks like: checked by the tracer as it
+# records (a broken rule tags the trace deja.invalid=RULE, never blocks it).
+cat > demo.rules <<'RULES'
+# name: side.tensor check [arguments]   (deja check --help)
+finite: output.logits finite
+features: input.features range -1 1
+bounded: output.logits range -2.5 2.5
+RULES
+# 200 feature vectors, and the same population after an upstream change
+# shifted features 3 and 7 by +0.8.
+for phase in before after; do
+    awk -v shift=$([ $phase = after ] && echo 0.8 || echo 0) 'BEGIN {
+        srand(11)
+        for (r = 0; r < 200; r++) {
+            printf "{\"inputs\": {\"features\": ["
+            for (i = 0; i < 16; i++)
+                printf "%s%.4f", i ? ", " : "", \
+                    rand() * 2 - 1 + ((i == 3 || i == 7) ? shift * rand() * 1.2 : 0)
+            printf "]}}\n"
+        }
+    }' > traffic-$phase.jsonl
+done
+
+step "the rules, checked at record time" "cat demo.rules"
+step "monday: classifier-v1 serves the usual traffic" \
+    "deja run --model classifier-v1 --requests traffic-before.jsonl --tag phase=before --rules demo.rules > /dev/null"
+step "tuesday: same version, but upstream changed and the inputs shifted" \
+    "deja run --model classifier-v1 --requests traffic-after.jsonl --tag phase=after --rules demo.rules > /dev/null"
+step "wednesday: classifier-v5 rolls out on the usual traffic" \
+    "deja run --model classifier-v5 --requests traffic-before.jsonl --tag phase=v5 --rules demo.rules > /dev/null"
+step "health per version: traffic, errors, traces a rule flagged, latency" \
+    "deja stats --by version --model classifier"
+step "what changed between monday and tuesday, ranked, with traces to follow (exit 1: drifted)" \
+    "shows_diff deja drift --baseline 'tag.phase=before' --current 'tag.phase=after' --top 5"
+step "v1 against v5 on the same inputs: the outputs moved" \
+    "shows_diff deja drift --baseline 'tag.phase=before' --current 'tag.phase=v5' --top 3"
+step "which traces break which rule" \
+    "shows_diff deja check --rules demo.rules --model classifier > check.out; tail -4 check.out"
+step "v5 reproduces its recordings bit for bit, and still breaks a rule: replay says so" \
+    "shows_diff deja replay --tag phase=v5 --model classifier-v5 --rules demo.rules > replay-rules.out; grep -B1 'rule bounded' replay-rules.out | head -4; tail -1 replay-rules.out"
+step "one page to look at: health over time, drift, violations, v5's traffic replayed on v1" \
+    "deja replay --tag phase=v5 --model classifier-v1 --json > replay.json || true; deja report --model classifier --baseline 'tag.phase=before' --current 'tag.phase=after' --rules demo.rules --replay replay.json -o report.html"
+
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"
 # Go on typing the README's commands in this shell: these two lines put the
 # built `deja` on PATH and its example plugins on the plugin path.

@@ -1074,7 +1074,6 @@ DEJA_API const deja_bundle_info *deja_bundle_info_get(const deja_bundle *bundle)
 /* Close the bundle and remove its temporary store. Accepts NULL. */
 DEJA_API void deja_bundle_close(deja_bundle *bundle);
 
-
 /* ------------------------------------------------------------------------
  * 7. LLM endpoints: the recording proxy and deja serve
  *
@@ -1441,6 +1440,65 @@ DEJA_API int deja_drift_compute(deja_store *store, const deja_filter *baseline,
 
 /* Free a drift result. Accepts NULL. */
 DEJA_API void deja_drift_free(deja_drift *drift);
+/* The HTML report (`deja report`): one self-contained file -- no script,
+ * no external style, font or image; charts are inline SVG -- with the
+ * health of each version over time (traffic, latency, error rate), the
+ * drift table with baseline-vs-current histograms of the most drifted
+ * fields, rule violations, and replay or bisect results. Every trace id
+ * links to an entry that gives the commands showing and replaying it.
+ * Everything in it that came from traces is HTML-escaped. */
+
+/* A trace the report lists: its id, a short label (a verdict, a rule)
+ * and a detail that may span lines. */
+typedef struct deja_report_trace {
+    deja_id id;
+    const char *label;
+    const char *detail;
+} deja_report_trace;
+
+/* One version tested by a bisection. */
+typedef struct deja_report_step {
+    const char *spec;
+    int bad;
+    uint64_t same, close, diverged, error;
+} deja_report_step;
+
+/* What goes into the report; NULL or 0 fields leave their section out
+ * (it then says what would fill it). */
+typedef struct deja_report {
+    unsigned version;
+    const char *store;     /* as the commands must name it */
+    const char *selection; /* the filters, in words */
+    int64_t generated_ns;
+    const deja_health *totals;   /* by version */
+    const deja_health *timeline; /* by version and time bucket */
+    int64_t every_ns;            /* the timeline's bucket */
+    const deja_drift *drift;
+    const char *baseline; /* the drift's selections, in words */
+    const char *current;
+    size_t drift_charts; /* histograms of this many top drifted fields */
+    const char *rules;   /* the rules file checked, or NULL (record-time tags) */
+    uint64_t checked;    /* traces checked, and how many broke a rule */
+    uint64_t invalid;
+    const deja_report_trace *violations;
+    size_t nviolations;
+    const char *replay_source; /* the results file, or NULL */
+    const char *replay_model;
+    uint64_t verdicts[5]; /* by deja_verdict */
+    const deja_report_trace *replayed; /* the divergent traces (or bisect evidence) */
+    size_t nreplayed;
+    const deja_report_step *steps; /* a bisection, or NULL */
+    size_t nsteps;
+    const char *first_bad;
+} deja_report;
+
+#define DEJA_REPORT_VERSION 1
+
+/* Write the report `r` to `path` (replaced atomically: written under a
+ * temporary name, then renamed). Returns 0, DEJA_EINVAL, DEJA_EIO (the
+ * message names the file) or DEJA_ENOMEM. */
+DEJA_API int deja_report_write(const deja_report *report, const char *path);
+
 /* ------------------------------------------------------------------------
  * 9. Many machines: NATS JetStream
  *

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "deja.h"
 
@@ -157,6 +158,35 @@ double deja__stats_ks_p(double d, size_t na, size_t nb);
  * `k` labels (labels seen on neither side left out): the statistic, and
  * its p-value in `*p` (k' - 1 degrees of freedom). */
 double deja__stats_chi2(const uint64_t *base, const uint64_t *cur, size_t k, double *p);
+
+/* ------------------------------------------------------------------------
+ * The report's charts and escaping (svg.c).
+ * ---------------------------------------------------------------------- */
+
+/* One line of a chart: n points (x in Unix ns). */
+typedef struct deja__series {
+    const char *name;
+    const int64_t *x;
+    const double *y;
+    size_t n;
+} deja__series;
+
+/* Write `s` with &, <, >, " and ' escaped (control characters but tab and
+ * newline become '?'). NULL writes nothing. */
+void deja__html_escape(FILE *fp, const char *s);
+
+/* The color of series `i`. */
+const char *deja__svg_color(size_t i);
+
+/* An inline SVG line chart of `nseries` series over [x0, x1] (UTC time
+ * labels), y from 0, with a legend. */
+void deja__svg_lines(FILE *fp, const char *title, const char *unit, const deja__series *series,
+                     size_t nseries, int64_t x0, int64_t x1);
+
+/* An inline SVG chart of paired bars: shares `a` and `b` (0..1) of `n`
+ * bins named `labels`. */
+void deja__svg_bars(FILE *fp, const char *title, const char *const *labels, const double *a,
+                    const double *b, size_t n, const char *name_a, const char *name_b);
 
 /* A deterministic 64-bit generator (splitmix64) for reproducible samples. */
 uint64_t deja__watch_rand(uint64_t *state);
