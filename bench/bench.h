@@ -312,6 +312,26 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
                  int threads);
 int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_ls_big(bench_report *rep, const bench_config *c);
+/* `deja stats --by version` and `deja drift` over the ls store, and the
+ * recording cost of 5 rules (watch_big.c). */
+int bench_watch_big(bench_report *rep, const bench_config *c);
+
+/* One run of a command through the measuring helper (ls_big.c): exit
+ * code, wall time from fork to exit, peak RSS, lines on stdout; `ok` when
+ * the code is 0, else `err` says why (the first line of its stderr). */
+typedef struct bench_exec_run {
+    int ok;
+    int code;
+    double ms;
+    double cpu_ms; /* user + system time of the command */
+    long rss_kb;
+    size_t lines;
+    char err[200];
+} bench_exec_run;
+
+/* Run `argv` (argv[0] a path) through deja-bench --measure-exec, stderr
+ * to `errfile`. */
+void bench_exec_measured(char *const argv[], const char *errfile, bench_exec_run *out);
 
 /* The fleet pass (fleet.c): ship to a JetStream node started for it, against
  * a plain publish of the same messages and bytes; distributed replay with

@@ -116,13 +116,7 @@ static long long store_traces(const char *path)
     return n;
 }
 
-typedef struct ls_run {
-    int ok;
-    double ms;
-    long rss_kb;
-    size_t lines;
-    char err[200];
-} ls_run;
+typedef bench_exec_run ls_run;
 
 /* The helper mode (deja-bench --measure-exec CMD...), run as a fresh
  * process so that the measured command inherits a small image: a child
@@ -166,14 +160,17 @@ int bench_measure_exec_main(char **argv)
     if (wait4(pid, &status, 0, &ru) != pid) {
         return 2;
     }
-    printf("%d %.4f %ld %zu\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-           (bench_now() - t0) * 1e3, ru.ru_maxrss, lines);
+    printf("%d %.4f %ld %zu %.4f\n",
+           WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+           (bench_now() - t0) * 1e3, ru.ru_maxrss, lines,
+           (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3);
     return 0;
 }
 
 /* Run `argv` through the helper mode of this very program, stderr to
  * `errfile`, and fill `out`. */
-static void run_ls(char *const argv[], const char *errfile, ls_run *out)
+void bench_exec_measured(char *const argv[], const char *errfile, ls_run *out)
 {
     char self[4096], line[256];
     char *hargv[16];
@@ -219,10 +216,12 @@ static void run_ls(char *const argv[], const char *errfile, ls_run *out)
     line[got] = '\0';
     close(fd[0]);
     waitpid(pid, &status, 0);
-    if (sscanf(line, "%d %lf %ld %zu", &code, &out->ms, &out->rss_kb, &out->lines) != 4) {
+    if (sscanf(line, "%d %lf %ld %zu %lf", &code, &out->ms, &out->rss_kb, &out->lines,
+               &out->cpu_ms) < 4) {
         snprintf(out->err, sizeof(out->err), "the measuring helper failed (status %d)", status);
         return;
     }
+    out->code = code;
     if (code == 0) {
         out->ok = 1;
     } else {
@@ -278,7 +277,7 @@ static void time_ls(bench_report *rep, const bench_config *c, const char *store,
     }
     for (i = 0; i <= c->ls_runs; i++) {
         ls_run lr;
-        run_ls(argv, errfile, &lr);
+        bench_exec_measured(argv, errfile, &lr);
         if (!lr.ok) {
             bench_report_note(rep, "%s: %s", id, lr.err);
             return;

@@ -31,7 +31,7 @@ static void usage(FILE *to)
             "  --out FILE         write the figures as JSON (default %s/bench.json)\n"
             "  --seconds S        seconds per ingest configuration (default 10, quick 0.5)\n"
             "  --workloads LIST   small,chat,tensor (default all)\n"
-            "  --passes LIST      hot,bytes,ingest,ls,fleet (default all)\n"
+            "  --passes LIST      hot,bytes,ingest,ls,watch,fleet (default all)\n"
             "  --systems LIST     deja,jsonl,sqlite,lmdb (default all)\n"
             "  --rebuild          rebuild the cached store used by the ls figures\n"
             "  --keep             keep the scratch directory\n",
@@ -208,6 +208,11 @@ int main(int argc, char **argv)
     if (listed(o.passes, "fleet")) {
         fprintf(stderr, "deja-bench: fleet: ship to JetStream, replay on workers\n");
         bench_fleet(&rep, &c, &small, &chat);
+    }
+    if (listed(o.passes, "watch") && (c.systems & (1u << SYS_DEJA))) {
+        fprintf(stderr, "deja-bench: stats --by, drift and rules over the %zu-trace store\n",
+                c.big_n);
+        bench_watch_big(&rep, &c);
     }
     if (o.quick) {
         bench_report_note(&rep, "--quick: small sets and short runs; targets on the "

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "store/store.h"
 #include "watch/watch_internal.h"
 
 #define SAMPLE_MAX ((size_t)1 << 22)
@@ -475,6 +476,10 @@ static void add_tensor(extractor *x, const char *sidename, const deja_tensor *t,
     }
 }
 
+/* Pages of the map are given back after this many sampled traces: reads
+ * of a sample are scattered over the whole file. */
+#define TRIM_EVERY 512
+
 /* Read the sampled traces of one side and extract their fields. */
 static int run_pass2(deja_store *store, extractor *x, const selection *sel, uint64_t *bad)
 {
@@ -504,6 +509,8 @@ static int run_pass2(deja_store *store, extractor *x, const selection *sel, uint
         const size_t i = order[k];
         deja_trace *t = NULL;
 
+        if (k % TRIM_EVERY == TRIM_EVERY - 1)
+            deja__store_trim(store);
         rc = deja_trace_get(store, &sel->sample[i].id, &t);
         if (rc == DEJA_ECORRUPT || rc == DEJA_ENOTFOUND) {
             (*bad)++;
