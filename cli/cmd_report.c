@@ -215,6 +215,20 @@ static int read_results(const char *path, deja_report *r, report_data *d)
                       path, lineno);
             goto cleanup;
         }
+        /* The last line of replay --json, or bisect --json's one object:
+         * {"summary": {...}}. */
+        if (json_is_object(json_object_get(j, "summary"))) {
+            json_t *inner = json_incref(json_object_get(j, "summary"));
+
+            json_decref(j);
+            j = inner;
+            if (json_object_get(j, "first_bad") == NULL) {
+                if (r->replay_model == NULL)
+                    r->replay_model = keep(d, json_string_value(json_object_get(j, "model")));
+                json_decref(j);
+                continue;
+            }
+        }
         if (json_object_get(j, "first_bad") != NULL) {
             json_t *steps = json_object_get(j, "steps"), *ev = json_object_get(j, "evidence"), *s;
             size_t i;

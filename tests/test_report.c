@@ -133,7 +133,8 @@ static void test_report__html_and_chromium(void **state)
              "differs\", \"outputs\": [{\"name\": \"probs\", \"detail\": \"label 2 -> 1 "
              "<script>alert(1)</script>\"}]}}\n"
              "{\"id\": \"%s\", \"verdict\": \"same\", \"replayed\": {\"model\": \"clf\", "
-             "\"version\": \"3\"}, \"diff\": {\"summary\": \"same\", \"outputs\": []}}\n",
+             "\"version\": \"3\"}, \"diff\": {\"summary\": \"same\", \"outputs\": []}}\n"
+             "{\"summary\": {\"model\": \"clf-v3\", \"traces\": 2, \"same\": 1, \"diverged\": 1}}\n",
              id, id);
     assert_int_equal(cli_write_file(results, line), 0);
 
