@@ -44,6 +44,8 @@ static const char help[] =
     "  --force            replay traces recorded by a model of another name\n"
     "  --isolate          run each inference in a child process: a model that crashes\n"
     "                     fails its trace (error), the others still replay\n"
+    "  --rules FILE       check the replayed outputs against validation rules\n"
+    "                     (deja check --help): exit 1 when one breaks a rule\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
     "  --via URLS         replay on the `deja worker`s of a NATS JetStream fleet\n"
     "                     (credentials in the URL or $NATS_*): same verdicts, summary\n"
