@@ -664,8 +664,7 @@ int cmd_run(const cli_global *g, int argc, char **argv)
             cli_count(s.errors, "error"));
     if (rules.rules != NULL)
         fprintf(stderr, ", %llu invalid", (unsigned long long)atomic_load(&rules.invalid));
-    fprintf(stderr, ") in %.1f s
-",
+    fprintf(stderr, ") in %.1f s\n",
             (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     if (s.bad_lines > 0) {
         cli_error("%zu request lines could not be recorded", s.bad_lines);
