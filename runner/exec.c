@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,58 @@ typedef struct deja__runner {
     uint64_t *vals;
     size_t vcap;
 } deja__runner;
+
+/* The runner processes alive in this process, killed when it exits: an
+ * inference its caller abandoned (a replay's timeout leaves it behind) must
+ * not leave a hung runner running after deja. */
+#define MAX_LIVE 4096
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+static pid_t live[MAX_LIVE];
+static pid_t live_owner[MAX_LIVE]; /* the process that started each (a fork's copy is not its owner) */
+static size_t nlive;
+
+static void live_kill_all(void)
+{
+    /* At exit another thread may hold the lock forever: go on without it. */
+    const int locked = pthread_mutex_trylock(&live_lock) == 0;
+    const pid_t me = getpid();
+    for (size_t i = 0; i < nlive; i++)
+        if (live[i] > 0 && live_owner[i] == me)
+            kill(live[i], SIGKILL);
+    nlive = 0;
+    if (locked)
+        pthread_mutex_unlock(&live_lock);
+}
+
+static void live_init(void)
+{
+    atexit(live_kill_all);
+}
+
+static void live_add(pid_t pid)
+{
+    pthread_once(&live_once, live_init);
+    pthread_mutex_lock(&live_lock);
+    if (nlive < MAX_LIVE) {
+        live[nlive] = pid;
+        live_owner[nlive++] = getpid();
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(pid_t pid)
+{
+    pthread_mutex_lock(&live_lock);
+    for (size_t i = 0; i < nlive; i++)
+        if (live[i] == pid) {
+            --nlive;
+            live[i] = live[nlive];
+            live_owner[i] = live_owner[nlive];
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
+}
 
 /* Why a conversation broke. */
 typedef enum breach { BRK_NONE, BRK_EXIT, BRK_TIMEOUT, BRK_GARBAGE, BRK_IO } breach;
@@ -199,6 +252,7 @@ static void stop_process(deja__runner *r, int grace_ms, char *how, size_t howcap
         }
         if (reaped && how != NULL)
             describe_status(status, how, howcap);
+        live_remove(r->pid);
         r->pid = 0;
     }
     if (r->err_fd >= 0) {
@@ -464,6 +518,7 @@ static int start(deja__runner *r)
     execp[1] = -1;
     r->pid = pid;
     r->owner = getpid();
+    live_add(pid);
     r->sock = sv[0];
     sv[0] = -1;
     r->err_fd = errp[0];

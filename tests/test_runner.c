@@ -11,10 +11,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Before cmocka.h, whose fail() macro would rewrite the ctx's. */
@@ -408,6 +411,73 @@ static void test_runner__note(void **state)
     deja_model_free(model);
 }
 
+/* Non-zero while process `pid` runs (a zombie counts as ended). */
+static int process_alive(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return close_paren != NULL && close_paren[1] == ' ' && close_paren[2] != 'Z' &&
+           close_paren[2] != 'X';
+}
+
+static void *hang_in_thread(void *arg)
+{
+    deja_model *model = arg;
+    deja_tracer *tracer = NULL;
+    deja_id id;
+    if (deja_tracer_open(&tracer, store_path, NULL) == 0)
+        record_one(tracer, model, "x", "hang", &id);
+    return NULL;
+}
+
+/* A program that exits while an inference hangs in its runner (the caller
+ * gave up on it: a replay's timeout) leaves no runner behind. */
+static void test_runner__no_runner_outlives_deja(void **state)
+{
+    char log[320], text[4096];
+    (void)state;
+    snprintf(log, sizeof log, "%s.log", store_path);
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        deja_model *model = NULL;
+        pthread_t th;
+        if (freopen(log, "w", stderr) == NULL || deja_model_load(&model, C_RUNNER) != 0 ||
+            pthread_create(&th, NULL, hang_in_thread, model) != 0)
+            _exit(3);
+        usleep(500 * 1000);
+        exit(0); /* with the inference still hanging */
+    }
+    int status = 0;
+    /* Its status is not checked: under LeakSanitizer the abandoned model is
+     * a leak report at exit, after deja's own exit handler ran. */
+    assert_int_equal(waitpid(child, &status, 0), child);
+    FILE *f = fopen(log, "r");
+    assert_non_null(f);
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    remove(log);
+    text[n] = '\0';
+    const char *p = strstr(text, "runner started, pid ");
+    assert_non_null(p);
+    const long pid = strtol(p + strlen("runner started, pid "), NULL, 10);
+    assert_true(pid > 0);
+    for (int i = 0; i < 500 && process_alive(pid); i++)
+        usleep(10 * 1000);
+    if (process_alive(pid)) {
+        kill((pid_t)pid, SIGKILL);
+        fail_msg("runner %ld outlived the program that started it", pid);
+    }
+}
+
 /* Bisect over exec runners: two that reproduce, two that diverge; the
  * first divergent one is named. */
 static void test_runner__bisect(void **state)
@@ -498,6 +568,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runner__cli, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__bisect, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__note, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_runner__no_runner_outlives_deja, replay_setup,
+                                        replay_teardown),
         cmocka_unit_test(test_runner__decode_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
