@@ -632,6 +632,13 @@ int cmd_run(const cli_global *g, int argc, char **argv)
             cli_error("model '%s': %s", spec, deja_strerror(rc));
         goto cleanup;
     }
+    /* A model in another process runs in its own environment: what its
+     * runner named (torch, its threads, ...) is recorded with the host's.
+     * Best effort, as the environment is. */
+    size_t nlibs = 0;
+    const deja_kv *libs = deja_model_libs(s.model, &nlibs);
+    for (size_t i = 0; i < nlibs; i++)
+        (void)deja_env_lib_set(libs[i].key, libs[i].value);
     rc = deja_tracer_open(&s.tracer, g->store, &topts);
     if (rc == DEJA_EINVAL) { /* the variables' rules: the store is untouched */
         cli_error("%s", deja_error_last());

@@ -619,6 +619,13 @@ DEJA_API const uint8_t *deja_model_digest(const deja_model *model, size_t *size)
 /* The spec the model was loaded from, and the plugin file's path. */
 DEJA_API const char *deja_model_spec(const deja_model *model);
 DEJA_API const char *deja_model_path(const deja_model *model);
+/* The libraries and versions a model in another process reported (an
+ * exec runner's hello: "torch" -> "1.13.1", "torch.threads" -> "4", ...),
+ * owned by the model; NULL with *n = 0 for a C plugin, which shares the
+ * host's environment. deja records them into the environment of the
+ * traces it records through the model, and compares them on replay. */
+DEJA_API const deja_kv *deja_model_libs(const deja_model *model, size_t *n);
+
 /* Non-zero when one instance may serve several threads at once. */
 DEJA_API int deja_model_thread_safe(const deja_model *model);
 

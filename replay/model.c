@@ -43,6 +43,7 @@ struct deja_model {
     char *path;
     uint8_t digest[64];
     size_t digest_size;
+    int exec; /* an exec: runner */
 };
 
 /* Copy `n` bytes of `s` into a new NUL-terminated string, or NULL when out
@@ -338,6 +339,7 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
             goto cleanup;
         }
         m->opened = 1;
+        m->exec = 1;
         memcpy(m->digest, xinfo.digest, xinfo.digest_size);
         m->digest_size = xinfo.digest_size;
         *out = m;
@@ -458,6 +460,18 @@ void deja_model_free(deja_model *model)
     free(model->spec);
     free(model->path);
     free(model);
+}
+
+/* The libraries an exec runner named in its hello, or NULL and 0. */
+const deja_kv *deja_model_libs(const deja_model *model, size_t *n)
+{
+    const deja_kv *libs = NULL;
+    size_t count = 0;
+    if (model != NULL && model->exec)
+        deja__runner_libs(model->instance, &libs, &count);
+    if (n != NULL)
+        *n = count;
+    return count > 0 ? libs : NULL;
 }
 
 /* The model's name as the plugin declares it; owned by the plugin. The

@@ -91,7 +91,51 @@ typedef struct engine {
     int stop;
     env_entry *envs;
     env_entry unknown; /* for traces recorded without an environment */
+    deja_env with_model; /* current, plus an exec runner's libraries */
+    deja_kv *libs;       /* with_model's libraries, when merged */
 } engine;
+
+static int kv_cmp(const void *a, const void *b)
+{
+    return strcmp(((const deja_kv *)a)->key, ((const deja_kv *)b)->key);
+}
+
+/* A model in another process runs in its own environment: the libraries
+ * its runner named (torch, its thread count, BLAS, ...) join this
+ * process's, replacing any of the same name, in the environment recorded
+ * ones are compared with. Returns 0 or DEJA_ENOMEM. */
+static int env_with_model(engine *e, const deja_model *m)
+{
+    size_t nm = 0, n;
+    const deja_kv *ml = deja_model_libs(m, &nm);
+    if (ml == NULL)
+        return 0;
+    const deja_env *cur = e->current;
+    e->libs = calloc(cur->nlibs + nm, sizeof(*e->libs));
+    if (!e->libs)
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    if (cur->nlibs > 0)
+        memcpy(e->libs, cur->libs, cur->nlibs * sizeof(*e->libs));
+    n = cur->nlibs;
+    for (size_t i = 0; i < nm; i++) {
+        size_t k = 0;
+        while (k < n && strcmp(e->libs[k].key, ml[i].key) != 0)
+            k++;
+        e->libs[k] = ml[i];
+        if (k == n)
+            n++;
+    }
+    qsort(e->libs, n, sizeof(*e->libs), kv_cmp);
+    e->with_model = *cur;
+    e->with_model.libs = e->libs;
+    e->with_model.nlibs = n;
+    e->current = &e->with_model;
+    deja_env_diff_free(e->unknown.diff);
+    e->unknown.diff = NULL;
+    if (deja_env_compare(NULL, e->current, &e->unknown.diff) != 0)
+        return DEJA_ENOMEM;
+    return 0;
+}
 
 /* Add a copy of `s` to `l` unless already there. Returns 0 or
  * DEJA_ENOMEM. */
@@ -938,6 +982,9 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
         goto cleanup;
     }
     e.nmodels = 1;
+    if ((rc = env_with_model(&e, e.models[0])) != 0) {
+        goto cleanup;
+    }
     /* Isolated children must not inherit a lock another worker holds inside a
      * shared instance: isolation gives each worker its own. */
     if (nworkers > 1 && (!deja_model_thread_safe(e.models[0]) || e.o.isolate)) {
@@ -1001,6 +1048,7 @@ cleanup:
         e.envs = next;
     }
     deja_env_diff_free(e.unknown.diff);
+    free(e.libs);
     free(e.slots);
     free(e.models);
     free(workers);

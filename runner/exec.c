@@ -50,6 +50,8 @@ typedef struct deja__runner {
     char *version;
     uint8_t digest[64];
     size_t digest_size;
+    deja_kv *libs; /* the first hello's libraries, all owned */
+    size_t nlibs;
     /* The current process; pid 0 when there is none. */
     pid_t pid;
     pid_t owner; /* the process that started it (its parent) */
@@ -578,6 +580,17 @@ static int start(deja__runner *r)
         }
         memcpy(r->digest, hello->digest, hello->digest_size);
         r->digest_size = hello->digest_size;
+        if (hello->nlibs > 0 && (r->libs = calloc(hello->nlibs, sizeof *r->libs)) != NULL) {
+            for (size_t i = 0; i < hello->nlibs; i++) {
+                char *k = strdup(hello->libs[i].key), *v = strdup(hello->libs[i].value);
+                if (k == NULL || v == NULL) {
+                    free(k);
+                    free(v);
+                    break; /* best effort, as the environment is */
+                }
+                r->libs[r->nlibs++] = (deja_kv){k, v};
+            }
+        }
     } else if (strcmp(r->name, hello->name) != 0 || strcmp(r->version, hello->version) != 0 ||
                r->digest_size != hello->digest_size ||
                memcmp(r->digest, hello->digest, hello->digest_size) != 0) {
@@ -750,6 +763,11 @@ static void runner_close(void *instance)
     free(r->exe);
     free(r->name);
     free(r->version);
+    for (size_t i = 0; i < r->nlibs; i++) {
+        free((char *)(uintptr_t)r->libs[i].key);
+        free((char *)(uintptr_t)r->libs[i].value);
+    }
+    free(r->libs);
     deja__buf_free(&r->wbuf);
     free(r->rbuf);
     free(r->vals);
@@ -811,4 +829,13 @@ cleanup:
         *path = NULL;
     }
     return rc;
+}
+
+/* The libraries the runner's first hello named (torch and its threads,
+ * numpy, ...), owned by the runner. */
+void deja__runner_libs(const void *instance, const deja_kv **libs, size_t *n)
+{
+    const deja__runner *r = instance;
+    *libs = r->libs;
+    *n = r->nlibs;
 }

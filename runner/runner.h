@@ -37,6 +37,10 @@
 int deja__runner_open(const char *command, unsigned timeout_ms, const deja_model_plugin **plugin,
                       void **instance, deja_model_info *info, char **path);
 
+/* The libraries and versions a runner's hello named (the host's view of
+ * the runner's environment); owned by the runner `instance`. */
+void deja__runner_libs(const void *instance, const deja_kv **libs, size_t *n);
+
 /* Split `line` into words as a POSIX shell would, without expanding
  * anything: blanks separate words; '...' keeps everything literally;
  * "..." keeps everything but \" \\ \$ \` (and backslash-newline);
