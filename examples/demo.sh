@@ -12,6 +12,7 @@ if [ $# -lt 1 ] || [ ! -d "$1" ]; then
     exit 2
 fi
 BUILD=$(cd "$1" && pwd)
+EXAMPLES=$(cd "$(dirname "$0")" && pwd)
 DEJA_BIN="$BUILD/bin/deja"
 [ -x "$DEJA_BIN" ] || { echo "demo: $DEJA_BIN is not built" >&2; exit 2; }
 
@@ -148,6 +149,22 @@ if [ -f models/credit-xgb.so ]; then
         "deja bisect credit-xgb:models/credit-v1.json credit-xgb:models/credit-v2.ubj credit-xgb:models/credit-v3.json credit-xgb:models/credit-v4.json --tag set=credit | sed -n 1,7p"
 else
     printf '\n# (the XGBoost example is not built: install libxgboost-dev)\n'
+fi
+
+if [ -f models/digits-v1.pt ] && [ -d "$BUILD/python/deja" ]; then
+    export PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}"
+    APP="$EXAMPLES/torch"
+    cp "$APP/app.py" "$APP/model.py" "$APP/digits_model.py" .
+    step "PyTorch: an application serves 30 digit images, recording each through deja.Tracer (MC dropout seeded by s.seed)" \
+        "/usr/bin/python3 app.py models/digits-v1.pt -n 30 | tail -3"
+    step "replay them through the model served over the exec runner protocol: bit for bit" \
+        "deja replay --trace-model digits --model 'exec:/usr/bin/python3 model.py models/digits-v1.pt' | tail -1"
+    step "v3 is v1 cast to half precision and back: close within --atol 0.01" \
+        "deja replay --trace-model digits --atol 0.01 --model 'exec:/usr/bin/python3 model.py models/digits-v3.pt' | tail -1"
+    step "bisect five versions: which one flips labels? (v4 was fine-tuned on mislabelled 3s)" \
+        "deja bisect --model digits --atol 0.01 'exec:/usr/bin/python3 model.py models/digits-v1.pt' 'exec:/usr/bin/python3 model.py models/digits-v2.pt' 'exec:/usr/bin/python3 model.py models/digits-v3.pt' 'exec:/usr/bin/python3 model.py models/digits-v4.pt' 'exec:/usr/bin/python3 model.py models/digits-v5.pt' | sed -n 1,8p"
+else
+    printf '\n# (the PyTorch example is not built: install python3-dev, python3-torch, python3-sklearn)\n'
 fi
 
 # ---------------------------------------------------------------------------

@@ -66,4 +66,9 @@ extern PyTypeObject DejaPyView_Type;
  * (borrowed). */
 PyObject *deja_py_current_span(void);
 
+/* Module functions of py_runner.c (NULL-terminated table) and the
+ * readying of its types. */
+extern PyMethodDef deja_py_runner_methods[];
+int deja_py_runner_ready(void);
+
 #endif /* DEJA_PY_INTERNAL_H */

@@ -139,7 +139,7 @@ PyMODINIT_FUNC PyInit__deja(void)
     PyObject *m = NULL;
     if (PyType_Ready(&DejaPyTracer_Type) < 0 || PyType_Ready(&DejaPySpan_Type) < 0 ||
         PyType_Ready(&DejaPyStore_Type) < 0 || PyType_Ready(&DejaPyView_Type) < 0 ||
-        deja_py_store_ready() < 0)
+        deja_py_store_ready() < 0 || deja_py_runner_ready() < 0)
         return NULL;
     if ((m = PyModule_Create(&module_def)) == NULL)
         return NULL;
@@ -148,7 +148,8 @@ PyMODINIT_FUNC PyInit__deja(void)
         PyModule_AddObjectRef(m, "Tracer", (PyObject *)&DejaPyTracer_Type) < 0 ||
         PyModule_AddObjectRef(m, "Span", (PyObject *)&DejaPySpan_Type) < 0 ||
         PyModule_AddObjectRef(m, "Store", (PyObject *)&DejaPyStore_Type) < 0 ||
-        PyModule_AddStringConstant(m, "DEJA_VERSION", DEJA_VERSION_STRING) < 0)
+        PyModule_AddStringConstant(m, "DEJA_VERSION", DEJA_VERSION_STRING) < 0 ||
+        PyModule_AddFunctions(m, deja_py_runner_methods) < 0)
         goto fail;
     return m;
 fail:

@@ -36,7 +36,7 @@ from ._deja import Error, Span, digest, digest_file, current_span
 
 __all__ = [
     "Tracer", "Span", "Store", "Trace", "TraceInfo", "Error", "digest", "digest_file",
-    "current_span", "declare_env", "DROP_TRACE",
+    "current_span", "declare_env", "DROP_TRACE", "run_model",
 ]
 __version__ = _deja.DEJA_VERSION
 
@@ -442,3 +442,10 @@ class Store:
     def stats(self):
         return self._s.stats()
 
+
+def run_model(model, **kwargs):
+    """Serve a model to ``deja replay --model 'exec:/usr/bin/python3
+    my_model.py ARGS'`` over the exec runner protocol; see
+    deja.runner.run_model for the arguments."""
+    from .runner import run_model as _run
+    return _run(model, **kwargs)
