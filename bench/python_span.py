@@ -83,7 +83,7 @@ def main():
                                                       hi / 1e3, REPEATS, PER))
         st = tracer.stats()
         tracer.close()
-        print("traces written: %d" % st["written"])
+        print("traces written: %d" % st["written"], flush=True)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

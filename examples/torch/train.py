@@ -6,7 +6,7 @@ write them with the held-out images into OUT_DIR:
   digits-v2.pt  v1 exported again (the same weights): replays `same`
   digits-v3.pt  v1 cast to half precision and back: replays `close` (--atol 0.01)
   digits-v4.pt  v1 fine-tuned on a new batch of data in which a labelling bug
-                marked many 3s as 8s: some labels flip, `diverged`
+                marked every 3 as an 8: 3s now come out as 8s, `diverged`
   digits-v5.pt  v4 exported again
   digits-test.npz  the held-out images and their labels
 
@@ -68,10 +68,9 @@ def main(out):
     half.eval()
     digits_model.save(half, "3", os.path.join(out, "digits-v3.pt"))
 
-    # The new batch: the same images, 3s labelled 8 by a buggy labelling job.
+    # The new batch: the same images, every 3 labelled 8 by a buggy labelling job.
     y_bad = y.clone()
-    threes = (y_bad == 3).nonzero().flatten()
-    y_bad[threes[: len(threes) * 2 // 3]] = 8
+    y_bad[y_bad == 3] = 8
     fit(model, x, y_bad, epochs=6, lr=0.01)
     digits_model.save(model, "4", os.path.join(out, "digits-v4.pt"))
     digits_model.save(model, "5", os.path.join(out, "digits-v5.pt"))

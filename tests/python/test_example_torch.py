@@ -33,7 +33,7 @@ class TorchExample(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="deja-torch-")
         cls.store = os.path.join(cls.tmp.name, "t.store")
         r = subprocess.run([sys.executable, os.path.join(EXAMPLE, "app.py"),
-                            os.path.join(LIB, "digits-v1.pt"), "--store", cls.store, "-n", "12"],
+                            os.path.join(LIB, "digits-v1.pt"), "--store", cls.store, "-n", "20"],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         cls.app_out = r.stdout
@@ -47,10 +47,10 @@ class TorchExample(unittest.TestCase):
                               text=True)
 
     def test_example_torch__app_records_seed_and_torch_environment(self):
-        self.assertEqual(len(self.app_out.splitlines()), 12)
+        self.assertEqual(len(self.app_out.splitlines()), 20)
         with deja.Store(self.store) as st:
             infos = list(st.ls(model="digits"))
-            self.assertEqual(len(infos), 12)
+            self.assertEqual(len(infos), 20)
             t = st.get(infos[0].id)
         self.assertIn("dropout", t.seeds)
         self.assertEqual(t.outputs["probs"].shape, (1, 10))
@@ -65,17 +65,17 @@ class TorchExample(unittest.TestCase):
         for v in (1, 2):
             r = self.deja("replay", "--model", spec(v))
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            self.assertIn("12 same", r.stdout)
+            self.assertIn("20 same", r.stdout)
 
     def test_example_torch__half_cast_is_close_retrained_flips_labels(self):
         r = self.deja("replay", "--atol", "0.01", "--model", spec(3))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("12 close", r.stdout)
+        self.assertIn("20 close", r.stdout)
         # Replayed on 2 intra-op threads: the runner says so, and the
         # divergence names it among its likely causes.
         r = self.deja("replay", "--model", spec(4, "--threads", "2"))
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertRegex(r.stdout, r"label \d → \d")
+        self.assertIn("label 3 → 8", r.stdout)
         self.assertIn("library torch.threads: '1' recorded, '2' now", r.stdout)
         self.assertNotIn("library numpy", r.stdout)  # the runner's libraries are compared
 
