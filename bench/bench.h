@@ -339,6 +339,9 @@ void bench_exec_measured(char *const argv[], const char *errfile, bench_exec_run
 int bench_fleet(bench_report *rep, const bench_config *c, const bench_workload *small,
                 const bench_workload *chat);
 
+/* What deja proxy adds over calling deja serve directly (proxy.c). */
+int bench_proxy(bench_report *rep, const bench_config *c);
+
 /* deja-bench --measure-exec CMD...: see ls_big.c. */
 int bench_measure_exec_main(char **argv);
 

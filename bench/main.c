@@ -31,7 +31,7 @@ static void usage(FILE *to)
             "  --out FILE         write the figures as JSON (default %s/bench.json)\n"
             "  --seconds S        seconds per ingest configuration (default 10, quick 0.5)\n"
             "  --workloads LIST   small,chat,tensor (default all)\n"
-            "  --passes LIST      hot,bytes,ingest,ls,watch,fleet (default all)\n"
+            "  --passes LIST      hot,bytes,ingest,ls,watch,fleet,proxy (default all)\n"
             "  --systems LIST     deja,jsonl,sqlite,lmdb (default all)\n"
             "  --rebuild          rebuild the cached store used by the ls figures\n"
             "  --keep             keep the scratch directory\n",
@@ -213,6 +213,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "deja-bench: stats --by, drift and rules over the %zu-trace store\n",
                 c.big_n);
         bench_watch_big(&rep, &c);
+    }
+    if (listed(o.passes, "proxy") && (c.systems & (1u << SYS_DEJA))) {
+        fprintf(stderr, "deja-bench: deja proxy in front of deja serve, on loopback\n");
+        bench_proxy(&rep, &c);
     }
     if (o.quick) {
         bench_report_note(&rep, "--quick: small sets and short runs; targets on the "

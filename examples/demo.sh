@@ -213,6 +213,48 @@ step "v5 reproduces its recordings bit for bit, and still breaks a rule: replay 
     "shows_diff deja replay --tag phase=v5 --model classifier-v5 --rules demo.rules > replay-rules.out; grep -B1 'rule bounded' replay-rules.out | head -4; tail -1 replay-rules.out"
 step "one page to look at: health over time, drift, violations, v5's traffic replayed on v1" \
     "deja replay --tag phase=v5 --model classifier-v1 --json > replay.json || true; deja report --model classifier --baseline 'tag.phase=before' --current 'tag.phase=after' --rules demo.rules --replay replay.json -o report.html"
+# LLM ENDPOINTS: deja proxy in front of an OpenAI-compatible server.
+# start NAME CMD...: run a server in the background until the demo ends, and
+# wait for the base URL it prints first (into NAME.url).
+SERVER_PIDS=()
+stop_servers() { [ ${#SERVER_PIDS[@]} -eq 0 ] || kill "${SERVER_PIDS[@]}" 2>/dev/null || true; }
+trap stop_servers EXIT
+start() {
+    local name=$1; shift
+    "$@" > "$name.url" 2> "$name.log" &
+    SERVER_PIDS+=($!)
+    for _ in $(seq 200); do [ -s "$name.url" ] && return 0; sleep 0.05; done
+    cat "$name.log" >&2
+    exit 2
+}
+# texts: the content fields of an answer (or of each streamed chunk), on one line.
+texts() { grep -o '"content":"\([^"\\]\|\\.\)*"' | sed 's/^"content"://' | tr '\n' ' '; echo; }
+ASK='{"model": "textgen", "max_tokens": 48, "temperature": 0.7, "messages": [{"role": "user", "content": "The fox and the crow"}]'
+step "serve textgen-v1 as an OpenAI-compatible endpoint, on any free port" \
+    'start v1 deja serve --model textgen-v1 --listen 127.0.0.1:0; V1=$(cat v1.url); echo "$V1"'
+step "the recording proxy in front of it, into its own store" \
+    'start proxy deja --store llm.store proxy --upstream "${V1%/v1}" --listen 127.0.0.1:0 --tag app=demo
+     PROXY=$(cat proxy.url); PROXY_PID=${SERVER_PIDS[-1]}; echo "$PROXY"'
+step "the application only changes its base URL; its API key is forwarded, never recorded" \
+    'for seed in 1 2 3; do
+         curl -s "$PROXY/chat/completions" -H "Authorization: Bearer sk-demo" \
+              -H "Content-Type: application/json" -d "${ASK%\}}, \"seed\": $seed}" |
+             texts
+     done'
+step "a stream passes through chunk by chunk" \
+    'curl -sN "$PROXY/chat/completions" -H "Content-Type: application/json" \
+          -d "${ASK%\}}, \"seed\": 4, \"stream\": true}" | texts'
+step "stop the proxy: every exchange is a trace, with the GenAI params, the completion and the server's model" \
+    'kill $PROXY_PID; wait $PROXY_PID 2>/dev/null || true; deja --store llm.store ls'
+step "start the other versions, each behind its own deja serve" \
+    'for v in 2 3 4 5 6; do start v$v deja serve --model textgen-v$v --listen 127.0.0.1:0; done
+     V2=$(cat v2.url) V3=$(cat v3.url) V4=$(cat v4.url) V5=$(cat v5.url) V6=$(cat v6.url)'
+step "replay the recorded requests against the server on v1: same answers" \
+    'deja --store llm.store replay --model "$V1"'
+step "against v6: diverged, and the server's changed fingerprint is named" \
+    'shows_diff deja --store llm.store replay --model "$V6" --limit 1'
+step "bisect across the six servers finds v4" \
+    'deja --store llm.store bisect "$V1" "$V2" "$V3" "$V4" "$V5" "$V6"'
 
 printf '\ndemo done: the store is %s\n' "$DEJA_STORE"
 # Go on typing the README's commands in this shell: these two lines put the

@@ -16,6 +16,7 @@
  * closed) and the trace is an error marked deja.truncated=completion.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@
 #define MAX_RECORDED_HEADERS 64
 #define MAX_HEADER_VALUE 4096
 #define POLL_MS 50
+/* Idle transfers kept with their open upstream connection, for reuse. */
+#define POOL_MAX 256
 
 /* Headers never recorded, whatever the options say. */
 static const char *const secret_headers[] = {"authorization", "proxy-authorization", "api-key",
@@ -56,6 +59,13 @@ typedef struct proxy {
     size_t max_response;
     unsigned timeout_ms;
     unsigned connect_timeout_ms;
+    /* Multi handles whose connection cache holds a live upstream connection:
+     * an exchange takes one, so a keep-alive upstream is not reconnected
+     * (and its server does not start a thread) for every request. */
+    pthread_mutex_t pool_lock;
+    int pool_lock_ok;
+    CURLM *pool[POOL_MAX];
+    size_t npool;
 } proxy;
 
 /* One exchange: a client request, its upstream transfer, its trace. */
@@ -116,19 +126,53 @@ static int is_secret(const proxy *p, const char *name)
            name_in(name, (const char *const *)p->redact, p->nredact);
 }
 
+/* A multi handle from the pool, or a new one; NULL when out of memory. */
+static CURLM *multi_take(proxy *p)
+{
+    CURLM *m = NULL;
+    pthread_mutex_lock(&p->pool_lock);
+    if (p->npool > 0) {
+        m = p->pool[--p->npool];
+    }
+    pthread_mutex_unlock(&p->pool_lock);
+    return m ? m : curl_multi_init();
+}
+
+/* Put a multi handle (with no transfer in it) back into the pool. */
+static void multi_give(proxy *p, CURLM *m)
+{
+    pthread_mutex_lock(&p->pool_lock);
+    if (p->npool < POOL_MAX && !atomic_load(&p->server->stopping)) {
+        p->pool[p->npool++] = m;
+        m = NULL;
+    }
+    pthread_mutex_unlock(&p->pool_lock);
+    if (m) {
+        curl_multi_cleanup(m);
+    }
+}
+
+/* Drop the upstream transfer of `x`. A transfer removed before its end
+ * has its connection closed: the upstream sees the request cancelled. */
+static void drop_transfer(exchange *x)
+{
+    if (x->multi && x->easy) {
+        curl_multi_remove_handle(x->multi, x->easy);
+    }
+    if (x->easy) {
+        curl_easy_cleanup(x->easy);
+        x->easy = NULL;
+    }
+}
+
 static void exchange_release(exchange *x)
 {
     if (--x->refs > 0) {
         return;
     }
-    if (x->multi && x->easy) {
-        curl_multi_remove_handle(x->multi, x->easy);
-    }
-    if (x->easy) {
-        curl_easy_cleanup(x->easy); /* closes the upstream connection: the upstream is cancelled */
-    }
+    drop_transfer(x);
     if (x->multi) {
-        curl_multi_cleanup(x->multi);
+        multi_give(x->p, x->multi);
     }
     curl_slist_free_all(x->req_headers);
     deja_span_abort(x->span);
@@ -181,7 +225,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *cls)
     if (deja__hbuf_add(&x->answer, data, len) != 0) {
         return 0;
     }
-    if (x->sse && x->span) {
+    if (x->sse && x->op != DEJA__OP_NONE) {
         if (x->narrival == x->cap_arrival) {
             size_t cap = x->cap_arrival ? x->cap_arrival * 2 : 64;
             size_t *e = realloc(x->arrival_end, cap * sizeof *e);
@@ -412,7 +456,7 @@ static int start_upstream(exchange *x, struct MHD_Connection *c, const char *url
     query_walk qw;
     memset(&qw, 0, sizeof qw);
     x->easy = curl_easy_init();
-    x->multi = curl_multi_init();
+    x->multi = multi_take(x->p);
     if (!x->easy || !x->multi) {
         return deja__error_set(DEJA_ENOMEM, "proxy: cannot create a transfer");
     }
@@ -730,12 +774,8 @@ static void proxy_done(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     /* Drop the upstream now, not when MHD frees the response: a client
      * that left must not keep the upstream generating. */
-    if (x->multi && x->easy) {
-        curl_multi_remove_handle(x->multi, x->easy);
-        curl_easy_cleanup(x->easy);
-        x->easy = NULL;
-        x->done = 1;
-    }
+    drop_transfer(x);
+    x->done = 1;
     exchange_release(x);
 }
 
@@ -755,6 +795,12 @@ static void proxy_destroy(deja_server *server)
     }
     free(p->redact);
     free(p->upstream);
+    for (size_t i = 0; i < p->npool; i++) {
+        curl_multi_cleanup(p->pool[i]);
+    }
+    if (p->pool_lock_ok) {
+        pthread_mutex_destroy(&p->pool_lock);
+    }
     free(p);
 }
 
@@ -788,6 +834,11 @@ int deja_proxy_start(deja_server **out, deja_tracer *tracer, const deja_proxy_op
     server->destroy = proxy_destroy;
     p->server = server;
     p->tracer = tracer;
+    if (pthread_mutex_init(&p->pool_lock, NULL) != 0) {
+        rc = deja__error_set(DEJA_EIO, "proxy: cannot create a lock");
+        goto cleanup;
+    }
+    p->pool_lock_ok = 1;
     p->max_request = opts->max_request ? opts->max_request : (size_t)64 << 20;
     p->max_response = opts->max_response ? opts->max_response : (size_t)256 << 20;
     p->timeout_ms = opts->timeout_ms;
