@@ -95,8 +95,7 @@ int cmd_serve(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "serve");
         goto cleanup;
     }
-    cli_print_listening("serve", o.listen, deja_server_port(server),
-                        record ? ", recording" : "");
+    cli_print_listening("serve", o.listen, deja_server_port(server), record ? ", recording" : "");
     cli_signals_wait(&set);
     deja_server_stats_get(server, &st);
     deja_server_stop(server);

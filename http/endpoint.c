@@ -57,8 +57,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *cls)
 /* One HTTP exchange with the server: GET when `body` is NULL, else POST of
  * JSON. Fills `t`, `*status` and `*sse` (the answer is an event stream).
  * Returns 0, or DEJA_EMODEL with the transfer's error in `err`. */
-static int exchange(const endpoint *e, const char *url, const char *body, transfer *t,
-                    long *status, int *sse, char *err, size_t cap)
+static int exchange(const endpoint *e, const char *url, const char *body, transfer *t, long *status,
+                    int *sse, char *err, size_t cap)
 {
     char cerr[CURL_ERROR_SIZE] = "";
     struct curl_slist *h = NULL;
@@ -85,7 +85,8 @@ static int exchange(const endpoint *e, const char *url, const char *body, transf
     CURLcode cr = curl_easy_perform(c);
     if (cr != CURLE_OK) {
         snprintf(err, cap, "%s: %s", url,
-                 t->too_big ? "the answer exceeds 256 MiB" : (cerr[0] ? cerr : curl_easy_strerror(cr)));
+                 t->too_big ? "the answer exceeds 256 MiB"
+                            : (cerr[0] ? cerr : curl_easy_strerror(cr)));
         rc = DEJA_EMODEL;
         goto cleanup;
     }
@@ -255,9 +256,8 @@ static int read_query(endpoint *e, const char *query)
             }
             e->timeout_ms = (long)(s * 1000);
         } else {
-            rc = deja__error_set(DEJA_EINVAL,
-                                 "endpoint: unknown query key '%s' (expected model=, timeout=)",
-                                 kv);
+            rc = deja__error_set(
+                DEJA_EINVAL, "endpoint: unknown query key '%s' (expected model=, timeout=)", kv);
         }
         curl_free(value);
     }

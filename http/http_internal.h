@@ -17,21 +17,18 @@
 #include <sys/socket.h>
 
 #include "deja.h"
+#include "core/buf.h"
 #include "deja_model.h"
 
 /* Choices of one answer that are recorded (n > this keeps the first ones). */
 #define DEJA__HTTP_MAX_CHOICES 16
 
-/* A growable byte buffer; always NUL-terminated when data is not NULL. */
-typedef struct deja__hbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-} deja__hbuf;
-
-/* Append `n` bytes; 0 or DEJA_ENOMEM (the buffer is left as it was). */
-int deja__hbuf_add(deja__hbuf *b, const void *data, size_t n);
-void deja__hbuf_free(deja__hbuf *b);
+/* The bytes of a buffer as characters ("" when empty); not NUL-terminated:
+ * always used with b->size. */
+static inline const char *deja__buf_chars(const deja__buf *b)
+{
+    return b->data ? (const char *)b->data : "";
+}
 
 /* Which OpenAI-compatible operation a request path names. */
 typedef enum deja__op {
@@ -55,24 +52,22 @@ deja__op deja__op_of_name(const char *name);
 /* The path suffix of `op` after the base URL ("/chat/completions"). */
 const char *deja__op_path(deja__op op);
 
-/* Record the request body `body` of operation `op` into `span`: the whole
- * body as the input "http.request", the messages or prompt as text inputs,
- * the params under their OpenTelemetry GenAI names and the seed. A body
- * that is not a JSON object is still recorded whole. `*stream` is set to 1
- * when the request asks for a stream. Returns 0 or the span's error. */
-int deja__openai_record_request(deja_span *span, deja__op op, const char *body, size_t len,
-                                int *stream);
-
-/* The "model" of a request body, copied into `out` ("" when absent or the
- * body is not JSON). */
-void deja__openai_request_model(const char *body, size_t len, char *out, size_t cap);
+/* Begin the trace of a request of operation `op` on `tracer`: a span of
+ * the requested model (its version comes with the answer) holding the
+ * whole body as the input "http.request", the messages or prompt as text
+ * inputs, gen_ai.operation.name, the params under their OpenTelemetry GenAI
+ * names and the seed. The body is parsed once; one that is not a JSON
+ * object is still recorded whole. `*stream` is set to 1 when the request
+ * asks for a stream. Returns 0 or the span's error (*out is then NULL). */
+int deja__openai_begin(deja_span **out, deja_tracer *tracer, deja__op op, const char *body,
+                       size_t len, int *stream);
 
 /* The answer of one exchange, parsed from a JSON body or an SSE stream. */
 typedef struct deja__answer {
-    deja__hbuf text[DEJA__HTTP_MAX_CHOICES];
+    deja__buf text[DEJA__HTTP_MAX_CHOICES];
     char *finish[DEJA__HTTP_MAX_CHOICES];
     size_t nchoices;
-    char *tool_calls;   /* JSON of choice 0's tool calls, non-streaming only */
+    char *tool_calls; /* JSON of choice 0's tool calls, non-streaming only */
     char *id;
     char *model;
     char *fingerprint;
@@ -80,10 +75,10 @@ typedef struct deja__answer {
     int64_t output_tokens;
     float *embedding; /* [nvec, dim] */
     size_t nvec, dim;
-    char *error;       /* the message of an {"error": ...} body */
+    char *error;            /* the message of an {"error": ...} body */
     size_t first_token_end; /* stream: byte offset just past the first event with text; 0 none */
-    int done;          /* stream: "data: [DONE]" seen */
-    int malformed;     /* some part did not parse */
+    int done;               /* stream: "data: [DONE]" seen */
+    int malformed;          /* some part did not parse */
 } deja__answer;
 
 void deja__answer_init(deja__answer *a);

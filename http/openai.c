@@ -17,37 +17,6 @@
 #include "http/http_internal.h"
 #include "core/core.h"
 
-int deja__hbuf_add(deja__hbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) {
-            if (cap > ((size_t)1 << 40)) {
-                return deja__error_set(DEJA_ENOMEM, "http: buffer beyond 1 TiB");
-            }
-            cap *= 2;
-        }
-        char *grown = realloc(b->data, cap);
-        if (!grown) {
-            return deja__error_set(DEJA_ENOMEM, "http: out of memory (%zu bytes)", cap);
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-    if (n) {
-        memcpy(b->data + b->len, data, n);
-    }
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-void deja__hbuf_free(deja__hbuf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof *b);
-}
-
 /* Non-zero when `s` ends with `suffix`. */
 static int ends_with(const char *s, const char *suffix)
 {
@@ -121,11 +90,11 @@ const char *deja__op_path(deja__op op)
 /* The text of a message's content: a string, or the "text" of each part of
  * an array of parts, concatenated. Non-text parts stay in http.request
  * only. */
-static int content_text(json_t *content, deja__hbuf *out)
+static int content_text(json_t *content, deja__buf *out)
 {
     int rc = 0;
     if (json_is_string(content)) {
-        return deja__hbuf_add(out, json_string_value(content), json_string_length(content));
+        return deja__buf_append(out, json_string_value(content), json_string_length(content));
     }
     if (json_is_array(content)) {
         size_t i;
@@ -134,14 +103,14 @@ static int content_text(json_t *content, deja__hbuf *out)
         {
             json_t *text = json_object_get(part, "text");
             if (json_is_string(text)) {
-                rc = deja__hbuf_add(out, json_string_value(text), json_string_length(text));
+                rc = deja__buf_append(out, json_string_value(text), json_string_length(text));
                 if (rc != 0) {
                     return rc;
                 }
             }
         }
     }
-    return deja__hbuf_add(out, "", 0);
+    return deja__buf_append(out, "", 0);
 }
 
 /* Record a numeric field of the request under `key`, when it is a number. */
@@ -221,7 +190,7 @@ static int inputs_messages(deja_span *span, json_t *messages)
     int rc = 0;
     size_t i, last_user = (size_t)-1;
     json_t *m;
-    deja__hbuf text = {0};
+    deja__buf text = {0};
     if (!json_is_array(messages)) {
         return 0;
     }
@@ -235,7 +204,7 @@ static int inputs_messages(deja_span *span, json_t *messages)
     if (last_user != (size_t)-1) {
         rc = content_text(json_object_get(json_array_get(messages, last_user), "content"), &text);
         if (rc == 0) {
-            rc = deja_span_add_text(span, DEJA_INPUT, "prompt", text.data, text.len);
+            rc = deja_span_add_text(span, DEJA_INPUT, "prompt", deja__buf_chars(&text), text.size);
         }
     }
     json_array_foreach(messages, i, m)
@@ -245,28 +214,26 @@ static int inputs_messages(deja_span *span, json_t *messages)
         if (rc != 0) {
             break;
         }
-        text.len = 0;
+        text.size = 0;
         rc = content_text(json_object_get(m, "content"), &text);
         if (rc != 0) {
             break;
         }
         snprintf(nm, sizeof nm, "message.%zu.%.40s", i, role ? role : "unknown");
-        rc = deja_span_add_text(span, DEJA_INPUT, nm, text.data, text.len);
+        rc = deja_span_add_text(span, DEJA_INPUT, nm, deja__buf_chars(&text), text.size);
     }
-    deja__hbuf_free(&text);
+    deja__buf_free(&text);
     return rc;
 }
 
-int deja__openai_record_request(deja_span *span, deja__op op, const char *body, size_t len,
-                                int *stream)
+/* Record the request `body`, parsed as `req` (NULL when it is not JSON). */
+static int record_request(deja_span *span, deja__op op, const char *body, size_t len, json_t *req,
+                          int *stream)
 {
     int rc = 0;
-    json_error_t jerr;
-    json_t *req = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     *stream = 0;
     if (!json_is_object(req)) {
-        rc = deja_span_add_bytes(span, DEJA_INPUT, "http.request", body, len);
-        goto cleanup;
+        return deja_span_add_bytes(span, DEJA_INPUT, "http.request", body, len);
     }
     *stream = json_is_true(json_object_get(req, "stream"));
     if (op == DEJA__OP_CHAT) {
@@ -323,18 +290,28 @@ int deja__openai_record_request(deja_span *span, deja__op op, const char *body, 
     if (rc == 0 && json_is_integer(seed) && json_integer_value(seed) >= 0) {
         rc = deja_span_seed(span, "seed", (uint64_t)json_integer_value(seed));
     }
-cleanup:
-    json_decref(req);
     return rc;
 }
 
-void deja__openai_request_model(const char *body, size_t len, char *out, size_t cap)
+int deja__openai_begin(deja_span **out, deja_tracer *tracer, deja__op op, const char *body,
+                       size_t len, int *stream)
 {
     json_error_t jerr;
     json_t *req = json_loadb(body, len, 0, &jerr);
     const char *model = json_string_value(json_object_get(req, "model"));
-    snprintf(out, cap, "%s", model ? model : "");
+    int rc = deja_span_begin(out, tracer, model && *model ? model : "unknown", "");
+    if (rc == 0) {
+        rc = record_request(*out, op, body, len, req, stream);
+    }
+    if (rc == 0) {
+        rc = deja_span_param_str(*out, "gen_ai.operation.name", deja__op_name(op));
+    }
+    if (rc != 0 && *out) {
+        deja_span_abort(*out);
+        *out = NULL;
+    }
     json_decref(req);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------
@@ -352,7 +329,7 @@ void deja__answer_free(deja__answer *a)
 {
     size_t i;
     for (i = 0; i < DEJA__HTTP_MAX_CHOICES; i++) {
-        deja__hbuf_free(&a->text[i]);
+        deja__buf_free(&a->text[i]);
         free(a->finish[i]);
     }
     free(a->tool_calls);
@@ -469,14 +446,14 @@ static int read_choices(deja__answer *a, deja__op op, json_t *o, int delta, int 
             text = json_object_get(c, "text");
         }
         if (json_is_string(text)) {
-            rc = deja__hbuf_add(&a->text[i], json_string_value(text), json_string_length(text));
+            rc = deja__buf_append(&a->text[i], json_string_value(text), json_string_length(text));
             if (rc != 0) {
                 return rc;
             }
             if (json_string_length(text) > 0) {
                 *text_seen = 1;
             }
-        } else if (!a->text[i].data && (rc = deja__hbuf_add(&a->text[i], "", 0)) != 0) {
+        } else if (!a->text[i].data && (rc = deja__buf_append(&a->text[i], "", 0)) != 0) {
             return rc;
         }
         json_t *fr = json_object_get(c, "finish_reason");
@@ -507,8 +484,8 @@ static int read_embeddings(deja__answer *a, json_t *o)
         if (json_is_array(e)) {
             dim = json_array_size(e);
         } else if (json_is_string(e)) {
-            int rc = deja__base64_decode(json_string_value(e), json_string_length(e), &raw,
-                                         &rawsize);
+            int rc =
+                deja__base64_decode(json_string_value(e), json_string_length(e), &raw, &rawsize);
             if (rc == DEJA_ENOMEM) {
                 return rc;
             }
@@ -593,7 +570,7 @@ static int read_event(deja__answer *a, deja__op op, const char *data, size_t len
  * at the end of the stream is parsed as it is. */
 static int parse_sse(deja__answer *a, deja__op op, const char *body, size_t len)
 {
-    deja__hbuf data = {0};
+    deja__buf data = {0};
     size_t p = 0;
     int rc = 0, have = 0;
     while (p < len && rc == 0) {
@@ -607,26 +584,26 @@ static int parse_sse(deja__answer *a, deja__op op, const char *body, size_t len)
         }
         if (l == 0) {
             if (have) {
-                rc = read_event(a, op, data.data ? data.data : "", data.len, next);
+                rc = read_event(a, op, deja__buf_chars(&data), data.size, next);
             }
-            data.len = 0;
+            data.size = 0;
             have = 0;
         } else if (l >= 5 && memcmp(line, "data:", 5) == 0) {
             size_t skip = (l > 5 && line[5] == ' ') ? 6 : 5;
             if (have) {
-                rc = deja__hbuf_add(&data, "\n", 1);
+                rc = deja__buf_append(&data, "\n", 1);
             }
             if (rc == 0) {
-                rc = deja__hbuf_add(&data, line + skip, l - skip);
+                rc = deja__buf_append(&data, line + skip, l - skip);
             }
             have = 1;
         }
         p = next;
     }
     if (rc == 0 && have) {
-        rc = read_event(a, op, data.data ? data.data : "", data.len, len);
+        rc = read_event(a, op, deja__buf_chars(&data), data.size, len);
     }
-    deja__hbuf_free(&data);
+    deja__buf_free(&data);
     return rc;
 }
 
@@ -649,8 +626,8 @@ int deja__answer_parse(deja__answer *a, deja__op op, const char *body, size_t le
 }
 
 /* Hand one text tensor `name` (with suffix ".N" for N > 0) to fn. */
-static int text_out(deja__tensor_fn fn, void *payload, const char *name, size_t n,
-                    const char *text, size_t len)
+static int text_out(deja__tensor_fn fn, void *payload, const char *name, size_t n, const char *text,
+                    size_t len)
 {
     char nm[64];
     uint64_t shape[1] = {len};
@@ -669,12 +646,12 @@ int deja__answer_outputs(const deja__answer *a, deja__tensor_fn fn, void *payloa
     size_t i;
     if (a->nvec > 0) {
         uint64_t shape[2] = {a->nvec, a->dim};
-        deja_tensor t = {"embedding", DEJA_F32, 2, shape, a->embedding,
-                         a->nvec * a->dim * sizeof(float)};
+        deja_tensor t = {"embedding", DEJA_F32,     2,
+                         shape,       a->embedding, a->nvec * a->dim * sizeof(float)};
         return fn(&t, payload);
     }
     for (i = 0; i < a->nchoices && rc == 0; i++) {
-        rc = text_out(fn, payload, "completion", i, a->text[i].data, a->text[i].len);
+        rc = text_out(fn, payload, "completion", i, deja__buf_chars(&a->text[i]), a->text[i].size);
         if (rc == 0) {
             const char *fr = a->finish[i] ? a->finish[i] : "";
             rc = text_out(fn, payload, "finish_reason", i, fr, strlen(fr));
@@ -696,8 +673,7 @@ int deja__answer_record_params(const deja__answer *a, deja_span *span)
         rc = deja_span_param_str(span, "gen_ai.response.model", a->model);
     }
     if (rc == 0 && a->fingerprint) {
-        rc = deja_span_param_str(span, "gen_ai.openai.response.system_fingerprint",
-                                 a->fingerprint);
+        rc = deja_span_param_str(span, "gen_ai.openai.response.system_fingerprint", a->fingerprint);
     }
     if (rc == 0 && a->input_tokens >= 0) {
         rc = deja_span_param_num(span, "gen_ai.usage.input_tokens", (double)a->input_tokens);

@@ -38,14 +38,14 @@
 #define POOL_MAX 256
 
 /* Headers never recorded, whatever the options say. */
-static const char *const secret_headers[] = {"authorization", "proxy-authorization", "api-key",
-                                             "x-api-key", "cookie", "set-cookie"};
+static const char *const secret_headers[] = {
+    "authorization", "proxy-authorization", "api-key", "x-api-key", "cookie", "set-cookie"};
 
 /* Hop-by-hop headers (and those the two sides recompute): never forwarded. */
-static const char *const hop_headers[] = {
-    "host",    "content-length", "connection", "keep-alive",      "transfer-encoding",
-    "te",      "trailer",        "upgrade",    "proxy-connection", "expect",
-    "accept-encoding", "content-encoding"};
+static const char *const hop_headers[] = {"host",       "content-length",    "connection",
+                                          "keep-alive", "transfer-encoding", "te",
+                                          "trailer",    "upgrade",           "proxy-connection",
+                                          "expect",     "accept-encoding",   "content-encoding"};
 
 typedef struct proxy {
     deja_server *server;
@@ -73,10 +73,10 @@ typedef struct exchange {
     proxy *p;
     int client_fd;   /* the client's socket, watched while streaming; -1 unknown */
     int client_gone; /* it closed while we waited for the upstream */
-    int refs; /* the connection and, while streaming, the response */
+    int refs;        /* the connection and, while streaming, the response */
     deja__op op;
     int post;
-    deja__hbuf body;
+    deja__buf body;
     int too_large;
     deja_span *span;
     int stream_asked;
@@ -91,10 +91,10 @@ typedef struct exchange {
     int done;
     CURLcode result;
     char curl_error[CURL_ERROR_SIZE];
-    deja__hbuf resp_headers; /* "Name: value\n" lines of the final header block */
+    deja__buf resp_headers; /* "Name: value\n" lines of the final header block */
     int sse;
-    deja__hbuf answer; /* every byte of the answer (bounded) */
-    size_t sent;       /* stream: bytes of `answer` handed to the client */
+    deja__buf answer; /* every byte of the answer (bounded) */
+    size_t sent;      /* stream: bytes of `answer` handed to the client */
     int over_limit;
     size_t *arrival_end; /* stream: end offset of each piece as it arrived */
     int64_t *arrival_ns;
@@ -176,9 +176,9 @@ static void exchange_release(exchange *x)
     }
     curl_slist_free_all(x->req_headers);
     deja_span_abort(x->span);
-    deja__hbuf_free(&x->body);
-    deja__hbuf_free(&x->resp_headers);
-    deja__hbuf_free(&x->answer);
+    deja__buf_free(&x->body);
+    deja__buf_free(&x->resp_headers);
+    deja__buf_free(&x->answer);
     free(x->arrival_end);
     free(x->arrival_ns);
     free(x->url);
@@ -192,7 +192,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *cls)
     exchange *x = cls;
     size_t len = size * n;
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-        x->resp_headers.len = 0;
+        x->resp_headers.size = 0;
         return len;
     }
     if (len <= 2 && (data[0] == '\r' || data[0] == '\n')) {
@@ -207,7 +207,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *cls)
         }
         return len;
     }
-    if (deja__hbuf_add(&x->resp_headers, data, len) != 0) {
+    if (deja__buf_append(&x->resp_headers, data, len) != 0) {
         return 0;
     }
     return len;
@@ -218,11 +218,11 @@ static size_t on_body(char *data, size_t size, size_t n, void *cls)
 {
     exchange *x = cls;
     size_t len = size * n;
-    if (x->answer.len + len > x->p->max_response) {
+    if (x->answer.size + len > x->p->max_response) {
         x->over_limit = 1;
         return 0; /* aborts the transfer */
     }
-    if (deja__hbuf_add(&x->answer, data, len) != 0) {
+    if (deja__buf_append(&x->answer, data, len) != 0) {
         return 0;
     }
     if (x->sse && x->op != DEJA__OP_NONE) {
@@ -239,7 +239,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *cls)
             }
         }
         if (x->narrival < x->cap_arrival) {
-            x->arrival_end[x->narrival] = x->answer.len;
+            x->arrival_end[x->narrival] = x->answer.size;
             x->arrival_ns[x->narrival++] = now_ns();
         }
     }
@@ -280,7 +280,7 @@ static void pump(exchange *x, int until)
             }
         }
         if (x->done || (until == 0 && x->headers_done) ||
-            (until == 1 && x->answer.len > x->sent)) {
+            (until == 1 && x->answer.size > x->sent)) {
             return;
         }
         if (atomic_load(&x->p->server->stopping)) {
@@ -308,8 +308,8 @@ static ssize_t relay_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (x->client_gone) {
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    if (x->answer.len > x->sent) {
-        size_t n = x->answer.len - x->sent;
+    if (x->answer.size > x->sent) {
+        size_t n = x->answer.size - x->sent;
         if (n > max) {
             n = max;
         }
@@ -331,8 +331,11 @@ static void relay_free(void *cls)
 /* Copy the upstream's headers (but hop-by-hop ones) onto `r`. */
 static void copy_headers(exchange *x, struct MHD_Response *r)
 {
-    char *p = x->resp_headers.data;
-    while (p && *p) {
+    if (deja__buf_append(&x->resp_headers, "", 1) != 0) {
+        return; /* out of memory: the answer goes without its headers */
+    }
+    char *p = (char *)x->resp_headers.data;
+    while (*p) {
         char *eol = strchr(p, '\n');
         char *next = eol ? eol + 1 : p + strlen(p);
         if (eol) {
@@ -408,8 +411,8 @@ static enum MHD_Result record_header(void *cls, enum MHD_ValueKind kind, const c
     (void)kind;
     if (!key || is_secret(x->p, key) ||
         name_in(key, hop_headers, sizeof hop_headers / sizeof hop_headers[0]) ||
-        w->recorded >= MAX_RECORDED_HEADERS ||
-        strlen(key) > 100 || (value && strlen(value) > MAX_HEADER_VALUE)) {
+        w->recorded >= MAX_RECORDED_HEADERS || strlen(key) > 100 ||
+        (value && strlen(value) > MAX_HEADER_VALUE)) {
         return MHD_YES;
     }
     size_t i, n = (size_t)snprintf(name, sizeof name, "http.request.header.%s", key);
@@ -424,7 +427,7 @@ static enum MHD_Result record_header(void *cls, enum MHD_ValueKind kind, const c
 
 /* The query string of the client's request, re-encoded ("" or "?a=b"). */
 typedef struct query_walk {
-    deja__hbuf q;
+    deja__buf q;
     CURL *easy;
 } query_walk;
 
@@ -436,11 +439,11 @@ static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *
     char *k = curl_easy_escape(w->easy, key ? key : "", 0);
     char *v = value ? curl_easy_escape(w->easy, value, 0) : NULL;
     if (k) {
-        deja__hbuf_add(&w->q, w->q.len ? "&" : "?", 1);
-        deja__hbuf_add(&w->q, k, strlen(k));
+        deja__buf_append(&w->q, w->q.size ? "&" : "?", 1);
+        deja__buf_append(&w->q, k, strlen(k));
         if (v) {
-            deja__hbuf_add(&w->q, "=", 1);
-            deja__hbuf_add(&w->q, v, strlen(v));
+            deja__buf_append(&w->q, "=", 1);
+            deja__buf_append(&w->q, v, strlen(v));
         }
     }
     curl_free(k);
@@ -462,10 +465,11 @@ static int start_upstream(exchange *x, struct MHD_Connection *c, const char *url
     }
     qw.easy = x->easy;
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, each_arg, &qw);
-    if (asprintf(&x->url, "%s%s%s", x->p->upstream, url, qw.q.data ? qw.q.data : "") < 0) {
+    if (asprintf(&x->url, "%s%s%.*s", x->p->upstream, url, (int)qw.q.size, deja__buf_chars(&qw.q)) <
+        0) {
         x->url = NULL;
     }
-    deja__hbuf_free(&qw.q);
+    deja__buf_free(&qw.q);
     MHD_get_connection_values(c, MHD_HEADER_KIND, each_header, &hw);
     struct curl_slist *l = hw.failed ? NULL : curl_slist_append(x->req_headers, "Expect:");
     if (!x->url || !l) {
@@ -489,8 +493,8 @@ static int start_upstream(exchange *x, struct MHD_Connection *c, const char *url
     } else if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(x->easy, CURLOPT_NOBODY, 1L);
     } else {
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body.data ? x->body.data : "");
-        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.len);
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, deja__buf_chars(&x->body));
+        curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body.size);
         if (strcmp(method, "POST") != 0) {
             curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
         }
@@ -506,23 +510,14 @@ static int start_upstream(exchange *x, struct MHD_Connection *c, const char *url
 /* Begin the trace of a recorded exchange and record its request. */
 static void begin_trace(exchange *x, struct MHD_Connection *c, const char *url)
 {
-    char model[512];
     header_walk hw = {x, 0, 0};
     proxy *p = x->p;
-    deja__openai_request_model(x->body.data ? x->body.data : "", x->body.len, model,
-                               sizeof model);
-    if (deja_span_begin(&x->span, p->tracer, model[0] ? model : "unknown", "") != 0) {
-        x->span = NULL;
-        return;
+    int rc = deja__openai_begin(&x->span, p->tracer, x->op, deja__buf_chars(&x->body), x->body.size,
+                                &x->stream_asked);
+    if (rc != 0) {
+        return; /* out of memory: forwarded, not recorded */
     }
-    int rc = deja__openai_record_request(x->span, x->op, x->body.data ? x->body.data : "",
-                                         x->body.len, &x->stream_asked);
-    if (rc == 0) {
-        rc = deja_span_param_str(x->span, "gen_ai.operation.name", deja__op_name(x->op));
-    }
-    if (rc == 0) {
-        rc = deja_span_param_str(x->span, "url.path", url);
-    }
+    rc = deja_span_param_str(x->span, "url.path", url);
     if (rc == 0) {
         rc = deja_span_param_str(x->span, "server.address", p->upstream);
     }
@@ -539,8 +534,8 @@ static void begin_trace(exchange *x, struct MHD_Connection *c, const char *url)
 }
 
 static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                     const char *method, const char *version,
-                                     const char *upload, size_t *upload_size, void **con_cls)
+                                     const char *method, const char *version, const char *upload,
+                                     size_t *upload_size, void **con_cls)
 {
     proxy *p = cls;
     exchange *x = *con_cls;
@@ -560,16 +555,16 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
         x->op = x->post ? deja__op_of_path(url) : DEJA__OP_NONE;
         *con_cls = x;
         atomic_fetch_add(&p->server->requests, 1);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > p->max_request) {
             x->too_large = 1;
         }
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        if (!x->too_large && x->body.len + *upload_size <= p->max_request) {
-            if (deja__hbuf_add(&x->body, upload, *upload_size) != 0) {
+        if (!x->too_large && x->body.size + *upload_size <= p->max_request) {
+            if (deja__buf_append(&x->body, upload, *upload_size) != 0) {
                 return MHD_NO;
             }
         } else {
@@ -624,7 +619,7 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
             return fail(x, c, timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_error",
                         msg);
         }
-        r = MHD_create_response_from_buffer(x->answer.len, x->answer.data ? x->answer.data : "",
+        r = MHD_create_response_from_buffer(x->answer.size, (void *)deja__buf_chars(&x->answer),
                                             MHD_RESPMEM_PERSISTENT);
         if (!r) {
             return MHD_NO;
@@ -693,13 +688,13 @@ static void end_trace(exchange *x, enum MHD_RequestTerminationCode toe)
     int truncated = 0;
     deja__answer_init(&a);
     x->span = NULL;
-    if (x->answer.len > 0) {
-        deja__answer_parse(&a, x->op, x->answer.data, x->answer.len, x->sse);
-        if (utf8_ok(x->answer.data, x->answer.len)) {
-            deja_span_add_text(span, DEJA_INPUT, "http.response", x->answer.data, x->answer.len);
+    if (x->answer.size > 0) {
+        const char *answer = deja__buf_chars(&x->answer);
+        deja__answer_parse(&a, x->op, answer, x->answer.size, x->sse);
+        if (utf8_ok(answer, x->answer.size)) {
+            deja_span_add_text(span, DEJA_INPUT, "http.response", answer, x->answer.size);
         } else {
-            deja_span_add_bytes(span, DEJA_INPUT, "http.response", x->answer.data,
-                                x->answer.len);
+            deja_span_add_bytes(span, DEJA_INPUT, "http.response", x->answer.data, x->answer.size);
         }
     }
     if (x->status > 0) {
@@ -736,7 +731,7 @@ static void end_trace(exchange *x, enum MHD_RequestTerminationCode toe)
     } else if (x->sse && (x->result != CURLE_OK || x->over_limit || (!a.done && !a.error))) {
         truncated = 1;
         snprintf(err, sizeof err, "truncated: the upstream stream ended after %zu bytes: %s",
-                 x->answer.len,
+                 x->answer.size,
                  x->over_limit ? "the answer exceeds --max-response"
                  : x->result != CURLE_OK
                      ? (x->curl_error[0] ? x->curl_error : curl_easy_strerror(x->result))
@@ -816,8 +811,8 @@ int deja_proxy_start(deja_server **out, deja_tracer *tracer, const deja_proxy_op
         return deja__error_set(DEJA_EINVAL, "proxy: a tracer and options (version %u) are needed",
                                DEJA_PROXY_OPTIONS_VERSION);
     }
-    if (!opts->upstream ||
-        (strncmp(opts->upstream, "http://", 7) != 0 && strncmp(opts->upstream, "https://", 8) != 0)) {
+    if (!opts->upstream || (strncmp(opts->upstream, "http://", 7) != 0 &&
+                            strncmp(opts->upstream, "https://", 8) != 0)) {
         return deja__error_set(DEJA_EINVAL, "proxy: --upstream must be an http:// or https:// URL");
     }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -871,8 +866,7 @@ int deja_proxy_start(deja_server **out, deja_tracer *tracer, const deja_proxy_op
         }
         p->nredact++;
     }
-    rc = deja__server_listen(server, opts->listen, opts->max_clients, proxy_handler, proxy_done,
-                             p);
+    rc = deja__server_listen(server, opts->listen, opts->max_clients, proxy_handler, proxy_done, p);
     if (rc != 0) {
         goto cleanup;
     }

@@ -44,13 +44,13 @@ typedef struct serve {
 
 /* One request: its body as it arrives. */
 typedef struct request {
-    deja__hbuf body;
+    deja__buf body;
     int too_large;
 } request;
 
 /* A prepared stream: the SSE events, handed out one per read. */
 typedef struct stream_body {
-    deja__hbuf sse;
+    deja__buf sse;
     size_t pos;
 } stream_body;
 
@@ -95,7 +95,7 @@ static void serve_destroy(deja_server *server)
 
 /* The prompt of a request: the completions prompt (its first string when an
  * array), or the chat messages' contents joined by newlines. */
-static int prompt_of(json_t *req, deja__op op, deja__hbuf *out)
+static int prompt_of(json_t *req, deja__op op, deja__buf *out)
 {
     int rc = 0;
     if (op == DEJA__OP_COMPLETION) {
@@ -106,7 +106,7 @@ static int prompt_of(json_t *req, deja__op op, deja__hbuf *out)
         if (!json_is_string(p)) {
             return DEJA_EINVAL;
         }
-        return deja__hbuf_add(out, json_string_value(p), json_string_length(p));
+        return deja__buf_append(out, json_string_value(p), json_string_length(p));
     }
     json_t *msgs = json_object_get(req, "messages");
     size_t i;
@@ -117,11 +117,11 @@ static int prompt_of(json_t *req, deja__op op, deja__hbuf *out)
     json_array_foreach(msgs, i, m)
     {
         json_t *content = json_object_get(m, "content");
-        if (i > 0 && (rc = deja__hbuf_add(out, "\n", 1)) != 0) {
+        if (i > 0 && (rc = deja__buf_append(out, "\n", 1)) != 0) {
             return rc;
         }
         if (json_is_string(content)) {
-            rc = deja__hbuf_add(out, json_string_value(content), json_string_length(content));
+            rc = deja__buf_append(out, json_string_value(content), json_string_length(content));
         } else if (json_is_array(content)) {
             size_t k;
             json_t *part;
@@ -129,7 +129,7 @@ static int prompt_of(json_t *req, deja__op op, deja__hbuf *out)
             {
                 json_t *t = json_object_get(part, "text");
                 if (json_is_string(t) && rc == 0) {
-                    rc = deja__hbuf_add(out, json_string_value(t), json_string_length(t));
+                    rc = deja__buf_append(out, json_string_value(t), json_string_length(t));
                 }
             }
         }
@@ -137,7 +137,7 @@ static int prompt_of(json_t *req, deja__op op, deja__hbuf *out)
             return rc;
         }
     }
-    return deja__hbuf_add(out, "", 0);
+    return deja__buf_append(out, "", 0);
 }
 
 /* Give the model the request's sampling params under their plain names. */
@@ -193,19 +193,19 @@ static const char *finish_of(const deja_tensor *outs, size_t n, const char *text
 }
 
 /* Append one SSE event holding `o` (consumed). */
-static int sse_event(deja__hbuf *sse, json_t *o)
+static int sse_event(deja__buf *sse, json_t *o)
 {
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text) {
         return deja__error_set(DEJA_ENOMEM, "serve: out of memory");
     }
-    int rc = deja__hbuf_add(sse, "data: ", 6);
+    int rc = deja__buf_append(sse, "data: ", 6);
     if (rc == 0) {
-        rc = deja__hbuf_add(sse, text, strlen(text));
+        rc = deja__buf_append(sse, text, strlen(text));
     }
     if (rc == 0) {
-        rc = deja__hbuf_add(sse, "\n\n", 2);
+        rc = deja__buf_append(sse, "\n\n", 2);
     }
     free(text);
     return rc;
@@ -227,9 +227,9 @@ static json_t *chunk_of(const serve *s, deja__op op, const char *id, json_int_t 
         choice = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason",
                            finish ? json_string(finish) : json_null());
     } else {
-        choice = json_pack("{s:i, s:s%, s:o}", "index", 0, "text", piece ? piece : "",
-                           piece ? len : 0, "finish_reason",
-                           finish ? json_string(finish) : json_null());
+        choice =
+            json_pack("{s:i, s:s%, s:o}", "index", 0, "text", piece ? piece : "", piece ? len : 0,
+                      "finish_reason", finish ? json_string(finish) : json_null());
     }
     return json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", id, "object",
                      op == DEJA__OP_CHAT ? "chat.completion.chunk" : "text_completion", "created",
@@ -241,7 +241,7 @@ static json_t *chunk_of(const serve *s, deja__op op, const char *id, json_int_t 
  * finish reason, usage when asked, and [DONE]. */
 static int build_stream(const serve *s, deja__op op, const char *id, json_int_t created,
                         const char *text, size_t len, const char *finish, json_t *usage,
-                        int with_usage, deja__hbuf *sse)
+                        int with_usage, deja__buf *sse)
 {
     int rc = 0;
     size_t p = 0;
@@ -263,15 +263,14 @@ static int build_stream(const serve *s, deja__op op, const char *id, json_int_t 
         rc = sse_event(sse, chunk_of(s, op, id, created, NULL, 0, finish, 0));
     }
     if (rc == 0 && with_usage) {
-        rc = sse_event(sse, json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:O}", "id", id, "object",
-                                      op == DEJA__OP_CHAT ? "chat.completion.chunk"
-                                                          : "text_completion",
-                                      "created", created, "model", s->served_as,
-                                      "system_fingerprint", s->fingerprint, "choices", "usage",
-                                      usage));
+        rc = sse_event(sse,
+                       json_pack("{s:s, s:s, s:I, s:s, s:s, s:[], s:O}", "id", id, "object",
+                                 op == DEJA__OP_CHAT ? "chat.completion.chunk" : "text_completion",
+                                 "created", created, "model", s->served_as, "system_fingerprint",
+                                 s->fingerprint, "choices", "usage", usage));
     }
     if (rc == 0) {
-        rc = deja__hbuf_add(sse, "data: [DONE]\n\n", 14);
+        rc = deja__buf_append(sse, "data: [DONE]\n\n", 14);
     }
     return rc;
 }
@@ -281,12 +280,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     stream_body *b = cls;
     (void)pos;
-    if (b->pos >= b->sse.len) {
+    if (b->pos >= b->sse.size) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
-    const char *start = b->sse.data + b->pos;
-    const char *end = strstr(start, "\n\n");
-    size_t n = end ? (size_t)(end - start) + 2 : b->sse.len - b->pos;
+    const char *start = deja__buf_chars(&b->sse) + b->pos;
+    const char *end = memmem(start, b->sse.size - b->pos, "\n\n", 2);
+    size_t n = end ? (size_t)(end - start) + 2 : b->sse.size - b->pos;
     if (n > max) {
         n = max;
     }
@@ -298,7 +297,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     stream_body *b = cls;
-    deja__hbuf_free(&b->sse);
+    deja__buf_free(&b->sse);
     free(b);
 }
 
@@ -306,7 +305,7 @@ static void stream_free(void *cls)
 static enum MHD_Result infer(serve *s, struct MHD_Connection *c, deja__op op, json_t *req)
 {
     enum MHD_Result ret = MHD_NO;
-    deja__hbuf prompt = {0};
+    deja__buf prompt = {0};
     deja_span *span = NULL;
     deja_ctx *ctx = NULL;
     char msg[1024], idtext[DEJA_ID_STRLEN + 1], id[64], finbuf[64];
@@ -353,7 +352,7 @@ static enum MHD_Result infer(serve *s, struct MHD_Connection *c, deja__op op, js
         rc = deja_span_model_digest(span, digest, dsize);
     }
     if (rc == 0) {
-        rc = deja_span_add_text(span, DEJA_INPUT, "prompt", prompt.data, prompt.len);
+        rc = deja_span_add_text(span, DEJA_INPUT, "prompt", deja__buf_chars(&prompt), prompt.size);
     }
     if (rc == 0) {
         rc = params_of(req, span, &stop);
@@ -401,17 +400,17 @@ static enum MHD_Result infer(serve *s, struct MHD_Connection *c, deja__op op, js
     for (size_t i = 0; i < nouts; i++) {
         if (outs[i].dtype == DEJA_UTF8 &&
             (strcmp(outs[i].name, "completion") == 0 || text[0] == '\0')) {
-            text = outs[i].data ? outs[i].data : "";
+            text = outs[i].data ? (const char *)outs[i].data : "";
             len = outs[i].size;
         }
     }
     const char *finish = finish_of(outs, nouts, text, len, stop, req, finbuf, sizeof finbuf);
     json_int_t created = (json_int_t)time(NULL);
-    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens",
-                              (json_int_t)utf8_chars(prompt.data, prompt.len), "completion_tokens",
-                              (json_int_t)utf8_chars(text, len), "total_tokens",
-                              (json_int_t)(utf8_chars(prompt.data, prompt.len) +
-                                           utf8_chars(text, len)));
+    json_t *usage = json_pack(
+        "{s:I, s:I, s:I}", "prompt_tokens",
+        (json_int_t)utf8_chars(deja__buf_chars(&prompt), prompt.size), "completion_tokens",
+        (json_int_t)utf8_chars(text, len), "total_tokens",
+        (json_int_t)(utf8_chars(deja__buf_chars(&prompt), prompt.size) + utf8_chars(text, len)));
     int streaming = json_is_true(json_object_get(req, "stream"));
     if (streaming) {
         json_t *so = json_object_get(req, "stream_options");
@@ -437,8 +436,8 @@ static enum MHD_Result infer(serve *s, struct MHD_Connection *c, deja__op op, js
             op == DEJA__OP_CHAT
                 ? json_pack("{s:i, s:{s:s, s:s%}, s:s, s:n}", "index", 0, "message", "role",
                             "assistant", "content", text, len, "finish_reason", finish, "logprobs")
-                : json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", text, len,
-                            "finish_reason", finish, "logprobs");
+                : json_pack("{s:i, s:s%, s:s, s:n}", "index", 0, "text", text, len, "finish_reason",
+                            finish, "logprobs");
         ret = deja__server_json(
             c, 200,
             json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o], s:O}", "id", id, "object",
@@ -459,13 +458,13 @@ static enum MHD_Result infer(serve *s, struct MHD_Connection *c, deja__op op, js
 cleanup:
     deja_ctx_free(ctx);
     deja_span_abort(span);
-    deja__hbuf_free(&prompt);
+    deja__buf_free(&prompt);
     return ret;
 }
 
 static enum MHD_Result serve_handler(void *cls, struct MHD_Connection *c, const char *url,
-                                     const char *method, const char *version,
-                                     const char *upload, size_t *upload_size, void **con_cls)
+                                     const char *method, const char *version, const char *upload,
+                                     size_t *upload_size, void **con_cls)
 {
     serve *s = cls;
     request *r = *con_cls;
@@ -477,16 +476,16 @@ static enum MHD_Result serve_handler(void *cls, struct MHD_Connection *c, const 
         }
         *con_cls = r;
         atomic_fetch_add(&s->server->requests, 1);
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->max_request) {
             r->too_large = 1;
         }
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        if (!r->too_large && r->body.len + *upload_size <= s->max_request) {
-            if (deja__hbuf_add(&r->body, upload, *upload_size) != 0) {
+        if (!r->too_large && r->body.size + *upload_size <= s->max_request) {
+            if (deja__buf_append(&r->body, upload, *upload_size) != 0) {
                 return MHD_NO;
             }
         } else {
@@ -515,7 +514,7 @@ static enum MHD_Result serve_handler(void *cls, struct MHD_Connection *c, const 
                                   "and POST /v1/completions");
     }
     json_error_t jerr;
-    json_t *req = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &jerr);
+    json_t *req = json_loadb(deja__buf_chars(&r->body), r->body.size, 0, &jerr);
     if (!json_is_object(req)) {
         char msg[256];
         snprintf(msg, sizeof msg, "the body is not a JSON object: %s", jerr.text);
@@ -536,7 +535,7 @@ static void serve_done(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     if (r) {
-        deja__hbuf_free(&r->body);
+        deja__buf_free(&r->body);
         free(r);
         *con_cls = NULL;
     }

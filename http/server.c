@@ -21,8 +21,8 @@ int deja__server_listen(deja_server *s, const char *listen, unsigned max_clients
     if (rc != 0) {
         return rc;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ITC | MHD_USE_TURBO;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                     MHD_USE_TURBO;
     if (addr.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }

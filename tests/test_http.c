@@ -21,6 +21,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+/* Before cmocka.h, whose fail() macro would rewrite deja_model.h's. */
+#include "http/http_internal.h"
+
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -576,6 +579,7 @@ typedef enum fake_mode {
     FAKE_CLOSE_MID_STREAM, /* two events, then close without [DONE] */
     FAKE_STALL_STREAM,     /* one event, then wait for the proxy to hang up */
     FAKE_SILENT,           /* read the request, never answer */
+    FAKE_EMBEDDINGS,       /* a JSON answer: one vector as numbers, one as base64 */
 } fake_mode;
 
 typedef struct fake_upstream {
@@ -626,6 +630,19 @@ static void *fake_main(void *arg)
         send(c, sse_event1, strlen(sse_event1), MSG_NOSIGNAL);
         if (recv(c, buf, sizeof buf, 0) == 0)
             f->hung_up = 1;
+    } else if (f->mode == FAKE_EMBEDDINGS) {
+        static const char body[] =
+            "{\"object\":\"list\",\"model\":\"emb-1\",\"data\":["
+            "{\"index\":0,\"embedding\":[0.5,-1.25,2]},"
+            "{\"index\":1,\"embedding\":\"AACAPwAAAEAAAEBA\"}],"
+            "\"usage\":{\"prompt_tokens\":4,\"total_tokens\":4}}";
+        char head[256];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         strlen(body));
+        send(c, head, (size_t)n, MSG_NOSIGNAL);
+        send(c, body, strlen(body), MSG_NOSIGNAL);
     } else {
         while (recv(c, buf, sizeof buf, 0) > 0) {
         }
@@ -774,6 +791,111 @@ static void test_http__fault_upstream_down_and_timeout(void **state)
     reply_free(&down);
     reply_free(&slow);
     rig_free(&g);
+}
+
+/* Embeddings through the proxy: vectors as numbers and as base64 (the
+ * OpenAI client's default) both become one f32 [n, dim] output. */
+static void test_http__proxy_records_embeddings(void **state)
+{
+    (void)state;
+    rig g;
+    fake_upstream f;
+    reply r = {0};
+    char url[256], up[128];
+    fake_start(&f, FAKE_EMBEDDINGS);
+    snprintf(up, sizeof up, "http://127.0.0.1:%u", f.port);
+    rig_start(&g, up, NULL);
+    snprintf(url, sizeof url, "%s/v1/embeddings", g.proxy_url);
+    http_call(&r, url, "{\"model\":\"emb-1\",\"input\":[\"a fox\",\"a crow\"]}", NULL);
+    fake_join(&f);
+    assert_int_equal(r.status, 200);
+    rig_stop_servers(&g);
+    traces ts;
+    traces_load(&ts, g.store);
+    assert_int_equal(ts.n, 1);
+    const deja_trace *t = ts.v[0];
+    assert_int_equal(t->status, DEJA_STATUS_OK);
+    assert_string_equal(param(t, "gen_ai.operation.name")->str, "embeddings");
+    assert_true(text_is(tensor(t->inputs, t->ninputs, "input"), "a fox"));
+    assert_true(text_is(tensor(t->inputs, t->ninputs, "input.1"), "a crow"));
+    assert_true(param(t, "gen_ai.usage.input_tokens")->num == 4);
+    const deja_tensor *e = tensor(t->outputs, t->noutputs, "embedding");
+    assert_non_null(e);
+    assert_int_equal(e->dtype, DEJA_F32);
+    assert_int_equal(e->ndim, 2);
+    assert_int_equal(e->shape[0], 2);
+    assert_int_equal(e->shape[1], 3);
+    const float want[6] = {0.5f, -1.25f, 2.0f, 1.0f, 2.0f, 3.0f};
+    assert_memory_equal(e->data, want, sizeof want);
+    traces_free(&ts);
+    reply_free(&r);
+    rig_free(&g);
+}
+
+/* Answers are network input: truncated, mutated or garbage streams and
+ * bodies parse without a crash or a leak (checked under ASan), and what
+ * does not parse is flagged, never trusted. */
+static int count_outputs(const deja_tensor *t, void *payload)
+{
+    (void)t;
+    (*(size_t *)payload)++;
+    return 0;
+}
+
+static void test_http__answer_parse_hostile(void **state)
+{
+    (void)state;
+    static const char *const samples[] = {
+        "data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Once \"}}]}\n\n"
+        "data: {\"choices\":[{\"index\":3,\"delta\":{\"content\":\"upon\"},\"finish_reason\":"
+        "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+        "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"hi\","
+        "\"tool_calls\":[{\"id\":\"t\"}]},\"finish_reason\":\"tool_calls\"}]}",
+        "{\"data\":[{\"embedding\":[1,2,3]},{\"embedding\":\"AACAPwAAAEAAAEBA\"}]}",
+        "{\"error\":{\"message\":\"bad\"}}",
+    };
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    size_t parsed = 0;
+    for (size_t k = 0; k < sizeof samples / sizeof samples[0]; k++) {
+        size_t len = strlen(samples[k]);
+        char *buf = malloc(len + 1);
+        for (int round = 0; round < 400; round++) {
+            memcpy(buf, samples[k], len);
+            size_t n = round == 0 ? len : (s = s * 6364136223846793005ULL + 1) % (len + 1);
+            for (int flips = round % 5; flips > 0 && n > 0; flips--) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                buf[(s >> 33) % n] = (char)(s >> 17);
+            }
+            for (int sse = 0; sse < 2; sse++) {
+                for (int op = DEJA__OP_CHAT; op <= DEJA__OP_EMBEDDINGS; op++) {
+                    deja__answer a;
+                    size_t outs = 0;
+                    deja__answer_init(&a);
+                    assert_int_equal(deja__answer_parse(&a, (deja__op)op, buf, n, sse), 0);
+                    assert_int_equal(deja__answer_outputs(&a, count_outputs, &outs), 0);
+                    assert_true(a.nchoices <= DEJA__HTTP_MAX_CHOICES);
+                    parsed++;
+                    deja__answer_free(&a);
+                }
+            }
+        }
+        free(buf);
+    }
+    assert_int_equal(parsed, 4 * 400 * 2 * 3);
+    /* And the unmutated stream assembles what it says. */
+    deja__answer a;
+    deja__answer_init(&a);
+    assert_int_equal(deja__answer_parse(&a, DEJA__OP_CHAT, samples[0], strlen(samples[0]), 1), 0);
+    assert_int_equal(a.nchoices, 4);
+    assert_int_equal(a.text[0].size, 5);
+    assert_memory_equal(a.text[0].data, "Once ", 5);
+    assert_int_equal(a.text[3].size, 4);
+    assert_memory_equal(a.text[3].data, "upon", 4);
+    assert_string_equal(a.finish[3], "stop");
+    assert_true(a.done);
+    assert_int_equal(a.output_tokens, 2);
+    assert_false(a.malformed);
+    deja__answer_free(&a);
 }
 
 /* 64 clients streaming at once: every one gets its whole completion, each
@@ -1071,6 +1193,8 @@ int main(void)
         cmocka_unit_test(test_http__fault_upstream_closes_mid_stream),
         cmocka_unit_test(test_http__fault_client_leaves_mid_stream),
         cmocka_unit_test(test_http__fault_upstream_down_and_timeout),
+        cmocka_unit_test(test_http__proxy_records_embeddings),
+        cmocka_unit_test(test_http__answer_parse_hostile),
         cmocka_unit_test(test_http__concurrent_streams),
         cmocka_unit_test(test_http__endpoint_replay_and_bisect),
         cmocka_unit_test(test_http__serve_seed_and_record),
