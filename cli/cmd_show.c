@@ -197,6 +197,34 @@ static void show_text(const deja_trace *t, const deja_env *env)
     free(digest);
 }
 
+/* For a trace recorded by deja proxy (params server.address and url.path):
+ * the endpoint it was answered by, "http://HOST:PORT/v1", which is what
+ * replays it. Returns 1 with it in `out`, else 0. */
+static int endpoint_guess(const deja_trace *t, char *out, size_t cap)
+{
+    static const char *const ops[] = {"/chat/completions", "/completions", "/embeddings"};
+    const char *server = NULL, *path = NULL;
+    for (size_t i = 0; i < t->nparams; i++) {
+        if (t->params[i].kind != DEJA_PARAM_STR)
+            continue;
+        if (strcmp(t->params[i].key, "server.address") == 0)
+            server = t->params[i].str;
+        else if (strcmp(t->params[i].key, "url.path") == 0)
+            path = t->params[i].str;
+    }
+    if (server == NULL || path == NULL)
+        return 0;
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        size_t k = strlen(ops[i]);
+        if (n >= k && strcmp(path + n - k, ops[i]) == 0) {
+            snprintf(out, cap, "%s%.*s", server, (int)(n - k), path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The Markdown form: every recorded string in a code span or escaped, only
  * the environment variables the README lists, and nothing of this machine
  * (no path of the store). */
@@ -209,7 +237,8 @@ static void show_md(const deja_trace *t, const deja_env *env)
     deja_id_format(&t->id, id);
     cli_format_utc(t->start_ns, utc, sizeof utc);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
-    cli_plugin_guess(t->model_name, t->model_version, plugin, sizeof plugin);
+    if (!endpoint_guess(t, plugin, sizeof plugin))
+        cli_plugin_guess(t->model_name, t->model_version, plugin, sizeof plugin);
     printf("## deja trace `%s`\n\n", id);
     printf("| field | value |\n|---|---|\n");
     fputs("| model | ", stdout);

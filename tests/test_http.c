@@ -403,6 +403,15 @@ static void test_http__proxy_records_chat(void **state)
     assert_false(trace_contains(t, "SECRET"));
     assert_false(trace_contains(t, "authorization"));
     assert_false(trace_contains(t, "cookie"));
+    /* The bug report says how to replay it: against the endpoint. */
+    char id[DEJA_ID_STRLEN + 1], want_cmd[256];
+    deja_id_format(&t->id, id);
+    snprintf(want_cmd, sizeof want_cmd, "deja replay %s --model %s/v1\n", id, g.serve_url);
+    cli_run show;
+    cli_exec(&show, NULL, NULL, "--store", g.store, "show", id, "--md", NULL);
+    assert_int_equal(show.status, 0);
+    assert_non_null(strstr(show.out, want_cmd));
+    cli_run_free(&show);
     traces_free(&ts);
     free(want);
     free(got);
