@@ -263,8 +263,8 @@ static int client_closed(exchange *x)
 }
 
 /* Drive the upstream transfer until `until` holds: 0 the headers are in, 1
- * some answer bytes are waiting to be sent (or the end), 2 the end. While
- * streaming (1), a client that leaves stops the wait: client_gone. */
+ * some answer bytes are waiting to be sent (or the end), 2 the end. A
+ * client that leaves meanwhile stops the wait: client_gone. */
 static void pump(exchange *x, int until)
 {
     for (;;) {
@@ -290,7 +290,7 @@ static void pump(exchange *x, int until)
             return;
         }
         struct curl_waitfd client = {x->client_fd, CURL_WAIT_POLLIN, 0};
-        int watch = until == 1 && x->client_fd >= 0;
+        int watch = x->client_fd >= 0;
         curl_multi_poll(x->multi, watch ? &client : NULL, watch ? 1 : 0, POLL_MS, NULL);
         if (watch && (client.revents & CURL_WAIT_POLLIN) && client_closed(x)) {
             x->client_gone = 1;
@@ -589,6 +589,9 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
         begin_trace(x, c, url); /* while the upstream works */
     }
     pump(x, 0);
+    if (x->client_gone) {
+        return MHD_NO; /* nobody to answer; the upstream is dropped when the request ends */
+    }
     if (!x->headers_done) {
         /* Refused, timed out, cut before answering, or the proxy stops. */
         int timeout = x->result == CURLE_OPERATION_TIMEDOUT;
@@ -606,6 +609,9 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
         x->refs++;
     } else {
         pump(x, 2);
+        if (x->client_gone) {
+            return MHD_NO;
+        }
         if (x->over_limit || x->result != CURLE_OK) {
             if (x->over_limit) {
                 snprintf(msg, sizeof msg,
@@ -677,6 +683,50 @@ static int64_t arrival_of(const exchange *x, size_t end)
     return 0;
 }
 
+/* Why an exchange is an error trace, into `err` ("" when it is not one);
+ * returns 1 when what the trace holds was cut short. */
+static int failure_of(const exchange *x, const deja__answer *a, enum MHD_RequestTerminationCode toe,
+                      char *err, size_t cap)
+{
+    const char *why = x->curl_error[0] ? x->curl_error : curl_easy_strerror(x->result);
+    err[0] = '\0';
+    if (x->client_gone || (x->sse && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !x->done)) {
+        if (x->sse) {
+            snprintf(err, cap,
+                     "truncated: the client disconnected mid-stream after %zu bytes; the "
+                     "upstream request was cancelled",
+                     x->sent);
+        } else {
+            snprintf(err, cap,
+                     "truncated: the client disconnected before the answer; the upstream "
+                     "request was cancelled");
+        }
+        return 1;
+    }
+    if (x->over_limit) {
+        snprintf(err, cap, "%sthe upstream's answer exceeds %zu bytes (--max-response)",
+                 x->sse ? "truncated: " : "", x->p->max_response);
+        return x->sse;
+    }
+    if (!x->headers_done) {
+        snprintf(err, cap, "upstream %s: %s", x->p->upstream, why);
+        return 0;
+    }
+    if (x->sse && (x->result != CURLE_OK || (!a->done && !a->error))) {
+        snprintf(err, cap, "truncated: the upstream stream ended after %zu bytes: %s",
+                 x->answer.size, x->result != CURLE_OK ? why : "no [DONE] event");
+        return 1;
+    }
+    if (x->result != CURLE_OK) {
+        snprintf(err, cap, "upstream %s: %s", x->p->upstream, why);
+        return 0;
+    }
+    if (x->status >= 400 || a->error) {
+        deja__http_error_text(err, cap, x->status, a);
+    }
+    return 0;
+}
+
 /* End the trace of a recorded exchange: the answer, its attributes and the
  * status, however the exchange ended. */
 static void end_trace(exchange *x, enum MHD_RequestTerminationCode toe)
@@ -711,34 +761,7 @@ static void end_trace(exchange *x, enum MHD_RequestTerminationCode toe)
     if (x->status >= 200 && x->status < 300 && !a.error) {
         deja__answer_outputs(&a, add_output, span);
     }
-    if (!x->headers_done || (x->status >= 400 && !x->sse) || x->over_limit ||
-        (!x->sse && x->result != CURLE_OK)) {
-        if (x->status >= 400 && x->headers_done && !x->over_limit && x->result == CURLE_OK) {
-            deja__http_error_text(err, sizeof err, x->status, &a);
-        } else if (x->over_limit) {
-            snprintf(err, sizeof err, "the upstream's answer exceeds %zu bytes (--max-response)",
-                     p->max_response);
-        } else {
-            snprintf(err, sizeof err, "upstream %s: %s", p->upstream,
-                     x->curl_error[0] ? x->curl_error : curl_easy_strerror(x->result));
-        }
-    } else if (x->sse && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !x->done) {
-        truncated = 1;
-        snprintf(err, sizeof err,
-                 "truncated: the client disconnected mid-stream after %zu bytes; the upstream "
-                 "request was cancelled",
-                 x->sent);
-    } else if (x->sse && (x->result != CURLE_OK || x->over_limit || (!a.done && !a.error))) {
-        truncated = 1;
-        snprintf(err, sizeof err, "truncated: the upstream stream ended after %zu bytes: %s",
-                 x->answer.size,
-                 x->over_limit ? "the answer exceeds --max-response"
-                 : x->result != CURLE_OK
-                     ? (x->curl_error[0] ? x->curl_error : curl_easy_strerror(x->result))
-                     : "no [DONE] event");
-    } else if (a.error) {
-        deja__http_error_text(err, sizeof err, x->status, &a);
-    }
+    truncated = failure_of(x, &a, toe, err, sizeof err);
     if (truncated) {
         deja_span_tag(span, "deja.truncated", "completion");
         atomic_fetch_add(&p->server->truncated, 1);

@@ -58,6 +58,7 @@ typedef struct reply {
     size_t len;
     size_t cap;
     size_t stop_after; /* abort the transfer once this many bytes came (0: never) */
+    long timeout_ms;   /* give up after this long (0: 60 s) */
     CURLcode result;
 } reply;
 
@@ -93,7 +94,7 @@ static void http_call(reply *r, const char *url, const char *body, const char *c
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms ? r->timeout_ms : 60000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, reply_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     if (body) {
@@ -354,9 +355,13 @@ static void test_http__proxy_records_chat(void **state)
     deja_tag tag = {"env", "test"};
     po.tags = &tag;
     po.ntags = 1;
-    const char *secrets[] = {"Authorization: Bearer sk-SECRET-1", "api-key: SECRET-2",
-                             "Cookie: session=SECRET-3", "X-Tenant-Secret: SECRET-4",
-                             "X-Api-Key: SECRET-5", "User-Agent: deja-test", NULL};
+    const char *secrets[] = {"Authorization: Bearer sk-SECRET-1",
+                             "api-key: SECRET-2",
+                             "Cookie: session=SECRET-3",
+                             "X-Tenant-Secret: SECRET-4",
+                             "X-Api-Key: SECRET-5",
+                             "User-Agent: deja-test",
+                             NULL};
     rig_start(&g, NULL, &po);
     snprintf(body, sizeof body, chat_body, "");
     snprintf(url, sizeof url, "%s/v1/chat/completions", g.serve_url);
@@ -446,8 +451,8 @@ static void test_http__proxy_records_stream(void **state)
     assert_int_equal(models.status, 200);
     assert_non_null(strstr(models.body, "\"textgen\""));
     snprintf(url, sizeof url, "%s/v1/completions", g.proxy_url);
-    http_call(&comp, url, "{\"model\":\"textgen\",\"prompt\":\"A crow\",\"seed\":1,\"max_tokens\":20}",
-              NULL);
+    http_call(&comp, url,
+              "{\"model\":\"textgen\",\"prompt\":\"A crow\",\"seed\":1,\"max_tokens\":20}", NULL);
     assert_int_equal(comp.status, 200);
     char *comp_text = completion_of(comp.body);
     rig_stop_servers(&g);
@@ -455,7 +460,8 @@ static void test_http__proxy_records_stream(void **state)
     traces ts;
     traces_load(&ts, g.store);
     assert_int_equal(ts.n, 3); /* GET /v1/models is not recorded */
-    const deja_trace *t = find_trace(&ts, "gen_ai.operation.name", "chat", "deja.request.stream", 1);
+    const deja_trace *t =
+        find_trace(&ts, "gen_ai.operation.name", "chat", "deja.request.stream", 1);
     assert_int_equal(t->status, DEJA_STATUS_OK);
     assert_true(param(t, "deja.request.stream")->flag);
     assert_true(text_is(tensor(t->outputs, t->noutputs, "completion"), want));
@@ -488,7 +494,8 @@ static void test_http__proxy_records_http_error(void **state)
     char url[256];
     rig_start(&g, NULL, NULL);
     snprintf(url, sizeof url, "%s/v1/chat/completions", g.proxy_url);
-    http_call(&r, url, "{\"model\":\"gpt-nope\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+    http_call(&r, url,
+              "{\"model\":\"gpt-nope\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
               NULL);
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "model_not_found"));
@@ -518,10 +525,11 @@ static void test_http__proxy_big_request(void **state)
         content[i] = "the fox and the crow "[i % 21];
     content[big] = '\0';
     char *body = NULL;
-    assert_true(asprintf(&body,
-                         "{\"model\":\"textgen\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],"
-                         "\"seed\":3,\"max_tokens\":10}",
-                         content) > 0);
+    assert_true(
+        asprintf(&body,
+                 "{\"model\":\"textgen\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],"
+                 "\"seed\":3,\"max_tokens\":10}",
+                 content) > 0);
     rig_start(&g, NULL, NULL);
     snprintf(url, sizeof url, "%s/v1/chat/completions", g.proxy_url);
     http_call(&r, url, body, NULL);
@@ -564,7 +572,8 @@ static void test_http__proxy_bounds(void **state)
     http_call(&ok, url, NULL, NULL);
     assert_int_equal(ok.status, 200);
     snprintf(url, sizeof url, "%s/v1/completions", g.proxy_url);
-    http_call(&large_answer, url, "{\"model\":\"textgen\",\"prompt\":\"A\",\"max_tokens\":400}", NULL);
+    http_call(&large_answer, url, "{\"model\":\"textgen\",\"prompt\":\"A\",\"max_tokens\":400}",
+              NULL);
     assert_int_equal(large_answer.status, 502);
     assert_non_null(strstr(large_answer.body, "exceeds 300 bytes"));
     rig_stop_servers(&g);
@@ -640,11 +649,10 @@ static void *fake_main(void *arg)
         if (recv(c, buf, sizeof buf, 0) == 0)
             f->hung_up = 1;
     } else if (f->mode == FAKE_EMBEDDINGS) {
-        static const char body[] =
-            "{\"object\":\"list\",\"model\":\"emb-1\",\"data\":["
-            "{\"index\":0,\"embedding\":[0.5,-1.25,2]},"
-            "{\"index\":1,\"embedding\":\"AACAPwAAAEAAAEBA\"}],"
-            "\"usage\":{\"prompt_tokens\":4,\"total_tokens\":4}}";
+        static const char body[] = "{\"object\":\"list\",\"model\":\"emb-1\",\"data\":["
+                                   "{\"index\":0,\"embedding\":[0.5,-1.25,2]},"
+                                   "{\"index\":1,\"embedding\":\"AACAPwAAAEAAAEBA\"}],"
+                                   "\"usage\":{\"prompt_tokens\":4,\"total_tokens\":4}}";
         char head[256];
         int n = snprintf(head, sizeof head,
                          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -653,8 +661,11 @@ static void *fake_main(void *arg)
         send(c, head, (size_t)n, MSG_NOSIGNAL);
         send(c, body, strlen(body), MSG_NOSIGNAL);
     } else {
-        while (recv(c, buf, sizeof buf, 0) > 0) {
+        ssize_t n;
+        while ((n = recv(c, buf, sizeof buf, 0)) > 0) {
         }
+        if (n == 0)
+            f->hung_up = 1;
     }
     close(c);
     return NULL;
@@ -743,6 +754,37 @@ static void test_http__fault_client_leaves_mid_stream(void **state)
     assert_non_null(strstr(ts.v[0]->error, "client disconnected"));
     assert_true(has_tag(ts.v[0], "deja.truncated", "completion"));
     assert_true(text_is(tensor(ts.v[0]->outputs, ts.v[0]->noutputs, "completion"), "Once "));
+    traces_free(&ts);
+    reply_free(&r);
+    rig_free(&g);
+}
+
+/* A client that gives up before a (non-streamed) answer: the upstream
+ * request is cancelled at once, not left to finish, and the trace says so. */
+static void test_http__fault_client_leaves_before_answer(void **state)
+{
+    (void)state;
+    rig g;
+    fake_upstream f;
+    reply r = {0};
+    char url[256], up[128];
+    fake_start(&f, FAKE_SILENT);
+    snprintf(up, sizeof up, "http://127.0.0.1:%u", f.port);
+    rig_start(&g, up, NULL);
+    snprintf(url, sizeof url, "%s/v1/chat/completions", g.proxy_url);
+    r.timeout_ms = 300;
+    http_call(&r, url, "{\"model\":\"fake\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+              NULL);
+    assert_int_equal(r.result, CURLE_OPERATION_TIMEDOUT);
+    fake_join(&f); /* returns when the proxy hangs up on the upstream */
+    assert_true(f.hung_up);
+    rig_stop_servers(&g);
+    traces ts;
+    traces_load(&ts, g.store);
+    assert_int_equal(ts.n, 1);
+    assert_int_equal(ts.v[0]->status, DEJA_STATUS_ERROR);
+    assert_non_null(strstr(ts.v[0]->error, "client disconnected before the answer"));
+    assert_true(has_tag(ts.v[0], "deja.truncated", "completion"));
     traces_free(&ts);
     reply_free(&r);
     rig_free(&g);
@@ -974,7 +1016,6 @@ static void test_http__concurrent_streams(void **state)
     rig_free(&g);
 }
 
-
 /* ------------------------------------------------------------------------
  * Replay and bisect against endpoints
  * ---------------------------------------------------------------------- */
@@ -1081,9 +1122,9 @@ static void test_http__endpoint_replay_and_bisect(void **state)
     deja_bisect_result_free(br);
 
     /* A server that cannot be reached is a load error naming it. */
-    assert_int_equal(deja_replay_run(ts.store, ids, 1, "http://127.0.0.1:1/v1", NULL, NULL, NULL,
-                                     NULL),
-                     DEJA_EMODEL);
+    assert_int_equal(
+        deja_replay_run(ts.store, ids, 1, "http://127.0.0.1:1/v1", NULL, NULL, NULL, NULL),
+        DEJA_EMODEL);
     assert_non_null(strstr(deja_error_last(), "http://127.0.0.1:1/v1"));
     traces_free(&ts);
     for (int v = 0; v < 6; v++)
@@ -1156,7 +1197,8 @@ static void test_http__serve_bad_requests(void **state)
     assert_int_equal(a.status, 400);
     http_call(&b, url, "{\"messages\":[]}", NULL);
     assert_int_equal(b.status, 400);
-    http_call(&c, url, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":\"x\"}", NULL);
+    http_call(&c, url, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"seed\":\"x\"}",
+              NULL);
     assert_int_equal(c.status, 400);
     snprintf(url, sizeof url, "http://127.0.0.1:%u/v2/other", deja_server_port(serve));
     http_call(&d, url, "{}", NULL);
@@ -1201,6 +1243,7 @@ int main(void)
         cmocka_unit_test(test_http__proxy_bounds),
         cmocka_unit_test(test_http__fault_upstream_closes_mid_stream),
         cmocka_unit_test(test_http__fault_client_leaves_mid_stream),
+        cmocka_unit_test(test_http__fault_client_leaves_before_answer),
         cmocka_unit_test(test_http__fault_upstream_down_and_timeout),
         cmocka_unit_test(test_http__proxy_records_embeddings),
         cmocka_unit_test(test_http__answer_parse_hostile),
