@@ -1181,6 +1181,62 @@ static void test_http__serve_seed_and_record(void **state)
     tmpdir_remove(&dir);
 }
 
+#ifdef DEJA_C_RUNNER
+/* deja serve --model exec:...: a model in another process (the runner
+ * protocol) served the same way; the request's seed reaches the runner's
+ * determinism context (the seed it asks for is the same for the same
+ * request seed, another for another), and --record keeps its draws. */
+static void test_http__serve_exec_runner(void **state)
+{
+    (void)state;
+    tmpdir dir;
+    char store[4096], url[256], spec[1024];
+    deja_tracer *tracer = NULL;
+    deja_server *serve = NULL;
+    assert_int_equal(tmpdir_make(&dir), 0);
+    snprintf(store, sizeof store, "%s/s.store", dir.path);
+    snprintf(spec, sizeof spec, "exec:%s echo", DEJA_C_RUNNER);
+    assert_int_equal(deja_tracer_open(&tracer, store, NULL), 0);
+    deja_serve_options so = DEJA_SERVE_OPTIONS_INIT;
+    so.listen = "127.0.0.1:0";
+    so.model = spec;
+    so.record = tracer;
+    assert_int_equal(deja_serve_start(&serve, &so), 0);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/completions", deja_server_port(serve));
+    const int seeds[3] = {5, 5, 6};
+    for (int i = 0; i < 3; i++) {
+        reply r = {0};
+        char body[128];
+        snprintf(body, sizeof body, "{\"prompt\":\"x\",\"seed\":%d}", seeds[i]);
+        http_call(&r, url, body, NULL);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "\"model\":\"crunner-v1\""));
+        reply_free(&r);
+    }
+    deja_server_stop(serve);
+    deja_tracer_close(tracer);
+    traces ts;
+    traces_load(&ts, store);
+    assert_int_equal(ts.n, 3);
+    uint64_t s5 = 0, s6 = 0;
+    for (size_t i = 0; i < ts.n; i++) {
+        const deja_trace *t = ts.v[i];
+        assert_string_equal(t->model_name, "crunner");
+        assert_int_equal(t->nseeds, 1);
+        assert_int_equal(t->nrng, 2); /* "noise" and "batch" */
+        if (param(t, "seed")->num == 5) {
+            assert_true(s5 == 0 || s5 == t->seeds[0].value);
+            s5 = t->seeds[0].value;
+        } else {
+            s6 = t->seeds[0].value;
+        }
+    }
+    assert_true(s5 != 0 && s6 != 0 && s5 != s6);
+    traces_free(&ts);
+    tmpdir_remove(&dir);
+}
+#endif
+
 /* Bad requests to deja serve: clear 4xx answers, the server goes on. */
 static void test_http__serve_bad_requests(void **state)
 {
@@ -1251,6 +1307,9 @@ int main(void)
         cmocka_unit_test(test_http__endpoint_replay_and_bisect),
         cmocka_unit_test(test_http__serve_seed_and_record),
         cmocka_unit_test(test_http__serve_bad_requests),
+#ifdef DEJA_C_RUNNER
+        cmocka_unit_test(test_http__serve_exec_runner),
+#endif
         cmocka_unit_test(test_http__cli_errors),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
