@@ -67,7 +67,8 @@ typedef struct deja__answer {
     deja__buf text[DEJA__HTTP_MAX_CHOICES];
     char *finish[DEJA__HTTP_MAX_CHOICES];
     size_t nchoices;
-    char *tool_calls; /* JSON of choice 0's tool calls, non-streaming only */
+    char *tool_calls; /* JSON of choice 0's tool calls: [{type, function: {name, arguments}}] */
+    void *tool_acc;   /* stream: those calls so far (a jansson array) */
     char *id;
     char *model;
     char *fingerprint;

@@ -333,6 +333,7 @@ void deja__answer_free(deja__answer *a)
         free(a->finish[i]);
     }
     free(a->tool_calls);
+    json_decref(a->tool_acc);
     free(a->id);
     free(a->model);
     free(a->fingerprint);
@@ -401,6 +402,75 @@ static int common_fields(deja__answer *a, json_t *o)
     return rc;
 }
 
+/* Set obj[key] to its string followed by the string `piece` (when it is
+ * one). Returns 0 or DEJA_ENOMEM. */
+static int append_string(json_t *obj, const char *key, json_t *piece)
+{
+    json_t *old = json_object_get(obj, key);
+    size_t ol = json_string_length(old), pl = json_string_length(piece);
+    if (!json_is_string(piece) || pl == 0) {
+        return 0;
+    }
+    char *both = malloc(ol + pl + 1);
+    if (!both) {
+        return deja__error_set(DEJA_ENOMEM, "http: out of memory");
+    }
+    memcpy(both, json_string_value(old) ? json_string_value(old) : "", ol);
+    memcpy(both + ol, json_string_value(piece), pl);
+    int rc = json_object_set_new(obj, key, json_stringn(both, ol + pl)) == 0
+                 ? 0
+                 : deja__error_set(DEJA_ENOMEM, "http: out of memory");
+    free(both);
+    return rc;
+}
+
+/* Add the tool calls of choice 0 (a whole message's, or a stream chunk's
+ * pieces, merged by their index) to a->tool_acc, keeping what the model
+ * decided: each call's type, function name and arguments. The server's
+ * call ids are left out: they are random, and would make every replay
+ * differ. */
+static int add_tool_calls(deja__answer *a, json_t *calls)
+{
+    size_t k;
+    json_t *d;
+    if (!a->tool_acc && !(a->tool_acc = json_array())) {
+        return deja__error_set(DEJA_ENOMEM, "http: out of memory");
+    }
+    json_t *acc = a->tool_acc;
+    json_array_foreach(calls, k, d)
+    {
+        json_t *ix = json_object_get(d, "index");
+        json_int_t idx = json_is_integer(ix) ? json_integer_value(ix) : (json_int_t)k;
+        if (idx < 0 || idx >= 256) {
+            a->malformed = 1;
+            continue;
+        }
+        while (json_array_size(acc) <= (size_t)idx) {
+            json_t *call = json_pack("{s:s, s:{s:s, s:s}}", "type", "function", "function", "name",
+                                     "", "arguments", "");
+            if (!call || json_array_append_new(acc, call) != 0) {
+                return deja__error_set(DEJA_ENOMEM, "http: out of memory");
+            }
+        }
+        json_t *call = json_array_get(acc, (size_t)idx);
+        json_t *type = json_object_get(d, "type");
+        if (json_is_string(type) && json_string_length(type) > 0) {
+            json_object_set(call, "type", type);
+        }
+        json_t *fn = json_object_get(d, "function");
+        int rc =
+            append_string(json_object_get(call, "function"), "name", json_object_get(fn, "name"));
+        if (rc == 0) {
+            rc = append_string(json_object_get(call, "function"), "arguments",
+                               json_object_get(fn, "arguments"));
+        }
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 /* The choice at `index` of a choices array element, or -1 when out of
  * range. */
 static long choice_index(json_t *choice, size_t position)
@@ -435,12 +505,9 @@ static int read_choices(deja__answer *a, deja__op op, json_t *o, int delta, int 
         if (op == DEJA__OP_CHAT) {
             json_t *msg = json_object_get(c, delta ? "delta" : "message");
             text = json_object_get(msg, "content");
-            if (!delta && json_object_get(msg, "tool_calls") && i == 0 && !a->tool_calls) {
-                a->tool_calls = json_dumps(json_object_get(msg, "tool_calls"),
-                                           JSON_COMPACT | JSON_ENSURE_ASCII);
-                if (!a->tool_calls) {
-                    return deja__error_set(DEJA_ENOMEM, "http: out of memory");
-                }
+            json_t *calls = json_object_get(msg, "tool_calls");
+            if (i == 0 && json_is_array(calls) && (rc = add_tool_calls(a, calls)) != 0) {
+                return rc;
             }
         } else {
             text = json_object_get(c, "text");
@@ -610,18 +677,24 @@ static int parse_sse(deja__answer *a, deja__op op, const char *body, size_t len)
 int deja__answer_parse(deja__answer *a, deja__op op, const char *body, size_t len, int sse)
 {
     json_error_t jerr;
-    int text_seen = 0, rc;
+    int text_seen = 0, rc = 0;
     if (sse) {
-        return parse_sse(a, op, body, len);
-    }
-    json_t *o = json_loadb(body, len, 0, &jerr);
-    if (!json_is_object(o)) {
-        a->malformed = 1;
+        rc = parse_sse(a, op, body, len);
+    } else {
+        json_t *o = json_loadb(body, len, 0, &jerr);
+        if (json_is_object(o)) {
+            rc = read_object(a, op, o, 0, &text_seen);
+        } else {
+            a->malformed = 1;
+        }
         json_decref(o);
-        return 0;
     }
-    rc = read_object(a, op, o, 0, &text_seen);
-    json_decref(o);
+    if (rc == 0 && a->tool_acc && json_array_size(a->tool_acc) > 0 && !a->tool_calls) {
+        a->tool_calls = json_dumps(a->tool_acc, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (!a->tool_calls) {
+            rc = deja__error_set(DEJA_ENOMEM, "http: out of memory");
+        }
+    }
     return rc;
 }
 

@@ -949,6 +949,43 @@ static void test_http__answer_parse_hostile(void **state)
     deja__answer_free(&a);
 }
 
+/* Tool calls: streamed pieces are merged by index into what the
+ * non-streamed answer says, the random call ids left out, so that a replay
+ * compares the model's decision only. */
+static void test_http__answer_tool_calls(void **state)
+{
+    (void)state;
+    static const char stream[] =
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{"
+        "\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_"
+        "weather\",\"arguments\":\"\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+        "{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":"
+        "{\"arguments\":\"\\\"Paris\\\"}\"}}]}}]}\n\n"
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
+        "data: [DONE]\n\n";
+    static const char whole[] =
+        "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,"
+        "\"tool_calls\":[{\"id\":\"call_XYZ\",\"type\":\"function\",\"function\":{\"name\":"
+        "\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+        "\"finish_reason\":\"tool_calls\"}]}";
+    static const char want[] = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+                               "\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]";
+    deja__answer a, b;
+    deja__answer_init(&a);
+    deja__answer_init(&b);
+    assert_int_equal(deja__answer_parse(&a, DEJA__OP_CHAT, stream, strlen(stream), 1), 0);
+    assert_int_equal(deja__answer_parse(&b, DEJA__OP_CHAT, whole, strlen(whole), 0), 0);
+    assert_non_null(a.tool_calls);
+    assert_string_equal(a.tool_calls, want);
+    assert_string_equal(b.tool_calls, want);
+    assert_string_equal(a.finish[0], "tool_calls");
+    assert_false(a.malformed);
+    deja__answer_free(&a);
+    deja__answer_free(&b);
+}
+
 /* 64 clients streaming at once: every one gets its whole completion, each
  * exchange is recorded once, none lost. */
 #define NCLIENTS 64
@@ -1303,6 +1340,7 @@ int main(void)
         cmocka_unit_test(test_http__fault_upstream_down_and_timeout),
         cmocka_unit_test(test_http__proxy_records_embeddings),
         cmocka_unit_test(test_http__answer_parse_hostile),
+        cmocka_unit_test(test_http__answer_tool_calls),
         cmocka_unit_test(test_http__concurrent_streams),
         cmocka_unit_test(test_http__endpoint_replay_and_bisect),
         cmocka_unit_test(test_http__serve_seed_and_record),
