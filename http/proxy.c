@@ -558,8 +558,17 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
         const char *cl =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > p->max_request) {
-            x->too_large = 1;
+            /* Refused before the body is read: a client that waits for
+             * 100-continue never sends it; MHD closes the connection. */
+            snprintf(msg, sizeof msg,
+                     "deja proxy: the request body exceeds %zu bytes (--max-request)",
+                     p->max_request);
+            return fail(x, c, 413, "request_too_large", msg);
         }
+        return MHD_YES;
+    }
+    if (x->answered) {
+        *upload_size = 0; /* a refused body is read and dropped */
         return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -571,9 +580,6 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
             x->too_large = 1;
         }
         *upload_size = 0;
-        return MHD_YES;
-    }
-    if (x->answered) {
         return MHD_YES;
     }
     if (x->too_large) {

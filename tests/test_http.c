@@ -568,6 +568,17 @@ static void test_http__proxy_bounds(void **state)
     http_call(&big, url, body, NULL);
     assert_int_equal(big.status, 413);
     assert_non_null(strstr(big.body, "exceeds 1024 bytes"));
+    /* 2 MB: libcurl asks 100-continue first and is refused before sending. */
+    reply huge = {0};
+    char *two = malloc((size_t)2 << 20);
+    memset(two, ' ', (size_t)2 << 20);
+    two[((size_t)2 << 20) - 1] = '\0';
+    two[0] = '{';
+    two[((size_t)2 << 20) - 2] = '}';
+    http_call(&huge, url, two, NULL);
+    assert_int_equal(huge.status, 413);
+    free(two);
+    reply_free(&huge);
     snprintf(url, sizeof url, "%s/v1/models", g.proxy_url);
     http_call(&ok, url, NULL, NULL);
     assert_int_equal(ok.status, 200);
