@@ -150,6 +150,10 @@ int cli_parse_bytes(const char *text, uint64_t *out);
 void cli_signals_block(sigset_t *set);
 int cli_signals_wait(const sigset_t *set);
 
+/* Check that `listen` ("HOST:PORT") can be listened on, before anything
+ * is created (a store): 0, or -1 after printing why not. */
+int cli_listen_check(const char *listen);
+
 /* Print the base URL "http://HOST:PORT/v1" on stdout (flushed: scripts read
  * it) and a human line on stderr. */
 void cli_print_listening(const char *what, const char *listen, unsigned port, const char *extra);

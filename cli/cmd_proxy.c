@@ -146,6 +146,8 @@ int cmd_proxy(const cli_global *g, int argc, char **argv)
     o.ntags = tags.ntags;
     o.redact_headers = redact;
     o.nredact_headers = nredact;
+    if (cli_listen_check(o.listen) < 0)
+        goto cleanup;
     cli_signals_block(&set);
     rc = deja_tracer_open(&tracer, g->store, NULL);
     if (rc < 0) {

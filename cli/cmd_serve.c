@@ -81,6 +81,8 @@ int cmd_serve(const cli_global *g, int argc, char **argv)
         return cli_usage_error(help, "serve: unexpected argument '%s'", argv[optind]);
     if (o.model == NULL)
         return cli_usage_error(help, "serve: --model PLUGIN is required");
+    if (cli_listen_check(o.listen) < 0)
+        goto cleanup;
     cli_signals_block(&set);
     if (record) {
         rc = deja_tracer_open(&tracer, g->store, NULL);

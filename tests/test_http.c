@@ -1331,6 +1331,29 @@ static void test_http__cli_errors(void **state)
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "no-such-model"));
     cli_run_free(&r);
+    /* An address in use: exit 2 before any store is created. */
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(busy, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(busy, 1), 0);
+    assert_int_equal(getsockname(busy, (struct sockaddr *)&a, &alen), 0);
+    char addr[64], store[512];
+    tmpdir dir;
+    assert_int_equal(tmpdir_make(&dir), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", ntohs(a.sin_port));
+    snprintf(store, sizeof store, "%s/never.store", dir.path);
+    cli_exec(&r, NULL, NULL, "--store", store, "proxy", "--upstream", "http://127.0.0.1:1",
+             "--listen", addr, NULL);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "cannot listen on"));
+    assert_false(cli_exists(store));
+    cli_run_free(&r);
+    close(busy);
+    tmpdir_remove(&dir);
     cli_exec(&r, NULL, NULL, "serve", "--model", "textgen-v1", "--listen", "nohost", NULL);
     assert_int_equal(r.status, 2);
     assert_non_null(strstr(r.err, "HOST:PORT"));
