@@ -28,7 +28,6 @@
 #include "http/http_internal.h"
 
 #define MAX_ANSWER ((size_t)256 << 20)
-#define DEFAULT_TIMEOUT_MS 600000L
 
 typedef struct endpoint {
     deja_model_plugin plugin; /* name and version point below */
@@ -265,8 +264,8 @@ static int read_query(endpoint *e, const char *query)
     return rc;
 }
 
-int deja__endpoint_open(const char *spec, const deja_model_plugin **plugin, void **instance,
-                        deja_model_info *info)
+int deja__endpoint_open(const char *spec, unsigned timeout_ms, const deja_model_plugin **plugin,
+                        void **instance, deja_model_info *info)
 {
     int rc = 0;
     endpoint *e = calloc(1, sizeof *e);
@@ -288,7 +287,7 @@ int deja__endpoint_open(const char *spec, const deja_model_plugin **plugin, void
         blen--;
     }
     e->base[blen] = '\0';
-    e->timeout_ms = DEFAULT_TIMEOUT_MS;
+    e->timeout_ms = timeout_ms ? (long)timeout_ms : (long)DEJA_MODEL_TIMEOUT_MS;
     if (q && (rc = read_query(e, q + 1)) != 0) {
         goto cleanup;
     }

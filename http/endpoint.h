@@ -11,11 +11,13 @@
 
 /* Open the endpoint model of `spec`, "http://HOST:PORT/PATH[?model=NAME&
  * timeout=SECONDS]" (PATH: the base URL an OpenAI client takes, e.g. /v1).
+ * Each request may take `timeout_ms` (deja_model_options; 0: the default,
+ * DEJA_MODEL_TIMEOUT_MS) unless the spec's timeout= says otherwise.
  * Fills `*plugin` with a description owned by `*instance` (valid until the
  * plugin's close), and `info` with a digest of the spec. Without NAME the
  * server must list exactly one model at GET PATH/models. Returns 0,
  * DEJA_EINVAL (a bad spec) or DEJA_EMODEL (the server cannot be asked). */
-int deja__endpoint_open(const char *spec, const deja_model_plugin **plugin, void **instance,
-                        deja_model_info *info);
+int deja__endpoint_open(const char *spec, unsigned timeout_ms, const deja_model_plugin **plugin,
+                        void **instance, deja_model_info *info);
 
 #endif /* DEJA_HTTP_ENDPOINT_H */

@@ -262,11 +262,11 @@ cleanup:
 
 /* An OpenAI-compatible endpoint as a model (http/endpoint.c): its plugin
  * description lives in its instance, its digest is the spec's. */
-static int load_endpoint(deja_model *m, const char *spec)
+static int load_endpoint(deja_model *m, const char *spec, unsigned timeout_ms)
 {
     deja_model_info info;
     memset(&info, 0, sizeof info);
-    int rc = deja__endpoint_open(spec, &m->plugin, &m->instance, &info);
+    int rc = deja__endpoint_open(spec, timeout_ms, &m->plugin, &m->instance, &info);
     if (rc != 0) {
         return rc;
     }
@@ -324,7 +324,7 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         goto cleanup;
     }
     if (strncmp(spec, "http://", 7) == 0 || strncmp(spec, "https://", 8) == 0) {
-        rc = load_endpoint(m, spec);
+        rc = load_endpoint(m, spec, opts ? opts->timeout_ms : 0);
         if (rc == 0) {
             *out = m;
             m = NULL;

@@ -1169,6 +1169,29 @@ static void test_http__endpoint_replay_and_bisect(void **state)
     assert_string_equal(br->first_bad_spec, specs[3]);
     deja_bisect_result_free(br);
 
+    /* A server that never answers: the request gives up after the model
+     * options' timeout, and the inference fails saying so. */
+    fake_upstream f;
+    fake_start(&f, FAKE_SILENT);
+    char silent[160];
+    snprintf(silent, sizeof silent, "http://127.0.0.1:%u/v1?model=textgen", f.port);
+    deja_model_options mo = DEJA_MODEL_OPTIONS_INIT;
+    mo.timeout_ms = 300;
+    deja_model *m = NULL;
+    deja_trace *tr = NULL;
+    deja_ctx *ctx = NULL;
+    assert_int_equal(deja_model_load_ext(&m, silent, &mo), 0);
+    assert_int_equal(deja_trace_get(ts.store, &ids[0], &tr), 0);
+    assert_int_equal(deja_ctx_replay(&ctx, tr), 0);
+    assert_int_equal(deja_model_infer(m, ctx), DEJA_EMODEL);
+    if (!strstr(deja_error_last(), "timed out"))
+        fail_msg("error: %s", deja_error_last());
+    deja_ctx_free(ctx);
+    deja_trace_free(tr);
+    deja_model_free(m);
+    fake_join(&f);
+    assert_true(f.hung_up);
+
     /* A server that cannot be reached is a load error naming it. */
     assert_int_equal(
         deja_replay_run(ts.store, ids, 1, "http://127.0.0.1:1/v1", NULL, NULL, NULL, NULL),
