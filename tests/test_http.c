@@ -908,11 +908,11 @@ static void test_http__answer_parse_hostile(void **state)
 {
     (void)state;
     static const char *const samples[] = {
-        "data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Once \"}}]}\n\n"
-        "data: {\"choices\":[{\"index\":3,\"delta\":{\"content\":\"upon\"},\"finish_reason\":"
-        "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
-        "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"hi\","
-        "\"tool_calls\":[{\"id\":\"t\"}]},\"finish_reason\":\"tool_calls\"}]}",
+        ("data: {\"id\":\"a\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Once \"}}]}\n\n"
+         "data: {\"choices\":[{\"index\":3,\"delta\":{\"content\":\"upon\"},\"finish_reason\":"
+         "\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"),
+        ("{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"hi\","
+         "\"tool_calls\":[{\"id\":\"t\"}]},\"finish_reason\":\"tool_calls\"}]}"),
         "{\"data\":[{\"embedding\":[1,2,3]},{\"embedding\":\"AACAPwAAAEAAAEBA\"}]}",
         "{\"error\":{\"message\":\"bad\"}}",
     };
