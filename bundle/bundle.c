@@ -68,6 +68,15 @@ static const char *temp_dir(void)
     return d != NULL && d[0] != '\0' ? d : "/tmp";
 }
 
+/* The process's umask (read by setting it and back). */
+static mode_t current_umask(void)
+{
+    const mode_t m = umask(077);
+
+    umask(m);
+    return m;
+}
+
 /* Open an unlinked temporary file in temp_dir(). Returns the descriptor, or
  * a negative code with the message set. */
 static int temp_fd(const char *what)
@@ -1820,7 +1829,8 @@ int deja_bundle_export(deja_store *store, const deja_id *ids, size_t n,
         goto cleanup;
     }
     have_tmp = 1;
-    if (fchmod(fd, 0644) != 0) {
+    /* mkstemp made it 0600: give it the mode a new file gets here. */
+    if (fchmod(fd, 0666 & ~current_umask()) != 0) {
         rc = deja__error_set(DEJA_EIO, "'%s': %s", tmp, strerror(errno));
         goto cleanup;
     }

@@ -240,6 +240,10 @@ int cli_store_open_read(const cli_global *g, deja_store **out)
         return cli_error("store '%s' does not exist (set --store or DEJA_STORE)", g->store);
     if (rc < 0)
         return cli_lib_error(rc, "store '%s'", g->store);
+    if (deja_store_unlocked(*out))
+        fprintf(stderr, "deja: warning: store '%s': lock.mdb is not writable: reading without "
+                        "locks (a concurrent writer may change what is read)\n",
+                g->store);
     return 0;
 }
 

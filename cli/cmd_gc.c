@@ -40,7 +40,7 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
     deja_store *store = NULL;
     const int64_t now = cli_now_ns();
     char freed[32];
-    int first = 1, json = 0, given = 0, c, rc;
+    int first = 1, json = 0, given = 0, c, rc = 0;
     int ret = CLI_EXIT_TROUBLE;
 
     while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &json, &ret)) != -1) {
@@ -72,9 +72,12 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
     /* Never create a store: check that it exists, then open it to write. */
     if (cli_store_open_read(g, &store) != 0)
         goto cleanup;
-    deja_store_close(store);
-    store = NULL;
-    rc = deja_store_open(&store, g->store, DEJA_STORE_WRITE);
+    /* A dry run reads only. */
+    if (!o.dry_run) {
+        deja_store_close(store);
+        store = NULL;
+        rc = deja_store_open(&store, g->store, DEJA_STORE_WRITE);
+    }
     if (rc != 0) {
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;

@@ -6,6 +6,7 @@
  * declare it in cli/cli.h, and add one line to `commands` below.
  */
 #include "cli.h"
+#include "cli_signals.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
     if (cmd == NULL)
         return unknown_command(argv[i]);
     g.store = cli_store_path(opts.store);
+    cli_signals_install(g.store);
     ret = cmd->fn(&g, argc - i, argv + i);
     return cli_stdout_finish(ret);
 }

@@ -320,12 +320,24 @@ typedef struct deja_store deja_store;
 enum {
     DEJA_STORE_READONLY = 0, /* open an existing store for reading; never creates */
     DEJA_STORE_WRITE = 1,    /* open for writing, creating the store if needed */
+    DEJA_STORE_SHARED = 2,   /* with WRITE: a new store gets the umask's modes, not 0700/0600 */
 };
 
 /* Open the store at `path` (a directory). With DEJA_STORE_READONLY a
  * missing store is DEJA_ENOTFOUND and nothing is created. A store written by
- * a newer format version is DEJA_EVERSION. */
+ * a newer format version is DEJA_EVERSION. A new store is private
+ * (directory 0700, files 0600) unless DEJA_STORE_SHARED is given or
+ * $DEJA_STORE_SHARED is set (then 0777/0666 less the umask). A data.mdb or
+ * lock.mdb that is a symbolic link or not a regular file is refused
+ * (DEJA_EINVAL); a data.mdb shorter than its meta page claims, or empty
+ * when read, is DEJA_ECORRUPT. A reader without write access to lock.mdb
+ * reads without LMDB's locks (see deja_store_unlocked). */
 DEJA_API int deja_store_open(deja_store **out, const char *path, int flags);
+
+/* Whether `store` was opened read-only without LMDB's locks because the
+ * lock file could not be written: reads then do not hold off a concurrent
+ * writer, which may change pages under them. Returns 1 or 0. */
+DEJA_API int deja_store_unlocked(const deja_store *store);
 
 /* Close the store. Accepts NULL. */
 DEJA_API void deja_store_close(deja_store *store);

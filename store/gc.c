@@ -86,6 +86,7 @@ typedef struct gc_state {
     digest_set blobs, chunks, envs;
     int unknown_refs;   /* a remaining trace did not decode: sweep no blob or env */
     int unknown_chunks; /* a kept blob's chunk list did not parse: sweep no chunk */
+    int dry;            /* a dry run: w->txn is a read transaction, nothing is written */
 } gc_state;
 
 /* Map an LMDB failure in `w`, noting a full map so that the write reruns. */
@@ -96,11 +97,18 @@ static int gc_mdb_error(deja__wtxn *w, int rc, const char *what)
     return deja__mdb_error(rc, what);
 }
 
-/* Delete `key` from `dbi`; an absent key is fine. */
+/* Whether `w` holds a read transaction (a dry run): nothing is written. */
+static int read_only(const deja__wtxn *w)
+{
+    return w->dry_run;
+}
+
+/* Delete `key` from `dbi`; an absent key is fine. A dry run deletes
+ * nothing. */
 static int del_key(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t n, const char *what)
 {
     MDB_val k = {n, (void *)key};
-    int rc = mdb_del(w->txn, dbi, &k, NULL);
+    int rc = read_only(w) ? 0 : mdb_del(w->txn, dbi, &k, NULL);
 
     if (rc == 0 || rc == MDB_NOTFOUND)
         return 0;
@@ -126,7 +134,7 @@ static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
     MDB_val k, val;
     int rc;
 
-    if (delta == 0)
+    if (delta == 0 || read_only(w))
         return 0;
     snprintf(key, sizeof key, "count/%s", name);
     x = deja__meta_u64(w->store, w->txn, key);
@@ -222,7 +230,7 @@ static int delete_old(deja__wtxn *w, gc_state *g)
         deja_trace_free(t);
         if (rc != 0)
             break;
-        if (deleted) {
+        if (deleted && !read_only(w)) {
             k.mv_size = 16;
             k.mv_data = id.bytes;
             mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -266,6 +274,17 @@ static int mark(deja__wtxn *w, MDB_dbi dbi, digest_set *s, const uint8_t *d)
     return 0;
 }
 
+/* Whether step (a) deletes the decoded trace `t` (a dry run needs to
+ * know, since it deleted nothing). */
+static int goes(const gc_state *g, const deja_trace *t)
+{
+    const int64_t before = g->opts->before_ns;
+    const int64_t cutoff_ms = before >= 0 ? before / 1000000 : -((-before + 999999) / 1000000);
+
+    return deja_id_time_ms(&t->id) < cutoff_ms &&
+           !(g->opts->keep_errors && t->status == DEJA_STATUS_ERROR);
+}
+
 /* Step (b): mark the blobs and environments of every remaining trace. */
 static int mark_traces(deja__wtxn *w, gc_state *g)
 {
@@ -290,6 +309,10 @@ static int mark_traces(deja__wtxn *w, gc_state *g)
         if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
             g->unknown_refs = 1;
             rc = 0;
+            continue;
+        }
+        if (rc == 0 && read_only(w) && goes(g, t)) {
+            deja_trace_free(t);
             continue;
         }
         for (int side = 0; rc == 0 && side < 2; side++) {
@@ -346,6 +369,10 @@ static int sweep(deja__wtxn *w, gc_state *g, MDB_dbi dbi, sweep_fn decide, uint6
         rc = del_key(w, dbi, key, 16, "gc: deleting a record");
         if (rc != 0)
             break;
+        if (read_only(w)) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
         k.mv_size = 16;
         k.mv_data = key;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -446,8 +473,6 @@ static int gc_fill(deja__wtxn *w, void *payload)
         rc = count_sub(w, "unique_bytes", g->unique_freed);
     if (rc == 0)
         rc = count_sub(w, "raw_bytes", g->raw_freed);
-    if (rc == 0 && g->opts->dry_run)
-        rc = 1;
     return rc;
 }
 
@@ -465,13 +490,29 @@ int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats 
     if (opts->version != DEJA_GC_OPTIONS_VERSION)
         return deja__error_set(DEJA_EVERSION, "gc: options version %u, this deja knows %d",
                                opts->version, DEJA_GC_OPTIONS_VERSION);
-    if (!store->writable)
+    if (!store->writable && !opts->dry_run)
         return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only: gc needs write",
                                store->path);
+    /* LMDB trusts its pages, and a write on damaged ones spreads the
+     * damage: check the structure first. */
+    rc = deja__store_check_or_fail(store, "gc");
+    if (rc != 0)
+        return rc;
     g.opts = opts;
-    rc = deja__store_write(store, gc_fill, &g);
-    if (rc == 1 && opts->dry_run)
-        rc = 0;
+    if (opts->dry_run) {
+        /* Count in a read transaction: a dry run never writes. */
+        deja__wtxn w;
+        memset(&w, 0, sizeof w);
+        w.store = store;
+        w.dry_run = 1;
+        rc = deja__rtxn_begin(store, &w.txn);
+        if (rc == 0) {
+            rc = gc_fill(&w, &g);
+            deja__rtxn_end(store, w.txn);
+        }
+    } else {
+        rc = deja__store_write(store, gc_fill, &g);
+    }
     if (rc == 0 && out != NULL)
         *out = g.stats;
     set_free(&g.blobs);

@@ -226,8 +226,8 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
     return 0;
 }
 
-/* mkdir -p `path`. */
-static int make_dirs(const char *path)
+/* mkdir -p `path`, the last directory with `mode` (before the umask). */
+static int make_dirs(const char *path, mode_t mode)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
@@ -239,7 +239,7 @@ static int make_dirs(const char *path)
         if (buf[i] != '/' && buf[i] != '\0')
             continue;
         buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        if (mkdir(buf, i == n ? mode : 0777) != 0 && errno != EEXIST)
             return deja__error_set(DEJA_EIO, "store '%s': cannot create '%s': %s", path, buf,
                                    strerror(errno));
         buf[i] = i == n ? '\0' : '/';
@@ -287,7 +287,8 @@ int deja_store_open(deja_store **out, const char *path, int flags)
     char data_path[PATH_MAX];
     struct stat st;
     unsigned mflags = MDB_NOTLS;
-    int rc = 0, locks = 0, dead;
+    const int shared = deja__store_shared(flags);
+    int rc = 0, locks = 0, dead, exists = 0, fd = -1;
 
     *out = NULL;
     if (path == NULL || *path == '\0')
@@ -295,11 +296,18 @@ int deja_store_open(deja_store **out, const char *path, int flags)
     if ((size_t)snprintf(data_path, sizeof data_path, "%s/data.mdb", path) >= sizeof data_path)
         return deja__error_set(DEJA_EINVAL, "store path '%s' is too long", path);
     if (!(flags & DEJA_STORE_WRITE)) {
-        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || stat(data_path, &st) != 0)
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || lstat(data_path, &st) != 0)
             return deja__error_set(DEJA_ENOTFOUND, "store '%s' does not exist", path);
         mflags |= MDB_RDONLY;
+        rc = deja__store_files_check(path, 0, &exists);
+        if (rc != 0)
+            return rc;
     } else {
-        rc = make_dirs(path);
+        rc = make_dirs(path, shared ? 0777 : 0700);
+        if (rc == 0)
+            rc = deja__store_files_check(path, 1, &exists);
+        if (rc == 0 && !exists)
+            rc = deja__store_files_prepare(path, shared);
         if (rc != 0)
             return rc;
     }
@@ -338,12 +346,33 @@ int deja_store_open(deja_store **out, const char *path, int flags)
         rc = deja__mdb_error(rc, "creating the LMDB environment");
         goto cleanup;
     }
-    rc = mdb_env_open(store->env, path, mflags, 0644);
+    rc = mdb_env_open(store->env, path, mflags, shared ? 0666 : 0600);
+    if (rc == EACCES || rc == EROFS || rc == EPERM) {
+        if (!(mflags & MDB_RDONLY)) {
+            rc = deja__error_set(DEJA_EIO, "store '%s': %s (no write access)", path,
+                                 mdb_strerror(rc));
+            goto cleanup;
+        }
+        /* A reader without write access to lock.mdb (another user's store, a
+         * read-only copy): read without LMDB's locks. */
+        mdb_env_close(store->env);
+        store->env = NULL;
+        rc = mdb_env_create(&store->env);
+        if (rc == 0)
+            rc = mdb_env_set_maxdbs(store->env, MAX_DBS);
+        if (rc == 0)
+            rc = mdb_env_open(store->env, path, mflags | MDB_NOLOCK, 0600);
+        if (rc == 0)
+            store->nolock = 1;
+    }
     if (rc != 0) {
-        rc = deja__error_set(rc == ENOENT ? DEJA_ENOTFOUND : DEJA_EIO, "store '%s': %s", path,
-                             mdb_strerror(rc));
+        rc = deja__error_set(rc == ENOENT ? DEJA_ENOTFOUND : rc == ENOSPC ? DEJA_EIO : DEJA_EIO,
+                             "store '%s': %s", path,
+                             rc == ENOSPC ? "no space left on device" : mdb_strerror(rc));
         goto cleanup;
     }
+    if (mdb_env_get_fd(store->env, &fd) == 0 && (rc = deja__store_files_recheck(path, fd)) != 0)
+        goto cleanup;
     mdb_reader_check(store->env, &dead);
     if (store->writable) {
         rc = mdb_env_info(store->env, &info);
@@ -395,6 +424,12 @@ cleanup:
         free(store);
     }
     return rc;
+}
+
+/* Whether `store` reads without LMDB's locks; see deja.h. */
+int deja_store_unlocked(const deja_store *store)
+{
+    return store != NULL && store->nolock;
 }
 
 /* Close the store and free its caches. Accepts NULL. */

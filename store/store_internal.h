@@ -63,6 +63,7 @@ struct deja_store {
     MDB_dbi meta, traces, blobs, envs, ix_model, ix_tag, ix_status;
     MDB_dbi chunks;
     int has_chunks; /* 0 for a store written before chunking, opened read-only */
+    int nolock;     /* opened read-only without LMDB's locks (no write access) */
 
     /* Held shared by every transaction of this handle, exclusively while the
      * map is resized (LMDB requires no live transaction in the process). */
@@ -106,12 +107,30 @@ struct deja__wtxn {
     uint32_t trained_id; /* dictionary trained in this transaction, 0 for none */
     uint64_t raw_bytes, unique_bytes, stored_bytes;
     deja__buf scratch;
+    int dry_run; /* txn is a read transaction (gc --dry-run): write nothing */
 };
 
 /* Begin a read transaction on `store` (taking the resize lock shared and
  * adopting a map grown by another process). End it with deja__rtxn_end. */
 int deja__rtxn_begin(deja_store *store, MDB_txn **out);
 void deja__rtxn_end(deja_store *store, MDB_txn *txn);
+
+/* store/store_files.c: the files of a store directory, checked before LMDB
+ * opens them. deja__store_files_check refuses a lock.mdb or data.mdb that
+ * is a symlink or not a regular file, and a data.mdb smaller than its
+ * meta page claims (or empty, when read); `*data_exists` says whether
+ * data.mdb exists. deja__store_files_prepare checks the free space of a
+ * new store's directory and creates its lock file. deja__store_shared
+ * says whether a new store gets the umask's modes instead of 0700/0600. */
+int deja__store_files_check(const char *dir, int writable, int *data_exists);
+int deja__store_files_prepare(const char *dir, int shared);
+int deja__store_files_recheck(const char *dir, int data_fd);
+int deja__store_shared(int flags);
+
+/* store/pagecheck.c: the structure of data.mdb, checked without LMDB. */
+int deja__store_check_pages(const char *path, deja_problem_cb cb, void *payload);
+int deja__store_check_meta(const char *path, char *msg, size_t cap);
+int deja__store_check_or_fail(deja_store *store, const char *what);
 
 /* Map an LMDB error to a deja code with a message naming `what`. */
 int deja__mdb_error(int rc, const char *what);

@@ -3,6 +3,7 @@
  * chunk and environment matches its digest, every reference (trace -> blob,
  * blob -> chunk, trace -> environment) and index entry resolves.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,6 +430,16 @@ int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
     v.store = store;
     v.cb = cb;
     v.payload = payload;
+    /* LMDB trusts its pages: check their structure first, and trust LMDB
+     * with the records only when it holds. */
+    {
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/data.mdb", store->path) >= sizeof path)
+            return deja__error_set(DEJA_EINVAL, "store path '%s' is too long", store->path);
+        rc = deja__store_check_pages(path, cb, payload);
+        if (rc != 0)
+            return rc;
+    }
     rc = deja__rtxn_begin(store, &v.txn);
     if (rc != 0)
         return rc;

@@ -403,6 +403,16 @@ static void test_gc__dry_run(void **state)
         assert_readable(f->store, &f->old[i]);
     assert_int_equal(list_count(f->store, NULL, NULL, NULL), 6);
     assert_int_equal(deja_store_verify(f->store, NULL, NULL), 0);
+    /* A dry run only reads: it runs on a store opened read-only, and the
+     * counts are the same. */
+    {
+        deja_store *ro = NULL;
+        deja_gc_stats ro_dry;
+        assert_int_equal(deja_store_open(&ro, f->path, DEJA_STORE_READONLY), 0);
+        assert_int_equal(deja_store_gc(ro, &o, &ro_dry), 0);
+        assert_memory_equal(&dry, &ro_dry, sizeof dry);
+        deja_store_close(ro);
+    }
 
     o.dry_run = 0;
     assert_int_equal(deja_store_gc(f->store, &o, &real), 0);
