@@ -24,6 +24,28 @@ static int jset(json_t *obj, const char *key, json_t *value)
     return json_object_set_new(obj, key, value) == 0 ? 0 : -1;
 }
 
+/* Set obj[key] = *value unless `*bad`, taking it (then *value is NULL);
+ * sets `*bad` when that fails. What is not taken is the caller's to
+ * release, so that nothing leaks when an earlier step failed. */
+static void adopt(int *bad, json_t *obj, const char *key, json_t **value)
+{
+    if (*bad)
+        return;
+    *bad = jset(obj, key, *value) < 0;
+    *value = NULL; /* taken by jset, even when it failed */
+}
+
+/* A number for JSON: a real when finite, else the string "nan", "inf" or
+ * "-inf" (JSON has no such numbers; the README states this rule). */
+static json_t *json_num(double v)
+{
+    if (isnan(v))
+        return json_string("nan");
+    if (isinf(v))
+        return json_string(v > 0 ? "inf" : "-inf");
+    return json_real(v);
+}
+
 /* A u64 as a decimal JSON string (JSON numbers lose the top bit). */
 static json_t *json_u64(uint64_t v)
 {
@@ -124,8 +146,7 @@ json_t *cli_tensor_json(const deja_tensor *t, int with_data)
             bad = json_array_append_new(shape, json_integer((json_int_t)t->shape[i])) != 0;
         bad = bad || jset(obj, "name", json_string(t->name ? t->name : "")) < 0;
         bad = bad || jset(obj, "dtype", json_string(dtype ? dtype : "invalid")) < 0;
-        bad = bad || jset(obj, "shape", shape) < 0;
-        shape = NULL;
+        adopt(&bad, obj, "shape", &shape);
         bad = bad || jset(obj, "size", json_integer((json_int_t)t->size)) < 0;
     }
     if (!bad && with_data == CLI_JSON_VALUES && (t->data != NULL || t->size == 0)) {
@@ -196,14 +217,12 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     bad = bad || jset(model, "name", json_string(t->model_name ? t->model_name : "")) < 0;
     bad = bad || jset(model, "version", json_string(t->model_version ? t->model_version : "")) < 0;
     bad = bad || jset(model, "digest", json_string(digest)) < 0;
-    bad = bad || jset(obj, "model", model) < 0;
-    model = NULL;
+    adopt(&bad, obj, "model", &model);
     bad = bad || jset(obj, "status", json_string(cli_status_name(t->status))) < 0;
     bad = bad || jset(obj, "error", json_string(t->error ? t->error : "")) < 0;
     for (size_t i = 0; i < t->ntags && !bad; i++)
         bad = jset(tags, t->tags[i].key, json_string(t->tags[i].value)) < 0;
-    bad = bad || jset(obj, "tags", tags) < 0;
-    tags = NULL;
+    adopt(&bad, obj, "tags", &tags);
     if (t->has_parent) {
         char parent[DEJA_ID_STRLEN + 1];
         deja_id_format(&t->parent, parent);
@@ -215,25 +234,24 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     bad = bad || jset(obj, "outputs", tensors_json(t->outputs, t->noutputs, full)) < 0;
     for (size_t i = 0; i < t->nparams && !bad; i++) {
         const deja_param *p = &t->params[i];
-        json_t *v = p->kind == DEJA_PARAM_NUM   ? json_real(p->num)
+        json_t *v = p->kind == DEJA_PARAM_NUM   ? json_num(p->num)
                     : p->kind == DEJA_PARAM_STR ? json_string(p->str ? p->str : "")
                                                 : json_boolean(p->flag);
-        if (p->kind == DEJA_PARAM_NUM && p->num == floor(p->num) && fabs(p->num) < 9e15) {
+        if (p->kind == DEJA_PARAM_NUM && isfinite(p->num) && p->num == floor(p->num) &&
+            fabs(p->num) < 9e15) {
             json_decref(v);
             v = json_integer((json_int_t)p->num);
         }
         bad = jset(params, p->key, v) < 0;
     }
-    bad = bad || jset(obj, "params", params) < 0;
-    params = NULL;
+    adopt(&bad, obj, "params", &params);
     for (size_t i = 0; i < t->nseeds && !bad; i++) {
         json_t *s = json_object();
         bad = s == NULL || jset(s, "name", json_string(t->seeds[i].name)) < 0 ||
               jset(s, "value", json_u64(t->seeds[i].value)) < 0 || json_array_append(seeds, s) != 0;
         json_decref(s);
     }
-    bad = bad || jset(obj, "seeds", seeds) < 0;
-    seeds = NULL;
+    adopt(&bad, obj, "seeds", &seeds);
     for (size_t i = 0; i < t->nrng && !bad; i++) {
         const deja_rng_stream *r = &t->rng[i];
         json_t *s = json_object();
@@ -245,19 +263,16 @@ json_t *cli_trace_json(const deja_trace *t, int full)
         for (size_t k = 0; full && k < r->ndraws && !bad; k++)
             bad = json_array_append_new(draws, json_u64(r->draws[k])) != 0;
         if (full) {
-            bad = bad || jset(s, "draws", draws) < 0;
-            draws = NULL;
+            adopt(&bad, s, "draws", &draws);
         }
         bad = bad || json_array_append(rng, s) != 0;
         json_decref(draws);
         json_decref(s);
     }
-    bad = bad || jset(obj, "rng", rng) < 0;
-    rng = NULL;
+    adopt(&bad, obj, "rng", &rng);
     for (size_t i = 0; i < t->nclock && !bad; i++)
         bad = json_array_append_new(clock, json_integer(t->clock_ns[i])) != 0;
-    bad = bad || jset(obj, "clock_ns", clock) < 0;
-    clock = NULL;
+    adopt(&bad, obj, "clock_ns", &clock);
     /* The same clock reads as RFC 3339 times. */
     json_t *clock_rfc = json_array();
     bad = bad || clock_rfc == NULL;

@@ -78,6 +78,7 @@ typedef struct run_state {
     size_t recorded;
     size_t errors;
     size_t bad_lines;
+    size_t line_len; /* bytes of the line being parsed */
 } run_state;
 
 /* Release a request's contents. */
@@ -123,7 +124,9 @@ static int array_fill(const json_t *v, size_t d, size_t ndim, const uint64_t *sh
     if (d == ndim) {
         if (!json_is_number(v))
             return -1;
-        out[(*pos)++] = (float)json_number_value(v);
+        if (out != NULL)
+            out[*pos] = (float)json_number_value(v);
+        (*pos)++;
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) != shape[d])
@@ -160,6 +163,13 @@ static int parse_f32(run_state *s, size_t line, const char *where, const json_t 
         return line_error(s, line, where, "array nests deeper than 8 dimensions");
     if (shape_count(t->ndim, t->shape, &count) < 0)
         return line_error(s, line, where, "array is too large");
+    /* The shape came from the first elements only: check that the whole
+     * array has it before allocating (each number takes at least one
+     * character of the line, so a true count is below its length). */
+    if (count > s->line_len || array_fill(v, 0, t->ndim, t->shape, NULL, &pos) < 0)
+        return line_error(s, line, where,
+                          "expected a rectangular array of numbers (every row the same length)");
+    pos = 0;
     data = malloc(count ? (size_t)count * sizeof(float) : 1);
     if (data == NULL)
         return line_error(s, line, where, "out of memory");
@@ -235,11 +245,14 @@ static int parse_raw(run_state *s, size_t line, const char *where, const json_t 
             return line_error(s, line, where, "\"shape\" must hold non-negative integers");
         t->shape[i] = (uint64_t)json_integer_value(d);
     }
-    if (shape_count(t->ndim, t->shape, &count) < 0 || count > SIZE_MAX / esize ||
-        count * esize != t->size) {
+    if (shape_count(t->ndim, t->shape, &count) < 0 || count > SIZE_MAX / esize) {
+        snprintf(msg, sizeof msg, "\"shape\" holds more than %llu elements",
+                 (unsigned long long)MAX_ELEMENTS);
+        return line_error(s, line, where, msg);
+    }
+    if (count * esize != t->size) {
         snprintf(msg, sizeof msg, "data is %zu bytes, but %s of that shape needs %llu", t->size,
-                 deja_dtype_name(t->dtype),
-                 (unsigned long long)(count <= UINT64_MAX / esize ? count * esize : 0));
+                 deja_dtype_name(t->dtype), (unsigned long long)(count * esize));
         return line_error(s, line, where, msg);
     }
     return 0;
@@ -283,6 +296,15 @@ static int parse_request(run_state *s, size_t line, const char *text, size_t len
     char msg[300];
 
     memset(r, 0, sizeof *r);
+    s->line_len = len;
+    {
+        const char *nul = memchr(text, '\0', len);
+        if (nul != NULL) {
+            snprintf(msg, sizeof msg, "a NUL byte at column %zu (JSON text holds none)",
+                     (size_t)(nul - text) + 1);
+            return line_error(s, line, "bad JSON", msg);
+        }
+    }
     r->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
     if (r->root == NULL) {
         snprintf(msg, sizeof msg, "%s (column %d)", err.text, err.column);
