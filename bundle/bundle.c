@@ -843,6 +843,90 @@ static int check_unreferenced(view *v, const table *t, const char *what)
     return 0;
 }
 
+/* What is wrong with `s` as text a bundle may carry in a name, version,
+ * tag or plugin spec ("" when nothing): at most DEJA__MAX_NAME bytes of
+ * valid UTF-8 without control characters (C0, DEL, C1), so that printing
+ * it can neither move a terminal's cursor nor break a line. */
+static const char *bad_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
+    size_t len = 0;
+
+    while (*p != '\0') {
+        unsigned c = *p, n, v, min;
+        if (++len > DEJA__MAX_NAME)
+            return "is too long";
+        if (c < 0x20 || c == 0x7f)
+            return "holds a control character";
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, v = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, v = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, v = c & 0x07, min = 0x10000;
+        else
+            return "is not valid UTF-8";
+        for (unsigned i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return "is not valid UTF-8";
+            v = v << 6 | (p[i] & 0x3fu);
+        }
+        if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+            return "is not valid UTF-8";
+        if (v >= 0x80 && v <= 0x9f)
+            return "holds a control character";
+        p += n + 1;
+        len += n;
+    }
+    return "";
+}
+
+/* Check the texts of trace `t` (printed as `id`); the problem names the
+ * field, never repeats the text. */
+static int check_texts(view *v, const trace_ref *r, const deja_trace *t, const char *id)
+{
+    const char *why;
+
+    if ((why = bad_text(t->model_name))[0] != '\0')
+        return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                            "trace %s: model name %s", id, why);
+    if ((why = bad_text(t->model_version))[0] != '\0')
+        return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                            "trace %s: model version %s", id, why);
+    for (size_t i = 0; i < t->ntags; i++) {
+        if ((why = bad_text(t->tags[i].key))[0] != '\0' ||
+            (why = bad_text(t->tags[i].value))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: tag %zu %s", id, i + 1, why);
+    }
+    return 0;
+}
+
+/* Check the texts of the manifest: models and plugin. */
+static int check_manifest_texts(view *v)
+{
+    const deja_bundle_info *info = v->info;
+    const char *why;
+
+    for (size_t i = 0; i < info->nmodels; i++)
+        if ((why = bad_text(info->models[i].name))[0] != '\0' ||
+            (why = bad_text(info->models[i].version))[0] != '\0')
+            return bundle_error(v, DEJA_ECORRUPT, "the manifest's model %zu: a name or version %s",
+                                i + 1, why);
+    if (info->plugin != NULL) {
+        const deja_bundle_plugin *p = info->plugin;
+        if ((why = bad_text(p->spec))[0] != '\0' || (why = bad_text(p->file))[0] != '\0' ||
+            (why = bad_text(p->model_name))[0] != '\0' ||
+            (why = bad_text(p->model_version))[0] != '\0')
+            return bundle_error(v, DEJA_ECORRUPT, "the manifest's plugin: a name %s", why);
+    }
+    return 0;
+}
+
 /* Pass 2: decode every trace, reject duplicate ids, resolve its blobs and
  * environment, and check the manifest's counts and models. */
 static int check_traces(view *v)
@@ -855,6 +939,9 @@ static int check_traces(view *v)
     if (info->nmodels > v->ntraces)
         return bundle_error(v, DEJA_ECORRUPT, "the manifest lists %zu models for %zu traces",
                             info->nmodels, v->ntraces);
+    rc = check_manifest_texts(v);
+    if (rc != 0)
+        return rc;
     if (info->nmodels > 0) {
         counts = calloc(info->nmodels, sizeof *counts);
         if (counts == NULL)
@@ -888,7 +975,9 @@ static int check_traces(view *v)
             break;
         }
         deja_id_format(&t->id, id);
-        rc = table_insert(&v->ids, t->id.bytes, &s, &existed);
+        rc = check_texts(v, r, t, id);
+        if (rc == 0)
+            rc = table_insert(&v->ids, t->id.bytes, &s, &existed);
         if (rc == 0 && existed)
             rc = record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                               "duplicate trace %s (first in record %u)", id, s->index);

@@ -1124,6 +1124,17 @@ int deja__manifest_decode(const void *data, size_t size, deja_bundle_info **out)
                                  (unsigned long long)src->file_size, src->data.len);
             goto cleanup;
         }
+        /* The included file must be the file recorded: every reader of a
+         * bundle decodes its manifest here, so no one sees other bytes. */
+        if (src->data.len != 0) {
+            const deja_digest d = deja_digest_of(src->data.data, src->data.len);
+            if (memcmp(d.bytes, src->file_digest.data, 16) != 0) {
+                rc = deja__error_set(DEJA_ECORRUPT,
+                                     "manifest: the included plugin file does not match its "
+                                     "recorded XXH3-128 digest");
+                goto cleanup;
+            }
+        }
         p->spec = src->spec ? src->spec : "";
         p->file = src->file ? src->file : "";
         memcpy(p->file_digest.bytes, src->file_digest.data, 16);

@@ -481,6 +481,16 @@ static void forget_models(deja_bundle_info *info)
     info->nmodels = 0;
 }
 
+static void hostile_version(deja_bundle_info *info)
+{
+    ((deja_bundle_model *)info->models)[0].version = "1\x1b[2J; touch /tmp/deja-pwned";
+}
+
+static void flip_plugin_byte(deja_bundle_info *info)
+{
+    ((uint8_t *)info->plugin->data)[info->plugin->size / 2] ^= 0x5a;
+}
+
 /* Offsets of the records of `body`: kinds and starts, at most 64. */
 static size_t records(const deja__buf *body, size_t *off, unsigned *kind)
 {
@@ -632,6 +642,30 @@ static void test_bundle__hostile_bodies_are_named(void **state)
         assert_null(strchr(msg, '\n'));
         assert_null(strchr(msg, '\x1b'));
         deja__buf_free(&f);
+    }
+    /* Names, versions and tags with control characters are refused, in the
+     * manifest and in a trace, without repeating them. */
+    expect_tampered_manifest(&evil, &body, off[1], hostile_version,
+                             "model 1: a name or version holds a control character");
+    evil.size = 0;
+    assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);
+    {
+        deja_trace tr;
+        deja_tag tag = {"user", "u1\r\nok"};
+        deja__buf enc = {0};
+
+        memset(&tr, 0, sizeof tr);
+        memset(tr.id.bytes, 0x43, 16);
+        tr.model_name = "textgen";
+        tr.model_version = "1";
+        tr.error = "";
+        tr.tags = &tag;
+        tr.ntags = 1;
+        assert_int_equal(deja__trace_encode(&tr, 1024, missing_blob, NULL, &enc), 0);
+        rec(&evil, DEJA__BUNDLE_TRACE, enc.data, enc.size, NULL, 0);
+        deja__buf_free(&enc);
+        expect_body(&evil, DEJA_ECORRUPT, "tag 1 holds a control character");
+        assert_null(strchr(deja_error_last(), '\r'));
     }
     /* Padding is skipped. */
     evil.size = 0;
@@ -828,6 +862,23 @@ static void test_bundle__plugin_is_recorded_not_run(void **state)
     assert_non_null(info->plugin->data);
     assert_int_equal(info->plugin->size, info->plugin->file_size);
     deja_bundle_info_free(info);
+    /* An included plugin file whose bytes are not the recorded file's (the
+     * same size, one byte changed, the checksum made right) is refused. */
+    {
+        size_t n, noff;
+        uint8_t *raw = slurp(file, &n);
+        deja__buf body = {0}, evil = {0};
+        size_t off[64];
+        unsigned kind[64];
+        unwrap(raw, n, &body);
+        noff = records(&body, off, kind);
+        assert_true(noff >= 2);
+        expect_tampered_manifest(&evil, &body, off[1], flip_plugin_byte,
+                                 "does not match its recorded XXH3-128 digest");
+        deja__buf_free(&evil);
+        deja__buf_free(&body);
+        free(raw);
+    }
     /* Importing writes the store and nothing else. */
     assert_int_equal(deja_store_open(&s, dst, DEJA_STORE_WRITE), 0);
     assert_int_equal(deja_bundle_import(s, file, NULL), 0);
