@@ -377,6 +377,19 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         }
     }
 
+    /* Resolve the path once, to an absolute one: the file digested is then
+     * the file dlopen loads ("x.so" without a '/' would make dlopen search
+     * the library path instead of the directory it was found in). */
+    {
+        char *real = realpath(m->path, NULL);
+        if (real == NULL) {
+            rc = deja__error_set(errno == ENOMEM ? DEJA_ENOMEM : DEJA_ENOTFOUND,
+                                 "plugin '%s': %s", m->path, strerror(errno));
+            goto cleanup;
+        }
+        free(m->path);
+        m->path = real;
+    }
     dlerror();
     m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
     if (!m->handle) {

@@ -172,6 +172,39 @@ static void test_cli_input__show_bundle_md(void **state)
     cli_run_free(&r);
 }
 
+/* `--model m.so` (no '/') loads the m.so it found and digested in the
+ * current directory, not another m.so on the library path. */
+static void test_cli_input__plugin_path_resolved_once(void **state)
+{
+    (void)state;
+    char here[300], there[300], store[300], cmd[4096];
+    cli_run r;
+
+    snprintf(here, sizeof here, "%s", cli_tmp_path(tmp_root, "here"));
+    snprintf(there, sizeof there, "%s", cli_tmp_path(tmp_root, "there"));
+    snprintf(store, sizeof store, "%s", cli_tmp_path(tmp_root, "path.store"));
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s %s && cp %s/test-leaky.so %s/m.so && cp %s/test-inferfail.so %s/m.so",
+             here, there, DEJA_LIB_DIR, here, DEJA_LIB_DIR, there);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(cli_write_file(cli_tmp_path(tmp_root, "p.jsonl"),
+                                    "{\"inputs\": {\"prompt\": \"hi\"}}\n"),
+                     0);
+    setenv("LD_LIBRARY_PATH", there, 1);
+    assert_int_equal(cli_exec(&r, here, cli_tmp_path(tmp_root, "p.jsonl"), "--store", store,
+                              "run", "--model", "m.so", NULL),
+                     0);
+    unsetenv("LD_LIBRARY_PATH");
+    assert_int_equal(r.status, 0);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "ls", "--json", NULL), 0);
+    assert_int_equal(r.status, 0);
+    if (strstr(r.out, "\"name\": \"leaky\"") == NULL &&
+        strstr(r.out, "\"name\":\"leaky\"") == NULL)
+        fail_msg("recorded: %s", r.out);
+    cli_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_cli_input__nul_byte),
         cmocka_unit_test(test_cli_input__non_finite_params_json),
         cmocka_unit_test(test_cli_input__show_bundle_md),
+        cmocka_unit_test(test_cli_input__plugin_path_resolved_once),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
