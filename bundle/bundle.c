@@ -1286,22 +1286,6 @@ struct deja_bundle {
     deja_bundle_info *info;
 };
 
-/* Remove the temporary store directory `dir` and the files in it (LMDB's
- * data.mdb and lock.mdb; nothing else is ever put there). */
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-
-    if (d != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-                unlinkat(dirfd(d), e->d_name, 0);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 /* Verify the bundle at `path` and load it into a temporary store. */
 int deja_bundle_open(deja_bundle **out, const char *path)
@@ -1321,18 +1305,12 @@ int deja_bundle_open(deja_bundle **out, const char *path)
         rc = deja__error_set(DEJA_ENOMEM, "bundle '%s': out of memory", path);
         goto cleanup;
     }
-    if ((size_t)snprintf(dir, sizeof dir, "%s/deja-bundle-XXXXXX", temp_dir()) >= sizeof dir) {
-        rc = deja__error_set(DEJA_EIO, "temporary directory '%s': path too long", temp_dir());
+    rc = deja__bundle_temp_make(dir, sizeof dir);
+    if (rc != 0)
         goto cleanup;
-    }
-    if (mkdtemp(dir) == NULL) {
-        rc = deja__error_set(DEJA_EIO, "cannot create a temporary directory in '%s': %s",
-                             temp_dir(), strerror(errno));
-        goto cleanup;
-    }
     b->dir = strdup(dir);
     if (b->dir == NULL) {
-        remove_dir(dir);
+        deja__bundle_temp_remove(dir);
         rc = deja__error_set(DEJA_ENOMEM, "bundle '%s': out of memory", path);
         goto cleanup;
     }
@@ -1373,7 +1351,7 @@ void deja_bundle_close(deja_bundle *bundle)
         return;
     deja_store_close(bundle->store);
     if (bundle->dir != NULL)
-        remove_dir(bundle->dir);
+        deja__bundle_temp_remove(bundle->dir);
     free(bundle->dir);
     deja__manifest_free(bundle->info);
     free(bundle);

@@ -52,4 +52,10 @@ int deja__bundle_check_memory(const void *data, size_t size, const char *name);
  * target, which must get hostile bodies past the checksum. */
 int deja__bundle_wrap(const void *body, size_t size, deja__buf *out);
 
+/* bundle/bundle_temp.c: the temporary stores of bundles opened in place
+ * (made after removing those of dead processes; registered for
+ * deja_bundle_remove_temp). */
+int deja__bundle_temp_make(char *out, size_t cap);
+void deja__bundle_temp_remove(const char *dir);
+
 #endif /* DEJA_BUNDLE_BUNDLE_INTERNAL_H */

@@ -5,13 +5,17 @@
  * file first). Such a fault becomes one line on stderr, "deja: store 'P'
  * is damaged or unreadable (SIGSEGV while using it): run deja verify", and
  * exit status 2, not a core dump. Calls only async-signal-safe functions
- * in the handler.
+ * in the handlers. SIGINT, SIGTERM, SIGHUP and SIGPIPE (`deja show FILE |
+ * head`) first remove the temporary stores of bundles opened in place,
+ * then take their default action.
  */
 #include "cli_signals.h"
 
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "deja.h"
 
 static char store_path[1024];
 
@@ -38,9 +42,17 @@ static void on_fault(int sig)
     _exit(2);
 }
 
+static void on_stop(int sig)
+{
+    deja_bundle_remove_temp();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Install the handlers; see cli_signals.h. */
 void cli_signals_install(const char *store)
 {
+    static const int stops[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     struct sigaction sa;
     size_t n = store != NULL ? strlen(store) : 0;
 
@@ -53,4 +65,11 @@ void cli_signals_install(const char *store)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, NULL);
     sigaction(SIGBUS, &sa, NULL);
+    sa.sa_handler = on_stop;
+    for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
+        struct sigaction old;
+        /* A signal ignored by whoever started deja stays ignored. */
+        if (sigaction(stops[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(stops[i], &sa, NULL);
+    }
 }

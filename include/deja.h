@@ -1093,6 +1093,13 @@ DEJA_API const deja_bundle_info *deja_bundle_info_get(const deja_bundle *bundle)
 /* Close the bundle and remove its temporary store. Accepts NULL. */
 DEJA_API void deja_bundle_close(deja_bundle *bundle);
 
+/* Remove the temporary stores of every bundle this process holds open
+ * (deja_bundle_open), for a signal handler: it calls only unlink and rmdir
+ * and is async-signal-safe; the bundles must not be used afterwards. A
+ * temporary store left by a process that was killed (SIGKILL) is removed
+ * by the next deja_bundle_open of the same user. */
+DEJA_API void deja_bundle_remove_temp(void);
+
 /* ------------------------------------------------------------------------
  * 7. LLM endpoints: the recording proxy and deja serve
  *

@@ -5,7 +5,9 @@
  */
 #include "cli_harness.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 
 #include <jansson.h>
 
@@ -172,6 +174,53 @@ static void test_cli_input__show_bundle_md(void **state)
     cli_run_free(&r);
 }
 
+/* A bundle shown in place while its reader goes away (SIGPIPE) leaves no
+ * temporary store behind, and one left by a killed process is removed by
+ * the next run. */
+static void test_cli_input__bundle_temp_cleaned(void **state)
+{
+    (void)state;
+    char tmpdir[300], stale[400], bundle[300];
+    int fds[2], status;
+    pid_t pid;
+    DIR *d;
+    const struct dirent *e;
+    int left = 0;
+
+    snprintf(tmpdir, sizeof tmpdir, "%s", cli_tmp_path(tmp_root, "tmpdir"));
+    snprintf(bundle, sizeof bundle, "%s", cli_tmp_path(tmp_root, "case.deja")); /* made above */
+    assert_int_equal(mkdir(tmpdir, 0700), 0);
+    snprintf(stale, sizeof stale, "%s/deja-bundle-999999999-abcdef", tmpdir);
+    assert_int_equal(mkdir(stale, 0700), 0);
+    assert_int_equal(cli_write_file(cli_tmp_path(stale, "data.mdb"), "x"), 0);
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]); /* nobody reads: the first write raises SIGPIPE */
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null < 0 || dup2(fds[1], 1) < 0 || dup2(null, 2) < 0)
+            _exit(126);
+        setenv("TMPDIR", tmpdir, 1);
+        execl(DEJA_BIN, DEJA_BIN, "show", bundle, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGPIPE);
+    d = opendir(tmpdir);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.') {
+            print_message("left in TMPDIR: %s\n", e->d_name);
+            left++;
+        }
+    closedir(d);
+    assert_int_equal(left, 0);
+}
+
 /* `--model m.so` (no '/') loads the m.so it found and digested in the
  * current directory, not another m.so on the library path. */
 static void test_cli_input__plugin_path_resolved_once(void **state)
@@ -213,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_cli_input__nul_byte),
         cmocka_unit_test(test_cli_input__non_finite_params_json),
         cmocka_unit_test(test_cli_input__show_bundle_md),
+        cmocka_unit_test(test_cli_input__bundle_temp_cleaned),
         cmocka_unit_test(test_cli_input__plugin_path_resolved_once),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
