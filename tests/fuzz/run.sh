@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh BUILD_DIR [SECONDS] -- the `./run fuzz` entry: fuzz
-# bundle parsing for SECONDS (default 60), starting from a seed corpus made
-# from a real small bundle (recorded with textgen-v1 and exported). Crashes
-# and leaks land in BUILD_DIR/fuzz-work/ as crash-* / leak-* files; the exit
-# status is libFuzzer's (0 when nothing was found).
+# each target: bundle parsing, starting from a seed corpus made from a real
+# small bundle (recorded with textgen-v1 and exported), then request lines,
+# store records, and import plus printing, starting from their corpus in
+# tests/fuzz/corpus/, each for SECONDS (default 60). Crashes and leaks land
+# in BUILD_DIR/fuzz-work/ as TARGET-crash-* / TARGET-leak-* files; the exit
+# status is 0 when no target found anything.
 #
-# FUZZ_RUNS=N instead runs exactly N inputs from a fixed seed in a fresh
-# work folder (FUZZ_WORK, default BUILD_DIR/fuzz-smoke): the ctest fuzz_smoke,
-# which is repeatable and takes no time limit.
+# FUZZ_RUNS=N instead runs exactly N inputs of the bundle target from a
+# fixed seed in a fresh work folder (FUZZ_WORK, default
+# BUILD_DIR/fuzz-smoke): the ctest fuzz_smoke, which is repeatable and takes
+# no time limit (the other targets have their smoke_fuzz_* tests).
 set -euo pipefail
 build=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS]}
 secs=${2:-60}
@@ -33,6 +36,21 @@ export DEJA_PLUGIN_PATH=$build/lib
 REQ
 "$build/bin/deja" --store "$work/seed.store" export -o "$work/seed.deja" >/dev/null
 "$build/bin/fuzz_bundle_seed" "$work/seed.deja" "$corpus"
+status=0
 echo "fuzz: fuzzing bundle parsing (${limit[*]}, corpus $corpus)" >&2
-exec "$build/bin/fuzz_bundle" "${limit[@]}" -max_len=65536 -timeout=10 \
-    -rss_limit_mb=2048 -artifact_prefix="$work/" -print_final_stats=1 "$corpus"
+"$build/bin/fuzz_bundle" "${limit[@]}" -max_len=65536 -timeout=10 \
+    -rss_limit_mb=2048 -artifact_prefix="$work/bundle-" -print_final_stats=1 "$corpus" || status=$?
+[ -n "${FUZZ_RUNS:-}" ] && exit $status
+# The other targets start from the corpus kept in the repository (copied:
+# what libFuzzer adds stays in the work directory).
+src=$(cd "$(dirname "$0")" && pwd)/corpus
+for target in request record import; do
+    [ -x "$build/bin/fuzz_$target" ] || { echo "fuzz: $build/bin/fuzz_$target is missing" >&2; exit 2; }
+    mkdir -p "$work/corpus-$target"
+    cp -n "$src/$target"/* "$work/corpus-$target/"
+    echo "fuzz: fuzzing $target (${limit[*]}, corpus $work/corpus-$target)" >&2
+    "$build/bin/fuzz_$target" "${limit[@]}" -max_len=65536 -timeout=10 \
+        -rss_limit_mb=2048 -artifact_prefix="$work/$target-" -print_final_stats=1 \
+        "$work/corpus-$target" || status=$?
+done
+exit $status
