@@ -557,6 +557,35 @@ static void run_requests(run_state *s, FILE *in)
     free(buf);
 }
 
+/* After a store error: mark on stdout each printed id that was not
+ * committed ("ID  not committed", or {"id": ID, "committed": false}), the
+ * ids printed before it having looked fine. */
+static void print_not_committed(run_state *s, uint64_t failed)
+{
+    const size_t cap = failed < 4096 ? (size_t)failed : 4096;
+    deja_id *ids = malloc(cap * sizeof *ids);
+    size_t n;
+
+    if (ids == NULL) {
+        cli_error("%llu traces were not committed (out of memory listing them)",
+                  (unsigned long long)failed);
+        return;
+    }
+    n = deja_tracer_failed_ids(s->tracer, ids, cap);
+    for (size_t i = 0; i < n && i < cap; i++) {
+        char id[DEJA_ID_STRLEN + 1];
+        deja_id_format(&ids[i], id);
+        if (s->json)
+            cli_json_print(json_pack("{s:s,s:b}", "id", id, "committed", 0));
+        else
+            printf("%s  not committed\n", id);
+    }
+    if (failed > n)
+        cli_error("%llu more traces were not committed", (unsigned long long)(failed - n));
+    fflush(stdout);
+    free(ids);
+}
+
 /* `deja run`. */
 int cmd_run(const cli_global *g, int argc, char **argv)
 {
@@ -678,6 +707,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     }
     rc = deja_tracer_flush(s.tracer);
     deja_tracer_stats_get(s.tracer, &ts);
+    if (ts.failed > 0)
+        print_not_committed(&s, ts.failed);
     if (rc < 0) {
         cli_lib_error(rc, "store '%s': flushing traces", g->store);
         goto cleanup;

@@ -257,6 +257,12 @@ typedef struct deja_tracer_stats {
 
 DEJA_API void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out);
 
+/* The ids of the traces lost to a store error (a full disk...) since the
+ * tracer opened, in the order they were lost: the first `cap` go to `out`.
+ * Returns how many are known (at most the first 4,096 are kept), so that
+ * a caller that printed ids can say which of them were not committed. */
+DEJA_API size_t deja_tracer_failed_ids(deja_tracer *tracer, deja_id *out, size_t cap);
+
 /* Begin a span: one inference of model `name` at `version`. The span
  * belongs to the calling thread until deja_span_end() or deja_span_abort().
  * Its id and start time are taken now. */

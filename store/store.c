@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -31,6 +32,19 @@ int deja__mdb_error(int rc, const char *what)
     else if (rc == ENOMEM)
         code = DEJA_ENOMEM;
     return deja__error_set(code, "%s: %s", what, mdb_strerror(rc));
+}
+
+/* The error of a failed commit: a full file system is named as such
+ * (LMDB may report it as EIO, from a write or an fsync). */
+static int commit_error(const deja_store *store, int rc)
+{
+    struct statvfs vfs;
+
+    if (rc == ENOSPC || ((rc == EIO || rc == EDQUOT) && statvfs(store->path, &vfs) == 0 &&
+                         (uint64_t)vfs.f_bavail * vfs.f_frsize < ((uint64_t)1 << 20)))
+        return deja__error_set(DEJA_EIO, "committing: no space left on device (store '%s')",
+                               store->path);
+    return deja__mdb_error(rc, "committing");
 }
 
 /* Take the resize lock exclusively and let LMDB adopt the size another
@@ -509,7 +523,7 @@ int deja__store_write(deja_store *store, deja__fill_fn fill, void *payload)
             if (mrc == MDB_MAP_FULL)
                 w.map_full = 1;
             if (mrc != 0)
-                rc = deja__mdb_error(mrc, "committing");
+                rc = commit_error(store, mrc);
         } else {
             mdb_txn_abort(w.txn);
         }

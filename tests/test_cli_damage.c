@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <signal.h>
+
+#include "deja.h"
 #include <sys/stat.h>
 
 #define DAMAGES 300
@@ -366,6 +368,75 @@ static void test_cli_damage__read_only_lock(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* When commits fail (here: the file size limit, as a full disk would),
+ * every printed id that was not committed is marked on stdout, and every
+ * id not marked is in the store. */
+static void test_cli_damage__failed_commits_marked(void **state)
+{
+    (void)state;
+    char store[300], reqs[300], out_path[300], cmd[2048];
+    uint64_t x = 12345;
+    FILE *fp;
+
+    snprintf(store, sizeof store, "%s", cli_tmp_path(tmp_root, "full.store"));
+    snprintf(reqs, sizeof reqs, "%s", cli_tmp_path(tmp_root, "big.jsonl"));
+    snprintf(out_path, sizeof out_path, "%s", cli_tmp_path(tmp_root, "full.out"));
+    fp = fopen(reqs, "w");
+    assert_non_null(fp);
+    for (int i = 0; i < 200; i++) {
+        fputs("{\"inputs\": {\"prompt\": \"", fp);
+        for (int k = 0; k < 8000; k++) { /* incompressible: the limit is reached */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            fputc('a' + (int)(x % 26), fp);
+        }
+        fputs("\"}}\n", fp);
+    }
+    assert_int_equal(fclose(fp), 0);
+    snprintf(cmd, sizeof cmd,
+             "trap '' XFSZ; ulimit -f 1024; %s --store %s run --model textgen-v1 --requests %s "
+             ">%s 2>/dev/null",
+             DEJA_BIN, store, reqs, out_path);
+    const int status = system(cmd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    char *out = cli_slurp(out_path, NULL);
+    assert_non_null(out);
+    size_t printed = 0, lost = 0, kept = 0;
+    for (char *line = out; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        char id[DEJA_ID_STRLEN + 1];
+        if (end == NULL)
+            break;
+        *end = '\0';
+        snprintf(id, sizeof id, "%.26s", line);
+        if (strstr(line, "  not committed") != NULL) {
+            lost++;
+        } else {
+            printed++;
+            /* An id printed and not marked must be in the store (unless it
+             * is marked further down). */
+            char needle[64];
+            snprintf(needle, sizeof needle, "%s  not committed", id);
+            if (strstr(end + 1, needle) == NULL) {
+                cli_run r;
+                assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, NULL), 0);
+                if (r.status != 0)
+                    fail_msg("trace %s printed, not marked, not in the store: %s", id, r.err);
+                cli_run_free(&r);
+                kept++;
+            }
+        }
+        line = end + 1;
+    }
+    print_message("%zu printed, %zu marked not committed, %zu kept\n", printed, lost, kept);
+    assert_int_equal(printed, 200);
+    assert_true(lost > 0);
+    assert_int_equal(kept + lost, printed);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +445,7 @@ int main(void)
         cmocka_unit_test(test_cli_damage__symlinks_refused),
         cmocka_unit_test(test_cli_damage__modes),
         cmocka_unit_test(test_cli_damage__read_only_lock),
+        cmocka_unit_test(test_cli_damage__failed_commits_marked),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

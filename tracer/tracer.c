@@ -62,6 +62,7 @@ static void tracer_free(deja_tracer *t)
     free(t->ring);
     deja_store_close(t->store);
     deja_env_free(t->env_own);
+    free(t->failed_ids);
     pthread_cond_destroy(&t->done);
     pthread_cond_destroy(&t->not_full);
     pthread_cond_destroy(&t->not_empty);
@@ -256,4 +257,18 @@ void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out)
     out->sampled_out = atomic_load(&tracer->sampled_out);
     /* Every ended span was enqueued, dropped or sampled out. */
     out->ended = enqueued + out->dropped + out->sampled_out;
+}
+
+/* The ids of the traces lost to a store error since the tracer opened;
+ * see deja.h. */
+size_t deja_tracer_failed_ids(deja_tracer *tracer, deja_id *out, size_t cap)
+{
+    size_t n;
+
+    pthread_mutex_lock(&tracer->lock);
+    n = tracer->nfailed_ids;
+    for (size_t i = 0; i < n && i < cap; i++)
+        out[i] = tracer->failed_ids[i];
+    pthread_mutex_unlock(&tracer->lock);
+    return n;
 }

@@ -41,6 +41,9 @@
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64
 
+/* Ids of traces lost to a store error kept for deja_tracer_failed_ids. */
+#define DEJA__FAILED_IDS_MAX 4096
+
 /* tracer/env.c: the selection of variables recorded (see env_vars). */
 int deja__env_spec_check(const char *spec, const char *what);
 int deja__env_capture_with(const char *spec, deja_env **out, deja_digest *digest);
@@ -126,6 +129,8 @@ struct deja_tracer {
     uint64_t committed_seq;     /* spans the writer has finished with */
     uint64_t flush_target;      /* a flusher waits until committed_seq reaches it */
     uint64_t failed_unreported; /* failures not yet returned by a flush */
+    deja_id *failed_ids;        /* the first DEJA__FAILED_IDS_MAX lost traces, under lock */
+    size_t nfailed_ids;
     char writer_error[512];
 
     pthread_t writer;

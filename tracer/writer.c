@@ -110,11 +110,16 @@ static int redact_side(const deja_tracer *t, deja_side side, deja_tensor *arr, s
 }
 
 /* Remember a store failure of `count` traces for the next flush. */
-static void note_failure(deja_tracer *t, uint64_t count)
+static void note_failure(deja_tracer *t, const deja_trace *views, uint64_t count)
 {
     atomic_fetch_add(&t->failed, count);
     pthread_mutex_lock(&t->lock);
     t->failed_unreported += count;
+    if (t->failed_ids == NULL)
+        t->failed_ids = malloc(DEJA__FAILED_IDS_MAX * sizeof *t->failed_ids);
+    for (uint64_t i = 0; t->failed_ids != NULL && i < count; i++)
+        if (t->nfailed_ids < DEJA__FAILED_IDS_MAX)
+            t->failed_ids[t->nfailed_ids++] = views[i].id;
     snprintf(t->writer_error, sizeof t->writer_error, "%s", deja_error_last());
     pthread_mutex_unlock(&t->lock);
 }
@@ -346,7 +351,7 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         goto cleanup;
     }
     if (nv <= 1) {
-        note_failure(t, nv);
+        note_failure(t, sl->views, nv);
         goto cleanup;
     }
     /* One by one: the counters go with the first trace that commits. */
@@ -356,7 +361,7 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         one.preps = sl->preps != NULL ? &sl->preps[i] : NULL;
         one.nviews = 1;
         if (deja__store_write(t->store, fill, &one) != 0) {
-            note_failure(t, 1);
+            note_failure(t, &sl->views[i], 1);
             continue;
         }
         atomic_fetch_add(&t->written, 1);
