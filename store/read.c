@@ -590,6 +590,13 @@ int deja_store_stats_get(deja_store *store, deja_store_stats *out)
     out->dropped = deja__meta_u64(store, txn, "count/dropped");
     out->sampled_out = deja__meta_u64(store, txn, "count/sampled_out");
     out->redacted = deja__meta_u64(store, txn, "count/redacted");
+    /* gc subtracts what it deletes from raw_bytes approximately (what a
+     * deleted trace added when written): never report fewer bytes before
+     * dedup than after, nor any content bytes for an empty store. */
+    if (out->raw_bytes < out->unique_bytes)
+        out->raw_bytes = out->unique_bytes;
+    if (out->traces == 0 && out->blobs == 0 && out->envs == 0)
+        out->raw_bytes = out->unique_bytes = out->stored_bytes = 0;
     rc = deja__dict_count(store, txn, &out->dictionaries);
     if (rc == 0)
         rc = deja__meta_u32(store, txn, "format", &out->format, NULL);

@@ -423,6 +423,35 @@ static void test_gc__dry_run(void **state)
 
 /* Bad calls: a read-only handle, an unknown options version. Nothing
  * older than the oldest trace: nothing deleted. */
+/* A gc that empties the store leaves no content bytes in the figures, and
+ * the bytes before dedup are never fewer than after. */
+static void test_gc__stats_after_emptying(void **state)
+{
+    deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+    deja_gc_stats g;
+    deja_store_stats st;
+    fixture *f = calloc(1, sizeof *f);
+
+    (void)state;
+    assert_non_null(f);
+    fixture_make(f, DEJA_STATUS_OK);
+    o.before_ns = CUTOFF_NS;
+    assert_int_equal(deja_store_gc(f->store, &o, &g), 0);
+    assert_int_equal(deja_store_stats_get(f->store, &st), 0);
+    assert_true(st.unique_bytes <= st.raw_bytes);
+    o.before_ns = INT64_MAX;
+    assert_int_equal(deja_store_gc(f->store, &o, &g), 0);
+    assert_int_equal(deja_store_stats_get(f->store, &st), 0);
+    assert_int_equal(st.traces, 0);
+    assert_int_equal(st.blobs, 0);
+    assert_int_equal(st.envs, 0);
+    assert_int_equal(st.raw_bytes, 0);
+    assert_int_equal(st.unique_bytes, 0);
+    assert_int_equal(st.stored_bytes, 0);
+    fixture_free(f);
+    free(f);
+}
+
 static void test_gc__refusals(void **state)
 {
     deja_gc_options o = DEJA_GC_OPTIONS_INIT;
@@ -454,6 +483,7 @@ int main(void)
         cmocka_unit_test(test_gc__keep_errors),
         cmocka_unit_test(test_gc__dry_run),
         cmocka_unit_test(test_gc__refusals),
+        cmocka_unit_test(test_gc__stats_after_emptying),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
