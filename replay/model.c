@@ -377,18 +377,26 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         }
     }
 
-    /* Resolve the path once, to an absolute one: the file digested is then
-     * the file dlopen loads ("x.so" without a '/' would make dlopen search
-     * the library path instead of the directory it was found in). */
-    {
-        char *real = realpath(m->path, NULL);
-        if (real == NULL) {
-            rc = deja__error_set(errno == ENOMEM ? DEJA_ENOMEM : DEJA_ENOTFOUND,
-                                 "plugin '%s': %s", m->path, strerror(errno));
+    /* Make the path absolute, once: the file digested is then the file
+     * dlopen loads ("x.so" without a '/' would make dlopen search the
+     * library path instead of the directory it was found in). */
+    if (m->path[0] != '/') {
+        char cwd[PATH_MAX];
+        const size_t n = strlen(m->path);
+        char *abs = NULL;
+        if (getcwd(cwd, sizeof cwd) == NULL) {
+            rc = deja__error_set(DEJA_EIO, "plugin '%s': current directory: %s", m->path,
+                                 strerror(errno));
             goto cleanup;
         }
+        abs = malloc(strlen(cwd) + n + 2);
+        if (abs == NULL) {
+            rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
+            goto cleanup;
+        }
+        snprintf(abs, strlen(cwd) + n + 2, "%s/%s", cwd, m->path);
         free(m->path);
-        m->path = real;
+        m->path = abs;
     }
     dlerror();
     m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
