@@ -234,6 +234,44 @@ static void test_cli_escape__old_secrets_not_shown(void **state)
     }
 }
 
+/* `deja run --env-vars` adds to what is recorded (shown by `show --json`,
+ * never by `--md`); a bad rule is refused before any store is made. */
+static void test_cli_escape__run_env_vars(void **state)
+{
+    (void)state;
+    char store[300], bad_store[300], reqs[300];
+    cli_run r;
+
+    snprintf(store, sizeof store, "%s", cli_tmp_path(tmp_root, "envvars.store"));
+    snprintf(bad_store, sizeof bad_store, "%s", cli_tmp_path(tmp_root, "never.store"));
+    snprintf(reqs, sizeof reqs, "%s", cli_tmp_path(tmp_root, "one.jsonl"));
+    assert_int_equal(cli_write_file(reqs, "{\"inputs\": {\"prompt\": \"hi\"}}\n"), 0);
+    setenv("DEJA_TEST_RUN_VAR", "on", 1);
+    setenv("DEJA_TEST_RUN_TOKEN", "s3cret", 1);
+    assert_int_equal(cli_exec(&r, NULL, reqs, "--store", store, "run", "--model", "textgen-v1",
+                              "--env-vars", "DEJA_TEST_RUN_*", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    char id[DEJA_ID_STRLEN + 1];
+    snprintf(id, sizeof id, "%.26s", r.out);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, "--json", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"DEJA_TEST_RUN_VAR\""));
+    assert_null(strstr(r.out, "s3cret"));
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, "--md", NULL), 0);
+    assert_null(strstr(r.out, "DEJA_TEST_RUN_VAR"));
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, reqs, "--store", bad_store, "run", "--model", "textgen-v1",
+                              "--env-vars", "A=B", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "'A=B' is not a variable name");
+    assert_false(cli_exists(bad_store));
+    cli_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +280,7 @@ int main(void)
         cmocka_unit_test(test_cli_escape__markdown),
         cmocka_unit_test(test_cli_escape__show_and_ls),
         cmocka_unit_test(test_cli_escape__old_secrets_not_shown),
+        cmocka_unit_test(test_cli_escape__run_env_vars),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
