@@ -60,6 +60,9 @@ static uint64_t get_le(const uint8_t *p, size_t n)
     return x;
 }
 
+static const char *bad_text(const char *s);
+static const char *bad_env_text(const deja_env *e);
+
 /* The directory for temporary files: $TMPDIR when set, else /tmp. */
 static const char *temp_dir(void)
 {
@@ -636,6 +639,14 @@ static int index_keyed(view *v, table *t, unsigned kind, size_t index, uint64_t 
         rc = deja__env_decode(p + KEY, len - KEY, &env);
         if (rc != 0)
             return record_wrap(v, rc, index, off);
+        {
+            const char *why = bad_env_text(env);
+            if (why[0] != '\0') {
+                deja_env_free(env);
+                return record_error(v, DEJA_ECORRUPT, index, off, "environment: a name or value %s",
+                                    why);
+            }
+        }
         rc = deja__env_encode(env, &enc);
         if (rc == 0 && (enc.size != len - KEY || memcmp(enc.data, p + KEY, enc.size) != 0))
             rc = record_error(v, DEJA_ECORRUPT, index, off,
@@ -882,6 +893,34 @@ static const char *bad_text(const char *s)
         p += n + 1;
         len += n;
     }
+    return "";
+}
+
+/* What is wrong with the texts of environment `e` (every string it holds,
+ * variables included: they are printed as they are), "" when nothing. */
+static const char *bad_env_text(const deja_env *e)
+{
+    const char *const fields[] = {e->arch,   e->cpu_vendor, e->cpu_model, e->os,
+                                  e->kernel, e->libc,       e->compiler,  e->fp_rounding};
+    const char *why;
+
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if ((why = bad_text(fields[i]))[0] != '\0')
+            return why;
+    for (size_t i = 0; i < e->nisa; i++)
+        if ((why = bad_text(e->isa[i]))[0] != '\0')
+            return why;
+    for (size_t i = 0; i < e->ngpus; i++)
+        if ((why = bad_text(e->gpus[i]))[0] != '\0')
+            return why;
+    for (size_t i = 0; i < e->nvars; i++)
+        if ((why = bad_text(e->vars[i].key))[0] != '\0' ||
+            (why = bad_text(e->vars[i].value))[0] != '\0')
+            return why;
+    for (size_t i = 0; i < e->nlibs; i++)
+        if ((why = bad_text(e->libs[i].key))[0] != '\0' ||
+            (why = bad_text(e->libs[i].value))[0] != '\0')
+            return why;
     return "";
 }
 

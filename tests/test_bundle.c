@@ -667,6 +667,24 @@ static void test_bundle__hostile_bodies_are_named(void **state)
         expect_body(&evil, DEJA_ECORRUPT, "tag 1 holds a control character");
         assert_null(strchr(deja_error_last(), '\r'));
     }
+    /* An environment whose variable holds an escape sequence is refused:
+     * `deja replay` would print it among the likely causes. */
+    evil.size = 0;
+    assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);
+    {
+        deja_env e = *deja_env_current(NULL);
+        const deja_kv var = {"OMP_NUM_THREADS", "4\x1b]0;pwned\x07"};
+        deja__buf enc = {0};
+        deja_digest d;
+
+        e.vars = &var;
+        e.nvars = 1;
+        assert_int_equal(deja__env_encode(&e, &enc), 0);
+        d = deja_digest_of(enc.data, enc.size);
+        rec(&evil, DEJA__BUNDLE_ENV, d.bytes, 16, enc.data, enc.size);
+        deja__buf_free(&enc);
+        expect_body(&evil, DEJA_ECORRUPT, "environment: a name or value holds a control character");
+    }
     /* Padding is skipped. */
     evil.size = 0;
     assert_int_equal(deja__buf_append(&evil, body.data, body.size), 0);
