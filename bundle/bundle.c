@@ -942,6 +942,25 @@ static int check_texts(view *v, const trace_ref *r, const deja_trace *t, const c
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: tag %zu %s", id, i + 1, why);
     }
+    /* Names printed by every command (tensors, params, seeds, streams). */
+    for (size_t i = 0; i < t->ninputs + t->noutputs; i++) {
+        const deja_tensor *x = i < t->ninputs ? &t->inputs[i] : &t->outputs[i - t->ninputs];
+        if ((why = bad_text(x->name))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: a tensor name %s", id, why);
+    }
+    for (size_t i = 0; i < t->nparams; i++)
+        if ((why = bad_text(t->params[i].key))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: param %zu's name %s", id, i + 1, why);
+    for (size_t i = 0; i < t->nseeds; i++)
+        if ((why = bad_text(t->seeds[i].name))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: seed %zu's name %s", id, i + 1, why);
+    for (size_t i = 0; i < t->nrng; i++)
+        if ((why = bad_text(t->rng[i].name))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: RNG stream %zu's name %s", id, i + 1, why);
     return 0;
 }
 
