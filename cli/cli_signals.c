@@ -49,8 +49,20 @@ static void on_stop(int sig)
     raise(sig);
 }
 
+/* Commands that run model code in this process: a fault there is the
+ * model's, not the store's, and keeps its default action. */
+static int runs_models(const char *command)
+{
+    static const char *const names[] = {"run", "replay", "bisect", "serve", "worker"};
+
+    for (size_t i = 0; command != NULL && i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(command, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* Install the handlers; see cli_signals.h. */
-void cli_signals_install(const char *store)
+void cli_signals_install(const char *store, const char *command)
 {
     static const int stops[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     struct sigaction sa;
@@ -61,10 +73,12 @@ void cli_signals_install(const char *store)
     memcpy(store_path, store != NULL ? store : "", n);
     store_path[n] = '\0';
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_fault;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
+    if (!runs_models(command)) {
+        sa.sa_handler = on_fault;
+        sigaction(SIGSEGV, &sa, NULL);
+        sigaction(SIGBUS, &sa, NULL);
+    }
     sa.sa_handler = on_stop;
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
         struct sigaction old;

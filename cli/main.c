@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     if (cmd == NULL)
         return unknown_command(argv[i]);
     g.store = cli_store_path(opts.store);
-    cli_signals_install(g.store);
+    cli_signals_install(g.store, argv[i]);
     ret = cmd->fn(&g, argc - i, argv + i);
     return cli_stdout_finish(ret);
 }
