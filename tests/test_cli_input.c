@@ -43,8 +43,12 @@ static int run_line(const char *store, const char *line, size_t len, unsigned li
     assert_non_null(fp);
     assert_int_equal(fwrite(line, 1, len, fp), len);
     assert_int_equal(fclose(fp), 0);
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
     limit_mb = 0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang */
+    limit_mb = 0;
+#endif
 #endif
     if (limit_mb != 0)
         snprintf(cmd, sizeof cmd, "ulimit -v %u; %s --store %s run --model textgen-v1 --requests %s 2>&1",
