@@ -221,6 +221,9 @@ stop_servers() { [ ${#SERVER_PIDS[@]} -eq 0 ] || kill "${SERVER_PIDS[@]}" 2>/dev
 trap stop_servers EXIT
 start() {
     local name=$1; shift
+    # The binary itself, not the deja() function: a function in the
+    # background is a subshell, and killing it would leave deja running.
+    [ "$1" = deja ] && { shift; set -- "$DEJA_BIN" "$@"; }
     "$@" > "$name.url" 2> "$name.log" &
     SERVER_PIDS+=($!)
     for _ in $(seq 200); do [ -s "$name.url" ] && return 0; sleep 0.05; done
