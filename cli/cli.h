@@ -442,6 +442,10 @@ const char *cli_status_name(deja_status status);
  * What replay, diff and bisect share (cmd_replay.c).
  * ---------------------------------------------------------------------- */
 
+/* Print the "Reproduce" section of `show --md` for trace `t`: the replay
+ * command with the plugin as recorded (reproduce.c). */
+void cli_md_reproduce(FILE *fp, const deja_trace *t);
+
 /* Option codes of the replay options, the same in every command. */
 enum {
     OPT_PLUGIN = CLI_OPT_FIRST_FREE,
@@ -453,6 +457,7 @@ enum {
     OPT_FORCE,
     OPT_TRACE_MODEL,
     OPT_ISOLATE,
+    OPT_REPLAY_TIMEOUT,
     OPT_REPLAY_END /* a command's own options start here */
 };
 
@@ -462,12 +467,13 @@ enum {
     {"jobs", required_argument, NULL, OPT_JOBS}, {"repeat", required_argument, NULL, OPT_REPEAT},  \
         {"atol", required_argument, NULL, OPT_ATOL}, {"rtol", required_argument, NULL, OPT_RTOL},  \
         {"ulps", required_argument, NULL, OPT_ULPS}, {"force", no_argument, NULL, OPT_FORCE},      \
+        {"timeout", required_argument, NULL, OPT_REPLAY_TIMEOUT},                                         \
     {                                                                                              \
         "isolate", no_argument, NULL, OPT_ISOLATE                                                  \
     }
 
 /* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps, --force,
- * --isolate) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
+ * --isolate, --timeout) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
  * after printing an error for a bad value. */
 int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 

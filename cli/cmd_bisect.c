@@ -103,9 +103,9 @@ static json_t *result_json(const deja_bisect_result *r)
         for (k = 0; env && k < e->nenv; k++) {
             bad |= json_array_append_new(env, json_string(e->env[k])) != 0;
         }
-        one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o}", "id", id, "verdict",
+        one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o, s:s?}", "id", id, "verdict",
                               deja_verdict_name(e->verdict), "detail", e->detail, "label_changed",
-                              e->label_changed, "environment_changes", env)
+                              e->label_changed, "environment_changes", env, "cause", e->cause)
                   : NULL;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }
@@ -154,6 +154,9 @@ static void result_print(const deja_bisect_result *r, const char *const *specs, 
             printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), e->detail);
             for (k = 0; k < e->nenv; k++) {
                 printf("      likely cause: environment: %s\n", e->env[k]);
+            }
+            if (e->cause) {
+                printf("      likely cause: %s\n", e->cause);
             }
         }
     }

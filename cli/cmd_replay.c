@@ -20,7 +20,7 @@
 static const char help[] =
     "usage: deja replay [FILE.deja] [ID...] [filters] --model PLUGIN[:ARG] [--jobs N]\n"
     "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
-    "                   [--rules FILE] [--json]\n"
+    "                   [--rules FILE] [--timeout S] [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
@@ -30,7 +30,11 @@ static const char help[] =
     "\n"
     "Verdicts: same (bit-identical), close (within tolerance), diverged, error, and\n"
     "with --repeat, nondeterministic (the replays disagree among themselves: some\n"
-    "source of randomness was not captured; never counted as a regression).\n"
+    "source of randomness was not captured; not counted as a regression). The\n"
+    "verdict is earned per output: an output that differs from the recording the\n"
+    "same way on every repeat is a divergence even when another output varies.\n"
+    "A trace recorded as failed is reproduced when the replay fails with the same\n"
+    "message after writing the same outputs.\n"
     "\n"
     "  --model PLUGIN[:ARG]  the model to replay on (a path or a bare name such as\n"
     "                     textgen-v4, looked up in $DEJA_PLUGIN_PATH)\n"
@@ -46,6 +50,9 @@ static const char help[] =
     "                     fails its trace (error), the others still replay\n"
     "  --rules FILE       check the replayed outputs against validation rules\n"
     "                     (deja check --help): exit 1 when one breaks a rule\n"
+    "  --timeout S        a trace whose inferences (all repeats) take longer than S\n"
+    "                     seconds is an error \"timed out\" (default 300; 0: none);\n"
+    "                     with --isolate its worker is killed\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
     "  --via URLS         replay on the `deja worker`s of a NATS JetStream fleet\n"
     "                     (credentials in the URL or $NATS_*): same verdicts, summary\n"
@@ -122,6 +129,12 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg)
         return 1;
     case OPT_ISOLATE:
         o->isolate = 1;
+        return 1;
+    case OPT_REPLAY_TIMEOUT:
+        if (cli_parse_double(arg, &o->timeout) != 0 || o->timeout > 1e9) {
+            cli_error("--timeout: expected seconds (0 for no limit), got '%s'", arg);
+            return -1;
+        }
         return 1;
     default:
         return 0;
@@ -342,7 +355,10 @@ static json_t *result_json(const deja_replay_result *r)
     }
     bad |= json_set_lines(o, "environment_changes", r->env, r->nenv) != 0;
     bad |= json_set_lines(o, "unrecorded", r->unrecorded, r->nunrecorded) != 0;
-    if (r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
+    bad |= json_set_lines(o, "unconsumed", r->unconsumed, r->nunconsumed) != 0;
+    bad |= json_set_lines(o, "model_changes", r->model_changes, r->nmodel_changes) != 0;
+    bad |= json_set_lines(o, "notes", r->notes, r->nnotes) != 0;
+    if (r->nvarying > 0 || r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
         bad |= json_set_lines(o, "varying", r->varying, r->nvarying) != 0;
     }
     if (bad) {
@@ -360,6 +376,15 @@ static size_t ndiffer(const deja_diff *d)
         k += d->tensors[i].kind != DEJA_DIFF_EQUAL;
     }
     return k;
+}
+
+/* Print the notes on the comparison of `r` (truncated outputs). */
+static void print_notes(const deja_replay_result *r)
+{
+    size_t i;
+    for (i = 0; i < r->nnotes; i++) {
+        printf("    note: %s\n", r->notes[i]);
+    }
 }
 
 /* Print one result in the human form. */
@@ -380,11 +405,13 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
     switch (r->verdict) {
     case DEJA_VERDICT_SAME:
         printf("  %s\n", r->diff->summary);
+        print_notes(r);
         break;
     case DEJA_VERDICT_CLOSE:
         printf("  %zu of %zu output%s within tolerance\n", ndiffer(r->diff), r->diff->ntensors,
                r->diff->ntensors == 1 ? "" : "s");
         cli_diff_print(stdout, r->diff, "    ", "recorded", "replayed");
+        print_notes(r);
         break;
     case DEJA_VERDICT_ERROR:
         printf("  %s\n", r->error);
@@ -394,11 +421,18 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         for (i = 0; i < r->nvarying; i++) {
             printf("%s %s", i ? "," : "", r->varying[i]);
         }
-        printf("\n    some source of randomness or time was not captured: the model reads it "
-               "outside deja_ctx (not counted as a regression)\n");
-        for (i = 0; i < r->nunrecorded; i++) {
-            printf("    unrecorded: %s\n", r->unrecorded[i]);
+        if (r->nunrecorded > 0) {
+            /* The values were asked of the ctx, which had to make them up. */
+            printf("\n    the model asked its ctx for values the recording lacks, made up anew "
+                   "on each replay (not counted as a regression):\n");
+            for (i = 0; i < r->nunrecorded; i++) {
+                printf("    unrecorded: %s\n", r->unrecorded[i]);
+            }
+        } else {
+            printf("\n    some source of randomness or time was not captured: the model reads "
+                   "it outside deja_ctx (not counted as a regression)\n");
         }
+        print_notes(r);
         break;
     default:
         if (r->error && *r->error) {
@@ -408,19 +442,30 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
                    r->diff->ntensors == 1 ? "" : "s", ndiffer(r->diff) == 1 ? "s" : "");
         }
         cli_diff_print(stdout, r->diff, "    ", "recorded", "replayed");
+        print_notes(r);
+        if (r->nvarying > 0) {
+            printf("    also varying between %u replays (not counted):", s->repeat);
+            for (i = 0; i < r->nvarying; i++) {
+                printf("%s %s", i ? "," : "", r->varying[i]);
+            }
+            printf("\n");
+        }
+        for (i = 0; i < r->nmodel_changes; i++) {
+            printf("    likely cause: %s\n", r->model_changes[i]);
+        }
         for (i = 0; i < r->nenv; i++) {
             printf("    likely cause: environment: %s\n", r->env[i]);
         }
         for (i = 0; i < r->nunrecorded; i++) {
             printf("    likely cause: unrecorded: %s\n", r->unrecorded[i]);
         }
-        if (r->trace && (strcmp(r->trace->model_name, r->model_name) != 0 ||
-                         strcmp(r->trace->model_version, r->model_version) != 0)) {
-            printf("    likely cause: the model changed: recorded by %s %s, replayed on %s %s\n",
-                   r->trace->model_name, r->trace->model_version, r->model_name, r->model_version);
-        } else if (r->nenv == 0 && r->nunrecorded == 0 && s->repeat < 2) {
-            printf("    same model version, same environment: --repeat 3 tells "
-                   "nondeterminism from a regression\n");
+        for (i = 0; i < r->nunconsumed; i++) {
+            printf("    likely cause: fewer values consumed: %s\n", r->unconsumed[i]);
+        }
+        if (r->nmodel_changes == 0 && r->nenv == 0 && r->nunrecorded == 0 &&
+            r->nunconsumed == 0 && s->repeat < 2) {
+            printf("    same model version, configuration and weights, same environment: "
+                   "--repeat 3 tells nondeterminism from a regression\n");
         }
         break;
     }

@@ -463,6 +463,7 @@ static int record_one(run_state *s, size_t line, const request *r)
     char id[DEJA_ID_STRLEN + 1];
     char *error = NULL;
     uint64_t seed = 0;
+    int has_seed = 1;
     int rc;
     int ret = -1;
 
@@ -476,16 +477,23 @@ static int record_one(run_state *s, size_t line, const request *r)
     if (digest != NULL && digest_size > 0)
         rc = deja_span_model_digest(span, digest, digest_size);
     if (rc == 0)
+        rc = deja_span_model_config(span, deja_model_plugin_name(s->model),
+                                    deja_model_config(s->model));
+    if (rc == 0)
         rc = fill_span(s, span, r);
     if (rc < 0) {
         cli_lib_error(rc, "%s:%zu", s->source, line);
         goto cleanup;
     }
+    /* "seed": 0 is seed 0; only an absent seed is drawn from the OS (and
+     * recorded as the tag deja.seed). */
     if (r->has_seed)
         seed = r->seed;
     else if (s->has_seed)
         seed = s->seed + line;
-    rc = deja_ctx_record(&ctx, span, seed);
+    else
+        has_seed = 0;
+    rc = deja_ctx_record_v2(&ctx, span, has_seed ? &seed : NULL);
     if (rc < 0) {
         cli_lib_error(rc, "%s:%zu: cannot make a recording context", s->source, line);
         goto cleanup;
@@ -690,6 +698,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     const deja_kv *libs = deja_model_libs(s.model, &nlibs);
     for (size_t i = 0; i < nlibs; i++)
         (void)deja_env_lib_set(libs[i].key, libs[i].value);
+    /* The libraries the plugin reported join the recorded environment. */
+    topts.libs = deja_model_libs(s.model, &topts.nlibs);
     rc = deja_tracer_open(&s.tracer, g->store, &topts);
     if (rc == DEJA_EINVAL) { /* the variables' rules: the store is untouched */
         cli_error("%s", deja_error_last());

@@ -231,14 +231,14 @@ static int endpoint_guess(const deja_trace *t, char *out, size_t cap)
 static void show_md(const deja_trace *t, const deja_env *env)
 {
     char id[DEJA_ID_STRLEN + 1];
-    char utc[64], dur[32], plugin[256];
+    char utc[64], dur[32], plugin[512];
     char *digest = cli_hex(t->model_digest, t->model_digest_size);
 
     deja_id_format(&t->id, id);
     cli_format_utc(t->start_ns, utc, sizeof utc);
     cli_format_duration(t->duration_ns, dur, sizeof dur);
     if (!endpoint_guess(t, plugin, sizeof plugin))
-        cli_plugin_guess(t->model_name, t->model_version, plugin, sizeof plugin);
+        plugin[0] = '\0';
     printf("## deja trace `%s`\n\n", id);
     printf("| field | value |\n|---|---|\n");
     fputs("| model | ", stdout);
@@ -247,6 +247,11 @@ static void show_md(const deja_trace *t, const deja_env *env)
     cli_put_md_code(stdout, t->model_version, 1);
     fputs(" |\n", stdout);
     printf("| weights digest | `%s` |\n", digest && digest[0] ? digest : "-");
+    if (t->has_model_config) {
+        fputs("| configuration | ", stdout);
+        cli_put_md_code(stdout, t->model_config[0] ? t->model_config : "(no ARG)", 1);
+        fputs(" |\n", stdout);
+    }
     printf("| recorded | %s |\n", utc);
     printf("| duration | %s |\n", dur);
     printf("| status | %s |\n", cli_status_name(t->status));
@@ -285,18 +290,7 @@ static void show_md(const deja_trace *t, const deja_env *env)
         printf("(not recorded)\n");
     }
     cli_md_trace_data(stdout, t, "###");
-    printf("\n### Reproduce\n\n```sh\n"
-           "# in the store that recorded it\n"
-           "deja replay %s --model ",
-           id);
-    cli_put_shell(stdout, plugin);
-    printf("\n# elsewhere: export it there, import the bundle here\n"
-           "deja export %s -o case.deja\n"
-           "deja --store repro.store import case.deja\n"
-           "deja --store repro.store replay %s --model ",
-           id, id);
-    cli_put_shell(stdout, plugin);
-    printf("\n```\n");
+    cli_md_reproduce(stdout, t, plugin[0] ? plugin : NULL);
     free(digest);
 }
 

@@ -147,6 +147,33 @@ typedef struct deja_tensor {
     size_t size;
 } deja_tensor;
 
+/* What an output is, as its producer declares it. The diff compares scores
+ * and probabilities over classes (the last axis) by their arg-max and
+ * top-k as well as by value; embeddings and plain values by value only;
+ * text as text. An undeclared output (DEJA_KIND_AUTO) falls back to a
+ * heuristic: a float output with a last axis of at least 2 whose name
+ * contains "logit", "score", "prob" or "class" is taken for scores. */
+typedef enum deja_output_kind {
+    DEJA_KIND_AUTO = 0,      /* not declared: the name heuristic decides */
+    DEJA_KIND_SCORES = 1,    /* scores (logits) over classes, class axis last */
+    DEJA_KIND_PROBS = 2,     /* probabilities over classes, class axis last */
+    DEJA_KIND_EMBEDDING = 3, /* an embedding vector: values, no label */
+    DEJA_KIND_VALUES = 4,    /* plain numbers: values, no label */
+    DEJA_KIND_TEXT = 5,      /* text (utf8, or bytes holding text) */
+} deja_output_kind;
+
+#define DEJA_KIND_MAX DEJA_KIND_TEXT
+
+/* Name of an output kind ("auto", "scores", "probs", "embedding",
+ * "values", "text"); "unknown" out of range. */
+DEJA_API const char *deja_output_kind_name(deja_output_kind kind);
+
+/* A declared kind of one output, by name. */
+typedef struct deja_output_decl {
+    const char *name;
+    deja_output_kind kind;
+} deja_output_decl;
+
 /* ------------------------------------------------------------------------
  * 2. The tracer: record inferences
  *
@@ -222,13 +249,18 @@ typedef struct deja_tracer_options {
      * version 3.) */
     deja_check_cb check;
     void *check_payload;
+    /* Libraries the recorded model depends on (name -> version, e.g. its
+     * inference runtime; deja_model_libs()), added to the environment of
+     * every trace so that an upgrade shows as an environment difference. */
+    const struct deja_kv *libs;
+    size_t nlibs;
 } deja_tracer_options;
 
 #define DEJA_TRACER_OPTIONS_VERSION 3
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL, NULL, NULL, NULL                                                         \
+            NULL, NULL, NULL, NULL, NULL, NULL, 0                                                \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store
@@ -279,6 +311,16 @@ DEJA_API const deja_id *deja_span_id(const deja_span *span);
 
 /* Set the digest of the model's weights (any length up to 64 bytes). */
 DEJA_API int deja_span_model_digest(deja_span *span, const void *digest, size_t size);
+
+/* Record how the model was loaded: `plugin` as the user named it (a bare
+ * name, or the plugin file's absolute path) and `config`, the ARG of
+ * PLUGIN:ARG (NULL or "" when there was none). Replay compares the
+ * configuration and names it as the likely cause when it differs. */
+DEJA_API int deja_span_model_config(deja_span *span, const char *plugin, const char *config);
+
+/* Declare what output `name` is (see deja_output_kind); the diff compares
+ * it accordingly. A later declaration of the same name replaces it. */
+DEJA_API int deja_span_output_kind(deja_span *span, const char *name, deja_output_kind kind);
 
 /* Add a tensor as input or output; its bytes are copied. */
 DEJA_API int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor);
@@ -409,6 +451,13 @@ typedef struct deja_trace {
     size_t ntags;
     int has_parent;
     deja_id parent;
+    /* How the model was loaded (deja_span_model_config): has_model_config is
+     * 0 for traces recorded without it (an application's span). */
+    int has_model_config;
+    const char *model_plugin; /* as the user named it; "" when unknown */
+    const char *model_config; /* the ARG; "" when none */
+    const deja_output_decl *output_kinds; /* declared kinds of outputs */
+    size_t noutput_kinds;
 } deja_trace;
 
 /* Find the one trace whose printed id starts with `prefix` (at least one
@@ -580,6 +629,13 @@ DEJA_API int deja_env_var_is_default(const char *name);
  * with a new value), DEJA_ENOMEM (more than 32 declared). */
 DEJA_API int deja_env_lib_set(const char *name, const char *version);
 
+/* A copy of `base` with the libraries `libs` (name -> version, e.g. a
+ * model's inference runtime) added; a library of the same name takes the
+ * given version. Its digest goes to `digest` when not NULL. Free `*out`
+ * with deja_env_free(). Returns 0, DEJA_EINVAL or DEJA_ENOMEM. */
+DEJA_API int deja_env_with_libs(const deja_env *base, const deja_kv *libs, size_t n,
+                                deja_env **out, deja_digest *digest);
+
 /* ------------------------------------------------------------------------
  * 4. Models and the determinism context
  *
@@ -639,11 +695,16 @@ DEJA_API const char *deja_model_spec(const deja_model *model);
 DEJA_API const char *deja_model_path(const deja_model *model);
 /* The libraries and versions a model in another process reported (an
  * exec runner's hello: "torch" -> "1.13.1", "torch.threads" -> "4", ...),
- * owned by the model; NULL with *n = 0 for a C plugin, which shares the
- * host's environment. deja records them into the environment of the
+ * owned by the model; for a C plugin, those it reported through
+ * deja_model_info_library() when it opened. deja records them into the environment of the
  * traces it records through the model, and compares them on replay. */
 DEJA_API const deja_kv *deja_model_libs(const deja_model *model, size_t *n);
 
+/* The ARG of the spec (after the first ':'), or NULL when there was none. */
+DEJA_API const char *deja_model_config(const deja_model *model);
+/* The plugin as the user named it, to record with the trace: a bare name
+ * as given, or the absolute path of the plugin file. Owned by the model. */
+DEJA_API const char *deja_model_plugin_name(const deja_model *model);
 /* Non-zero when one instance may serve several threads at once. */
 DEJA_API int deja_model_thread_safe(const deja_model *model);
 
@@ -657,6 +718,11 @@ DEJA_API int deja_model_infer(deja_model *model, deja_ctx *ctx);
  * outputs go into the span. The span must outlive the ctx. */
 DEJA_API int deja_ctx_record(deja_ctx **out, deja_span *span, uint64_t base_seed);
 
+/* As deja_ctx_record(), but `base_seed` NULL takes a seed from the OS and
+ * any value, 0 included, is used as given. The base seed is recorded as
+ * the tag deja.seed. */
+DEJA_API int deja_ctx_record_v2(deja_ctx **out, deja_span *span, const uint64_t *base_seed);
+
 /* A replaying context over a recorded trace: inputs and params are the
  * trace's, and seeds, RNG draws and clock reads are fed back in recorded
  * order. The trace must outlive the ctx. */
@@ -669,6 +735,14 @@ DEJA_API const deja_tensor *deja_ctx_outputs(const deja_ctx *ctx, size_t *n);
  * were never recorded (a seed, a stream draw past the recorded ones, a
  * clock read), each described in one line. 0 when none. */
 DEJA_API size_t deja_ctx_unrecorded(const deja_ctx *ctx, const char *const **lines);
+
+/* After a replayed inference: the recorded values the model left unused (a
+ * stream drawn fewer times, fewer clock reads, a seed never asked for), one
+ * line each, owned by the ctx. 0 when none, and for a recording ctx. */
+DEJA_API size_t deja_ctx_unconsumed(deja_ctx *ctx, const char *const **lines);
+
+/* The output kinds the model declared on a replaying ctx (owned by it). */
+DEJA_API const deja_output_decl *deja_ctx_output_kinds(const deja_ctx *ctx, size_t *n);
 
 /* The error the model set with deja_ctx_fail(), or NULL. */
 DEJA_API const char *deja_ctx_error(const deja_ctx *ctx);
@@ -713,19 +787,26 @@ DEJA_API const char *deja_verdict_name(deja_verdict verdict);
  * (f32); atol and rtol 1e-7 (f64). NaN matches NaN only; an infinity
  * matches the same infinity only. Integers, bytes and text have no
  * tolerance. Scores are float outputs whose last axis is a class axis
- * (names containing "logit", "score", "prob" or "class"); for those the
+ * declared DEJA_KIND_SCORES or DEJA_KIND_PROBS, or, undeclared, whose
+ * names contain "logit", "score", "prob" or "class"); for those the
  * arg-max and the top `topk` classes of every row are compared too, and a
- * changed arg-max is a divergence whatever the tolerances. */
+ * changed arg-max is a divergence whatever the tolerances. A truncated
+ * output (recorded cut to the tracer's max_payload, tagged
+ * deja.truncated) is compared on the recorded prefix only. */
 typedef struct deja_diff_options {
     unsigned version;
     double atol;
     double rtol;
     uint64_t ulps;
     unsigned topk; /* 0: do not compare top-k */
+    /* Declared kinds of outputs (the first entry of a name wins); outputs
+     * not listed fall back to the name heuristic. */
+    const deja_output_decl *kinds;
+    size_t nkinds;
 } deja_diff_options;
 
 #define DEJA_DIFF_OPTIONS_VERSION 1
-#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, -1.0, -1.0, 0, 5}
+#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, -1.0, -1.0, 0, 5, NULL, 0}
 
 /* How one output compares. */
 typedef enum deja_diff_kind {
@@ -827,12 +908,26 @@ typedef struct deja_replay_result {
     int env_first;               /* first result to carry this recorded environment */
     const char *const *unrecorded; /* deja_ctx_unrecorded() lines of the replay */
     size_t nunrecorded;
-    /* For NONDETERMINISTIC: the outputs that varied between repeats. */
+    /* Recorded values the replay left unused (deja_ctx_unconsumed()). */
+    const char *const *unconsumed;
+    size_t nunconsumed;
+    /* With repeat > 1: the outputs (or "status") that varied between
+     * repeats. Set for NONDETERMINISTIC, and for DIVERGED when another,
+     * stable output diverged. */
     const char *const *varying;
     size_t nvarying;
     /* The replayed outputs (of the first run); NULL and 0 when it failed. */
     const deja_tensor *outputs;
     size_t noutputs;
+    /* Likely causes: how the replaying model differs from the recorded one
+     * ("the model changed: ...", "configuration differs (ARG 'a' vs 'b')",
+     * "weights differ (digest A vs B)"); none when it is the same. */
+    const char *const *model_changes;
+    size_t nmodel_changes;
+    /* Notes on the comparison itself ("output 'x' was truncated when
+     * recorded: compared on its first N bytes"). */
+    const char *const *notes;
+    size_t nnotes;
 } deja_replay_result;
 
 /* Called once per trace, in selection order, on the thread that called
@@ -853,11 +948,18 @@ typedef struct deja_replay_options {
                             crashes fails its trace only, the replay goes on */
     deja_progress_cb progress; /* optional */
     void *progress_payload;
+    /* Seconds one inference (all repeats of one trace) may take before it
+     * is abandoned as an ERROR "timed out after N s"; 0: no limit. An
+     * isolated worker is killed; an in-process one is left running and its
+     * model instance replaced. */
+    double timeout;
 } deja_replay_options;
 
 #define DEJA_REPLAY_OPTIONS_VERSION 1
+#define DEJA_REPLAY_TIMEOUT_DEFAULT 300.0
 #define DEJA_REPLAY_OPTIONS_INIT                                                                 \
-    {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, 0, NULL, NULL}
+    {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, 0, NULL, NULL, \
+     DEJA_REPLAY_TIMEOUT_DEFAULT}
 
 /* Counts of verdicts over one replay. `trouble` counts ERROR results that
  * are the caller's problem rather than the model's (a trace that cannot be
@@ -901,8 +1003,11 @@ typedef struct deja_bisect_evidence {
     deja_verdict verdict;
     const char *detail;     /* the diff's summary or the error message */
     int label_changed;      /* a score output changed its arg-max */
-    const char *const *env; /* likely causes: environment differences */
+    const char *const *env; /* likely causes: environment differences that the
+                               last good version did not show */
     size_t nenv;
+    const char *cause;      /* the likely cause in one line ("the model changed
+                               between A and B: ..."), or NULL */
 } deja_bisect_evidence;
 
 /* The outcome of a bisection, freed by deja_bisect_result_free(). */

@@ -7,7 +7,17 @@
  *
  * returning a static description: the ABI version it was built against, the
  * model's name and version, and three functions. deja checks abi_version
- * when it loads the plugin and refuses any other.
+ * when it loads the plugin: it loads plugins built against any version from
+ * DEJA_MODEL_ABI_MIN to its own DEJA_MODEL_ABI_VERSION and refuses others
+ * (so a plugin that uses what ABI 2 added is refused by a host that only
+ * speaks ABI 1, instead of reading past the host's tables).
+ *
+ * ABI history (only ever appended to):
+ *   1  the plugin description, deja_model_info's digest, the ctx table up
+ *      to fail.
+ *   2  deja_model_info.host (digests and library versions for open), the
+ *      ctx's note, param_count, param_at, rng_fill and output_kind (what an
+ *      output is), a ctx safe to call from the threads of one inference.
  *
  * The model reaches the world only through its deja_ctx: it reads inputs
  * and params, takes seeds, draws from named RNG streams and reads the clock
@@ -18,6 +28,12 @@
  * The plugin links against nothing of deja's: the ctx functions below are
  * inline wrappers over a table the host supplies. Adding a function appends
  * to that table; nothing is ever removed or reordered.
+ *
+ * Threads: one inference may call its ctx from several threads (ABI 2: the
+ * host serialises the calls). But the order in which two threads draw from
+ * ONE stream is not reproducible, so give each thread its own stream
+ * (deja_ctx_rng_u64(ctx, "noise.0"), "noise.1", ... or the helper
+ * deja_ctx_rng_u64_part) and each thread's draws replay exactly.
  */
 #ifndef DEJA_MODEL_H
 #define DEJA_MODEL_H
@@ -31,16 +47,56 @@
 extern "C" {
 #endif
 
-#define DEJA_MODEL_ABI_VERSION 1
+#define DEJA_MODEL_ABI_VERSION 2
+/* The oldest plugin ABI this header's host still loads. */
+#define DEJA_MODEL_ABI_MIN 1
 
 /* The plugin may serve several threads with one instance. */
 #define DEJA_MODEL_THREAD_SAFE 1u
 
+typedef struct deja_model_info deja_model_info;
+
+/* What the host offers open() (ABI 2): digests without linking xxHash, and
+ * a way to report the libraries the model depends on. */
+typedef struct deja_model_host {
+    uint32_t size; /* sizeof(deja_model_host) of the host */
+    /* XXH3-128 of `size` bytes at `data`, written to out[16]. */
+    void (*digest)(const void *data, size_t size, uint8_t out[16]);
+    /* XXH3-128 of the whole file at `path`, written to out[16]. Returns 0,
+     * or -1 when the file cannot be read. */
+    int (*digest_file)(const char *path, uint8_t out[16]);
+    /* Report that the model depends on library `name` at `version` (e.g.
+     * its inference runtime): it joins the environment recorded with each
+     * trace and compared on replay. Returns 0, or -1 (bad or too many). */
+    int (*library)(deja_model_info *info, const char *name, const char *version);
+} deja_model_host;
+
 /* What open() may tell the host about the loaded instance. */
-typedef struct deja_model_info {
+struct deja_model_info {
     uint8_t digest[64]; /* digest of the weights the instance loaded */
     size_t digest_size; /* 0: the host uses the plugin file's digest */
-} deja_model_info;
+    /* ABI 2: set by the host before open(), never NULL for a plugin built
+     * against ABI 2. */
+    const deja_model_host *host;
+    void *host_state; /* the host's own; do not touch */
+};
+
+/* Digest the weights file at `path` as the instance's digest (ABI 2).
+ * Returns 0, or -1 when it cannot be read. */
+static inline int deja_model_info_weights(deja_model_info *info, const char *path)
+{
+    if (info->host == NULL || info->host->digest_file(path, info->digest) != 0)
+        return -1;
+    info->digest_size = 16;
+    return 0;
+}
+
+/* Report a library the model depends on and its version (ABI 2). */
+static inline int deja_model_info_library(deja_model_info *info, const char *name,
+                                          const char *version)
+{
+    return info->host != NULL ? info->host->library(info, name, version) : -1;
+}
 
 typedef struct deja_model_plugin {
     uint32_t abi_version; /* DEJA_MODEL_ABI_VERSION */
@@ -76,6 +132,8 @@ typedef struct deja_ctx_vtable {
     size_t (*param_count)(deja_ctx *ctx);
     const deja_param *(*param_at)(deja_ctx *ctx, size_t index);
     void (*rng_fill)(deja_ctx *ctx, const char *stream, uint64_t *out, size_t n);
+    /* ABI 2 */
+    int (*output_kind)(deja_ctx *ctx, const char *name, deja_output_kind kind);
 } deja_ctx_vtable;
 
 /* Non-zero when the host's table has the member `m`. */
@@ -178,6 +236,48 @@ static inline int deja_ctx_output_text(deja_ctx *ctx, const char *name, const ch
     uint64_t shape[1] = {len};
     deja_tensor t = {name, DEJA_UTF8, 1, shape, text, len};
     return ctx->vt->output(ctx, &t);
+}
+
+/* The next 64 random bits of part `part` of the named stream: its own
+ * stream "<stream>.<part>", for the threads of one inference (one part
+ * per thread keeps every thread's draws reproducible). */
+static inline uint64_t deja_ctx_rng_u64_part(deja_ctx *ctx, const char *stream, unsigned part)
+{
+    char name[256];
+    size_t n = 0;
+    char digits[16];
+    size_t nd = 0;
+    while (stream[n] != '\0' && n < sizeof(name) - 18) {
+        name[n] = stream[n];
+        n++;
+    }
+    do {
+        digits[nd++] = (char)('0' + part % 10);
+        part /= 10;
+    } while (part != 0);
+    name[n++] = '.';
+    while (nd > 0)
+        name[n++] = digits[--nd];
+    name[n] = '\0';
+    return ctx->vt->rng_u64(ctx, name);
+}
+
+/* Declare what output `name` is (ABI 2; see deja_output_kind in deja.h):
+ * recorded with the trace, and the diff compares the output accordingly.
+ * Returns 0, or -1 when the host predates ABI 2. */
+static inline int deja_ctx_output_kind(deja_ctx *ctx, const char *name, deja_output_kind kind)
+{
+    if (ctx->vt->size < offsetof(deja_ctx_vtable, output_kind) + sizeof(ctx->vt->output_kind))
+        return -1;
+    return ctx->vt->output_kind(ctx, name, kind);
+}
+
+/* Write an output and declare its kind in one call. */
+static inline int deja_ctx_output_as(deja_ctx *ctx, const deja_tensor *tensor,
+                                     deja_output_kind kind)
+{
+    int rc = deja_ctx_output_kind(ctx, tensor->name, kind);
+    return rc == 0 ? ctx->vt->output(ctx, tensor) : rc;
 }
 
 /* Mark the inference failed with `message`; infer then returns non-zero. */

@@ -179,6 +179,8 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     Deja__Pb__RngStream **rptrs;
     Deja__Pb__Tag *tags;
     Deja__Pb__Tag **gptrs;
+    Deja__Pb__OutputKind *kinds;
+    Deja__Pb__OutputKind **kptrs;
     int rc = 0;
 
     if (trace == NULL || out == NULL) {
@@ -187,14 +189,16 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     }
     out->size = 0;
     if (trace->ninputs > MAX_COUNT || trace->noutputs > MAX_COUNT || trace->nparams > MAX_COUNT ||
-        trace->nseeds > MAX_COUNT || trace->nrng > MAX_COUNT || trace->ntags > MAX_COUNT) {
+        trace->nseeds > MAX_COUNT || trace->nrng > MAX_COUNT || trace->ntags > MAX_COUNT ||
+        trace->noutput_kinds > MAX_COUNT) {
         rc = deja__error_set(DEJA_ENOMEM, "trace has more than %zu elements in a list", MAX_COUNT);
         goto cleanup;
     }
     if ((trace->ninputs && !trace->inputs) || (trace->noutputs && !trace->outputs) ||
         (trace->nparams && !trace->params) || (trace->nseeds && !trace->seeds) ||
         (trace->nrng && !trace->rng) || (trace->ntags && !trace->tags) ||
-        (trace->nclock && !trace->clock_ns) || (trace->model_digest_size && !trace->model_digest)) {
+        (trace->nclock && !trace->clock_ns) || (trace->model_digest_size && !trace->model_digest) ||
+        (trace->noutput_kinds && !trace->output_kinds)) {
         rc = deja__error_set(DEJA_EINVAL, "trace has a count without its array");
         goto cleanup;
     }
@@ -209,7 +213,8 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
            ALIGN_UP(trace->nparams * sizeof *pptrs) + ALIGN_UP(trace->nseeds * sizeof *seeds) +
            ALIGN_UP(trace->nseeds * sizeof *sptrs) + ALIGN_UP(trace->nrng * sizeof *rngs) +
            ALIGN_UP(trace->nrng * sizeof *rptrs) + ALIGN_UP(trace->ntags * sizeof *tags) +
-           ALIGN_UP(trace->ntags * sizeof *gptrs);
+           ALIGN_UP(trace->ntags * sizeof *gptrs) + ALIGN_UP(trace->noutput_kinds * sizeof *kinds) +
+           ALIGN_UP(trace->noutput_kinds * sizeof *kptrs);
     if (need <= sizeof stack) {
         p = stack;
     } else {
@@ -231,6 +236,8 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     rptrs = carve(&p, trace->nrng, sizeof *rptrs);
     tags = carve(&p, trace->ntags, sizeof *tags);
     gptrs = carve(&p, trace->ntags, sizeof *gptrs);
+    kinds = carve(&p, trace->noutput_kinds, sizeof *kinds);
+    kptrs = carve(&p, trace->noutput_kinds, sizeof *kptrs);
 
     msg.id.data = (uint8_t *)trace->id.bytes;
     msg.id.len = sizeof trace->id.bytes;
@@ -240,7 +247,18 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     model.version = pb_str(trace->model_version);
     model.digest.data = (uint8_t *)trace->model_digest;
     model.digest.len = trace->model_digest_size;
+    model.has_config = trace->has_model_config != 0;
+    model.plugin = pb_str(trace->model_plugin);
+    model.config = pb_str(trace->model_config);
     msg.model = &model;
+    for (size_t i = 0; i < trace->noutput_kinds; i++) {
+        deja__pb__output_kind__init(&kinds[i]);
+        kinds[i].name = pb_str(trace->output_kinds[i].name);
+        kinds[i].kind = (uint32_t)trace->output_kinds[i].kind;
+        kptrs[i] = &kinds[i];
+    }
+    msg.n_output_kinds = trace->noutput_kinds;
+    msg.output_kinds = kptrs;
 
     for (size_t i = 0; i < nt; i++) {
         const int is_in = i < trace->ninputs;
@@ -502,6 +520,7 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     deja_seed *seeds;
     deja_rng_stream *rng;
     deja_tag *tags;
+    deja_output_decl *kinds;
     int rc = 0;
 
     if (out == NULL || (data == NULL && size > 0)) {
@@ -540,7 +559,8 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     need = ALIGN_UP(sizeof *impl) + ALIGN_UP(nt * sizeof(deja_tensor)) +
            ALIGN_UP(nt * sizeof(deja_digest)) + ALIGN_UP(nt) + ALIGN_UP(nt * sizeof(void *)) +
            ALIGN_UP(msg->n_params * sizeof *params) + ALIGN_UP(msg->n_seeds * sizeof *seeds) +
-           ALIGN_UP(msg->n_rng * sizeof *rng) + ALIGN_UP(msg->n_tags * sizeof *tags);
+           ALIGN_UP(msg->n_rng * sizeof *rng) + ALIGN_UP(msg->n_tags * sizeof *tags) +
+           ALIGN_UP(msg->n_output_kinds * sizeof *kinds);
     p = calloc(1, need);
     if (p == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "%sout of memory (%zu bytes)", prefix, need);
@@ -557,6 +577,7 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     seeds = carve(&p, msg->n_seeds, sizeof *seeds);
     rng = carve(&p, msg->n_rng, sizeof *rng);
     tags = carve(&p, msg->n_tags, sizeof *tags);
+    kinds = carve(&p, msg->n_output_kinds, sizeof *kinds);
     t = &impl->pub;
 
     memcpy(t->id.bytes, msg->id.data, sizeof t->id.bytes);
@@ -567,10 +588,23 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
         t->model_version = msg->model->version ? msg->model->version : "";
         t->model_digest = msg->model->digest.len ? msg->model->digest.data : NULL;
         t->model_digest_size = msg->model->digest.len;
+        t->has_model_config = msg->model->has_config;
+        t->model_plugin = msg->model->plugin ? msg->model->plugin : "";
+        t->model_config = msg->model->config ? msg->model->config : "";
     } else {
         t->model_name = "";
         t->model_version = "";
+        t->model_plugin = "";
+        t->model_config = "";
     }
+    for (size_t i = 0; i < msg->n_output_kinds; i++) {
+        const uint32_t k = msg->output_kinds[i]->kind;
+        kinds[i].name = msg->output_kinds[i]->name ? msg->output_kinds[i]->name : "";
+        /* A kind this version does not know compares as undeclared. */
+        kinds[i].kind = k <= DEJA_KIND_MAX ? (deja_output_kind)k : DEJA_KIND_AUTO;
+    }
+    t->output_kinds = kinds;
+    t->noutput_kinds = msg->n_output_kinds;
 
     for (size_t i = 0; i < nt; i++) {
         const int is_in = i < msg->n_inputs;

@@ -26,6 +26,8 @@ typedef struct evlist {
     int invert;
     int rc;        /* first failure while collecting */
     char *trouble; /* first trouble message, owned */
+    char **envset; /* every environment line seen by this version, owned */
+    size_t nenvset;
 } evlist;
 
 /* One step under construction, with the evidence it gathered. */
@@ -46,6 +48,7 @@ static void evidence_clear(deja_bisect_evidence *e)
 {
     size_t i;
     free((void *)e->detail);
+    free((void *)e->cause);
     for (i = 0; i < e->nenv; i++) {
         free((void *)e->env[i]);
     }
@@ -60,6 +63,10 @@ static void evlist_free(evlist *l)
     }
     free(l->v);
     free(l->trouble);
+    for (i = 0; i < l->nenvset; i++) {
+        free(l->envset[i]);
+    }
+    free(l->envset);
     memset(l, 0, sizeof(*l));
 }
 
@@ -91,6 +98,39 @@ static int copy_lines(const char *const *src, size_t n, const char *const **out)
     return 0;
 }
 
+/* Non-zero when `line` is in the version's set of environment lines. */
+static int envset_has(const evlist *l, const char *line)
+{
+    size_t i;
+    for (i = 0; i < l->nenvset; i++) {
+        if (strcmp(l->envset[i], line) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Add the environment lines of one result to the version's set. */
+static int envset_add(evlist *l, const char *const *lines, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        char **nv, *copy;
+        if (envset_has(l, lines[i]) || l->nenvset >= MAX_EVIDENCE) {
+            continue;
+        }
+        copy = strdup(lines[i]);
+        nv = copy ? realloc(l->envset, (l->nenvset + 1) * sizeof(*nv)) : NULL;
+        if (!nv) {
+            free(copy);
+            return DEJA_ENOMEM;
+        }
+        l->envset = nv;
+        l->envset[l->nenvset++] = copy;
+    }
+    return 0;
+}
+
 /* Replay callback: keep the results that count against the version (or,
  * inverted, that reproduce), and remember the first trouble. */
 static int collect(const deja_replay_result *r, void *payload)
@@ -107,6 +147,10 @@ static int collect(const deja_replay_result *r, void *payload)
             l->trouble = NULL;
             l->rc = DEJA_ENOMEM;
         }
+        return 1;
+    }
+    if (envset_add(l, r->env, r->nenv) != 0) {
+        l->rc = DEJA_ENOMEM;
         return 1;
     }
     if (!keep || l->n >= MAX_EVIDENCE || l->rc != 0) {
@@ -148,6 +192,39 @@ static int collect(const deja_replay_result *r, void *payload)
     }
     e->nenv = against ? r->nenv : 0;
     l->n++;
+    return 0;
+}
+
+/* Name the likely cause of each piece of evidence of the first bad version
+ * `bad`, given what the last good version `good` saw: an environment
+ * difference that the last good version showed too cannot be what changed
+ * (both ran in the same environment), so it is dropped; when none is
+ * left, the cause is the model change between the two versions. */
+static int blame(evlist *bad, const evlist *good, const char *good_spec, const char *bad_spec)
+{
+    size_t i, k, kept;
+    for (i = 0; i < bad->n; i++) {
+        deja_bisect_evidence *e = &bad->v[i];
+        char **env = (char **)(uintptr_t)e->env;
+        for (k = 0, kept = 0; k < e->nenv; k++) {
+            if (envset_has(good, env[k])) {
+                free(env[k]);
+            } else {
+                env[kept++] = env[k];
+            }
+        }
+        e->nenv = kept;
+        if (kept == 0) {
+            char *cause = NULL;
+            if (asprintf(&cause,
+                         "the model changed between %s and %s (the environment is the same for "
+                         "both)",
+                         good_spec, bad_spec) < 0) {
+                return deja__error_set(DEJA_ENOMEM, "bisect: out of memory");
+            }
+            e->cause = cause;
+        }
+    }
     return 0;
 }
 
@@ -344,6 +421,14 @@ int deja_bisect(deja_store *store, const deja_id *ids, size_t n, const char *con
         }
     }
     r->pub.last_good = first_bad - 1;
+    for (i = 0; i < b.nsteps; i++) {
+        if (b.steps[i].pub.index == first_bad - 1) {
+            rc = blame(&r->ev, &b.steps[i].ev, specs[first_bad - 1], specs[first_bad]);
+            if (rc != 0) {
+                goto cleanup;
+            }
+        }
+    }
     r->pub.evidence = r->ev.v;
     r->pub.nevidence = r->ev.n;
     *out = &r->pub;

@@ -308,15 +308,53 @@ static int same_shape(const deja_tensor *a, const deja_tensor *b)
     return 1;
 }
 
-/* Non-zero when the float tensor `t` looks like scores: a class axis last
- * (at least 2 classes) and a name saying so. */
-static int looks_like_scores(const deja_tensor *t)
+/* Return the name of output kind `kind`. Never NULL. */
+const char *deja_output_kind_name(deja_output_kind kind)
+{
+    switch (kind) {
+    case DEJA_KIND_AUTO:
+        return "auto";
+    case DEJA_KIND_SCORES:
+        return "scores";
+    case DEJA_KIND_PROBS:
+        return "probs";
+    case DEJA_KIND_EMBEDDING:
+        return "embedding";
+    case DEJA_KIND_VALUES:
+        return "values";
+    case DEJA_KIND_TEXT:
+        return "text";
+    default:
+        return "unknown";
+    }
+}
+
+/* The declared kind of output `name` in the options (the first entry
+ * wins), or DEJA_KIND_AUTO. */
+static deja_output_kind kind_of(const deja_diff_options *o, const char *name)
+{
+    size_t i;
+    for (i = 0; o->kinds && i < o->nkinds; i++) {
+        if (o->kinds[i].name && name && strcmp(o->kinds[i].name, name) == 0) {
+            return o->kinds[i].kind;
+        }
+    }
+    return DEJA_KIND_AUTO;
+}
+
+/* Non-zero when the float tensor `t` is compared as scores: a class axis
+ * last (at least 2 classes), and declared scores or probabilities, or, not
+ * declared, a name saying so. */
+static int looks_like_scores(const deja_tensor *t, deja_output_kind kind)
 {
     static const char *const words[] = {"logit", "score", "prob", "class"};
     size_t i, j, n;
     const char *name = t->name ? t->name : "";
     if (!is_float(t->dtype) || t->ndim == 0 || !t->shape || t->shape[t->ndim - 1] < 2) {
         return 0;
+    }
+    if (kind != DEJA_KIND_AUTO) {
+        return kind == DEJA_KIND_SCORES || kind == DEJA_KIND_PROBS;
     }
     n = strlen(name);
     for (i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
@@ -454,7 +492,7 @@ static int diff_floats(tdiff *td, const deja_tensor *a, const deja_tensor *b, si
             td->pub.nbeyond++;
         }
     }
-    if (looks_like_scores(a)) {
+    if (looks_like_scores(a, kind_of(o, a->name))) {
         diff_scores(td, a, b, count, o);
     }
     if (td->pub.ndiff == 0) {
@@ -828,7 +866,7 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
     }
     if (a->dtype == DEJA_UTF8 || a->dtype == DEJA_BYTES) {
         td->pub.count = a->size > b->size ? a->size : b->size;
-        if (a->dtype == DEJA_UTF8) {
+        if (a->dtype == DEJA_UTF8 || kind_of(o, a->name) == DEJA_KIND_TEXT) {
             rc = diff_text(td, a, b, sb.fp);
         } else {
             diff_bytes(td, a, b, sb.fp);

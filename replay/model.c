@@ -34,6 +34,10 @@
 #define MAX_LOOKED 2048
 #define PLUGIN_ERR_CAP 512
 
+/* Bound on the libraries a plugin may report. */
+#define MAX_LIBS 64
+#define MAX_LIB_TEXT 256
+
 struct deja_model {
     void *handle;
     const deja_model_plugin *plugin;
@@ -41,9 +45,13 @@ struct deja_model {
     int opened;
     char *spec;
     char *path;
+    char *config; /* ARG, or NULL */
+    char *named;  /* the plugin as the user named it */
     uint8_t digest[64];
     size_t digest_size;
     int exec; /* an exec: runner */
+    deja_kv libs[MAX_LIBS]; /* strings owned, sorted by key once open returns */
+    size_t nlibs;
 };
 
 /* Copy `n` bytes of `s` into a new NUL-terminated string, or NULL when out
@@ -220,15 +228,16 @@ cleanup:
     return rc < 0 ? rc : 0;
 }
 
-/* Digest the whole file at `path` with XXH3-128 into `model`. */
-static int digest_file(deja_model *model, const char *what)
+/* Digest the whole file at `path` with XXH3-128 into `out`; `what` names
+ * it in messages. */
+static int digest_path(const char *path, const char *what, deja_digest *out)
 {
     int rc = 0;
     FILE *f = NULL;
     uint8_t *buf = NULL;
     struct stat st;
 
-    f = fopen(model->path, "rb");
+    f = fopen(path, "rb");
     if (!f) {
         rc = deja__error_set(DEJA_EIO, "plugin '%s': %s", what, strerror(errno));
         goto cleanup;
@@ -248,9 +257,7 @@ static int digest_file(deja_model *model, const char *what)
         rc = deja__error_set(DEJA_EIO, "plugin '%s': short read", what);
         goto cleanup;
     }
-    deja_digest d = deja_digest_of(buf, size);
-    memcpy(model->digest, d.bytes, sizeof d.bytes);
-    model->digest_size = sizeof d.bytes;
+    *out = deja_digest_of(buf, size);
 
 cleanup:
     free(buf);
@@ -275,6 +282,82 @@ static int load_endpoint(deja_model *m, const char *spec, unsigned timeout_ms)
     m->digest_size = info.digest_size;
     m->path = dup_n(spec, strlen(spec));
     return m->path ? 0 : deja__error_set(DEJA_ENOMEM, "model: out of memory");
+}
+
+/* Digest the plugin file into `model`. */
+static int digest_file(deja_model *model, const char *what)
+{
+    deja_digest d;
+    int rc = digest_path(model->path, what, &d);
+    if (rc == 0) {
+        memcpy(model->digest, d.bytes, sizeof d.bytes);
+        model->digest_size = sizeof d.bytes;
+    }
+    return rc;
+}
+
+/* The host table of open() (deja_model_host): digests, and libraries
+ * reported into the model (info->host_state). */
+static void host_digest(const void *data, size_t size, uint8_t out[16])
+{
+    deja_digest d = deja_digest_of(data, size);
+    memcpy(out, d.bytes, sizeof d.bytes);
+}
+
+static int host_digest_file(const char *path, uint8_t out[16])
+{
+    deja_digest d;
+    if (!path || digest_path(path, path, &d) != 0) {
+        return -1;
+    }
+    memcpy(out, d.bytes, sizeof d.bytes);
+    return 0;
+}
+
+static int host_library(deja_model_info *info, const char *name, const char *version)
+{
+    deja_model *m = info ? info->host_state : NULL;
+    size_t i;
+    if (!m || !name || !*name || !version || strlen(name) > MAX_LIB_TEXT ||
+        strlen(version) > MAX_LIB_TEXT) {
+        return -1;
+    }
+    for (i = 0; i < m->nlibs; i++) {
+        if (strcmp(m->libs[i].key, name) == 0) {
+            char *v = strdup(version);
+            if (!v) {
+                return -1;
+            }
+            free((char *)(uintptr_t)m->libs[i].value);
+            m->libs[i].value = v;
+            return 0;
+        }
+    }
+    if (m->nlibs >= MAX_LIBS) {
+        return -1;
+    }
+    char *k = strdup(name), *v = strdup(version);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return -1;
+    }
+    m->libs[m->nlibs].key = k;
+    m->libs[m->nlibs].value = v;
+    m->nlibs++;
+    return 0;
+}
+
+static const deja_model_host host_table = {
+    sizeof(deja_model_host),
+    host_digest,
+    host_digest_file,
+    host_library,
+};
+
+static int lib_cmp(const void *a, const void *b)
+{
+    return strcmp(((const deja_kv *)a)->key, ((const deja_kv *)b)->key);
 }
 
 /* Load the plugin named by `spec` ("PATH[:ARG]"), check its ABI, open an
@@ -314,7 +397,8 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         arg = colon + 1;
     }
     m = calloc(1, sizeof *m);
-    if (!pathpart || !m || !(m->spec = dup_n(spec, strlen(spec)))) {
+    if (!pathpart || !m || !(m->spec = dup_n(spec, strlen(spec))) ||
+        (arg && !(m->config = dup_n(arg, strlen(arg))))) {
         rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
         goto cleanup;
     }
@@ -324,7 +408,12 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         goto cleanup;
     }
     if (strncmp(spec, "http://", 7) == 0 || strncmp(spec, "https://", 8) == 0) {
-        rc = load_endpoint(m, spec, opts ? opts->timeout_ms : 0);
+        /* An endpoint is named by its whole URL; it has no ARG. */
+        free(m->config);
+        m->config = NULL;
+        m->named = dup_n(spec, strlen(spec));
+        rc = m->named ? load_endpoint(m, spec, opts ? opts->timeout_ms : 0)
+                      : deja__error_set(DEJA_ENOMEM, "model: out of memory");
         if (rc == 0) {
             *out = m;
             m = NULL;
@@ -366,13 +455,21 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
             goto cleanup;
         }
         m->path = dup_n(pathpart, plen);
-        if (!m->path) {
+        /* Recorded by its absolute path, so that it can be named from any
+         * directory later. */
+        m->named = realpath(pathpart, NULL);
+        if (!m->path || !m->named) {
             rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
             goto cleanup;
         }
     } else {
         rc = find_bare(pathpart, &m->path);
         if (rc < 0) {
+            goto cleanup;
+        }
+        m->named = dup_n(pathpart, plen);
+        if (!m->named) {
+            rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
             goto cleanup;
         }
     }
@@ -421,9 +518,12 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
                              pathpart);
         goto cleanup;
     }
-    if (m->plugin->abi_version != DEJA_MODEL_ABI_VERSION) {
-        rc = deja__error_set(DEJA_EVERSION, "plugin '%s' has model ABI %u, this deja speaks %d",
-                             pathpart, (unsigned)m->plugin->abi_version, DEJA_MODEL_ABI_VERSION);
+    if (m->plugin->abi_version < DEJA_MODEL_ABI_MIN ||
+        m->plugin->abi_version > DEJA_MODEL_ABI_VERSION) {
+        rc = deja__error_set(DEJA_EVERSION,
+                             "plugin '%s' has model ABI %u, this deja speaks %d to %d", pathpart,
+                             (unsigned)m->plugin->abi_version, DEJA_MODEL_ABI_MIN,
+                             DEJA_MODEL_ABI_VERSION);
         goto cleanup;
     }
     if (!m->plugin->name || !m->plugin->version || !m->plugin->infer) {
@@ -436,6 +536,8 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
 
     deja_model_info info;
     memset(&info, 0, sizeof info);
+    info.host = &host_table;
+    info.host_state = m;
     if (m->plugin->open) {
         err[0] = '\0';
         int prc = m->plugin->open(arg, &m->instance, &info, err, sizeof err);
@@ -447,6 +549,7 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
         }
         m->opened = 1;
     }
+    qsort(m->libs, m->nlibs, sizeof m->libs[0], lib_cmp);
     if (info.digest_size > 0 && info.digest_size <= sizeof info.digest) {
         memcpy(m->digest, info.digest, info.digest_size);
         m->digest_size = info.digest_size;
@@ -478,8 +581,14 @@ void deja_model_free(deja_model *model)
     if (model->handle) {
         dlclose(model->handle);
     }
+    for (size_t i = 0; i < model->nlibs; i++) {
+        free((char *)(uintptr_t)model->libs[i].key);
+        free((char *)(uintptr_t)model->libs[i].value);
+    }
     free(model->spec);
     free(model->path);
+    free(model->config);
+    free(model->named);
     free(model);
 }
 
@@ -488,8 +597,12 @@ const deja_kv *deja_model_libs(const deja_model *model, size_t *n)
 {
     const deja_kv *libs = NULL;
     size_t count = 0;
-    if (model != NULL && model->exec)
+    if (model != NULL && model->exec) {
         deja__runner_libs(model->instance, &libs, &count);
+    } else if (model != NULL) {
+        libs = model->libs; /* reported by the plugin's open */
+        count = model->nlibs;
+    }
     if (n != NULL)
         *n = count;
     return count > 0 ? libs : NULL;
@@ -529,6 +642,21 @@ const char *deja_model_path(const deja_model *model)
 {
     return model ? model->path : NULL;
 }
+
+/* The ARG of the spec, or NULL when there was none. */
+const char *deja_model_config(const deja_model *model)
+{
+    return model ? model->config : NULL;
+}
+
+/* The plugin as the user named it: a bare name, or the file's absolute
+ * path. Owned by the model. */
+const char *deja_model_plugin_name(const deja_model *model)
+{
+    return model ? model->named : NULL;
+}
+
+/* The libraries the plugin reported when it opened, sorted by name. */
 
 /* Non-zero when the plugin declares DEJA_MODEL_THREAD_SAFE. */
 int deja_model_thread_safe(const deja_model *model)

@@ -27,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
@@ -70,9 +72,12 @@ typedef struct slot {
     int mismatch;
     env_entry *env; /* NULL when the trace names no environment */
     notes unrecorded;
+    notes unconsumed;
     notes varying;
     deja_tensor *out; /* the first run's outputs, for the result */
     size_t nout;
+    notes changes;   /* how the replaying model differs from the recorded one */
+    notes cmp_notes; /* notes on the comparison (truncated outputs) */
 } slot;
 
 typedef struct engine {
@@ -81,6 +86,7 @@ typedef struct engine {
     size_t n;
     deja_replay_options o;
     const deja_env *current;
+    deja_env *current_owned; /* current with the model's libraries */
     deja_model **models; /* one per worker, or one shared */
     size_t nmodels;
     slot *slots;
@@ -180,6 +186,7 @@ static void slot_clear(slot *s)
     deja_diff_free(s->diff);
     free(s->error);
     notes_free(&s->unrecorded);
+    notes_free(&s->unconsumed);
     notes_free(&s->varying);
     for (size_t i = 0; i < s->nout; i++) {
         free((void *)s->out[i].name);
@@ -187,6 +194,8 @@ static void slot_clear(slot *s)
         free((void *)s->out[i].data);
     }
     free(s->out);
+    notes_free(&s->changes);
+    notes_free(&s->cmp_notes);
     memset(s, 0, sizeof(*s));
 }
 
@@ -304,7 +313,9 @@ static void fp_pin(const deja_env *env)
 }
 
 /* The outcome of one inference, owning copies of everything: in-process
- * runs copy it out of the ctx, isolated runs read it from the child. */
+ * runs copy it out of the ctx, isolated runs read it from the child. The
+ * outputs are kept even when the model failed: a failure that is recorded
+ * is reproduced only with the same outputs written before it. */
 typedef struct outcome {
     int failed;
     char *why;       /* the full failure message, when failed */
@@ -312,6 +323,9 @@ typedef struct outcome {
     deja_tensor *out;
     size_t nout;
     notes unrecorded;
+    notes unconsumed;
+    deja_output_decl *kinds; /* declared on replay; names owned */
+    size_t nkinds;
 } outcome;
 
 static void outcome_free(outcome *oc)
@@ -322,11 +336,40 @@ static void outcome_free(outcome *oc)
         free((void *)oc->out[i].shape);
         free((void *)oc->out[i].data);
     }
+    for (i = 0; i < oc->nkinds; i++) {
+        free((void *)oc->kinds[i].name);
+    }
+    free(oc->kinds);
     free(oc->out);
     free(oc->why);
     free(oc->model_msg);
     notes_free(&oc->unrecorded);
+    notes_free(&oc->unconsumed);
     memset(oc, 0, sizeof(*oc));
+}
+
+/* Append a declared kind to `oc`. Returns 0 or DEJA_ENOMEM. */
+static int outcome_kind(outcome *oc, const char *name, uint64_t kind)
+{
+    deja_output_decl *nv;
+    char *nm;
+    if (oc->nkinds >= MAX_NOTES) {
+        return 0;
+    }
+    nv = realloc(oc->kinds, (oc->nkinds + 1) * sizeof(*nv));
+    if (!nv) {
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    oc->kinds = nv;
+    nm = strdup(name ? name : "");
+    if (!nm) {
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    oc->kinds[oc->nkinds].name = nm;
+    oc->kinds[oc->nkinds].kind =
+        kind <= DEJA_KIND_MAX ? (deja_output_kind)kind : DEJA_KIND_AUTO;
+    oc->nkinds++;
+    return 0;
 }
 
 /* Append a copy of tensor `t` (name, shape and data) to `oc`. Returns 0 or
@@ -380,6 +423,7 @@ static int run_inline(deja_model *model, const deja_trace *t, const deja_env *en
     deja_ctx *ctx = NULL;
     const char *const *lines = NULL;
     const deja_tensor *outs;
+    const deja_output_decl *kinds;
     size_t n, i;
     int rc = deja_ctx_replay(&ctx, t);
     if (rc != 0) {
@@ -395,28 +439,38 @@ static int run_inline(deja_model *model, const deja_trace *t, const deja_env *en
         oc->why = strdup(deja_error_last());
         oc->model_msg = ce ? strdup(ce) : NULL;
         rc = !oc->why || (ce && !oc->model_msg) ? DEJA_ENOMEM : 0;
-    } else {
-        outs = deja_ctx_outputs(ctx, &n);
-        for (i = 0; i < n && rc == 0 && outs; i++) {
-            rc = outcome_add(oc, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape,
-                             outs[i].data, outs[i].size);
-        }
+    }
+    outs = deja_ctx_outputs(ctx, &n);
+    for (i = 0; i < n && rc == 0 && outs; i++) {
+        rc = outcome_add(oc, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape,
+                         outs[i].data, outs[i].size);
+    }
+    kinds = deja_ctx_output_kinds(ctx, &n);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = outcome_kind(oc, kinds[i].name, (uint64_t)kinds[i].kind);
     }
     n = deja_ctx_unrecorded(ctx, &lines);
     for (i = 0; i < n && rc == 0; i++) {
         rc = notes_add(&oc->unrecorded, lines[i]);
+    }
+    n = deja_ctx_unconsumed(ctx, &lines);
+    for (i = 0; i < n && rc == 0; i++) {
+        rc = notes_add(&oc->unconsumed, lines[i]);
     }
     deja_ctx_free(ctx);
     return rc;
 }
 
 /* ------------------------------------------------------------------------
- * Isolation: the inference runs in a child process, so that a crashing
- * model fails its trace, not the run. The child writes the outcome to a
- * pipe: u32 failed, str why, str model_msg, u32 lines + strs, u32 outputs,
- * then per output: str name, u32 dtype, u32 ndim, u64 dims..., u64 size,
- * bytes. A str is a u64 length and its bytes. Host byte order: the child is
- * a fork of this process.
+ * Isolation: the inferences of one trace (every repeat, one after the
+ * other, so that state hidden in the model's memory evolves as it would in
+ * one process) run in a child process, so that a crashing or hanging model
+ * fails its trace, not the run. The child writes one record per repeat to
+ * a pipe: u64 length, then u64 failed, str why, str model_msg, u64 lines +
+ * strs (unrecorded), u64 lines + strs (unconsumed), u64 kinds + (str, u64),
+ * u64 outputs, then per output: str name, u64 dtype, u64 ndim, u64 dims...,
+ * u64 size, bytes. A str is a u64 length and its bytes. Host byte order:
+ * the child is a fork of this process.
  * ---------------------------------------------------------------------- */
 
 #define MAX_CHILD_OUTPUT ((size_t)1 << 31)
@@ -433,51 +487,85 @@ static void put_str(FILE *fp, const char *str)
     fwrite(str ? str : "", 1, n, fp);
 }
 
-/* In the child: run and write the outcome to `fd`, then _exit. */
-static void child_run(deja_model *model, const deja_trace *t, const deja_env *env, int fd)
+static void put_notes(FILE *fp, const notes *l)
 {
-    outcome oc;
+    size_t i;
+    put_u64(fp, l->n);
+    for (i = 0; i < l->n; i++) {
+        put_str(fp, l->v[i]);
+    }
+}
+
+/* Write one outcome as a length-prefixed record to `fp`. Returns 0 or -1. */
+static int put_outcome(FILE *fp, const outcome *oc)
+{
+    char *rec = NULL;
+    size_t len = 0, i, k;
+    FILE *m = open_memstream(&rec, &len);
+    if (!m) {
+        return -1;
+    }
+    put_u64(m, (uint64_t)oc->failed);
+    put_str(m, oc->why);
+    put_str(m, oc->model_msg);
+    put_notes(m, &oc->unrecorded);
+    put_notes(m, &oc->unconsumed);
+    put_u64(m, oc->nkinds);
+    for (i = 0; i < oc->nkinds; i++) {
+        put_str(m, oc->kinds[i].name);
+        put_u64(m, (uint64_t)oc->kinds[i].kind);
+    }
+    put_u64(m, oc->nout);
+    for (i = 0; i < oc->nout; i++) {
+        const deja_tensor *o = &oc->out[i];
+        put_str(m, o->name);
+        put_u64(m, (uint64_t)o->dtype);
+        put_u64(m, o->ndim);
+        for (k = 0; k < o->ndim; k++) {
+            put_u64(m, o->shape[k]);
+        }
+        put_u64(m, o->size);
+        fwrite(o->data, 1, o->size, m);
+    }
+    if (fclose(m) != 0) {
+        free(rec);
+        return -1;
+    }
+    put_u64(fp, len);
+    fwrite(rec, 1, len, fp);
+    free(rec);
+    return fflush(fp) != 0 || ferror(fp) ? -1 : 0;
+}
+
+/* In the child: run every repeat and write each outcome to `fd` as it
+ * comes, then _exit. */
+static void child_run(deja_model *model, const deja_trace *t, const deja_env *env, unsigned n,
+                      int fd)
+{
     FILE *fp = fdopen(fd, "w");
-    size_t i, k;
-    int rc;
-    memset(&oc, 0, sizeof(oc));
+    unsigned r;
     if (!fp) {
         _exit(3);
     }
     /* Die by the signal, so the parent can name it: handlers inherited
-     * from the host (a test framework's, a sanitizer's) would exit instead,
-     * or run atexit work that a forked child of a threaded process must
-     * not. */
+     * from the host (a test framework's, a sanitizer's, deja's crash
+     * message) would exit instead, or run atexit work that a forked child
+     * of a threaded process must not. */
     signal(SIGSEGV, SIG_DFL);
     signal(SIGBUS, SIG_DFL);
     signal(SIGFPE, SIG_DFL);
     signal(SIGILL, SIG_DFL);
     signal(SIGABRT, SIG_DFL);
-    rc = run_inline(model, t, env, &oc);
-    if (rc != 0) {
-        _exit(4);
-    }
-    put_u64(fp, (uint64_t)oc.failed);
-    put_str(fp, oc.why);
-    put_str(fp, oc.model_msg);
-    put_u64(fp, oc.unrecorded.n);
-    for (i = 0; i < oc.unrecorded.n; i++) {
-        put_str(fp, oc.unrecorded.v[i]);
-    }
-    put_u64(fp, oc.nout);
-    for (i = 0; i < oc.nout; i++) {
-        const deja_tensor *o = &oc.out[i];
-        put_str(fp, o->name);
-        put_u64(fp, (uint64_t)o->dtype);
-        put_u64(fp, o->ndim);
-        for (k = 0; k < o->ndim; k++) {
-            put_u64(fp, o->shape[k]);
+    for (r = 0; r < n; r++) {
+        outcome oc;
+        memset(&oc, 0, sizeof(oc));
+        if (run_inline(model, t, env, &oc) != 0) {
+            _exit(4);
         }
-        put_u64(fp, o->size);
-        fwrite(o->data, 1, o->size, fp);
-    }
-    if (fflush(fp) != 0 || ferror(fp)) {
-        _exit(5);
+        if (put_outcome(fp, &oc) != 0) {
+            _exit(5);
+        }
+        outcome_free(&oc);
     }
     _exit(0);
 }
@@ -524,7 +612,20 @@ static char *get_str(cursor *c)
     return s;
 }
 
-/* Parse the child's bytes into `oc`. Returns 0 or DEJA_ECORRUPT. */
+static void get_notes(cursor *c, notes *l)
+{
+    uint64_t n = get_u64(c), i;
+    for (i = 0; i < n && !c->bad; i++) {
+        char *line = get_str(c);
+        if (line && notes_add(l, line) != 0) {
+            c->bad = 1;
+        }
+        free(line);
+    }
+}
+
+/* Parse one record of the child (without its length) into `oc`. Returns 0
+ * or DEJA_ECORRUPT. */
 static int parse_child(const uint8_t *data, size_t size, outcome *oc)
 {
     cursor c = {data, size, 0};
@@ -532,13 +633,16 @@ static int parse_child(const uint8_t *data, size_t size, outcome *oc)
     oc->failed = (int)get_u64(&c);
     oc->why = get_str(&c);
     oc->model_msg = get_str(&c);
+    get_notes(&c, &oc->unrecorded);
+    get_notes(&c, &oc->unconsumed);
     n = get_u64(&c);
     for (i = 0; i < n && !c.bad; i++) {
-        char *line = get_str(&c);
-        if (line && notes_add(&oc->unrecorded, line) != 0) {
+        char *name = get_str(&c);
+        uint64_t kind = get_u64(&c);
+        if (c.bad || outcome_kind(oc, name, kind) != 0) {
             c.bad = 1;
         }
-        free(line);
+        free(name);
     }
     n = get_u64(&c);
     for (i = 0; i < n && !c.bad; i++) {
@@ -568,13 +672,48 @@ static int parse_child(const uint8_t *data, size_t size, outcome *oc)
     return 0;
 }
 
-/* Run the model once in a child process and fill `oc`. A child killed by
- * a signal is a model failure naming the signal. */
-static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *env, outcome *oc)
+/* Milliseconds left until `deadline_ns` on the monotonic clock (-1: no
+ * deadline, 0: passed). */
+static int ms_left(int64_t deadline_ns)
+{
+    struct timespec ts;
+    int64_t now, left;
+    if (deadline_ns <= 0) {
+        return -1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    left = deadline_ns - now;
+    if (left <= 0) {
+        return 0;
+    }
+    return left / 1000000 > INT32_MAX ? INT32_MAX : (int)(left / 1000000) + 1;
+}
+
+/* The monotonic time `seconds` from now, in ns; 0 for no limit. */
+static int64_t deadline_after(double seconds)
+{
+    struct timespec ts;
+    if (!(seconds > 0)) {
+        return 0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec + (int64_t)(seconds * 1e9);
+}
+
+/* Run the `n` repeats of trace `t` in one child process and fill `ocs`.
+ * A child killed by a signal, or exiting early, fails the repeats it did
+ * not answer; a child still running at the deadline is killed and
+ * `*timed_out` set. */
+static int run_isolated(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
+                        outcome *ocs, unsigned n, int *timed_out)
 {
     int fds[2], status = 0, rc = 0;
     uint8_t *buf = NULL;
-    size_t used = 0, cap = 0;
+    size_t used = 0, cap = 0, off = 0;
+    int64_t deadline = deadline_after(e->o.timeout);
+    unsigned r, got_n = 0;
+    char *death = NULL;
     pid_t pid;
     if (pipe(fds) != 0) {
         return deja__error_set(DEJA_EIO, "replay: pipe: %s", strerror(errno));
@@ -588,11 +727,27 @@ static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *
     }
     if (pid == 0) {
         close(fds[0]);
-        child_run(model, t, env, fds[1]);
+        child_run(model, t, env, n, fds[1]);
     }
     close(fds[1]);
     for (;;) {
         ssize_t got;
+        struct pollfd pfd = {fds[0], POLLIN, 0};
+        int wait_ms = ms_left(deadline);
+        if (wait_ms == 0) {
+            *timed_out = 1;
+            break;
+        }
+        if (poll(&pfd, 1, wait_ms) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = deja__error_set(DEJA_EIO, "replay: poll: %s", strerror(errno));
+            break;
+        }
+        if (pfd.revents == 0) {
+            continue;
+        }
         if (used == cap) {
             size_t ncap = cap ? cap * 2 : 65536;
             uint8_t *nb = ncap <= MAX_CHILD_OUTPUT ? realloc(buf, ncap) : NULL;
@@ -616,56 +771,106 @@ static int run_isolated(deja_model *model, const deja_trace *t, const deja_env *
         used += (size_t)got;
     }
     close(fds[0]);
-    if (rc != 0) {
+    if (rc != 0 || *timed_out) {
         kill(pid, SIGKILL);
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    if (rc == 0 && WIFSIGNALED(status)) {
-        oc->failed = 1;
-        if (asprintf(&oc->why, "the model crashed (signal %d, %s)", WTERMSIG(status),
-                     strsignal(WTERMSIG(status))) < 0) {
-            oc->why = NULL;
-            rc = DEJA_ENOMEM;
+    if (rc != 0) {
+        goto cleanup;
+    }
+    /* The complete records first, in repeat order. */
+    for (r = 0; r < n && rc == 0; r++) {
+        uint64_t len;
+        if (used - off < sizeof(len)) {
+            break;
         }
-    } else if (rc == 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+        memcpy(&len, buf + off, sizeof(len));
+        if (len > used - off - sizeof(len)) {
+            break;
+        }
+        rc = parse_child(buf + off + sizeof(len), (size_t)len, &ocs[r]);
+        off += sizeof(len) + (size_t)len;
+        got_n++;
+    }
+    if (rc != 0 || got_n == n || *timed_out) {
+        goto cleanup;
+    }
+    if (WIFSIGNALED(status)) {
+        if (asprintf(&death, "the model crashed (signal %d, %s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status))) < 0) {
+            death = NULL;
+        }
+    } else {
         /* Exited instead of answering: the model called exit(), or a
          * sanitizer caught its crash. */
-        oc->failed = 1;
-        if (asprintf(&oc->why, "the model's process exited with status %d instead of answering",
+        if (asprintf(&death, "the model's process exited with status %d instead of answering",
                      WIFEXITED(status) ? WEXITSTATUS(status) : -1) < 0) {
-            oc->why = NULL;
-            rc = DEJA_ENOMEM;
+            death = NULL;
         }
-    } else if (rc == 0) {
-        rc = parse_child(buf, used, oc);
     }
+    if (!death) {
+        rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+        goto cleanup;
+    }
+    for (r = got_n; r < n && rc == 0; r++) {
+        ocs[r].failed = 1;
+        ocs[r].why = strdup(death);
+        if (!ocs[r].why) {
+            rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+        }
+    }
+cleanup:
+    free(death);
     free(buf);
     return rc;
 }
 
-/* Run the model once, in this process or isolated. */
-static int run_once(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
-                    outcome *oc)
+/* Run the `n` repeats of trace `t`, in this process or isolated. */
+static int run_all(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
+                   outcome *ocs, unsigned n, int *timed_out)
 {
-    memset(oc, 0, sizeof(*oc));
-    return e->o.isolate ? run_isolated(model, t, env, oc) : run_inline(model, t, env, oc);
+    unsigned r;
+    int rc = 0;
+    *timed_out = 0;
+    if (e->o.isolate) {
+        return run_isolated(e, model, t, env, ocs, n, timed_out);
+    }
+    for (r = 0; r < n && rc == 0; r++) {
+        rc = run_inline(model, t, env, &ocs[r]);
+    }
+    return rc;
 }
 
-/* Non-zero when the recorded error text `rec` is the failure seen on
- * replay: the same full message, or the same message from the model
- * (`model_msg`, the ctx's) under another model version's prefix. */
-static int error_matches(const char *rec, const char *full, const char *model_msg)
+/* The failure text of `full` without the "model NAME VERSION: " prefix
+ * that deja_model_infer() puts before the model's own message: what the
+ * model said, the same for every version that fails the same way. */
+static const char *failure_text(const char *full, const char *name, const char *version)
 {
-    size_t lr = strlen(rec), lm;
-    if (full && strcmp(rec, full) == 0) {
-        return 1;
+    size_t ln, lv;
+    if (!full) {
+        return "";
     }
-    if (!model_msg || !*model_msg) {
-        return 0;
+    name = name ? name : "";
+    version = version ? version : "";
+    ln = strlen(name);
+    lv = strlen(version);
+    if (strncmp(full, "model ", 6) == 0 && strncmp(full + 6, name, ln) == 0 &&
+        full[6 + ln] == ' ' && strncmp(full + 7 + ln, version, lv) == 0 &&
+        strncmp(full + 7 + ln + lv, ": ", 2) == 0) {
+        return full + 9 + ln + lv;
     }
-    lm = strlen(model_msg);
-    return lr >= lm && strcmp(rec + lr - lm, model_msg) == 0;
+    return full;
+}
+
+/* Non-zero when the recorded failure of `t` is the failure seen on replay
+ * on `model`: the same text, exactly, once each side's "model NAME
+ * VERSION: " prefix is taken off. */
+static int error_matches(const deja_trace *t, const outcome *oc, const deja_model *model)
+{
+    const char *rec = failure_text(t->error, t->model_name, t->model_version);
+    const char *now = failure_text(oc->why, deja_model_name(model), deja_model_version(model));
+    return strcmp(rec, now) == 0;
 }
 
 /* Note in the slot which outputs (or the status) of `b` differ from `a`. */
@@ -677,10 +882,10 @@ static int note_varying(slot *s, const outcome *a, const outcome *b)
     int rc = 0;
     if (a->failed != b->failed ||
         (a->failed && strcmp(a->why ? a->why : "", b->why ? b->why : "") != 0)) {
-        return notes_add(&s->varying, "status");
-    }
-    if (a->failed) {
-        return 0;
+        rc = notes_add(&s->varying, "status");
+        if (rc != 0 || !a->failed || !b->failed) {
+            return rc;
+        }
     }
     exact.atol = 0;
     exact.rtol = 0;
@@ -694,18 +899,154 @@ static int note_varying(slot *s, const outcome *a, const outcome *b)
     return rc;
 }
 
+/* Non-zero when `name` is among the slot's varying outputs. */
+static int is_varying(const slot *s, const char *name)
+{
+    size_t i;
+    for (i = 0; i < s->varying.n; i++) {
+        if (strcmp(s->varying.v[i], name ? name : "") == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Hex of at most 8 bytes of `d`, into `out` (17 bytes). */
+static void short_hex(const uint8_t *d, size_t n, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i;
+    for (i = 0; i < n && i < 8; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * i] = '\0';
+}
+
+/* Note how `model` differs from the model that recorded `t`: version (or
+ * name), configuration (ARG) and weights digest. */
+static int note_model_changes(slot *s, const deja_trace *t, const deja_model *model)
+{
+    char line[1024], ha[17], hb[17];
+    const char *name = deja_model_name(model), *version = deja_model_version(model);
+    const char *cfg = deja_model_config(model);
+    size_t dsize = 0;
+    const uint8_t *digest = deja_model_digest(model, &dsize);
+    int rc = 0;
+    if (strcmp(t->model_name, name) != 0 || strcmp(t->model_version, version) != 0) {
+        snprintf(line, sizeof(line), "the model changed: recorded by %s %s, replayed on %s %s",
+                 t->model_name, t->model_version, name, version);
+        rc = notes_add(&s->changes, line);
+    }
+    if (rc == 0 && t->has_model_config && strcmp(t->model_config, cfg ? cfg : "") != 0) {
+        snprintf(line, sizeof(line), "configuration differs (ARG %s%.300s%s vs %s%.300s%s)",
+                 *t->model_config ? "'" : "", *t->model_config ? t->model_config : "none",
+                 *t->model_config ? "'" : "", cfg && *cfg ? "'" : "", cfg && *cfg ? cfg : "none",
+                 cfg && *cfg ? "'" : "");
+        rc = notes_add(&s->changes, line);
+    }
+    if (rc == 0 && t->model_digest_size > 0 &&
+        (t->model_digest_size != dsize || memcmp(t->model_digest, digest, dsize) != 0)) {
+        short_hex(t->model_digest, t->model_digest_size, ha);
+        short_hex(digest, dsize, hb);
+        snprintf(line, sizeof(line), "weights differ (digest %s vs %s)", ha, hb);
+        rc = notes_add(&s->changes, line);
+    }
+    return rc;
+}
+
+/* Non-zero when output `name` of `t` was truncated when recorded. */
+static int was_truncated(const deja_trace *t, const char *name)
+{
+    size_t i;
+    for (i = 0; i < t->ntags; i++) {
+        if (strcmp(t->tags[i].key, "deja.truncated") == 0 && strcmp(t->tags[i].value, name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The replayed outputs as the diff should see them: an output truncated
+ * when recorded is cut to the recorded prefix (and the slot says so).
+ * `view` has oc->nout entries; `shapes` one dimension per entry. */
+static int cut_truncated(slot *s, const deja_trace *t, const outcome *oc, deja_tensor *view,
+                         uint64_t *shapes)
+{
+    size_t i, k;
+    char line[512];
+    int rc = 0;
+    for (i = 0; i < oc->nout; i++) {
+        view[i] = oc->out[i];
+    }
+    for (k = 0; k < t->noutputs && rc == 0; k++) {
+        const deja_tensor *a = &t->outputs[k];
+        size_t es = deja_dtype_size(a->dtype);
+        if (!was_truncated(t, a->name)) {
+            continue;
+        }
+        for (i = 0; i < oc->nout; i++) {
+            if (strcmp(view[i].name, a->name) != 0 || view[i].dtype != a->dtype || es == 0) {
+                continue;
+            }
+            if (view[i].size >= a->size) {
+                snprintf(line, sizeof(line),
+                         "output '%.200s' was truncated when recorded: compared on its first %zu "
+                         "of %zu bytes",
+                         a->name, a->size, view[i].size);
+                shapes[i] = a->size / es;
+                view[i].ndim = 1;
+                view[i].shape = &shapes[i];
+                view[i].size = a->size;
+            } else {
+                snprintf(line, sizeof(line),
+                         "output '%.200s' was truncated when recorded at %zu bytes; the replay "
+                         "wrote only %zu",
+                         a->name, a->size, view[i].size);
+            }
+            rc = notes_add(&s->cmp_notes, line);
+            break;
+        }
+    }
+    return rc;
+}
+
+/* The kinds to compare with: the recorded declarations first, then the
+ * replaying model's (an array of `*n` borrowed entries, or NULL). */
+static deja_output_decl *merged_kinds(const deja_trace *t, const outcome *oc, size_t *n)
+{
+    deja_output_decl *k;
+    *n = t->noutput_kinds + oc->nkinds;
+    if (*n == 0) {
+        return NULL;
+    }
+    k = calloc(*n, sizeof(*k));
+    if (!k) {
+        return NULL;
+    }
+    if (t->noutput_kinds) {
+        memcpy(k, t->output_kinds, t->noutput_kinds * sizeof(*k));
+    }
+    if (oc->nkinds) {
+        memcpy(k + t->noutput_kinds, oc->kinds, oc->nkinds * sizeof(*k));
+    }
+    return k;
+}
+
 /* Replay trace `i` on `model` and fill its slot (never fails: every
  * problem becomes the slot's verdict). */
 static void replay_one(engine *e, deja_model *model, size_t i)
 {
     slot *s = &e->slots[i];
-    outcome first, again;
+    outcome *ocs = NULL, *first;
     const deja_trace *t;
-    size_t k;
-    int rc;
+    deja_tensor *view = NULL;
+    uint64_t *shapes = NULL;
+    deja_output_decl *kinds = NULL;
+    deja_diff_options dopt;
+    size_t k, nkinds = 0;
+    int rc, timed_out = 0, status_varies;
     unsigned r;
-    memset(&first, 0, sizeof(first));
-    memset(&again, 0, sizeof(again));
     pthread_mutex_lock(&e->lock);
     rc = deja_trace_get(e->store, &e->ids[i], &s->trace);
     if (rc == 0 && s->trace->has_env) {
@@ -734,71 +1075,109 @@ static void replay_one(engine *e, deja_model *model, size_t i)
             goto cleanup;
         }
     }
-    for (r = 0; r < e->o.repeat; r++) {
-        outcome *oc = r == 0 ? &first : &again;
-        rc = run_once(e, model, t, s->env->env, oc);
-        if (rc != 0) {
-            slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
-            goto cleanup;
-        }
-        for (k = 0; k < oc->unrecorded.n && rc == 0; k++) {
-            rc = notes_add(&s->unrecorded, oc->unrecorded.v[k]);
+    if (note_model_changes(s, t, model) != 0) {
+        slot_fail(s, DEJA_ENOMEM, 1, "%s", deja_error_last());
+        goto cleanup;
+    }
+    ocs = calloc(e->o.repeat, sizeof(*ocs));
+    if (!ocs) {
+        slot_fail(s, DEJA_ENOMEM, 1, "out of memory for %u repeats", e->o.repeat);
+        goto cleanup;
+    }
+    rc = run_all(e, model, t, s->env->env, ocs, e->o.repeat, &timed_out);
+    if (rc != 0) {
+        slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
+        goto cleanup;
+    }
+    if (timed_out) {
+        slot_fail(s, DEJA_EMODEL, 0, "timed out after %g s%s", e->o.timeout,
+                  e->o.isolate ? " (the worker was killed)" : "");
+        goto cleanup;
+    }
+    first = &ocs[0];
+    for (r = 0; r < e->o.repeat && rc == 0; r++) {
+        for (k = 0; k < ocs[r].unrecorded.n && rc == 0; k++) {
+            rc = notes_add(&s->unrecorded, ocs[r].unrecorded.v[k]);
         }
         if (rc == 0 && r > 0) {
-            rc = note_varying(s, &first, &again);
-        }
-        if (r > 0) {
-            outcome_free(&again);
-        }
-        if (rc != 0) {
-            slot_fail(s, rc, 1, "%s", deja_error_last());
-            goto cleanup;
+            rc = note_varying(s, first, &ocs[r]);
         }
     }
-    if (first.failed && t->status != DEJA_STATUS_ERROR && s->varying.n > 0) {
-        s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
-        if (asprintf(&s->error, "the model failed in some repeats: %s", first.why) < 0) {
-            s->error = NULL;
+    for (k = 0; k < first->unconsumed.n && rc == 0; k++) {
+        rc = notes_add(&s->unconsumed, first->unconsumed.v[k]);
+    }
+    if (rc != 0) {
+        slot_fail(s, rc, 1, "%s", deja_error_last());
+        goto cleanup;
+    }
+    status_varies = is_varying(s, "status");
+    if (first->failed && t->status != DEJA_STATUS_ERROR) {
+        if (status_varies) {
+            s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
+            if (asprintf(&s->error, "the model failed in some repeats: %s", first->why) < 0) {
+                s->error = NULL;
+            }
+        } else {
+            slot_fail(s, DEJA_EMODEL, 0, "the model failed: %s", first->why);
         }
-    } else if (first.failed && t->status != DEJA_STATUS_ERROR) {
-        slot_fail(s, DEJA_EMODEL, 0, "the model failed: %s", first.why);
-    } else {
-        rc =
-            deja_diff_outputs(t->outputs, t->noutputs, first.out, first.nout, &e->o.diff, &s->diff);
-        if (rc != 0) {
-            slot_fail(s, rc, 1, "cannot diff the outputs: %s", deja_error_last());
-            goto cleanup;
+        goto cleanup;
+    }
+    view = calloc(first->nout + 1, sizeof(*view));
+    shapes = calloc(first->nout + 1, sizeof(*shapes));
+    kinds = merged_kinds(t, first, &nkinds);
+    if (!view || !shapes || (nkinds && !kinds) || cut_truncated(s, t, first, view, shapes) != 0) {
+        slot_fail(s, DEJA_ENOMEM, 1, "out of memory comparing outputs");
+        goto cleanup;
+    }
+    dopt = e->o.diff;
+    dopt.kinds = kinds;
+    dopt.nkinds = nkinds;
+    rc = deja_diff_outputs(t->outputs, t->noutputs, view, first->nout, &dopt, &s->diff);
+    if (rc != 0) {
+        slot_fail(s, rc, 1, "cannot diff the outputs: %s", deja_error_last());
+        goto cleanup;
+    }
+    /* The verdict is earned per output: one that differs the same way on
+     * every repeat is a divergence, whatever the others do. */
+    s->verdict = DEJA_VERDICT_SAME;
+    for (k = 0; k < s->diff->ntensors; k++) {
+        const deja_tensor_diff *td = &s->diff->tensors[k];
+        if (!is_varying(s, td->name) && td->verdict > s->verdict) {
+            s->verdict = td->verdict;
         }
-        s->verdict = s->diff->verdict;
-        if (!first.failed) { /* kept for the result (deja replay --rules) */
-            s->out = first.out;
-            s->nout = first.nout;
-            first.out = NULL;
-            first.nout = 0;
-        }
-        if (t->status == DEJA_STATUS_ERROR) {
-            const char *rec = t->error ? t->error : "";
-            if (!first.failed) {
-                s->verdict = DEJA_VERDICT_DIVERGED;
-                if (asprintf(&s->error, "recorded as failed ('%s'), the replay succeeded", rec) <
-                    0) {
-                    s->error = NULL;
-                }
-            } else if (!error_matches(rec, first.why, first.model_msg)) {
-                s->verdict = DEJA_VERDICT_DIVERGED;
-                if (asprintf(&s->error, "recorded failure '%s', replay failure '%s'", rec,
-                             first.why) < 0) {
-                    s->error = NULL;
-                }
+    }
+    if (!first->failed) { /* kept for the result (deja replay --rules) */
+        s->out = first->out;
+        s->nout = first->nout;
+        first->out = NULL;
+        first->nout = 0;
+    }
+    if (t->status == DEJA_STATUS_ERROR && !status_varies) {
+        const char *rec = t->error ? t->error : "";
+        if (!first->failed) {
+            s->verdict = DEJA_VERDICT_DIVERGED;
+            if (asprintf(&s->error, "recorded as failed ('%s'), the replay succeeded", rec) < 0) {
+                s->error = NULL;
+            }
+        } else if (!error_matches(t, first, model)) {
+            s->verdict = DEJA_VERDICT_DIVERGED;
+            if (asprintf(&s->error, "recorded failure '%s', replay failure '%s'", rec,
+                         first->why) < 0) {
+                s->error = NULL;
             }
         }
-        if (s->varying.n > 0) {
-            s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
-        }
+    }
+    if (s->varying.n > 0 && s->verdict != DEJA_VERDICT_DIVERGED) {
+        s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
     }
 cleanup:
-    outcome_free(&first);
-    outcome_free(&again);
+    for (r = 0; ocs && r < e->o.repeat; r++) {
+        outcome_free(&ocs[r]);
+    }
+    free(ocs);
+    free(view);
+    free(shapes);
+    free(kinds);
 }
 
 /* Mark slot `i` done, tell the progress callback, wake the emitter. */
@@ -870,10 +1249,16 @@ static int emit(engine *e, size_t i, deja_replay_cb cb, void *payload, deja_repl
     }
     res.unrecorded = (const char *const *)s->unrecorded.v;
     res.nunrecorded = s->unrecorded.n;
+    res.unconsumed = (const char *const *)s->unconsumed.v;
+    res.nunconsumed = s->unconsumed.n;
     res.varying = (const char *const *)s->varying.v;
     res.nvarying = s->varying.n;
     res.outputs = s->out;
     res.noutputs = s->nout;
+    res.model_changes = (const char *const *)s->changes.v;
+    res.nmodel_changes = s->changes.n;
+    res.notes = (const char *const *)s->cmp_notes.v;
+    res.nnotes = s->cmp_notes.n;
     sum->total++;
     switch (s->verdict) {
     case DEJA_VERDICT_SAME:
@@ -926,6 +1311,9 @@ static int options_of(const deja_replay_options *opts, deja_replay_options *o)
     }
     if (o->diff.atol != o->diff.atol || o->diff.rtol != o->diff.rtol) {
         return deja__error_set(DEJA_EINVAL, "replay: tolerances must be numbers");
+    }
+    if (!(o->timeout >= 0) || o->timeout > 1e9) {
+        return deja__error_set(DEJA_EINVAL, "replay: the timeout must be 0 (none) or seconds");
     }
     return 0;
 }
@@ -1049,6 +1437,7 @@ cleanup:
     }
     deja_env_diff_free(e.unknown.diff);
     free(e.libs);
+    deja_env_free(e.current_owned);
     free(e.slots);
     free(e.models);
     free(workers);

@@ -9,7 +9,12 @@
  * ^ fnv1a(name) ^ STREAM_SALT); the trace keeps that seed and every draw,
  * so a replay that runs past the recorded draws continues the very same
  * generator.
+ *
+ * Threads: every vtable call holds the ctx's lock, so the threads of one
+ * inference may share a ctx; each should draw from its own stream (the
+ * order of draws between threads on one stream is not reproducible).
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +41,7 @@ typedef struct stream {
 
 typedef struct ctx_impl {
     deja_ctx base; /* first: the model sees only this */
+    pthread_mutex_t lock;
     int replay;
     uint64_t base_seed;
     deja_span *span;         /* record */
@@ -50,6 +56,11 @@ typedef struct ctx_impl {
     size_t nouts, cap_outs;
     char **lines;
     size_t nlines, cap_lines;
+    char **short_lines; /* replay: recorded values left unconsumed */
+    size_t nshort, cap_short;
+    deja_output_decl *kinds; /* replay: declared kinds, names owned */
+    size_t nkinds, cap_kinds;
+    unsigned char *seed_used; /* replay: per recorded seed, asked for */
     char *error;
 } ctx_impl;
 
@@ -167,7 +178,7 @@ static const deja_param *v_param(deja_ctx *ctx, const char *key)
 /* vtable: the seed called `name`. Record: the one already in the span, else
  * derived from the base seed and recorded. Replay: the recorded one, else a
  * fresh one (kept for later asks, and noted). */
-static uint64_t v_seed(deja_ctx *ctx, const char *name)
+static uint64_t seed_locked(deja_ctx *ctx, const char *name)
 {
     ctx_impl *c = (ctx_impl *)ctx;
     const deja_seed *s;
@@ -180,8 +191,11 @@ static uint64_t v_seed(deja_ctx *ctx, const char *name)
         deja_span_seed(c->span, name, v);
         return v;
     }
-    if ((s = seeds_find(c->trace->seeds, c->trace->nseeds, name)) != NULL)
+    if ((s = seeds_find(c->trace->seeds, c->trace->nseeds, name)) != NULL) {
+        if (c->seed_used != NULL)
+            c->seed_used[s - c->trace->seeds] = 1;
         return s->value;
+    }
     if ((s = seeds_find(c->extra_seeds, c->nextra, name)) != NULL)
         return s->value;
     const uint64_t v = deja__os_random();
@@ -239,7 +253,7 @@ static stream *stream_get(ctx_impl *c, const char *name)
 /* vtable: the next draw of stream `name`. Record: from the stream's
  * generator, appended to the span. Replay: the recorded draws in order, then
  * the same generator continued (noted once per stream). */
-static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
+static uint64_t rng_locked(deja_ctx *ctx, const char *name)
 {
     ctx_impl *c = (ctx_impl *)ctx;
     if (name == NULL)
@@ -277,7 +291,7 @@ static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
 
 /* vtable: the clock. Record: the real clock, recorded. Replay: the recorded
  * reads in order, then the real clock (noted once). */
-static int64_t v_now_ns(deja_ctx *ctx)
+static int64_t now_locked(deja_ctx *ctx)
 {
     ctx_impl *c = (ctx_impl *)ctx;
     if (!c->replay) {
@@ -302,11 +316,9 @@ static int replay_output(ctx_impl *c, const deja_tensor *t)
     char *name = NULL;
     uint64_t *shape = NULL;
     void *data = NULL;
-    if (t->ndim > DEJA_MAX_DIMS || (t->ndim != 0 && t->shape == NULL) ||
-        (t->size != 0 && t->data == NULL) || deja_dtype_size(t->dtype) == 0) {
-        rc = deja__error_set(DEJA_EINVAL, "output '%s': bad dtype, shape or data", t->name);
+    /* Exactly what recording accepts, refused with the same message. */
+    if ((rc = deja__tensor_check(t)) != 0)
         goto cleanup;
-    }
     name = strdup(t->name);
     shape = malloc((t->ndim != 0 ? t->ndim : 1) * sizeof *shape);
     data = malloc(t->size != 0 ? t->size : 1);
@@ -332,7 +344,7 @@ cleanup:
 }
 
 /* vtable: write an output (copied into the span, or into the ctx). */
-static int v_output(deja_ctx *ctx, const deja_tensor *t)
+static int output_locked(deja_ctx *ctx, const deja_tensor *t)
 {
     ctx_impl *c = (ctx_impl *)ctx;
     if (t == NULL || t->name == NULL)
@@ -346,8 +358,81 @@ static int v_output(deja_ctx *ctx, const deja_tensor *t)
 static void v_fail(deja_ctx *ctx, const char *message)
 {
     ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
     free(c->error);
     c->error = strdup(message != NULL ? message : "model failed");
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Declare the kind of output `name`: into the span (record) or the ctx's
+ * list (replay). */
+static int output_kind_locked(deja_ctx *ctx, const char *name, deja_output_kind kind)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (name == NULL || (unsigned)kind > DEJA_KIND_MAX)
+        return deja__error_set(DEJA_EINVAL, "ctx output kind: a name and a known kind are required");
+    if (!c->replay)
+        return deja_span_output_kind(c->span, name, kind);
+    for (size_t i = 0; i < c->nkinds; i++) {
+        if (strcmp(c->kinds[i].name, name) == 0) {
+            c->kinds[i].kind = kind;
+            return 0;
+        }
+    }
+    char *n = strdup(name);
+    if (n == NULL ||
+        grow((void **)&c->kinds, c->nkinds, &c->cap_kinds, sizeof *c->kinds, MAX_STREAMS) != 0) {
+        free(n);
+        return deja__error_set(DEJA_ENOMEM, "ctx output kind: out of memory");
+    }
+    c->kinds[c->nkinds++] = (deja_output_decl){n, kind};
+    return 0;
+}
+
+/* The locked doors: one vtable call at a time per ctx. */
+static uint64_t v_seed(deja_ctx *ctx, const char *name)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
+    const uint64_t v = seed_locked(ctx, name);
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static uint64_t v_rng_u64(deja_ctx *ctx, const char *name)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
+    const uint64_t v = rng_locked(ctx, name);
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static int64_t v_now_ns(deja_ctx *ctx)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
+    const int64_t v = now_locked(ctx);
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+static int v_output(deja_ctx *ctx, const deja_tensor *t)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
+    const int rc = output_locked(ctx, t);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static int v_output_kind(deja_ctx *ctx, const char *name, deja_output_kind kind)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
+    const int rc = output_kind_locked(ctx, name, kind);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }
 
 /* vtable: a note from the model; kept with the replay's departures from
@@ -355,8 +440,10 @@ static void v_fail(deja_ctx *ctx, const char *message)
 static void v_note(deja_ctx *ctx, const char *message)
 {
     ctx_impl *c = (ctx_impl *)ctx;
+    pthread_mutex_lock(&c->lock);
     if (c->replay && message != NULL)
         note(c, "%s", message);
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* vtable: how many params there are. */
@@ -397,22 +484,52 @@ static const deja_ctx_vtable vtable = {
     v_param_count,
     v_param_at,
     v_rng_fill,
+    v_output_kind,
 };
 
-/* A recording ctx over `span` (which must outlive it). base_seed 0 takes
- * one from the OS. The caller frees it with deja_ctx_free(). */
-int deja_ctx_record(deja_ctx **out, deja_span *span, uint64_t base_seed)
+/* A new ctx with its lock, or NULL when out of memory. */
+static ctx_impl *ctx_new(void)
 {
-    if (out == NULL || span == NULL)
-        return deja__error_set(DEJA_EINVAL, "ctx record: out and span are required");
     ctx_impl *c = calloc(1, sizeof *c);
     if (c == NULL)
-        return deja__error_set(DEJA_ENOMEM, "ctx record: out of memory");
+        return NULL;
+    if (pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
     c->base.vt = &vtable;
+    return c;
+}
+
+/* A recording ctx over `span` (which must outlive it) from the base seed
+ * `*base_seed`, or one from the OS when `base_seed` is NULL; the base seed
+ * is recorded as the tag deja.seed. The caller frees it with
+ * deja_ctx_free(). */
+int deja_ctx_record_v2(deja_ctx **out, deja_span *span, const uint64_t *base_seed)
+{
+    char text[24];
+    if (out == NULL || span == NULL)
+        return deja__error_set(DEJA_EINVAL, "ctx record: out and span are required");
+    ctx_impl *c = ctx_new();
+    if (c == NULL)
+        return deja__error_set(DEJA_ENOMEM, "ctx record: out of memory");
     c->span = span;
-    c->base_seed = base_seed != 0 ? base_seed : deja__os_random();
+    c->base_seed = base_seed != NULL ? *base_seed : deja__os_random();
+    snprintf(text, sizeof text, "%llu", (unsigned long long)c->base_seed);
+    const int rc = deja_span_tag(span, "deja.seed", text);
+    if (rc != 0) {
+        deja_ctx_free(&c->base);
+        return rc;
+    }
     *out = &c->base;
     return 0;
+}
+
+/* A recording ctx over `span`; base_seed 0 takes one from the OS (kept
+ * for compatibility: deja_ctx_record_v2 takes seed 0 as seed 0). */
+int deja_ctx_record(deja_ctx **out, deja_span *span, uint64_t base_seed)
+{
+    return deja_ctx_record_v2(out, span, base_seed != 0 ? &base_seed : NULL);
 }
 
 /* A replaying ctx over `trace` (which must outlive it). The caller frees it
@@ -421,12 +538,15 @@ int deja_ctx_replay(deja_ctx **out, const deja_trace *trace)
 {
     if (out == NULL || trace == NULL)
         return deja__error_set(DEJA_EINVAL, "ctx replay: out and trace are required");
-    ctx_impl *c = calloc(1, sizeof *c);
+    ctx_impl *c = ctx_new();
     if (c == NULL)
         return deja__error_set(DEJA_ENOMEM, "ctx replay: out of memory");
-    c->base.vt = &vtable;
     c->replay = 1;
     c->trace = trace;
+    if (trace->nseeds != 0 && (c->seed_used = calloc(trace->nseeds, 1)) == NULL) {
+        deja_ctx_free(&c->base);
+        return deja__error_set(DEJA_ENOMEM, "ctx replay: out of memory");
+    }
     *out = &c->base;
     return 0;
 }
@@ -453,6 +573,70 @@ size_t deja_ctx_unrecorded(const deja_ctx *ctx, const char *const **lines)
     if (lines != NULL)
         *lines = c != NULL ? (const char *const *)c->lines : NULL;
     return c != NULL ? c->nlines : 0;
+}
+
+/* Append one "unconsumed" line; out of memory loses the line. */
+__attribute__((format(printf, 2, 3))) static void note_short(ctx_impl *c, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (grow((void **)&c->short_lines, c->nshort, &c->cap_short, sizeof *c->short_lines,
+             MAX_LINES) != 0)
+        return;
+    char *line = strdup(buf);
+    if (line != NULL)
+        c->short_lines[c->nshort++] = line;
+}
+
+/* After a replayed inference: the recorded values the model left
+ * unconsumed (fewer draws of a stream, fewer clock reads, a seed never
+ * asked for), one line each, owned by the ctx. Computed on the first call
+ * (later calls return the same lines); 0 for a recording ctx. */
+size_t deja_ctx_unconsumed(deja_ctx *ctx, const char *const **lines)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (lines != NULL)
+        *lines = NULL;
+    if (c == NULL || !c->replay)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->short_lines == NULL) {
+        const deja_trace *t = c->trace;
+        for (size_t i = 0; i < t->nrng; i++) {
+            size_t used = 0;
+            for (size_t k = 0; k < c->nstreams; k++)
+                if (c->streams[k].rec == &t->rng[i])
+                    used = c->streams[k].cursor;
+            if (used < t->rng[i].ndraws)
+                note_short(c, "stream '%s': %zu of the %zu recorded draws consumed", t->rng[i].name,
+                           used, t->rng[i].ndraws);
+        }
+        if (c->clock_cursor < t->nclock)
+            note_short(c, "clock: %zu of the %zu recorded reads consumed", c->clock_cursor,
+                       t->nclock);
+        for (size_t i = 0; i < t->nseeds; i++)
+            if (c->seed_used != NULL && !c->seed_used[i])
+                note_short(c, "seed '%s' was recorded but not asked for", t->seeds[i].name);
+        if (c->short_lines == NULL)
+            c->short_lines = calloc(1, sizeof *c->short_lines); /* computed, none */
+    }
+    if (lines != NULL)
+        *lines = (const char *const *)c->short_lines;
+    const size_t n = c->nshort;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+/* The kinds the model declared on a replaying ctx (owned by the ctx). */
+const deja_output_decl *deja_ctx_output_kinds(const deja_ctx *ctx, size_t *n)
+{
+    const ctx_impl *c = (const ctx_impl *)ctx;
+    if (n != NULL)
+        *n = c != NULL ? c->nkinds : 0;
+    return c != NULL ? c->kinds : NULL;
 }
 
 /* The message of deja_ctx_fail(), or NULL. */
@@ -483,6 +667,14 @@ void deja_ctx_free(deja_ctx *ctx)
     for (size_t i = 0; i < c->nlines; i++)
         free(c->lines[i]);
     free(c->lines);
+    for (size_t i = 0; i < c->nshort; i++)
+        free(c->short_lines[i]);
+    free(c->short_lines);
+    for (size_t i = 0; i < c->nkinds; i++)
+        free((char *)(uintptr_t)c->kinds[i].name);
+    free(c->kinds);
+    free(c->seed_used);
     free(c->error);
+    pthread_mutex_destroy(&c->lock);
     free(c);
 }

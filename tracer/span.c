@@ -438,10 +438,74 @@ int deja_span_model_digest(deja_span *span, const void *digest, size_t size)
     return 0;
 }
 
+/* Record how the model was loaded: the plugin as named and its ARG. */
+int deja_span_model_config(deja_span *span, const char *plugin, const char *config)
+{
+    if (span == NULL)
+        return deja__error_set(DEJA_EINVAL, "span model config: span is required");
+    const char *p = arena_strdup(span, plugin != NULL ? plugin : "");
+    const char *c = arena_strdup(span, config != NULL ? config : "");
+    if (p == NULL || c == NULL)
+        return oom("the model configuration");
+    span->model_plugin = p;
+    span->model_config = c;
+    span->has_model_config = 1;
+    return 0;
+}
+
+/* Declare the kind of output `name`; a second declaration replaces the
+ * first. */
+int deja_span_output_kind(deja_span *span, const char *name, deja_output_kind kind)
+{
+    if (span == NULL || name == NULL || (unsigned)kind > DEJA_KIND_MAX)
+        return deja__error_set(DEJA_EINVAL, "span output kind: span, name and a known kind are "
+                                            "required");
+    for (size_t i = 0; i < span->nkinds; i++) {
+        if (strcmp(span->kinds[i].name, name) == 0) {
+            span->kinds[i].kind = kind;
+            return 0;
+        }
+    }
+    int rc = grow(span, (void **)&span->kinds, span->nkinds, &span->cap_kinds,
+                  sizeof *span->kinds, 2);
+    if (rc != 0)
+        return rc;
+    const char *n = arena_strdup(span, name);
+    if (n == NULL)
+        return oom(name);
+    span->kinds[span->nkinds++] = (deja_output_decl){n, kind};
+    return 0;
+}
+
 /* Record a truncation of tensor `name` as the tag deja.truncated=<name>. */
 static int tag_truncated(deja_span *span, const char *name)
 {
     return deja_span_tag(span, "deja.truncated", name);
+}
+
+/* Check that `tensor` is well formed: a known dtype, at most DEJA_MAX_DIMS
+ * dimensions, and (but for utf8 and bytes) a size that its shape and dtype
+ * explain. The one rule for what recording and replay accept. Returns 0 or
+ * DEJA_EINVAL naming the tensor. */
+int deja__tensor_check(const deja_tensor *tensor)
+{
+    const size_t esize = deja_dtype_size(tensor->dtype);
+    if (esize == 0 || tensor->ndim > DEJA_MAX_DIMS || (tensor->ndim != 0 && !tensor->shape) ||
+        (tensor->size != 0 && tensor->data == NULL))
+        return deja__error_set(DEJA_EINVAL, "tensor '%s': bad dtype, shape or data", tensor->name);
+    if (tensor->dtype == DEJA_UTF8 || tensor->dtype == DEJA_BYTES)
+        return 0;
+    uint64_t n = 1;
+    for (size_t i = 0; i < tensor->ndim; i++) {
+        if (tensor->shape[i] != 0 && n > UINT64_MAX / tensor->shape[i])
+            return deja__error_set(DEJA_EINVAL, "tensor '%s': shape overflows", tensor->name);
+        n *= tensor->shape[i];
+    }
+    if (n > SIZE_MAX / esize || n * esize != tensor->size)
+        return deja__error_set(DEJA_EINVAL,
+                               "tensor '%s': %zu bytes do not match its shape (%llu elements)",
+                               tensor->name, tensor->size, (unsigned long long)n);
+    return 0;
 }
 
 /* Copy a tensor into the span on `side`: its name, shape and payload. A
@@ -455,29 +519,9 @@ int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
         rc = deja__error_set(DEJA_EINVAL, "span add: span, tensor and its name are required");
         goto cleanup;
     }
-    const size_t esize = deja_dtype_size(tensor->dtype);
-    if (esize == 0 || tensor->ndim > DEJA_MAX_DIMS || (tensor->ndim != 0 && !tensor->shape) ||
-        (tensor->size != 0 && tensor->data == NULL)) {
-        rc = deja__error_set(DEJA_EINVAL, "tensor '%s': bad dtype, shape or data", tensor->name);
+    if ((rc = deja__tensor_check(tensor)) != 0)
         goto cleanup;
-    }
-    const int fixed = tensor->dtype != DEJA_UTF8 && tensor->dtype != DEJA_BYTES;
-    if (fixed) {
-        uint64_t n = 1;
-        for (size_t i = 0; i < tensor->ndim; i++) {
-            if (tensor->shape[i] != 0 && n > UINT64_MAX / tensor->shape[i]) {
-                rc = deja__error_set(DEJA_EINVAL, "tensor '%s': shape overflows", tensor->name);
-                goto cleanup;
-            }
-            n *= tensor->shape[i];
-        }
-        if (n > SIZE_MAX / esize || n * esize != tensor->size) {
-            rc = deja__error_set(DEJA_EINVAL,
-                                 "tensor '%s': %zu bytes do not match its shape (%llu elements)",
-                                 tensor->name, tensor->size, (unsigned long long)n);
-            goto cleanup;
-        }
-    }
+    const size_t esize = deja_dtype_size(tensor->dtype);
     deja_tensor **arr = side == DEJA_INPUT ? &span->inputs : &span->outputs;
     size_t *n = side == DEJA_INPUT ? &span->ninputs : &span->noutputs;
     size_t *cap = side == DEJA_INPUT ? &span->cap_inputs : &span->cap_outputs;

@@ -60,6 +60,7 @@ static void tracer_free(deja_tracer *t)
     for (size_t i = 0; i < t->ring_count; i++)
         deja__span_destroy(t->ring[(t->ring_head + i) % t->ring_cap]);
     free(t->ring);
+    deja_env_free(t->env_owned);
     deja_store_close(t->store);
     deja_env_free(t->env_own);
     free(t->failed_ids);
@@ -136,6 +137,18 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
         t->env = t->env_own;
     }
     t->opts.env_vars = NULL; /* the caller's string is not kept */
+    if (t->opts.nlibs != 0) {
+        /* The model's libraries join the environment (a copy: the
+         * caller's array may go). */
+        deja_env *with = NULL;
+        rc = deja_env_with_libs(t->env, t->opts.libs, t->opts.nlibs, &with, &t->env_digest);
+        if (rc != 0)
+            goto cleanup;
+        t->env_owned = with;
+        t->env = with;
+        t->opts.libs = NULL;
+        t->opts.nlibs = 0;
+    }
     if ((rc = deja_store_open(&t->store, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC)) != 0)
         goto cleanup;
     if (pthread_create(&t->writer, NULL, deja__writer_main, t) != 0) {

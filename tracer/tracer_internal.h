@@ -105,8 +105,17 @@ struct deja_span {
     int64_t *clock_ns;
     size_t nclock, cap_clock;
     deja_id parent;
+    int has_model_config;
+    const char *model_plugin;
+    const char *model_config;
+    deja_output_decl *kinds;
+    size_t nkinds, cap_kinds;
     uint8_t model_digest[64]; /* not cleared: model_digest_size bytes valid */
 };
+
+/* The one rule for a well-formed tensor, shared by recording (span.c) and
+ * replay (ctx.c): 0 or DEJA_EINVAL naming the tensor. */
+int deja__tensor_check(const deja_tensor *tensor);
 
 struct deja_tracer {
     deja_tracer_options opts;
@@ -114,6 +123,7 @@ struct deja_tracer {
     deja_digest env_digest;
     const deja_env *env;
     deja_env *env_own; /* env when the options select other variables */
+    deja_env *env_owned; /* env with the model's libraries, when given */
 
     /* The bounded queue of ended spans (a ring). */
     pthread_mutex_t lock;

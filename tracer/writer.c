@@ -79,6 +79,11 @@ static void span_view(const deja_tracer *t, const deja_span *s, deja_trace *v)
     v->ntags = s->ntags;
     v->has_parent = s->has_parent;
     v->parent = s->parent;
+    v->has_model_config = s->has_model_config;
+    v->model_plugin = s->model_plugin;
+    v->model_config = s->model_config;
+    v->output_kinds = s->kinds;
+    v->noutput_kinds = s->nkinds;
 }
 
 /* Run the redaction callback over the tensors of one side, compacting
