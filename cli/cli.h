@@ -443,7 +443,7 @@ const char *cli_status_name(deja_status status);
  * ---------------------------------------------------------------------- */
 
 /* Print the "Reproduce" section of `show --md` for trace `t`: the replay
- * command with the plugin as recorded (reproduce.c). */
+ * command with the plugin as recorded (cli_reproduce.c). */
 void cli_md_reproduce(FILE *fp, const deja_trace *t);
 
 /* Option codes of the replay options, the same in every command. */

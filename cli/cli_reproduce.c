@@ -1,12 +1,11 @@
 /*
- * cli/reproduce.c -- the command that replays a trace, as `show --md`
+ * cli/cli_reproduce.c -- the command that replays a trace, as `show --md`
  * prints it for a bug report: the plugin named the way the user recorded
  * it (a bare name that resolves through $DEJA_PLUGIN_PATH, or the plugin
  * file's path relative to the current directory), with the recorded ARG,
  * and no store path of the machine it ran on.
  */
 #include "cli.h"
-#include "bundle_util.h"
 
 #include <limits.h>
 #include <stdlib.h>
