@@ -6,6 +6,7 @@
  * and no store path of the machine it ran on.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -46,33 +47,6 @@ static void relative_path(const char *path, char *out, size_t cap)
         strcat(out, rest);
 }
 
-/* Non-zero when `c` needs no quoting in a POSIX shell word. */
-static int shell_safe(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           strchr("-_./:=,@+%", c) != NULL;
-}
-
-/* Print `word` to `fp` quoted for a POSIX shell when it needs it. */
-static void put_shell_word(FILE *fp, const char *word)
-{
-    const char *p;
-    for (p = word; *p && shell_safe(*p); p++) {
-    }
-    if (*p == '\0' && *word != '\0') {
-        fputs(word, fp);
-        return;
-    }
-    fputc('\'', fp);
-    for (p = word; *p; p++) {
-        if (*p == '\'')
-            fputs("'\\''", fp);
-        else
-            fputc(*p, fp);
-    }
-    fputc('\'', fp);
-}
-
 /* Print the reproduce section of `show --md` for trace `t`. */
 void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint)
 {
@@ -86,12 +60,14 @@ void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint)
         return;
     }
     if (!t->has_model_config || t->model_plugin[0] == '\0') {
-        fprintf(fp,
-                "This trace was recorded by an application (model `%s`, version `%s`), not by "
-                "`deja run`: no plugin is known. Give `--model` the plugin that implements this "
-                "model at this version (a `.so` path or a name found on `$DEJA_PLUGIN_PATH`, "
-                "with `:ARG` if it takes one):\n\n",
-                t->model_name, t->model_version);
+        fputs("This trace was recorded by an application (model ", fp);
+        cli_put_md_code(fp, t->model_name, 0);
+        fputs(", version ", fp);
+        cli_put_md_code(fp, t->model_version, 0);
+        fputs("), not by `deja run`: no plugin is known. Give `--model` the plugin that "
+              "implements this model at this version (a `.so` path or a name found on "
+              "`$DEJA_PLUGIN_PATH`, with `:ARG` if it takes one):\n\n",
+              fp);
         fprintf(fp, "```sh\ndeja replay %s --model PLUGIN[:ARG]\n```\n", id);
         return;
     }
@@ -103,11 +79,16 @@ void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint)
         snprintf(spec, sizeof spec, "%s:%s", plugin, t->model_config);
     else
         snprintf(spec, sizeof spec, "%s", plugin);
-    fprintf(fp, "Run it where the store is (or with `DEJA_STORE` set; `deja export %s -o bug.deja` "
-                "makes a bundle that `deja replay bug.deja` replays anywhere)%s:\n\n",
-            id,
+    fprintf(fp, "Run it where the store is (or with `DEJA_STORE` set)%s:\n\n",
             t->model_plugin[0] == '/' ? "" : ", with the plugin on `$DEJA_PLUGIN_PATH`");
     fprintf(fp, "```sh\ndeja replay %s --model ", id);
-    put_shell_word(fp, spec);
+    cli_put_shell(fp, spec);
+    fprintf(fp,
+            "\n# elsewhere: export it there, import the bundle here\n"
+            "deja export %s -o case.deja\n"
+            "deja --store repro.store import case.deja\n"
+            "deja --store repro.store replay %s --model ",
+            id, id);
+    cli_put_shell(fp, spec);
     fputs("\n```\n", fp);
 }

@@ -366,7 +366,7 @@ static void test_verdicts__md_reproduce(void **state)
     assert_non_null(cmd = strstr(out, "```sh\ndeja replay "));
     cmd += 6;
     assert_non_null(strstr(cmd, "--model test-probe:v=1\n"));
-    assert_null(strstr(out, "--store"));
+    assert_null(strstr(out, "--store /"));
     end = strchr(cmd, '\n');
     *end = '\0';
     assert_int_equal(replay_run_deja(out2, sizeof(out2), NULL, 0, "%s", cmd + 5), 0);
