@@ -1226,7 +1226,8 @@ static int attach_blobs(view *v, deja_trace *t)
                 return bundle_error(v, DEJA_ENOMEM, "out of memory for a %llu-byte blob",
                                     (unsigned long long)(s->size - KEY));
             memcpy(copy, v->body + s->off + KEY, (size_t)(s->size - KEY));
-            deja__trace_attach(t, sd, i, copy);
+            if (deja__trace_attach(t, sd, i, copy, (size_t)(s->size - KEY)) != 0)
+                return bundle_error(v, DEJA_ECORRUPT, "%s", deja_error_last());
         }
     }
     return 0;

@@ -442,6 +442,14 @@ const char *cli_status_name(deja_status status);
  * What replay, diff and bisect share (cmd_replay.c).
  * ---------------------------------------------------------------------- */
 
+/* Install a handler that, if a model crashes this process during a replay,
+ * names the trace on stderr and suggests --isolate (cmd_replay.c). */
+void cli_crash_guard(void);
+
+/* A JSON string of `s` (NULL: ""), with bytes that are not valid UTF-8
+ * escaped as \xNN; NULL only when out of memory (cli_json.c). */
+json_t *cli_json_text(const char *s);
+
 /* Print the "Reproduce" section of `show --md` for trace `t`: the replay
  * command with the plugin as recorded (cli_reproduce.c). */
 void cli_md_reproduce(FILE *fp, const deja_trace *t);
@@ -458,6 +466,8 @@ enum {
     OPT_TRACE_MODEL,
     OPT_ISOLATE,
     OPT_REPLAY_TIMEOUT,
+    OPT_BASELINE,
+    OPT_MAX_DIVERGED,
     OPT_REPLAY_END /* a command's own options start here */
 };
 

@@ -15,13 +15,91 @@ const char *cli_status_name(deja_status status)
     return status == DEJA_STATUS_OK ? "ok" : "error";
 }
 
-/* Set obj[key] = value, stealing value; -1 when value is NULL or the set
- * fails. */
+/* A copy of `s` with every byte that is not part of valid UTF-8 written
+ * as \xNN (a backslash itself as \\ when anything is escaped), or NULL
+ * when out of memory. The caller frees it. */
+static char *utf8_escaped(const char *s)
+{
+    size_t n = strlen(s), o = 0;
+    char *out = malloc(4 * n + 1);
+    const unsigned char *p = (const unsigned char *)s;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t len = 0;
+        unsigned c = p[i];
+        if (c < 0x80)
+            len = 1;
+        else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+            len = 2;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3;
+        else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+            len = 4;
+        unsigned cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+        for (size_t k = 1; k < len; k++) {
+            if (i + k >= n || (p[i + k] & 0xc0) != 0x80) {
+                len = 0;
+                break;
+            }
+            cp = cp << 6 | (p[i + k] & 0x3f);
+        }
+        /* overlong, surrogate or beyond U+10FFFF */
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+            len = 0;
+        if (len == 0) {
+            o += (size_t)sprintf(out + o, "\\x%02x", c);
+            i++;
+        } else if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+            i++;
+        } else {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* A JSON string of `s` (NULL: ""): as it is when valid UTF-8, else with
+ * the invalid bytes escaped as \xNN, so that one bad name never fails a
+ * whole listing. New reference, or NULL when out of memory. */
+json_t *cli_json_text(const char *s)
+{
+    json_t *j;
+    char *esc;
+    if (s == NULL)
+        s = "";
+    if ((j = json_string(s)) != NULL)
+        return j;
+    esc = utf8_escaped(s);
+    j = esc != NULL ? json_string(esc) : NULL;
+    free(esc);
+    return j;
+}
+
+/* Set obj[key] = value, stealing value (a key that is not valid UTF-8 is
+ * escaped as cli_json_text does); -1 when value is NULL or the set fails. */
 static int jset(json_t *obj, const char *key, json_t *value)
 {
+    int rc;
+    char *esc;
     if (value == NULL)
         return -1;
-    return json_object_set_new(obj, key, value) == 0 ? 0 : -1;
+    if (json_object_set_new(obj, key, json_incref(value)) == 0) {
+        json_decref(value);
+        return 0;
+    }
+    esc = utf8_escaped(key);
+    rc = esc != NULL && json_object_set_new(obj, esc, value) == 0 ? 0 : -1;
+    if (esc == NULL)
+        json_decref(value);
+    free(esc);
+    return rc;
 }
 
 /* Set obj[key] = *value unless `*bad`, taking it (then *value is NULL);
@@ -40,9 +118,9 @@ static void adopt(int *bad, json_t *obj, const char *key, json_t **value)
 static json_t *json_num(double v)
 {
     if (isnan(v))
-        return json_string("nan");
+        return cli_json_text("nan");
     if (isinf(v))
-        return json_string(v > 0 ? "inf" : "-inf");
+        return cli_json_text(v > 0 ? "inf" : "-inf");
     return json_real(v);
 }
 
@@ -52,16 +130,16 @@ static json_t *json_u64(uint64_t v)
     char buf[32];
 
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    return json_string(buf);
+    return cli_json_text(buf);
 }
 
 /* A float as JSON: a number, or "nan", "inf", "-inf". */
 static json_t *json_float(double v)
 {
     if (isnan(v))
-        return json_string("nan");
+        return cli_json_text("nan");
     if (isinf(v))
-        return json_string(v > 0 ? "inf" : "-inf");
+        return cli_json_text(v > 0 ? "inf" : "-inf");
     return json_real(v);
 }
 
@@ -119,7 +197,7 @@ static json_t *tensor_values(const deja_tensor *t)
             if (u > (uint64_t)INT64_MAX) {
                 char buf[32];
                 snprintf(buf, sizeof buf, "%llu", (unsigned long long)u);
-                v = json_string(buf);
+                v = cli_json_text(buf);
             } else {
                 v = json_integer((json_int_t)u);
             }
@@ -144,8 +222,8 @@ json_t *cli_tensor_json(const deja_tensor *t, int with_data)
     if (!bad) {
         for (size_t i = 0; i < t->ndim && !bad; i++)
             bad = json_array_append_new(shape, json_integer((json_int_t)t->shape[i])) != 0;
-        bad = bad || jset(obj, "name", json_string(t->name ? t->name : "")) < 0;
-        bad = bad || jset(obj, "dtype", json_string(dtype ? dtype : "invalid")) < 0;
+        bad = bad || jset(obj, "name", cli_json_text(t->name ? t->name : "")) < 0;
+        bad = bad || jset(obj, "dtype", cli_json_text(dtype ? dtype : "invalid")) < 0;
         adopt(&bad, obj, "shape", &shape);
         bad = bad || jset(obj, "size", json_integer((json_int_t)t->size)) < 0;
     }
@@ -166,7 +244,7 @@ json_t *cli_tensor_json(const deja_tensor *t, int with_data)
             bad = jset(obj, "text", text) < 0;
         } else {
             char *b64 = cli_base64_encode(data, t->size);
-            bad = b64 == NULL || jset(obj, "base64", json_string(b64)) < 0;
+            bad = b64 == NULL || jset(obj, "base64", cli_json_text(b64)) < 0;
             free(b64);
         }
     }
@@ -210,23 +288,23 @@ json_t *cli_trace_json(const deja_trace *t, int full)
 
     deja_id_format(&t->id, id);
     cli_format_rfc3339(t->start_ns, when, sizeof when);
-    bad = bad || jset(obj, "id", json_string(id)) < 0;
-    bad = bad || jset(obj, "start", json_string(when)) < 0;
+    bad = bad || jset(obj, "id", cli_json_text(id)) < 0;
+    bad = bad || jset(obj, "start", cli_json_text(when)) < 0;
     bad = bad || jset(obj, "start_ns", json_integer(t->start_ns)) < 0;
     bad = bad || jset(obj, "duration_ns", json_integer(t->duration_ns)) < 0;
-    bad = bad || jset(model, "name", json_string(t->model_name ? t->model_name : "")) < 0;
-    bad = bad || jset(model, "version", json_string(t->model_version ? t->model_version : "")) < 0;
-    bad = bad || jset(model, "digest", json_string(digest)) < 0;
+    bad = bad || jset(model, "name", cli_json_text(t->model_name ? t->model_name : "")) < 0;
+    bad = bad || jset(model, "version", cli_json_text(t->model_version ? t->model_version : "")) < 0;
+    bad = bad || jset(model, "digest", cli_json_text(digest)) < 0;
     adopt(&bad, obj, "model", &model);
-    bad = bad || jset(obj, "status", json_string(cli_status_name(t->status))) < 0;
-    bad = bad || jset(obj, "error", json_string(t->error ? t->error : "")) < 0;
+    bad = bad || jset(obj, "status", cli_json_text(cli_status_name(t->status))) < 0;
+    bad = bad || jset(obj, "error", cli_json_text(t->error ? t->error : "")) < 0;
     for (size_t i = 0; i < t->ntags && !bad; i++)
-        bad = jset(tags, t->tags[i].key, json_string(t->tags[i].value)) < 0;
+        bad = jset(tags, t->tags[i].key, cli_json_text(t->tags[i].value)) < 0;
     adopt(&bad, obj, "tags", &tags);
     if (t->has_parent) {
         char parent[DEJA_ID_STRLEN + 1];
         deja_id_format(&t->parent, parent);
-        bad = bad || jset(obj, "parent", json_string(parent)) < 0;
+        bad = bad || jset(obj, "parent", cli_json_text(parent)) < 0;
     } else {
         bad = bad || jset(obj, "parent", json_null()) < 0;
     }
@@ -235,7 +313,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     for (size_t i = 0; i < t->nparams && !bad; i++) {
         const deja_param *p = &t->params[i];
         json_t *v = p->kind == DEJA_PARAM_NUM   ? json_num(p->num)
-                    : p->kind == DEJA_PARAM_STR ? json_string(p->str ? p->str : "")
+                    : p->kind == DEJA_PARAM_STR ? cli_json_text(p->str ? p->str : "")
                                                 : json_boolean(p->flag);
         if (p->kind == DEJA_PARAM_NUM && isfinite(p->num) && p->num == floor(p->num) &&
             fabs(p->num) < 9e15) {
@@ -247,7 +325,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     adopt(&bad, obj, "params", &params);
     for (size_t i = 0; i < t->nseeds && !bad; i++) {
         json_t *s = json_object();
-        bad = s == NULL || jset(s, "name", json_string(t->seeds[i].name)) < 0 ||
+        bad = s == NULL || jset(s, "name", cli_json_text(t->seeds[i].name)) < 0 ||
               jset(s, "value", json_u64(t->seeds[i].value)) < 0 || json_array_append(seeds, s) != 0;
         json_decref(s);
     }
@@ -257,7 +335,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
         json_t *s = json_object();
         json_t *draws = full ? json_array() : NULL;
         bad = s == NULL || (full && draws == NULL);
-        bad = bad || jset(s, "name", json_string(r->name)) < 0;
+        bad = bad || jset(s, "name", cli_json_text(r->name)) < 0;
         bad = bad || jset(s, "seed", json_u64(r->seed)) < 0;
         bad = bad || jset(s, "ndraws", json_integer((json_int_t)r->ndraws)) < 0;
         for (size_t k = 0; full && k < r->ndraws && !bad; k++)
@@ -279,7 +357,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     for (size_t i = 0; i < t->nclock && !bad; i++) {
         char read[64];
         cli_format_rfc3339(t->clock_ns[i], read, sizeof read);
-        bad = json_array_append_new(clock_rfc, json_string(read)) != 0;
+        bad = json_array_append_new(clock_rfc, cli_json_text(read)) != 0;
     }
     if (!bad)
         bad = jset(obj, "clock", clock_rfc) < 0; /* stolen, even on failure */
@@ -288,7 +366,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
     if (t->has_env) {
         char env[33];
         deja_digest_format(&t->env, env);
-        bad = bad || jset(obj, "environment_digest", json_string(env)) < 0;
+        bad = bad || jset(obj, "environment_digest", cli_json_text(env)) < 0;
     } else {
         bad = bad || jset(obj, "environment_digest", json_null()) < 0;
     }
@@ -309,7 +387,7 @@ json_t *cli_trace_json(const deja_trace *t, int full)
 /* A string or null. */
 static json_t *json_str_or_null(const char *s)
 {
-    return s != NULL ? json_string(s) : json_null();
+    return s != NULL ? cli_json_text(s) : json_null();
 }
 
 /* An array of strings, or NULL. */
@@ -318,7 +396,7 @@ static json_t *json_strings(const char *const *v, size_t n)
     json_t *arr = json_array();
 
     for (size_t i = 0; i < n && arr != NULL; i++) {
-        if (json_array_append_new(arr, json_string(v[i] ? v[i] : "")) != 0) {
+        if (json_array_append_new(arr, cli_json_text(v[i] ? v[i] : "")) != 0) {
             json_decref(arr);
             arr = NULL;
         }
@@ -334,7 +412,7 @@ static json_t *json_kvs(const deja_kv *kv, size_t n)
     for (size_t i = 0; i < n && obj != NULL; i++) {
         if (deja_env_var_is_secret(kv[i].key))
             continue; /* recorded before secrets were kept out */
-        if (jset(obj, kv[i].key, json_string(kv[i].value ? kv[i].value : "")) < 0) {
+        if (jset(obj, kv[i].key, cli_json_text(kv[i].value ? kv[i].value : "")) < 0) {
             json_decref(obj);
             obj = NULL;
         }
@@ -390,7 +468,7 @@ static int strings_for_big_integers(json_t *j)
                                        json_integer_value(v) < -JSON_EXACT_MAX)) {
                 char buf[32];
                 snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                if (json_object_set_new(j, key, json_string(buf)) != 0)
+                if (json_object_set_new(j, key, cli_json_text(buf)) != 0)
                     return -1;
             } else if (strings_for_big_integers(v) != 0) {
                 return -1;
@@ -403,7 +481,7 @@ static int strings_for_big_integers(json_t *j)
                                        json_integer_value(v) < -JSON_EXACT_MAX)) {
                 char buf[32];
                 snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-                if (json_array_set_new(j, i, json_string(buf)) != 0)
+                if (json_array_set_new(j, i, cli_json_text(buf)) != 0)
                     return -1;
             } else if (strings_for_big_integers(v) != 0) {
                 return -1;

@@ -234,6 +234,9 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         fflush(stdout);
     }
     cli_progress_init(&s.bar, stderr, "traces replayed on a version", CLI_PROGRESS_AFTER_NS);
+    if (!o.replay.isolate) {
+        cli_crash_guard();
+    }
     rc = deja_bisect(store, ids, n, (const char *const *)(argv + optind), nspecs, &o, &res);
     cli_progress_free(&s.bar);
     fflush(stdout);

@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,7 +21,8 @@
 static const char help[] =
     "usage: deja replay [FILE.deja] [ID...] [filters] --model PLUGIN[:ARG] [--jobs N]\n"
     "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
-    "                   [--rules FILE] [--timeout S] [--json]\n"
+    "                   [--rules FILE] [--timeout S] [--baseline PLUGIN[:ARG]]\n"
+    "                   [--max-diverged N|P%] [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
@@ -50,6 +52,11 @@ static const char help[] =
     "                     fails its trace (error), the others still replay\n"
     "  --rules FILE       check the replayed outputs against validation rules\n"
     "                     (deja check --help): exit 1 when one breaks a rule\n"
+    "  --baseline PLUGIN[:ARG]  replay each trace on this model too (the version that\n"
+    "                     recorded it): an output it also replays differently from\n"
+    "                     the recording is noise, reported apart, not a divergence\n"
+    "  --max-diverged N|P%  a gate for CI: exit 1 only when more than N traces (or\n"
+    "                     P percent of them) diverged, else 0\n"
     "  --timeout S        a trace whose inferences (all repeats) take longer than S\n"
     "                     seconds is an error \"timed out\" (default 300; 0: none);\n"
     "                     with --isolate its worker is killed\n"
@@ -59,8 +66,8 @@ static const char help[] =
     "                     and exit status, each trace exactly once\n"
     "  --trace-model M    only traces recorded by model M (the `ls --model` "
     "filter)\n" CLI_FILTER_HELP_REST "\n"
-    "Exit status: 0 when every trace is same or close (or nondeterministic), 1 when\n"
-    "any diverged, 2 on trouble (bad selection, model that cannot load, a trace that\n"
+    "Exit status: 0 when every trace is same, close, noise or nondeterministic, 1 when\n"
+    "any diverged (beyond --max-diverged), 2 on trouble (bad selection, model that cannot load, a trace that\n"
     "could not be replayed).\n";
 
 
@@ -86,6 +93,39 @@ int cli_parse_double(const char *text, double *out)
     }
     *out = v;
     return 0;
+}
+
+/* Crash handler: name the trace whose inference crashed and suggest
+ * --isolate with fixed text (async-signal-safe), then die by the signal. */
+static void on_crash(int sig)
+{
+    static const char head[] = "deja: the model crashed while replaying trace ";
+    static const char unknown[] = "deja: the model crashed during the replay";
+    static const char tail[] = "; replay with --isolate to make a crash that trace's error\n";
+    char text[DEJA_ID_STRLEN + 1];
+    deja_id id;
+    ssize_t w;
+    if (deja_replay_current_trace(&id)) {
+        deja_id_format(&id, text);
+        w = write(STDERR_FILENO, head, sizeof(head) - 1);
+        w = write(STDERR_FILENO, text, DEJA_ID_STRLEN);
+    } else {
+        w = write(STDERR_FILENO, unknown, sizeof(unknown) - 1);
+    }
+    w = write(STDERR_FILENO, tail, sizeof(tail) - 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Name the crashing trace on stderr if a model crashes in this process. */
+void cli_crash_guard(void)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    size_t i;
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        signal(sigs[i], on_crash);
+    }
 }
 
 /* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps,
@@ -204,11 +244,12 @@ json_t *cli_diff_json(const deja_diff *d)
         const deja_tensor_diff *t = &d->tensors[i];
         const char *da = deja_dtype_name(t->dtype_a), *db = deja_dtype_name(t->dtype_b);
         json_t *e = json_pack(
-            "{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:s}", "name", t->name, "kind",
-            kind_name(t->kind), "verdict", deja_verdict_name(t->verdict), "dtype_a",
+            "{s:o, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:I, s:o}", "name", cli_json_text(t->name),
+            "kind", kind_name(t->kind), "verdict", deja_verdict_name(t->verdict), "dtype_a",
             da ? json_string(da) : json_null(), "dtype_b", db ? json_string(db) : json_null(),
             "count", (json_int_t)t->count, "differ", (json_int_t)t->ndiff, "beyond_tolerance",
-            (json_int_t)t->nbeyond, "first", (json_int_t)t->first, "detail", t->detail);
+            (json_int_t)t->nbeyond, "first", (json_int_t)t->first, "detail",
+            cli_json_text(t->detail));
         if (!e) {
             bad = 1;
             break;
@@ -236,13 +277,13 @@ json_t *cli_diff_json(const deja_diff *d)
             bad |= !s || json_object_set_new(e, "scores", s) != 0;
         }
         if (t->hunk) {
-            bad |= json_object_set_new(e, "hunk", json_string(t->hunk)) != 0;
+            bad |= json_object_set_new(e, "hunk", cli_json_text(t->hunk)) != 0;
         }
         bad |= json_array_append_new(arr, e) != 0;
     }
     if (!bad) {
         bad |= json_object_set_new(o, "verdict", json_string(deja_verdict_name(d->verdict)));
-        bad |= json_object_set_new(o, "summary", json_string(d->summary));
+        bad |= json_object_set_new(o, "summary", cli_json_text(d->summary));
         bad |= json_object_set_new(o, "outputs", arr) != 0;
         arr = NULL;
     }
@@ -317,7 +358,7 @@ static int json_set_lines(json_t *o, const char *key, const char *const *v, size
         return -1;
     }
     for (i = 0; i < n; i++) {
-        if (json_array_append_new(a, json_string(v[i])) != 0) {
+        if (json_array_append_new(a, cli_json_text(v[i])) != 0) {
             json_decref(a);
             return -1;
         }
@@ -340,14 +381,14 @@ static json_t *result_json(const deja_replay_result *r)
     if (r->trace) {
         bad |= json_object_set_new(
             o, "recorded",
-            json_pack("{s:s, s:s}", "model", r->trace->model_name ? r->trace->model_name : "",
-                      "version", r->trace->model_version ? r->trace->model_version : ""));
+            json_pack("{s:o, s:o}", "model", cli_json_text(r->trace->model_name), "version",
+                      cli_json_text(r->trace->model_version)));
     }
     bad |= json_object_set_new(
         o, "replayed",
         json_pack("{s:s, s:s}", "model", r->model_name, "version", r->model_version));
     if (r->error && *r->error) {
-        bad |= json_object_set_new(o, "error", json_string(r->error));
+        bad |= json_object_set_new(o, "error", cli_json_text(r->error));
     }
     if (r->diff) {
         json_t *d = cli_diff_json(r->diff);
@@ -358,6 +399,7 @@ static json_t *result_json(const deja_replay_result *r)
     bad |= json_set_lines(o, "unconsumed", r->unconsumed, r->nunconsumed) != 0;
     bad |= json_set_lines(o, "model_changes", r->model_changes, r->nmodel_changes) != 0;
     bad |= json_set_lines(o, "notes", r->notes, r->nnotes) != 0;
+    bad |= json_set_lines(o, "noise", r->noise, r->nnoise) != 0;
     if (r->nvarying > 0 || r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
         bad |= json_set_lines(o, "varying", r->varying, r->nvarying) != 0;
     }
@@ -378,12 +420,16 @@ static size_t ndiffer(const deja_diff *d)
     return k;
 }
 
-/* Print the notes on the comparison of `r` (truncated outputs). */
+/* Print the notes on the comparison of `r` (truncated outputs) and the
+ * differences the baseline shows too. */
 static void print_notes(const deja_replay_result *r)
 {
     size_t i;
     for (i = 0; i < r->nnotes; i++) {
         printf("    note: %s\n", r->notes[i]);
+    }
+    for (i = 0; i < r->nnoise; i++) {
+        printf("    noise (the baseline differs too): %s\n", r->noise[i]);
     }
 }
 
@@ -400,11 +446,20 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
             printf("    %s\n", r->env[i]);
         }
     }
-    printf("%s  %s%-16s%s", id, cli_sgr(s->g, cli_verdict_sgr(deja_verdict_name(r->verdict))),
-           deja_verdict_name(r->verdict), cli_sgr(s->g, CLI_SGR_RESET));
+    {
+        const char *vname = r->nnoise > 0 && r->verdict <= DEJA_VERDICT_CLOSE
+                                ? "noise"
+                                : deja_verdict_name(r->verdict);
+        printf("%s  %s%-16s%s", id, cli_sgr(s->g, cli_verdict_sgr(vname)), vname,
+               cli_sgr(s->g, CLI_SGR_RESET));
+    }
     switch (r->verdict) {
     case DEJA_VERDICT_SAME:
-        printf("  %s\n", r->diff->summary);
+        if (r->nnoise > 0) {
+            printf("  every difference is one the baseline shows too\n");
+        } else {
+            printf("  %s\n", r->diff->summary);
+        }
         print_notes(r);
         break;
     case DEJA_VERDICT_CLOSE:
@@ -509,6 +564,41 @@ static int on_result(const deja_replay_result *r, void *payload)
     return s->oom;
 }
 
+/* The CI gate of --max-diverged: at most `count` traces, or `percent` of
+ * them when `is_percent`. */
+typedef struct gate {
+    int set;
+    int is_percent;
+    double limit;
+} replay_gate;
+
+/* Parse "N" or "P%" into `g`; 0 or -1. */
+static int parse_gate(const char *text, replay_gate *g)
+{
+    size_t n = strlen(text);
+    char buf[64];
+    uint64_t u = 0;
+    if (n == 0 || n >= sizeof(buf)) {
+        return -1;
+    }
+    if (text[n - 1] == '%') {
+        memcpy(buf, text, n - 1);
+        buf[n - 1] = '\0';
+        if (cli_parse_double(buf, &g->limit) != 0 || g->limit > 100) {
+            return -1;
+        }
+        g->is_percent = 1;
+    } else {
+        if (cli_parse_u64(text, UINT64_MAX, &u) != 0) {
+            return -1;
+        }
+        g->limit = (double)u;
+        g->is_percent = 0;
+    }
+    g->set = 1;
+    return 0;
+}
+
 /* `deja replay`. */
 int cmd_replay(const cli_global *g, int argc, char **argv)
 {
@@ -520,12 +610,15 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
         {"via", required_argument, NULL, CLI_OPT_FLEET_VIA},
         {"rules", required_argument, NULL, OPT_REPLAY_END},
+        {"baseline", required_argument, NULL, OPT_BASELINE},
+        {"max-diverged", required_argument, NULL, OPT_MAX_DIVERGED},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
     deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
     deja_replay_summary sum;
     replay_state s;
+    replay_gate gate = {0, 0, 0};
     cli_filter f;
     deja_store *store = NULL;
     deja_bundle *bundle = NULL;
@@ -550,6 +643,14 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             s.rules = NULL;
             if (cli_rules_load(optarg, &s.rules) != 0)
                 goto cleanup;
+        } else if (c == OPT_BASELINE) {
+            o.baseline = optarg;
+        } else if (c == OPT_MAX_DIVERGED) {
+            if (parse_gate(optarg, &gate) != 0) {
+                cli_error("--max-diverged: expected a count N or a percentage P%%, got '%s'",
+                          optarg);
+                goto cleanup;
+            }
         } else if (c == '?') {
             goto cleanup;
         } else if ((r = cli_replay_option(&o, c, optarg)) != 0) {
@@ -593,6 +694,9 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             goto cleanup;
         rc = 0;
     } else {
+        if (!o.isolate) {
+            cli_crash_guard();
+        }
         rc = deja_replay_run(store, ids, n, s.spec, &o, on_result, &s, &sum);
     }
     pthread_mutex_lock(&s.lock);
@@ -615,6 +719,9 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         }
         if (s.rules != NULL)
             printf("; %zu break a rule", s.invalid);
+        if (o.baseline) {
+            printf("; %zu with noise the baseline shows too", sum.noisy);
+        }
         printf("\n");
         fflush(stdout);
     } else {
@@ -634,6 +741,15 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         cli_error("replay: %zu of %zu traces could not be replayed%s", sum.error + bad,
                   sum.total + bad,
                   sum.name_mismatch && !o.force ? " (recorded by another model: see --force)" : "");
+        goto cleanup;
+    }
+    if (gate.set) {
+        double allowed = gate.is_percent ? gate.limit * (double)sum.total / 100.0 : gate.limit;
+        int pass = (double)sum.diverged <= allowed;
+        fprintf(stderr, "deja: replay: %zu of %zu traces diverged on %s; at most %g%s allowed: %s\n",
+                sum.diverged, sum.total, s.spec, gate.limit, gate.is_percent ? "%" : "",
+                pass ? "pass" : "FAIL");
+        ret = pass ? CLI_EXIT_OK : CLI_EXIT_DIFF;
         goto cleanup;
     }
     if (sum.diverged > 0) {

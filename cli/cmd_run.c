@@ -305,7 +305,7 @@ static int parse_request(run_state *s, size_t line, const char *text, size_t len
             return line_error(s, line, "bad JSON", msg);
         }
     }
-    r->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
+    r->root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (r->root == NULL) {
         snprintf(msg, sizeof msg, "%s (column %d)", err.text, err.column);
         return line_error(s, line, "bad JSON", msg);

@@ -11,5 +11,8 @@
 /* Bounds on anything read back from disk or a bundle. */
 #define DEJA__MAX_RECORD ((size_t)1 << 30)
 #define DEJA__MAX_NAME 4096
+/* RNG draws one trace may hold, over all its streams: recording refuses a
+ * trace beyond it, reading refuses a record claiming more (32 MiB). */
+#define DEJA__MAX_DRAWS ((size_t)1 << 22)
 
 #endif /* DEJA_CORE_LIMITS_H */

@@ -928,6 +928,11 @@ typedef struct deja_replay_result {
      * recorded: compared on its first N bytes"). */
     const char *const *notes;
     size_t nnotes;
+    /* With a baseline: the outputs whose difference from the recording the
+     * baseline shows too (noise, not counted in the verdict), one line each
+     * ("name: detail"). */
+    const char *const *noise;
+    size_t nnoise;
 } deja_replay_result;
 
 /* Called once per trace, in selection order, on the thread that called
@@ -953,13 +958,19 @@ typedef struct deja_replay_options {
      * isolated worker is killed; an in-process one is left running and its
      * model instance replaced. */
     double timeout;
+    /* A noise baseline (PLUGIN[:ARG], normally the version that recorded
+     * the traces), or NULL: each trace is replayed on it too, once, and an
+     * output that the baseline already replays differently from the
+     * recording (thread count, hardware: noise) does not count against the
+     * model under test unless it differs worse there. */
+    const char *baseline;
 } deja_replay_options;
 
 #define DEJA_REPLAY_OPTIONS_VERSION 1
 #define DEJA_REPLAY_TIMEOUT_DEFAULT 300.0
 #define DEJA_REPLAY_OPTIONS_INIT                                                                 \
     {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, 0, NULL, NULL, \
-     DEJA_REPLAY_TIMEOUT_DEFAULT}
+     DEJA_REPLAY_TIMEOUT_DEFAULT, NULL}
 
 /* Counts of verdicts over one replay. `trouble` counts ERROR results that
  * are the caller's problem rather than the model's (a trace that cannot be
@@ -973,6 +984,7 @@ typedef struct deja_replay_summary {
     size_t error;
     size_t trouble;
     size_t name_mismatch; /* traces recorded by another model name */
+    size_t noisy;         /* traces with differences the baseline shows too */
 } deja_replay_summary;
 
 /* Replay the `n` traces `ids` of `store` on the model `model_spec`
@@ -988,6 +1000,12 @@ typedef struct deja_replay_summary {
 DEJA_API int deja_replay_run(deja_store *store, const deja_id *ids, size_t n,
                              const char *model_spec, const deja_replay_options *opts,
                              deja_replay_cb cb, void *payload, deja_replay_summary *summary);
+
+/* The trace whose inference the calling thread is running inside
+ * deja_replay_run() (without isolation): 1 with its id in `*out` (may be
+ * NULL), else 0. Async-signal-safe, for a crash handler that names the
+ * trace that crashed. */
+DEJA_API int deja_replay_current_trace(deja_id *out);
 
 /* One step of a bisection: a version tested and what it gave. */
 typedef struct deja_bisect_step {

@@ -19,6 +19,9 @@
 #include "core/error.h"
 #include "core/limits.h"
 
+/* Draws per trace, at most (core/limits.h: the same bound as recording). */
+#define MAX_DRAWS ((uint64_t)DEJA__MAX_DRAWS)
+
 /* Bytes of protobuf-c message structs that encoding keeps on the stack;
  * beyond this one heap arena is used. */
 #define STACK_ARENA 8192
@@ -335,6 +338,17 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     }
     msg.n_rng = trace->nrng;
     msg.rng = rptrs;
+    {
+        uint64_t all = 0;
+        for (size_t i = 0; i < trace->nrng; i++)
+            all += trace->rng[i].ndraws;
+        if (all > MAX_DRAWS) {
+            rc = deja__error_set(DEJA_EINVAL, "trace has %llu rng draws, more than the %llu a trace "
+                                 "can hold", (unsigned long long)all,
+                                 (unsigned long long)MAX_DRAWS);
+            goto cleanup;
+        }
+    }
 
     msg.n_clock_ns = trace->nclock;
     msg.clock_ns = (int64_t *)trace->clock_ns;
@@ -393,8 +407,6 @@ typedef struct trace_impl {
     uint64_t *draws;        /* regenerated RNG draws of every stream, one block */
 } trace_impl;
 
-/* Draws regenerated from seeds, at most, per trace (32 MiB). */
-#define MAX_DRAWS ((uint64_t)1 << 22)
 
 /* Fill the RNG streams of a decoded trace. A stream stored as a count has
  * its draws regenerated from its seed into one block owned by `impl`; the
@@ -402,7 +414,7 @@ typedef struct trace_impl {
 static int decode_rng(trace_impl *impl, const Deja__Pb__Trace *msg, deja_rng_stream *rng,
                       const char *prefix)
 {
-    uint64_t total = 0;
+    uint64_t total = 0, all = 0;
     uint64_t *next;
 
     for (size_t i = 0; i < msg->n_rng; i++) {
@@ -410,11 +422,13 @@ static int decode_rng(trace_impl *impl, const Deja__Pb__Trace *msg, deja_rng_str
         if (r->count != 0 && r->n_draws != 0)
             return deja__error_set(DEJA_ECORRUPT, "%srng stream '%s' has both draws and a count",
                                    prefix, r->name ? r->name : "");
-        if (r->count > MAX_DRAWS || total + r->count > MAX_DRAWS)
+        if (r->count > MAX_DRAWS || r->n_draws > MAX_DRAWS ||
+            all + r->count + r->n_draws > MAX_DRAWS)
             return deja__error_set(DEJA_ECORRUPT,
                                    "%srng streams claim more than %llu draws", prefix,
                                    (unsigned long long)MAX_DRAWS);
         total += r->count;
+        all += r->count + r->n_draws;
     }
     if (total > 0) {
         impl->draws = malloc((size_t)total * sizeof *impl->draws);
@@ -721,27 +735,37 @@ const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, siz
     return &impl->digests[slot];
 }
 
-/* Give the malloc'd payload `data` to tensor `index` on `side` of a trace
- * made by deja__trace_decode(): the trace owns it from now on (freeing any
- * payload attached before) and shows it as the tensor's data. An index out
- * of range frees `data` at once. */
-void deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data)
+/* Give the malloc'd payload `data` (`size` bytes) to tensor `index` on
+ * `side` of a trace made by deja__trace_decode(): the trace owns it from
+ * now on (freeing any payload attached before) and shows it as the
+ * tensor's data. A payload whose size is not the tensor's is refused
+ * (DEJA_ECORRUPT, naming the tensor) and freed, so that no reader ever
+ * walks past the end of a blob; so is an index out of range (DEJA_EINVAL). */
+int deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data, size_t size)
 {
     trace_impl *impl = (trace_impl *)trace;
     size_t slot;
 
     if (trace == NULL) {
         free(data);
-        return;
+        return deja__error_set(DEJA_EINVAL, "attach: no trace");
     }
     slot = tensor_slot(impl, side, index);
     if (slot == (size_t)-1) {
         free(data);
-        return;
+        return deja__error_set(DEJA_EINVAL, "attach: no %s %zu",
+                               side == DEJA_INPUT ? "input" : "output", index);
+    }
+    if (size != impl->tensors[slot].size) {
+        free(data);
+        return deja__error_set(DEJA_ECORRUPT, "%s '%s' claims %zu bytes, its blob holds %zu",
+                               side == DEJA_INPUT ? "input" : "output", impl->tensors[slot].name,
+                               impl->tensors[slot].size, size);
     }
     free(impl->attached[slot]);
     impl->attached[slot] = data;
     impl->tensors[slot].data = data;
+    return 0;
 }
 
 /* Free a trace made by deja__trace_decode() (and so by deja_trace_get()),

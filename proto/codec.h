@@ -39,8 +39,9 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out);
 const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, size_t index);
 
 /* Hand a blob payload (malloc'd, `size` bytes) to the trace, which owns it
- * from now on and shows it as the tensor's data. */
-void deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data);
+ * from now on and shows it as the tensor's data. Returns 0, or
+ * DEJA_ECORRUPT (payload freed) when `size` is not the tensor's size. */
+int deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data, size_t size);
 
 /* Encode an environment canonically: the same environment always gives the
  * same bytes, so its XXH3-128 is its key. */

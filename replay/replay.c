@@ -78,6 +78,7 @@ typedef struct slot {
     size_t nout;
     notes changes;   /* how the replaying model differs from the recorded one */
     notes cmp_notes; /* notes on the comparison (truncated outputs) */
+    notes noise;     /* outputs whose difference the baseline shows too */
 } slot;
 
 typedef struct engine {
@@ -89,6 +90,11 @@ typedef struct engine {
     deja_env *current_owned; /* current with the model's libraries */
     deja_model **models; /* one per worker, or one shared */
     size_t nmodels;
+    const char *spec;
+    deja_model **bmodels; /* the baseline's, one per worker (NULL: none) */
+    /* Instances a timed-out inference still runs in: never freed. */
+    deja_model *abandoned[MAX_JOBS];
+    size_t nabandoned;
     slot *slots;
     pthread_mutex_t lock; /* guards next, done, stop, slots' ready, envs, store reads */
     pthread_cond_t ready;
@@ -196,6 +202,7 @@ static void slot_clear(slot *s)
     free(s->out);
     notes_free(&s->changes);
     notes_free(&s->cmp_notes);
+    notes_free(&s->noise);
     memset(s, 0, sizeof(*s));
 }
 
@@ -274,15 +281,36 @@ static void fp_restore(const fpstate *s)
 #endif
 }
 
+/* The floating-point mode a trace was recorded with, copied out of its
+ * environment (so that an inference left running past its timeout never
+ * reads an environment the engine has freed). */
+typedef struct fpmode {
+    int known;
+    char rounding[16];
+    int ftz;
+    int daz;
+} fpmode;
+
+static void fp_of(const deja_env *env, fpmode *m)
+{
+    memset(m, 0, sizeof(*m));
+    if (env) {
+        m->known = 1;
+        snprintf(m->rounding, sizeof(m->rounding), "%s", env->fp_rounding ? env->fp_rounding : "");
+        m->ftz = env->ftz;
+        m->daz = env->daz;
+    }
+}
+
 /* Pin the calling thread's rounding mode and flush-to-zero and
  * denormals-are-zero flags to those of `env` (when known). */
-static void fp_pin(const deja_env *env)
+static void fp_pin(const fpmode *env)
 {
     const char *r;
-    if (!env) {
+    if (!env->known) {
         return;
     }
-    r = env->fp_rounding ? env->fp_rounding : "";
+    r = env->rounding;
 #ifdef FE_TONEAREST
     if (strcmp(r, "nearest") == 0) {
         fesetround(FE_TONEAREST);
@@ -414,10 +442,27 @@ static int outcome_add(outcome *oc, const char *name, deja_dtype dtype, size_t n
     return 0;
 }
 
-/* Run the model once on trace `t` in this process, pinning the FP mode of
+/* The trace whose inference runs on this thread, for a crash message
+ * (deja_replay_current_trace). */
+static _Thread_local int current_set;
+static _Thread_local deja_id current_id;
+
+/* The trace whose inference the calling thread is running; see deja.h. */
+int deja_replay_current_trace(deja_id *out)
+{
+    if (!current_set) {
+        return 0;
+    }
+    if (out) {
+        *out = current_id;
+    }
+    return 1;
+}
+
+/* Run the model once on trace `t` in this process, pinning the FP mode
  * `env`, and fill `oc`. Returns 0 (a model failure is in oc->failed) or a
  * negative code when the run could not happen. */
-static int run_inline(deja_model *model, const deja_trace *t, const deja_env *env, outcome *oc)
+static int run_inline(deja_model *model, const deja_trace *t, const fpmode *env, outcome *oc)
 {
     fpstate saved;
     deja_ctx *ctx = NULL;
@@ -431,7 +476,10 @@ static int run_inline(deja_model *model, const deja_trace *t, const deja_env *en
     }
     fp_save(&saved);
     fp_pin(env);
+    current_id = t->id;
+    current_set = 1;
     rc = deja_model_infer(model, ctx);
+    current_set = 0;
     fp_restore(&saved);
     if (rc != 0) {
         const char *ce = deja_ctx_error(ctx);
@@ -539,7 +587,7 @@ static int put_outcome(FILE *fp, const outcome *oc)
 
 /* In the child: run every repeat and write each outcome to `fd` as it
  * comes, then _exit. */
-static void child_run(deja_model *model, const deja_trace *t, const deja_env *env, unsigned n,
+static void child_run(deja_model *model, const deja_trace *t, const fpmode *env, unsigned n,
                       int fd)
 {
     FILE *fp = fdopen(fd, "w");
@@ -705,7 +753,7 @@ static int64_t deadline_after(double seconds)
  * A child killed by a signal, or exiting early, fails the repeats it did
  * not answer; a child still running at the deadline is killed and
  * `*timed_out` set. */
-static int run_isolated(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
+static int run_isolated(engine *e, deja_model *model, const deja_trace *t, const fpmode *env,
                         outcome *ocs, unsigned n, int *timed_out)
 {
     int fds[2], status = 0, rc = 0;
@@ -826,18 +874,161 @@ cleanup:
     return rc;
 }
 
-/* Run the `n` repeats of trace `t`, in this process or isolated. */
-static int run_all(engine *e, deja_model *model, const deja_trace *t, const deja_env *env,
-                   outcome *ocs, unsigned n, int *timed_out)
+/* The inferences of one trace on a thread of their own, so that a model
+ * that hangs can be left behind at the timeout. When it is, the job owns
+ * the trace and the outcomes and frees them if the inference ever ends;
+ * the model instance is never freed (the thread may still be inside it). */
+typedef struct job {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done;
+    int abandoned;
+    int rc;
+    deja_model *model;
+    deja_trace *trace;
+    fpmode fp;
+    outcome *ocs;
+    unsigned n;
+} job;
+
+static void job_free(job *j)
+{
+    unsigned r;
+    for (r = 0; j->ocs && r < j->n; r++) {
+        outcome_free(&j->ocs[r]);
+    }
+    free(j->ocs);
+    deja_trace_free(j->trace);
+    pthread_cond_destroy(&j->cond);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}
+
+static void *job_main(void *arg)
+{
+    job *j = arg;
+    unsigned r;
+    int rc = 0, abandoned;
+    for (r = 0; r < j->n && rc == 0; r++) {
+        rc = run_inline(j->model, j->trace, &j->fp, &j->ocs[r]);
+    }
+    pthread_mutex_lock(&j->lock);
+    j->rc = rc;
+    j->done = 1;
+    abandoned = j->abandoned;
+    pthread_cond_signal(&j->cond);
+    pthread_mutex_unlock(&j->lock);
+    if (abandoned) {
+        job_free(j);
+    }
+    return NULL;
+}
+
+/* Remember `old` as an instance a timed-out inference still runs in
+ * (never freed) and give the caller a fresh one in `*modelp` (NULL when it
+ * cannot be loaded: the slot says why). */
+static void replace_model(engine *e, deja_model **modelp, deja_model *old)
+{
+    deja_model *fresh = NULL;
+    size_t k;
+    if (deja_model_load(&fresh, e->spec) != 0) {
+        fresh = NULL;
+    }
+    pthread_mutex_lock(&e->lock);
+    for (k = 0; k < e->nmodels; k++) {
+        if (e->models[k] == old) {
+            e->models[k] = fresh;
+        }
+    }
+    if (e->nabandoned < MAX_JOBS) {
+        e->abandoned[e->nabandoned++] = old;
+    }
+    pthread_mutex_unlock(&e->lock);
+    *modelp = fresh;
+}
+
+/* Run the `n` repeats of trace `s->trace` in this process on a thread of
+ * their own, waiting at most the timeout. On a timeout the trace moves to
+ * the abandoned job (s->trace becomes NULL) and the worker gets a fresh
+ * model instance. */
+static int run_timed(engine *e, deja_model **modelp, slot *s, const fpmode *fp, outcome *ocs,
+                     unsigned n, int *timed_out)
+{
+    pthread_condattr_t ca;
+    pthread_t th;
+    struct timespec until;
+    job *j = calloc(1, sizeof(*j));
+    int rc = 0, wrc = 0;
+    if (!j || !(j->ocs = calloc(n, sizeof(*j->ocs)))) {
+        free(j);
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    j->model = *modelp;
+    j->trace = s->trace;
+    j->fp = *fp;
+    j->n = n;
+    if (pthread_create(&th, NULL, job_main, j) != 0) {
+        j->trace = NULL;
+        job_free(j);
+        return deja__error_set(DEJA_EIO, "replay: cannot start an inference thread");
+    }
+    pthread_detach(th);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    {
+        double secs = e->o.timeout;
+        time_t whole = (time_t)secs;
+        long ns = (long)((secs - (double)whole) * 1e9);
+        until.tv_sec += whole;
+        until.tv_nsec += ns;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&j->lock);
+    while (!j->done && wrc != ETIMEDOUT) {
+        wrc = pthread_cond_timedwait(&j->cond, &j->lock, &until);
+    }
+    if (!j->done) {
+        /* Left behind: the job keeps the trace and frees it if it ends. */
+        j->abandoned = 1;
+        s->trace = NULL;
+        pthread_mutex_unlock(&j->lock);
+        *timed_out = 1;
+        replace_model(e, modelp, j->model);
+        return 0;
+    }
+    pthread_mutex_unlock(&j->lock);
+    rc = j->rc;
+    memcpy(ocs, j->ocs, n * sizeof(*ocs));
+    free(j->ocs);
+    j->ocs = NULL;
+    j->trace = NULL;
+    job_free(j);
+    return rc;
+}
+
+/* Run the `n` repeats of the slot's trace, in this process (on a thread of
+ * their own when there is a timeout) or isolated. */
+static int run_all(engine *e, deja_model **modelp, slot *s, const fpmode *fp, outcome *ocs,
+                   unsigned n, int *timed_out)
 {
     unsigned r;
     int rc = 0;
     *timed_out = 0;
     if (e->o.isolate) {
-        return run_isolated(e, model, t, env, ocs, n, timed_out);
+        return run_isolated(e, *modelp, s->trace, fp, ocs, n, timed_out);
+    }
+    if (e->o.timeout > 0) {
+        return run_timed(e, modelp, s, fp, ocs, n, timed_out);
     }
     for (r = 0; r < n && rc == 0; r++) {
-        rc = run_inline(model, t, env, &ocs[r]);
+        rc = run_inline(*modelp, s->trace, fp, &ocs[r]);
     }
     return rc;
 }
@@ -1033,11 +1224,50 @@ static deja_output_decl *merged_kinds(const deja_trace *t, const outcome *oc, si
     return k;
 }
 
+/* The tensor diff of output `name` in `d`, or NULL. */
+static const deja_tensor_diff *tensor_named(const deja_diff *d, const char *name)
+{
+    size_t k;
+    for (k = 0; k < d->ntensors; k++) {
+        if (strcmp(d->tensors[k].name, name) == 0) {
+            return &d->tensors[k];
+        }
+    }
+    return NULL;
+}
+
+/* Replay the slot's trace once on the baseline `bm` and diff its outputs
+ * against the recording with the same options, into `*out`. A baseline
+ * that fails or times out gives no diff (nothing counts as noise).
+ * Returns 0 or a negative code when the baseline could not run. */
+static int baseline_diff(engine *e, deja_model *bm, slot *s, const fpmode *fp,
+                         const deja_diff_options *dopt, deja_diff **out)
+{
+    outcome oc;
+    int timed_out = 0, rc;
+    deja_model *m = bm;
+    *out = NULL;
+    memset(&oc, 0, sizeof(oc));
+    if (!bm) {
+        return deja__error_set(DEJA_EMODEL, "no instance");
+    }
+    rc = e->o.isolate ? run_isolated(e, m, s->trace, fp, &oc, 1, &timed_out)
+                      : run_inline(m, s->trace, fp, &oc);
+    if (rc == 0 && !timed_out && oc.failed == (s->trace->status == DEJA_STATUS_ERROR)) {
+        rc = deja_diff_outputs(s->trace->outputs, s->trace->noutputs, oc.out, oc.nout, dopt, out);
+    }
+    outcome_free(&oc);
+    return rc;
+}
+
 /* Replay trace `i` on `model` and fill its slot (never fails: every
  * problem becomes the slot's verdict). */
-static void replay_one(engine *e, deja_model *model, size_t i)
+static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
 {
     slot *s = &e->slots[i];
+    deja_model *model = *modelp;
+    deja_diff *bdiff = NULL;
+    fpmode fp;
     outcome *ocs = NULL, *first;
     const deja_trace *t;
     deja_tensor *view = NULL;
@@ -1064,6 +1294,11 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         slot_fail(s, DEJA_ENOMEM, 1, "out of memory comparing environments");
         goto cleanup;
     }
+    if (!model) {
+        slot_fail(s, DEJA_EMODEL, 1,
+                  "no model instance: a replacement for one that timed out could not be loaded");
+        goto cleanup;
+    }
     t = s->trace;
     if (strcmp(t->model_name ? t->model_name : "", deja_model_name(model)) != 0) {
         s->mismatch = 1;
@@ -1084,7 +1319,8 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         slot_fail(s, DEJA_ENOMEM, 1, "out of memory for %u repeats", e->o.repeat);
         goto cleanup;
     }
-    rc = run_all(e, model, t, s->env->env, ocs, e->o.repeat, &timed_out);
+    fp_of(s->env->env, &fp);
+    rc = run_all(e, modelp, s, &fp, ocs, e->o.repeat, &timed_out);
     if (rc != 0) {
         slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
         goto cleanup;
@@ -1137,12 +1373,30 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         slot_fail(s, rc, 1, "cannot diff the outputs: %s", deja_error_last());
         goto cleanup;
     }
+    if (e->bmodels && baseline_diff(e, e->bmodels[wi], s, &fp, &dopt, &bdiff) != 0) {
+        slot_fail(s, DEJA_EMODEL, 1, "the baseline %s: %s", e->o.baseline, deja_error_last());
+        goto cleanup;
+    }
     /* The verdict is earned per output: one that differs the same way on
-     * every repeat is a divergence, whatever the others do. */
+     * every repeat is a divergence, whatever the others do; one the
+     * baseline replays at least as differently is noise. */
     s->verdict = DEJA_VERDICT_SAME;
     for (k = 0; k < s->diff->ntensors; k++) {
         const deja_tensor_diff *td = &s->diff->tensors[k];
-        if (!is_varying(s, td->name) && td->verdict > s->verdict) {
+        const deja_tensor_diff *bd = bdiff ? tensor_named(bdiff, td->name) : NULL;
+        if (is_varying(s, td->name)) {
+            continue;
+        }
+        if (bd && td->verdict != DEJA_VERDICT_SAME && bd->verdict >= td->verdict) {
+            char line[600];
+            snprintf(line, sizeof(line), "%.100s: %.480s", td->name, td->detail);
+            if (notes_add(&s->noise, line) != 0) {
+                slot_fail(s, DEJA_ENOMEM, 1, "out of memory");
+                goto cleanup;
+            }
+            continue;
+        }
+        if (td->verdict > s->verdict) {
             s->verdict = td->verdict;
         }
     }
@@ -1171,6 +1425,7 @@ static void replay_one(engine *e, deja_model *model, size_t i)
         s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
     }
 cleanup:
+    deja_diff_free(bdiff);
     for (r = 0; ocs && r < e->o.repeat; r++) {
         outcome_free(&ocs[r]);
     }
@@ -1197,6 +1452,7 @@ static void finish(engine *e, size_t i)
 typedef struct worker {
     engine *e;
     deja_model *model;
+    size_t index;
     pthread_t thread;
     int started;
 } worker;
@@ -1215,7 +1471,7 @@ static void *worker_main(void *arg)
         }
         i = e->next++;
         pthread_mutex_unlock(&e->lock);
-        replay_one(e, w->model, i);
+        replay_one(e, &w->model, w->index, i);
         finish(e, i);
     }
     return NULL;
@@ -1259,6 +1515,9 @@ static int emit(engine *e, size_t i, deja_replay_cb cb, void *payload, deja_repl
     res.nmodel_changes = s->changes.n;
     res.notes = (const char *const *)s->cmp_notes.v;
     res.nnotes = s->cmp_notes.n;
+    res.noise = (const char *const *)s->noise.v;
+    res.nnoise = s->noise.n;
+    sum->noisy += s->noise.n > 0;
     sum->total++;
     switch (s->verdict) {
     case DEJA_VERDICT_SAME:
@@ -1327,6 +1586,7 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
     worker *workers = NULL;
     deja_replay_summary sum;
     size_t nworkers = 0, i, emitted = 0;
+    deja_model *first_model = NULL; /* names the results; alive until the end */
     int rc, lock_ok = 0, cond_ok = 0, stop = 0;
     memset(&e, 0, sizeof(e));
     memset(&sum, 0, sizeof(sum));
@@ -1370,6 +1630,8 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
         goto cleanup;
     }
     e.nmodels = 1;
+    first_model = e.models[0];
+    e.spec = model_spec;
     if ((rc = env_with_model(&e, e.models[0])) != 0) {
         goto cleanup;
     }
@@ -1384,16 +1646,34 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
             e.nmodels++;
         }
     }
+    if (e.o.baseline) {
+        /* One baseline instance per worker (plugins are not assumed
+         * thread-safe). */
+        e.bmodels = calloc(nworkers, sizeof(*e.bmodels));
+        if (!e.bmodels) {
+            rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+            goto cleanup;
+        }
+        for (i = 0; i < nworkers; i++) {
+            rc = deja_model_load(&e.bmodels[i], e.o.baseline);
+            if (rc != 0) {
+                rc = deja__error_wrap(rc, "baseline: ");
+                goto cleanup;
+            }
+        }
+    }
     if (nworkers <= 1) {
         for (i = 0; i < n && !stop; i++) {
-            replay_one(&e, e.models[0], i);
+            deja_model *m = e.models[0];
+            replay_one(&e, &m, 0, i);
             finish(&e, i);
-            stop = emit(&e, i, cb, payload, &sum, e.models[0]);
+            stop = emit(&e, i, cb, payload, &sum, m ? m : first_model);
         }
         goto done;
     }
     for (i = 0; i < nworkers; i++) {
         workers[i].e = &e;
+        workers[i].index = i;
         workers[i].model = e.models[e.nmodels > 1 ? i : 0];
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             rc = deja__error_set(DEJA_EIO, "replay: cannot start worker thread %zu", i);
@@ -1410,7 +1690,7 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
             pthread_cond_wait(&e.ready, &e.lock);
         }
         pthread_mutex_unlock(&e.lock);
-        stop = emit(&e, emitted, cb, payload, &sum, e.models[0]);
+        stop = emit(&e, emitted, cb, payload, &sum, first_model);
     }
     pthread_mutex_lock(&e.lock);
     e.stop = 1;
@@ -1428,6 +1708,10 @@ cleanup:
     for (i = 0; e.models && i < e.nmodels; i++) {
         deja_model_free(e.models[i]);
     }
+    for (i = 0; e.bmodels && i < nworkers; i++) {
+        deja_model_free(e.bmodels[i]);
+    }
+    free(e.bmodels);
     while (e.envs) {
         env_entry *next = e.envs->next;
         deja_env_free(e.envs->env);

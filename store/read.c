@@ -130,10 +130,10 @@ static int attach_blobs(deja_store *store, MDB_txn *txn, deja_trace *trace)
             if (d == NULL)
                 continue;
             rc = deja__blob_get_txn(store, txn, d, &data, &size);
-            if (rc == 0) {
-                deja__trace_attach(trace, (deja_side)side, i, data);
+            if (rc == 0)
+                rc = deja__trace_attach(trace, (deja_side)side, i, data, size);
+            if (rc == 0)
                 continue;
-            }
             deja_id_format(&trace->id, text);
             if (rc == DEJA_ENOTFOUND) {
                 deja_digest_format(d, hex);

@@ -83,6 +83,32 @@ static int check_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const ch
     return 0;
 }
 
+/* The payload size of the blob stored under `d` as its record says (the
+ * raw size of a plain record, the total of a chunked one): 1 with `*size`
+ * set, 0 when the record is too malformed to say (its own walk reports
+ * it), negative on an LMDB error. */
+static int blob_size(verifier *v, const deja_digest *d, size_t *size)
+{
+    MDB_val k = {16, (void *)d->bytes}, val;
+    const uint8_t *p;
+    int rc = mdb_get(v->txn, v->store->blobs, &k, &val);
+
+    if (rc != 0)
+        return rc == MDB_NOTFOUND ? 0 : deja__mdb_error(rc, "verifying");
+    p = val.mv_data;
+    if (val.mv_size > 0 && p[0] == DEJA__CHUNKED_MAGIC) {
+        deja__chunked it;
+        if (deja__chunked_parse(val.mv_data, val.mv_size, d, &it) != 0)
+            return 0;
+        *size = it.total;
+        return 1;
+    }
+    if (val.mv_size < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
+        return 0;
+    *size = (size_t)p[6] | (size_t)p[7] << 8 | (size_t)p[8] << 16 | (size_t)p[9] << 24;
+    return 1;
+}
+
 /* Check one trace's references: blobs, environment, index entries. */
 static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
 {
@@ -101,8 +127,21 @@ static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
             if (rc < 0)
                 return rc;
             deja_digest_format(d, hex);
-            if (rc == 0)
+            if (rc == 0) {
                 problem(v, "trace %s: blob %s: missing", text, hex);
+                continue;
+            }
+            {
+                const deja_tensor *tt = side == DEJA_INPUT ? &t->inputs[i] : &t->outputs[i];
+                size_t bsize = 0;
+                rc = blob_size(v, d, &bsize);
+                if (rc < 0)
+                    return rc;
+                if (rc == 1 && bsize != tt->size)
+                    problem(v, "trace %s: %s '%s' claims %zu bytes, its blob %s holds %zu", text,
+                            side == DEJA_INPUT ? "input" : "output", tt->name, tt->size, hex,
+                            bsize);
+            }
         }
     }
     if (t->has_env) {

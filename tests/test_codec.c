@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "deja.h"
+#include "core/limits.h"
 #include "proto/codec.h"
 #include "store/store.h"
 
@@ -234,7 +235,7 @@ static void test_codec__round_trip_full(void **state)
         copy = malloc(size);
         assert_non_null(copy);
         memcpy(copy, stored, size);
-        deja__trace_attach(t, DEJA_OUTPUT, i, copy);
+        assert_int_equal(deja__trace_attach(t, DEJA_OUTPUT, i, copy, size), 0);
         assert_ptr_equal(t->outputs[i].data, copy);
         assert_memory_equal(t->outputs[i].data, s.out[i].data, size);
     }
@@ -793,10 +794,78 @@ static void test_codec__buf(void **state)
     deja__buf_free(&b);
 }
 
+/* Append a varint to `p`; returns the new end. */
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Decode a hand-made Trace holding one RNG stream stored as `count`
+ * draws; returns the decoder's code. */
+static int decode_count(uint64_t count)
+{
+    uint8_t rec[64], stream[16], *p = rec, *q = stream;
+    deja_trace *t = NULL;
+    int rc;
+    *q++ = 0x0a; /* RngStream.name = "n" */
+    *q++ = 1;
+    *q++ = 'n';
+    *q++ = 0x20; /* RngStream.count */
+    q = put_varint(q, count);
+    *p++ = 0x0a; /* Trace.id: 16 bytes */
+    *p++ = 16;
+    memset(p, 7, 16);
+    p += 16;
+    *p++ = 0x4a; /* Trace.rng */
+    *p++ = (uint8_t)(q - stream);
+    memcpy(p, stream, (size_t)(q - stream));
+    p += q - stream;
+    rc = deja__trace_decode(rec, (size_t)(p - rec), &t);
+    if (rc == 0) {
+        assert_int_equal(t->rng[0].ndraws, count);
+        deja_trace_free(t);
+    }
+    return rc;
+}
+
+/* The bound on RNG draws is one constant on both sides: a trace at the
+ * bound encodes and decodes, one draw past it is refused by both. */
+static void test_codec__draw_bound_both_sides(void **state)
+{
+    deja_trace t;
+    deja_rng_stream r;
+    deja__buf b = {0};
+    uint64_t *draws = malloc((DEJA__MAX_DRAWS + 1) * sizeof *draws);
+    (void)state;
+    assert_non_null(draws);
+    deja__rng_generate(9, draws, DEJA__MAX_DRAWS + 1);
+    memset(&t, 0, sizeof t);
+    memset(t.id.bytes, 3, 16);
+    t.model_name = "m";
+    t.model_version = "1";
+    t.error = "";
+    r = (deja_rng_stream){"s", 9, draws, DEJA__MAX_DRAWS};
+    t.rng = &r;
+    t.nrng = 1;
+    assert_int_equal(deja__trace_encode(&t, 1024, NULL, NULL, &b), 0);
+    r.ndraws = DEJA__MAX_DRAWS + 1;
+    assert_int_equal(deja__trace_encode(&t, 1024, NULL, NULL, &b), DEJA_EINVAL);
+    deja__buf_free(&b);
+    free(draws);
+    assert_int_equal(decode_count(DEJA__MAX_DRAWS), 0);
+    assert_int_equal(decode_count(DEJA__MAX_DRAWS + 1), DEJA_ECORRUPT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec__round_trip_full),
+        cmocka_unit_test(test_codec__draw_bound_both_sides),
         cmocka_unit_test(test_codec__minimal_trace),
         cmocka_unit_test(test_codec__rng_draws_by_count),
         cmocka_unit_test(test_codec__no_put_keeps_inline),

@@ -1850,6 +1850,74 @@ static void test_store__concurrent_writers(void **state)
     rm_rf(dir);
 }
 
+/* Any digest the encoder asks for is the one in `payload`. */
+static int put_fixed(const void *data, size_t size, deja_digest *out, void *payload)
+{
+    (void)data;
+    (void)size;
+    *out = *(const deja_digest *)payload;
+    return 0;
+}
+
+/* A record whose tensor claims 4000 bytes over a 2000-byte blob: reading
+ * refuses it (ECORRUPT, naming the tensor) instead of handing out a
+ * 2000-byte buffer as 4000, and verify reports it. */
+static void test_store__blob_size_checked(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    deja_trace *t = NULL;
+    ttrace a, b;
+    deja_digest da;
+    deja__buf rec = {0};
+    uint8_t *r;
+    raw rw;
+    MDB_dbi traces;
+    MDB_val k, v;
+    problems p;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    ttrace_init(&a, 1700000000000, 0, "m", "1", DEJA_STATUS_OK, "p", 2000, 5, NULL);
+    write_traces(s, &a, 1);
+    deja_store_close(s);
+    da = deja_digest_of(a.big, 2000);
+    ttrace_init(&b, 1700000000001, 1, "m", "1", DEJA_STATUS_OK, "p", 4000, 6, NULL);
+    assert_int_equal(deja__trace_encode(&b.t, 64, put_fixed, &da, &rec), 0);
+    r = malloc(DEJA__RECORD_HEADER + rec.size);
+    assert_non_null(r);
+    memset(r, 0, DEJA__RECORD_HEADER);
+    r[0] = DEJA__RECORD_MAGIC;
+    r[1] = DEJA__CODEC_RAW;
+    r[6] = (uint8_t)rec.size;
+    r[7] = (uint8_t)(rec.size >> 8);
+    r[8] = (uint8_t)(rec.size >> 16);
+    r[9] = (uint8_t)(rec.size >> 24);
+    memcpy(r + DEJA__RECORD_HEADER, rec.data, rec.size);
+    traces = raw_open(&rw, path, "traces");
+    k.mv_size = 16;
+    k.mv_data = b.t.id.bytes;
+    v.mv_size = DEJA__RECORD_HEADER + rec.size;
+    v.mv_data = r;
+    assert_int_equal(mdb_put(rw.txn, traces, &k, &v, 0), 0);
+    raw_close(&rw);
+    free(r);
+    deja__buf_free(&rec);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(s, &b.t.id, &t), DEJA_ECORRUPT);
+    assert_null(t);
+    assert_non_null(strstr(deja_error_last(), "input 'image' claims 4000 bytes, its blob holds 2000"));
+    memset(&p, 0, sizeof p);
+    assert_true(deja_store_verify(s, problem_cb, &p) > 0);
+    assert_true(has_line(&p, "input 'image' claims 4000 bytes", NULL));
+    deja_store_close(s);
+    ttrace_free(&a);
+    ttrace_free(&b);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1873,6 +1941,7 @@ int main(void)
         cmocka_unit_test(test_store__chunk_list_bounds),
         cmocka_unit_test(test_store__old_whole_blob),
         cmocka_unit_test(test_store__verify),
+        cmocka_unit_test(test_store__blob_size_checked),
         cmocka_unit_test(test_store__concurrent_writers),
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
     };

@@ -78,6 +78,7 @@ typedef struct results {
     char env[MAX_IDS][LINE];      /* environment lines */
     char notes[MAX_IDS][LINE];    /* comparison notes */
     char short_[MAX_IDS][LINE];   /* unconsumed lines */
+    char noise[MAX_IDS][LINE];    /* noise lines */
     size_t nunrecorded[MAX_IDS];
     int label_changed[MAX_IDS];
 } results;
@@ -104,6 +105,7 @@ static int gather(const deja_replay_result *r, void *payload)
     join(res->env[k], r->env, r->nenv);
     join(res->notes[k], r->notes, r->nnotes);
     join(res->short_[k], r->unconsumed, r->nunconsumed);
+    join(res->noise[k], r->noise, r->nnoise);
     res->nunrecorded[k] = r->nunrecorded;
     for (i = 0; r->diff && i < r->diff->ntensors; i++)
         res->label_changed[k] |= r->diff->tensors[i].rows_label > 0;
@@ -255,6 +257,47 @@ static void test_verdicts__timeout(void **state)
     replay(ids, 1, "test-probe:hang", &o, &res);
     assert_int_equal(res.verdict[0], DEJA_VERDICT_ERROR);
     assert_non_null(strstr(res.error[0], "timed out after 0.5 s"));
+}
+
+/* Item 7, in process: the hanging inference is left behind, the next trace
+ * replays on a fresh instance. */
+static void test_verdicts__timeout_in_process(void **state)
+{
+    deja_id ids[2];
+    deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+    results res;
+    (void)state;
+    record_n("test-probe", 2, 0, ids);
+    o.timeout = 0.5;
+    replay(ids, 2, "test-probe:hangon=1", &o, &res);
+    assert_int_equal(res.verdict[0], DEJA_VERDICT_ERROR);
+    assert_non_null(strstr(res.error[0], "timed out after 0.5 s"));
+    assert_int_equal(res.verdict[1], DEJA_VERDICT_SAME);
+}
+
+/* Item 8: a crash without --isolate names the trace and suggests
+ * --isolate before the process dies. */
+static void test_verdicts__crash_names_the_trace(void **state)
+{
+    static char out[16384], err[4096];
+    char cmd[1024], id[DEJA_ID_STRLEN + 1];
+    char *p;
+    (void)state;
+    snprintf(cmd, sizeof(cmd),
+             "printf '{\"inputs\":{\"prompt\":\"boom\"}}\n' | DEJA_STORE='%s' "
+             "DEJA_PLUGIN_PATH='%s' '%s' run --model test-crashy --json > '%s.out' 2>/dev/null",
+             store_path, DEJA_LIB_DIR, DEJA_BIN, store_path);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "%s.out", store_path);
+    replay_read_and_remove(cmd, out, sizeof(out));
+    assert_non_null(p = strstr(out, "\"id\":\""));
+    memcpy(id, p + 6, DEJA_ID_STRLEN);
+    id[DEJA_ID_STRLEN] = '\0';
+    assert_int_not_equal(
+        replay_run_deja(out, sizeof(out), err, sizeof(err), "replay --model test-crashy:crash"), 0);
+    assert_non_null(strstr(err, "the model crashed while replaying trace "));
+    assert_non_null(strstr(err, id));
+    assert_non_null(strstr(err, "--isolate"));
 }
 
 /* Item 9: the ARG and the weights digest are recorded and compared; the
@@ -457,6 +500,143 @@ static void test_verdicts__threads(void **state)
         assert_int_equal(res.verdict[i], DEJA_VERDICT_SAME);
 }
 
+/* Item 13: anything recorded is readable: a span at the bound of RNG
+ * draws is recorded and read back; one draw past it is refused at the end
+ * of the span, and nothing unreadable reaches the store. */
+static void test_verdicts__draw_bound(void **state)
+{
+    deja_tracer *tracer = NULL;
+    deja_store *store = NULL;
+    deja_trace *t = NULL;
+    deja_id id;
+    size_t k;
+    int pass;
+    (void)state;
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    for (pass = 0; pass < 2; pass++) {
+        deja_span *span = NULL;
+        deja_ctx *ctx = NULL;
+        uint64_t seed = 1;
+        assert_int_equal(deja_span_begin(&span, tracer, "many", "1"), 0);
+        if (pass == 0)
+            id = *deja_span_id(span);
+        assert_int_equal(deja_ctx_record_v2(&ctx, span, &seed), 0);
+        for (k = 0; k < ((size_t)1 << 22) + (size_t)pass; k++)
+            (void)deja_ctx_rng_u64(ctx, k % 2 ? "a" : "b");
+        deja_ctx_free(ctx);
+        assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), pass ? DEJA_EINVAL : 0);
+    }
+    deja_tracer_close(tracer);
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(store, &id, &t), 0);
+    assert_int_equal(t->rng[0].ndraws + t->rng[1].ndraws, (size_t)1 << 22);
+    deja_trace_free(t);
+    assert_int_equal(deja_store_verify(store, NULL, NULL), 0);
+    deja_store_close(store);
+}
+
+/* Item 15: text with NUL characters is recorded byte for byte; a name that
+ * is not valid UTF-8 is escaped in JSON, not a failure of the listing. */
+static void test_verdicts__nul_text_and_bad_names(void **state)
+{
+    static char out[16384];
+    char req[300], id[DEJA_ID_STRLEN + 1];
+    deja_store *store = NULL;
+    deja_trace *t = NULL;
+    deja_tracer *tracer = NULL;
+    deja_span *span = NULL;
+    deja_id tid;
+    FILE *f;
+    char *p;
+    (void)state;
+    snprintf(req, sizeof(req), "%s.req", store_path);
+    assert_non_null(f = fopen(req, "w"));
+    fputs("{\"inputs\": {\"prompt\": \"a\\u0000b\"}}\n", f);
+    fclose(f);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "run --model test-probe --json --requests '%s'", req),
+                     0);
+    remove(req);
+    assert_non_null(p = strstr(out, "\"id\":\""));
+    memcpy(id, p + 6, DEJA_ID_STRLEN);
+    id[DEJA_ID_STRLEN] = '\0';
+    assert_int_equal(deja_id_parse(&tid, id), 0);
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_trace_get(store, &tid, &t), 0);
+    assert_int_equal(t->inputs[0].size, 3);
+    assert_memory_equal(t->inputs[0].data, "a\0b", 3);
+    deja_trace_free(t);
+    deja_store_close(store);
+    /* A trace whose output name is not UTF-8. */
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    assert_int_equal(deja_span_begin(&span, tracer, "m", "1"), 0);
+    assert_int_equal(deja_span_add_text(span, DEJA_OUTPUT, "bad\xff", "x", 1), 0);
+    assert_int_equal(deja_span_tag(span, "k\xfe", "v\xfd"), 0);
+    assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), 0);
+    deja_tracer_close(tracer);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "ls --json"), 0);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "show --json %s", id), 0);
+    assert_non_null(strstr(out, "a\\u0000b"));
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "ls --json --model m"), 0);
+    assert_non_null(strstr(out, "k\\\\xfe"));
+}
+
+/* The noise baseline: a difference the recorded version shows too on this
+ * machine is noise, reported apart; only what the candidate alone shows is
+ * a regression. */
+static void test_verdicts__baseline(void **state)
+{
+    deja_id ids[1];
+    deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;
+    results res;
+    deja_store *store = NULL;
+    (void)state;
+    record_n("test-probe:envnoise", 1, 0, ids);
+    setenv("PROBE_NOISE", "1", 1);
+    replay(ids, 1, "test-probe:envnoise,draws=3", &o, &res);
+    assert_int_equal(res.verdict[0], DEJA_VERDICT_DIVERGED); /* noise taken for a regression */
+    o.baseline = "test-probe:envnoise";
+    replay(ids, 1, "test-probe:envnoise,draws=3", &o, &res);
+    assert_int_equal(res.verdict[0], DEJA_VERDICT_SAME);
+    assert_non_null(strstr(res.noise[0], "a: "));
+    /* The candidate's own change still diverges, beside the noise. */
+    replay(ids, 1, "test-probe:envnoise,v=1", &o, &res);
+    assert_int_equal(res.verdict[0], DEJA_VERDICT_DIVERGED);
+    assert_non_null(strstr(res.noise[0], "a: "));
+    /* A baseline that does not load is trouble for the whole run. */
+    o.baseline = "no-such-plugin";
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_replay_run(store, ids, 1, "test-probe", &o, NULL, NULL, NULL),
+                     DEJA_ENOTFOUND);
+    deja_store_close(store);
+    unsetenv("PROBE_NOISE");
+}
+
+/* The CI gate: exit 1 only above --max-diverged. */
+static void test_verdicts__max_diverged(void **state)
+{
+    static char out[16384];
+    deja_id ids[4];
+    (void)state;
+    record_n("test-probe", 4, 0, ids);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "replay --model test-probe:v=1 --max-diverged 4"),
+                     0);
+    assert_non_null(strstr(out, "at most 4 allowed: pass"));
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "replay --model test-probe:v=1 --max-diverged 3"),
+                     1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "replay --model test-probe:v=1 --max-diverged 50%%"),
+                     1);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "replay --model test-probe:v=1 --max-diverged 100%%"),
+                     0);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0,
+                                     "replay --model test-probe:v=1 --max-diverged 1x"),
+                     2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,12 +649,18 @@ int main(void)
         CASE(test_verdicts__refused_output),
         CASE(test_verdicts__fewer_values),
         CASE(test_verdicts__timeout),
+        CASE(test_verdicts__timeout_in_process),
+        CASE(test_verdicts__crash_names_the_trace),
         CASE(test_verdicts__model_identity),
         CASE(test_verdicts__output_kinds_and_libraries),
         CASE(test_verdicts__bisect_blames_the_model),
         CASE(test_verdicts__md_reproduce),
         CASE(test_verdicts__seed_zero),
         CASE(test_verdicts__threads),
+        CASE(test_verdicts__draw_bound),
+        CASE(test_verdicts__nul_text_and_bad_names),
+        CASE(test_verdicts__baseline),
+        CASE(test_verdicts__max_diverged),
 #undef CASE
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

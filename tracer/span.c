@@ -753,12 +753,17 @@ int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw)
 {
     deja_rng_stream *r = &span->rng[index];
     void *draws = (void *)(uintptr_t)r->draws;
+    if (span->ndraws >= DEJA__MAX_DRAWS) {
+        span->too_many = 1;
+        return deja__error_set(DEJA_EINVAL, "span: more than %zu rng draws", DEJA__MAX_DRAWS);
+    }
     int rc = grow(span, &draws, r->ndraws, &span->rng_cap[index], sizeof(uint64_t), 4);
     if (rc != 0)
         return rc;
     ((uint64_t *)draws)[r->ndraws] = draw;
     r->draws = draws;
     r->ndraws++;
+    span->ndraws++;
     return 0;
 }
 
@@ -769,6 +774,15 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
 {
     if (span == NULL)
         return deja__error_set(DEJA_EINVAL, "span end: span is NULL");
+    if (span->too_many) {
+        /* What is recorded must be readable: a trace beyond the bound the
+         * reader checks is refused here, not written. */
+        deja__span_recycle(span);
+        return deja__error_set(DEJA_EINVAL,
+                               "span: the model drew more than %zu rng values: the trace "
+                               "cannot be recorded",
+                               DEJA__MAX_DRAWS);
+    }
     deja_tracer *t = span->tracer;
     span_cache *c = &tcache;
     /* Ask now for the lines the thread's next span will fill (its struct

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "deja.h"
+#include "core/limits.h"
 #include "proto/codec.h"
 #include "store/store.h"
 
@@ -110,6 +111,8 @@ struct deja_span {
     const char *model_config;
     deja_output_decl *kinds;
     size_t nkinds, cap_kinds;
+    size_t ndraws;     /* RNG draws over all streams */
+    int too_many;      /* a draw beyond DEJA__MAX_DRAWS was refused */
     uint8_t model_digest[64]; /* not cleared: model_digest_size bytes valid */
 };
 

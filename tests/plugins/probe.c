@@ -24,6 +24,9 @@
  *   lib=NAME@VER  report the library NAME at VER
  *   weights=PATH  digest PATH as the weights (through the host table)
  *   hang          never return
+ *   hangon=N      never return when x[0] is N
+ *   envnoise      move "a" by 0.5 when $PROBE_NOISE is set: a difference of
+ *                 the machine, not of the model (noise for a baseline)
  *   crash         die of SIGSEGV
  *   threads       two threads each draw 64 values from their own part of
  *                 stream "t" (deja_ctx_rng_u64_part) and "sum" holds both
@@ -39,6 +42,8 @@
 
 typedef struct probe {
     int v;
+    int hangon;
+    int envnoise;
     int vary, madeup, bare, noseed, badout, hang, crash, threads;
     unsigned draws, clocks;
     size_t big;
@@ -86,7 +91,10 @@ static int p_open(const char *arg, void **instance, deja_model_info *info, char 
     arg = arg ? arg : "";
     if (flag(arg, "v", val, sizeof(val)))
         p->v = atoi(val);
+    if (flag(arg, "hangon", val, sizeof(val)))
+        p->hangon = atoi(val);
     p->vary = flag(arg, "vary", NULL, 0);
+    p->envnoise = flag(arg, "envnoise", NULL, 0);
     p->madeup = flag(arg, "madeup", NULL, 0);
     p->bare = flag(arg, "bare", NULL, 0);
     p->noseed = flag(arg, "noseed", NULL, 0);
@@ -160,6 +168,8 @@ static int p_infer(void *instance, deja_ctx *ctx)
         float v;
         memcpy(&v, (const char *)x->data + 4 * i, 4);
         a[i] += v;
+        while (i == 0 && p->hangon != 0 && (int)v == p->hangon)
+            sleep(1);
     }
     if (!p->noseed)
         mix ^= deja_ctx_seed(ctx, "init");
@@ -169,7 +179,7 @@ static int p_infer(void *instance, deja_ctx *ctx)
         mix ^= (uint64_t)deja_ctx_now(ctx);
     (void)mix;
     for (int i = 0; i < 4; i++)
-        a[i] += (float)p->v;
+        a[i] += (float)p->v + (p->envnoise && getenv("PROBE_NOISE") ? 0.5f : 0.0f);
     if (p->v) {
         conf[0] = 0.4f;
         conf[1] = 0.5f;
