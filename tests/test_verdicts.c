@@ -637,6 +637,28 @@ static void test_verdicts__max_diverged(void **state)
                      2);
 }
 
+/* Item 1, bisect: with --repeat, a version whose stable output diverges is
+ * bad even though another output varies. */
+static void test_verdicts__bisect_repeat(void **state)
+{
+    static const char *const specs[] = {"test-probe:vary", "test-probe:vary,draws=3",
+                                        "test-probe:vary,v=1"};
+    deja_id ids[2];
+    deja_bisect_options o = DEJA_BISECT_OPTIONS_INIT;
+    deja_bisect_result *r = NULL;
+    deja_store *store = NULL;
+    (void)state;
+    record_n("test-probe:vary", 2, 0, ids);
+    o.replay.repeat = 3;
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_bisect(store, ids, 2, specs, 3, &o, &r), 0);
+    assert_int_equal(r->first_bad, 2);
+    assert_int_equal(r->nevidence, 2);
+    assert_non_null(r->evidence[0].cause);
+    deja_bisect_result_free(r);
+    deja_store_close(store);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -661,6 +683,7 @@ int main(void)
         CASE(test_verdicts__nul_text_and_bad_names),
         CASE(test_verdicts__baseline),
         CASE(test_verdicts__max_diverged),
+        CASE(test_verdicts__bisect_repeat),
 #undef CASE
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
