@@ -719,8 +719,7 @@ DEJA_API int deja_model_infer(deja_model *model, deja_ctx *ctx);
 DEJA_API int deja_ctx_record(deja_ctx **out, deja_span *span, uint64_t base_seed);
 
 /* As deja_ctx_record(), but `base_seed` NULL takes a seed from the OS and
- * any value, 0 included, is used as given. The base seed is recorded as
- * the tag deja.seed. */
+ * any value, 0 included, is used as given. */
 DEJA_API int deja_ctx_record_v2(deja_ctx **out, deja_span *span, const uint64_t *base_seed);
 
 /* A replaying context over a recorded trace: inputs and params are the

@@ -502,12 +502,11 @@ static ctx_impl *ctx_new(void)
 }
 
 /* A recording ctx over `span` (which must outlive it) from the base seed
- * `*base_seed`, or one from the OS when `base_seed` is NULL; the base seed
- * is recorded as the tag deja.seed. The caller frees it with
+ * `*base_seed`, or one from the OS when `base_seed` is NULL (every seed and
+ * stream derived from it is recorded). The caller frees it with
  * deja_ctx_free(). */
 int deja_ctx_record_v2(deja_ctx **out, deja_span *span, const uint64_t *base_seed)
 {
-    char text[24];
     if (out == NULL || span == NULL)
         return deja__error_set(DEJA_EINVAL, "ctx record: out and span are required");
     ctx_impl *c = ctx_new();
@@ -515,12 +514,6 @@ int deja_ctx_record_v2(deja_ctx **out, deja_span *span, const uint64_t *base_see
         return deja__error_set(DEJA_ENOMEM, "ctx record: out of memory");
     c->span = span;
     c->base_seed = base_seed != NULL ? *base_seed : deja__os_random();
-    snprintf(text, sizeof text, "%llu", (unsigned long long)c->base_seed);
-    const int rc = deja_span_tag(span, "deja.seed", text);
-    if (rc != 0) {
-        deja_ctx_free(&c->base);
-        return rc;
-    }
     *out = &c->base;
     return 0;
 }
