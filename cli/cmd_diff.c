@@ -72,6 +72,9 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "trace %s", sb);
         goto cleanup;
     }
+    /* What the outputs are, as the first trace (else the second) declared. */
+    o.diff.kinds = ta->noutput_kinds ? ta->output_kinds : tb->output_kinds;
+    o.diff.nkinds = ta->noutput_kinds ? ta->noutput_kinds : tb->noutput_kinds;
     rc = deja_diff_outputs(ta->outputs, ta->noutputs, tb->outputs, tb->noutputs, &o.diff, &d);
     if (rc != 0) {
         cli_lib_error(rc, "diff %s %s", sa, sb);

@@ -361,6 +361,19 @@ static void test_verdicts__output_kinds_and_libraries(void **state)
     replay(ids, 1, "test-probe:name=word_conf,declare=scores,v=1", &o, &res);
     assert_int_equal(res.verdict[0], DEJA_VERDICT_DIVERGED);
     assert_true(res.label_changed[0]);
+    /* deja diff of two traces follows the declaration too. */
+    {
+        static char out[16384];
+        deja_id a[1], b[1];
+        char sa[DEJA_ID_STRLEN + 1], sb[DEJA_ID_STRLEN + 1];
+        record_n("test-probe:name=word_scores,declare=values", 1, 0, a);
+        record_n("test-probe:name=word_scores,declare=values,v=1", 1, 0, b);
+        deja_id_format(&a[0], sa);
+        deja_id_format(&b[0], sb);
+        assert_int_equal(
+            replay_run_deja(out, sizeof(out), NULL, 0, "diff %s %s --atol 100", sa, sb), 0);
+        assert_null(strstr(out, "label"));
+    }
     /* An upgraded runtime is an environment difference. */
     record_n("test-probe:lib=onnxruntime@1.16", 1, 0, lid);
     replay(lid, 1, "test-probe:lib=onnxruntime@1.16", NULL, &res);
