@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "cli_escape.h"
+#include "cli_bundle.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -47,6 +48,38 @@ static void relative_path(const char *path, char *out, size_t cap)
         strcat(out, rest);
 }
 
+/* Non-zero when plugin `name` resolves as `--model NAME` would: NAME.so or
+ * libNAME.so in a directory of $DEJA_PLUGIN_PATH or in the lib/ directory
+ * next to this executable. */
+static int plugin_exists(const char *name)
+{
+    char dirs[8192], path[PATH_MAX], exe[PATH_MAX];
+    const char *env = getenv("DEJA_PLUGIN_PATH");
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *dir, *save = NULL;
+    snprintf(dirs, sizeof dirs, "%s", env ? env : "");
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            strncat(dirs, ":", sizeof dirs - strlen(dirs) - 1);
+            strncat(dirs, exe, sizeof dirs - strlen(dirs) - 1);
+            strncat(dirs, "/../lib", sizeof dirs - strlen(dirs) - 1);
+        }
+    }
+    for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof path, "%s/%s.so", dir, name);
+        if (access(path, R_OK) == 0)
+            return 1;
+        snprintf(path, sizeof path, "%s/lib%s.so", dir, name);
+        if (access(path, R_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Print the reproduce section of `show --md` for trace `t`. */
 void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint)
 {
@@ -56,8 +89,26 @@ void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint)
     if (!t->has_model_config && endpoint != NULL) {
         /* Recorded by the proxy: the endpoint it forwarded to. */
         fputs("Replay it on the endpoint the proxy recorded it from:\n\n", fp);
-        fprintf(fp, "```sh\ndeja replay %s --model %s\n```\n", id, endpoint);
+        fprintf(fp, "```sh\ndeja replay %s --model ", id);
+        cli_put_shell(fp, endpoint);
+        fputs("\n```\n", fp);
         return;
+    }
+    if (!t->has_model_config) {
+        /* Recorded before traces kept their plugin: a plugin named after the
+         * model and version is offered only when it exists here. */
+        char guess[512];
+        cli_plugin_guess(t->model_name, t->model_version, guess, sizeof guess);
+        if (strchr(guess, '/') == NULL && plugin_exists(guess)) {
+            fputs("The trace does not record its plugin; ", fp);
+            cli_put_md_code(fp, guess, 0);
+            fputs(" (named after its model and version) is found on `$DEJA_PLUGIN_PATH`:\n\n",
+                  fp);
+            fprintf(fp, "```sh\ndeja replay %s --model ", id);
+            cli_put_shell(fp, guess);
+            fputs("\n```\n", fp);
+            return;
+        }
     }
     if (!t->has_model_config || t->model_plugin[0] == '\0') {
         fputs("This trace was recorded by an application (model ", fp);

@@ -457,6 +457,9 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
     case DEJA_VERDICT_SAME:
         if (r->nnoise > 0) {
             printf("  every difference is one the baseline shows too\n");
+        } else if (r->trace && r->trace->status == DEJA_STATUS_ERROR) {
+            printf("  the recorded failure, reproduced after the same outputs (%s)\n",
+                   r->diff->summary);
         } else {
             printf("  %s\n", r->diff->summary);
         }
