@@ -455,6 +455,15 @@ static void test_verdicts__md_reproduce(void **state)
     assert_non_null(strstr(out, "--model PLUGIN[:ARG]"));
     assert_non_null(strstr(out, "recorded by an application"));
     assert_null(strstr(out, "sentiment-v2"));
+    /* A trace without its plugin whose model names one that exists here. */
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    assert_int_equal(deja_span_begin(&span, tracer, "textgen", "1"), 0);
+    ids[0] = *deja_span_id(span);
+    assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), 0);
+    deja_tracer_close(tracer);
+    deja_id_format(&ids[0], id);
+    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "show %s --md", id), 0);
+    assert_non_null(strstr(out, "--model textgen-v1\n"));
 }
 
 /* Item 16: "seed": 0 is seed 0, reproducibly. */
