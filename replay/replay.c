@@ -92,6 +92,7 @@ typedef struct engine {
     size_t nmodels;
     const char *spec;
     deja_model **bmodels; /* the baseline's, one per worker (NULL: none) */
+    struct runner **runners; /* per worker: its inference thread, or NULL */
     /* Instances a timed-out inference still runs in: never freed. */
     deja_model *abandoned[MAX_JOBS];
     size_t nabandoned;
@@ -904,9 +905,10 @@ static void job_free(job *j)
     free(j);
 }
 
-static void *job_main(void *arg)
+/* Run a job's inferences and mark it done. Returns non-zero when the job
+ * had been abandoned (it was freed here, and so must the runner be). */
+static int job_run(job *j)
 {
-    job *j = arg;
     unsigned r;
     int rc = 0, abandoned;
     for (r = 0; r < j->n && rc == 0; r++) {
@@ -921,7 +923,78 @@ static void *job_main(void *arg)
     if (abandoned) {
         job_free(j);
     }
+    return abandoned;
+}
+
+/* A worker's inference thread, kept from trace to trace (models that keep
+ * per-thread state, such as an OpenMP team, see one thread), replaced
+ * only when a job is abandoned inside it. */
+typedef struct runner {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    job *pending;
+    int quit;
+} runner;
+
+static void *runner_main(void *arg)
+{
+    runner *rn = arg;
+    for (;;) {
+        job *j;
+        pthread_mutex_lock(&rn->lock);
+        while (!rn->pending && !rn->quit) {
+            pthread_cond_wait(&rn->cond, &rn->lock);
+        }
+        j = rn->pending;
+        rn->pending = NULL;
+        pthread_mutex_unlock(&rn->lock);
+        if (!j) {
+            break; /* quit */
+        }
+        if (job_run(j)) {
+            /* Left behind: nobody waits for this runner any more. */
+            pthread_cond_destroy(&rn->cond);
+            pthread_mutex_destroy(&rn->lock);
+            free(rn);
+            break;
+        }
+    }
     return NULL;
+}
+
+/* Start a runner, or NULL. */
+static runner *runner_new(void)
+{
+    runner *rn = calloc(1, sizeof(*rn));
+    if (!rn) {
+        return NULL;
+    }
+    pthread_mutex_init(&rn->lock, NULL);
+    pthread_cond_init(&rn->cond, NULL);
+    if (pthread_create(&rn->thread, NULL, runner_main, rn) != 0) {
+        pthread_cond_destroy(&rn->cond);
+        pthread_mutex_destroy(&rn->lock);
+        free(rn);
+        return NULL;
+    }
+    return rn;
+}
+
+/* Stop and free an idle runner. Accepts NULL. */
+static void runner_stop(runner *rn)
+{
+    if (!rn) {
+        return;
+    }
+    pthread_mutex_lock(&rn->lock);
+    rn->quit = 1;
+    pthread_cond_signal(&rn->cond);
+    pthread_mutex_unlock(&rn->lock);
+    pthread_join(rn->thread, NULL);
+    pthread_cond_destroy(&rn->cond);
+    pthread_mutex_destroy(&rn->lock);
+    free(rn);
 }
 
 /* Remember `old` as an instance a timed-out inference still runs in
@@ -951,14 +1024,18 @@ static void replace_model(engine *e, deja_model **modelp, deja_model *old)
  * their own, waiting at most the timeout. On a timeout the trace moves to
  * the abandoned job (s->trace becomes NULL) and the worker gets a fresh
  * model instance. */
-static int run_timed(engine *e, deja_model **modelp, slot *s, const fpmode *fp, outcome *ocs,
-                     unsigned n, int *timed_out)
+static int run_timed(engine *e, size_t wi, deja_model **modelp, slot *s, const fpmode *fp,
+                     outcome *ocs, unsigned n, int *timed_out)
 {
     pthread_condattr_t ca;
-    pthread_t th;
     struct timespec until;
-    job *j = calloc(1, sizeof(*j));
+    runner *rn = e->runners[wi];
+    job *j;
     int rc = 0, wrc = 0;
+    if (!rn && !(rn = e->runners[wi] = runner_new())) {
+        return deja__error_set(DEJA_EIO, "replay: cannot start an inference thread");
+    }
+    j = calloc(1, sizeof(*j));
     if (!j || !(j->ocs = calloc(n, sizeof(*j->ocs)))) {
         free(j);
         return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
@@ -972,12 +1049,6 @@ static int run_timed(engine *e, deja_model **modelp, slot *s, const fpmode *fp, 
     j->trace = s->trace;
     j->fp = *fp;
     j->n = n;
-    if (pthread_create(&th, NULL, job_main, j) != 0) {
-        j->trace = NULL;
-        job_free(j);
-        return deja__error_set(DEJA_EIO, "replay: cannot start an inference thread");
-    }
-    pthread_detach(th);
     clock_gettime(CLOCK_MONOTONIC, &until);
     {
         double secs = e->o.timeout;
@@ -990,15 +1061,22 @@ static int run_timed(engine *e, deja_model **modelp, slot *s, const fpmode *fp, 
             until.tv_nsec -= 1000000000L;
         }
     }
+    pthread_mutex_lock(&rn->lock);
+    rn->pending = j;
+    pthread_cond_signal(&rn->cond);
+    pthread_mutex_unlock(&rn->lock);
     pthread_mutex_lock(&j->lock);
     while (!j->done && wrc != ETIMEDOUT) {
         wrc = pthread_cond_timedwait(&j->cond, &j->lock, &until);
     }
     if (!j->done) {
-        /* Left behind: the job keeps the trace and frees it if it ends. */
+        /* Left behind: the job keeps the trace and frees it, and its
+         * runner, if it ends; this worker gets a new runner. */
         j->abandoned = 1;
         s->trace = NULL;
         pthread_mutex_unlock(&j->lock);
+        pthread_detach(rn->thread);
+        e->runners[wi] = NULL;
         *timed_out = 1;
         replace_model(e, modelp, j->model);
         return 0;
@@ -1015,8 +1093,8 @@ static int run_timed(engine *e, deja_model **modelp, slot *s, const fpmode *fp, 
 
 /* Run the `n` repeats of the slot's trace, in this process (on a thread of
  * their own when there is a timeout) or isolated. */
-static int run_all(engine *e, deja_model **modelp, slot *s, const fpmode *fp, outcome *ocs,
-                   unsigned n, int *timed_out)
+static int run_all(engine *e, size_t wi, deja_model **modelp, slot *s, const fpmode *fp,
+                   outcome *ocs, unsigned n, int *timed_out)
 {
     unsigned r;
     int rc = 0;
@@ -1025,7 +1103,7 @@ static int run_all(engine *e, deja_model **modelp, slot *s, const fpmode *fp, ou
         return run_isolated(e, *modelp, s->trace, fp, ocs, n, timed_out);
     }
     if (e->o.timeout > 0) {
-        return run_timed(e, modelp, s, fp, ocs, n, timed_out);
+        return run_timed(e, wi, modelp, s, fp, ocs, n, timed_out);
     }
     for (r = 0; r < n && rc == 0; r++) {
         rc = run_inline(*modelp, s->trace, fp, &ocs[r]);
@@ -1320,7 +1398,7 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
         goto cleanup;
     }
     fp_of(s->env->env, &fp);
-    rc = run_all(e, modelp, s, &fp, ocs, e->o.repeat, &timed_out);
+    rc = run_all(e, wi, modelp, s, &fp, ocs, e->o.repeat, &timed_out);
     if (rc != 0) {
         slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
         goto cleanup;
@@ -1620,8 +1698,9 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
     nworkers = e.o.jobs < n ? e.o.jobs : (n ? n : 1);
     e.slots = calloc(n + 1, sizeof(*e.slots));
     e.models = calloc(nworkers, sizeof(*e.models));
+    e.runners = calloc(nworkers, sizeof(*e.runners));
     workers = calloc(nworkers, sizeof(*workers));
-    if (!e.slots || !e.models || !workers) {
+    if (!e.slots || !e.models || !e.runners || !workers) {
         rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory for %zu traces", n);
         goto cleanup;
     }
@@ -1702,6 +1781,10 @@ cleanup:
             pthread_join(workers[i].thread, NULL);
         }
     }
+    for (i = 0; e.runners && i < nworkers; i++) {
+        runner_stop(e.runners[i]);
+    }
+    free(e.runners);
     for (i = 0; e.slots && i < n; i++) {
         slot_clear(&e.slots[i]);
     }
