@@ -93,9 +93,11 @@ static json_t *info_json(const char *path, const deja_bundle_info *info)
         const deja_bundle_model *m = &info->models[i];
         char *hex = cli_hex(m->digest, m->digest_size);
 
-        bad = hex == NULL || json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:I}",
-                                                                      "name", m->name, "version",
-                                                                      m->version, "digest", hex,
+        bad = hex == NULL || json_array_append_new(models, json_pack("{s:o,s:o,s:s,s:I}",
+                                                                      "name", cli_json_text(m->name),
+                                                                      "version",
+                                                                      cli_json_text(m->version),
+                                                                      "digest", hex,
                                                                       "traces",
                                                                       (json_int_t)m->traces)) != 0;
         free(hex);
@@ -124,9 +126,10 @@ static json_t *info_json(const char *path, const deja_bundle_info *info)
         bad = wd == NULL ||
               json_object_set_new(
                   obj, "plugin",
-                  json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:b}", "spec", p->spec, "file", p->file,
-                            "file_digest", fd, "file_size", (json_int_t)p->file_size,
-                            "model_name", p->model_name, "model_version", p->model_version,
+                  json_pack("{s:o,s:o,s:s,s:I,s:o,s:o,s:s,s:b}", "spec", cli_json_text(p->spec),
+                            "file", cli_json_text(p->file), "file_digest", fd, "file_size",
+                            (json_int_t)p->file_size, "model_name", cli_json_text(p->model_name),
+                            "model_version", cli_json_text(p->model_version),
                             "model_digest", wd, "included", p->data != NULL)) != 0;
         free(wd);
     } else if (!bad) {

@@ -101,11 +101,12 @@ static json_t *result_json(const deja_bisect_result *r)
         json_t *env = json_array(), *one;
         deja_id_format(&e->id, id);
         for (k = 0; env && k < e->nenv; k++) {
-            bad |= json_array_append_new(env, json_string(e->env[k])) != 0;
+            bad |= json_array_append_new(env, cli_json_text(e->env[k])) != 0;
         }
-        one = env ? json_pack("{s:s, s:s, s:s, s:b, s:o, s:s?}", "id", id, "verdict",
-                              deja_verdict_name(e->verdict), "detail", e->detail, "label_changed",
-                              e->label_changed, "environment_changes", env, "cause", e->cause)
+        one = env ? json_pack("{s:s, s:s, s:o, s:b, s:o, s:o}", "id", id, "verdict",
+                              deja_verdict_name(e->verdict), "detail", cli_json_text(e->detail),
+                              "label_changed", e->label_changed, "environment_changes", env, "cause",
+                              e->cause ? cli_json_text(e->cause) : json_null())
                   : NULL;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }

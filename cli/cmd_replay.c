@@ -386,7 +386,8 @@ static json_t *result_json(const deja_replay_result *r)
     }
     bad |= json_object_set_new(
         o, "replayed",
-        json_pack("{s:s, s:s}", "model", r->model_name, "version", r->model_version));
+        json_pack("{s:o, s:o}", "model", cli_json_text(r->model_name), "version",
+                  cli_json_text(r->model_version)));
     if (r->error && *r->error) {
         bad |= json_object_set_new(o, "error", cli_json_text(r->error));
     }

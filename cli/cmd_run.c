@@ -424,7 +424,7 @@ static void print_result(run_state *s, size_t line, const char *id, int failed, 
         bad = bad || json_object_set_new(obj, "id", json_string(id)) != 0;
         bad = bad || json_object_set_new(obj, "status", json_string(failed ? "error" : "ok")) != 0;
         if (failed)
-            bad = bad || json_object_set_new(obj, "error", json_string(error)) != 0;
+            bad = bad || json_object_set_new(obj, "error", cli_json_text(error)) != 0;
         bad = bad || json_object_set(obj, "outputs", arr) != 0;
         json_decref(arr);
         if (bad) {

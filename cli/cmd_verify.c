@@ -27,7 +27,7 @@ static void problem_cb(const char *line, void *payload)
     verify_state *s = payload;
 
     if (s->json) {
-        if (cli_json_print(json_pack("{s:s}", "problem", line)) < 0)
+        if (cli_json_print(json_pack("{s:o}", "problem", cli_json_text(line))) < 0)
             s->failed = 1;
     } else {
         printf("%s\n", line);
