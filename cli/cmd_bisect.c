@@ -12,7 +12,7 @@
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
     "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
-    "                   [--isolate] [--json]\n"
+    "                   [--isolate] [--timeout S] [--json]\n"
     "\n"
     "Versions are given oldest first. A version is bad when its replay of any selected\n"
     "trace diverges from the recorded outputs (or fails); with --invert, when it\n"
