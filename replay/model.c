@@ -422,6 +422,14 @@ int deja_model_load_ext(deja_model **out, const char *spec, const deja_model_opt
     }
     if (strncmp(spec, DEJA__EXEC_PREFIX, strlen(DEJA__EXEC_PREFIX)) == 0) {
         deja_model_info xinfo;
+        /* A runner is named by its whole spec (its command); it has no ARG. */
+        free(m->config);
+        m->config = NULL;
+        m->named = dup_n(spec, strlen(spec));
+        if (!m->named) {
+            rc = deja__error_set(DEJA_ENOMEM, "model: out of memory");
+            goto cleanup;
+        }
         rc = deja__runner_open(spec + strlen(DEJA__EXEC_PREFIX), opts ? opts->timeout_ms : 0,
                                &m->plugin, &m->instance, &xinfo, &m->path);
         if (rc < 0) {

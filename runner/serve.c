@@ -343,6 +343,16 @@ static void v_note(deja_ctx *ctx, const char *message)
         deja__rmsg_free(reply);
 }
 
+/* A declared output kind (ABI 2) is accepted; the runner protocol does not
+ * carry it (yet), so the host's diff falls back to the name heuristic. */
+static int v_output_kind(deja_ctx *ctx, const char *name, deja_output_kind kind)
+{
+    (void)ctx;
+    return name != NULL && (unsigned)kind <= DEJA_KIND_MAX
+               ? 0
+               : deja__error_set(DEJA_EINVAL, "output kind: a name and a known kind are required");
+}
+
 static const deja_ctx_vtable serve_vtable = {
     sizeof(deja_ctx_vtable),
     v_input,
@@ -358,6 +368,7 @@ static const deja_ctx_vtable serve_vtable = {
     v_param_count,
     v_param_at,
     v_rng_fill,
+    v_output_kind,
 };
 
 static void serve_ctx_clear(serve_ctx *s)
