@@ -146,11 +146,10 @@ static int attach_all(puller *p, deja_trace *t)
             rc = blob_for(p, d, &data, &size);
             if (rc != 0)
                 return rc;
-            if (size != (side == DEJA_INPUT ? t->inputs[i].size : t->outputs[i].size)) {
-                free(data);
-                return deja__error_set(DEJA_ECORRUPT, "a blob's size differs from its tensor's");
-            }
-            deja__trace_attach(t, (deja_side)side, i, data);
+            /* The size is checked against the tensor's by the attach. */
+            rc = deja__trace_attach(t, (deja_side)side, i, data, size);
+            if (rc != 0)
+                return rc;
         }
     }
     return 0;

@@ -242,6 +242,16 @@ int deja__result_pack(const deja_replay_result *r, const deja_replay_summary *s,
         rc = w_lines(out, r->unrecorded, r->nunrecorded);
     if (rc == 0)
         rc = w_lines(out, r->varying, r->nvarying);
+    /* What replay says beside the verdict (issue 9): the same on every
+     * worker as locally. */
+    if (rc == 0)
+        rc = w_lines(out, r->unconsumed, r->nunconsumed);
+    if (rc == 0)
+        rc = w_lines(out, r->model_changes, r->nmodel_changes);
+    if (rc == 0)
+        rc = w_lines(out, r->notes, r->nnotes);
+    if (rc == 0)
+        rc = w_lines(out, r->noise, r->nnoise);
     if (rc == 0)
         rc = w_u64(out, r->diff != NULL, 1);
     if (rc != 0 || r->diff == NULL)
@@ -321,6 +331,10 @@ int deja__result_unpack(const void *data, size_t size, deja__wire_result *w)
     res->env = r_lines(&r, &res->nenv);
     res->unrecorded = r_lines(&r, &res->nunrecorded);
     res->varying = r_lines(&r, &res->nvarying);
+    res->unconsumed = r_lines(&r, &res->nunconsumed);
+    res->model_changes = r_lines(&r, &res->nmodel_changes);
+    res->notes = r_lines(&r, &res->nnotes);
+    res->noise = r_lines(&r, &res->nnoise);
     if (res->error == NULL)
         res->error = "";
     if (res->model_name == NULL)
