@@ -105,11 +105,13 @@ static json_t *result_json(const deja_bisect_result *r)
         for (k = 0; env && k < e->nenv; k++) {
             bad |= json_array_append_new(env, cli_json_text(e->env[k])) != 0;
         }
-        one = env ? json_pack("{s:s, s:s, s:o, s:b, s:o, s:o}", "id", id, "verdict",
+        one = env ? json_pack("{s:s, s:s, s:o, s:b, s:o}", "id", id, "verdict",
                               deja_verdict_name(e->verdict), "detail", cli_json_text(e->detail),
-                              "label_changed", e->label_changed, "environment_changes", env, "cause",
-                              e->cause ? cli_json_text(e->cause) : json_null())
+                              "label_changed", e->label_changed, "environment_changes", env)
                   : NULL;
+        /* The likely cause, when bisect names one beyond the environment. */
+        if (one && e->cause)
+            bad |= json_object_set_new(one, "cause", cli_json_text(e->cause)) != 0;
         bad |= !one || json_array_append_new(ev, one) != 0;
     }
     if (!bad) {
