@@ -466,8 +466,8 @@ enum {
     OPT_TRACE_MODEL,
     OPT_ISOLATE,
     OPT_REPLAY_TIMEOUT,
-    OPT_BASELINE,
-    OPT_MAX_DIVERGED,
+    OPT_REPLAY_BASELINE,
+    OPT_REPLAY_MAX_DIVERGED,
     OPT_REPLAY_END /* a command's own options start here */
 };
 

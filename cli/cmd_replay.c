@@ -614,8 +614,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         {"trace-model", required_argument, NULL, OPT_TRACE_MODEL},
         {"via", required_argument, NULL, CLI_OPT_FLEET_VIA},
         {"rules", required_argument, NULL, OPT_REPLAY_END},
-        {"baseline", required_argument, NULL, OPT_BASELINE},
-        {"max-diverged", required_argument, NULL, OPT_MAX_DIVERGED},
+        {"baseline", required_argument, NULL, OPT_REPLAY_BASELINE},
+        {"max-diverged", required_argument, NULL, OPT_REPLAY_MAX_DIVERGED},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
@@ -647,9 +647,9 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             s.rules = NULL;
             if (cli_rules_load(optarg, &s.rules) != 0)
                 goto cleanup;
-        } else if (c == OPT_BASELINE) {
+        } else if (c == OPT_REPLAY_BASELINE) {
             o.baseline = optarg;
-        } else if (c == OPT_MAX_DIVERGED) {
+        } else if (c == OPT_REPLAY_MAX_DIVERGED) {
             if (parse_gate(optarg, &gate) != 0) {
                 cli_error("--max-diverged: expected a count N or a percentage P%%, got '%s'",
                           optarg);
