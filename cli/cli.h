@@ -451,8 +451,9 @@ void cli_crash_guard(void);
 json_t *cli_json_text(const char *s);
 
 /* Print the "Reproduce" section of `show --md` for trace `t`: the replay
- * command with the plugin as recorded (cli_reproduce.c). */
-void cli_md_reproduce(FILE *fp, const deja_trace *t);
+ * command with the plugin as recorded, or `endpoint` (may be NULL) for a
+ * trace recorded by the proxy (cli_reproduce.c). */
+void cli_md_reproduce(FILE *fp, const deja_trace *t, const char *endpoint);
 
 /* Option codes of the replay options, the same in every command. */
 enum {
