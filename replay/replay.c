@@ -20,6 +20,7 @@
  * include/deja.h.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
@@ -997,6 +998,19 @@ static void runner_stop(runner *rn)
     free(rn);
 }
 
+/* Load `spec` for this replay. A model in another process (exec:) is given
+ * the replay's timeout, so that a runner that hangs is killed at the
+ * timeout rather than left running; 0 (no limit) is as good as none. */
+static int load_model(const engine *e, deja_model **out, const char *spec)
+{
+    deja_model_options mo = DEJA_MODEL_OPTIONS_INIT;
+    const double ms = e->o.timeout * 1000.0;
+    mo.timeout_ms = e->o.timeout > 0 && ms < (double)UINT_MAX ? (unsigned)(ms + 0.5) : UINT_MAX;
+    if (mo.timeout_ms == 0)
+        mo.timeout_ms = 1;
+    return deja_model_load_ext(out, spec, &mo);
+}
+
 /* Remember `old` as an instance a timed-out inference still runs in
  * (never freed) and give the caller a fresh one in `*modelp` (NULL when it
  * cannot be loaded: the slot says why). */
@@ -1004,7 +1018,7 @@ static void replace_model(engine *e, deja_model **modelp, deja_model *old)
 {
     deja_model *fresh = NULL;
     size_t k;
-    if (deja_model_load(&fresh, e->spec) != 0) {
+    if (load_model(e, &fresh, e->spec) != 0) {
         fresh = NULL;
     }
     pthread_mutex_lock(&e->lock);
@@ -1704,7 +1718,7 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
         rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory for %zu traces", n);
         goto cleanup;
     }
-    rc = deja_model_load(&e.models[0], model_spec);
+    rc = load_model(&e, &e.models[0], model_spec);
     if (rc != 0) {
         goto cleanup;
     }
@@ -1718,7 +1732,7 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
      * shared instance: isolation gives each worker its own. */
     if (nworkers > 1 && (!deja_model_thread_safe(e.models[0]) || e.o.isolate)) {
         for (i = 1; i < nworkers; i++) {
-            rc = deja_model_load(&e.models[i], model_spec);
+            rc = load_model(&e, &e.models[i], model_spec);
             if (rc != 0) {
                 goto cleanup;
             }
@@ -1734,7 +1748,7 @@ int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char 
             goto cleanup;
         }
         for (i = 0; i < nworkers; i++) {
-            rc = deja_model_load(&e.bmodels[i], e.o.baseline);
+            rc = load_model(&e, &e.bmodels[i], e.o.baseline);
             if (rc != 0) {
                 rc = deja__error_wrap(rc, "baseline: ");
                 goto cleanup;

@@ -376,6 +376,21 @@ static void test_runner__cli(void **state)
                          "replay --status error --model 'exec:%s'", DEJA_C_RUNNER);
     assert_int_equal(rc, 0);
     assert_has(out, "1 trace replayed: 1 same");
+    /* show --md's reproduce command names the runner (quoted for a shell
+     * when it must be). */
+    rc = replay_run_deja(out, sizeof out, err, sizeof err, "ls --limit 1 --json");
+    assert_int_equal(rc, 0);
+    const char *idp = strstr(out, "\"id\":");
+    assert_non_null(idp);
+    char id[27];
+    idp = strchr(idp + 5, '"');
+    assert_non_null(idp);
+    memcpy(id, idp + 1, 26);
+    id[26] = '\0';
+    rc = replay_run_deja(out, sizeof out, err, sizeof err, "show %s --md", id);
+    assert_int_equal(rc, 0);
+    assert_has(out, "--model ");
+    assert_has(out, "exec:" DEJA_C_RUNNER);
     /* Under --isolate each inference runs in a fork of deja, which starts a
      * runner of its own: the crash is still seen as the recorded crash. */
     rc = replay_run_deja(out, sizeof out, err, sizeof err, "replay --isolate --model 'exec:%s'",
@@ -478,6 +493,44 @@ static void test_runner__no_runner_outlives_deja(void **state)
     }
 }
 
+static int process_alive(long pid);
+
+/* replay --timeout reaches the runner: a runner that hangs is killed at
+ * the replay's timeout, not left running after deja exits. */
+static void test_runner__replay_timeout(void **state)
+{
+    deja_model_options mo = DEJA_MODEL_OPTIONS_INIT;
+    deja_tracer *tracer = NULL;
+    deja_model *model = NULL;
+    deja_id id;
+    char out[16384], err[16384];
+    (void)state;
+    mo.timeout_ms = 200;
+    assert_int_equal(deja_model_load_ext(&model, C_RUNNER, &mo), 0);
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    assert_int_equal(record_one(tracer, model, "x", "hang", &id), DEJA_EMODEL);
+    deja_tracer_close(tracer);
+    deja_model_free(model);
+    replay_run_deja(out, sizeof out, err, sizeof err, "replay --timeout 1 --model 'exec:%s'",
+                    DEJA_C_RUNNER);
+    assert_has(out, "timed out after 1 s");
+    /* Every runner this replay started is gone (the C runner prints its pid
+     * when it starts). */
+    size_t seen = 0;
+    for (const char *p = err; (p = strstr(p, "runner started, pid ")) != NULL; p++) {
+        const long pid = strtol(p + strlen("runner started, pid "), NULL, 10);
+        assert_true(pid > 0);
+        for (int i = 0; i < 500 && process_alive(pid); i++)
+            usleep(10 * 1000);
+        if (process_alive(pid)) {
+            kill((pid_t)pid, SIGKILL);
+            fail_msg("runner %ld outlived the replay", pid);
+        }
+        seen++;
+    }
+    assert_true(seen >= 1);
+}
+
 /* Bisect over exec runners: two that reproduce, two that diverge; the
  * first divergent one is named. */
 static void test_runner__bisect(void **state)
@@ -568,6 +621,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runner__cli, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__bisect, replay_setup, replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__note, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_runner__replay_timeout, replay_setup,
+                                        replay_teardown),
         cmocka_unit_test_setup_teardown(test_runner__no_runner_outlives_deja, replay_setup,
                                         replay_teardown),
         cmocka_unit_test(test_runner__decode_mutations),
