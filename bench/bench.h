@@ -310,6 +310,10 @@ int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workloa
                    size_t spans);
 int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload *w,
                  int threads);
+
+/* Ingest of `w` on 2 threads into a store full at a disk budget (eviction
+ * in the loop) against the same without a budget, a few runs each. */
+int bench_budget(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_ls_big(bench_report *rep, const bench_config *c);
 /* `deja stats --by version` and `deja drift` over the ls store, and the

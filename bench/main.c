@@ -31,7 +31,7 @@ static void usage(FILE *to)
             "  --out FILE         write the figures as JSON (default %s/bench.json)\n"
             "  --seconds S        seconds per ingest configuration (default 10, quick 0.5)\n"
             "  --workloads LIST   small,chat,tensor (default all)\n"
-            "  --passes LIST      hot,bytes,ingest,ls,watch,fleet,proxy (default all)\n"
+            "  --passes LIST      hot,bytes,ingest,budget,ls,watch,fleet,proxy (default all)\n"
             "  --systems LIST     deja,jsonl,sqlite,lmdb (default all)\n"
             "  --rebuild          rebuild the cached store used by the ls figures\n"
             "  --keep             keep the scratch directory\n",
@@ -200,6 +200,10 @@ int main(int argc, char **argv)
         if (tensor.nrecs) {
             bench_ingest(&rep, &c, &tensor, 1);
         }
+    }
+    if (listed(o.passes, "budget") && small.nrecs && (c.systems & (1u << SYS_DEJA))) {
+        fprintf(stderr, "deja-bench: ingest at a disk budget\n");
+        bench_budget(&rep, &c, &small);
     }
     if (listed(o.passes, "ls") && (c.systems & (1u << SYS_DEJA))) {
         fprintf(stderr, "deja-bench: ls over a %zu-trace store\n", c.big_n);

@@ -133,6 +133,9 @@ int cmd_import(const cli_global *g, int argc, char **argv);
 int cmd_drift(const cli_global *g, int argc, char **argv);
 int cmd_check(const cli_global *g, int argc, char **argv);
 int cmd_report(const cli_global *g, int argc, char **argv);
+int cmd_pin(const cli_global *g, int argc, char **argv);
+int cmd_unpin(const cli_global *g, int argc, char **argv);
+int cmd_budget(const cli_global *g, int argc, char **argv);
 int cmd_proxy(const cli_global *g, int argc, char **argv);
 int cmd_serve(const cli_global *g, int argc, char **argv);
 
@@ -141,9 +144,6 @@ int cmd_serve(const cli_global *g, int argc, char **argv);
  * ---------------------------------------------------------------------- */
 
 #include <signal.h>
-
-/* Parse a byte size "65536", "64k", "16M", "1G" (binary units); 0 or -1. */
-int cli_parse_bytes(const char *text, uint64_t *out);
 
 /* Block SIGINT and SIGTERM in this thread and those it starts afterwards
  * (into `set`), then wait for one of them; returns its number. */
@@ -199,6 +199,11 @@ enum {
     CLI_OPT_STATUS,
     CLI_OPT_TAG,
     CLI_OPT_LIMIT,
+    CLI_OPT_PINNED,
+    CLI_OPT_SAMPLE,
+    CLI_OPT_KEEP_SLOWER,
+    CLI_OPT_KEEP_FIRST,
+    CLI_OPT_DEDUP,
     CLI_OPT_FIRST_FREE = 1100, /* commands number their own options from here */
 };
 
@@ -222,6 +227,7 @@ enum {
         {"until", required_argument, NULL, CLI_OPT_UNTIL},                                         \
         {"status", required_argument, NULL, CLI_OPT_STATUS},                                       \
         {"tag", required_argument, NULL, CLI_OPT_TAG},                                             \
+        {"pinned", no_argument, NULL, CLI_OPT_PINNED},                                             \
     {                                                                                              \
         "limit", required_argument, NULL, CLI_OPT_LIMIT                                            \
     }
@@ -229,6 +235,23 @@ enum {
     {                                                                                              \
         NULL, 0, NULL, 0                                                                           \
     }
+
+/* The sampling options of `deja run` (cli_sampling.c). */
+#define CLI_LONGOPTS_SAMPLING                                                                      \
+    {"sample", required_argument, NULL, CLI_OPT_SAMPLE},                                           \
+        {"keep-slower", required_argument, NULL, CLI_OPT_KEEP_SLOWER},                             \
+        {"keep-first", required_argument, NULL, CLI_OPT_KEEP_FIRST},                               \
+    {                                                                                              \
+        "dedup", no_argument, NULL, CLI_OPT_DEDUP                                                  \
+    }
+#define CLI_SAMPLING_HELP                                                                          \
+    "  --sample RATE         keep this share (0..1) of ok traces; errors and traces\n"              \
+    "                        breaking a rule are always kept\n"                                     \
+    "  --sample model=NAME[@VERSION]:RATE\n"                                                        \
+    "                        a rate for one model (version); first match wins\n"                    \
+    "  --keep-slower D       keep every trace slower than D (250ms, 2s)\n"                          \
+    "  --keep-first N        keep the first N traces of each model version\n"                       \
+    "  --dedup               keep one trace per identical request, count the repeats\n"
 
 /* The help text lines describing the filters, for commands that take them. */
 #define CLI_FILTER_HELP                                                                            \
@@ -244,7 +267,8 @@ enum {
     "                     30s, 10m, 2h, 3d, 1w, 1h30m\n"                                           \
     "  --status S         ok or error\n"                                                           \
     "  --tag K=V          only traces tagged K=V (repeatable: all must match)\n"                   \
-    "  --limit N          at most N traces\n"
+    "  --limit N          at most N traces\n"                                                     \
+    "  --pinned           only pinned traces (deja pin)\n"
 
 /* getopt_long over a command's arguments (argv[0] is the command), with the
  * GNU argument permutation so that options and operands mix. Returns the
@@ -273,6 +297,30 @@ int cli_options_json_only(int argc, char **argv, const char *help, int *json, in
  * on anything else. */
 int cli_parse_u64(const char *text, uint64_t max, uint64_t *out);
 
+/* Parse a size: a whole number of bytes with an optional unit, K/M/G/T
+ * (powers of 1024; "KiB", "MB", "k" and "kb" are read the same). 0 on
+ * success, -1 on anything else or above 2^60 bytes. */
+int cli_parse_size(const char *text, uint64_t *out);
+
+/* A sampling policy read from options; init, then cli_sampling_option()
+ * per option, cli_sampling_apply() on the tracer, cli_sampling_free(). */
+typedef struct cli_sampling {
+    deja_sampling policy;
+    deja_sample_rate *rates; /* owned; policy.rates points here */
+    int given;               /* any sampling option was given */
+} cli_sampling;
+
+void cli_sampling_init(cli_sampling *s);
+void cli_sampling_free(cli_sampling *s);
+
+/* Take option `opt` when it is a sampling option: 1 taken, 0 not one of
+ * them, -1 malformed (the problem printed). */
+int cli_sampling_option(cli_sampling *s, int opt, const char *arg);
+
+/* Set the policy on `tracer` when any option was given: 0, or the library
+ * error printed and CLI_EXIT_TROUBLE. */
+int cli_sampling_apply(const cli_sampling *s, deja_tracer *tracer);
+
 /* Parse "K=V" into freshly malloc'd key and value; -1 when there is no '='
  * or the key is empty (nothing allocated then). */
 int cli_parse_kv(const char *text, char **key, char **value);
@@ -300,6 +348,10 @@ const char *cli_store_path(const char *opt);
  * "deja: store 'P' does not exist (set --store or DEJA_STORE)" (or the
  * library's message) and return CLI_EXIT_TROUBLE; 0 on success. */
 int cli_store_open_read(const cli_global *g, deja_store **out);
+
+/* Open an existing store for writing (never creating it), printing the
+ * problem and returning CLI_EXIT_TROUBLE on failure; 0 on success. */
+int cli_store_open_write(const cli_global *g, deja_store **out);
 
 /* For a command that takes no operands and reads the store: when operands
  * remain after the options (argv[optind..argc-1]; argv[0] is the command),

@@ -100,3 +100,38 @@ int cli_parse_kv(const char *text, char **key, char **value)
     *value = v;
     return 0;
 }
+
+/* Parse a size with an optional binary unit; see cli.h. */
+int cli_parse_size(const char *text, uint64_t *out)
+{
+    static const char units[] = "KMGT";
+    const char *p = text;
+    uint64_t n = 0;
+    unsigned shift = 0;
+
+    if (text == NULL || !isdigit((unsigned char)*p))
+        return -1;
+    for (; isdigit((unsigned char)*p); p++) {
+        if (n > ((uint64_t)1 << 60) / 10)
+            return -1;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p != '\0') {
+        const char *u = strchr(units, toupper((unsigned char)*p));
+
+        if (u == NULL)
+            return -1;
+        shift = 10 * (unsigned)(u - units + 1);
+        p++;
+        if (*p == 'i' && (p[1] == 'B' || p[1] == 'b'))
+            p += 2;
+        else if (*p == 'B' || *p == 'b')
+            p++;
+        if (*p != '\0')
+            return -1;
+    }
+    if (n > ((uint64_t)1 << 60) >> shift)
+        return -1;
+    *out = n << shift;
+    return 0;
+}

@@ -247,6 +247,23 @@ int cli_store_open_read(const cli_global *g, deja_store **out)
     return 0;
 }
 
+/* Open an existing store for writing, never creating it; see cli.h. */
+int cli_store_open_write(const cli_global *g, deja_store **out)
+{
+    int rc;
+
+    /* deja_store_open creates a missing store when asked to write: check
+     * that it exists first. */
+    if (cli_store_open_read(g, out) != 0)
+        return CLI_EXIT_TROUBLE;
+    deja_store_close(*out);
+    *out = NULL;
+    rc = deja_store_open(out, g->store, DEJA_STORE_WRITE);
+    if (rc < 0)
+        return cli_lib_error(rc, "store '%s'", g->store);
+    return 0;
+}
+
 /* No operands, then the store opened for reading; see cli.h. */
 int cli_store_open_no_operands(const cli_global *g, int argc, char **argv, const char *help,
                                deja_store **out)
@@ -315,6 +332,9 @@ int cli_filter_option(cli_filter *f, int opt, const char *arg, int64_t now_ns)
     switch (opt) {
     case CLI_OPT_MODEL:
         f->filter.model = arg;
+        break;
+    case CLI_OPT_PINNED:
+        f->filter.pinned = 1;
         break;
     case CLI_OPT_VERSION:
         f->filter.model_version = arg;

@@ -1,6 +1,6 @@
 /*
- * cli/cli_server.c -- what `deja proxy` and `deja serve` share: byte sizes
- * on the command line, waiting for SIGINT or SIGTERM, the printed address.
+ * cli/cli_server.c -- what `deja proxy` and `deja serve` share: waiting for
+ * SIGINT or SIGTERM, the printed address.
  */
 #include "cli.h"
 
@@ -12,30 +12,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-int cli_parse_bytes(const char *text, uint64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    if (text == NULL || *text < '0' || *text > '9')
-        return -1;
-    unsigned long long v = strtoull(text, &end, 10);
-    unsigned shift = 0;
-    if (errno != 0)
-        return -1;
-    if (*end == 'k' || *end == 'K')
-        shift = 10;
-    else if (*end == 'm' || *end == 'M')
-        shift = 20;
-    else if (*end == 'g' || *end == 'G')
-        shift = 30;
-    if (shift != 0)
-        end++;
-    if (*end != '\0' || v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
 
 void cli_signals_block(sigset_t *set)
 {

@@ -1,34 +1,41 @@
 /*
- * cli/cmd_gc.c -- `deja gc`: retention. Delete the traces older than a time
- * and every blob, chunk and environment only they referenced.
+ * cli/cmd_gc.c -- `deja gc`: retention. Delete the traces older than a time,
+ * or the oldest ones down to a size, and every blob, chunk and environment
+ * only they referenced. Pinned traces stay.
  */
 #include "cli.h"
 
 #include <string.h>
 
 static const char help[] =
-    "usage: deja gc --older-than T [--keep-errors] [--dry-run] [--json]\n"
+    "usage: deja gc [--older-than T] [--max-size SIZE] [--keep-errors] [--dry-run] [--json]\n"
     "\n"
-    "Delete the traces started before T (by their id's time), their index entries,\n"
-    "and the blobs, chunks and environments no remaining trace references, in one\n"
-    "transaction: all or nothing. A record that cannot be decoded is kept.\n"
+    "Delete the traces started before T (by their id's time), then, with --max-size,\n"
+    "the oldest traces until the store's pages in use fit SIZE (errors, rule\n"
+    "violations and traces with the budget's protect tag last: see 'deja budget'),\n"
+    "with their index entries and the blobs, chunks and environments no remaining\n"
+    "trace references, in one transaction: all or nothing. Pinned traces ('deja pin')\n"
+    "are never deleted. A record that cannot be decoded is kept.\n"
     "\n"
     "  --older-than T   T: 2026-11-27T14:03:00Z, '2026-11-27 14:03' (local), 2026-11-27,\n"
     "                   today, yesterday, @1764590000 (Unix seconds), or a time ago:\n"
     "                   30s, 10m, 2h, 3d, 1w, 1h30m (30d: older than 30 days)\n"
+    "  --max-size SIZE  evict the oldest traces until the pages in use fit SIZE\n"
+    "                   (bytes, or with a unit: 500K, 64M, 2G)\n"
     "  --keep-errors    keep error traces whatever their age\n"
     "  --dry-run        count what would be deleted, delete nothing\n"
     "  --json           print the counts as one JSON object\n"
     "\n"
     "Exit status: 0, or 2 when the store is missing or cannot be written.\n";
 
-enum { OPT_OLDER_THAN = CLI_OPT_FIRST_FREE, OPT_KEEP_ERRORS, OPT_DRY_RUN };
+enum { OPT_OLDER_THAN = CLI_OPT_FIRST_FREE, OPT_MAX_SIZE, OPT_KEEP_ERRORS, OPT_DRY_RUN };
 
 /* `deja gc`. */
 int cmd_gc(const cli_global *g, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"older-than", required_argument, NULL, OPT_OLDER_THAN},
+        {"max-size", required_argument, NULL, OPT_MAX_SIZE},
         {"keep-errors", no_argument, NULL, OPT_KEEP_ERRORS},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
         CLI_LONGOPT_HELP,
@@ -53,6 +60,14 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
                 goto cleanup;
             }
             given = 1;
+        } else if (c == OPT_MAX_SIZE) {
+            if (cli_parse_size(optarg, &o.max_bytes) < 0 || o.max_bytes == 0) {
+                ret = cli_error("--max-size: cannot read size '%s' (expected bytes, or 500K, "
+                                "64M, 2G)",
+                                optarg);
+                goto cleanup;
+            }
+            given = 1;
         } else if (c == OPT_KEEP_ERRORS) {
             o.keep_errors = 1;
         } else if (c == OPT_DRY_RUN) {
@@ -62,16 +77,17 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
         }
     }
     if (!given) {
-        ret = cli_usage_error(help, "gc: --older-than is required (e.g. --older-than 30d)");
+        ret = cli_usage_error(help, "gc: --older-than or --max-size is required (e.g. "
+                                    "--older-than 30d)");
         goto cleanup;
     }
     if (optind < argc) {
         ret = cli_usage_error(help, "gc: unexpected argument '%s'", argv[optind]);
         goto cleanup;
     }
-    /* Never create a store: check that it exists, then open it to write. */
     if (cli_store_open_read(g, &store) != 0)
         goto cleanup;
+    rc = 0;
     /* A dry run reads only. */
     if (!o.dry_run) {
         deja_store_close(store);

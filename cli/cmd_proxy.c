@@ -102,7 +102,7 @@ int cmd_proxy(const cli_global *g, int argc, char **argv)
         }
         case OPT_MAX_REQUEST:
         case OPT_MAX_RESPONSE:
-            if (cli_parse_bytes(optarg, &v) < 0 || v == 0 || v > SIZE_MAX) {
+            if (cli_parse_size(optarg, &v) < 0 || v == 0 || v > SIZE_MAX) {
                 cli_error("%s: expected a size such as 64M, not '%s'",
                           c == OPT_MAX_REQUEST ? "--max-request" : "--max-response", optarg);
                 goto cleanup;

@@ -14,7 +14,8 @@
 
 static const char help[] =
     "usage: deja run --model PLUGIN[:ARG] [--requests FILE.jsonl] [--tag K=V]... [--seed N] "
-    "[--env-vars RULES] [--rules FILE] [--json]\n"
+    "[--env-vars RULES] [--rules FILE] [--sample ...] [--keep-slower D] [--keep-first N] [--dedup]\n"
+    "[--json]\n"
     "\n"
     "Run a model plugin on requests, one JSON object per line (stdin by default),\n"
     "recording each inference into the store (created if needed).\n"
@@ -29,6 +30,7 @@ static const char help[] =
     "                        $DEJA_ENV_VARS; names that look like secrets never are\n"
     "  --rules FILE          validation rules (see deja check --help): a trace that\n"
     "                        breaks one is tagged deja.invalid=RULE, never blocked\n"
+    CLI_SAMPLING_HELP
     "  --json                one JSON object per request on stdout\n"
     "\n"
     "A request:\n"
@@ -607,8 +609,10 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         {"seed", required_argument, NULL, OPT_SEED},
         {"env-vars", required_argument, NULL, OPT_ENV_VARS},
         {"rules", required_argument, NULL, OPT_RULES},
+        CLI_LONGOPTS_SAMPLING,
         CLI_LONGOPT_END,
     };
+    cli_sampling sampling;
     run_state s;
     deja_tracer_options topts = DEJA_TRACER_OPTIONS_INIT;
     cli_rules_counter rules = {NULL, 0};
@@ -625,6 +629,7 @@ int cmd_run(const cli_global *g, int argc, char **argv)
 
     memset(&s, 0, sizeof s);
     cli_filter_init(&tags);
+    cli_sampling_init(&sampling);
     while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
         switch (c) {
         case CLI_OPT_MODEL:
@@ -651,7 +656,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
             rules_path = optarg;
             break;
         default:
-            goto cleanup;
+            if (cli_sampling_option(&sampling, c, optarg) != 1)
+                goto cleanup;
         }
     }
     if (optind < argc) {
@@ -709,6 +715,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
+    if (cli_sampling_apply(&sampling, s.tracer) != 0)
+        goto cleanup;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     run_requests(&s, in);
     if (ferror(in)) {
@@ -730,12 +738,25 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fflush(stdout);
-    fprintf(stderr, "recorded %s (%s", cli_count(s.recorded, "trace"),
-            cli_count(s.errors, "error"));
-    if (rules.rules != NULL)
-        fprintf(stderr, ", %llu invalid", (unsigned long long)atomic_load(&rules.invalid));
-    fprintf(stderr, ") in %.1f s\n",
-            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    {
+        const uint64_t left_out = ts.sampled_out + ts.dropped + ts.redacted;
+        const size_t kept = s.recorded > left_out ? s.recorded - (size_t)left_out : 0;
+        const double secs =
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        char invalid[64] = "";
+
+        if (rules.rules != NULL)
+            snprintf(invalid, sizeof invalid, ", %llu invalid",
+                     (unsigned long long)atomic_load(&rules.invalid));
+        if (left_out > 0 || sampling.given)
+            fprintf(stderr, "ran %s: recorded %zu (%s%s), %llu left out by sampling, dedup or a "
+                            "full queue (see deja stats) in %.1f s\n",
+                    cli_count(s.recorded, "request"), kept, cli_count(s.errors, "error"), invalid,
+                    (unsigned long long)left_out, secs);
+        else
+            fprintf(stderr, "recorded %s (%s%s) in %.1f s\n", cli_count(s.recorded, "trace"),
+                    cli_count(s.errors, "error"), invalid, secs);
+    }
     if (s.bad_lines > 0) {
         cli_error("%zu request lines could not be recorded", s.bad_lines);
         goto cleanup;
@@ -749,5 +770,6 @@ cleanup:
     if (in != NULL && in != stdin)
         fclose(in);
     cli_filter_free(&tags);
+    cli_sampling_free(&sampling);
     return ret;
 }

@@ -64,7 +64,7 @@ int cmd_serve(const cli_global *g, int argc, char **argv)
             record = 1;
             break;
         case OPT_MAX_REQUEST:
-            if (cli_parse_bytes(optarg, &v) < 0 || v == 0 || v > SIZE_MAX)
+            if (cli_parse_size(optarg, &v) < 0 || v == 0 || v > SIZE_MAX)
                 return cli_error("--max-request: expected a size such as 16M, not '%s'", optarg);
             o.max_request = (size_t)v;
             break;

@@ -102,7 +102,15 @@ static void print_env_summary(FILE *fp, const deja_env *e, int md)
 }
 
 /* The human form. */
-static void show_text(const deja_trace *t, const deja_env *env)
+/* A pin: whether the trace is pinned, since when and why. */
+typedef struct pin_info {
+    int pinned;
+    char *note;
+    int64_t at_ns;
+    uint64_t repeats; /* identical requests left out by dedup sampling */
+} pin_info;
+
+static void show_text(const deja_trace *t, const deja_env *env, const pin_info *pin)
 {
     char id[DEJA_ID_STRLEN + 1];
     char local[64], utc[64], dur[32];
@@ -132,6 +140,15 @@ static void show_text(const deja_trace *t, const deja_env *env)
         deja_id_format(&t->parent, parent);
         printf("parent    %s\n", parent);
     }
+    if (pin->pinned) {
+        char at[64];
+
+        cli_format_local(pin->at_ns, at, sizeof at);
+        printf("pinned    %s%s%s\n", at, pin->note[0] ? ": " : "", pin->note);
+    }
+    if (pin->repeats > 0)
+        printf("repeats   %llu more identical requests (dedup sampling)\n",
+               (unsigned long long)pin->repeats);
     fputs("tags      ", stdout);
     if (t->ntags == 0)
         fputc('-', stdout);
@@ -316,13 +333,23 @@ cleanup:
 }
 
 /* The JSON form, with the environment. */
-static int show_json(const deja_trace *t, const deja_env *env, int values)
+static int show_json(const deja_trace *t, const deja_env *env, int values, const pin_info *pin)
 {
     json_t *obj = cli_trace_json(t, values ? CLI_JSON_VALUES : 1);
 
     if (obj != NULL) {
         json_t *e = env != NULL ? cli_env_json(env) : json_null();
-        if (e == NULL || json_object_set_new(obj, "environment", e) != 0) {
+        json_t *p = json_null();
+
+        if (pin->pinned) {
+            char at[64];
+
+            cli_format_utc(pin->at_ns, at, sizeof at);
+            p = json_pack("{s:s,s:s}", "note", pin->note, "pinned_at", at);
+        }
+        if (e == NULL || json_object_set_new(obj, "environment", e) != 0 || p == NULL ||
+            json_object_set_new(obj, "pin", p) != 0 ||
+            json_object_set_new(obj, "repeats", json_integer((json_int_t)pin->repeats)) != 0) {
             json_decref(obj);
             obj = NULL;
         }
@@ -345,6 +372,7 @@ int cmd_show(const cli_global *g, int argc, char **argv)
     deja_bundle *bundle = NULL;
     deja_trace *t = NULL;
     deja_env *env = NULL;
+    pin_info pin = {0, NULL, 0, 0};
     deja_id id;
     int json = 0, md = 0, values = 0;
     int first = 1;
@@ -407,19 +435,31 @@ int cmd_show(const cli_global *g, int argc, char **argv)
             goto cleanup;
         }
     }
+    rc = bundle != NULL ? 0 : deja_trace_pin_get(store, &id, &pin.note, &pin.at_ns);
+    if (rc < 0) {
+        cli_lib_error(rc, "trace %s: pin", argv[optind]);
+        goto cleanup;
+    }
+    pin.pinned = rc == 1;
+    rc = deja_trace_repeats(store, &id, &pin.repeats);
+    if (rc < 0) {
+        cli_lib_error(rc, "trace %s: repeats", argv[optind]);
+        goto cleanup;
+    }
     if (json) {
-        if (show_json(t, env, values) < 0) {
+        if (show_json(t, env, values, &pin) < 0) {
             cli_error("out of memory printing the trace");
             goto cleanup;
         }
     } else if (md) {
         show_md(t, env);
     } else {
-        show_text(t, env);
+        show_text(t, env, &pin);
     }
     ret = CLI_EXIT_OK;
 
 cleanup:
+    free(pin.note);
     deja_env_free(env);
     deja_trace_free(t);
     if (bundle != NULL)

@@ -32,6 +32,9 @@ static const cli_command commands[] = {
     {"ship", cmd_ship, "publish traces to NATS JetStream (resumable, --follow)"},
     {"pull", cmd_pull, "copy traces from NATS JetStream into the store"},
     {"worker", cmd_worker, "replay jobs of `replay --via` from NATS JetStream"},
+    {"pin", cmd_pin, "keep traces whatever gc and the disk budget do"},
+    {"unpin", cmd_unpin, "let gc and the disk budget delete pinned traces again"},
+    {"budget", cmd_budget, "show or set the store's disk budget"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

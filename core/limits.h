@@ -15,4 +15,8 @@
  * trace beyond it, reading refuses a record claiming more (32 MiB). */
 #define DEJA__MAX_DRAWS ((size_t)1 << 22)
 
+/* A pin's note, and the tag key that protects traces from eviction. */
+#define DEJA__PIN_NOTE_MAX 4096
+#define DEJA__PROTECT_TAG_MAX 255
+
 #endif /* DEJA_CORE_LIMITS_H */

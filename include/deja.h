@@ -295,6 +295,42 @@ DEJA_API void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out)
  * a caller that printed ids can say which of them were not committed. */
 DEJA_API size_t deja_tracer_failed_ids(deja_tracer *tracer, deja_id *out, size_t cap);
 
+/* Sampling that keeps what matters. Without a policy a tracer keeps every
+ * error and a flat sample_rate of the rest (its options). With one, an
+ * ended span is kept, in this order: when it failed; when it broke a
+ * validation rule (tag deja.invalid); when it took longer than
+ * keep_slower_ns; when it is among the first keep_first spans of its model
+ * version seen by this tracer; else with the rate of the first entry of
+ * `rates` matching its model (and version, when the entry gives one), or
+ * `rate`. So a rare model is not sampled away by a busy one. With dedup, a
+ * kept ok span identical to one kept before (same model, version, inputs,
+ * params and seeds; among the last ~16,000 distinct requests) is not
+ * recorded: it counts as a repeat of the first (deja_trace_repeats). Every
+ * decision is counted in the store ("sample.kept_error", "sample.kept_slow",
+ * ..., "sampled_out", "sample.deduplicated"; see deja_store_counters). */
+typedef struct deja_sample_rate {
+    const char *model;   /* model name */
+    const char *version; /* model version, or NULL for any */
+    double rate;         /* 0..1 */
+} deja_sample_rate;
+
+typedef struct deja_sampling {
+    unsigned version;
+    double rate;                    /* 0..1: ok spans no rule matches */
+    const deja_sample_rate *rates;  /* first match wins; copied */
+    size_t nrates;
+    int64_t keep_slower_ns;         /* keep every span slower than this; 0: off */
+    unsigned keep_first;            /* keep the first N spans of each model version; 0: off */
+    int dedup;                      /* keep one span per identical request, count the rest */
+} deja_sampling;
+
+#define DEJA_SAMPLING_VERSION 1
+#define DEJA_SAMPLING_INIT {DEJA_SAMPLING_VERSION, 1.0, NULL, 0, 0, 0, 0}
+
+/* Give `tracer` the sampling policy `policy` (copied), once, before the
+ * first span ends. DEJA_EINVAL for a rate outside 0..1 or a second call. */
+DEJA_API int deja_tracer_sampling_set(deja_tracer *tracer, const deja_sampling *policy);
+
 /* Begin a span: one inference of model `name` at `version`. The span
  * belongs to the calling thread until deja_span_end() or deja_span_abort().
  * Its id and start time are taken now. */
@@ -483,10 +519,12 @@ typedef struct deja_filter {
     const deja_tag *tags;
     size_t ntags;
     size_t limit; /* 0 = no limit */
+    /* version 2 */
+    int pinned; /* only pinned traces (deja_trace_pin) */
 } deja_filter;
 
-#define DEJA_FILTER_VERSION 1
-#define DEJA_FILTER_INIT {DEJA_FILTER_VERSION, NULL, NULL, 0, 0, -1, NULL, 0, 0}
+#define DEJA_FILTER_VERSION 2
+#define DEJA_FILTER_INIT {DEJA_FILTER_VERSION, NULL, NULL, 0, 0, -1, NULL, 0, 0, 0}
 
 /* Called for each listed trace (payloads not loaded: tensors carry name,
  * dtype, shape and size, and data is NULL for blob-stored ones). Return 0 to
@@ -548,10 +586,12 @@ typedef struct deja_gc_options {
     int64_t before_ns; /* delete traces started before this Unix time (by their id's millisecond) */
     int keep_errors;   /* keep error traces whatever their age */
     int dry_run;       /* count what would go, delete nothing */
+    /* version 2 */
+    uint64_t max_bytes; /* also evict the oldest traces until the pages in use fit; 0: no */
 } deja_gc_options;
 
-#define DEJA_GC_OPTIONS_VERSION 1
-#define DEJA_GC_OPTIONS_INIT {DEJA_GC_OPTIONS_VERSION, 0, 0, 0}
+#define DEJA_GC_OPTIONS_VERSION 2
+#define DEJA_GC_OPTIONS_INIT {DEJA_GC_OPTIONS_VERSION, 0, 0, 0, 0}
 
 /* What deja_store_gc() deleted (or, with dry_run, would delete). */
 typedef struct deja_gc_stats {
@@ -560,7 +600,10 @@ typedef struct deja_gc_stats {
 } deja_gc_stats;
 
 /* Delete the traces whose id is older than opts->before_ns (but error
- * traces when opts->keep_errors), with their index entries, then the blobs,
+ * traces when opts->keep_errors, and pinned traces always), with their
+ * index entries; with opts->max_bytes, then evict the oldest traces that are
+ * neither pinned nor protected (see deja_budget) until the pages in use fit
+ * max_bytes; then delete the blobs,
  * chunks and environments no longer referenced by any remaining trace. All
  * in one write transaction: all or nothing. A record that cannot be decoded
  * is kept and not counted; when a remaining trace (or a remaining blob's
@@ -569,6 +612,64 @@ typedef struct deja_gc_stats {
  * holds what would be deleted. The store must be opened DEJA_STORE_WRITE
  * (else DEJA_EINVAL). */
 DEJA_API int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats *out);
+
+/* Pins: a pinned trace (one attached to a bug report, say) is never deleted
+ * by gc, --older-than or the disk budget, and keeps everything it
+ * references. Pin `id` with a `note` saying why (may be NULL; at most 4,096
+ * bytes); pinning a pinned trace replaces its note. Needs a store opened
+ * DEJA_STORE_WRITE. DEJA_ENOTFOUND when no such trace. */
+DEJA_API int deja_trace_pin(deja_store *store, const deja_id *id, const char *note);
+
+/* Unpin `id`. DEJA_ENOTFOUND when it is not pinned. */
+DEJA_API int deja_trace_unpin(deja_store *store, const deja_id *id);
+
+/* Whether `id` is pinned: 1 (and, when not NULL, `*note`, malloc'd, for
+ * the caller to free, and `*pinned_ns`, when it was pinned), 0 when not, or
+ * a negative code. */
+DEJA_API int deja_trace_pin_get(deja_store *store, const deja_id *id, char **note,
+                                int64_t *pinned_ns);
+
+/* How many more requests identical to trace `id`'s were left out by dedup
+ * sampling (deja_sampling.dedup) into `*out` (0 when none). */
+DEJA_API int deja_trace_repeats(deja_store *store, const deja_id *id, uint64_t *out);
+
+/* The disk budget of a store, kept in the store itself so that every writer
+ * honours it. When the pages in use exceed max_bytes, the writer that
+ * notices evicts the oldest traces down to 90 % of it, with the blobs,
+ * chunks and environments only they used, in one transaction (never a
+ * half-deleted trace). Pinned traces are never evicted. Protected traces --
+ * errors, traces tagged deja.invalid (a broken validation rule) and traces
+ * carrying the tag key `protect_tag` -- are evicted only while they hold
+ * more than protect_percent of the budget, oldest first. */
+typedef struct deja_budget {
+    unsigned version;
+    uint64_t max_bytes;       /* 0: no budget */
+    unsigned protect_percent; /* share of max_bytes protected traces may keep (default 25) */
+    char protect_tag[256];    /* tag key that protects a trace (default "deja.keep") */
+    /* Filled by deja_store_budget_get, ignored by _set: */
+    uint64_t used_bytes;     /* pages in use now */
+    uint64_t file_bytes;     /* size of the data file */
+    uint64_t evicted;        /* traces evicted so far */
+    uint64_t evicted_bytes;  /* their estimated bytes */
+    uint64_t evictions;      /* eviction rounds so far */
+    uint64_t pinned;         /* traces pinned now */
+} deja_budget;
+
+#define DEJA_BUDGET_VERSION 1
+
+/* Read the budget and the figures beside it into `out` (version set). */
+DEJA_API int deja_store_budget_get(deja_store *store, deja_budget *out);
+
+/* Set the budget from `b` (max_bytes, protect_percent, protect_tag): takes
+ * effect for every writer at its next commit. Enforces it once right away.
+ * DEJA_EINVAL for a percent above 100 or a tag with control characters. */
+DEJA_API int deja_store_budget_set(deja_store *store, const deja_budget *b);
+
+/* Call `cb` with the name and value of each store-wide counter ("dropped",
+ * "sampled_out", "evicted", "sample.slow", ...), in name order. `cb`
+ * returns 0 to go on. */
+typedef int (*deja_counter_cb)(const char *name, uint64_t value, void *payload);
+DEJA_API int deja_store_counters(deja_store *store, deja_counter_cb cb, void *payload);
 
 /* The environment a trace was recorded in (or the current one). */
 typedef struct deja_kv {

@@ -2,7 +2,9 @@
  * store/gc.c -- deja_store_gc: retention. Delete the traces older than a
  * time (with their index entries), then sweep the blobs, chunks and
  * environments that no remaining trace references, in one write
- * transaction.
+ * transaction. With a size target (the disk budget), evict the oldest
+ * traces that are neither pinned nor protected, round after round, until
+ * the pages in use fit the target. Pinned traces are never deleted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +89,16 @@ typedef struct gc_state {
     int unknown_refs;   /* a remaining trace did not decode: sweep no blob or env */
     int unknown_chunks; /* a kept blob's chunk list did not parse: sweep no chunk */
     int dry;            /* a dry run: w->txn is a read transaction, nothing is written */
+    const deja_digest *keep_env; /* an environment a live writer uses, or NULL */
+    uint64_t max_bytes;          /* evict down to this many bytes in use; 0: no target */
+    unsigned protect_percent;    /* share of what stays that protected traces may keep */
+    uint64_t protect_bytes;      /* what protected traces may keep from eviction */
+    uint64_t protected_bytes;    /* estimated bytes of the protected traces left */
+    uint64_t estimated_bytes;    /* estimated bytes of all the traces left */
+    char protect_tag[DEJA__PROTECT_TAG_MAX + 1];
+    uint64_t evicted, evicted_bytes;
+    int evict_only;   /* the budget's path: no sweep unless an evicted trace had blobs */
+    int evicted_refs; /* an evicted trace referenced a blob */
 } gc_state;
 
 /* Map an LMDB failure in `w`, noting a full map so that the write reruns. */
@@ -168,6 +180,8 @@ static int delete_trace(deja__wtxn *w, const deja_trace *t)
 
     if (rc == 0)
         rc = del_key(w, w->store->traces, t->id.bytes, 16, "gc: deleting a trace");
+    if (rc == 0 && w->store->has_repeats)
+        rc = del_key(w, w->store->repeats, t->id.bytes, 16, "gc: deleting a repeat count");
     return rc;
 }
 
@@ -184,6 +198,69 @@ static uint64_t trace_raw_bytes(const deja_trace *t, const MDB_val *v)
         for (size_t i = 0; i < count; i++)
             if (deja__trace_blob(t, (deja_side)side, i) != NULL)
                 n += ts[i].size;
+    }
+    return n;
+}
+
+/* Whether eviction spares `t` while protected traces fit their share:
+ * errors, traces that broke a validation rule (tag deja.invalid) and traces
+ * carrying the protect tag. */
+static int is_protected(const gc_state *g, const deja_trace *t)
+{
+    if (t->status == DEJA_STATUS_ERROR)
+        return 1;
+    for (size_t i = 0; i < t->ntags; i++) {
+        const char *key = t->tags[i].key ? t->tags[i].key : "";
+
+        if (strcmp(key, "deja.invalid") == 0 ||
+            (g->protect_tag[0] && strcmp(key, g->protect_tag) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* The stored bytes of the chunks of blob `d` (value `bv`), 0 when it is
+ * stored whole. */
+static uint64_t chunks_bytes(deja__wtxn *w, const deja_digest *d, const MDB_val *bv)
+{
+    deja__chunked it;
+    const uint8_t *cd;
+    uint64_t n = 0;
+    size_t cs;
+
+    if (bv->mv_size == 0 || ((const uint8_t *)bv->mv_data)[0] != DEJA__CHUNKED_MAGIC ||
+        !w->store->has_chunks || deja__chunked_parse(bv->mv_data, bv->mv_size, d, &it) != 0)
+        return 0;
+    while (deja__chunked_next(&it, &cs, &cd)) {
+        MDB_val k = {16, (void *)cd}, v;
+
+        if (mdb_get(w->txn, w->store->chunks, &k, &v) == 0)
+            n += v.mv_size;
+    }
+    return n;
+}
+
+/* What deleting `t` (record `v`) may free: its record and the stored size of
+ * each blob it references, with its chunks (shared ones free less). */
+static uint64_t trace_estimate(deja__wtxn *w, const deja_trace *t, const MDB_val *v)
+{
+    uint64_t n = v->mv_size;
+
+    for (int side = 0; side < 2; side++) {
+        size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+
+        for (size_t i = 0; i < count; i++) {
+            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+            MDB_val k = {16, NULL}, bv;
+
+            if (d == NULL)
+                continue;
+            k.mv_data = (void *)d->bytes;
+            if (mdb_get(w->txn, w->store->blobs, &k, &bv) != 0)
+                continue;
+            n += bv.mv_size;
+            n += chunks_bytes(w, d, &bv);
+        }
     }
     return n;
 }
@@ -219,7 +296,8 @@ static int delete_old(deja__wtxn *w, gc_state *g)
             rc = 0; /* undecodable: kept, not counted */
         } else if (rc != 0) {
             break;
-        } else if (!(g->opts->keep_errors && t->status == DEJA_STATUS_ERROR)) {
+        } else if (!(g->opts->keep_errors && t->status == DEJA_STATUS_ERROR) &&
+                   !deja__pinned_txn(w->store, w->txn, &id)) {
             g->stats.traces++;
             g->stats.bytes += v.mv_size;
             g->unique_freed += record_raw_size(&v);
@@ -327,6 +405,13 @@ static int mark_traces(deja__wtxn *w, gc_state *g)
         }
         if (rc == 0 && t->has_env)
             rc = mark(w, w->store->envs, &g->envs, t->env.bytes);
+        if (rc == 0 && g->max_bytes > 0) {
+            const uint64_t est = trace_estimate(w, t, &v);
+
+            g->estimated_bytes += est;
+            if (is_protected(g, t) && !deja__pinned_txn(w->store, w->txn, &id))
+                g->protected_bytes += est;
+        }
         deja_trace_free(t);
     }
     mdb_cursor_close(cur);
@@ -425,25 +510,19 @@ static int decide_env(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_va
     return !set_has(&g->envs, k->mv_data);
 }
 
-/* The whole collection inside one write transaction; repeatable (every
- * result is reset here). Returns 1 after a dry run so that it is rolled
- * back. */
-static int gc_fill(deja__wtxn *w, void *payload)
+/* Steps (b) and (c): mark what the remaining traces reference, then sweep
+ * the blobs, chunks and environments nothing marked. */
+static int collect(deja__wtxn *w, gc_state *g)
 {
-    gc_state *g = payload;
     size_t nblobs = 0, nchunks = 0, nenvs = 0;
     int rc;
 
-    memset(&g->stats, 0, sizeof g->stats);
-    g->unique_freed = g->raw_freed = 0;
     g->unknown_refs = g->unknown_chunks = 0;
+    g->protected_bytes = g->estimated_bytes = 0;
     set_free(&g->blobs);
     set_free(&g->chunks);
     set_free(&g->envs);
-
-    rc = delete_old(w, g);
-    if (rc == 0)
-        rc = entries(w, w->store->blobs, &nblobs);
+    rc = entries(w, w->store->blobs, &nblobs);
     if (rc == 0 && w->store->has_chunks)
         rc = entries(w, w->store->chunks, &nchunks);
     if (rc == 0)
@@ -456,12 +535,195 @@ static int gc_fill(deja__wtxn *w, void *payload)
         rc = set_init(&g->envs, nenvs);
     if (rc == 0)
         rc = mark_traces(w, g);
+    if (rc == 0 && g->keep_env != NULL)
+        rc = mark(w, w->store->envs, &g->envs, g->keep_env->bytes);
     if (rc == 0 && !g->unknown_refs)
         rc = sweep(w, g, w->store->blobs, decide_blob, &g->stats.blobs);
     if (rc == 0 && !g->unknown_refs && !g->unknown_chunks && w->store->has_chunks)
         rc = sweep(w, g, w->store->chunks, decide_chunk, &g->stats.chunks);
     if (rc == 0 && !g->unknown_refs)
         rc = sweep(w, g, w->store->envs, decide_env, &g->stats.envs);
+    return rc;
+}
+
+/* Evict the oldest traces that are neither pinned nor protected (protected
+ * ones too, oldest first, while they hold more than their share) until the
+ * estimate of what they free reaches `excess`. Sets `*deleted` to the
+ * number evicted. A trace that does not decode is kept. */
+static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *deleted)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    deja_id id;
+    uint64_t freed = 0;
+    int rc = 0, mrc;
+
+    *deleted = 0;
+    mrc = mdb_cursor_open(w->txn, w->store->traces, &cur);
+    if (mrc != 0)
+        return gc_mdb_error(w, mrc, "gc: walking traces");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && freed < excess;) {
+        deja_trace *t = NULL;
+        int evict = 0;
+
+        if (k.mv_size != 16) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        memcpy(id.bytes, k.mv_data, 16);
+        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
+            rc = 0;
+        } else if (rc != 0) {
+            break;
+        } else if (!deja__pinned_txn(w->store, w->txn, &id)) {
+            const uint64_t est = trace_estimate(w, t, &v);
+
+            if (!is_protected(g, t)) {
+                evict = 1;
+            } else if (g->protected_bytes > g->protect_bytes) {
+                evict = 1;
+                g->protected_bytes -= est < g->protected_bytes ? est : g->protected_bytes;
+            }
+            if (evict) {
+                for (size_t i = 0; i < t->ninputs + t->noutputs && !g->evicted_refs; i++)
+                    g->evicted_refs =
+                        i < t->ninputs ? deja__trace_blob(t, DEJA_INPUT, i) != NULL
+                                       : deja__trace_blob(t, DEJA_OUTPUT, i - t->ninputs) != NULL;
+                freed += est;
+                g->stats.traces++;
+                g->stats.bytes += v.mv_size;
+                g->unique_freed += record_raw_size(&v);
+                g->raw_freed += trace_raw_bytes(t, &v);
+                g->evicted_bytes += est;
+                (*deleted)++;
+                rc = delete_trace(w, t);
+            }
+        }
+        deja_trace_free(t);
+        if (rc != 0)
+            break;
+        if (evict && !read_only(w)) {
+            k.mv_size = 16;
+            k.mv_data = id.bytes;
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        } else {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = gc_mdb_error(w, mrc, "gc: walking traces");
+    return rc;
+}
+
+/* `x` * `num` / `den`, without overflow for the sizes of a store. */
+static uint64_t scale(uint64_t x, uint64_t num, uint64_t den)
+{
+    if (den == 0)
+        return x;
+    return (uint64_t)((long double)x * (long double)num / (long double)den);
+}
+
+/* The number of keys of `dbi` starting with the `n` bytes of `prefix`. */
+static int count_prefix(deja__wtxn *w, MDB_dbi dbi, const void *prefix, size_t n, uint64_t *out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k = {n, (void *)prefix}, v;
+    int mrc;
+
+    *out = 0;
+    mrc = mdb_cursor_open(w->txn, dbi, &cur);
+    if (mrc != 0)
+        return gc_mdb_error(w, mrc, "gc: counting");
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         mrc == 0 && k.mv_size >= n && memcmp(k.mv_data, prefix, n) == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        (*out)++;
+    mdb_cursor_close(cur);
+    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : gc_mdb_error(w, mrc, "gc: counting");
+}
+
+/* The budget's eviction, without decoding the whole store: the data to
+ * evict and the protected traces' share come from the counters and the
+ * indexes (errors, deja.invalid and protect-tag entries at the average
+ * trace size); the sweep runs only when an evicted trace referenced a blob
+ * (inline payloads leave nothing behind; environments are few and are
+ * swept by the next full collection). */
+static int evict_by_counters(deja__wtxn *w, gc_state *g)
+{
+    const uint8_t error_key[1] = {(uint8_t)DEJA_STATUS_ERROR};
+    char tag[DEJA__PROTECT_TAG_MAX + 2];
+    uint64_t used = 0, stored, evict, n = 0, nprot = 0;
+    MDB_stat st;
+    int rc, mrc;
+
+    rc = deja__txn_used_bytes(w->store, w->txn, &used);
+    if (rc != 0 || used <= g->max_bytes)
+        return rc;
+    mrc = mdb_stat(w->txn, w->store->traces, &st);
+    if (mrc != 0)
+        return gc_mdb_error(w, mrc, "gc: counting traces");
+    stored = deja__meta_u64(w->store, w->txn, "count/stored_bytes");
+    evict = scale(used - g->max_bytes, stored, used);
+    rc = count_prefix(w, w->store->ix_status, error_key, 1, &nprot);
+    if (rc == 0)
+        rc = count_prefix(w, w->store->ix_tag, "deja.invalid=", 13, &n);
+    nprot += n;
+    if (rc == 0 && g->protect_tag[0]) {
+        snprintf(tag, sizeof tag, "%s=", g->protect_tag);
+        rc = count_prefix(w, w->store->ix_tag, tag, strlen(tag), &n);
+        nprot += n;
+    }
+    if (rc != 0)
+        return rc;
+    g->protected_bytes = st.ms_entries ? nprot * (stored / st.ms_entries) : 0;
+    g->protect_bytes = (stored > evict ? stored - evict : 0) / 100 * g->protect_percent;
+    rc = evict_oldest(w, g, evict, &g->evicted);
+    if (rc == 0 && g->evicted_refs)
+        rc = collect(w, g);
+    return rc;
+}
+
+/* The whole collection inside one write transaction; repeatable (every
+ * result is reset here). Returns 1 after a dry run so that it is rolled
+ * back. */
+static int gc_fill(deja__wtxn *w, void *payload)
+{
+    gc_state *g = payload;
+    uint64_t used = 0;
+    int rc;
+
+    memset(&g->stats, 0, sizeof g->stats);
+    g->unique_freed = g->raw_freed = 0;
+    g->evicted = g->evicted_bytes = 0;
+
+    g->evicted_refs = 0;
+    if (g->evict_only) {
+        rc = evict_by_counters(w, g);
+        goto counters;
+    }
+    rc = delete_old(w, g);
+    if (rc == 0)
+        rc = collect(w, g);
+    if (rc == 0 && g->max_bytes > 0)
+        rc = deja__txn_used_bytes(w->store, w->txn, &used);
+    /* Eviction works on data, not pages: deleting records leaves holes in
+     * pages that later writes fill (keys by digest land anywhere), so the
+     * pages in use barely drop inside the transaction. The data to evict
+     * is the share of the pages above the target, in the estimates' unit
+     * (records, blobs and chunks of each trace), oldest first, in one
+     * round; protected traces may keep their share of what stays. */
+    if (rc == 0 && g->max_bytes > 0 && used > g->max_bytes) {
+        const uint64_t evict = scale(used - g->max_bytes, g->estimated_bytes, used);
+        const uint64_t stays = g->estimated_bytes - evict;
+
+        g->protect_bytes = stays / 100 * g->protect_percent;
+        rc = evict_oldest(w, g, evict, &g->evicted);
+        if (rc == 0 && g->evicted > 0)
+            rc = collect(w, g);
+    }
+counters:
     /* The counters: stored_bytes and unique_bytes lose exactly the value
      * bytes and the raw sizes of the deleted records. raw_bytes is
      * approximate: it loses each deleted trace's encoding and blob payloads
@@ -473,11 +735,24 @@ static int gc_fill(deja__wtxn *w, void *payload)
         rc = count_sub(w, "unique_bytes", g->unique_freed);
     if (rc == 0)
         rc = count_sub(w, "raw_bytes", g->raw_freed);
+    if (rc == 0 && g->evicted > 0 && !read_only(w))
+        rc = deja__wtxn_count_add(w, "evicted", g->evicted);
+    if (rc == 0 && g->evicted > 0 && !read_only(w))
+        rc = deja__wtxn_count_add(w, "evicted_bytes", g->evicted_bytes);
+    if (rc == 0 && g->evicted > 0 && !read_only(w))
+        rc = deja__wtxn_count_add(w, "evictions", 1);
+    if (rc == 0 && g->evicted > 0 && !read_only(w))
+        rc = deja__wtxn_meta_put_u64(w, DEJA__BUDGET_MARK,
+                                     deja__meta_u64(w->store, w->txn, "count/stored_bytes"));
     return rc;
 }
 
-/* Delete old traces and everything only they referenced; see deja.h. */
-int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats *out)
+/* Run a collection with `opts` (see deja_store_gc), evicting down to
+ * `max_bytes` in use when not 0, and never sweeping `keep_env` (may be
+ * NULL): the environment a live writer of this process references. With
+ * `evict_only`, the budget's cheap path (evict_by_counters). */
+static int gc_run(deja_store *store, const deja_gc_options *opts, uint64_t max_bytes,
+                  const deja_digest *keep_env, int evict_only, deja_gc_stats *out)
 {
     gc_state g;
     int rc;
@@ -487,8 +762,8 @@ int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats 
         memset(out, 0, sizeof *out);
     if (store == NULL || opts == NULL)
         return deja__error_set(DEJA_EINVAL, "gc: no store or no options");
-    if (opts->version != DEJA_GC_OPTIONS_VERSION)
-        return deja__error_set(DEJA_EVERSION, "gc: options version %u, this deja knows %d",
+    if (opts->version < 1 || opts->version > DEJA_GC_OPTIONS_VERSION)
+        return deja__error_set(DEJA_EVERSION, "gc: options version %u, this deja knows 1 to %d",
                                opts->version, DEJA_GC_OPTIONS_VERSION);
     if (!store->writable && !opts->dry_run)
         return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only: gc needs write",
@@ -499,6 +774,18 @@ int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats 
     if (rc != 0)
         return rc;
     g.opts = opts;
+    g.keep_env = keep_env;
+    g.max_bytes = max_bytes;
+    g.evict_only = evict_only;
+    if (max_bytes > 0) {
+        deja_budget b;
+
+        rc = deja_store_budget_get(store, &b);
+        if (rc != 0)
+            return rc;
+        g.protect_percent = b.protect_percent;
+        snprintf(g.protect_tag, sizeof g.protect_tag, "%s", b.protect_tag);
+    }
     if (opts->dry_run) {
         /* Count in a read transaction: a dry run never writes. */
         deja__wtxn w;
@@ -519,4 +806,21 @@ int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats 
     set_free(&g.chunks);
     set_free(&g.envs);
     return rc;
+}
+
+/* Evict for the disk budget; see store/store.h. */
+int deja__store_evict(deja_store *store, uint64_t max_bytes, const deja_digest *keep_env)
+{
+    const deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+
+    return gc_run(store, &o, max_bytes, keep_env, 1, NULL);
+}
+
+/* Delete old traces and everything only they referenced, or evict down to a
+ * size; see deja.h. */
+int deja_store_gc(deja_store *store, const deja_gc_options *opts, deja_gc_stats *out)
+{
+    const uint64_t max_bytes = opts != NULL && opts->version >= 2 ? opts->max_bytes : 0;
+
+    return gc_run(store, opts, max_bytes, NULL, 0, out);
 }

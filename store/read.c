@@ -386,7 +386,14 @@ static int walkers_for_model(list_state *s, const char *name)
     return 0;
 }
 
-/* Whether a decoded trace passes every filter. */
+/* Whether the filter asks for pinned traces only (a field of version 2). */
+static int wants_pinned(const deja_filter *f)
+{
+    return f->version >= 2 && f->pinned;
+}
+
+/* Whether a decoded trace passes every filter but the pin (checked by the
+ * caller, which has the transaction). */
 static int trace_matches(const deja_trace *t, const deja_filter *f)
 {
     const char *name = t->model_name ? t->model_name : "";
@@ -481,7 +488,16 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
     if (maxkey > sizeof key)
         maxkey = sizeof key;
     /* Walk the narrowest index whose key fits; every filter is checked again
-     * on the decoded trace, so any walk that covers the matches is right. */
+     * on the decoded trace, so any walk that covers the matches is right.
+     * Pins are few: their database is the narrowest of all. */
+    if (wants_pinned(f)) {
+        if (!store->has_pins) {
+            deja__rtxn_end(store, s.txn);
+            return 0;
+        }
+        rc = walker_add(&s, store->pins, key, 0);
+        chosen = 1;
+    }
     for (size_t i = 0; i < f->ntags && !chosen; i++) {
         const char *k = f->tags[i].key ? f->tags[i].key : "";
         const char *v = f->tags[i].value ? f->tags[i].value : "";
@@ -534,7 +550,8 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
         id = best->id;
         rc = deja__trace_read_txn(store, s.txn, &id, &t);
         if (rc == 0) {
-            if (trace_matches(t, f)) {
+            if (trace_matches(t, f) &&
+                (!wants_pinned(f) || deja__pinned_txn(store, s.txn, &id))) {
                 listed++;
                 stop = cb(t, payload) != 0;
             }

@@ -182,8 +182,8 @@ static void put_le(uint8_t *p, uint64_t x, size_t n)
 }
 
 /* Write `size` bytes under the key `key` of `dbi`, noting a full map. */
-static int wput(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
-                size_t size, unsigned flags, const char *what)
+int deja__wtxn_put(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
+                   size_t size, unsigned flags, const char *what)
 {
     MDB_val k = {ksize, (void *)key}, v = {size, (void *)data};
     int rc = mdb_put(w->txn, dbi, &k, &v, flags);
@@ -197,19 +197,26 @@ static int wput(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const
     return 0;
 }
 
+/* Write the u64 `value` under meta `key` in `w`. */
+int deja__wtxn_meta_put_u64(deja__wtxn *w, const char *key, uint64_t value)
+{
+    uint8_t v[8];
+
+    put_le(v, value, 8);
+    return deja__wtxn_put(w, w->store->meta, key, strlen(key), v, 8, 0, "updating meta");
+}
+
 /* Add `delta` to the u64 counter meta "count/<name>" in `w`. */
-static int count_add(deja__wtxn *w, const char *name, uint64_t delta)
+int deja__wtxn_count_add(deja__wtxn *w, const char *name, uint64_t delta)
 {
     char key[64];
-    uint8_t v[8];
     uint64_t x;
 
     if (delta == 0)
         return 0;
     snprintf(key, sizeof key, "count/%s", name);
     x = deja__meta_u64(w->store, w->txn, key) + delta;
-    put_le(v, x, 8);
-    return wput(w, w->store->meta, key, strlen(key), v, 8, 0, "updating a counter");
+    return deja__wtxn_meta_put_u64(w, key, x);
 }
 
 /* Open (creating when `create`) the named databases of the store in `txn`. */
@@ -232,11 +239,18 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
     }
     /* A store written before chunking has no `chunks`: readable as it is. */
     rc = mdb_dbi_open(txn, "chunks", create ? MDB_CREATE : 0, &store->chunks);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc != 0)
+    if (rc != 0 && rc != MDB_NOTFOUND)
         return deja__mdb_error(rc, "chunks");
-    store->has_chunks = 1;
+    store->has_chunks = rc == 0;
+    /* Nor pins, before pinning: none is pinned then. */
+    rc = mdb_dbi_open(txn, "pins", create ? MDB_CREATE : 0, &store->pins);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "pins");
+    store->has_pins = rc == 0;
+    rc = mdb_dbi_open(txn, "repeats", create ? MDB_CREATE : 0, &store->repeats);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "repeats");
+    store->has_repeats = rc == 0;
     return 0;
 }
 
@@ -480,12 +494,12 @@ int deja__store_sync(deja_store *store)
 /* Write the byte counters gathered by `w` into meta. */
 static int flush_counters(deja__wtxn *w)
 {
-    int rc = count_add(w, "raw_bytes", w->raw_bytes);
+    int rc = deja__wtxn_count_add(w, "raw_bytes", w->raw_bytes);
 
     if (rc == 0)
-        rc = count_add(w, "unique_bytes", w->unique_bytes);
+        rc = deja__wtxn_count_add(w, "unique_bytes", w->unique_bytes);
     if (rc == 0)
-        rc = count_add(w, "stored_bytes", w->stored_bytes);
+        rc = deja__wtxn_count_add(w, "stored_bytes", w->stored_bytes);
     return rc;
 }
 
@@ -583,7 +597,7 @@ static int put_record(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize,
     int rc = deja__record_encode(w, data, size, dict_id, &w->scratch);
 
     if (rc == 0)
-        rc = wput(w, dbi, key, ksize, w->scratch.data, w->scratch.size, MDB_NOOVERWRITE, what);
+        rc = deja__wtxn_put(w, dbi, key, ksize, w->scratch.data, w->scratch.size, MDB_NOOVERWRITE, what);
     if (rc == 0) {
         w->unique_bytes += size;
         w->stored_bytes += w->scratch.size;
@@ -626,7 +640,7 @@ static int put_chunked(deja__wtxn *w, const uint8_t *data, size_t size, const de
         off += n;
     }
     if (rc == 0)
-        rc = wput(w, w->store->blobs, key->bytes, 16, list.data, list.size, MDB_NOOVERWRITE,
+        rc = deja__wtxn_put(w, w->store->blobs, key->bytes, 16, list.data, list.size, MDB_NOOVERWRITE,
                   "writing a blob");
     if (rc == 0) {
         w->unique_bytes += list.size;
@@ -775,7 +789,7 @@ static int put_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char
     char msg[48];
 
     snprintf(msg, sizeof msg, "writing the %s index", what);
-    return wput(payload, dbi, key, n, "", 0, 0, msg);
+    return deja__wtxn_put(payload, dbi, key, n, "", 0, 0, msg);
 }
 
 /* Add the index entries of `trace`. */
@@ -824,12 +838,12 @@ cleanup:
 /* Add to the store-wide tracer counters. */
 int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint64_t redacted)
 {
-    int rc = count_add(w, "dropped", dropped);
+    int rc = deja__wtxn_count_add(w, "dropped", dropped);
 
     if (rc == 0)
-        rc = count_add(w, "sampled_out", sampled_out);
+        rc = deja__wtxn_count_add(w, "sampled_out", sampled_out);
     if (rc == 0)
-        rc = count_add(w, "redacted", redacted);
+        rc = deja__wtxn_count_add(w, "redacted", redacted);
     return rc;
 }
 
@@ -922,7 +936,7 @@ int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__
     w->raw_bytes += p->enc.size;
     if (w->dict_id == 0)
         deja__dict_sample(w, p->enc.data, p->enc.size);
-    rc = wput(w, w->store->traces, trace->id.bytes, 16, p->rec.data, p->rec.size, MDB_NOOVERWRITE,
+    rc = deja__wtxn_put(w, w->store->traces, trace->id.bytes, 16, p->rec.data, p->rec.size, MDB_NOOVERWRITE,
               "writing a trace");
     if (rc == 0) {
         w->unique_bytes += p->enc.size;

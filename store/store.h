@@ -111,6 +111,33 @@ int deja__wtxn_put_env(deja__wtxn *w, const deja_env *env, deja_digest *out);
 /* Store `env` (digest `digest`) unless already present. */
 int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest *digest);
 
+/* Add `delta` to the store-wide counter "count/<name>" (shown by `deja
+ * stats`, listed by deja_store_counters). */
+int deja__wtxn_count_add(deja__wtxn *w, const char *name, uint64_t delta);
+
+/* A repeat count of dedup sampling: `count` more requests identical to the
+ * one trace `id` recorded. */
+typedef struct deja__repeat {
+    deja_id id;
+    uint64_t count;
+} deja__repeat;
+
+/* Add `count` to the repeats of trace `id` (store/repeat.c). */
+int deja__wtxn_repeats_add(deja__wtxn *w, const deja_id *id, uint64_t count);
+
+/* The budget's eviction: evict the oldest unpinned traces for the pages in
+ * use above `max_bytes`, never sweeping `keep_env` (may be NULL), the
+ * environment a live writer of this process references. Cheap: decodes
+ * only the traces it looks at, and sweeps only when they held blobs. */
+int deja__store_evict(deja_store *store, uint64_t max_bytes, const deja_digest *keep_env);
+
+/* Enforce the store's disk budget, if it has one: when the pages in use
+ * exceed it, evict down to DEJA__BUDGET_LOW_WATER percent of it (see
+ * store/budget.c). Cheap when under budget (one read transaction). */
+int deja__store_budget_enforce(deja_store *store, const deja_digest *keep_env);
+#define DEJA__BUDGET_LOW_WATER 90
+#define DEJA__BUDGET_HARD 10
+
 /* Add to the store-wide tracer counters shown by `deja stats`. */
 int deja__wtxn_count(deja__wtxn *w, uint64_t dropped, uint64_t sampled_out, uint64_t redacted);
 

@@ -64,6 +64,10 @@ struct deja_store {
     MDB_dbi chunks;
     int has_chunks; /* 0 for a store written before chunking, opened read-only */
     int nolock;     /* opened read-only without LMDB's locks (no write access) */
+    MDB_dbi pins;   /* 16-byte trace id -> pin record (store/pin.c) */
+    int has_pins;   /* 0 for a store written before pins, opened read-only */
+    MDB_dbi repeats; /* 16-byte trace id -> u64 repeats of its request (dedup) */
+    int has_repeats; /* 0 for a store written before dedup, opened read-only */
 
     /* Held shared by every transaction of this handle, exclusively while the
      * map is resized (LMDB requires no live transaction in the process). */
@@ -179,6 +183,24 @@ int deja__dict_count(deja_store *store, MDB_txn *txn, uint32_t *out);
 
 /* Free the caches of record.c. */
 void deja__record_cleanup(deja_store *store);
+
+/* Write `size` bytes under `key` of `dbi` in `w`, noting a full map so that
+ * the write reruns; MDB_NOOVERWRITE on an existing key is not an error. */
+int deja__wtxn_put(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
+                   size_t size, unsigned flags, const char *what);
+
+/* Write the u64 `value` (little-endian) under meta `key` in `w`. */
+int deja__wtxn_meta_put_u64(deja__wtxn *w, const char *key, uint64_t value);
+
+/* Meta key of the store's stored_bytes right after the last eviction. */
+#define DEJA__BUDGET_MARK "budget.mark"
+
+/* Non-zero when trace `id` is pinned, as seen by `txn` (store/pin.c). */
+int deja__pinned_txn(deja_store *store, MDB_txn *txn, const deja_id *id);
+
+/* The bytes of the pages the store's databases use, as seen by `txn`: what
+ * the disk budget bounds (free pages, reused by later writes, excluded). */
+int deja__txn_used_bytes(deja_store *store, MDB_txn *txn, uint64_t *out);
 
 /* Meta helpers: read a u32 / u64 under `key` (0 when absent), add to a u64. */
 int deja__meta_u32(deja_store *store, MDB_txn *txn, const char *key, uint32_t *out, int *found);

@@ -928,7 +928,7 @@ static void test_cli__gc(void **state)
     /* --older-than is required, and must be a time. */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "gc", NULL), 0);
     assert_int_equal(r.status, 2);
-    assert_non_null(strstr(r.err, "deja: gc: --older-than is required"));
+    assert_non_null(strstr(r.err, "deja: gc: --older-than or --max-size is required"));
     assert_non_null(strstr(r.err, "usage: deja gc"));
     cli_run_free(&r);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "gc", "--older-than", "soon", NULL),

@@ -353,6 +353,10 @@ static void test_cli_json__every_command_as_documented(void **state)
         check_command(a, 0, NULL, "gc");
     }
     {
+        const char *a[] = {"budget", "--json", NULL};
+        check_command(a, 0, NULL, "budget");
+    }
+    {
         const char *a[] = {"compact", "--json", NULL};
         check_command(a, 0, NULL, "compact");
     }

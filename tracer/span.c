@@ -804,9 +804,11 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
     if (span->duration_ns < 0)
         span->duration_ns = 0;
     span->status = status == DEJA_STATUS_ERROR ? DEJA_STATUS_ERROR : DEJA_STATUS_OK;
+    deja__sampler *const policy = atomic_load_explicit(&t->sampler, memory_order_acquire);
     if (span->status == DEJA_STATUS_OK) {
         span->error = "";
-        if (t->opts.sample_rate < 1.0 && !(deja__fast_uniform() < t->opts.sample_rate)) {
+        if (policy == NULL && t->opts.sample_rate < 1.0 &&
+            !(deja__fast_uniform() < t->opts.sample_rate)) {
             atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
             deja__span_recycle(span);
             return 0;
@@ -815,6 +817,10 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
         span->error = arena_strdup(span, error != NULL ? error : "");
         if (span->error == NULL)
             span->error = "(out of memory copying the error text)";
+    }
+    if (policy != NULL && !deja__sampler_keep(t, policy, span)) {
+        deja__span_recycle(span);
+        return 0;
     }
     return deja__tracer_enqueue(t, span, &c->backlog);
 }

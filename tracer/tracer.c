@@ -62,6 +62,7 @@ static void tracer_free(deja_tracer *t)
     free(t->ring);
     deja_env_free(t->env_owned);
     deja_store_close(t->store);
+    deja__sampler_free(atomic_load(&t->sampler));
     deja_env_free(t->env_own);
     free(t->failed_ids);
     pthread_cond_destroy(&t->done);

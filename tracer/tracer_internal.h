@@ -120,8 +120,25 @@ struct deja_span {
  * replay (ctx.c): 0 or DEJA_EINVAL naming the tensor. */
 int deja__tensor_check(const deja_tensor *tensor);
 
+/* Sampling decisions, counted per tracer and added to the store's counters
+ * ("sample.kept_error", ...) by the writer. */
+enum {
+    DEJA__KEPT_ERROR,
+    DEJA__KEPT_INVALID,
+    DEJA__KEPT_SLOW,
+    DEJA__KEPT_FIRST,
+    DEJA__KEPT_RATE,
+    DEJA__DEDUPED,
+    DEJA__SAMPLE_NCOUNTERS
+};
+
+/* A sampling policy (sampler.c); NULL in the tracer when none is set. */
+typedef struct deja__sampler deja__sampler;
+
 struct deja_tracer {
     deja_tracer_options opts;
+    _Atomic(deja__sampler *) sampler; /* set once, before the first span ends */
+    _Atomic uint64_t sample_counts[DEJA__SAMPLE_NCOUNTERS];
     deja_store *store;
     deja_digest env_digest;
     const deja_env *env;
@@ -188,6 +205,20 @@ int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
 /* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL.
  * Stores the queue's length after the push in `*backlog`. */
 int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span, size_t *backlog);
+
+/* Decide under policy `s` whether to keep the ended span (1) or leave it
+ * out (0, counted as sampled out or as a repeat). Thread-safe. */
+int deja__sampler_keep(deja_tracer *t, deja__sampler *s, const deja_span *span);
+
+/* Hand the repeats counted by dedup since the last call to `cb` (the id of
+ * the trace kept for the request, and the count), zeroing them. */
+void deja__sampler_take_repeats(deja__sampler *s, void (*cb)(const deja_id *, uint64_t, void *),
+                                void *payload);
+
+/* The store counter name of decision DEJA__KEPT_* / DEJA__DEDUPED. */
+const char *deja__sample_counter_name(int which);
+
+void deja__sampler_free(deja__sampler *s);
 
 /* The writer thread's body (writer.c). */
 void *deja__writer_main(void *arg);

@@ -23,6 +23,9 @@ typedef struct fill_args {
     const deja_env *env; /* NULL: no trace to write */
     const deja_digest *env_digest;
     uint64_t dropped, sampled_out, redacted;
+    uint64_t sample_counts[DEJA__SAMPLE_NCOUNTERS]; /* deltas of the sampling decisions */
+    const deja__repeat *repeats; /* repeats counted by dedup */
+    size_t nrepeats;
 } fill_args;
 
 /* The fill callback of deja__store_write(): puts every trace, the
@@ -44,6 +47,10 @@ static int fill(deja__wtxn *w, void *payload)
         goto cleanup;
     if (a->dropped != 0 || a->sampled_out != 0 || a->redacted != 0)
         rc = deja__wtxn_count(w, a->dropped, a->sampled_out, a->redacted);
+    for (int i = 0; rc == 0 && i < DEJA__SAMPLE_NCOUNTERS; i++)
+        rc = deja__wtxn_count_add(w, deja__sample_counter_name(i), a->sample_counts[i]);
+    for (size_t i = 0; rc == 0 && i < a->nrepeats; i++)
+        rc = deja__wtxn_repeats_add(w, &a->repeats[i].id, a->repeats[i].count);
 cleanup:
     return rc;
 }
@@ -264,7 +271,41 @@ static void prep_finish(prep_pool *pp)
 /* Reported counter values: what the store has been told so far. */
 typedef struct reported {
     uint64_t dropped, sampled_out, redacted;
+    uint64_t sample_counts[DEJA__SAMPLE_NCOUNTERS];
 } reported;
+
+/* The repeats dedup counted, taken by the writer before a commit. */
+typedef struct repeat_list {
+    deja__repeat *items;
+    size_t n, cap;
+} repeat_list;
+
+/* deja__sampler_take_repeats callback: append to a repeat_list (a repeat
+ * that finds no memory is lost, never the trace). */
+static void take_repeat(const deja_id *id, uint64_t count, void *payload)
+{
+    repeat_list *l = payload;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        deja__repeat *grown = realloc(l->items, cap * sizeof *grown);
+
+        if (grown == NULL)
+            return;
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n++] = (deja__repeat){*id, count};
+}
+
+/* Whether any of the `n` counters is not 0. */
+static int any(const uint64_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != 0)
+            return 1;
+    return 0;
+}
 
 /* One batch of spans on its way to the store: popped, then staged
  * (redacted, turned into views, prepared), then committed. */
@@ -339,20 +380,28 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
 static void commit(deja_tracer *t, slot *sl, reported *rep)
 {
     const size_t nv = sl->nv;
-    fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0};
-    const uint64_t dropped = atomic_load(&t->dropped);
-    const uint64_t sampled = atomic_load(&t->sampled_out);
-    const uint64_t redacted = atomic_load(&t->redacted);
-    a.dropped = dropped - rep->dropped;
-    a.sampled_out = sampled - rep->sampled_out;
-    a.redacted = redacted - rep->redacted;
-    if (nv == 0 && a.dropped == 0 && a.sampled_out == 0 && a.redacted == 0)
+    fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0, {0}, NULL, 0};
+    reported now = {atomic_load(&t->dropped), atomic_load(&t->sampled_out),
+                    atomic_load(&t->redacted), {0}};
+    repeat_list repeats = {NULL, 0, 0};
+    a.dropped = now.dropped - rep->dropped;
+    a.sampled_out = now.sampled_out - rep->sampled_out;
+    a.redacted = now.redacted - rep->redacted;
+    for (int i = 0; i < DEJA__SAMPLE_NCOUNTERS; i++) {
+        now.sample_counts[i] = atomic_load(&t->sample_counts[i]);
+        a.sample_counts[i] = now.sample_counts[i] - rep->sample_counts[i];
+    }
+    deja__sampler_take_repeats(atomic_load(&t->sampler), take_repeat, &repeats);
+    a.repeats = repeats.items;
+    a.nrepeats = repeats.n;
+    if (nv == 0 && a.dropped == 0 && a.sampled_out == 0 && a.redacted == 0 &&
+        !any(a.sample_counts, DEJA__SAMPLE_NCOUNTERS) && a.nrepeats == 0)
         goto cleanup;
     if (nv == 0)
         a.env = NULL;
     if (deja__store_write(t->store, fill, &a) == 0) {
         atomic_fetch_add(&t->written, nv);
-        *rep = (reported){dropped, sampled, redacted};
+        *rep = now;
         goto cleanup;
     }
     if (nv <= 1) {
@@ -371,13 +420,21 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         }
         atomic_fetch_add(&t->written, 1);
         a.dropped = a.sampled_out = a.redacted = 0;
-        *rep = (reported){dropped, sampled, redacted};
+        memset(a.sample_counts, 0, sizeof a.sample_counts);
+        a.nrepeats = 0;
+        *rep = now;
     }
 cleanup:
     for (size_t i = 0; sl->checked != NULL && i < nv; i++) {
         free(sl->checked[i]);
         sl->checked[i] = NULL;
     }
+    free(repeats.items);
+    /* Over the store's disk budget, the writer evicts before its flushers
+     * wake, so that a flushed store is within budget. A failed eviction is
+     * tried again at the next commit. */
+    if (nv > 0)
+        (void)deja__store_budget_enforce(t->store, &t->env_digest);
     deja__span_recycle_many(sl->batch, sl->n);
     pthread_mutex_lock(&t->lock);
     t->committed_seq += sl->n;
@@ -459,7 +516,7 @@ void *deja__writer_main(void *arg)
     const size_t bmax = caps[0] < caps[1] ? caps[0] : caps[1];
     slot *cur = &slots[0], *prev = &slots[1];
     int pending = 0; /* prev is staged, not committed */
-    reported rep = {0, 0, 0};
+    reported rep = {0, 0, 0, {0}};
     const unsigned interval = t->opts.flush_interval_ms;
 
     pthread_mutex_lock(&t->lock);
