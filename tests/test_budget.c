@@ -408,7 +408,10 @@ static void test_budget__killed_while_evicting(void **state)
         assert_int_equal(deja_store_verify(s, no_problem, NULL), 0);
         assert_int_equal(deja_trace_pin_get(s, &keep, NULL, NULL), 1);
         deja_store_close(s);
-        if (file_size(path) > ((uint64_t)1 << 20) + SLACK((uint64_t)1 << 20))
+        /* A commit killed half way may have written pages past the
+         * committed end of the file: later writes reuse them, but the file
+         * keeps that size, so one more MiB here. */
+        if (file_size(path) > ((uint64_t)2 << 20) + SLACK((uint64_t)1 << 20))
             fail_msg("round %d: file of %llu bytes", round, (unsigned long long)file_size(path));
     }
 }
