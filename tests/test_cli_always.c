@@ -304,6 +304,33 @@ static void test_cli_always__sampling(void **state)
     json_decref(j);
     cli_run_free(&r);
 
+    /* Sampling everything away keeps what breaks a rule of --rules. */
+    {
+        const char *req = tmp("rules.jsonl");
+        const char *rules = tmp("rules.txt");
+        const char *rstore = tmp("rules.store");
+        FILE *fp = fopen(req, "w");
+
+        assert_non_null(fp);
+        for (int i = 0; i < 10; i++)
+            fprintf(fp, "{\"inputs\":{\"prompt\":\"%s %d\"}}\n", i % 3 == 0 ? "Beware" : "Once",
+                    i);
+        fclose(fp);
+        assert_int_equal(cli_write_file(rules, "once: input.prompt matches ^Once\n"), 0);
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", rstore, "run", "--model",
+                                  "textgen-v1", "--requests", req, "--rules", rules, "--sample",
+                                  "0", NULL),
+                         0);
+        assert_int_equal(r.status, 0);
+        cli_run_free(&r);
+        assert_int_equal(ls_count(rstore, NULL), 4); /* lines 0, 3, 6, 9 */
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", rstore, "ls", "--tag",
+                                  "deja.invalid=once", NULL),
+                         0);
+        assert_int_equal(cli_count_lines(r.out), 4);
+        cli_run_free(&r);
+    }
+
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", tmp("never.store"), "run", "--model",
                               "textgen-v1", "--sample", "model=textgen:2", NULL),
                      0);

@@ -4,7 +4,8 @@
  * With no policy set, deja_span_end keeps the flat sample_rate of the
  * tracer's options (errors always kept). With a policy (deja_sampling), an
  * ended span is kept, in this order, when it failed, when it broke a
- * validation rule (tag deja.invalid), when it was slower than a threshold,
+ * validation rule (tag deja.invalid, or the tracer's record-time check,
+ * asked before a span is left out), when it was slower than a threshold,
  * when it is among the first N of its model version, or by the rate of the
  * first rule matching its model and version (else the policy's rate). With
  * dedup, a kept ok span identical to one kept before (same model, version,
@@ -251,6 +252,20 @@ static int has_tag(const deja_span *span, const char *key)
     return 0;
 }
 
+/* Whether the tracer's record-time check (a rules file) fails the span.
+ * Asked only of a span about to be left out, so that sampling never loses
+ * a rule violation; the writer checks what is kept and tags it. */
+static int breaks_a_rule(const deja_tracer *t, const deja_span *span)
+{
+    const char *failed[1];
+    deja_trace v;
+
+    if (t->opts.check == NULL)
+        return 0;
+    deja__span_view(t, span, &v);
+    return t->opts.check(&v, failed, 1, t->opts.check_payload) > 0;
+}
+
 /* Count decision `which`. */
 static void count(deja_tracer *t, int which)
 {
@@ -278,12 +293,16 @@ int deja__sampler_keep(deja_tracer *t, deja__sampler *s, const deja_span *span)
         const double rate = rate_for(s, span->model_name, span->model_version);
 
         if (!(rate >= 1.0 || deja__fast_uniform() < rate)) {
+            if (breaks_a_rule(t, span)) {
+                count(t, DEJA__KEPT_INVALID);
+                return 1;
+            }
             atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
             return 0;
         }
         keep = DEJA__KEPT_RATE;
     }
-    if (s->dedup && is_repeat(s, span)) {
+    if (s->dedup && !breaks_a_rule(t, span) && is_repeat(s, span)) {
         /* Left out like a sampled-out span (so that every ended span is
          * accounted for), and counted as a repeat besides. */
         atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);

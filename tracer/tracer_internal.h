@@ -220,6 +220,10 @@ const char *deja__sample_counter_name(int which);
 
 void deja__sampler_free(deja__sampler *s);
 
+/* Fill `v` with a view of the ended span `s` (pointers into the span; the
+ * writer's and the sampler's view of what will be stored). */
+void deja__span_view(const deja_tracer *t, const deja_span *s, deja_trace *v);
+
 /* The writer thread's body (writer.c). */
 void *deja__writer_main(void *arg);
 

@@ -56,7 +56,7 @@ cleanup:
 }
 
 /* A deja_trace view of an ended span: pointers into its arena. */
-static void span_view(const deja_tracer *t, const deja_span *s, deja_trace *v)
+void deja__span_view(const deja_tracer *t, const deja_span *s, deja_trace *v)
 {
     memset(v, 0, sizeof *v);
     v->id = s->id;
@@ -366,7 +366,7 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
             atomic_fetch_add(&t->redacted, 1);
             continue;
         }
-        span_view(t, s, &sl->views[sl->nv++]);
+        deja__span_view(t, s, &sl->views[sl->nv++]);
         if (t->opts.check != NULL)
             check_view(t, sl, sl->nv - 1);
     }
