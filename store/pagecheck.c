@@ -61,6 +61,7 @@ typedef struct walker {
     int problems;
     /* counted while walking one database */
     uint64_t branch, leaf, overflow, entries;
+    int intkey; /* the database's keys are native unsigned integers (the free list's txn ids) */
 } walker;
 
 static uint16_t le16(const uint8_t *p)
@@ -201,9 +202,23 @@ static int node_at(walker *w, const uint8_t *p, uint64_t pgno, size_t i, int lea
     return 0;
 }
 
-/* memcmp order of two keys, shorter first on a tie (LMDB's default). */
-static int key_cmp(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
+/* MDB_INTEGERKEY, in a database record's flags. */
+#define DB_INTEGERKEY 0x08
+
+/* The order of two keys: memcmp, shorter first on a tie (LMDB's default);
+ * for an MDB_INTEGERKEY database (the free list, keyed by transaction id),
+ * native unsigned integers of 4 or 8 bytes. */
+static int key_cmp(const walker *w, const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
 {
+    if (w->intkey && na == nb && (na == 4 || na == 8)) {
+        uint64_t x = 0, y = 0;
+
+        for (size_t i = na; i-- > 0;) {
+            x = x << 8 | a[i];
+            y = y << 8 | b[i];
+        }
+        return (x > y) - (x < y);
+    }
     const int c = memcmp(a, b, na < nb ? na : nb);
     return c != 0 ? c : (na > nb) - (na < nb);
 }
@@ -251,7 +266,7 @@ static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const 
         if (node_at(w, p, pgno, i, leaf, &n, what) != 0)
             return -1;
         /* A branch's first key is implicit (LMDB keeps it empty). */
-        if ((leaf || i > 0) && prev != NULL && key_cmp(prev, prev_len, n.key, n.ksize) >= 0)
+        if ((leaf || i > 0) && prev != NULL && key_cmp(w, prev, prev_len, n.key, n.ksize) >= 0)
             return bad(w, "store damaged at page %llu (%s): keys out of order at node %zu",
                        (unsigned long long)pgno, what, i);
         if (leaf || i > 0) {
@@ -275,6 +290,7 @@ static int walk_db(walker *w, const db_rec *d, const char *what, leaf_fn leaf_cb
     int rc;
 
     w->branch = w->leaf = w->overflow = w->entries = 0;
+    w->intkey = (d->flags & DB_INTEGERKEY) != 0;
     if (d->root == P_INVALID) {
         if (d->depth != 0 || d->entries != 0 || d->branch || d->leaf || d->overflow)
             return bad(w, "store damaged: database %s is empty but records %llu entries", what,

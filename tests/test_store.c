@@ -1808,6 +1808,79 @@ static int child_write(const char *path, int child)
     return ok ? 0 : 1;
 }
 
+/* A store that lived through hundreds of transactions verifies clean: its
+ * free list is keyed by transaction id (a native integer), whose byte order
+ * is not memcmp's once an id passes 255 (verify's page walk once called
+ * such a store damaged). */
+static void test_store__many_transactions_verify(void **state)
+{
+    char dir[256], path[300];
+    deja_tracer *t = NULL;
+    deja_store *s = NULL;
+    deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+    deja_gc_stats gs;
+    problems p;
+    int ready[2], done[2], status = 0;
+    pid_t reader;
+    char c = 0;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_tracer_open(&t, path, NULL), 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    /* A reader in another process holds an old snapshot, so that the pages
+     * each transaction frees stay listed, one free-list record per
+     * transaction id: ids 255 and 256 then sit side by side. */
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(done), 0);
+    reader = fork();
+    assert_true(reader >= 0);
+    if (reader == 0) {
+        MDB_env *env = NULL;
+        MDB_txn *txn = NULL;
+
+        close(ready[0]);
+        close(done[1]); /* the parent's end alone: its exit ends the wait */
+
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 16) != 0 ||
+            mdb_env_open(env, path, MDB_RDONLY, 0600) != 0 ||
+            mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+            _exit(3);
+        if (write(ready[1], "r", 1) != 1 || read(done[0], &c, 1) < 0)
+            _exit(4);
+        _exit(0);
+    }
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    for (int i = 0; i < 600; i++) {
+        deja_span *span = NULL;
+        char text[64];
+
+        snprintf(text, sizeof text, "request number %d", i);
+        assert_int_equal(deja_span_begin(&span, t, "m", "1"), 0);
+        assert_int_equal(deja_span_add_text(span, DEJA_INPUT, "prompt", text, strlen(text)), 0);
+        assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), 0);
+        assert_int_equal(deja_tracer_flush(t), 0); /* one transaction each */
+    }
+    deja_tracer_close(t);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    o.before_ns = INT64_MAX;
+    assert_int_equal(deja_store_gc(s, &o, &gs), 0);
+    assert_int_equal(gs.traces, 600);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(write(done[1], "d", 1), 1);
+    assert_int_equal(waitpid(reader, &status, 0), reader);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    close(done[1]);
+    assert_int_equal(deja_store_verify(s, problem_cb, &p), 0);
+    if (p.n != 0)
+        fail_msg("verify: %s", p.lines[0]);
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 static void test_store__concurrent_writers(void **state)
 {
     char dir[256], path[300];
@@ -1942,6 +2015,7 @@ int main(void)
         cmocka_unit_test(test_store__old_whole_blob),
         cmocka_unit_test(test_store__verify),
         cmocka_unit_test(test_store__blob_size_checked),
+        cmocka_unit_test(test_store__many_transactions_verify),
         cmocka_unit_test(test_store__concurrent_writers),
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
     };
