@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fleet/fleet_internal.h"
+#include "store/store.h"
 
 int deja__fleet_token(const char *name, char *out, size_t cap)
 {
@@ -62,32 +63,5 @@ void deja__fleet_obj_subject(char kind, const deja_digest *d, char out[64])
 
 int deja__fleet_match(const deja_trace *t, const deja_filter *f)
 {
-    const char *name = t->model_name ? t->model_name : "";
-    const char *version = t->model_version ? t->model_version : "";
-
-    if (f == NULL)
-        return 1;
-    if (f->model != NULL && strcmp(f->model, name) != 0)
-        return 0;
-    if (f->model_version != NULL && strcmp(f->model_version, version) != 0)
-        return 0;
-    if (f->since_ns != 0 && t->start_ns < f->since_ns)
-        return 0;
-    if (f->until_ns != 0 && t->start_ns >= f->until_ns)
-        return 0;
-    if (f->status >= 0 && (int)t->status != f->status)
-        return 0;
-    for (size_t i = 0; i < f->ntags; i++) {
-        size_t j;
-
-        for (j = 0; j < t->ntags; j++)
-            if (strcmp(t->tags[j].key ? t->tags[j].key : "",
-                       f->tags[i].key ? f->tags[i].key : "") == 0 &&
-                strcmp(t->tags[j].value ? t->tags[j].value : "",
-                       f->tags[i].value ? f->tags[i].value : "") == 0)
-                break;
-        if (j == t->ntags)
-            return 0;
-    }
-    return 1;
+    return f == NULL || deja__trace_matches(t, f);
 }

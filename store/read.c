@@ -392,9 +392,9 @@ static int wants_pinned(const deja_filter *f)
     return f->version >= 2 && f->pinned;
 }
 
-/* Whether a decoded trace passes every filter but the pin (checked by the
- * caller, which has the transaction). */
-static int trace_matches(const deja_trace *t, const deja_filter *f)
+/* Whether a decoded trace passes every filter but the pin and the limit;
+ * see store/store.h. */
+int deja__trace_matches(const deja_trace *t, const deja_filter *f)
 {
     const char *name = t->model_name ? t->model_name : "";
     const char *version = t->model_version ? t->model_version : "";
@@ -550,7 +550,7 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
         id = best->id;
         rc = deja__trace_read_txn(store, s.txn, &id, &t);
         if (rc == 0) {
-            if (trace_matches(t, f) &&
+            if (deja__trace_matches(t, f) &&
                 (!wants_pinned(f) || deja__pinned_txn(store, s.txn, &id))) {
                 listed++;
                 stop = cb(t, payload) != 0;

@@ -115,6 +115,11 @@ int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest 
  * stats`, listed by deja_store_counters). */
 int deja__wtxn_count_add(deja__wtxn *w, const char *name, uint64_t delta);
 
+/* Whether a decoded trace passes the filters of `f` on its model, version,
+ * times, status and tags (not the pin, which needs a transaction, nor the
+ * limit): the one rule of deja_store_list, also applied by fleet/. */
+int deja__trace_matches(const deja_trace *t, const deja_filter *f);
+
 /* A repeat count of dedup sampling: `count` more requests identical to the
  * one trace `id` recorded. */
 typedef struct deja__repeat {
