@@ -129,17 +129,10 @@ int deja_store_budget_get(deja_store *store, deja_budget *out)
 static int budget_fill(deja__wtxn *w, void *payload)
 {
     const deja_budget *b = payload;
-    uint8_t v[8];
-    int rc = 0;
+    int rc = deja__wtxn_meta_put_u64(w, KEY_MAX, b->max_bytes);
 
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)(b->max_bytes >> (8 * i));
-    rc = deja__wtxn_put(w, w->store->meta, KEY_MAX, strlen(KEY_MAX), v, 8, 0, "setting the budget");
-    for (int i = 0; rc == 0 && i < 8; i++)
-        v[i] = (uint8_t)((uint64_t)b->protect_percent >> (8 * i));
     if (rc == 0)
-        rc = deja__wtxn_put(w, w->store->meta, KEY_PERCENT, strlen(KEY_PERCENT), v, 8, 0,
-                            "setting the budget");
+        rc = deja__wtxn_meta_put_u64(w, KEY_PERCENT, b->protect_percent);
     if (rc == 0)
         rc = deja__wtxn_put(w, w->store->meta, KEY_TAG, strlen(KEY_TAG), b->protect_tag,
                             strlen(b->protect_tag), 0, "setting the budget");
@@ -235,17 +228,13 @@ int deja_store_counters(deja_store *store, deja_counter_cb cb, void *payload)
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const size_t n = k.mv_size - (sizeof prefix - 1);
-        uint64_t x = 0;
-
         if (k.mv_size < sizeof prefix - 1 || memcmp(k.mv_data, prefix, sizeof prefix - 1) != 0)
             break;
         if (v.mv_size != 8 || n == 0 || n >= sizeof name)
             continue;
         memcpy(name, (const char *)k.mv_data + sizeof prefix - 1, n);
         name[n] = '\0';
-        for (int i = 0; i < 8; i++)
-            x |= (uint64_t)((const uint8_t *)v.mv_data)[i] << (8 * i);
-        if (cb(name, x, payload) != 0)
+        if (cb(name, deja__le64_get(v.mv_data), payload) != 0)
             break;
     }
     if (mrc != 0 && mrc != MDB_NOTFOUND)

@@ -141,26 +141,13 @@ static uint64_t record_raw_size(const MDB_val *v)
 static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
 {
     char key[64];
-    uint8_t v[8];
     uint64_t x;
-    MDB_val k, val;
-    int rc;
 
     if (delta == 0 || read_only(w))
         return 0;
     snprintf(key, sizeof key, "count/%s", name);
     x = deja__meta_u64(w->store, w->txn, key);
-    x = x > delta ? x - delta : 0;
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)(x >> (8 * i));
-    k.mv_size = strlen(key);
-    k.mv_data = key;
-    val.mv_size = 8;
-    val.mv_data = v;
-    rc = mdb_put(w->txn, w->store->meta, &k, &val, 0);
-    if (rc != 0)
-        return gc_mdb_error(w, rc, "gc: updating a counter");
-    return 0;
+    return deja__wtxn_meta_put_u64(w, key, x > delta ? x - delta : 0);
 }
 
 /* deja__ix_each callback of delete_trace: delete one index entry. */

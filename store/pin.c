@@ -54,8 +54,7 @@ static int pin_fill(deja__wtxn *w, void *payload)
     if (rec == NULL)
         return deja__error_set(DEJA_ENOMEM, "out of memory pinning trace %s", text);
     now = deja__now_ns();
-    for (int i = 0; i < PIN_HEADER; i++)
-        rec[i] = (uint8_t)((uint64_t)now >> (8 * i));
+    deja__le64_put(rec, (uint64_t)now);
     if (op->note_len > 0)
         memcpy(rec + PIN_HEADER, op->note, op->note_len);
     rc = deja__wtxn_put(w, w->store->pins, op->id->bytes, 16, rec, PIN_HEADER + op->note_len, 0,
@@ -128,8 +127,7 @@ int deja_trace_pin_get(deja_store *store, const deja_id *id, char **note, int64_
         rc = deja__error_set(DEJA_ECORRUPT, "pin record of %zu bytes", v.mv_size);
         goto cleanup;
     }
-    for (int i = 0; i < PIN_HEADER; i++)
-        at |= (uint64_t)((const uint8_t *)v.mv_data)[i] << (8 * i);
+    at = deja__le64_get(v.mv_data);
     if (pinned_ns != NULL)
         *pinned_ns = (int64_t)at;
     if (note != NULL) {

@@ -18,11 +18,8 @@ int deja__wtxn_repeats_add(deja__wtxn *w, const deja_id *id, uint64_t count)
     if (count == 0 || !w->store->has_repeats)
         return 0;
     if (mdb_get(w->txn, w->store->repeats, &k, &v) == 0 && v.mv_size == 8)
-        for (int i = 0; i < 8; i++)
-            x |= (uint64_t)((const uint8_t *)v.mv_data)[i] << (8 * i);
-    x += count;
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(x >> (8 * i));
+        x = deja__le64_get(v.mv_data);
+    deja__le64_put(out, x + count);
     return deja__wtxn_put(w, w->store->repeats, id->bytes, 16, out, 8, 0, "counting repeats");
 }
 
@@ -45,8 +42,7 @@ int deja_trace_repeats(deja_store *store, const deja_id *id, uint64_t *out)
     k.mv_data = (void *)id->bytes;
     rc = mdb_get(txn, store->repeats, &k, &v);
     if (rc == 0 && v.mv_size == 8) {
-        for (int i = 0; i < 8; i++)
-            *out |= (uint64_t)((const uint8_t *)v.mv_data)[i] << (8 * i);
+        *out = deja__le64_get(v.mv_data);
     } else if (rc == 0) {
         rc = deja__error_set(DEJA_ECORRUPT, "repeat count of %zu bytes", v.mv_size);
         goto cleanup;

@@ -164,21 +164,34 @@ int deja__meta_u32(deja_store *store, MDB_txn *txn, const char *key, uint32_t *o
 uint64_t deja__meta_u64(deja_store *store, MDB_txn *txn, const char *key)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
-    const uint8_t *p;
-    uint64_t x = 0;
 
     if (mdb_get(txn, store->meta, &k, &v) != 0 || v.mv_size != 8)
         return 0;
-    p = v.mv_data;
+    return deja__le64_get(v.mv_data);
+}
+
+/* The little-endian u64 at `p`. */
+uint64_t deja__le64_get(const void *p)
+{
+    const uint8_t *b = p;
+    uint64_t x = 0;
+
     for (int i = 7; i >= 0; i--)
-        x = x << 8 | p[i];
+        x = x << 8 | b[i];
     return x;
 }
+
 
 static void put_le(uint8_t *p, uint64_t x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         p[i] = (uint8_t)(x >> (8 * i));
+}
+
+/* Write `x` little-endian into the 8 bytes at `p`. */
+void deja__le64_put(uint8_t *p, uint64_t x)
+{
+    put_le(p, x, 8);
 }
 
 /* Write `size` bytes under the key `key` of `dbi`, noting a full map. */

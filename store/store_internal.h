@@ -189,6 +189,10 @@ void deja__record_cleanup(deja_store *store);
 int deja__wtxn_put(deja__wtxn *w, MDB_dbi dbi, const void *key, size_t ksize, const void *data,
                    size_t size, unsigned flags, const char *what);
 
+/* The little-endian u64 at `p`; write `x` little-endian into 8 bytes. */
+uint64_t deja__le64_get(const void *p);
+void deja__le64_put(uint8_t *p, uint64_t x);
+
 /* Write the u64 `value` (little-endian) under meta `key` in `w`. */
 int deja__wtxn_meta_put_u64(deja__wtxn *w, const char *key, uint64_t value);
 
