@@ -539,34 +539,52 @@ static int open_data(const char *path, struct stat *st)
     return fd;
 }
 
-/* Check the structure of the LMDB data file `path` (see the header). Each
- * problem ("store damaged at page N: ...", the first eight) goes to `cb`.
- * A writer committing during the walk can make a sound file look damaged:
- * a walk that found problems is repeated when the newest transaction
- * changed meanwhile. Returns the number of problems, or a negative code
- * when the file cannot be read at all. */
-int deja__store_check_pages(const char *path, deja_problem_cb cb, void *payload)
+/* Walk the data file `path` into `w` (`light`: meta pages and the main
+ * database only). A writer committing during the walk can make a sound
+ * file look damaged: a walk that found problems is repeated while the
+ * newest transaction or the file's size changed meanwhile. Returns 0, or a
+ * negative code when
+ * the file cannot be read at all. */
+static int check_settled(const char *path, int light, walker *w)
 {
-    walker w;
     struct stat st;
     uint64_t txnid = 0;
     int fd, rc = 0;
 
     for (int attempt = 0; attempt < 4; attempt++) {
-        memset(&w, 0, sizeof w);
-        w.path = path;
+        memset(w, 0, sizeof *w);
+        w->path = path;
         fd = open_data(path, &st);
         if (fd < 0)
             return fd;
-        w.fd = fd;
-        rc = check_once(&w, (uint64_t)st.st_size, &txnid, 0);
-        const int moved = w.problems > 0 && w.psize != 0 && newest_txnid(fd, w.psize) != txnid;
+        w->fd = fd;
+        rc = check_once(w, (uint64_t)st.st_size, &txnid, light);
+        /* Moved: a newer transaction, or a file that grew since its size
+         * was taken (the meta read may be newer than that size). */
+        struct stat now;
+        const int moved = w->problems > 0 && w->psize != 0 &&
+                          (newest_txnid(fd, w->psize) != txnid || fstat(fd, &now) != 0 ||
+                           now.st_size != st.st_size);
         close(fd);
         if (rc != 0)
             return rc;
         if (!moved)
             break;
     }
+    return 0;
+}
+
+/* Check the structure of the LMDB data file `path` (see the header). Each
+ * problem ("store damaged at page N: ...", the first eight) goes to `cb`.
+ * Returns the number of problems, or a negative code when the file cannot
+ * be read at all. */
+int deja__store_check_pages(const char *path, deja_problem_cb cb, void *payload)
+{
+    walker w;
+    int rc = check_settled(path, 0, &w);
+
+    if (rc != 0)
+        return rc;
     for (int i = 0; i < w.problems && i < 8; i++)
         if (cb != NULL)
             cb(w.lines[i], payload);
@@ -575,23 +593,14 @@ int deja__store_check_pages(const char *path, deja_problem_cb cb, void *payload)
 
 /* Check what LMDB reads when it opens the data file `path`: the meta
  * pages against the file's size (a truncated file would make it fault),
- * and the main database that names the others (a page or two). Returns
- * 0, 1 with the problem in `msg` (`cap` bytes), or a negative code. */
+ * and the main database that names the others (a page or two), settled
+ * against concurrent writers as deja__store_check_pages is. Returns 0 when
+ * sound, 1 with the first problem in `msg`, or a negative code. */
 int deja__store_check_meta(const char *path, char *msg, size_t cap)
 {
     walker w;
-    struct stat st;
-    uint64_t txnid;
-    int fd, rc;
+    int rc = check_settled(path, 1, &w);
 
-    memset(&w, 0, sizeof w);
-    w.path = path;
-    fd = open_data(path, &st);
-    if (fd < 0)
-        return fd;
-    w.fd = fd;
-    rc = check_once(&w, (uint64_t)st.st_size, &txnid, 1);
-    close(fd);
     if (rc != 0)
         return rc;
     if (w.problems == 0)
