@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,5 +134,21 @@ int cli_parse_size(const char *text, uint64_t *out)
     if (n > ((uint64_t)1 << 60) >> shift)
         return -1;
     *out = n << shift;
+    return 0;
+}
+
+/* Parse a finite non-negative number; 0 on success, -1 otherwise. */
+int cli_parse_double(const char *text, double *out)
+{
+    char *end = NULL;
+    double v;
+    if (!text || !*text) {
+        return -1;
+    }
+    v = strtod(text, &end);
+    if (*end != '\0' || !isfinite(v) || v < 0) {
+        return -1;
+    }
+    *out = v;
     return 0;
 }
