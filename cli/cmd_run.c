@@ -7,6 +7,7 @@
 #include "cli_watch.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -236,7 +237,57 @@ static int blank(const char *text, size_t len)
     return 1;
 }
 
-/* Read every request from `in` and record it. */
+/* A stop asked for while requests are recorded: SIGINT, SIGTERM, SIGHUP,
+ * or SIGPIPE from a reader of stdout that went away (`deja run | head`).
+ * The run stops reading requests, commits what it recorded, then takes
+ * the signal's default action: no printed id is left unrecorded. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
+{
+    if (stop_signal != 0) { /* asked twice: stop now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_signal = sig;
+}
+
+/* Catch the stop signals (without SA_RESTART, so that a blocked read of
+ * the requests returns); a signal ignored by whoever started deja stays
+ * ignored. */
+static void catch_stops(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+/* After the store is closed: take the default action of the stop signal
+ * that ended the run, if one did. */
+static void reraise_stop(void)
+{
+    const int sig = stop_signal;
+
+    if (sig == 0)
+        return;
+    if (sig != SIGPIPE)
+        cli_error("stopped by %s: the requests recorded so far are committed",
+                  sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
+    fflush(stdout);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Read every request from `in` and record it, until the input ends, a
+ * stop signal comes or stdout cannot be written any more. */
 static void run_requests(run_state *s, FILE *in)
 {
     char *buf = NULL;
@@ -244,7 +295,7 @@ static void run_requests(run_state *s, FILE *in)
     ssize_t len;
     size_t line = 0;
 
-    while ((len = getline(&buf, &cap, in)) >= 0) {
+    while (stop_signal == 0 && !ferror(stdout) && (len = getline(&buf, &cap, in)) >= 0) {
         cli_request r;
         line++;
         if (blank(buf, (size_t)len))
@@ -408,8 +459,9 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     if (cli_sampling_apply(&sampling, s.tracer) != 0)
         goto cleanup;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    catch_stops();
     run_requests(&s, in);
-    if (ferror(in)) {
+    if (ferror(in) && stop_signal == 0) {
         cli_error("%s: read error", s.parser.source);
         s.bad_lines++;
     }
@@ -461,5 +513,6 @@ cleanup:
         fclose(in);
     cli_filter_free(&tags);
     cli_sampling_free(&sampling);
+    reraise_stop();
     return ret;
 }

@@ -340,6 +340,102 @@ static void test_cli_output__progress_bar(void **state)
     free(out);
 }
 
+/* Start `deja --store STORE run --model textgen-v1` with its stdin and
+ * stdout pipes to this process (*in to write requests, *out to read
+ * results) and its stderr into `errfile`. */
+static pid_t run_piped(const char *store_path, const char *errfile, int *in, FILE **out)
+{
+    int to_run[2], from_run[2];
+    pid_t pid;
+
+    assert_int_equal(pipe(to_run), 0);
+    assert_int_equal(pipe(from_run), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const int efd = open(errfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        signal(SIGPIPE, SIG_DFL);
+        if (efd < 0 || dup2(to_run[0], 0) < 0 || dup2(from_run[1], 1) < 0 || dup2(efd, 2) < 0)
+            _exit(99);
+        close(to_run[1]);
+        close(from_run[0]);
+        execl(DEJA_BIN, DEJA_BIN, "--store", store_path, "run", "--model", "textgen-v1",
+              (char *)NULL);
+        _exit(98);
+    }
+    close(to_run[0]);
+    close(from_run[1]);
+    *in = to_run[1];
+    *out = fdopen(from_run[0], "r");
+    assert_non_null(*out);
+    return pid;
+}
+
+/* `deja run` stopped by a signal (Ctrl-C, kill) or by a reader that went
+ * away (`deja run | head`) stops reading requests, commits every trace
+ * whose id it printed, and then ends by that signal. */
+static void test_cli_output__run_stopped_commits_what_it_printed(void **state)
+{
+    static const char request[] = "{\"inputs\": {\"prompt\": \"The fox\"}, \"seed\": 7}\n";
+    static const int sigs[] = {SIGTERM, SIGPIPE};
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN); /* this process writes to a pipe deja may close */
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++) {
+        char name[64], ids[4][32], line[512];
+        const char *errfile = cli_tmp_path(tmp_root, "run-stop.err");
+        const char *path;
+        size_t nids = 0;
+        int in, status;
+        FILE *out;
+        pid_t pid;
+        char *err;
+        cli_run r;
+
+        snprintf(name, sizeof name, "stop-%d.store", sigs[k]);
+        path = cli_tmp_path(tmp_root, name);
+        pid = run_piped(path, errfile, &in, &out);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(write(in, request, sizeof request - 1), (ssize_t)(sizeof request - 1));
+            assert_non_null(fgets(line, sizeof line, out));
+            assert_true(strlen(line) > 26);
+            memcpy(ids[nids], line, 26);
+            ids[nids++][26] = '\0';
+        }
+        if (sigs[k] == SIGTERM) {
+            kill(pid, SIGTERM); /* while it waits for the next request */
+        } else {
+            fclose(out); /* the reader goes away; the next result hits it */
+            out = NULL;
+            assert_int_equal(write(in, request, sizeof request - 1), (ssize_t)(sizeof request - 1));
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        close(in);
+        if (out != NULL)
+            fclose(out);
+        err = cli_slurp(errfile, NULL);
+        assert_non_null(err);
+        if (!WIFSIGNALED(status) || WTERMSIG(status) != sigs[k])
+            fail_msg("signal %d: wait status %#x, stderr '%s'", sigs[k], status, err);
+        if (sigs[k] == SIGTERM && strstr(err, "deja: stopped by SIGTERM") == NULL)
+            fail_msg("stderr '%s'", err);
+        free(err);
+        for (size_t i = 0; i < nids; i++) {
+            assert_int_equal(cli_exec(&r, NULL, NULL, "--store", path, "show", ids[i], NULL), 0);
+            if (r.status != 0)
+                fail_msg("trace %s printed but not committed: %s", ids[i], r.err);
+            cli_run_free(&r);
+        }
+        /* After SIGPIPE the fourth request was recorded too: its result
+         * was the write that failed. */
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", path, "ls", NULL), 0);
+        assert_int_equal(cli_count_lines(r.out), sigs[k] == SIGPIPE ? 4 : 3);
+        cli_run_free(&r);
+    }
+    signal(SIGPIPE, SIG_DFL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_cli_output__fitted_lines),
         cmocka_unit_test(test_cli_output__terminal),
         cmocka_unit_test(test_cli_output__progress_bar),
+        cmocka_unit_test(test_cli_output__run_stopped_commits_what_it_printed),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
