@@ -24,7 +24,6 @@
 
 #include "deja.h"
 #include "deja_model.h"
-#include "http/endpoint.h"
 #include "runner/runner.h"
 #include "store/store.h"
 
@@ -267,7 +266,7 @@ cleanup:
     return rc;
 }
 
-/* An OpenAI-compatible endpoint as a model (http/endpoint.c): its plugin
+/* An OpenAI-compatible endpoint as a model (runner/endpoint.c): its plugin
  * description lives in its instance, its digest is the spec's. */
 static int load_endpoint(deja_model *m, const char *spec, unsigned timeout_ms)
 {

@@ -1,15 +1,17 @@
 /*
  * runner/runner.h -- the runner room's interface to the rest of libdeja.
  *
- * runner/ holds models outside the process: `exec:COMMAND ARGS...`
- * subprocess runners speaking the framed protobuf protocol of
- * proto/deja.proto (RunnerMessage). exec.c is the host side (start the
+ * runner/ holds models outside the process. `exec:COMMAND ARGS...`
+ * subprocess runners speak the framed protobuf protocol of
+ * proto/deja.proto (RunnerMessage): exec.c is the host side (start the
  * process, converse, restart it after a crash), serve.c the runner side
  * (deja_runner_serve, public in deja_model.h), words.c the shell-like
- * splitting of the command line, io.c the framed reads and writes both
- * sides share. The room calls down into proto/ (the messages) and the
- * public ctx functions; replay/model.c calls up into it through this
- * header only.
+ * splitting of the command line. `http://` endpoints are OpenAI-compatible
+ * servers called as models: endpoint.c sends the recorded requests,
+ * openai.c reads the answers (runner/openai.h, which http/'s proxy shares).
+ * The room calls down into core/, proto/ (the messages), the public ctx
+ * functions, libcurl and jansson; replay/model.c calls it through this
+ * header, http/ through runner/openai.h.
  */
 #ifndef DEJA_RUNNER_RUNNER_H
 #define DEJA_RUNNER_RUNNER_H
@@ -40,6 +42,17 @@ int deja__runner_open(const char *command, unsigned timeout_ms, const deja_model
 /* The libraries and versions a runner's hello named (the host's view of
  * the runner's environment); owned by the runner `instance`. */
 void deja__runner_libs(const void *instance, const deja_kv **libs, size_t *n);
+
+/* Open the endpoint model of `spec`, "http://HOST:PORT/PATH[?model=NAME&
+ * timeout=SECONDS]" (PATH: the base URL an OpenAI client takes, e.g. /v1).
+ * Each request may take `timeout_ms` (deja_model_options; 0: the default,
+ * DEJA_MODEL_TIMEOUT_MS) unless the spec's timeout= says otherwise.
+ * Fills `*plugin` with a description owned by `*instance` (valid until the
+ * plugin's close), and `info` with a digest of the spec. Without NAME the
+ * server must list exactly one model at GET PATH/models. Returns 0,
+ * DEJA_EINVAL (a bad spec) or DEJA_EMODEL (the server cannot be asked). */
+int deja__endpoint_open(const char *spec, unsigned timeout_ms, const deja_model_plugin **plugin,
+                        void **instance, deja_model_info *info);
 
 /* Split `line` into words as a POSIX shell would, without expanding
  * anything: blanks separate words; '...' keeps everything literally;

@@ -1,5 +1,5 @@
 /*
- * http/endpoint.c -- the endpoint model: replay traces recorded by deja
+ * runner/endpoint.c -- the endpoint model: replay traces recorded by deja
  * proxy against a live OpenAI-compatible server.
  *
  * A spec "http://HOST:PORT/v1[?model=NAME&timeout=SECONDS]" is the base URL
@@ -25,7 +25,8 @@
 #include <jansson.h>
 
 #include "core/core.h"
-#include "http/http_internal.h"
+#include "runner/openai.h"
+#include "runner/runner.h"
 
 #define MAX_ANSWER ((size_t)256 << 20)
 
