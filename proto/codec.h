@@ -34,6 +34,30 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
  * a message naming the problem on malformed input. */
 int deja__trace_decode(const void *data, size_t size, deja_trace **out);
 
+/* A trace's summary (proto/peek.c): `t` shows the id, start, duration,
+ * model name and version, status, tags, output kinds, and every tensor's
+ * name, dtype and size (data NULL, no shape); nothing else is read. The
+ * scratch buffers are reused from one record to the next: zero-initialise,
+ * release with deja__peek_free(). `t` is valid until the next peek. */
+typedef struct deja__peek {
+    deja_trace t;
+    char *text; /* NUL-terminated copies of the strings */
+    size_t text_cap, text_used;
+    deja_tensor *tensors;
+    size_t ntensors, cap_tensors;
+    uint8_t *sides; /* per tensor: 0 input, 1 output */
+    size_t cap_sides;
+    deja_tag *tags;
+    size_t ntags, cap_tags;
+    deja_output_decl *kinds;
+    size_t nkinds, cap_kinds;
+} deja__peek;
+
+/* Read the summary of the Trace record in `data` into `pk->t`. Returns 0,
+ * DEJA_ECORRUPT on malformed bytes, or DEJA_ENOMEM. */
+int deja__trace_peek(const void *data, size_t size, deja__peek *pk);
+void deja__peek_free(deja__peek *pk);
+
 /* The blob digest of input (side DEJA_INPUT) or output tensor `index`, or
  * NULL when that tensor is inline. */
 const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, size_t index);

@@ -454,11 +454,72 @@ int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb 
     return deja__store_list_between(store, filter, NULL, NULL, cb, bad, payload);
 }
 
+/* Read the summary of trace `id` in `txn` into `pk` (proto/peek.c), the
+ * record decompressed into `raw`, reused from one trace to the next.
+ * Errors as deja__trace_read_txn's. */
+static int peek_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja__buf *raw,
+                    deja__peek *pk)
+{
+    MDB_val k = {16, (void *)id->bytes}, v;
+    char text[DEJA_ID_STRLEN + 1], what[48];
+    int rc;
+
+    rc = mdb_get(txn, store->traces, &k, &v);
+    if (rc == 0)
+        rc = deja__record_decode_buf(store, txn, v.mv_data, v.mv_size, "trace", raw);
+    else if (rc != MDB_NOTFOUND) {
+        deja_id_format(id, text);
+        snprintf(what, sizeof what, "trace %s", text);
+        return deja__mdb_error(rc, what);
+    } else {
+        deja_id_format(id, text);
+        return deja__error_set(DEJA_ENOTFOUND, "no trace %s", text);
+    }
+    if (rc == 0)
+        rc = deja__trace_peek(raw->data, raw->size, pk);
+    if (rc == 0 && memcmp(pk->t.id.bytes, id->bytes, 16) != 0)
+        rc = deja__error_set(DEJA_ECORRUPT, "trace: record holds another id");
+    if (rc != 0) {
+        /* "trace: why" becomes "trace ID: why". */
+        const char *msg = deja_error_last();
+        char why[400];
+
+        if (strncmp(msg, "trace: ", 7) == 0)
+            msg += 7;
+        snprintf(why, sizeof why, "%s", msg);
+        deja_id_format(id, text);
+        return deja__error_set(rc, "trace %s: %s", text, why);
+    }
+    return 0;
+}
+
+static int list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
+                        const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad, void *payload,
+                        int light);
+
 /* deja_store_list, also bounded by ids: lo <= id <= hi (either may be NULL). */
 int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
                              const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad,
                              void *payload)
 {
+    return list_between(store, filter, lo_id, hi_id, cb, bad, payload, 0);
+}
+
+/* The same, the callback seeing each trace's summary only. */
+int deja__store_peek_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
+                             const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad,
+                             void *payload)
+{
+    return list_between(store, filter, lo_id, hi_id, cb, bad, payload, 1);
+}
+
+/* The walk of both: full traces, or summaries when `light`. */
+static int list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
+                        const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad, void *payload,
+                        int light)
+{
+    deja__buf raw = {NULL, 0, 0};
+    deja__peek pk;
     static const deja_filter none = DEJA_FILTER_INIT;
     const deja_filter *f = filter ? filter : &none;
     list_state s;
@@ -467,6 +528,7 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
     int rc, chosen = 0;
 
     memset(&s, 0, sizeof s);
+    memset(&pk, 0, sizeof pk);
     s.store = store;
     s.filter = f;
     id_at(&s.lo, f->since_ns != 0 ? ns_to_ms(f->since_ns) - ID_SLACK_MS : 0, 0x00);
@@ -548,14 +610,20 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
         if (best == NULL)
             break;
         id = best->id;
-        rc = deja__trace_read_txn(store, s.txn, &id, &t);
+        if (light) {
+            rc = peek_txn(store, s.txn, &id, &raw, &pk);
+            t = rc == 0 ? &pk.t : NULL;
+        } else {
+            rc = deja__trace_read_txn(store, s.txn, &id, &t);
+        }
         if (rc == 0) {
             if (deja__trace_matches(t, f) &&
                 (!wants_pinned(f) || deja__pinned_txn(store, s.txn, &id))) {
                 listed++;
                 stop = cb(t, payload) != 0;
             }
-            deja_trace_free(t);
+            if (!light)
+                deja_trace_free(t);
         } else if (rc == DEJA_ENOTFOUND || rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM) {
             if (rc == DEJA_ENOTFOUND) {
                 deja_id_format(&id, text);
@@ -576,6 +644,8 @@ int deja__store_list_between(deja_store *store, const deja_filter *filter, const
         mdb_cursor_close(s.walkers[i].cur);
     free(s.walkers);
     deja__rtxn_end(store, s.txn);
+    deja__peek_free(&pk);
+    deja__buf_free(&raw);
     return rc;
 }
 

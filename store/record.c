@@ -204,77 +204,119 @@ static void dctx_give(deja_store *store, ZSTD_DCtx *d)
     ZSTD_freeDCtx(d);
 }
 
-/* Decode a record into a fresh malloc'd buffer, bounding every size read
- * from it before allocating. */
-int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
-                        const char *what, uint8_t **out, size_t *out_size)
+/* Check the header of record `rec` (`size` bytes), bounding every size
+ * read from it, and find its dictionary: the raw size in `*raw`, the
+ * decompression dictionary (NULL when none) in `*ddict`. */
+static int record_open(deja_store *store, MDB_txn *txn, const uint8_t *p, size_t size,
+                       const char *what, uint32_t *raw, void **ddict)
 {
-    const uint8_t *p = rec;
-    uint8_t *buf = NULL;
-    void *ddict = NULL;
-    ZSTD_DCtx *dctx = NULL;
-    uint32_t dict_id, raw;
+    uint32_t dict_id;
     unsigned long long fcs;
-    size_t n, psize;
-    int rc = 0;
+    size_t psize;
+    int rc;
 
-    *out = NULL;
-    *out_size = 0;
+    *ddict = NULL;
     if (size < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
         return deja__error_set(DEJA_ECORRUPT, "%s: record is truncated or has no header", what);
     dict_id = get_u32(p + 2);
-    raw = get_u32(p + 6);
+    *raw = get_u32(p + 6);
     psize = size - DEJA__RECORD_HEADER;
-    if (raw > DEJA__MAX_RECORD)
+    if (*raw > DEJA__MAX_RECORD)
         return deja__error_set(DEJA_ECORRUPT, "%s: record claims %u bytes, beyond the bound", what,
-                               raw);
+                               *raw);
     if (p[1] == DEJA__CODEC_RAW) {
-        if (dict_id != 0 || psize != raw)
+        if (dict_id != 0 || psize != *raw)
             return deja__error_set(DEJA_ECORRUPT, "%s: raw record has %zu bytes, header says %u",
-                                   what, psize, raw);
+                                   what, psize, *raw);
     } else if (p[1] == DEJA__CODEC_ZSTD) {
         fcs = ZSTD_getFrameContentSize(p + DEJA__RECORD_HEADER, psize);
-        if (fcs != raw)
+        if (fcs != *raw)
             return deja__error_set(
                 DEJA_ECORRUPT, "%s: compressed frame does not hold the %u bytes the header says",
-                what, raw);
+                what, *raw);
         if (dict_id != 0) {
-            rc = deja__dict_get(store, txn, dict_id, NULL, &ddict);
+            rc = deja__dict_get(store, txn, dict_id, NULL, ddict);
             if (rc != 0)
                 return deja__error_wrap(rc, "%s: ", what);
         }
     } else {
         return deja__error_set(DEJA_ECORRUPT, "%s: record has unknown codec %u", what, p[1]);
     }
-    buf = malloc(raw > 0 ? raw : 1);
-    if (buf == NULL)
-        return deja__error_set(DEJA_ENOMEM, "%s: out of memory for %u bytes", what, raw);
+    return 0;
+}
+
+/* Write the `raw` bytes of the record opened by record_open into `buf`. */
+static int record_fill(deja_store *store, const uint8_t *p, size_t size, const char *what,
+                       uint32_t raw, void *ddict, uint8_t *buf)
+{
+    const size_t psize = size - DEJA__RECORD_HEADER;
+    ZSTD_DCtx *dctx;
+    size_t n;
+
     if (p[1] == DEJA__CODEC_RAW) {
         if (raw > 0)
             memcpy(buf, p + DEJA__RECORD_HEADER, raw);
-    } else {
-        dctx = dctx_take(store);
-        if (dctx == NULL) {
-            rc = deja__error_set(DEJA_ENOMEM, "%s: out of memory", what);
-            goto cleanup;
-        }
-        if (ddict != NULL)
-            n = ZSTD_decompress_usingDDict(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize, ddict);
-        else
-            n = ZSTD_decompressDCtx(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize);
-        dctx_give(store, dctx);
-        if (ZSTD_isError(n) || n != raw) {
-            rc = deja__error_set(DEJA_ECORRUPT, "%s: record does not decompress: %s", what,
-                                 ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
-            goto cleanup;
-        }
+        return 0;
+    }
+    dctx = dctx_take(store);
+    if (dctx == NULL)
+        return deja__error_set(DEJA_ENOMEM, "%s: out of memory", what);
+    if (ddict != NULL)
+        n = ZSTD_decompress_usingDDict(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize, ddict);
+    else
+        n = ZSTD_decompressDCtx(dctx, buf, raw, p + DEJA__RECORD_HEADER, psize);
+    dctx_give(store, dctx);
+    if (ZSTD_isError(n) || n != raw)
+        return deja__error_set(DEJA_ECORRUPT, "%s: record does not decompress: %s", what,
+                               ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
+    return 0;
+}
+
+/* Decode a record into a fresh malloc'd buffer, bounding every size read
+ * from it before allocating. */
+int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                        const char *what, uint8_t **out, size_t *out_size)
+{
+    uint8_t *buf = NULL;
+    void *ddict = NULL;
+    uint32_t raw = 0;
+    int rc;
+
+    *out = NULL;
+    *out_size = 0;
+    rc = record_open(store, txn, rec, size, what, &raw, &ddict);
+    if (rc != 0)
+        return rc;
+    buf = malloc(raw > 0 ? raw : 1);
+    if (buf == NULL)
+        return deja__error_set(DEJA_ENOMEM, "%s: out of memory for %u bytes", what, raw);
+    rc = record_fill(store, rec, size, what, raw, ddict, buf);
+    if (rc != 0) {
+        free(buf);
+        return rc;
     }
     *out = buf;
     *out_size = raw;
-    buf = NULL;
+    return 0;
+}
 
-cleanup:
-    free(buf);
+/* Decode a record into `out` (its content replaced), reusing its memory:
+ * for scans that read one record after another. */
+int deja__record_decode_buf(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                            const char *what, deja__buf *out)
+{
+    void *ddict = NULL;
+    uint32_t raw = 0;
+    int rc;
+
+    out->size = 0;
+    rc = record_open(store, txn, rec, size, what, &raw, &ddict);
+    if (rc == 0)
+        rc = deja__buf_reserve(out, raw > 0 ? raw : 1);
+    if (rc == 0)
+        rc = record_fill(store, rec, size, what, raw, ddict, out->data);
+    if (rc == 0)
+        out->size = raw;
     return rc;
 }
 

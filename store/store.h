@@ -160,6 +160,15 @@ int deja__store_sync(deja_store *store);
 int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo,
                              const deja_id *hi, deja_trace_cb cb, deja_bad_cb bad, void *payload);
 
+/* deja__store_list_between showing each trace's summary only (see
+ * deja__trace_peek in proto/codec.h: id, times, model, status, tags,
+ * output kinds, tensor names, dtypes and sizes; no payload, shape, params,
+ * seeds, clock reads, environment or error text), read without unpacking
+ * the rest and without allocating per trace: for scans of whole stores.
+ * The trace `cb` sees is valid during the call only. */
+int deja__store_peek_between(deja_store *store, const deja_filter *filter, const deja_id *lo,
+                             const deja_id *hi, deja_trace_cb cb, deja_bad_cb bad, void *payload);
+
 /* Give back the resident pages of a read-only store's memory map (they
  * are read again from the page cache when touched): long scans call it
  * now and then to keep their resident size bounded (store/extent.c). */

@@ -166,6 +166,9 @@ int deja__dict_cdict(deja_store *store, uint32_t id, void **cdict);
  * `what` names the record in error messages ("trace 01J..."). Thread-safe. */
 int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
                         const char *what, uint8_t **out, size_t *out_size);
+/* The same into `out` (content replaced, memory reused): for scans. */
+int deja__record_decode_buf(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                            const char *what, deja__buf *out);
 
 /* The compression (`cdict`, may be NULL) and decompression (`ddict`, may be
  * NULL) forms of dictionary `id`, read from meta in `txn` on first use and

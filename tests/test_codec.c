@@ -623,6 +623,115 @@ static void test_codec__decode_garbage(void **state)
     fake_free(&fs);
 }
 
+/* The summary read off the bytes (proto/peek.c) agrees with the full
+ * decoding on every field it shows, and survives garbage like the decoder. */
+static void check_peek(const deja_trace *t, const deja_trace *p)
+{
+    assert_memory_equal(p->id.bytes, t->id.bytes, 16);
+    assert_int_equal(p->start_ns, t->start_ns);
+    assert_int_equal(p->duration_ns, t->duration_ns);
+    assert_string_equal(p->model_name, t->model_name);
+    assert_string_equal(p->model_version, t->model_version);
+    assert_int_equal(p->status, t->status);
+    assert_int_equal(p->ntags, t->ntags);
+    for (size_t i = 0; i < t->ntags; i++) {
+        assert_string_equal(p->tags[i].key, t->tags[i].key);
+        assert_string_equal(p->tags[i].value, t->tags[i].value);
+    }
+    assert_int_equal(p->ninputs, t->ninputs);
+    assert_int_equal(p->noutputs, t->noutputs);
+    for (size_t i = 0; i < t->ninputs + t->noutputs; i++) {
+        const deja_tensor *a = i < t->ninputs ? &t->inputs[i] : &t->outputs[i - t->ninputs];
+        const deja_tensor *b = i < t->ninputs ? &p->inputs[i] : &p->outputs[i - t->ninputs];
+
+        assert_string_equal(b->name, a->name);
+        assert_int_equal(b->dtype, a->dtype);
+        assert_int_equal(b->size, a->size);
+        assert_null(b->data);
+    }
+    assert_int_equal(p->noutput_kinds, t->noutput_kinds);
+    for (size_t i = 0; i < t->noutput_kinds; i++) {
+        assert_string_equal(p->output_kinds[i].name, t->output_kinds[i].name);
+        assert_int_equal(p->output_kinds[i].kind, t->output_kinds[i].kind);
+    }
+}
+
+static void test_codec__peek_summary(void **state)
+{
+    static sample s;
+    static const deja_output_decl kinds[2] = {{"probs", DEJA_KIND_PROBS}, {"text", DEJA_KIND_TEXT}};
+    fake_store fs = {0};
+    deja__buf buf = {0};
+    deja__peek pk;
+    deja_trace *t = NULL;
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    size_t failed = 0;
+
+    (void)state;
+    memset(&pk, 0, sizeof pk);
+    make_sample(&s);
+    s.t.output_kinds = kinds;
+    s.t.noutput_kinds = 2;
+    assert_int_equal(deja__trace_encode(&s.t, DEJA__INLINE_MAX, fake_put, &fs, &buf), 0);
+    assert_int_equal(deja__trace_decode(buf.data, buf.size, &t), 0);
+    assert_int_equal(deja__trace_peek(buf.data, buf.size, &pk), 0);
+    check_peek(t, &pk.t);
+    assert_true(pk.t.ntags > 0 && pk.t.ninputs > 0 && pk.t.noutputs > 0);
+    assert_int_equal(pk.t.status, DEJA_STATUS_ERROR);
+    deja_trace_free(t);
+    t = NULL;
+    /* A minimal trace after a full one: nothing left over from the last. */
+    {
+        deja_trace m;
+        deja__buf mb = {0};
+
+        memset(&m, 0, sizeof m);
+        m.id = s.t.id;
+        m.model_name = "m";
+        m.model_version = "";
+        m.error = "";
+        assert_int_equal(deja__trace_encode(&m, DEJA__INLINE_MAX, NULL, NULL, &mb), 0);
+        assert_int_equal(deja__trace_peek(mb.data, mb.size, &pk), 0);
+        assert_int_equal(pk.t.ninputs + pk.t.noutputs + pk.t.ntags + pk.t.noutput_kinds, 0);
+        assert_string_equal(pk.t.model_name, "m");
+        assert_int_equal(pk.t.status, DEJA_STATUS_OK);
+        deja__buf_free(&mb);
+    }
+    /* Truncations and flipped bytes: 0 or DEJA_ECORRUPT, never a crash;
+     * whenever the full decoder accepts the bytes, the summary agrees. */
+    for (size_t len = 0; len < buf.size; len++) {
+        const int rc = deja__trace_peek(buf.data, len, &pk);
+
+        assert_true(rc == 0 || rc == DEJA_ECORRUPT);
+        failed += rc != 0;
+    }
+    assert_true(failed > buf.size / 2);
+    for (int round = 0; round < 2000; round++) {
+        uint8_t *copy = malloc(buf.size);
+        int rc;
+
+        assert_non_null(copy);
+        memcpy(copy, buf.data, buf.size);
+        for (int k = 0; k < 3; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            copy[x % buf.size] = (uint8_t)(x >> 32);
+        }
+        rc = deja__trace_peek(copy, buf.size, &pk);
+        assert_true(rc == 0 || rc == DEJA_ECORRUPT);
+        if (rc == 0 && deja__trace_decode(copy, buf.size, &t) == 0) {
+            check_peek(t, &pk.t);
+            deja_trace_free(t);
+            t = NULL;
+        }
+        free(copy);
+    }
+    deja__peek_free(&pk);
+    deja__buf_free(&buf);
+    fake_free(&fs);
+}
+
 /* ------------------------------------------------------------------------
  * Environments
  * ---------------------------------------------------------------------- */
@@ -872,6 +981,7 @@ int main(void)
         cmocka_unit_test(test_codec__encode_rejects),
         cmocka_unit_test(test_codec__decode_violations),
         cmocka_unit_test(test_codec__decode_garbage),
+        cmocka_unit_test(test_codec__peek_summary),
         cmocka_unit_test(test_codec__env_canonical),
         cmocka_unit_test(test_codec__env_empty_and_garbage),
         cmocka_unit_test(test_codec__dtypes),

@@ -220,6 +220,52 @@ static void test_rules__checks_edge_cases(void **state)
     deja_rules_free(r);
 }
 
+/* Whether an output holds labels is what its producer declared (plugin ABI
+ * v2 output kinds, recorded with the trace), the name deciding only when
+ * nothing was declared. */
+static void test_rules__declared_output_kinds(void **state)
+{
+    static const char text[] = "label: output.* in 0,1\n";
+    float v[3] = {0.1f, 0.2f, 0.7f}; /* class 2 */
+    uint64_t shape[2] = {1, 3};
+    deja_output_decl decl[2];
+    deja_rules *r = NULL;
+    deja_tensor out[2];
+    deja_trace t;
+    seen s;
+
+    (void)state;
+    assert_int_equal(deja_rules_parse(&r, text, strlen(text), NULL), 0);
+    memset(&t, 0, sizeof t);
+    /* "y" says nothing by its name; "class_probs" says scores by its name. */
+    out[0] = (deja_tensor){"y", DEJA_F32, 2, shape, v, sizeof v};
+    out[1] = (deja_tensor){"class_probs", DEJA_F32, 2, shape, v, sizeof v};
+    t.outputs = out;
+    t.noutputs = 2;
+    /* Undeclared: the name heuristic, "y" is plain values. */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(deja_rules_apply(r, &t, record, &s), 1);
+    assert_true(has(&s, "label@output.class_probs", "row 0: class 2"));
+    assert_false(has(&s, "label@output.y", ""));
+    /* Declared: "y" holds probabilities, "class_probs" an embedding. */
+    decl[0] = (deja_output_decl){"y", DEJA_KIND_PROBS};
+    decl[1] = (deja_output_decl){"class_probs", DEJA_KIND_EMBEDDING};
+    t.output_kinds = decl;
+    t.noutput_kinds = 2;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(deja_rules_apply(r, &t, record, &s), 1);
+    assert_true(has(&s, "label@output.y", "row 0: class 2"));
+    assert_false(has(&s, "label@output.class_probs", ""));
+    /* Scores too; text and values never. */
+    decl[0].kind = DEJA_KIND_SCORES;
+    decl[1].kind = DEJA_KIND_VALUES;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(deja_rules_apply(r, &t, record, &s), 1);
+    assert_true(has(&s, "label@output.y", "row 0: class 2"));
+    assert_false(has(&s, "label@output.class_probs", ""));
+    deja_rules_free(r);
+}
+
 /* Record 20 traces through a tracer with a record-time check: every
  * fourth has a feature out of range, every fifth an empty answer. */
 static void record_with_rules(const char *path, const deja_rules *rules)
@@ -430,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_rules__parse),
         cmocka_unit_test(test_rules__checks),
         cmocka_unit_test(test_rules__checks_edge_cases),
+        cmocka_unit_test(test_rules__declared_output_kinds),
         cmocka_unit_test(test_rules__record_time),
         cmocka_unit_test(test_rules__cli_check_run_replay),
     };

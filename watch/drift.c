@@ -428,7 +428,8 @@ static void add_tokens(extractor *x, const char *name, const uint8_t *s, size_t 
 }
 
 /* Extract every field of one tensor. */
-static void add_tensor(extractor *x, const char *sidename, const deja_tensor *t, uint64_t *buf)
+static void add_tensor(extractor *x, const char *sidename, const deja_tensor *t,
+                       deja_output_kind kind, uint64_t *buf)
 {
     char name[NAME_LEN];
     const char *tn = t->name ? t->name : "?";
@@ -450,7 +451,7 @@ static void add_tensor(extractor *x, const char *sidename, const deja_tensor *t,
     }
     if (!deja__watch_is_numeric(t->dtype))
         return;
-    if (deja__watch_is_scores(t)) {
+    if (deja__watch_is_scores(t, kind)) {
         size_t classes, rows = deja__watch_rows(t, &classes);
         field *f;
 
@@ -522,10 +523,11 @@ static int run_pass2(deja_store *store, extractor *x, const selection *sel, uint
         x->who = (uint32_t)i;
         x->second_half = x->side == 0 && k >= half;
         for (size_t j = 0; j < t->ninputs; j++)
-            add_tensor(x, "input", &t->inputs[j], buf);
+            add_tensor(x, "input", &t->inputs[j], DEJA_KIND_AUTO, buf);
         if (t->status == DEJA_STATUS_OK)
             for (size_t j = 0; j < t->noutputs; j++)
-                add_tensor(x, "output", &t->outputs[j], buf);
+                add_tensor(x, "output", &t->outputs[j],
+                           deja__watch_kind_of(t, t->outputs[j].name), buf);
         add_number(x, "latency (ms)", (double)t->duration_ns / 1e6);
         deja_trace_free(t);
         if (x->rc != 0)

@@ -564,8 +564,8 @@ static int is_text(const deja_tensor *t)
     return t->dtype == DEJA_UTF8;
 }
 
-/* Whether a check applies to a tensor of this type. */
-static int applies(const rule *r, const deja_tensor *t)
+/* Whether a check applies to a tensor of this type (and declared kind). */
+static int applies(const rule *r, const deja_tensor *t, deja_output_kind kind)
 {
     switch (r->kind) {
     case CHECK_FINITE:
@@ -573,7 +573,7 @@ static int applies(const rule *r, const deja_tensor *t)
     case CHECK_SUM:
         return deja__watch_is_numeric(t->dtype);
     case CHECK_IN:
-        return is_text(t) || deja__watch_is_scores(t) ||
+        return is_text(t) || deja__watch_is_scores(t, kind) ||
                (deja__watch_is_numeric(t->dtype) && !deja__watch_is_float(t->dtype));
     case CHECK_LENGTH:
     case CHECK_MATCHES:
@@ -596,12 +596,13 @@ static int in_set(const rule *r, const char *text, size_t n)
 
 /* Check one tensor; on a violation write the detail into `why` and return
  * 1; 0 when it passes; DEJA_ENOMEM. */
-static int check_tensor(const rule *r, const deja_tensor *t, char *why, size_t cap)
+static int check_tensor(const rule *r, const deja_tensor *t, deja_output_kind kind, char *why,
+                        size_t cap)
 {
     const uint8_t *s = t->data;
     size_t n;
 
-    if (!applies(r, t)) {
+    if (!applies(r, t, kind)) {
         snprintf(why, cap, "is %s, which '%s' does not apply to", deja_dtype_name(t->dtype) ?
                  deja_dtype_name(t->dtype) : "?", r->name);
         return 1;
@@ -676,7 +677,7 @@ static int check_tensor(const rule *r, const deja_tensor *t, char *why, size_t c
             }
             return 0;
         }
-        if (deja__watch_is_scores(t)) {
+        if (deja__watch_is_scores(t, kind)) {
             size_t classes, rows = deja__watch_rows(t, &classes);
 
             for (size_t row = 0; row < rows; row++) {
@@ -760,15 +761,17 @@ int deja_rules_apply(const deja_rules *rules, const deja_trace *trace, deja_viol
             continue;
         for (size_t k = 0; k < nts && !stop; k++) {
             const deja_tensor *t = &ts[k];
+            deja_output_kind kind;
             char why[256];
             int rc;
 
             if (r->tensor != NULL && strcmp(r->tensor, t->name ? t->name : "") != 0)
                 continue;
             found = 1;
-            if (r->tensor == NULL && !applies(r, t))
+            kind = r->side == DEJA_OUTPUT ? deja__watch_kind_of(trace, t->name) : DEJA_KIND_AUTO;
+            if (r->tensor == NULL && !applies(r, t, kind))
                 continue;
-            rc = check_tensor(r, t, why, sizeof why);
+            rc = check_tensor(r, t, kind, why, sizeof why);
             if (rc < 0)
                 return rc;
             if (rc == 1) {

@@ -4,7 +4,9 @@
  * it takes (deja_store_list with narrowed since/until) into a state of its
  * own, which the caller merges. Windows are disjoint ranges of ids (the
  * millisecond an id starts with), so each matching trace is seen exactly
- * once, and no thread decodes a trace another one lists.
+ * once, and no thread decodes a trace another one lists. Only each
+ * trace's summary is read (no payload is unpacked, nothing is allocated
+ * per trace): what health and drift's first pass need.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -88,7 +90,7 @@ static void *scan_main(void *arg)
 
         id_at(&lo, job->lo + (int64_t)w * job->width, 0x00);
         id_at(&hi, job->lo + (int64_t)(w + 1) * job->width - 1, 0xFF);
-        th->rc = deja__store_list_between(job->store, &job->base, w > 0 ? &lo : NULL,
+        th->rc = deja__store_peek_between(job->store, &job->base, w > 0 ? &lo : NULL,
                                           w + 1 < job->nwindows ? &hi : NULL, on_trace, on_bad,
                                           th);
         if (th->rc != 0) {

@@ -90,9 +90,17 @@ double deja__watch_value(const deja_tensor *t, size_t i)
     }
 }
 
-/* Until output kinds reach the plugin ABI (issue 9), the name decides, as
- * in the diff. Switch here, and only here, when they land. */
-int deja__watch_is_scores(const deja_tensor *t)
+deja_output_kind deja__watch_kind_of(const deja_trace *trace, const char *name)
+{
+    for (size_t i = 0; trace != NULL && name != NULL && i < trace->noutput_kinds; i++)
+        if (trace->output_kinds[i].name != NULL && strcmp(trace->output_kinds[i].name, name) == 0)
+            return trace->output_kinds[i].kind;
+    return DEJA_KIND_AUTO;
+}
+
+/* The declared kind decides; the name only when nothing was declared (as
+ * in the diff, replay/diff.c). */
+int deja__watch_is_scores(const deja_tensor *t, deja_output_kind kind)
 {
     static const char *const words[] = {"logit", "score", "prob", "class"};
     const char *name = t->name ? t->name : "";
@@ -101,6 +109,8 @@ int deja__watch_is_scores(const deja_tensor *t)
     if (!deja__watch_is_float(t->dtype) || t->ndim == 0 || t->shape == NULL ||
         t->shape[t->ndim - 1] < 2)
         return 0;
+    if (kind != DEJA_KIND_AUTO)
+        return kind == DEJA_KIND_SCORES || kind == DEJA_KIND_PROBS;
     for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
         const size_t wl = strlen(words[w]);
 

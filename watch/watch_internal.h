@@ -81,8 +81,10 @@ int deja__sketch_merge(deja__sketch *dst, const deja__sketch *src);
  * Scanning a selection on several threads (scan.c).
  * ---------------------------------------------------------------------- */
 
-/* Called for each trace with the state of the thread that listed it.
- * Return non-zero to stop the whole scan. */
+/* Called for each trace with the state of the thread that listed it: the
+ * trace's summary only (deja__store_peek_between: id, times, model,
+ * status, tags, output kinds, tensor names, dtypes and sizes; no payload),
+ * valid during the call. Return non-zero to stop the whole scan. */
 typedef int (*deja__scan_cb)(const deja_trace *trace, void *state);
 
 /* Threads a scan uses: the online cores, at most 4. */
@@ -110,12 +112,19 @@ double deja__watch_value(const deja_tensor *t, size_t i);
 /* Number of elements of a numeric tensor (size / element size). */
 size_t deja__watch_count(const deja_tensor *t);
 
-/* Whether `t` is an output of scores or probabilities over classes, the
- * last axis being the class axis. The one place that decides it: until
- * plugins declare output kinds, a float tensor whose last axis has at
- * least 2 entries and whose name contains "logit", "score", "prob" or
- * "class" (the diff's heuristic). */
-int deja__watch_is_scores(const deja_tensor *t);
+/* The kind the producer declared for output `name` of `trace` (recorded
+ * with the trace through the plugin ABI v2 or deja_span_output_kind; the
+ * first declaration wins), DEJA_KIND_AUTO when none was declared. */
+deja_output_kind deja__watch_kind_of(const deja_trace *trace, const char *name);
+
+/* Whether `t`, an output of declared kind `kind` (DEJA_KIND_AUTO for
+ * inputs and undeclared outputs), holds scores or probabilities over
+ * classes, the last axis being the class axis. The one place that decides
+ * it, by the diff's rule: a float tensor whose last axis has at least 2
+ * entries, declared DEJA_KIND_SCORES or DEJA_KIND_PROBS; any other
+ * declared kind is not scores, whatever its name; undeclared, a name
+ * containing "logit", "score", "prob" or "class" decides. */
+int deja__watch_is_scores(const deja_tensor *t, deja_output_kind kind);
 
 /* Rows of a scores tensor (product of every axis but the last) and the
  * number of classes (the last axis). */
