@@ -28,8 +28,9 @@ static void print_mean_bytes(uint64_t total, uint64_t traces)
     printf(" %10s", buf);
 }
 
-/* The human table. */
-static void print_table(const deja_health *h, int every)
+/* The human table; `lost` when the rows carry their sampled-out and
+ * dropped counts (by model or version, no buckets). */
+static void print_table(const deja_health *h, int every, int lost)
 {
     size_t width = 5;
 
@@ -42,8 +43,11 @@ static void print_table(const deja_health *h, int every)
     printf("%-*s", (int)width, "group");
     if (every)
         printf("  %-16s", "bucket");
-    printf(" %8s %7s %6s %7s %8s %8s %8s %10s %10s\n", "traces", "errors", "err%", "invalid",
+    printf(" %8s %7s %6s %7s %8s %8s %8s %10s %10s", "traces", "errors", "err%", "invalid",
            "p50", "p95", "p99", "in/trace", "out/trace");
+    if (lost)
+        printf(" %8s %8s", "sampled", "dropped");
+    fputc('\n', stdout);
     for (size_t i = 0; i < h->nrows; i++) {
         const deja_health_row *r = &h->rows[i];
 
@@ -64,6 +68,9 @@ static void print_table(const deja_health *h, int every)
         print_latency(r->latency_p99_ns);
         print_mean_bytes(r->input_bytes, r->traces);
         print_mean_bytes(r->output_bytes, r->traces);
+        if (lost)
+            printf(" %8llu %8llu", (unsigned long long)r->sampled_out,
+                   (unsigned long long)r->dropped);
         fputc('\n', stdout);
     }
     if (h->nrows == 0)
@@ -80,7 +87,7 @@ static json_t *num_or_null(double v)
 }
 
 /* The JSON form: one object with the rows. */
-static int print_json(const deja_health *h, const char *by, int64_t every_ns)
+static int print_json(const deja_health *h, const char *by, int64_t every_ns, int lost)
 {
     json_t *rows = json_array();
     json_t *obj;
@@ -105,6 +112,10 @@ static int print_json(const deja_health *h, const char *by, int64_t every_ns)
             r->traces ? (double)r->input_bytes / (double)r->traces : 0.0, "output_bytes_mean",
             r->traces ? (double)r->output_bytes / (double)r->traces : 0.0, "first_ns",
             (json_int_t)r->first_ns, "last_ns", (json_int_t)r->last_ns);
+        if (row != NULL && lost) {
+            json_object_set_new(row, "sampled_out", json_integer((json_int_t)r->sampled_out));
+            json_object_set_new(row, "dropped", json_integer((json_int_t)r->dropped));
+        }
         if (row != NULL && every_ns > 0) {
             json_object_set_new(row, "bucket", json_string(when));
             json_object_set_new(row, "bucket_ns", json_integer((json_int_t)r->bucket_ns));
@@ -140,7 +151,7 @@ int cli_stats_by(const cli_global *g, int argc, char **argv)
     cli_filter f;
     const char *by = NULL;
     int64_t now = cli_now_ns();
-    int json = 0, first = 1;
+    int json = 0, first = 1, lost;
     int ret = CLI_EXIT_TROUBLE;
     int c, rc;
 
@@ -175,17 +186,18 @@ int cli_stats_by(const cli_global *g, int argc, char **argv)
     if (cli_store_open_no_operands(g, argc, argv, cli_stats_help, &store) != 0)
         goto cleanup;
     rc = deja_health_compute(store, &f.filter, &o, &h);
+    lost = o.every_ns == 0 && o.by != DEJA_GROUP_TAG;
     if (rc < 0) {
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
     if (json) {
-        if (print_json(h, by ? by : "version", o.every_ns) < 0) {
+        if (print_json(h, by ? by : "version", o.every_ns, lost) < 0) {
             cli_error("out of memory printing stats");
             goto cleanup;
         }
     } else {
-        print_table(h, o.every_ns > 0);
+        print_table(h, o.every_ns > 0, lost);
     }
     fflush(stdout);
     if (h->bad > 0) {

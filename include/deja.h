@@ -1469,11 +1469,17 @@ typedef struct deja_health_row {
     double latency_max_ns;
     uint64_t input_bytes;  /* payload bytes of every input, summed */
     uint64_t output_bytes;
+    /* Spans of this group the tracers never recorded, since the store began
+     * (counted per model version by the tracers): sampled out, and dropped
+     * on a full queue. Grouping by model or version without time buckets
+     * only; 0 otherwise (see deja_health's store-wide counters). */
+    uint64_t sampled_out;
+    uint64_t dropped;
 } deja_health_row;
 
 /* Health of a selection. The store-wide counters of traces that were
- * never recorded (dropped, sampled out, redacted) are not known per group:
- * they are given once. Owned by the result, freed by deja_health_free(). */
+ * never recorded (dropped, sampled out, redacted) are given once besides
+ * the per-group ones of the rows. Owned by the result, freed by deja_health_free(). */
 typedef struct deja_health {
     const deja_health_row *rows; /* by group (first seen, newest first), then bucket, oldest first */
     size_t nrows;

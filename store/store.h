@@ -120,6 +120,19 @@ int deja__wtxn_count_add(deja__wtxn *w, const char *name, uint64_t delta);
  * limit): the one rule of deja_store_list, also applied by fleet/. */
 int deja__trace_matches(const deja_trace *t, const deja_filter *f);
 
+/* Add `delta` to the counter `counter` ("sampled_out", "dropped") of
+ * model `model` version `version` (store/group_count.c): the tracers'
+ * losses per model version, beside the store-wide counters. */
+int deja__wtxn_group_count_add(deja__wtxn *w, const char *counter, const char *model,
+                               const char *version, uint64_t delta);
+
+/* Call `cb` on every counter per model version (counter, model, version,
+ * value), in key order; a non-zero return stops. Returns 0 or the store's
+ * error. */
+typedef int (*deja__group_count_cb)(const char *counter, const char *model, const char *version,
+                                    uint64_t value, void *payload);
+int deja__store_group_counts(deja_store *store, deja__group_count_cb cb, void *payload);
+
 /* A repeat count of dedup sampling: `count` more requests identical to the
  * one trace `id` recorded. */
 typedef struct deja__repeat {

@@ -235,12 +235,109 @@ static void test_health__cli_stats_by(void **state)
     cli_rm_rf(root);
 }
 
+/* Record `ok` ok spans and `err` failed ones of `model`@`version`. */
+static void spans(deja_tracer *tr, const char *model, const char *version, int ok, int err)
+{
+    for (int i = 0; i < ok + err; i++) {
+        deja_span *sp = NULL;
+
+        assert_int_equal(deja_span_begin(&sp, tr, model, version), 0);
+        assert_int_equal(deja_span_add_text(sp, DEJA_OUTPUT, "answer", "yes", 3), 0);
+        assert_int_equal(deja_span_end(sp, i < ok ? DEJA_STATUS_OK : DEJA_STATUS_ERROR,
+                                       i < ok ? NULL : "boom"),
+                         0);
+    }
+}
+
+/* What the tracers never recorded shows per model version: sampled out
+ * by a policy's rate for one version, and by the flat sample rate. */
+static void test_health__lost_per_group(void **state)
+{
+    char root[] = "/tmp/deja-health-XXXXXX";
+    char path[4200];
+    const deja_sample_rate rates[1] = {{"m", "2", 0.0}};
+    deja_sampling policy = DEJA_SAMPLING_INIT;
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    deja_health_options ho = DEJA_HEALTH_OPTIONS_INIT;
+    deja_tracer *tr = NULL;
+    deja_store *store = NULL;
+    deja_health *h = NULL;
+    cli_run r;
+    json_t *j;
+    json_error_t err;
+
+    (void)state;
+    assert_int_equal(cli_group_begin(root), 0);
+    snprintf(path, sizeof path, "%s/deja.store", root);
+    /* m@1 kept, m@2 sampled out but for its errors. */
+    policy.rates = rates;
+    policy.nrates = 1;
+    assert_int_equal(deja_tracer_open(&tr, path, NULL), 0);
+    assert_int_equal(deja_tracer_sampling_set(tr, &policy), 0);
+    spans(tr, "m", "1", 4, 0);
+    spans(tr, "m", "2", 7, 1);
+    assert_int_equal(deja_tracer_flush(tr), 0);
+    deja_tracer_close(tr);
+    /* n@1 under the flat rate 0: only its error is kept. */
+    o.sample_rate = 0.0;
+    assert_int_equal(deja_tracer_open(&tr, path, &o), 0);
+    spans(tr, "n", "1", 5, 1);
+    spans(tr, "m", "2", 2, 0);
+    deja_tracer_close(tr);
+
+    assert_int_equal(deja_store_open(&store, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_health_compute(store, NULL, &ho, &h), 0);
+    assert_int_equal(h->sampled_out, 14);
+    assert_int_equal(h->nrows, 3);
+    for (size_t i = 0; i < h->nrows; i++) {
+        const deja_health_row *row = &h->rows[i];
+        const uint64_t want = strcmp(row->group, "m@1") == 0   ? 0
+                              : strcmp(row->group, "m@2") == 0 ? 9
+                                                               : 5;
+
+        assert_int_equal(row->sampled_out, want);
+        assert_int_equal(row->dropped, 0);
+    }
+    deja_health_free(h);
+    ho.by = DEJA_GROUP_MODEL;
+    assert_int_equal(deja_health_compute(store, NULL, &ho, &h), 0);
+    assert_int_equal(h->nrows, 2);
+    for (size_t i = 0; i < h->nrows; i++)
+        assert_int_equal(h->rows[i].sampled_out, strcmp(h->rows[i].group, "m") == 0 ? 9 : 5);
+    deja_health_free(h);
+    deja_store_close(store);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", path, "stats", "--by", "version",
+                              "--model", "m", "--json", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    j = json_loads(r.out, 0, &err);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(json_object_get(j, "rows")), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *row = json_array_get(json_object_get(j, "rows"), i);
+        const char *g = json_string_value(json_object_get(row, "group"));
+
+        assert_int_equal(json_integer_value(json_object_get(row, "sampled_out")),
+                         strcmp(g, "m@2") == 0 ? 9 : 0);
+        assert_int_equal(json_integer_value(json_object_get(row, "dropped")), 0);
+    }
+    json_decref(j);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", path, "stats", "--by", "model", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "sampled  dropped"));
+    cli_run_free(&r);
+    cli_rm_rf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_health__sketch_quantiles_within_one_percent),
         cmocka_unit_test(test_health__groups_and_buckets),
         cmocka_unit_test(test_health__cli_stats_by),
+        cmocka_unit_test(test_health__lost_per_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

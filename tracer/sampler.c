@@ -298,6 +298,7 @@ int deja__sampler_keep(deja_tracer *t, deja__sampler *s, const deja_span *span)
                 return 1;
             }
             atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
+            deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_SAMPLED_OUT);
             return 0;
         }
         keep = DEJA__KEPT_RATE;
@@ -306,6 +307,7 @@ int deja__sampler_keep(deja_tracer *t, deja__sampler *s, const deja_span *span)
         /* Left out like a sampled-out span (so that every ended span is
          * accounted for), and counted as a repeat besides. */
         atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
+        deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_SAMPLED_OUT);
         count(t, DEJA__DEDUPED);
         return 0;
     }

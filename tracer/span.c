@@ -810,6 +810,7 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
         if (policy == NULL && t->opts.sample_rate < 1.0 &&
             !(deja__fast_uniform() < t->opts.sample_rate)) {
             atomic_fetch_add_explicit(&t->sampled_out, 1, memory_order_relaxed);
+            deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_SAMPLED_OUT);
             deja__span_recycle(span);
             return 0;
         }

@@ -63,6 +63,7 @@ static void tracer_free(deja_tracer *t)
     deja_env_free(t->env_owned);
     deja_store_close(t->store);
     deja__sampler_free(atomic_load(&t->sampler));
+    deja__lost_free(t);
     deja_env_free(t->env_own);
     free(t->failed_ids);
     pthread_cond_destroy(&t->done);
@@ -184,6 +185,7 @@ int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
             pthread_cond_signal(&t->not_empty);
         pthread_mutex_unlock(&t->lock);
         atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
+        deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_DROPPED);
         *backlog = t->ring_cap;
         deja__span_recycle(span);
         rc = deja__error_set(DEJA_EFULL, "tracer: queue full (%zu traces), trace dropped",

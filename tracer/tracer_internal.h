@@ -180,7 +180,48 @@ struct deja_tracer {
     _Atomic uint64_t sampled_out;
     _Atomic uint64_t redacted;
     _Atomic uint64_t failed;
+    /* Losses per model version (lost.c), created on the first. */
+    _Atomic(struct deja__lost *) lost;
 };
+
+/* ------------------------------------------------------------------------
+ * Losses per model version (lost.c): spans sampled out or dropped, counted
+ * against their model and version as well as store-wide.
+ * ---------------------------------------------------------------------- */
+
+#define DEJA__LOST_SLOTS 256 /* versions counted; more are counted store-wide only */
+#define DEJA__LOST_SAMPLED_OUT 0
+#define DEJA__LOST_DROPPED 1
+#define DEJA__LOST_KINDS 2
+
+typedef struct deja__lost_slot {
+    _Atomic uint64_t key; /* hash of model and version; 0: empty */
+    char *model, *version;
+    _Atomic uint64_t n[DEJA__LOST_KINDS];
+    uint64_t reported[DEJA__LOST_KINDS]; /* committed so far (writer only) */
+} deja__lost_slot;
+
+typedef struct deja__lost deja__lost;
+
+/* What changed in one slot since the last commit. */
+typedef struct deja__lost_delta {
+    deja__lost_slot *slot;
+    uint64_t now[DEJA__LOST_KINDS], delta[DEJA__LOST_KINDS];
+} deja__lost_delta;
+
+/* Count one span of `model`@`version` lost (`which`: DEJA__LOST_*). Any
+ * thread; lock-free but for a version's first loss. */
+void deja__lost_count(deja_tracer *t, const char *model, const char *version, int which);
+
+/* The writer: the slots that changed since the last reported commit (at
+ * most `cap`, into `out`), written by deja__lost_put inside a commit and
+ * marked reported once it committed. */
+size_t deja__lost_take(deja_tracer *t, deja__lost_delta *out, size_t cap);
+int deja__lost_put(deja__wtxn *w, const deja__lost_delta *d, size_t n);
+void deja__lost_reported(const deja__lost_delta *d, size_t n);
+
+/* Free the table (at close). */
+void deja__lost_free(deja_tracer *t);
 
 /* Allocate `size` bytes (16-aligned) from the span's arena, or NULL. */
 void *deja__span_alloc(deja_span *span, size_t size);

@@ -26,6 +26,8 @@ typedef struct fill_args {
     uint64_t sample_counts[DEJA__SAMPLE_NCOUNTERS]; /* deltas of the sampling decisions */
     const deja__repeat *repeats; /* repeats counted by dedup */
     size_t nrepeats;
+    const deja__lost_delta *lost; /* losses per model version */
+    size_t nlost;
 } fill_args;
 
 /* The fill callback of deja__store_write(): puts every trace, the
@@ -51,6 +53,8 @@ static int fill(deja__wtxn *w, void *payload)
         rc = deja__wtxn_count_add(w, deja__sample_counter_name(i), a->sample_counts[i]);
     for (size_t i = 0; rc == 0 && i < a->nrepeats; i++)
         rc = deja__wtxn_repeats_add(w, &a->repeats[i].id, a->repeats[i].count);
+    if (rc == 0)
+        rc = deja__lost_put(w, a->lost, a->nlost);
 cleanup:
     return rc;
 }
@@ -380,7 +384,9 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
 static void commit(deja_tracer *t, slot *sl, reported *rep)
 {
     const size_t nv = sl->nv;
-    fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0, {0}, NULL, 0};
+    fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0, {0}, NULL, 0,
+                   NULL, 0};
+    deja__lost_delta lost[DEJA__LOST_SLOTS];
     reported now = {atomic_load(&t->dropped), atomic_load(&t->sampled_out),
                     atomic_load(&t->redacted), {0}};
     repeat_list repeats = {NULL, 0, 0};
@@ -394,14 +400,17 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
     deja__sampler_take_repeats(atomic_load(&t->sampler), take_repeat, &repeats);
     a.repeats = repeats.items;
     a.nrepeats = repeats.n;
+    a.nlost = deja__lost_take(t, lost, DEJA__LOST_SLOTS);
+    a.lost = lost;
     if (nv == 0 && a.dropped == 0 && a.sampled_out == 0 && a.redacted == 0 &&
-        !any(a.sample_counts, DEJA__SAMPLE_NCOUNTERS) && a.nrepeats == 0)
+        !any(a.sample_counts, DEJA__SAMPLE_NCOUNTERS) && a.nrepeats == 0 && a.nlost == 0)
         goto cleanup;
     if (nv == 0)
         a.env = NULL;
     if (deja__store_write(t->store, fill, &a) == 0) {
         atomic_fetch_add(&t->written, nv);
         *rep = now;
+        deja__lost_reported(lost, a.nlost);
         goto cleanup;
     }
     if (nv <= 1) {
@@ -423,6 +432,8 @@ static void commit(deja_tracer *t, slot *sl, reported *rep)
         memset(a.sample_counts, 0, sizeof a.sample_counts);
         a.nrepeats = 0;
         *rep = now;
+        deja__lost_reported(lost, a.nlost);
+        a.nlost = 0;
     }
 cleanup:
     for (size_t i = 0; sl->checked != NULL && i < nv; i++) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "store/store.h"
 #include "watch/watch_internal.h"
 
 /* Bounds: a group name longer than this is cut; buckets at most. */
@@ -129,6 +130,62 @@ static int add_trace(const deja_trace *t, void *payload)
 nomem:
     s->rc = deja__error_set(DEJA_ENOMEM, "health: out of memory");
     return 1;
+}
+
+/* Adds the store's counters per model version to the rows of their group. */
+typedef struct lost_join {
+    const deja_health_options *o;
+    deja_health_row *rows;
+    deja__map index; /* group name -> size_t row index + 1 */
+} lost_join;
+
+/* deja__store_group_counts callback: add one counter to its group's row. */
+static int add_lost(const char *counter, const char *model, const char *version, uint64_t value,
+                    void *payload)
+{
+    lost_join *j = payload;
+    char name[GROUP_MAX];
+    const int n = j->o->by == DEJA_GROUP_MODEL ? snprintf(name, sizeof name, "%s", model)
+                                               : snprintf(name, sizeof name, "%s@%s", model, version);
+    const size_t *at;
+    deja_health_row *r;
+
+    if (n < 0)
+        return 0;
+    at = deja__map_find(&j->index, name, (size_t)n < sizeof name ? (size_t)n : sizeof name - 1);
+    if (at == NULL)
+        return 0; /* a group outside the selection */
+    r = &j->rows[*at - 1];
+    if (strcmp(counter, "sampled_out") == 0)
+        r->sampled_out += value;
+    else if (strcmp(counter, "dropped") == 0)
+        r->dropped += value;
+    return 0;
+}
+
+/* Fill the sampled-out and dropped counts of each row from the counters
+ * the tracers keep per model version (store/group_count.c). */
+static int join_lost(deja_store *store, const deja_health_options *o, deja_health_row *rows,
+                     size_t nrows)
+{
+    lost_join j;
+    int rc = 0;
+
+    j.o = o;
+    j.rows = rows;
+    deja__map_init(&j.index, sizeof(size_t));
+    for (size_t i = 0; i < nrows && rc == 0; i++) {
+        size_t *at = deja__map_get(&j.index, rows[i].group, strlen(rows[i].group), NULL);
+
+        if (at == NULL)
+            rc = deja__error_set(DEJA_ENOMEM, "health: out of memory");
+        else
+            *at = i + 1;
+    }
+    if (rc == 0)
+        rc = deja__store_group_counts(store, add_lost, &j);
+    deja__map_free(&j.index);
+    return rc;
 }
 
 /* A row to sort: its accumulator, its group's name and rank. */
@@ -308,6 +365,13 @@ int deja_health_compute(deja_store *store, const deja_filter *filter,
         r->latency_p95_ns = deja__sketch_quantile(&a->latency, 0.95);
         r->latency_p99_ns = deja__sketch_quantile(&a->latency, 0.99);
         r->latency_max_ns = a->latency.max;
+    }
+    /* Losses are counted per model version, without a time: per group when
+     * grouping by model or version without buckets. */
+    if (o->every_ns == 0 && o->by != DEJA_GROUP_TAG) {
+        rc = join_lost(store, o, h->rows, nrows);
+        if (rc != 0)
+            goto cleanup;
     }
     h->pub.rows = h->rows;
     h->pub.nrows = nrows;
