@@ -33,13 +33,14 @@
 
 typedef struct blob_ref {
     deja_digest d;
-    const uint8_t *data; /* into a trace of the batch */
+    uint8_t *data; /* read from the store, owned */
     size_t size;
 } blob_ref;
 
 typedef struct item {
-    deja_trace *trace;
-    deja__buf enc;
+    deja_id id;
+    int64_t end_ns; /* start + duration, for the lag */
+    deja__buf enc;  /* the Trace message as stored */
     char subject[DEJA__FLEET_SUBJECT_MAX];
     int match;
 } item;
@@ -65,6 +66,7 @@ typedef struct shipper {
     deja__kset known;   /* objects acknowledged in this call */
     deja__kset shipped; /* traces acknowledged in this call */
     deja__buf msg;
+    deja__peek pk; /* the summary of the record being read */
 } shipper;
 
 static void sleep_ms(unsigned ms)
@@ -111,16 +113,17 @@ static int collect_id(const deja_id *id, void *payload)
     return s->nids == s->cap_ids ? 1 : 0;
 }
 
-/* Blob callback of the trace encoder: note the payload for phase 1. */
-static int note_blob(const void *data, size_t size, deja_digest *out, void *payload)
+/* Note blob `d` of a trace of the batch for phase 1, read from the store
+ * unless this batch or an earlier one has it already. */
+static int note_blob(shipper *s, const deja_digest *d)
 {
-    shipper *s = payload;
+    void *data = NULL;
+    size_t size = 0;
     int rc;
 
-    *out = deja_digest_of(data, size);
-    if (deja__kset_has(&s->seen, out->bytes) || deja__kset_has(&s->known, out->bytes))
+    if (deja__kset_has(&s->seen, d->bytes) || deja__kset_has(&s->known, d->bytes))
         return 0;
-    rc = deja__kset_add(&s->seen, out->bytes);
+    rc = deja__kset_add(&s->seen, d->bytes);
     if (rc != 0)
         return rc;
     if (s->nblobs == s->cap_blobs) {
@@ -132,7 +135,16 @@ static int note_blob(const void *data, size_t size, deja_digest *out, void *payl
         s->blobs = b;
         s->cap_blobs = cap;
     }
-    s->blobs[s->nblobs++] = (blob_ref){*out, data, size};
+    rc = deja__store_blob_get(s->store, d, &data, &size);
+    if (rc != 0) {
+        char hex[33];
+
+        deja_digest_format(d, hex);
+        return rc == DEJA_ENOTFOUND
+                   ? deja__error_set(DEJA_ECORRUPT, "blob %s is missing", hex)
+                   : rc;
+    }
+    s->blobs[s->nblobs++] = (blob_ref){*d, data, size};
     return 0;
 }
 
@@ -160,10 +172,10 @@ static int note_env(shipper *s, const deja_digest *d)
 
 static void batch_free(shipper *s)
 {
-    for (size_t i = 0; i < s->nitems; i++) {
-        deja_trace_free(s->items[i].trace);
+    for (size_t i = 0; i < s->nitems; i++)
         deja__buf_free(&s->items[i].enc);
-    }
+    for (size_t i = 0; i < s->nblobs; i++)
+        free(s->blobs[i].data);
     free(s->items);
     s->items = NULL;
     s->nitems = 0;
@@ -178,37 +190,61 @@ static void batch_free(shipper *s)
     deja__kset_clear(&s->seen);
 }
 
-/* Read the batch's traces and encode them (blobs by digest). */
-static int batch_read(shipper *s)
+/* deja__store_traces_raw callback: keep the record of trace `i` as it is
+ * (the message to publish), and note from its summary the subject, the
+ * environment and the blobs it references. */
+static int read_one(size_t i, const uint8_t *data, size_t size, void *payload)
 {
+    shipper *s = payload;
+    item *it = &s->items[i];
+    const deja_trace *t = &s->pk.t;
     char text[DEJA_ID_STRLEN + 1];
     int rc = 0;
 
+    it->id = s->ids[i];
+    if (deja__trace_peek(data, size, &s->pk) != 0 || memcmp(t->id.bytes, it->id.bytes, 16) != 0)
+        rc = deja__error_set(DEJA_ECORRUPT, "record is not a valid Trace of this id");
+    if (rc == 0) {
+        it->end_ns = t->start_ns + t->duration_ns;
+        it->match = deja__fleet_match(t, s->o->filter);
+        if (!it->match)
+            return 0;
+        rc = deja__buf_append(&it->enc, data, size);
+    }
+    for (int side = 0; side < 2 && rc == 0; side++) {
+        const size_t n = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+
+        for (size_t k = 0; k < n && rc == 0; k++) {
+            const uint8_t *b = deja__peek_blob(&s->pk, (deja_side)side, k);
+            deja_digest d;
+
+            if (b == NULL)
+                continue;
+            memcpy(d.bytes, b, 16);
+            rc = note_blob(s, &d);
+        }
+    }
+    if (rc == 0 && t->has_env)
+        rc = note_env(s, &t->env);
+    if (rc == 0)
+        rc = deja__fleet_trace_subject(t->model_name, t->model_version, &t->id, it->subject,
+                                       sizeof it->subject);
+    if (rc != 0) {
+        deja_id_format(&it->id, text);
+        return deja__error_wrap(rc, "trace %s: ", text);
+    }
+    return 0;
+}
+
+/* Read the batch's traces: their records as stored, with the blobs and
+ * environments they reference. */
+static int batch_read(shipper *s)
+{
     s->items = calloc(s->nids, sizeof *s->items);
     if (s->items == NULL)
         return deja__error_set(DEJA_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->nids; i++) {
-        item *it = &s->items[i];
-
-        s->nitems++;
-        rc = deja_trace_get(s->store, &s->ids[i], &it->trace);
-        if (rc != 0)
-            return rc;
-        it->match = deja__fleet_match(it->trace, s->o->filter);
-        if (!it->match)
-            continue;
-        rc = deja__trace_encode(it->trace, DEJA__INLINE_MAX, note_blob, s, &it->enc);
-        if (rc == 0 && it->trace->has_env)
-            rc = note_env(s, &it->trace->env);
-        if (rc == 0)
-            rc = deja__fleet_trace_subject(it->trace->model_name, it->trace->model_version,
-                                           &it->trace->id, it->subject, sizeof it->subject);
-        if (rc != 0) {
-            deja_id_format(&s->ids[i], text);
-            return deja__error_wrap(rc, "trace %s: ", text);
-        }
-    }
-    return 0;
+    s->nitems = s->nids;
+    return deja__store_traces_raw(s->store, s->ids, s->nids, read_one, s);
 }
 
 /* Publish one object of kind `kind` under digest `d`. */
@@ -374,7 +410,7 @@ static int batch_send(shipper *s, int *transient)
 
         if (!it->match)
             continue;
-        deja_id_format(&it->trace->id, text);
+        deja_id_format(&it->id, text);
         s->st->bytes += it->enc.size;
         rc = deja__fleet_publish(s->f, it->subject, text, it->enc.data, it->enc.size);
     }
@@ -399,15 +435,15 @@ static int batch_done(shipper *s, deja_id *pos)
     if (s->shipped.n + s->nitems > SHIPPED_MAX)
         deja__kset_clear(&s->shipped);
     for (size_t i = 0; rc == 0 && i < s->nitems; i++) {
-        const deja_trace *t = s->items[i].trace;
+        const item *it = &s->items[i];
 
-        rc = deja__kset_add(&s->shipped, t->id.bytes);
-        if (!s->items[i].match) {
+        rc = deja__kset_add(&s->shipped, it->id.bytes);
+        if (!it->match) {
             s->st->filtered++;
             continue;
         }
-        if (now - (t->start_ns + t->duration_ns) > lag)
-            lag = now - (t->start_ns + t->duration_ns);
+        if (now - it->end_ns > lag)
+            lag = now - it->end_ns;
     }
     if (rc != 0)
         return rc;
@@ -483,6 +519,7 @@ int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, s
     deja__kset_free(&s.known);
     deja__kset_free(&s.shipped);
     deja__buf_free(&s.msg);
+    deja__peek_free(&s.pk);
     return rc;
 }
 
@@ -582,6 +619,7 @@ cleanup:
     deja__kset_free(&s.known);
     deja__kset_free(&s.shipped);
     deja__buf_free(&s.msg);
+    deja__peek_free(&s.pk);
     deja__buf_free(&saved);
     if (out != NULL)
         *out = st;

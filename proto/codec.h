@@ -35,8 +35,9 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
 int deja__trace_decode(const void *data, size_t size, deja_trace **out);
 
 /* A trace's summary (proto/peek.c): `t` shows the id, start, duration,
- * model name and version, status, tags, output kinds, and every tensor's
- * name, dtype and size (data NULL, no shape); nothing else is read. The
+ * model name and version, environment, status, tags, output kinds, and
+ * every tensor's name, dtype and size (data NULL, no shape) with its blob
+ * digest (deja__peek_blob); nothing else is read. The
  * scratch buffers are reused from one record to the next: zero-initialise,
  * release with deja__peek_free(). `t` is valid until the next peek. */
 typedef struct deja__peek {
@@ -47,6 +48,8 @@ typedef struct deja__peek {
     size_t ntensors, cap_tensors;
     uint8_t *sides; /* per tensor: 0 input, 1 output */
     size_t cap_sides;
+    const uint8_t **blobs; /* per tensor: its 16-byte blob digest in the record, or NULL */
+    size_t cap_blobs;
     deja_tag *tags;
     size_t ntags, cap_tags;
     deja_output_decl *kinds;
@@ -56,6 +59,9 @@ typedef struct deja__peek {
 /* Read the summary of the Trace record in `data` into `pk->t`. Returns 0,
  * DEJA_ECORRUPT on malformed bytes, or DEJA_ENOMEM. */
 int deja__trace_peek(const void *data, size_t size, deja__peek *pk);
+/* The blob digest (16 bytes, pointing into the peeked record) of input or
+ * output `index` of the last peek, or NULL when that tensor is inline. */
+const uint8_t *deja__peek_blob(const deja__peek *pk, deja_side side, size_t index);
 void deja__peek_free(deja__peek *pk);
 
 /* The blob digest of input (side DEJA_INPUT) or output tensor `index`, or

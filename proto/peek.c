@@ -24,6 +24,7 @@ enum {
     F_MODEL = 4,
     F_INPUTS = 5,
     F_OUTPUTS = 6,
+    F_ENV = 11,
     F_STATUS = 12,
     F_TAGS = 14,
     F_OUTPUT_KINDS = 16,
@@ -117,8 +118,8 @@ static int grow(void **v, size_t *cap, size_t n, size_t width)
     return 0;
 }
 
-/* Name (1), dtype (2) and size (6) of a Tensor. */
-static int tensor(deja__peek *pk, cursor c, deja_tensor *t)
+/* Name (1), dtype (2), blob digest (5) and size (6) of a Tensor. */
+static int tensor(deja__peek *pk, cursor c, deja_tensor *t, const uint8_t **blob)
 {
     uint32_t num, wire;
     uint64_t v = 0;
@@ -126,6 +127,7 @@ static int tensor(deja__peek *pk, cursor c, deja_tensor *t)
 
     memset(t, 0, sizeof *t);
     t->name = "";
+    *blob = NULL;
     while (c.p < c.end) {
         if (field(&c, &num, &wire, &v, &sub) != 0)
             return -1;
@@ -133,6 +135,10 @@ static int tensor(deja__peek *pk, cursor c, deja_tensor *t)
             t->name = text(pk, &sub);
         else if (num == 2 && wire == 0)
             t->dtype = (deja_dtype)(v & 0xFF);
+        else if (num == 5 && wire == 2 && sub.end - sub.p == 16)
+            *blob = sub.p;
+        else if (num == 5 && wire == 2 && sub.end != sub.p)
+            return -1;
         else if (num == 6 && wire == 0)
             t->size = (size_t)v;
     }
@@ -213,13 +219,25 @@ int deja__trace_peek(const void *data, size_t size, deja__peek *pk)
                 break;
             if (grow((void **)&pk->tensors, &pk->cap_tensors, pk->ntensors, sizeof(deja_tensor)) !=
                     0 ||
-                grow((void **)&pk->sides, &pk->cap_sides, pk->ntensors, 1) != 0)
+                grow((void **)&pk->sides, &pk->cap_sides, pk->ntensors, 1) != 0 ||
+                grow((void **)&pk->blobs, &pk->cap_blobs, 2 * pk->ntensors + 1,
+                     sizeof(const uint8_t *)) != 0)
                 goto nomem;
-            if (tensor(pk, sub, &pk->tensors[pk->ntensors]) != 0)
+            if (tensor(pk, sub, &pk->tensors[pk->ntensors], &pk->blobs[pk->ntensors]) != 0)
                 goto corrupt;
             pk->sides[pk->ntensors++] = num == F_INPUTS ? 0 : 1;
             nin += num == F_INPUTS;
             nout += num == F_OUTPUTS;
+            break;
+        case F_ENV:
+            if (wire != 2)
+                break;
+            if (sub.end - sub.p == 16) {
+                memcpy(t->env.bytes, sub.p, 16);
+                t->has_env = 1;
+            } else if (sub.end != sub.p) {
+                goto corrupt;
+            }
             break;
         case F_STATUS:
             if (wire == 0)
@@ -266,9 +284,14 @@ int deja__trace_peek(const void *data, size_t size, deja__peek *pk)
         if (grow((void **)&pk->tensors, &pk->cap_tensors, 2 * pk->ntensors, sizeof(deja_tensor)) !=
             0)
             goto nomem;
-        for (size_t k = 0; k < pk->ntensors; k++)
-            pk->tensors[pk->ntensors + (pk->sides[k] ? o++ : i++)] = pk->tensors[k];
+        for (size_t k = 0; k < pk->ntensors; k++) {
+            const size_t to = pk->ntensors + (pk->sides[k] ? o++ : i++);
+
+            pk->tensors[to] = pk->tensors[k];
+            pk->blobs[to] = pk->blobs[k];
+        }
         memmove(pk->tensors, pk->tensors + pk->ntensors, pk->ntensors * sizeof(deja_tensor));
+        memmove(pk->blobs, pk->blobs + pk->ntensors, pk->ntensors * sizeof(const uint8_t *));
     }
     t->inputs = pk->tensors;
     t->ninputs = nin;
@@ -293,7 +316,17 @@ void deja__peek_free(deja__peek *pk)
     free(pk->text);
     free(pk->tensors);
     free(pk->sides);
+    free(pk->blobs);
     free(pk->tags);
     free(pk->kinds);
     memset(pk, 0, sizeof *pk);
+}
+
+const uint8_t *deja__peek_blob(const deja__peek *pk, deja_side side, size_t index)
+{
+    const size_t n = side == DEJA_INPUT ? pk->t.ninputs : pk->t.noutputs;
+
+    if (index >= n)
+        return NULL;
+    return pk->blobs[(side == DEJA_INPUT ? 0 : pk->t.ninputs) + index];
 }

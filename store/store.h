@@ -199,6 +199,16 @@ typedef enum deja__kind { DEJA__KIND_TRACE, DEJA__KIND_BLOB, DEJA__KIND_ENV } de
 int deja__store_ids_after(deja_store *store, const deja_id *after, size_t max,
                           int (*fn)(const deja_id *id, void *payload), void *payload);
 
+/* Read the records of the traces `ids` (in one read transaction), each
+ * decompressed but not decoded (the encoded Trace message), and hand them
+ * in order to `cb` (index in `ids`, bytes valid during the call). Stops at
+ * the first non-zero result of `cb` and returns it; DEJA_ENOTFOUND for an
+ * id not stored, DEJA_ECORRUPT for a record that does not decompress
+ * (store/raw.c). */
+typedef int (*deja__raw_cb)(size_t index, const uint8_t *data, size_t size, void *payload);
+int deja__store_traces_raw(deja_store *store, const deja_id *ids, size_t n, deja__raw_cb cb,
+                           void *payload);
+
 /* Whether the trace, blob or environment `key` is stored: 1, 0 or a
  * negative code. */
 int deja__store_has(deja_store *store, deja__kind kind, const uint8_t key[16]);

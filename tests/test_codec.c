@@ -625,8 +625,10 @@ static void test_codec__decode_garbage(void **state)
 
 /* The summary read off the bytes (proto/peek.c) agrees with the full
  * decoding on every field it shows, and survives garbage like the decoder. */
-static void check_peek(const deja_trace *t, const deja_trace *p)
+static void check_peek(const deja_trace *t, const deja__peek *pk)
 {
+    const deja_trace *p = &pk->t;
+
     assert_memory_equal(p->id.bytes, t->id.bytes, 16);
     assert_int_equal(p->start_ns, t->start_ns);
     assert_int_equal(p->duration_ns, t->duration_ns);
@@ -648,7 +650,21 @@ static void check_peek(const deja_trace *t, const deja_trace *p)
         assert_int_equal(b->dtype, a->dtype);
         assert_int_equal(b->size, a->size);
         assert_null(b->data);
+        {
+            const deja_side side = i < t->ninputs ? DEJA_INPUT : DEJA_OUTPUT;
+            const size_t k = i < t->ninputs ? i : i - t->ninputs;
+            const deja_digest *want = deja__trace_blob(t, side, k);
+            const uint8_t *got = deja__peek_blob(pk, side, k);
+
+            if (want == NULL)
+                assert_null(got);
+            else
+                assert_memory_equal(got, want->bytes, 16);
+        }
     }
+    assert_int_equal(p->has_env, t->has_env);
+    if (t->has_env)
+        assert_memory_equal(p->env.bytes, t->env.bytes, 16);
     assert_int_equal(p->noutput_kinds, t->noutput_kinds);
     for (size_t i = 0; i < t->noutput_kinds; i++) {
         assert_string_equal(p->output_kinds[i].name, t->output_kinds[i].name);
@@ -675,7 +691,7 @@ static void test_codec__peek_summary(void **state)
     assert_int_equal(deja__trace_encode(&s.t, DEJA__INLINE_MAX, fake_put, &fs, &buf), 0);
     assert_int_equal(deja__trace_decode(buf.data, buf.size, &t), 0);
     assert_int_equal(deja__trace_peek(buf.data, buf.size, &pk), 0);
-    check_peek(t, &pk.t);
+    check_peek(t, &pk);
     assert_true(pk.t.ntags > 0 && pk.t.ninputs > 0 && pk.t.noutputs > 0);
     assert_int_equal(pk.t.status, DEJA_STATUS_ERROR);
     deja_trace_free(t);
@@ -721,7 +737,7 @@ static void test_codec__peek_summary(void **state)
         rc = deja__trace_peek(copy, buf.size, &pk);
         assert_true(rc == 0 || rc == DEJA_ECORRUPT);
         if (rc == 0 && deja__trace_decode(copy, buf.size, &t) == 0) {
-            check_peek(t, &pk.t);
+            check_peek(t, &pk);
             deja_trace_free(t);
             t = NULL;
         }
