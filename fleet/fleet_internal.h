@@ -133,6 +133,11 @@ typedef struct deja__job {
     const char *trace_subject;
     const char *reply;
     deja_replay_options opts;
+    /* The trace's record (the Trace message as shipped), so that a worker
+     * needs no round trip to fetch it; absent (NULL, 0) in jobs of older
+     * coordinators. Unpacked, it points into the job's message. */
+    const uint8_t *trace;
+    size_t trace_size;
     char **owned;
     size_t nowned;
 } deja__job;
@@ -164,8 +169,12 @@ int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, s
 /* Bring the traces stored under the `n` `subjects` of DEJA_TRACES, and
  * what they reference, into `store` (a worker's cache) in one transaction;
  * each one's id goes to `ids[i]` and its outcome to `rcs[i]` (0, or the
- * code, DEJA_EIO being the fleet's trouble). Returns 0 or DEJA_ENOMEM. */
+ * code, DEJA_EIO being the fleet's trouble). A trace whose message came
+ * with its job (`datas[i]`, `sizes[i]`; `datas` may be NULL) is taken from
+ * there, checked like a fetched one, instead of being fetched. Returns 0
+ * or DEJA_ENOMEM. */
 int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
+                          const uint8_t *const *datas, const size_t *sizes,
                           size_t n, deja_id *ids, int *rcs);
 
 #endif /* DEJA_FLEET_FLEET_INTERNAL_H */

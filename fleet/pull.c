@@ -205,18 +205,17 @@ static int id_selected(const deja_id *id, const char *const *ids, size_t nids)
 
 /* Take one message of DEJA_TRACES: decode, check, select, fetch what the
  * store lacks. `*taken` says whether it joined the batch. */
-static int take(puller *p, natsMsg *m, const deja_filter *flt, const char *const *ids,
-                size_t nids, int *taken)
+static int take_bytes(puller *p, const char *subject, const void *data, size_t size,
+                      const deja_filter *flt, const char *const *ids, size_t nids, int *taken)
 {
-    const char *subject = natsMsg_GetSubject(m);
     const char *last = strrchr(subject, '.');
     deja_trace *t = NULL;
     char text[DEJA_ID_STRLEN + 1];
     int rc;
 
     *taken = 0;
-    p->st->bytes += (uint64_t)natsMsg_GetDataLength(m);
-    rc = deja__trace_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &t);
+    p->st->bytes += (uint64_t)size;
+    rc = deja__trace_decode(data, size, &t);
     if (rc != 0)
         return deja__error_wrap(rc, "fleet message %s: ", subject);
     deja_id_format(&t->id, text);
@@ -244,6 +243,14 @@ static int take(puller *p, natsMsg *m, const deja_filter *flt, const char *const
     }
     p->traces[p->ntraces++] = t;
     return 0;
+}
+
+/* take_bytes on a message of DEJA_TRACES. */
+static int take(puller *p, natsMsg *m, const deja_filter *flt, const char *const *ids,
+                size_t nids, int *taken)
+{
+    return take_bytes(p, natsMsg_GetSubject(m), natsMsg_GetData(m),
+                      (size_t)natsMsg_GetDataLength(m), flt, ids, nids, taken);
 }
 
 int deja_fleet_pull(deja_fleet *f, deja_store *store, const deja_filter *flt,
@@ -353,7 +360,8 @@ cleanup:
 }
 
 int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
-                          size_t n, deja_id *ids, int *rcs)
+                          const uint8_t *const *datas, const size_t *sizes, size_t n, deja_id *ids,
+                          int *rcs)
 {
     deja_pull_stats st;
     puller p;
@@ -379,6 +387,16 @@ int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *s
         if (strncmp(subjects[i], DEJA__FLEET_TRACES_SUBJECT ".",
                     sizeof DEJA__FLEET_TRACES_SUBJECT) != 0) {
             rcs[i] = deja__error_set(DEJA_ECORRUPT, "'%s' is not a trace subject", subjects[i]);
+            continue;
+        }
+        if (datas != NULL && datas[i] != NULL) {
+            /* Brought by the job: checked as a fetched message is. */
+            rcs[i] = deja__trace_decode(datas[i], sizes[i], &t);
+            if (rcs[i] == 0)
+                ids[i] = t->id;
+            deja_trace_free(t);
+            if (rcs[i] == 0)
+                rcs[i] = take_bytes(&p, subjects[i], datas[i], sizes[i], NULL, NULL, 0, &taken);
             continue;
         }
         rcs[i] = deja__fleet_get(f, DEJA__FLEET_TRACES, subjects[i], &m);

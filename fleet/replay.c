@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "fleet/fleet_internal.h"
+#include "proto/codec.h"
+#include "store/store.h"
 
 #define RESULT_BATCH 64
 #define FETCH_WAIT_MS 500
@@ -129,42 +131,76 @@ static void take_result(coord *c, natsMsg *m)
     c->received++;
 }
 
+/* What enqueue hands each raw record to. */
+typedef struct enqueuer {
+    coord *c;
+    const char *subject, *reply, *run, *spec;
+    const deja_replay_options *o;
+    deja__peek pk;
+    deja__buf body;
+} enqueuer;
+
+/* deja__store_traces_raw callback: publish the job of trace `i`, carrying
+ * the trace's record (as shipped) so that the worker need not fetch it;
+ * without it when the job would be too large for one message. */
+static int enqueue_one(size_t i, const uint8_t *data, size_t size, void *payload)
+{
+    enqueuer *e = payload;
+    char trace_subject[DEJA__FLEET_SUBJECT_MAX], msgid[96], text[DEJA_ID_STRLEN + 1];
+    deja__job j;
+    int rc;
+
+    rc = deja__trace_peek(data, size, &e->pk);
+    if (rc == 0 && memcmp(e->pk.t.id.bytes, e->c->ids[i].bytes, 16) != 0)
+        rc = deja__error_set(DEJA_ECORRUPT, "record holds another id");
+    if (rc == 0)
+        rc = deja__fleet_trace_subject(e->pk.t.model_name, e->pk.t.model_version,
+                                       &e->pk.t.id, trace_subject, sizeof trace_subject);
+    if (rc != 0) {
+        deja_id_format(&e->c->ids[i], text);
+        return deja__error_wrap(rc, "trace %s: ", text);
+    }
+    memset(&j, 0, sizeof j);
+    j.index = i;
+    j.spec = e->spec;
+    j.trace_subject = trace_subject;
+    j.reply = e->reply;
+    j.opts = *e->o;
+    j.trace = data;
+    j.trace_size = size;
+    if ((int64_t)size + 4096 > e->c->f->max_payload) {
+        j.trace = NULL;
+        j.trace_size = 0;
+    }
+    rc = deja__job_pack(&j, &e->body);
+    snprintf(msgid, sizeof msgid, "%s.%zu", e->run, i);
+    if (rc == 0)
+        rc = deja__fleet_publish(e->c->f, e->subject, msgid, e->body.data, e->body.size);
+    return rc;
+}
+
 /* Publish the run's jobs, acknowledged. */
 static int enqueue(coord *c, const char *run, const char *spec, const deja_replay_options *o)
 {
-    char subject[96], msgid[96], reply[96];
-    deja__buf body = {0};
-    deja__job j;
-    int rc = 0, transient;
+    char subject[96], reply[96];
+    enqueuer e;
+    int rc, transient;
 
+    memset(&e, 0, sizeof e);
     snprintf(subject, sizeof subject, "%s.%s", DEJA__FLEET_JOBS_SUBJECT, run);
     snprintf(reply, sizeof reply, "%s.%s", DEJA__FLEET_RESULTS_SUBJECT, run);
+    e.c = c;
+    e.subject = subject;
+    e.reply = reply;
+    e.run = run;
+    e.spec = spec;
+    e.o = o;
     deja__fleet_acks_reset(c->f);
-    for (size_t i = 0; rc == 0 && i < c->n; i++) {
-        char trace_subject[DEJA__FLEET_SUBJECT_MAX];
-        deja_trace *t = NULL;
-
-        rc = deja_trace_get(c->store, &c->ids[i], &t);
-        if (rc == 0)
-            rc = deja__fleet_trace_subject(t->model_name, t->model_version, &t->id, trace_subject,
-                                           sizeof trace_subject);
-        deja_trace_free(t);
-        if (rc != 0)
-            break;
-        memset(&j, 0, sizeof j);
-        j.index = i;
-        j.spec = spec;
-        j.trace_subject = trace_subject;
-        j.reply = reply;
-        j.opts = *o;
-        rc = deja__job_pack(&j, &body);
-        snprintf(msgid, sizeof msgid, "%s.%zu", run, i);
-        if (rc == 0)
-            rc = deja__fleet_publish(c->f, subject, msgid, body.data, body.size);
-    }
+    rc = deja__store_traces_raw(c->store, c->ids, c->n, enqueue_one, &e);
     if (rc == 0)
         rc = deja__fleet_acks_wait(c->f, &transient);
-    deja__buf_free(&body);
+    deja__peek_free(&e.pk);
+    deja__buf_free(&e.body);
     return rc;
 }
 

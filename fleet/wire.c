@@ -176,6 +176,11 @@ int deja__job_pack(const deja__job *j, deja__buf *out)
         rc = w_u64(out, j->opts.diff.topk, 4);
     if (rc == 0)
         rc = w_u64(out, (uint64_t)(j->opts.force != 0) | (uint64_t)(j->opts.isolate != 0) << 1, 1);
+    /* Last, and optional: an older worker stops reading before it. */
+    if (rc == 0 && j->trace_size > 0)
+        rc = w_u64(out, j->trace_size, 4);
+    if (rc == 0 && j->trace_size > 0)
+        rc = deja__buf_append(out, j->trace, j->trace_size);
     return rc;
 }
 
@@ -199,6 +204,17 @@ int deja__job_unpack(const void *data, size_t size, deja__job *j)
     flags = r_u64(&r, 1);
     j->opts.force = (int)(flags & 1);
     j->opts.isolate = (int)(flags >> 1 & 1);
+    if (!r.bad && r.p < r.end) {
+        const uint64_t n = r_u64(&r, 4);
+
+        if (r.bad || n == 0 || n > (uint64_t)(r.end - r.p)) {
+            r.bad = 1;
+        } else {
+            j->trace = r.p;
+            j->trace_size = (size_t)n;
+            r.p += n;
+        }
+    }
     j->owned = r.owned;
     j->nowned = r.nowned;
     if (r.bad || j->spec == NULL || j->trace_subject == NULL || j->reply == NULL ||

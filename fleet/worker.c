@@ -194,6 +194,8 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
     job_slot *slots = calloc(n, sizeof *slots);
     int *done = calloc(n, sizeof *done);
     const char **subjects = NULL;
+    const uint8_t **datas = NULL;
+    size_t *sizes = NULL;
     deja_id *ids = NULL;
     int *rcs = NULL;
     int rc = 0, transient;
@@ -204,9 +206,11 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
         return deja__error_set(DEJA_ENOMEM, "out of memory");
     }
     subjects = calloc(n, sizeof *subjects);
+    datas = calloc(n, sizeof *datas);
+    sizes = calloc(n, sizeof *sizes);
     ids = calloc(n, sizeof *ids);
     rcs = calloc(n, sizeof *rcs);
-    if (subjects == NULL || ids == NULL || rcs == NULL) {
+    if (subjects == NULL || datas == NULL || sizes == NULL || ids == NULL || rcs == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "out of memory");
         goto cleanup;
     }
@@ -224,8 +228,10 @@ static int do_batch(deja_fleet *f, deja_store *cache, const deja_worker_options 
         }
         sl->unpacked = 1;
         subjects[i] = sl->job.trace_subject;
+        datas[i] = sl->job.trace;
+        sizes[i] = sl->job.trace_size;
     }
-    rc = deja__fleet_pull_many(f, cache, subjects, n, ids, rcs);
+    rc = deja__fleet_pull_many(f, cache, subjects, datas, sizes, n, ids, rcs);
     if (rc != 0)
         goto cleanup;
     for (size_t i = 0; i < n; i++) {
@@ -284,6 +290,8 @@ cleanup:
     free(slots);
     free(done);
     free(subjects);
+    free(datas);
+    free(sizes);
     free(ids);
     free(rcs);
     return rc;
