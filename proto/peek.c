@@ -295,7 +295,7 @@ int deja__trace_peek(const void *data, size_t size, deja__peek *pk)
     }
     t->inputs = pk->tensors;
     t->ninputs = nin;
-    t->outputs = pk->tensors + nin;
+    t->outputs = pk->tensors != NULL ? pk->tensors + nin : NULL;
     t->noutputs = nout;
     t->tags = pk->tags;
     t->ntags = pk->ntags;

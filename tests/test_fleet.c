@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "cli_harness.h"
+#include "fleet/fleet_internal.h"
 #include "nats_harness.h"
 
 static char tmp_root[] = "/tmp/deja-test-fleet-XXXXXX";
@@ -598,9 +599,48 @@ static void test_fleet__replay_via_workers_one_killed(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A replay job carries its trace's record; a job without one (an older
+ * coordinator's) still reads, and a cut record is refused. */
+static void test_fleet__job_carries_the_trace(void **state)
+{
+    static const uint8_t record[] = {0x0a, 0x03, 'a', 'b', 'c', 0x10, 0x2a};
+    deja__job j, back;
+    deja__buf body = {0};
+
+    (void)state;
+    memset(&j, 0, sizeof j);
+    j.index = 7;
+    j.spec = "textgen-v1";
+    j.trace_subject = "deja.traces.m.1.X";
+    j.reply = "deja.results.R";
+    j.opts.repeat = 2;
+    j.trace = record;
+    j.trace_size = sizeof record;
+    assert_int_equal(deja__job_pack(&j, &body), 0);
+    assert_int_equal(deja__job_unpack(body.data, body.size, &back), 0);
+    assert_int_equal(back.index, 7);
+    assert_string_equal(back.trace_subject, "deja.traces.m.1.X");
+    assert_int_equal(back.opts.repeat, 2);
+    assert_int_equal(back.trace_size, sizeof record);
+    assert_memory_equal(back.trace, record, sizeof record);
+    deja__job_free(&back);
+    /* Cut inside the record: malformed. */
+    assert_int_equal(deja__job_unpack(body.data, body.size - 1, &back), DEJA_ECORRUPT);
+    /* Without a record: the worker fetches it. */
+    j.trace = NULL;
+    j.trace_size = 0;
+    assert_int_equal(deja__job_pack(&j, &body), 0);
+    assert_int_equal(deja__job_unpack(body.data, body.size, &back), 0);
+    assert_null(back.trace);
+    assert_int_equal(back.trace_size, 0);
+    deja__job_free(&back);
+    deja__buf_free(&body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fleet__job_carries_the_trace),
         cmocka_unit_test(test_fleet__round_trip_is_byte_identical),
         cmocka_unit_test(test_fleet__pull_selects),
         cmocka_unit_test(test_fleet__killed_ship_resumes),
