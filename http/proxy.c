@@ -572,15 +572,8 @@ static enum MHD_Result proxy_handler(void *cls, struct MHD_Connection *c, const 
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        if (!x->too_large && x->body.size + *upload_size <= p->max_request) {
-            if (deja__buf_append(&x->body, upload, *upload_size) != 0) {
-                return MHD_NO;
-            }
-        } else {
-            x->too_large = 1;
-        }
-        *upload_size = 0;
-        return MHD_YES;
+        return deja__server_take_upload(&x->body, &x->too_large, p->max_request, upload,
+                                        upload_size);
     }
     if (x->too_large) {
         snprintf(msg, sizeof msg, "deja proxy: the request body exceeds %zu bytes (--max-request)",

@@ -484,15 +484,8 @@ static enum MHD_Result serve_handler(void *cls, struct MHD_Connection *c, const 
         return MHD_YES;
     }
     if (*upload_size > 0) {
-        if (!r->too_large && r->body.size + *upload_size <= s->max_request) {
-            if (deja__buf_append(&r->body, upload, *upload_size) != 0) {
-                return MHD_NO;
-            }
-        } else {
-            r->too_large = 1;
-        }
-        *upload_size = 0;
-        return MHD_YES;
+        return deja__server_take_upload(&r->body, &r->too_large, s->max_request, upload,
+                                        upload_size);
     }
     if (r->too_large) {
         char msg[128];

@@ -98,3 +98,16 @@ void deja_server_stop(deja_server *server)
     }
     free(server);
 }
+
+int deja__server_take_upload(deja__buf *body, int *too_large, size_t max, const char *upload,
+                             size_t *upload_size)
+{
+    if (!*too_large && body->size + *upload_size <= max) {
+        if (deja__buf_append(body, upload, *upload_size) != 0)
+            return MHD_NO;
+    } else {
+        *too_large = 1;
+    }
+    *upload_size = 0;
+    return MHD_YES;
+}

@@ -38,4 +38,11 @@ int deja__server_json(struct MHD_Connection *c, unsigned status, json_t *body);
 int deja__server_error(struct MHD_Connection *c, unsigned status, const char *type,
                        const char *code, const char *message);
 
+/* Take the piece `upload` (*upload_size bytes, set to 0: consumed) of a
+ * request's body into `body`, up to `max` bytes in all; past that the rest
+ * is read and dropped and *too_large is set, for the handler to answer 413
+ * once the body has ended. MHD_NO when out of memory. */
+int deja__server_take_upload(deja__buf *body, int *too_large, size_t max, const char *upload,
+                             size_t *upload_size);
+
 #endif /* DEJA_HTTP_SERVER_INTERNAL_H */
