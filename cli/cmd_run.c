@@ -7,6 +7,7 @@
 #include "cli_watch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,24 +243,36 @@ static int blank(const char *text, size_t len)
  * The run stops reading requests, commits what it recorded, then takes
  * the signal's default action: no printed id is left unrecorded. */
 static volatile sig_atomic_t stop_signal;
+static int requests_fd = -1; /* the descriptor the requests are read from */
+static int null_fd = -1;     /* /dev/null, opened beforehand */
 
+/* Note the signal and put /dev/null in place of the requests, so that the
+ * next read ends whether the signal came during it or just before it (a
+ * flag alone races with a read about to block). */
 static void on_stop(int sig)
 {
+    const int saved = errno;
+
     if (stop_signal != 0) { /* asked twice: stop now */
         signal(sig, SIG_DFL);
         raise(sig);
     }
     stop_signal = sig;
+    if (requests_fd >= 0 && null_fd >= 0)
+        (void)dup2(null_fd, requests_fd);
+    errno = saved;
 }
 
-/* Catch the stop signals (without SA_RESTART, so that a blocked read of
- * the requests returns); a signal ignored by whoever started deja stays
- * ignored. */
-static void catch_stops(void)
+/* Catch the stop signals while requests are read from `in` (without
+ * SA_RESTART, so that a blocked read returns); a signal ignored by whoever
+ * started deja stays ignored. */
+static void catch_stops(FILE *in)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
     struct sigaction sa;
 
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    requests_fd = fileno(in);
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
     sa.sa_handler = on_stop;
@@ -276,6 +289,10 @@ static void reraise_stop(void)
 {
     const int sig = stop_signal;
 
+    if (null_fd >= 0)
+        close(null_fd);
+    null_fd = -1;
+    requests_fd = -1;
     if (sig == 0)
         return;
     if (sig != SIGPIPE)
@@ -298,6 +315,8 @@ static void run_requests(run_state *s, FILE *in)
     while (stop_signal == 0 && !ferror(stdout) && (len = getline(&buf, &cap, in)) >= 0) {
         cli_request r;
         line++;
+        if (stop_signal != 0)
+            break; /* the line may be cut short by the stop */
         if (blank(buf, (size_t)len))
             continue;
         if (cli_request_parse(&s->parser, line, buf, (size_t)len, &r) < 0 || record_one(s, line, &r) < 0)
@@ -459,7 +478,7 @@ int cmd_run(const cli_global *g, int argc, char **argv)
     if (cli_sampling_apply(&sampling, s.tracer) != 0)
         goto cleanup;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    catch_stops();
+    catch_stops(in);
     run_requests(&s, in);
     if (ferror(in) && stop_signal == 0) {
         cli_error("%s: read error", s.parser.source);

@@ -372,6 +372,25 @@ static pid_t run_piped(const char *store_path, const char *errfile, int *in, FIL
     return pid;
 }
 
+/* Wait for `pid` at most `secs` seconds, then kill it and fail: a run
+ * that does not stop must fail the test, not hang it. */
+static int wait_or_kill(pid_t pid, int secs)
+{
+    int status = 0;
+
+    for (int i = 0; i < secs * 20; i++) {
+        const pid_t w = waitpid(pid, &status, WNOHANG);
+        assert_true(w >= 0);
+        if (w == pid)
+            return status;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("deja run did not stop within %d s", secs);
+    return status;
+}
+
 /* `deja run` stopped by a signal (Ctrl-C, kill) or by a reader that went
  * away (`deja run | head`) stops reading requests, commits every trace
  * whose id it printed, and then ends by that signal. */
@@ -410,7 +429,7 @@ static void test_cli_output__run_stopped_commits_what_it_printed(void **state)
             out = NULL;
             assert_int_equal(write(in, request, sizeof request - 1), (ssize_t)(sizeof request - 1));
         }
-        assert_int_equal(waitpid(pid, &status, 0), pid);
+        status = wait_or_kill(pid, 60);
         close(in);
         if (out != NULL)
             fclose(out);
