@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "cli_bundle.h"
 #include "cli_fleet.h"
+#include "cli_tree.h"
 #include "cli_watch.h"
 
 #include <pthread.h>
@@ -21,6 +22,8 @@ static const char help[] =
     "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
     "                   [--rules FILE] [--timeout S] [--baseline PLUGIN[:ARG]]\n"
     "                   [--max-diverged N|P%] [--json]\n"
+    "       deja replay [FILE.deja] ROOT... --model STEP=SPEC... [--isolated | --chained]\n"
+    "                   [--atol X] [--rtol Y] [--ulps N] [--json]\n"
     "\n"
     "Re-run the selected traces on a model plugin, feeding each its recorded inputs,\n"
     "params, seeds, RNG draws and clock reads, and diff the outputs against the\n"
@@ -59,6 +62,19 @@ static const char help[] =
     "                     seconds is an error \"timed out\" (default 300; 0: none);\n"
     "                     with --isolate its worker is killed\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
+    "\n"
+    "Pipelines (a root trace and its steps, recorded with deja_span_parent; see\n"
+    "`deja ls --tree`): with --isolated, --chained or a --model STEP=SPEC, each ROOT\n"
+    "is replayed step by step. STEP is a step's recorded model name; a bare --model\n"
+    "SPEC serves the steps named like its model; a step given no model replays on the\n"
+    "model it recorded (deja run and the span API record it), else it is listed as\n"
+    "not replayed. The summary names the first step that diverges on its own.\n"
+    "  --isolated         feed each step its recorded inputs: each is judged alone\n"
+    "                     (the default)\n"
+    "  --chained          feed each step what the steps before it produced on replay:\n"
+    "                     a recorded input byte-equal to an earlier step's recorded\n"
+    "                     output gets that step's replayed output; names the steps\n"
+    "                     downstream that changed because of the first divergence\n"
     "  --via URLS         replay on the `deja worker`s of a NATS JetStream fleet\n"
     "                     (credentials in the URL or $NATS_*): same verdicts, summary\n"
     "                     and exit status, each trace exactly once\n"
@@ -410,6 +426,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     int first = 1, ret = CLI_EXIT_TROUBLE, c, rc, r;
     const char *via = NULL;
 
+    if (cli_pipeline_wanted(argc, argv))
+        return cli_pipeline_replay(g, argc, argv, help);
     memset(&s, 0, sizeof(s));
     s.g = g;
     memset(&sum, 0, sizeof(sum));

@@ -1180,6 +1180,143 @@ DEJA_API int deja_bisect(deja_store *store, const deja_id *ids, size_t n,
 DEJA_API void deja_bisect_result_free(deja_bisect_result *result);
 
 /* ------------------------------------------------------------------------
+ * 5b. Pipelines
+ *
+ * A trace with a parent (deja_span_parent) is a step of its parent's run:
+ * a request that goes through several models (preprocess -> classify ->
+ * postprocess, retrieve -> rerank -> generate) is a tree of traces. Trees
+ * come from stores and bundles, which may be hostile: a tree is bounded in
+ * depth and size, and a cycle of parents is cut, never followed.
+ * ---------------------------------------------------------------------- */
+
+#define DEJA_TREE_MAX_DEPTH 64    /* levels below a root */
+#define DEJA_TREE_MAX_NODES 10000 /* traces in one tree */
+#define DEJA_TREE_NONE ((size_t)-1)
+
+/* One trace of a tree, without payloads. */
+typedef struct deja_tree_node {
+    deja_id id;
+    size_t parent;   /* index of its parent in the tree's nodes; DEJA_TREE_NONE for a root */
+    unsigned depth;  /* 0 for a root */
+    size_t nsteps;   /* its direct steps */
+    const char *model_name;
+    const char *model_version;
+    deja_status status;
+    int64_t start_ns;
+    int64_t duration_ns;
+    int has_parent;  /* the trace's recorded parent (for a root: one not in the tree) */
+    deja_id recorded_parent;
+    int has_model_config; /* how its model was loaded, as deja_trace's fields */
+    const char *model_plugin;
+    const char *model_config;
+} deja_tree_node;
+
+/* Trees of traces, freed by deja_tree_free(). Nodes come root first, then
+ * its steps depth-first, the steps of one trace in the order they started. */
+typedef struct deja_tree {
+    const deja_tree_node *nodes;
+    size_t nnodes;
+    size_t nroots;
+    const char *const *notes; /* what was cut ("trace X: parents form a cycle") */
+    size_t nnotes;
+} deja_tree;
+
+/* Walk up from trace `id` through its recorded parents and write the
+ * top-most one found in the store to `root` (`id` itself when it has no
+ * parent, or when its parent is not in the store). Returns 0,
+ * DEJA_ENOTFOUND when `id` is not in the store, DEJA_ECORRUPT when the
+ * parents form a cycle or go deeper than DEJA_TREE_MAX_DEPTH. */
+DEJA_API int deja_tree_root(deja_store *store, const deja_id *id, deja_id *root);
+
+/* The trees below the `nroots` traces `roots` (each need not be a
+ * top-level trace: its tree is then the part below it), found by one scan
+ * of the store. Returns 0, DEJA_ENOTFOUND when a root is not in the store,
+ * DEJA_ENOMEM when the trees hold more than DEJA_TREE_MAX_NODES traces or
+ * a tree is deeper than DEJA_TREE_MAX_DEPTH, or a code of the store. */
+DEJA_API int deja_tree_get(deja_store *store, const deja_id *roots, size_t nroots,
+                           deja_tree **out);
+
+/* Free trees. Accepts NULL. */
+DEJA_API void deja_tree_free(deja_tree *tree);
+
+/* How a pipeline replay feeds each step. Isolated: its recorded inputs, so
+ * each step is judged alone. Chained: an input whose recorded bytes (and
+ * dtype) equal a recorded output of a step that came before it in the
+ * tree's order (an ancestor, or an earlier step; the latest one wins) is
+ * replaced by that step's replayed output, so a change upstream shows
+ * downstream. */
+typedef enum deja_pipeline_mode {
+    DEJA_PIPELINE_ISOLATED = 0,
+    DEJA_PIPELINE_CHAINED = 1,
+} deja_pipeline_mode;
+
+/* The model for the steps recorded under the model name `step`; with
+ * `step` NULL, for the steps recorded under the loaded model's own name. */
+typedef struct deja_step_model {
+    const char *step;
+    const char *spec; /* PLUGIN[:ARG] */
+} deja_step_model;
+
+typedef struct deja_pipeline_options {
+    unsigned version;
+    deja_pipeline_mode mode;
+    const deja_step_model *models; /* a step given no model replays on the one
+                                      it recorded (deja_span_model_config) */
+    size_t nmodels;
+    deja_diff_options diff;
+} deja_pipeline_options;
+
+#define DEJA_PIPELINE_OPTIONS_VERSION 1
+#define DEJA_PIPELINE_OPTIONS_INIT                                                               \
+    {DEJA_PIPELINE_OPTIONS_VERSION, DEJA_PIPELINE_ISOLATED, NULL, 0, DEJA_DIFF_OPTIONS_INIT}
+
+/* Why a step was not replayed. */
+typedef enum deja_step_skip {
+    DEJA_STEP_REPLAYED = 0,
+    DEJA_STEP_RUN = 1,      /* the run itself: it has steps and no model was given or recorded */
+    DEJA_STEP_NO_MODEL = 2, /* no model given for its name and none recorded */
+} deja_step_skip;
+
+/* The replay of one step (one node of the tree, same index). */
+typedef struct deja_step_result {
+    deja_step_skip skip;
+    const char *spec;          /* the model it replayed on; NULL when skipped */
+    const char *model_version; /* that model's version */
+    deja_verdict verdict;      /* recorded outputs vs replayed (chained: as fed) */
+    const char *detail;        /* the diff's summary or the error; "" when skipped */
+    const deja_diff *diff;     /* NULL when skipped or ERROR */
+    /* Chained only. */
+    size_t nfed;               /* inputs replaced by an earlier step's replayed output */
+    int fed_changed;           /* some of them differ from the recording */
+    deja_verdict alone;        /* with fed_changed: the verdict on its recorded inputs */
+    int own;                   /* it diverges (or fails) on its own inputs */
+    int affected;              /* chained: it diverges only because of what it was fed */
+    size_t cause;              /* for affected: the step upstream that diverged, else DEJA_TREE_NONE */
+} deja_step_result;
+
+/* A pipeline replay, freed by deja_pipeline_result_free(). */
+typedef struct deja_pipeline_result {
+    const deja_tree *tree;           /* the root's tree */
+    const deja_step_result *steps;   /* one per node of the tree */
+    deja_pipeline_mode mode;
+    size_t first;                    /* the first step (tree order) that diverges or fails on its
+                                        own, or DEJA_TREE_NONE */
+    size_t replayed, same, close, diverged, error, skipped, affected;
+} deja_pipeline_result;
+
+/* Replay the pipeline run `root` (a trace without a parent): every step on
+ * its model, fed as `opts->mode` says, each judged against its recorded
+ * outputs. A step whose model cannot be loaded or run is an ERROR step and
+ * the others go on. Returns 0, DEJA_EINVAL when `root` has a parent in the
+ * store (the message names the root to use) or a model is given for a step
+ * name the tree does not have, DEJA_ENOTFOUND, or a code of deja_tree_get. */
+DEJA_API int deja_pipeline_replay(deja_store *store, const deja_id *root,
+                                  const deja_pipeline_options *opts,
+                                  deja_pipeline_result **out);
+
+DEJA_API void deja_pipeline_result_free(deja_pipeline_result *result);
+
+/* ------------------------------------------------------------------------
  * 6. Bundles
  *
  *   deja_bundle_options o = DEJA_BUNDLE_OPTIONS_INIT;

@@ -1,0 +1,108 @@
+/*
+ * cli/cli_tree.c -- drawing a tree of traces (a pipeline run and its
+ * steps) for `deja show` and `deja ls --tree`, and its JSON.
+ */
+#include "cli_tree.h"
+#include "cli_escape.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+size_t cli_tree_end(const deja_tree *t, size_t root)
+{
+    size_t i = root + 1;
+    while (i < t->nnodes && t->nodes[i].depth > t->nodes[root].depth)
+        i++;
+    return i;
+}
+
+/* Whether node `i` is the last step of its parent (within [.., end)). */
+static int is_last(const deja_tree *t, size_t i, size_t end)
+{
+    size_t j;
+    for (j = i + 1; j < end; j++) {
+        if (t->nodes[j].depth < t->nodes[i].depth)
+            return 1;
+        if (t->nodes[j].parent == t->nodes[i].parent)
+            return 0;
+    }
+    return 1;
+}
+
+void cli_tree_print(FILE *fp, const cli_global *g, const deja_tree *t, size_t root, size_t mark,
+                    const char *indent)
+{
+    size_t end = cli_tree_end(t, root), i;
+    for (i = root; i < end; i++) {
+        const deja_tree_node *n = &t->nodes[i];
+        const char *status = cli_status_name(n->status);
+        size_t chain[DEJA_TREE_MAX_DEPTH + 1], k = 0, a;
+        char id[DEJA_ID_STRLEN + 1], dur[32];
+        fputs(indent, fp);
+        /* The ancestors below the root, top first: a bar where more steps
+         * of theirs follow. */
+        for (a = i; a != root && a != DEJA_TREE_NONE && k <= DEJA_TREE_MAX_DEPTH;
+             a = t->nodes[a].parent)
+            chain[k++] = a;
+        while (k-- > 0) {
+            if (k == 0)
+                fputs(is_last(t, chain[k], end) ? "└─ " : "├─ ", fp);
+            else
+                fputs(is_last(t, chain[k], end) ? "   " : "│  ", fp);
+        }
+        deja_id_format(&n->id, id);
+        cli_format_duration(n->duration_ns, dur, sizeof dur);
+        fprintf(fp, "%s  ", id);
+        cli_put_term(fp, n->model_name);
+        fputc('@', fp);
+        cli_put_term(fp, n->model_version);
+        fprintf(fp, "  %s%s%s  %s", cli_sgr(g, cli_verdict_sgr(status)), status,
+                cli_sgr(g, CLI_SGR_RESET), dur);
+        if (i == mark && end - root > 1)
+            fputs("  <- this trace", fp);
+        fputc('\n', fp);
+    }
+}
+
+/* One node as a JSON object, with an empty "steps" array. */
+static json_t *node_json(const deja_tree_node *n)
+{
+    char id[DEJA_ID_STRLEN + 1], when[64];
+    json_t *o;
+    deja_id_format(&n->id, id);
+    cli_format_rfc3339(n->start_ns, when, sizeof when);
+    o = json_pack("{s:o, s:{s:o, s:o}, s:s, s:o, s:I, s:I, s:[]}", "id", cli_json_text(id),
+                  "model", "name", cli_json_text(n->model_name), "version",
+                  cli_json_text(n->model_version), "status", cli_status_name(n->status), "start",
+                  cli_json_text(when), "start_ns", (json_int_t)n->start_ns, "duration_ns",
+                  (json_int_t)n->duration_ns, "steps");
+    return o;
+}
+
+json_t *cli_tree_json(const deja_tree *t, size_t root)
+{
+    size_t end = cli_tree_end(t, root), i, n = end - root;
+    json_t **objs = calloc(n, sizeof *objs), *out = NULL;
+    int bad = objs == NULL;
+    for (i = 0; !bad && i < n; i++) {
+        objs[i] = node_json(&t->nodes[root + i]);
+        bad = objs[i] == NULL;
+        if (!bad && i > 0) {
+            size_t p = t->nodes[root + i].parent - root;
+            bad = json_array_append(json_object_get(objs[p], "steps"), objs[i]) != 0;
+        }
+    }
+    if (!bad)
+        out = json_incref(objs[0]);
+    for (i = 0; objs != NULL && i < n; i++)
+        json_decref(objs[i]);
+    free(objs);
+    return out;
+}
+
+void cli_tree_warn(const deja_tree *t)
+{
+    size_t i;
+    for (i = 0; i < t->nnotes; i++)
+        fprintf(stderr, "deja: warning: %s\n", t->notes[i]);
+}

@@ -1,0 +1,41 @@
+/*
+ * cli/cli_tree.h -- pipeline trees on the command line: drawing a tree of
+ * traces (show, ls --tree), its JSON, and the pipeline forms of replay and
+ * bisect (cli_tree.c, cli_pipeline.c).
+ */
+#ifndef DEJA_CLI_CLI_TREE_H
+#define DEJA_CLI_CLI_TREE_H
+
+#include "cli.h"
+
+/* Print the tree under node `root` of `t`, one line per trace ("ID
+ * model@version status duration", steps drawn below their parent), each
+ * line starting with `indent`; the node `mark` (or DEJA_TREE_NONE) is
+ * marked "<- this trace". */
+void cli_tree_print(FILE *fp, const cli_global *g, const deja_tree *t, size_t root, size_t mark,
+                    const char *indent);
+
+/* One past the last node of the tree under node `root`. */
+size_t cli_tree_end(const deja_tree *t, size_t root);
+
+/* The tree under node `root` as a nested JSON object (new reference), or
+ * NULL when out of memory. */
+json_t *cli_tree_json(const deja_tree *t, size_t root);
+
+/* Print the tree's notes (cycles cut) on stderr as warnings. */
+void cli_tree_warn(const deja_tree *t);
+
+/* Whether a `deja replay` command line asks for a pipeline replay:
+ * --isolated, --chained, or a --model STEP=SPEC. */
+int cli_pipeline_wanted(int argc, char **argv);
+
+/* Split "STEP=SPEC" when its left side is a step name (letters, digits,
+ * '_', '-', '.'; no ':' or '/' before the '='): 1 with `*step` (allocated)
+ * and `*spec` (pointing into `arg`), else 0; -1 when out of memory. */
+int cli_step_spec(const char *arg, char **step, const char **spec);
+
+/* `deja replay ROOT... --model STEP=SPEC...`: the pipeline replay, with the
+ * replay command's `help`. Returns the exit status. */
+int cli_pipeline_replay(const cli_global *g, int argc, char **argv, const char *help);
+
+#endif /* DEJA_CLI_CLI_TREE_H */
