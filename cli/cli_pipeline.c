@@ -415,3 +415,42 @@ cleanup:
         deja_store_close(store);
     return ret;
 }
+
+int cli_pipeline_steps(deja_store *store, const deja_id *ids, size_t n, const char *step,
+                       deja_id **out, size_t *nout)
+{
+    deja_tree *t = NULL;
+    deja_id *v = NULL;
+    size_t i, k = 0;
+    int rc, ret = CLI_EXIT_TROUBLE;
+    *out = NULL;
+    *nout = 0;
+    rc = deja_tree_get(store, ids, n, &t);
+    if (rc != 0) {
+        cli_lib_error(rc, "pipeline steps");
+        goto cleanup;
+    }
+    cli_tree_warn(t);
+    v = malloc((t->nnodes ? t->nnodes : 1) * sizeof *v);
+    if (v == NULL) {
+        cli_error("out of memory");
+        goto cleanup;
+    }
+    for (i = 0; i < t->nnodes; i++) {
+        if (t->nodes[i].has_parent && strcmp(t->nodes[i].model_name, step) == 0)
+            v[k++] = t->nodes[i].id;
+    }
+    if (k == 0) {
+        cli_error("no step named '%s' in the %s selected", step, cli_count(n, "pipeline"));
+        goto cleanup;
+    }
+    *out = v;
+    *nout = k;
+    v = NULL;
+    ret = 0;
+
+cleanup:
+    free(v);
+    deja_tree_free(t);
+    return ret;
+}

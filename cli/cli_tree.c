@@ -53,6 +53,11 @@ void cli_tree_print(FILE *fp, const cli_global *g, const deja_tree *t, size_t ro
         deja_id_format(&n->id, id);
         cli_format_duration(n->duration_ns, dur, sizeof dur);
         fprintf(fp, "%s  ", id);
+        if (i == root) {
+            char when[64];
+            cli_format_local(n->start_ns, when, sizeof when);
+            fprintf(fp, "%s  ", when);
+        }
         cli_put_term(fp, n->model_name);
         fputc('@', fp);
         cli_put_term(fp, n->model_version);
@@ -105,4 +110,44 @@ void cli_tree_warn(const deja_tree *t)
     size_t i;
     for (i = 0; i < t->nnotes; i++)
         fprintf(stderr, "deja: warning: %s\n", t->notes[i]);
+}
+
+int cli_tree_of(deja_store *store, const deja_id *id, deja_tree **out, size_t *mark)
+{
+    deja_tree *t = NULL;
+    deja_id root;
+    char text[DEJA_ID_STRLEN + 1];
+    size_t i;
+    int rc;
+    *out = NULL;
+    *mark = DEJA_TREE_NONE;
+    rc = deja_tree_root(store, id, &root);
+    if (rc == 0)
+        rc = deja_tree_get(store, &root, 1, &t);
+    if (rc != 0) {
+        deja_id_format(id, text);
+        return cli_lib_error(rc, "trace %s: its pipeline", text);
+    }
+    cli_tree_warn(t);
+    if (t->nnodes <= 1) {
+        deja_tree_free(t);
+        return 0;
+    }
+    for (i = 0; i < t->nnodes; i++) {
+        if (memcmp(&t->nodes[i].id, id, sizeof *id) == 0)
+            *mark = i;
+    }
+    *out = t;
+    return 0;
+}
+
+int cli_tree_attach_json(json_t *obj, const deja_tree *t)
+{
+    char root[DEJA_ID_STRLEN + 1];
+    json_t *p;
+    if (t == NULL)
+        return 0;
+    deja_id_format(&t->nodes[0].id, root);
+    p = json_pack("{s:o, s:o}", "root", cli_json_text(root), "tree", cli_tree_json(t, 0));
+    return p != NULL && json_object_set_new(obj, "pipeline", p) == 0 ? 0 : -1;
 }

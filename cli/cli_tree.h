@@ -25,6 +25,15 @@ json_t *cli_tree_json(const deja_tree *t, size_t root);
 /* Print the tree's notes (cycles cut) on stderr as warnings. */
 void cli_tree_warn(const deja_tree *t);
 
+/* The tree of the pipeline run trace `id` belongs to (from its top-most
+ * recorded parent), with `*mark` its index: `*out` NULL when the trace is
+ * no part of a pipeline. Returns 0, or CLI_EXIT_TROUBLE after a message. */
+int cli_tree_of(deja_store *store, const deja_id *id, deja_tree **out, size_t *mark);
+
+/* Add "pipeline": {"root", "tree"} to the trace object `obj` (nothing when
+ * `t` is NULL). Returns 0, -1 when out of memory. */
+int cli_tree_attach_json(json_t *obj, const deja_tree *t);
+
 /* Whether a `deja replay` command line asks for a pipeline replay:
  * --isolated, --chained, or a --model STEP=SPEC. */
 int cli_pipeline_wanted(int argc, char **argv);
@@ -37,5 +46,11 @@ int cli_step_spec(const char *arg, char **step, const char **spec);
 /* `deja replay ROOT... --model STEP=SPEC...`: the pipeline replay, with the
  * replay command's `help`. Returns the exit status. */
 int cli_pipeline_replay(const cli_global *g, int argc, char **argv, const char *help);
+
+/* The steps named `step` (recorded model name) in the trees below the `n`
+ * traces `ids`, in `*out` (freed by the caller). Returns 0, or
+ * CLI_EXIT_TROUBLE after a message (none found: says so). */
+int cli_pipeline_steps(deja_store *store, const deja_id *ids, size_t n, const char *step,
+                       deja_id **out, size_t *nout);
 
 #endif /* DEJA_CLI_CLI_TREE_H */

@@ -4,6 +4,7 @@
  * recorded outputs.
  */
 #include "cli.h"
+#include "cli_tree.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
     "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
-    "                   [--isolate] [--timeout S] [--json]\n"
+    "                   [--isolate] [--timeout S] [--step NAME] [--json]\n"
     "\n"
     "Versions are given oldest first. A version is bad when its replay of any selected\n"
     "trace diverges from the recorded outputs (or fails); with --invert, when it\n"
@@ -24,6 +25,10 @@ static const char help[] =
     "\n"
     "  --id ID            a trace to replay (id or unique prefix; repeatable);\n"
     "                     with no --id and no filter, every trace in the store\n" CLI_FILTER_HELP
+    "  --step NAME        bisect one step of pipelines: the selected traces are\n"
+    "                     pipeline runs (`deja ls --tree`), and the traces replayed are\n"
+    "                     their steps recorded by model NAME, each fed its recorded\n"
+    "                     inputs (as `deja replay ROOT --isolated`)\n"
     "  --invert           bad when the version reproduces the recording\n"
     "  --jobs N           replay N traces in parallel\n"
     "  --repeat N         replay each trace N times (nondeterministic traces count for\n"
@@ -41,6 +46,7 @@ static const char help[] =
 enum {
     OPT_ID = OPT_REPLAY_END,
     OPT_INVERT,
+    OPT_STEP,
 };
 
 /* Evidence lines printed in the human form. */
@@ -175,6 +181,7 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
         CLI_LONGOPT_FILTER_MODEL,
         {"id", required_argument, NULL, OPT_ID},
         {"invert", no_argument, NULL, OPT_INVERT},
+        {"step", required_argument, NULL, OPT_STEP},
         CLI_LONGOPTS_REPLAY,
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
@@ -189,6 +196,7 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
     size_t nwant = 0, n = 0, bad = 0, nspecs;
     int64_t now = cli_now_ns();
     int first = 1, ret = CLI_EXIT_TROUBLE, c, rc, r;
+    const char *step = NULL;
 
     memset(&s, 0, sizeof(s));
     cli_filter_init(&f);
@@ -200,6 +208,8 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
     while ((c = cli_getopt_common(argc, argv, longopts, help, &first, &s.json, &ret)) != -1) {
         if (c == OPT_ID) {
             want[nwant++] = optarg;
+        } else if (c == OPT_STEP) {
+            step = optarg;
         } else if (c == OPT_INVERT) {
             o.invert = 1;
         } else if (c == '?') {
@@ -227,6 +237,13 @@ int cmd_bisect(const cli_global *g, int argc, char **argv)
     if (n == 0) {
         cli_error("bisect: no traces selected%s", bad ? " (some records could not be read)" : "");
         goto cleanup;
+    }
+    if (step != NULL) {
+        deja_id *steps = NULL;
+        if (cli_pipeline_steps(store, ids, n, step, &steps, &n) != 0)
+            goto cleanup;
+        free(ids);
+        ids = steps;
     }
     s.nspecs = nspecs;
     o.on_step = on_step;

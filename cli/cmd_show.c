@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "cli_bundle.h"
 #include "cli_escape.h"
+#include "cli_tree.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -25,7 +26,10 @@ static const char help[] =
     "  --values with --json, numeric tensors as \"values\": a flat row-major array of\n"
     "           numbers (f16/bf16 decoded; NaN and infinities as \"nan\", \"inf\",\n"
     "           \"-inf\"; 64-bit integers beyond 2^53 as strings), instead of base64\n"
-    "  --md     a Markdown summary for a bug report, with the command that replays it\n";
+    "  --md     a Markdown summary for a bug report, with the command that replays it\n"
+    "\n"
+    "A trace that is part of a pipeline run (it has a parent or steps: deja_span_parent)\n"
+    "is followed by the run's tree, this trace marked; with --json, its \"pipeline\" key.\n";
 
 #define PREVIEW_CHARS 200
 #define MAX_SHOWN 8
@@ -333,10 +337,15 @@ cleanup:
 }
 
 /* The JSON form, with the environment. */
-static int show_json(const deja_trace *t, const deja_env *env, int values, const pin_info *pin)
+static int show_json(const deja_trace *t, const deja_env *env, int values, const pin_info *pin,
+                     const deja_tree *tree)
 {
     json_t *obj = cli_trace_json(t, values ? CLI_JSON_VALUES : 1);
 
+    if (obj != NULL && cli_tree_attach_json(obj, tree) != 0) {
+        json_decref(obj);
+        obj = NULL;
+    }
     if (obj != NULL) {
         json_t *e = env != NULL ? cli_env_json(env) : json_null();
         json_t *p = json_null();
@@ -372,6 +381,8 @@ int cmd_show(const cli_global *g, int argc, char **argv)
     deja_bundle *bundle = NULL;
     deja_trace *t = NULL;
     deja_env *env = NULL;
+    deja_tree *tree = NULL;
+    size_t mark = DEJA_TREE_NONE;
     pin_info pin = {0, NULL, 0, 0};
     deja_id id;
     int json = 0, md = 0, values = 0;
@@ -446,8 +457,11 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "trace %s: repeats", argv[optind]);
         goto cleanup;
     }
+    /* Part of a pipeline: its tree. A tree that cannot be drawn (a cycle of
+     * parents) is trouble, after the trace itself. */
+    rc = cli_tree_of(store, &id, &tree, &mark);
     if (json) {
-        if (show_json(t, env, values, &pin) < 0) {
+        if (show_json(t, env, values, &pin, tree) < 0) {
             cli_error("out of memory printing the trace");
             goto cleanup;
         }
@@ -455,11 +469,16 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         show_md(t, env);
     } else {
         show_text(t, env, &pin);
+        if (tree != NULL) {
+            printf("\npipeline  %s\n", cli_count(tree->nnodes, "trace"));
+            cli_tree_print(stdout, g, tree, 0, mark, "  ");
+        }
     }
-    ret = CLI_EXIT_OK;
+    ret = rc == 0 ? CLI_EXIT_OK : CLI_EXIT_TROUBLE;
 
 cleanup:
     free(pin.note);
+    deja_tree_free(tree);
     deja_env_free(env);
     deja_trace_free(t);
     if (bundle != NULL)

@@ -244,9 +244,14 @@ static int build(tree_impl *t, scan *s, size_t nsorted, entry *r)
             continue;
         }
         c = &s->v[f->next++];
-        if (c->visited || id_cmp(&c->id, pid) == 0) {
-            rc = note_cycle(t, &c->id);
-            if (rc != 0)
+        if (c->visited) {
+            /* On the path from the root: a cycle. Elsewhere: the root of a
+             * tree given earlier, drawn there. */
+            size_t k;
+            int on_path = 0;
+            for (k = 0; k <= top && !on_path; k++)
+                on_path = id_cmp(&t->nodes[stack[k].node].id, &c->id) == 0;
+            if (on_path && (rc = note_cycle(t, &c->id)) != 0)
                 return rc;
             continue;
         }
