@@ -500,6 +500,39 @@ static void test_cli_json__times_are_exact(void **state)
     cli_run_free(&r);
 }
 
+/* Pipelines: show's "pipeline" key, ls --tree, and a pipeline replay, in a
+ * store of their own (the documented objects, checked like the others). */
+static void test_cli_json__pipeline(void **state)
+{
+    char cmd[2048], root[27] = "", saved[sizeof store];
+    FILE *fp;
+    (void)state;
+    memcpy(saved, store, sizeof store);
+    snprintf(store, sizeof store, "%s/pipeline.store", tmp_root);
+    snprintf(cmd, sizeof cmd, "%s/pipeline %s preprocess classifier-v1 postprocess 2",
+             DEJA_BIN_DIR, store);
+    fp = popen(cmd, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(root, sizeof root, fp));
+    while (fgetc(fp) != EOF)
+        ;
+    assert_int_equal(pclose(fp), 0);
+    {
+        const char *a[] = {"show", root, "--json", NULL};
+        check_command(a, 0, NULL, "trace");
+    }
+    {
+        const char *a[] = {"ls", "--tree", "--json", NULL};
+        assert_int_equal(check_command(a, 0, "tree_node", NULL), 2);
+    }
+    {
+        const char *a[] = {"replay", root, "--model", "classifier=classifier-v5", "--chained",
+                           "--json", NULL};
+        assert_int_equal(check_command(a, 1, "pipeline_step", "pipeline_summary"), 5);
+    }
+    memcpy(store, saved, sizeof store);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_cli_json__every_command_as_documented),
         cmocka_unit_test(test_cli_json__times_are_exact),
         cmocka_unit_test(test_cli_json__values),
+        cmocka_unit_test(test_cli_json__pipeline),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
