@@ -291,15 +291,80 @@ cleanup:
     return ret;
 }
 
-/* Whether trace `id` is a root with steps (for a selection by filters). */
-static int is_pipeline_root(deja_store *store, const deja_id *id)
+/* Collects the top-level traces a filter selects. */
+typedef struct root_list {
+    deja_id *ids;
+    size_t n, cap, limit;
+    int failed;
+} root_list;
+
+static int on_root(const deja_trace *t, void *payload)
 {
+    root_list *l = payload;
+    if (t->has_parent)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        deja_id *nv = realloc(l->ids, cap * sizeof *nv);
+        if (nv == NULL) {
+            l->failed = 1;
+            return 1;
+        }
+        l->ids = nv;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = t->id;
+    return 0;
+}
+
+static int on_unreadable(const deja_id *id, int code, const char *message, void *payload)
+{
+    (void)payload;
+    cli_bad_record(id, code, message);
+    return 0;
+}
+
+/* The pipeline runs a filter selects: top-level traces that have steps,
+ * newest first; --limit counts runs. Two scans of the store in all.
+ * Returns 0, or CLI_EXIT_TROUBLE after a message. */
+static int select_runs(deja_store *store, const cli_filter *f, deja_id **out, size_t *n)
+{
+    deja_filter filter = f->filter;
+    root_list l = {0};
     deja_tree *t = NULL;
-    deja_id top;
-    int yes = deja_tree_root(store, id, &top) == 0 && memcmp(&top, id, sizeof top) == 0 &&
-              deja_tree_get(store, id, 1, &t) == 0 && t->nnodes > 1;
+    size_t i, k = 0;
+    int rc, ret = CLI_EXIT_TROUBLE;
+    *out = NULL;
+    *n = 0;
+    filter.limit = 0;
+    rc = deja_store_list(store, &filter, on_root, on_unreadable, &l);
+    if (rc != 0 || l.failed) {
+        cli_lib_error(rc ? rc : DEJA_ENOMEM, "replay: selecting pipeline runs");
+        goto cleanup;
+    }
+    if (l.n > DEJA_TREE_MAX_NODES) {
+        cli_error("replay: %zu top-level traces selected; select at most %d runs at once "
+                  "(--limit, --since)", l.n, DEJA_TREE_MAX_NODES);
+        goto cleanup;
+    }
+    rc = deja_tree_get(store, l.ids, l.n, &t);
+    if (rc != 0) {
+        cli_lib_error(rc, "replay: selecting pipeline runs");
+        goto cleanup;
+    }
+    for (i = 0; i < t->nnodes && (f->filter.limit == 0 || k < f->filter.limit); i++) {
+        if (t->nodes[i].depth == 0 && t->nodes[i].nsteps > 0)
+            l.ids[k++] = t->nodes[i].id;
+    }
+    *out = l.ids;
+    *n = k;
+    l.ids = NULL;
+    ret = 0;
+
+cleanup:
     deja_tree_free(t);
-    return yes;
+    free(l.ids);
+    return ret;
 }
 
 int cli_pipeline_replay(const cli_global *g, int argc, char **argv, const char *help)
@@ -381,13 +446,15 @@ int cli_pipeline_replay(const cli_global *g, int argc, char **argv, const char *
         ret = cli_usage_error(help, "replay: a pipeline replay needs ROOT ids or filters");
         goto cleanup;
     }
-    if (cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0)
+    /* Given by id: each one (a step is refused with the root to use);
+     * chosen by filters: the runs among the top-level traces. */
+    if (optind < argc) {
+        if (cli_select(store, argv + optind, (size_t)(argc - optind), &f, &ids, &n, &bad) != 0)
+            goto cleanup;
+    } else if (select_runs(store, &f, &ids, &n) != 0) {
         goto cleanup;
+    }
     for (i = 0; i < n; i++) {
-        /* Chosen by filters: only the roots of pipelines; given by id: each
-         * one, and a step is refused with the root to use. */
-        if (optind == argc && !is_pipeline_root(store, &ids[i]))
-            continue;
         if (replay_root(&ps, store, &ids[i]) != 0)
             goto cleanup;
     }

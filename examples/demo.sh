@@ -124,6 +124,15 @@ step "classifier-v5 changed a weight: some labels flip" \
 step "bisect names the version that flipped them" \
     "deja bisect classifier-v1 classifier-v2 classifier-v3 classifier-v4 classifier-v5 classifier-v6 --tag set=features"
 
+# PIPELINES: one request through three models, recorded as a tree of traces
+pipeline() { "$BUILD/bin/pipeline" "$@"; }
+step "8 requests through preprocess -> classifier-v1 -> postprocess, each a run with three steps" \
+    "pipeline pipeline.store preprocess classifier-v1 postprocess 8 > runs.out
+     deja --store pipeline.store ls --tree --limit 1"
+RUN=$(head -1 runs.out)
+step "classifier-v5 in the middle: which step goes wrong first, and what changes downstream" \
+    "shows_diff deja --store pipeline.store replay $RUN --model classifier=classifier-v5 --chained"
+
 # BUNDLES: hand the case to a colleague, who replays it on another store
 BAD=$(sed -n 3p run.out | cut -d' ' -f1)
 step "export one trace into a bundle, with a bug report to paste" \

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "deja.h"
+
 #define RUNS 8
 
 static char tmp_root[] = "/tmp/deja-test-cli-pipeline-XXXXXX";
@@ -172,6 +174,23 @@ static void test_cli_pipeline__replay_names_step2(void **state)
     assert_non_null(strstr(r.out, "pipeline@1  run"));
     cli_run_free(&r);
 
+    /* A filter that selects steps too (newest first: steps before their
+     * run) replays each run once; --limit counts runs. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", "--status", "ok",
+                              "--isolated", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_of(r.out, "pipeline 01"), RUNS);
+    assert_int_equal(count_of(r.out, "3 steps replayed: 3 same"), RUNS);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", "--status", "ok",
+                              "--limit", "2", "--chained", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(count_of(r.out, "pipeline 01"), 2);
+    assert_non_null(strstr(r.out, roots[RUNS - 1]));
+    cli_run_free(&r);
+
     /* The recorded versions reproduce: exit 0, no divergence. */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", roots[0], "--chained",
                               NULL),
@@ -286,6 +305,65 @@ static void test_cli_pipeline__bad_input(void **state)
     cli_run_free(&r);
 }
 
+/* A hostile store, and a bundle made from it: parents that form a cycle.
+ * show prints the trace and refuses the tree; replay and the bundle's
+ * replay refuse the root; nothing loops. */
+static void test_cli_pipeline__hostile_cycle(void **state)
+{
+    char hostile[700], bundle[700], ida[27];
+    deja_tracer *tr = NULL;
+    deja_span *a = NULL, *b = NULL;
+    deja_id ia, ib;
+    cli_run r;
+    (void)state;
+    snprintf(hostile, sizeof hostile, "%s/hostile.store", tmp_root);
+    snprintf(bundle, sizeof bundle, "%s/hostile.deja", tmp_root);
+    assert_int_equal(deja_tracer_open(&tr, hostile, NULL), 0);
+    assert_int_equal(deja_span_begin(&a, tr, "a", "1"), 0);
+    assert_int_equal(deja_span_begin(&b, tr, "b", "1"), 0);
+    ia = *deja_span_id(a);
+    ib = *deja_span_id(b);
+    assert_int_equal(deja_span_parent(a, &ib), 0);
+    assert_int_equal(deja_span_parent(b, &ia), 0);
+    assert_int_equal(deja_span_end(a, DEJA_STATUS_OK, NULL), 0);
+    assert_int_equal(deja_span_end(b, DEJA_STATUS_OK, NULL), 0);
+    assert_int_equal(deja_tracer_flush(tr), 0);
+    deja_tracer_close(tr);
+    deja_id_format(&ia, ida);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", hostile, "show", ida, NULL), 0);
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.out, ida));
+    cli_assert_one_error(&r, "parents form a cycle");
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", hostile, "replay", ida, "--isolated",
+                              NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "parents form a cycle");
+    cli_run_free(&r);
+
+    /* Neither is a top-level trace. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", hostile, "ls", "--tree", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "");
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", hostile, "export", "-o", bundle, NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "replay", bundle, ida, "--chained", NULL), 0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "parents form a cycle");
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "show", bundle, ida, "--json", NULL), 0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "parents form a cycle");
+    cli_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_cli_pipeline__replay_json),
         cmocka_unit_test(test_cli_pipeline__bisect_step),
         cmocka_unit_test(test_cli_pipeline__bad_input),
+        cmocka_unit_test(test_cli_pipeline__hostile_cycle),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
