@@ -180,8 +180,6 @@ typedef struct bench_sink_ops {
 } bench_sink_ops;
 
 extern const bench_sink_ops bench_sink_deja;
-/* deja's queue capacity in the bench (0: the default). */
-extern size_t bench_deja_queue_capacity;
 extern const bench_sink_ops bench_sink_jsonl;
 extern const bench_sink_ops bench_sink_sqlite;
 extern const bench_sink_ops bench_sink_lmdb;
@@ -297,7 +295,6 @@ typedef struct bench_config {
     double ingest_seconds; /* per ingest configuration of small */
     double ingest_seconds_big; /* per configuration of chat and tensor */
     size_t hot_spans;      /* hot-path sample size per system, small */
-    size_t hot_repeats;
     double model_ns;       /* simulated model time between spans */
     size_t read_repeats;
     size_t big_n;          /* traces in the ls store */
@@ -315,6 +312,9 @@ int bench_ingest(bench_report *rep, const bench_config *c, const bench_workload 
  * in the loop) against the same without a budget, a few runs each. */
 int bench_budget(bench_report *rep, const bench_config *c, const bench_workload *w);
 int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_workload *w);
+/* A 1 GB burst of 8 MB tensors through the tracer with default options
+ * (256 MB with --quick): peak heap above the baseline (burst.c). */
+int bench_burst(bench_report *rep, const bench_config *c);
 int bench_ls_big(bench_report *rep, const bench_config *c);
 /* `deja stats --by version` and `deja drift` over the ls store, and the
  * recording cost of 5 rules (watch_big.c). */

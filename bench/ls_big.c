@@ -4,10 +4,12 @@
  * The store is recorded with the tracer in a child process (one recording
  * thread, default options: this is also an ingest measurement, and the
  * child's peak RSS is the recording process's), then kept in the build
- * directory keyed by its size and the workload version: a rerun says
- * "cached" and skips the build. `deja ls --limit 20` and
- * `deja ls --tag user=u123 --limit 20` then run as subprocesses: wall time
- * from fork to exit, and their peak RSS from wait4().
+ * directory keyed by its size, the workload version, the store's format
+ * and deja's version: a rerun says "cached" and skips the build.
+ * `deja ls --limit 20` and `deja ls --tag user=u123 --limit 20` then run as
+ * subprocesses, cold (the store's pages dropped from the page cache with
+ * posix_fadvise before each run) and warm: wall time from fork to exit,
+ * and their peak RSS from wait4().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -238,19 +240,46 @@ void bench_exec_measured(char *const argv[], const char *errfile, ls_run *out)
     }
 }
 
-/* Time one ls query: a warm-up, then `runs` timed runs. */
+/* Drop the page cache of every file in the store directory `store`
+ * (posix_fadvise DONTNEED: the store is synced, so its pages are clean
+ * and go). Returns 0, or -1 when a file could not be opened. */
+static int drop_cache(const char *store)
+{
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    char path[4400];
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", store, files[i]);
+        const int fd = open(path, O_RDONLY);
+        if (fd < 0) {
+            rc = -1;
+            continue;
+        }
+        fdatasync(fd);
+        if (posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
+            rc = -1;
+        }
+        close(fd);
+    }
+    return rc;
+}
+
+/* Time one ls query: cold (the store's pages dropped before each run) and
+ * warm (a warm-up, then `runs` timed runs). */
 static void time_ls(bench_report *rep, const bench_config *c, const char *store,
                     const char *id, const char *tag, double target_ms, const char *ttext)
 {
     bench_figure *ft = bench_report_add(rep, id, "small", 0, "ms", 0);
-    char rss_id[64];
-    bench_figure *fm;
+    char rss_id[64], cold_id[64];
+    bench_figure *fm, *fc;
     char errfile[4096];
     char *argv[16] = {0};
     size_t i, argc = 0;
     snprintf(rss_id, sizeof(rss_id), "%s_rss", id);
+    snprintf(cold_id, sizeof(cold_id), "%s_cold", id);
     fm = bench_report_add(rep, rss_id, "small", 0, "MB", 0);
-    if (ft == NULL || fm == NULL) {
+    fc = bench_report_add(rep, cold_id, "small", 0, "ms", 0);
+    if (ft == NULL || fm == NULL || fc == NULL) {
         return;
     }
     snprintf(errfile, sizeof(errfile), "%s/ls.stderr", c->workdir);
@@ -266,14 +295,30 @@ static void time_ls(bench_report *rep, const bench_config *c, const char *store,
     argv[argc++] = "20";
     argv[argc] = NULL;
     snprintf(ft->spread, sizeof(ft->spread), "%zu runs, warm page cache", c->ls_runs);
+    snprintf(fc->spread, sizeof(fc->spread), "%zu runs, store pages dropped", c->ls_runs);
     snprintf(fm->note, sizeof(fm->note), "ru_maxrss of the deja process (started from a small "
                                          "helper, so nothing of the bench is inherited)");
     snprintf(fm->spread, sizeof(fm->spread), "%zu runs", c->ls_runs);
     snprintf(ft->note, sizeof(ft->note), "deja ls%s%s --limit 20 over %zu traces, fork to exit",
              tag ? " --tag " : "", tag ? tag : "", c->big_n);
+    snprintf(fc->note, sizeof(fc->note),
+             "the same, the store's file pages dropped (posix_fadvise DONTNEED) before each run");
     if (c->big_n >= 1000000) {
         bench_figure_target(ft, 1, SYS_DEJA, target_ms, ttext);
         bench_figure_target(fm, 1, SYS_DEJA, 64, "<= 64 MB");
+    }
+    for (i = 0; i < c->ls_runs; i++) {
+        ls_run lr;
+        if (drop_cache(store) != 0) {
+            bench_report_note(rep, "%s: cannot drop the store's pages", cold_id);
+            break;
+        }
+        bench_exec_measured(argv, errfile, &lr);
+        if (!lr.ok) {
+            bench_report_note(rep, "%s: %s", cold_id, lr.err);
+            break;
+        }
+        fc->v[SYS_DEJA][fc->n[SYS_DEJA]++] = lr.ms;
     }
     for (i = 0; i <= c->ls_runs; i++) {
         ls_run lr;
@@ -294,13 +339,35 @@ static void time_ls(bench_report *rep, const bench_config *c, const char *store,
     }
 }
 
+/* The on-disk format version this build writes, from a store created for
+ * the purpose under `workdir`; 0 when it cannot be had. */
+static unsigned store_format(const char *workdir)
+{
+    char path[4200];
+    deja_store *st = NULL;
+    deja_store_stats s;
+    unsigned f = 0;
+    snprintf(path, sizeof(path), "%s/format-probe.store", workdir);
+    bench_rmrf(path);
+    if (deja_store_open(&st, path, DEJA_STORE_WRITE) == 0 && deja_store_stats_get(st, &s) == 0) {
+        f = s.format;
+    }
+    deja_store_close(st);
+    bench_rmrf(path);
+    return f;
+}
+
 /* See bench.h. */
 int bench_ls_big(bench_report *rep, const bench_config *c)
 {
     char dir[4096], store[4200], marker[4200];
     struct stat st;
     int cached = 0;
-    snprintf(dir, sizeof(dir), "%s/ls-%zu-w%d", c->cachedir, c->big_n, BENCH_WORKLOAD_VERSION);
+    /* Keyed on the store's format and the workload: a change of either
+     * builds a new store (and DEJA_VERSION_STRING, for changes within a
+     * format that the figures would show). */
+    snprintf(dir, sizeof(dir), "%s/ls-%zu-w%d-f%u-v%s", c->cachedir, c->big_n,
+             BENCH_WORKLOAD_VERSION, store_format(c->workdir), DEJA_VERSION_STRING);
     snprintf(store, sizeof(store), "%s/deja.store", dir);
     snprintf(marker, sizeof(marker), "%s/complete", dir);
     if (bench_mkdirs(c->cachedir) != 0) {

@@ -31,7 +31,7 @@ static void usage(FILE *to)
             "  --out FILE         write the figures as JSON (default %s/bench.json)\n"
             "  --seconds S        seconds per ingest configuration (default 10, quick 0.5)\n"
             "  --workloads LIST   small,chat,tensor (default all)\n"
-            "  --passes LIST      hot,bytes,ingest,budget,ls,watch,fleet,proxy (default all)\n"
+            "  --passes LIST      hot,bytes,ingest,burst,budget,ls,watch,fleet,proxy (default all)\n"
             "  --systems LIST     deja,jsonl,sqlite,lmdb (default all)\n"
             "  --rebuild          rebuild the cached store used by the ls figures\n"
             "  --keep             keep the scratch directory\n",
@@ -147,7 +147,6 @@ int main(int argc, char **argv)
     c.ingest_seconds = o.seconds > 0 ? o.seconds : o.quick ? 0.5 : 10.0;
     c.ingest_seconds_big = c.ingest_seconds / 2;
     c.hot_spans = o.quick ? 10000 : 50000;
-    c.hot_repeats = 5;
     c.model_ns = 0;
     c.read_repeats = o.quick ? 3 : 5;
     c.big_n = o.quick ? 50000 : 1000000;
@@ -200,6 +199,10 @@ int main(int argc, char **argv)
         if (tensor.nrecs) {
             bench_ingest(&rep, &c, &tensor, 1);
         }
+    }
+    if (listed(o.passes, "burst") && (c.systems & (1u << SYS_DEJA))) {
+        fprintf(stderr, "deja-bench: a burst of big tensors through the tracer\n");
+        bench_burst(&rep, &c);
     }
     if (listed(o.passes, "budget") && small.nrecs && (c.systems & (1u << SYS_DEJA))) {
         fprintf(stderr, "deja-bench: ingest at a disk budget\n");

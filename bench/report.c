@@ -141,6 +141,8 @@ static void fmt_val(char *out, size_t cap, const char *unit, double v)
         } else {
             snprintf(out, cap, "%.0f", v);
         }
+    } else if (strcmp(unit, "cores") == 0) {
+        snprintf(out, cap, "%.2f", v);
     } else if (strcmp(unit, "ms") == 0 || strcmp(unit, "MB") == 0) {
         snprintf(out, cap, "%.1f", v);
     } else {
@@ -155,6 +157,10 @@ void bench_report_print(const bench_report *r)
 {
     size_t i;
     int sys, t;
+    if (r->quick) {
+        printf("\n*** QUICK RUN (--quick): small sets and short runs; the figures are a "
+               "smoke test, not measurements of the targets ***\n");
+    }
     printf("\n%-26s %-6s %3s %-8s | %9s %9s %9s %9s | %7s %7s %7s | %-34s\n", "figure",
            "load", "thr", "unit", "deja", "jsonl.zst", "sqlite", "lmdb-raw", "d/jsonl",
            "d/sqlite", "d/lmdb", "target: met?");
@@ -192,6 +198,31 @@ void bench_report_print(const bench_report *r)
     }
     printf("\nRatios are deja/baseline, paired within this run (for times and bytes lower "
            "is better for deja, for rates higher).\n");
+    printf("\nEvery figure as min / median / max over its repeats (n, what a repeat is):\n");
+    for (i = 0; i < r->nfigs; i++) {
+        const bench_figure *f = r->figs[i];
+        char line[512];
+        size_t len = 0;
+        line[0] = '\0';
+        for (sys = 0; sys < SYS_COUNT; sys++) {
+            const bench_summary sm = bench_summarize(f->v[sys], f->n[sys]);
+            char lo[24], md[24], hi[24];
+            if (sm.n == 0 || len >= sizeof(line)) {
+                continue;
+            }
+            fmt_val(lo, sizeof(lo), f->unit, sm.min);
+            fmt_val(md, sizeof(md), f->unit, sm.median);
+            fmt_val(hi, sizeof(hi), f->unit, sm.max);
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %s / %s / %s (%zu)",
+                                    len ? "; " : "", sys_short[sys], lo, md, hi, sm.n);
+        }
+        char thr[8] = "";
+        if (f->threads) {
+            snprintf(thr, sizeof(thr), "%d", f->threads);
+        }
+        printf("  %-26s %-6s %3s %-8s %s [%s]%s\n", f->id, f->workload, thr, f->unit, line,
+               f->spread, r->quick ? " QUICK" : "");
+    }
     for (i = 0; i < r->nfigs; i++) {
         const bench_figure *f = r->figs[i];
         for (t = 0; t < 2; t++) {
@@ -235,7 +266,7 @@ static json_t *summary_json(bench_summary s, double value)
 }
 
 /* One figure as JSON, with its systems, ratios and targets; NULL on OOM. */
-static json_t *figure_json(const bench_figure *f)
+static json_t *figure_json(const bench_figure *f, int quick)
 {
     json_t *o = json_object(), *systems = json_object(), *ratios = json_object();
     json_t *targets = json_array();
@@ -255,6 +286,7 @@ static json_t *figure_json(const bench_figure *f)
     json_object_set_new(o, "unit", json_string(f->unit));
     json_object_set_new(o, "higher_is_better", json_boolean(f->higher_better));
     json_object_set_new(o, "spread", json_string(f->spread));
+    json_object_set_new(o, "quick", json_boolean(quick));
     if (f->note[0]) {
         json_object_set_new(o, "note", json_string(f->note));
     }
@@ -311,11 +343,14 @@ int bench_report_write_json(const bench_report *r, const char *path)
     json_object_set_new(root, "workload_version", json_integer(BENCH_WORKLOAD_VERSION));
     json_object_set_new(root, "date", json_string(date));
     json_object_set_new(root, "quick", json_boolean(r->quick));
+    json_object_set_new(root, "run", json_string(r->quick ? "quick: short runs, small sets; "
+                                                            "not a measurement of the targets"
+                                                          : "full"));
     json_object_set_new(root, "cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
     json_object_set_new(root, "seconds", json_real(bench_now() - r->started));
     json_object_set_new(root, "ratio", json_string("deja/baseline, paired repeat by repeat"));
     for (i = 0; i < r->nfigs; i++) {
-        json_t *f = figure_json(r->figs[i]);
+        json_t *f = figure_json(r->figs[i], r->quick);
         if (f == NULL || json_array_append_new(figs, f) != 0) {
             goto cleanup;
         }

@@ -9,8 +9,6 @@
 
 #include "bench.h"
 
-size_t bench_deja_queue_capacity = 0;
-
 struct bench_sink {
     deja_tracer *tracer;
 };
@@ -32,9 +30,6 @@ static int deja_open(bench_sink **out, const char *dir, const bench_workload *w)
     (void)w;
     if (s == NULL) {
         return -1;
-    }
-    if (bench_deja_queue_capacity > o.queue_capacity) {
-        o.queue_capacity = bench_deja_queue_capacity;
     }
     o.queue_full = DEJA_QUEUE_BLOCK;
     store_path(path, sizeof(path), dir);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -906,6 +907,9 @@ static void test_tracer__bad_options(void **state)
     o.queue_capacity = 0;
     assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EINVAL);
     o = (deja_tracer_options)DEJA_TRACER_OPTIONS_INIT;
+    o.queue_bytes = 0;
+    assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EINVAL);
+    o = (deja_tracer_options)DEJA_TRACER_OPTIONS_INIT;
     o.version = 99;
     assert_int_equal(deja_tracer_open(&t, "/tmp/deja_never_created", &o), DEJA_EVERSION);
     assert_int_equal(access("/tmp/deja_never_created", F_OK), -1);
@@ -954,6 +958,319 @@ static void test_tracer__gc_during_pause_keeps_env(void **state)
     remove_dir(path);
 }
 
+/* ---- the queue bounded in bytes, and the ring under many threads ---- */
+
+/* A gate passed as the redaction payload: the writer stops in its first
+ * redaction call until the test opens it. */
+typedef struct bgate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int entered, open;
+} bgate;
+
+#define BGATE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0}
+
+static int bgate_cb(deja_side side, const char *name, deja_dtype dtype, uint8_t *data,
+                    size_t *size, void *payload)
+{
+    bgate *g = payload;
+    (void)side, (void)name, (void)dtype, (void)data, (void)size;
+    pthread_mutex_lock(&g->lock);
+    g->entered = 1;
+    pthread_cond_broadcast(&g->cond);
+    while (!g->open)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static void bgate_wait_entered(bgate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    while (!g->entered)
+        pthread_cond_wait(&g->cond, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void bgate_open(bgate *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+#define BIG_PAYLOAD (64 * 1024)
+
+/* Record one span with a BIG_PAYLOAD input stamped with `i`. */
+static int big_span(deja_tracer *t, int i)
+{
+    static _Thread_local uint8_t buf[BIG_PAYLOAD];
+    deja_span *s = NULL;
+    assert_int_equal(deja_span_begin(&s, t, "big", "1"), 0);
+    memset(buf, i & 0xff, sizeof buf);
+    memcpy(buf, &i, sizeof i);
+    assert_int_equal(deja_span_add_bytes(s, DEJA_INPUT, "image", buf, sizeof buf), 0);
+    return deja_span_end(s, DEJA_STATUS_OK, NULL);
+}
+
+/* Collect the ids of listed traces (up to 256). */
+typedef struct id_list {
+    deja_id ids[256];
+    size_t n;
+} id_list;
+
+static int collect_cb(const deja_trace *tr, void *payload)
+{
+    id_list *l = payload;
+    assert_true(l->n < 256);
+    l->ids[l->n++] = tr->id;
+    return 0;
+}
+
+/* Check that every trace of the store is a big_span, byte for byte;
+ * returns how many there are. */
+static size_t big_check(const char *path)
+{
+    deja_store *s = NULL;
+    static id_list l;
+    uint8_t want[BIG_PAYLOAD];
+    deja_filter f = DEJA_FILTER_INIT;
+    l.n = 0;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_list(s, &f, collect_cb, NULL, &l), 0);
+    for (size_t k = 0; k < l.n; k++) {
+        deja_trace *tr = NULL;
+        int i;
+        assert_int_equal(deja_trace_get(s, &l.ids[k], &tr), 0);
+        assert_int_equal(tr->ninputs, 1);
+        assert_int_equal(tr->inputs[0].size, BIG_PAYLOAD);
+        memcpy(&i, tr->inputs[0].data, sizeof i);
+        memset(want, i & 0xff, sizeof want);
+        memcpy(want, &i, sizeof i);
+        assert_memory_equal(tr->inputs[0].data, want, sizeof want);
+        deja_trace_free(tr);
+    }
+    deja_store_close(s);
+    return l.n;
+}
+
+/* Under DEJA_QUEUE_DROP a queue of 256 KB takes at most four spans of
+ * 64 KB (each holds more than its payload), the count allowing 4096: the
+ * rest are dropped and counted, what was taken is written byte for byte.
+ * A span larger than the whole bound is taken when nothing else is held,
+ * and only then. */
+static void test_tracer__bytes_bound_drop(void **state)
+{
+    (void)state;
+    char path[256];
+    bgate g = BGATE_INIT;
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_bytes = 256 * 1024;
+    o.queue_full = DEJA_QUEUE_DROP;
+    o.redact = bgate_cb;
+    o.redact_payload = &g;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    assert_int_equal(big_span(t, 0), 0);
+    bgate_wait_entered(&g); /* the writer holds span 0: its bytes are still held */
+    int taken = 1;
+    for (int i = 1; i < 20; i++) {
+        const int rc = big_span(t, i);
+        assert_true(rc == 0 || rc == DEJA_EFULL);
+        taken += rc == 0;
+    }
+    assert_true(taken >= 2 && taken <= 4);
+    bgate_open(&g);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.ended, 20);
+    assert_int_equal(st.written, (uint64_t)taken);
+    assert_int_equal(st.dropped, (uint64_t)(20 - taken));
+    deja_tracer_close(t);
+    assert_int_equal(big_check(path), (size_t)taken);
+    remove_dir(path);
+
+    /* A bound smaller than one span. */
+    bgate g2 = BGATE_INIT;
+    make_dir(path, sizeof path);
+    o.queue_bytes = 16 * 1024;
+    o.redact_payload = &g2;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    assert_int_equal(big_span(t, 1), 0);
+    bgate_wait_entered(&g2);
+    assert_int_equal(big_span(t, 2), DEJA_EFULL);
+    bgate_open(&g2);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    assert_int_equal(big_span(t, 3), 0); /* nothing held again */
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, 2);
+    assert_int_equal(st.dropped, 1);
+    deja_tracer_close(t);
+    assert_int_equal(big_check(path), 2);
+    remove_dir(path);
+}
+
+typedef struct big_recorder {
+    deja_tracer *t;
+    int first, n;
+    atomic_int *ended;
+} big_recorder;
+
+static void *big_recorder_main(void *arg)
+{
+    big_recorder *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        if (big_span(r->t, r->first + i) != 0)
+            return (void *)1;
+        atomic_fetch_add(r->ended, 1);
+    }
+    return NULL;
+}
+
+/* Under DEJA_QUEUE_BLOCK the byte bound holds recorders back: with the
+ * writer stopped, three threads get at most four 64 KB spans past a bound
+ * of 256 KB, whatever time they are given; once the writer runs, every
+ * span is written byte for byte and none is dropped. */
+static void test_tracer__bytes_bound_block(void **state)
+{
+    (void)state;
+    char path[256];
+    bgate g = BGATE_INIT;
+    atomic_int ended = 0;
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_bytes = 256 * 1024;
+    o.batch_max = 2;
+    o.redact = bgate_cb;
+    o.redact_payload = &g;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    big_recorder r[3];
+    pthread_t th[3];
+    for (int k = 0; k < 3; k++) {
+        r[k] = (big_recorder){t, k * 1000, 30, &ended};
+        assert_int_equal(pthread_create(&th[k], NULL, big_recorder_main, &r[k]), 0);
+    }
+    bgate_wait_entered(&g);
+    usleep(200 * 1000); /* time to overrun the bound, were it not enforced */
+    assert_true(atomic_load(&ended) <= 4);
+    bgate_open(&g);
+    for (int k = 0; k < 3; k++) {
+        void *ret = NULL;
+        pthread_join(th[k], &ret);
+        assert_null(ret);
+    }
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, 90);
+    assert_int_equal(st.dropped, 0);
+    deja_tracer_close(t);
+    assert_int_equal(big_check(path), 90);
+    remove_dir(path);
+}
+
+#define RING_THREADS 16
+#define RING_PER_THREAD 400
+
+typedef struct ring_worker {
+    deja_tracer *t;
+    deja_id ids[RING_PER_THREAD];
+    int ok[RING_PER_THREAD];
+    int k;
+} ring_worker;
+
+static void *ring_main(void *arg)
+{
+    ring_worker *w = arg;
+    char text[64];
+    for (int i = 0; i < RING_PER_THREAD; i++) {
+        deja_span *s = NULL;
+        if (deja_span_begin(&s, w->t, "ring", "1") != 0)
+            return (void *)1;
+        w->ids[i] = *deja_span_id(s);
+        const int n = snprintf(text, sizeof text, "thread %d span %d", w->k, i);
+        if (deja_span_add_text(s, DEJA_INPUT, "prompt", text, (size_t)n) != 0)
+            return (void *)1;
+        const int rc = deja_span_end(s, DEJA_STATUS_OK, NULL);
+        if (rc != 0 && rc != DEJA_EFULL)
+            return (void *)1;
+        w->ok[i] = rc == 0;
+    }
+    return NULL;
+}
+
+/* Sixteen threads through a queue of 8 places (its ring wraps hundreds of
+ * times), under both policies: every span taken is written once, with its
+ * own content; under BLOCK none is dropped, under DROP ended = written +
+ * dropped. */
+static void test_tracer__ring_many_threads(void **state)
+{
+    (void)state;
+    static ring_worker w[RING_THREADS];
+    for (int policy = 0; policy < 2; policy++) {
+        char path[256];
+        make_dir(path, sizeof path);
+        deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+        o.queue_capacity = 8;
+        o.batch_max = 4;
+        o.flush_interval_ms = 0;
+        o.queue_full = policy ? DEJA_QUEUE_DROP : DEJA_QUEUE_BLOCK;
+        deja_tracer *t = NULL;
+        assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+        pthread_t th[RING_THREADS];
+        for (int k = 0; k < RING_THREADS; k++) {
+            memset(&w[k], 0, sizeof w[k]);
+            w[k].t = t;
+            w[k].k = k;
+            assert_int_equal(pthread_create(&th[k], NULL, ring_main, &w[k]), 0);
+        }
+        for (int k = 0; k < RING_THREADS; k++) {
+            void *ret = NULL;
+            pthread_join(th[k], &ret);
+            assert_null(ret);
+        }
+        assert_int_equal(deja_tracer_flush(t), 0);
+        deja_tracer_stats st;
+        deja_tracer_stats_get(t, &st);
+        deja_tracer_close(t);
+        uint64_t taken = 0;
+        for (int k = 0; k < RING_THREADS; k++)
+            for (int i = 0; i < RING_PER_THREAD; i++)
+                taken += (uint64_t)w[k].ok[i];
+        assert_int_equal(st.ended, RING_THREADS * RING_PER_THREAD);
+        assert_int_equal(st.written, taken);
+        assert_int_equal(st.written + st.dropped, st.ended);
+        if (policy == 0)
+            assert_int_equal(st.dropped, 0);
+
+        deja_store *s = NULL;
+        char want[64];
+        assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+        assert_int_equal(count_traces(s), (size_t)taken);
+        for (int k = 0; k < RING_THREADS; k++)
+            for (int i = 0; i < RING_PER_THREAD; i++) {
+                deja_trace *tr = NULL;
+                const int rc = deja_trace_get(s, &w[k].ids[i], &tr);
+                if (!w[k].ok[i]) {
+                    assert_int_equal(rc, DEJA_ENOTFOUND);
+                    continue;
+                }
+                assert_int_equal(rc, 0);
+                const int n = snprintf(want, sizeof want, "thread %d span %d", k, i);
+                assert_int_equal(tr->inputs[0].size, (size_t)n);
+                assert_memory_equal(tr->inputs[0].data, want, (size_t)n);
+                deja_trace_free(tr);
+            }
+        deja_store_close(s);
+        remove_dir(path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -970,6 +1287,9 @@ int main(void)
         cmocka_unit_test(test_tracer__bad_options),
         cmocka_unit_test(test_tracer__parallel_prepare_dictionary),
         cmocka_unit_test(test_tracer__gc_during_pause_keeps_env),
+        cmocka_unit_test(test_tracer__bytes_bound_drop),
+        cmocka_unit_test(test_tracer__bytes_bound_block),
+        cmocka_unit_test(test_tracer__ring_many_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,7 +95,7 @@ int deja_tracer_sampling_set(deja_tracer *tracer, const deja_sampling *policy)
     for (size_t i = 0; i < policy->nrates; i++)
         if (!(policy->rates[i].rate >= 0.0 && policy->rates[i].rate <= 1.0))
             return deja__error_set(DEJA_EINVAL, "sampling: rate %zu must be in 0..1", i + 1);
-    if (atomic_load(&tracer->sampler) != NULL || tracer->enqueued_seq != 0)
+    if (atomic_load(&tracer->sampler) != NULL || atomic_load(&tracer->tail) != 0)
         return deja__error_set(DEJA_EINVAL,
                                "sampling: set the policy once, before the first span ends");
     s = calloc(1, sizeof *s);

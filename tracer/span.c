@@ -10,10 +10,10 @@
  * clock once, decides sampling and enqueues a pointer.
  *
  * Span memory circulates: the calling thread takes free spans from its
- * own cache (lock-free), refilled a few at a time from the tracer's pool;
- * the writer hands written spans back to the pool without writing to
- * them; a span dropped, sampled out or aborted goes back to the thread's
- * cache. Recycled memory stays mapped; end prefetches (for writing) the
+ * own cache, refilled a few at a time from the tracer's pool (a lock-free
+ * queue, mpmc.c); the writer hands written spans back to the pool, trimmed
+ * to their first block; a span dropped, sampled out or aborted goes back to
+ * the thread's cache. No lock is taken on the common path. Recycled memory stays mapped; end prefetches (for writing) the
  * lines the thread's next span will fill, and while the writer lags far
  * behind (the memory then is cold) payloads are copied with streaming
  * stores instead of being read for ownership line by line.
@@ -24,8 +24,7 @@
 #include "tracer/tracer_internal.h"
 
 /* Spans a thread keeps for itself at most, and takes from a tracer's pool
- * at once. The cache makes begin lock-free nearly always: one pool lock
- * per TCACHE_TAKE spans. */
+ * at once (one pool operation per span, a few at a time). */
 #define TCACHE_MAX 32
 #define TCACHE_TAKE 8
 
@@ -66,6 +65,7 @@ static deja_span *span_new(void)
     b->top = FIRST_CAP;
     s->first = b;
     s->head = b;
+    s->bytes = DEJA__SPAN_ALLOC;
     return s;
 }
 
@@ -80,6 +80,7 @@ static void span_trim(deja_span *s)
     }
     s->first->next = NULL;
     s->head = s->first;
+    s->bytes = DEJA__SPAN_ALLOC;
 }
 
 /* Prepare a recycled span for reuse, on the thread that will use it (the
@@ -148,18 +149,16 @@ static span_cache *tcache_get(void)
     return c->state == 1 ? c : NULL;
 }
 
-/* Put `n` spans on their tracer's pool; free those beyond its limit. */
+/* Put `n` spans on their tracer's pool, trimmed to their first block (so
+ * that the pool holds 4 KB a span); free those beyond its limit. */
 static void pool_put_many(deja_tracer *t, deja_span **spans, size_t n)
 {
-    size_t kept = 0;
-    pthread_mutex_lock(&t->pool_lock);
-    if (t->pool_max > t->pool_n)
-        kept = t->pool_max - t->pool_n < n ? t->pool_max - t->pool_n : n;
-    memcpy(t->pool + t->pool_n, spans, kept * sizeof *spans);
-    t->pool_n += kept;
-    pthread_mutex_unlock(&t->pool_lock);
-    for (size_t i = kept; i < n; i++)
-        deja__span_destroy(spans[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (spans[i]->head != spans[i]->first)
+            span_trim(spans[i]);
+        if (deja__mpmc_push(&t->pool, spans[i]) != 0)
+            deja__span_destroy(spans[i]);
+    }
 }
 
 /* Give a span back for reuse: to the calling thread's cache (no lock),
@@ -170,15 +169,17 @@ void deja__span_recycle(deja_span *span)
         return;
     span_cache *c = tcache_get();
     if (c != NULL && c->n < TCACHE_MAX) {
+        if (span->head != span->first)
+            span_trim(span);
         c->spans[c->n++] = span;
         return;
     }
     pool_put_many(span->tracer, &span, 1);
 }
 
-/* Recycle `n` spans of one tracer under one lock; those beyond the pool's
- * limit are freed. For the writer, which hands back a batch at a time and
- * writes nothing into the spans. */
+/* Recycle `n` spans of one tracer (the writer's batch); those beyond the
+ * pool's limit are freed. Writes nothing into the spans but when trimming
+ * blocks beyond the first. */
 void deja__span_recycle_many(deja_span **spans, size_t n)
 {
     if (n != 0)
@@ -186,27 +187,19 @@ void deja__span_recycle_many(deja_span **spans, size_t n)
 }
 
 /* A span for the calling thread: from its cache, refilled from the
- * tracer's pool a few at a time, or a new one. NULL when out of memory. */
+ * tracer's pool a few at a time (no lock), or a new one. NULL when out of
+ * memory. */
 static deja_span *span_take(deja_tracer *t)
 {
     span_cache *c = tcache_get();
     deja_span *s = NULL;
     if (c != NULL) {
-        if (c->n == 0) {
-            pthread_mutex_lock(&t->pool_lock);
-            size_t k = t->pool_n < TCACHE_TAKE ? t->pool_n : TCACHE_TAKE;
-            t->pool_n -= k;
-            memcpy(c->spans, t->pool + t->pool_n, k * sizeof *c->spans);
-            pthread_mutex_unlock(&t->pool_lock);
-            c->n = k;
-        }
-        if (c->n != 0)
-            s = c->spans[--c->n];
+        if (c->n == 0)
+            while (c->n < TCACHE_TAKE && (s = deja__mpmc_pop(&t->pool)) != NULL)
+                c->spans[c->n++] = s;
+        s = c->n != 0 ? c->spans[--c->n] : NULL;
     } else {
-        pthread_mutex_lock(&t->pool_lock);
-        if (t->pool_n != 0)
-            s = t->pool[--t->pool_n];
-        pthread_mutex_unlock(&t->pool_lock);
+        s = deja__mpmc_pop(&t->pool);
     }
     if (s == NULL)
         return span_new();
@@ -230,6 +223,7 @@ static __attribute__((noinline)) deja__block *arena_block(deja_span *span, size_
     nb->used = 0;
     nb->top = cap;
     span->head = nb;
+    span->bytes += sizeof *nb + cap;
     return nb;
 }
 

@@ -1,11 +1,13 @@
 /*
  * tracer/tracer.c -- the tracer's lifecycle and its bounded queue.
  *
- * Recording threads push ended spans into a ring under one mutex; the writer
- * thread (writer.c) pops them in batches. The writer is woken only when the
- * queue reaches `wake_at` spans, when a flush asks for it, or when the
- * queue is full: otherwise it wakes on its own every flush_interval_ms, so
- * that ending a span costs no syscall.
+ * Recording threads hand ended spans to the writer without a lock: a
+ * compare-and-swap reserves a place (count and bytes, see `held`), a
+ * fetch-add gives the position, a release store publishes the span; the
+ * writer thread (writer.c) pops them in position order. The writer is woken
+ * only when the queue reaches `wake_at` spans, when a flush asks for it, or
+ * when the queue is full: otherwise it wakes on its own every
+ * flush_interval_ms, so that ending a span costs no syscall.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -23,6 +25,8 @@ static int options_check(const deja_tracer_options *in, deja_tracer_options *out
         memcpy(out, in, offsetof(deja_tracer_options, env_vars));
     else if (in != NULL && in->version == 2) /* version 2 ended before check */
         memcpy(out, in, offsetof(deja_tracer_options, check));
+    else if (in != NULL && in->version == 3) /* version 3 ended before queue_bytes */
+        memcpy(out, in, offsetof(deja_tracer_options, queue_bytes));
     else if (in != NULL)
         *out = *in;
     if (out->version == 1)
@@ -35,6 +39,9 @@ static int options_check(const deja_tracer_options *in, deja_tracer_options *out
     if (out->queue_capacity == 0 || out->queue_capacity > DEJA__QUEUE_MAX)
         return deja__error_set(DEJA_EINVAL, "tracer options: queue_capacity must be 1..%zu",
                                DEJA__QUEUE_MAX);
+    if (out->queue_bytes == 0 || out->queue_bytes > DEJA__HELD_BYTES_MAX)
+        return deja__error_set(DEJA_EINVAL, "tracer options: queue_bytes must be 1..%llu",
+                               (unsigned long long)DEJA__HELD_BYTES_MAX);
     if (out->batch_max == 0 || out->batch_max > DEJA__BATCH_MAX)
         return deja__error_set(DEJA_EINVAL, "tracer options: batch_max must be 1..%u",
                                DEJA__BATCH_MAX);
@@ -54,11 +61,11 @@ static void tracer_free(deja_tracer *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->pool_n; i++)
-        deja__span_destroy(t->pool[i]);
-    free(t->pool);
-    for (size_t i = 0; i < t->ring_count; i++)
-        deja__span_destroy(t->ring[(t->ring_head + i) % t->ring_cap]);
+    for (deja_span *s; (s = deja__mpmc_pop(&t->pool)) != NULL;)
+        deja__span_destroy(s);
+    deja__mpmc_free(&t->pool);
+    for (size_t i = 0; t->ring != NULL && i <= t->ring_mask; i++)
+        deja__span_destroy(atomic_load(&t->ring[i]));
     free(t->ring);
     deja_env_free(t->env_owned);
     deja_store_close(t->store);
@@ -69,7 +76,6 @@ static void tracer_free(deja_tracer *t)
     pthread_cond_destroy(&t->done);
     pthread_cond_destroy(&t->not_full);
     pthread_cond_destroy(&t->not_empty);
-    pthread_mutex_destroy(&t->pool_lock);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -106,31 +112,32 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
     ca_ok = 1;
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&t->lock, NULL);
-    pthread_mutex_init(&t->pool_lock, NULL);
     pthread_cond_init(&t->not_empty, &ca);
     pthread_cond_init(&t->not_full, &ca);
     pthread_cond_init(&t->done, &ca);
     t->ring_cap = t->opts.queue_capacity;
-    t->ring = calloc(t->ring_cap, sizeof *t->ring);
+    t->bytes_max = t->opts.queue_bytes;
+    t->ring_mask = 1;
+    while (t->ring_mask + 1 < t->ring_cap)
+        t->ring_mask = t->ring_mask * 2 + 1;
+    t->ring = calloc(t->ring_mask + 1, sizeof *t->ring);
     if (t->ring == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "tracer open: out of memory for a queue of %zu",
                              t->ring_cap);
         goto cleanup;
     }
+    for (size_t i = 0; i <= t->ring_mask; i++)
+        atomic_init(&t->ring[i], NULL);
     t->wake_at = t->opts.batch_max < DEJA__WAKE_AT ? t->opts.batch_max : DEJA__WAKE_AT;
     if (t->wake_at > t->ring_cap / 2)
         t->wake_at = t->ring_cap / 2;
     if (t->wake_at == 0)
         t->wake_at = 1;
-    t->pool_max = t->ring_cap + t->opts.batch_max;
-    if (t->pool_max > DEJA__SPAN_POOL_MAX)
-        t->pool_max = DEJA__SPAN_POOL_MAX;
-    t->pool = malloc(t->pool_max * sizeof *t->pool);
-    if (t->pool == NULL) {
-        rc = deja__error_set(DEJA_ENOMEM, "tracer open: out of memory for a pool of %zu",
-                             t->pool_max);
+    size_t pool_max = t->ring_cap + 2 * (size_t)t->opts.batch_max;
+    if (pool_max > DEJA__SPAN_POOL_MAX)
+        pool_max = DEJA__SPAN_POOL_MAX;
+    if ((rc = deja__mpmc_init(&t->pool, pool_max)) != 0)
         goto cleanup;
-    }
     if (t->opts.env_vars == NULL) {
         t->env = deja_env_current(&t->env_digest);
     } else {
@@ -168,39 +175,116 @@ cleanup:
     return rc;
 }
 
-/* Push an ended span (tracer.c's half of deja_span_end). Under
- * DEJA_QUEUE_BLOCK waits for room; under DEJA_QUEUE_DROP a full queue drops
- * the span, counts it and returns DEJA_EFULL. */
-int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
+/* Reserve a place for one span of `bytes` bytes in `held`: refused when
+ * the queue holds ring_cap spans, or when the bytes would pass bytes_max
+ * while other spans are held (a span alone may pass it, or it could never
+ * be recorded). Stores the queue's length with the span in `*count`.
+ * Returns 0 or -1 (full). */
+static int reserve(deja_tracer *t, uint64_t bytes, uint64_t *count)
 {
-    int rc = 0;
+    uint64_t h = atomic_load_explicit(&t->held, memory_order_relaxed);
+    for (;;) {
+        const uint64_t n = h >> DEJA__HELD_BYTES_BITS;
+        const uint64_t b = h & DEJA__HELD_BYTES_MAX;
+        if (n >= t->ring_cap || bytes > DEJA__HELD_BYTES_MAX - b ||
+            (b != 0 && (b >= t->bytes_max || bytes > t->bytes_max - b)))
+            return -1;
+        if (atomic_compare_exchange_weak_explicit(&t->held, &h, h + DEJA__HELD_COUNT(1) + bytes,
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
+            *count = n + 1;
+            return 0;
+        }
+    }
+}
+
+/* Wake the writer if it sleeps. The first recorder to see it asleep
+ * clears the flag, so that one signal is sent, not one per recorder. */
+static void wake_writer(deja_tracer *t)
+{
+    if (atomic_load(&t->writer_sleeping) && atomic_exchange(&t->writer_sleeping, 0)) {
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_signal(&t->not_empty);
+        pthread_mutex_unlock(&t->lock);
+    }
+}
+
+/* The queue is full: under DEJA_QUEUE_BLOCK wait until a place is
+ * reserved (0), under DEJA_QUEUE_DROP return -1. */
+static int reserve_slow(deja_tracer *t, uint64_t bytes, uint64_t *count)
+{
+    if (t->opts.queue_full != DEJA_QUEUE_BLOCK) {
+        wake_writer(t);
+        return -1;
+    }
     pthread_mutex_lock(&t->lock);
-    while (t->ring_count == t->ring_cap && t->opts.queue_full == DEJA_QUEUE_BLOCK) {
-        if (t->writer_sleeping)
+    atomic_fetch_add(&t->blocked, 1);
+    while (reserve(t, bytes, count) != 0) {
+        if (atomic_load(&t->writer_sleeping))
             pthread_cond_signal(&t->not_empty);
         pthread_cond_wait(&t->not_full, &t->lock);
     }
-    if (t->ring_count == t->ring_cap) {
-        if (t->writer_sleeping)
-            pthread_cond_signal(&t->not_empty);
-        pthread_mutex_unlock(&t->lock);
+    atomic_fetch_sub(&t->blocked, 1);
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+/* Push an ended span (tracer.c's half of deja_span_end): reserve, take a
+ * position, publish. No lock unless the queue is full or the writer must
+ * be woken. Under DEJA_QUEUE_BLOCK a full queue (in count or bytes) waits
+ * for room; under DEJA_QUEUE_DROP it drops the span, counts it and returns
+ * DEJA_EFULL. */
+int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
+{
+    int rc = 0;
+    uint64_t count = 0;
+    if (span->bytes > DEJA__HELD_BYTES_MAX)
+        span->bytes = DEJA__HELD_BYTES_MAX;
+    if (reserve(t, span->bytes, &count) != 0 && reserve_slow(t, span->bytes, &count) != 0) {
+        const uint64_t h = atomic_load(&t->held);
         atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
         deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_DROPPED);
         *backlog = t->ring_cap;
         deja__span_recycle(span);
-        rc = deja__error_set(DEJA_EFULL, "tracer: queue full (%zu traces), trace dropped",
-                             t->ring_cap);
+        rc = deja__error_set(DEJA_EFULL,
+                             "tracer: queue full (%llu traces, %llu bytes), trace dropped",
+                             (unsigned long long)(h >> DEJA__HELD_BYTES_BITS),
+                             (unsigned long long)(h & DEJA__HELD_BYTES_MAX));
         goto cleanup;
     }
-    t->ring[(t->ring_head + t->ring_count) % t->ring_cap] = span;
-    t->ring_count++;
-    t->enqueued_seq++;
-    *backlog = t->ring_count;
-    if (t->writer_sleeping && t->ring_count >= t->wake_at)
-        pthread_cond_signal(&t->not_empty);
-    pthread_mutex_unlock(&t->lock);
+    const uint64_t pos = atomic_fetch_add_explicit(&t->tail, 1, memory_order_relaxed);
+    atomic_store_explicit(&t->ring[pos & t->ring_mask], span, memory_order_release);
+    *backlog = (size_t)count;
+    if (count >= t->wake_at)
+        wake_writer(t);
 cleanup:
     return rc;
+}
+
+/* Take the next published span in position order, or NULL. The writer
+ * only; the place it held in the count is given back by
+ * deja__tracer_release, after the cell is cleared. */
+deja_span *deja__tracer_pop(deja_tracer *t)
+{
+    _Atomic(deja_span *) *cell = &t->ring[t->ring_head & t->ring_mask];
+    deja_span *s = atomic_load_explicit(cell, memory_order_acquire);
+    if (s == NULL)
+        return NULL;
+    atomic_store_explicit(cell, NULL, memory_order_relaxed);
+    t->ring_head++;
+    return s;
+}
+
+/* Give back `count` places and `bytes` bytes; wake blocked recorders. */
+void deja__tracer_release(deja_tracer *t, size_t count, uint64_t bytes)
+{
+    if (count == 0 && bytes == 0)
+        return;
+    atomic_fetch_sub(&t->held, DEJA__HELD_COUNT(count) + bytes);
+    if (atomic_load(&t->blocked) != 0) {
+        pthread_mutex_lock(&t->lock);
+        pthread_cond_broadcast(&t->not_full);
+        pthread_mutex_unlock(&t->lock);
+    }
 }
 
 /* Wait until every span ended before the call is committed, then have LMDB
@@ -214,10 +298,10 @@ int deja_tracer_flush(deja_tracer *tracer)
     pthread_mutex_lock(&tracer->lock);
     /* Only spans handed over before this call: a busy queue that never
      * drains does not hold the flush back. */
-    const uint64_t target = tracer->enqueued_seq;
+    const uint64_t target = atomic_load(&tracer->tail);
     if (tracer->flush_target < target)
         tracer->flush_target = target;
-    if (tracer->writer_sleeping)
+    if (atomic_load(&tracer->writer_sleeping))
         pthread_cond_signal(&tracer->not_empty);
     while (tracer->committed_seq < target)
         pthread_cond_wait(&tracer->done, &tracer->lock);
@@ -266,9 +350,7 @@ void deja_tracer_stats_get(deja_tracer *tracer, deja_tracer_stats *out)
     out->written = atomic_load(&tracer->written);
     out->redacted = atomic_load(&tracer->redacted);
     out->failed = atomic_load(&tracer->failed);
-    pthread_mutex_lock(&tracer->lock);
-    const uint64_t enqueued = tracer->enqueued_seq;
-    pthread_mutex_unlock(&tracer->lock);
+    const uint64_t enqueued = atomic_load(&tracer->tail);
     out->dropped = atomic_load(&tracer->dropped);
     out->sampled_out = atomic_load(&tracer->sampled_out);
     /* Every ended span was enqueued, dropped or sampled out. */

@@ -30,8 +30,9 @@
 
 /* Spans kept for reuse per tracer at most: enough for a full queue and a
  * batch at the writer, so that a steady stream of spans recycles memory
- * that is already mapped (fresh pages cost far more than the copy). */
-#define DEJA__SPAN_POOL_MAX 65536
+ * that is already mapped (fresh pages cost far more than the copy). Pooled
+ * spans keep only their first block (4 KB): the pool holds 16 MB at most. */
+#define DEJA__SPAN_POOL_MAX 4096
 
 /* Payloads are copied with streaming stores once this many spans wait for
  * the writer: their memory has then left the caches (about 2.5 KB a span
@@ -75,6 +76,7 @@ struct deja_span {
     /* Kept across reuse. */
     deja__block *first; /* the block allocated with the span */
     deja__block *head;  /* current block (blocks chained newest first) */
+    size_t bytes;       /* of the allocation and every block: held by the queue */
 
     /* Set by begin; cleared from here to model_digest on reuse. */
     deja_tracer *tracer;
@@ -135,6 +137,36 @@ enum {
 /* A sampling policy (sampler.c); NULL in the tracer when none is set. */
 typedef struct deja__sampler deja__sampler;
 
+/* `held` packs the traces in the queue (high 24 bits) and the bytes of
+ * span memory ended and not yet committed (low 40 bits). */
+#define DEJA__HELD_BYTES_BITS 40
+#define DEJA__HELD_BYTES_MAX ((((uint64_t)1) << DEJA__HELD_BYTES_BITS) - 1)
+#define DEJA__HELD_COUNT(n) ((uint64_t)(n) << DEJA__HELD_BYTES_BITS)
+
+/* A bounded multi-producer multi-consumer queue of pointers (Vyukov's: a
+ * sequence number per cell), for the span pool. */
+typedef struct deja__mpmc_cell {
+    _Atomic size_t seq;
+    void *item;
+} deja__mpmc_cell;
+
+typedef struct deja__mpmc {
+    deja__mpmc_cell *cells;
+    size_t mask;
+    _Alignas(64) _Atomic size_t enq;
+    _Alignas(64) _Atomic size_t deq;
+} deja__mpmc;
+
+/* Set up `q` for at least `cap` items (rounded up to a power of two).
+ * Returns 0 or DEJA_ENOMEM. */
+int deja__mpmc_init(deja__mpmc *q, size_t cap);
+/* Free the cells (not the items). Accepts a zeroed queue. */
+void deja__mpmc_free(deja__mpmc *q);
+/* Add `item`; 0, or -1 when the queue is full. Any thread. */
+int deja__mpmc_push(deja__mpmc *q, void *item);
+/* Take an item, or NULL when the queue is empty. Any thread. */
+void *deja__mpmc_pop(deja__mpmc *q);
+
 struct deja_tracer {
     deja_tracer_options opts;
     _Atomic(deja__sampler *) sampler; /* set once, before the first span ends */
@@ -145,17 +177,28 @@ struct deja_tracer {
     deja_env *env_own; /* env when the options select other variables */
     deja_env *env_owned; /* env with the model's libraries, when given */
 
-    /* The bounded queue of ended spans (a ring). */
+    /* The bounded queue of ended spans. Recording threads never take a
+     * lock on the common path: one compare-and-swap reserves a place in
+     * `held` (count and bytes), one fetch-add on `tail` gives the span its
+     * position, one release store publishes it in `ring`; the writer alone
+     * takes cells from `ring_head` on, in position order. Locks and
+     * conditions are for sleeping only (the writer, a blocked recorder, a
+     * flusher). */
+    _Alignas(64) _Atomic uint64_t held; /* DEJA__HELD_COUNT(n) + bytes */
+    _Alignas(64) _Atomic uint64_t tail; /* positions handed out: spans enqueued */
+    _Alignas(64) _Atomic(deja_span *) *ring; /* ring_mask + 1 cells, NULL when free */
+    size_t ring_mask;
+    size_t ring_cap;     /* queue_capacity: traces waiting at most */
+    uint64_t bytes_max;  /* queue_bytes */
+    uint64_t ring_head;  /* the writer's next position */
+    size_t wake_at;      /* wake the writer when the queue holds this many */
+    _Atomic int writer_sleeping;
+    _Atomic int blocked; /* recorders waiting for room (DEJA_QUEUE_BLOCK) */
     pthread_mutex_t lock;
     pthread_cond_t not_empty; /* the writer waits here */
     pthread_cond_t not_full;  /* BLOCK-policy recorders wait here */
     pthread_cond_t done;      /* flushers wait here */
-    deja_span **ring;
-    size_t ring_cap, ring_head, ring_count;
-    size_t wake_at; /* wake the writer when the queue holds this many */
-    int writer_sleeping;
     int stop;
-    uint64_t enqueued_seq;      /* spans handed to the queue */
     uint64_t committed_seq;     /* spans the writer has finished with */
     uint64_t flush_target;      /* a flusher waits until committed_seq reaches it */
     uint64_t failed_unreported; /* failures not yet returned by a flush */
@@ -166,12 +209,10 @@ struct deja_tracer {
     pthread_t writer;
     int writer_started;
 
-    /* Recycled spans: an array used as a stack (LIFO), so that recycling
-     * writes nothing into the spans themselves. Recording threads take
-     * them a few at a time into a thread-local cache (span.c). */
-    pthread_mutex_t pool_lock;
-    deja_span **pool;
-    size_t pool_n, pool_max;
+    /* Recycled spans, trimmed to their first block: a bounded lock-free
+     * queue (deja__mpmc) that recording threads take from a few at a time
+     * into a thread-local cache (span.c) and the writer gives back to. */
+    deja__mpmc pool;
 
     /* Counters. `ended` is not counted on the hot path: it is enqueued_seq
      * plus dropped plus sampled_out (see deja_tracer_stats_get). */
@@ -246,6 +287,14 @@ int deja__span_rng_append(deja_span *span, size_t index, uint64_t draw);
 /* Hand an ended span to the writer (tracer.c). Returns 0 or DEJA_EFULL.
  * Stores the queue's length after the push in `*backlog`. */
 int deja__tracer_enqueue(deja_tracer *tracer, deja_span *span, size_t *backlog);
+
+/* Release `count` queue places and `bytes` held bytes (for the writer, in
+ * tracer.c) and wake the recorders waiting for room. */
+void deja__tracer_release(deja_tracer *tracer, size_t count, uint64_t bytes);
+
+/* Take the next ended span in position order, or NULL when none is
+ * published yet (the writer only). */
+deja_span *deja__tracer_pop(deja_tracer *tracer);
 
 /* Decide under policy `s` whether to keep the ended span (1) or leave it
  * out (0, counted as sampled out or as a repeat). Thread-safe. */

@@ -6,6 +6,7 @@
  * transaction, spread over the writer and a few helper threads.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,7 +447,11 @@ cleanup:
      * tried again at the next commit. */
     if (nv > 0)
         (void)deja__store_budget_enforce(t->store, &t->env_digest);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < sl->n; i++)
+        bytes += sl->batch[i]->bytes;
     deja__span_recycle_many(sl->batch, sl->n);
+    deja__tracer_release(t, 0, bytes);
     pthread_mutex_lock(&t->lock);
     t->committed_seq += sl->n;
     pthread_cond_broadcast(&t->done);
@@ -505,6 +510,12 @@ static struct timespec deadline_after(unsigned ms)
     return ts;
 }
 
+/* Spans in the queue: reserved by recorders and not yet popped. */
+static size_t queued(deja_tracer *t)
+{
+    return (size_t)(atomic_load(&t->held) >> DEJA__HELD_BYTES_BITS);
+}
+
 /* The writer thread. Waits (at most flush_interval_ms) for the queue to
  * reach wake_at spans, a flush or a stop; pops up to batch_max spans and
  * stages them (helpers prepare them) while it commits the batch popped
@@ -530,39 +541,45 @@ void *deja__writer_main(void *arg)
     reported rep = {0, 0, 0, {0}};
     const unsigned interval = t->opts.flush_interval_ms;
 
-    pthread_mutex_lock(&t->lock);
     for (;;) {
-        if (pending && (t->ring_count == 0 || prev->last)) {
+        if (pending && (queued(t) == 0 || prev->last)) {
             /* Nothing to overlap the commit with. */
-            pthread_mutex_unlock(&t->lock);
             commit(t, prev, &rep);
-            pthread_mutex_lock(&t->lock);
             pending = 0;
             if (prev->last)
                 break;
             continue;
         }
-        if (!pending && !t->stop && t->flush_target <= t->committed_seq &&
-            (t->ring_count == 0 || (interval != 0 && t->ring_count < t->wake_at))) {
-            const struct timespec dl = deadline_after(interval != 0 ? interval : 1);
-            t->writer_sleeping = 1;
-            while (!t->stop && t->flush_target <= t->committed_seq && t->ring_count < t->wake_at)
-                if (pthread_cond_timedwait(&t->not_empty, &t->lock, &dl) == ETIMEDOUT)
-                    break;
-            t->writer_sleeping = 0;
+        pthread_mutex_lock(&t->lock);
+        if (!pending && !t->stop && t->flush_target <= t->committed_seq) {
+            const size_t q = queued(t);
+            if (q == 0 || (interval != 0 && q < t->wake_at)) {
+                const struct timespec dl = deadline_after(interval != 0 ? interval : 1);
+                /* Announced before the queue is looked at again, and a
+                 * recorder looks at this after its reservation: one of
+                 * the two sees the other (both sequentially consistent). */
+                while (!t->stop && t->flush_target <= t->committed_seq && queued(t) < t->wake_at) {
+                    atomic_store(&t->writer_sleeping, 1);
+                    if (queued(t) >= t->wake_at ||
+                        pthread_cond_timedwait(&t->not_empty, &t->lock, &dl) == ETIMEDOUT)
+                        break;
+                }
+                atomic_store(&t->writer_sleeping, 0);
+            }
         }
         const int stop = t->stop;
-        size_t n = t->ring_count < bmax ? t->ring_count : bmax;
-        for (size_t i = 0; i < n; i++) {
-            cur->batch[i] = t->ring[t->ring_head];
-            t->ring_head = (t->ring_head + 1) % t->ring_cap;
-        }
-        t->ring_count -= n;
-        cur->n = n;
-        cur->last = stop && t->ring_count == 0;
-        if (n != 0)
-            pthread_cond_broadcast(&t->not_full);
         pthread_mutex_unlock(&t->lock);
+
+        size_t n = 0;
+        deja_span *s;
+        while (n < bmax && (s = deja__tracer_pop(t)) != NULL)
+            cur->batch[n++] = s;
+        deja__tracer_release(t, n, 0);
+        cur->n = n;
+        const size_t left = queued(t);
+        cur->last = stop && left == 0;
+        if (n == 0 && left != 0)
+            sched_yield(); /* a recorder reserved a place and has not published yet */
 
         stage(t, cur, &pool);
         if (pending)
@@ -573,10 +590,7 @@ void *deja__writer_main(void *arg)
         prev = cur;
         cur = tmp;
         pending = 1;
-
-        pthread_mutex_lock(&t->lock);
     }
-    pthread_mutex_unlock(&t->lock);
     if (pooled)
         prep_stop(&pool);
     for (int i = 0; i < 2; i++)
