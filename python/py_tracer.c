@@ -124,19 +124,20 @@ static int tracer_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"path",     "sample_rate",       "max_payload",
                              "queue_capacity", "drop",        "batch_max",
-                             "flush_interval_ms", "redact",   NULL};
+                             "flush_interval_ms", "redact",   "queue_bytes", NULL};
     tracer_object *t = (tracer_object *)self;
     const char *path;
     double sample_rate = 1.0;
     Py_ssize_t max_payload = -1, queue_capacity = -1, batch_max = -1, flush_ms = -1;
+    Py_ssize_t queue_bytes = -1;
     int drop = 0;
     PyObject *redact = Py_None;
     deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|dnnpnnO:Tracer", kwlist, &path, &sample_rate,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|dnnpnnOn:Tracer", kwlist, &path, &sample_rate,
                                      &max_payload, &queue_capacity, &drop, &batch_max, &flush_ms,
-                                     &redact))
+                                     &redact, &queue_bytes))
         return -1;
     if (t->tracer != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "deja: Tracer is already open");
@@ -155,6 +156,8 @@ static int tracer_init(PyObject *self, PyObject *args, PyObject *kwds)
         o.max_payload = (size_t)max_payload;
     if (queue_capacity >= 0)
         o.queue_capacity = (size_t)queue_capacity;
+    if (queue_bytes >= 0)
+        o.queue_bytes = (size_t)queue_bytes;
     if (batch_max >= 0)
         o.batch_max = (unsigned)batch_max;
     if (flush_ms >= 0)
@@ -364,7 +367,7 @@ PyTypeObject DejaPyTracer_Type = {
     .tp_dealloc = tracer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "Tracer(path, sample_rate=1.0, max_payload=-1, queue_capacity=-1, drop=False, "
-              "batch_max=-1, flush_interval_ms=-1, redact=None)",
+              "batch_max=-1, flush_interval_ms=-1, redact=None, queue_bytes=-1)",
     .tp_traverse = tracer_traverse,
     .tp_clear = tracer_clear,
     .tp_weaklistoffset = offsetof(tracer_object, weakrefs),

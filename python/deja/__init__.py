@@ -201,12 +201,14 @@ class Tracer(_deja.Tracer):
     """
 
     def __init__(self, store=None, sample_rate=1.0, max_payload=None, redact=None,
-                 queue_capacity=None, drop=False, batch_max=None, flush_interval_ms=None):
+                 queue_capacity=None, drop=False, batch_max=None, flush_interval_ms=None,
+                 queue_bytes=None):
         _declare_framework_env()
         path = os.fspath(store) if store is not None else _default_store()
         kw = {"sample_rate": float(sample_rate), "drop": bool(drop), "redact": redact}
         for k, v in (("max_payload", max_payload), ("queue_capacity", queue_capacity),
-                     ("batch_max", batch_max), ("flush_interval_ms", flush_interval_ms)):
+                     ("batch_max", batch_max), ("flush_interval_ms", flush_interval_ms),
+                     ("queue_bytes", queue_bytes)):
             if v is not None:
                 kw[k] = int(v)
         super().__init__(path, **kw)

@@ -262,6 +262,11 @@ class TracerCase(unittest.TestCase):
             t.span("m", "1")
         with self.assertRaises(ValueError):
             deja.Tracer(self.path, sample_rate=2)
+        with self.assertRaises(deja.Error):
+            deja.Tracer(self.path, queue_bytes=0)
+        with deja.Tracer(self.path, queue_bytes=1 << 20) as t:
+            with t.span("m", "1") as s:
+                s.input("x", "y")
 
     def test_py_tracer__close_waits_for_open_spans(self):
         t = deja.Tracer(self.path)
