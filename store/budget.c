@@ -167,7 +167,9 @@ int deja_store_budget_set(deja_store *store, const deja_budget *b)
                                    "protect tag '%.*s' holds a control character or '='", (int)n,
                                    b->protect_tag);
     set = *b;
-    rc = deja__store_write(store, budget_fill, &set);
+    rc = deja__store_check_or_fail(store, "budget");
+    if (rc == 0)
+        rc = deja__store_write(store, budget_fill, &set);
     if (rc == 0)
         rc = deja__store_budget_enforce(store, NULL);
     return rc;

@@ -99,6 +99,7 @@ typedef struct gc_state {
     uint64_t evicted, evicted_bytes;
     int evict_only;   /* the budget's path: no sweep unless an evicted trace had blobs */
     int evicted_refs; /* an evicted trace referenced a blob */
+    deja__refs refs;  /* the trace at hand: from its refs, not decoded */
 } gc_state;
 
 /* Map an LMDB failure in `w`, noting a full map so that the write reruns. */
@@ -137,6 +138,20 @@ static uint64_t record_raw_size(const MDB_val *v)
     return (uint64_t)p[6] | (uint64_t)p[7] << 8 | (uint64_t)p[8] << 16 | (uint64_t)p[9] << 24;
 }
 
+/* The raw size of the record of a trace value (behind its refs, if any). */
+static uint64_t value_raw_size(const MDB_val *v)
+{
+    const uint8_t *refs, *rec;
+    size_t nrefs, nrec;
+
+    if (deja__trace_value_split(v->mv_data, v->mv_size, &refs, &nrefs, &rec, &nrec) == 0) {
+        const MDB_val r = {nrec, (void *)rec};
+
+        return record_raw_size(&r);
+    }
+    return v->mv_size;
+}
+
 /* Subtract `delta` from the counter meta "count/<name>", never below 0. */
 static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
 {
@@ -150,43 +165,75 @@ static int count_sub(deja__wtxn *w, const char *name, uint64_t delta)
     return deja__wtxn_meta_put_u64(w, key, x > delta ? x - delta : 0);
 }
 
+/* The cursors a collection deletes through, one per database, kept for
+ * the whole transaction: keys deleted oldest first sit next to each other,
+ * and LMDB finds a key on the page its cursor is on without a search from
+ * the root. */
+typedef struct del_cursors {
+    deja__wtxn *w;
+    MDB_dbi dbi[5];
+    MDB_cursor *cur[5];
+    size_t n;
+} del_cursors;
+
+/* Delete `key` from `dbi` through its cursor in `c`; an absent key is
+ * fine. A dry run deletes nothing. `what` names the database in errors. */
+static int cursor_del(del_cursors *c, MDB_dbi dbi, const void *key, size_t n, const char *what)
+{
+    MDB_val k = {n, (void *)key}, v;
+    MDB_cursor *cur = NULL;
+    char msg[64];
+    int rc;
+
+    if (read_only(c->w))
+        return 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->dbi[i] == dbi)
+            cur = c->cur[i];
+    if (cur == NULL) {
+        if (c->n == sizeof c->cur / sizeof c->cur[0])
+            return del_key(c->w, dbi, key, n, what);
+        rc = mdb_cursor_open(c->w->txn, dbi, &cur);
+        if (rc != 0)
+            goto fail;
+        c->dbi[c->n] = dbi;
+        c->cur[c->n++] = cur;
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+    if (rc == 0)
+        rc = mdb_cursor_del(cur, 0);
+    if (rc == 0 || rc == MDB_NOTFOUND)
+        return 0;
+fail:
+    snprintf(msg, sizeof msg, "gc: deleting a %s entry", what);
+    return gc_mdb_error(c->w, rc, msg);
+}
+
+/* Close the cursors of `c` (before its transaction ends). */
+static void del_cursors_close(del_cursors *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        mdb_cursor_close(c->cur[i]);
+    c->n = 0;
+}
+
 /* deja__ix_each callback of delete_trace: delete one index entry. */
 static int delete_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
                               void *payload)
 {
-    char msg[64];
-
-    snprintf(msg, sizeof msg, "gc: deleting a %s index entry", what);
-    return del_key(payload, dbi, key, n, msg);
+    return cursor_del(payload, dbi, key, n, what);
 }
 
-/* Delete the index entries and the record of trace `t`. */
-static int delete_trace(deja__wtxn *w, const deja_trace *t)
+/* Delete the index entries and the record of trace `t` (its refs view). */
+static int delete_trace(del_cursors *c, const deja_trace *t)
 {
-    int rc = deja__ix_each(w->store, t, delete_index_entry, w);
+    int rc = deja__ix_each(c->w->store, t, delete_index_entry, c);
 
     if (rc == 0)
-        rc = del_key(w, w->store->traces, t->id.bytes, 16, "gc: deleting a trace");
-    if (rc == 0 && w->store->has_repeats)
-        rc = del_key(w, w->store->repeats, t->id.bytes, 16, "gc: deleting a repeat count");
+        rc = cursor_del(c, c->w->store->traces, t->id.bytes, 16, "trace");
+    if (rc == 0 && c->w->store->has_repeats)
+        rc = cursor_del(c, c->w->store->repeats, t->id.bytes, 16, "repeat count");
     return rc;
-}
-
-/* The raw bytes a trace added when it was written: its encoding and the
- * payloads it stored as blobs (whether or not they were new). */
-static uint64_t trace_raw_bytes(const deja_trace *t, const MDB_val *v)
-{
-    uint64_t n = record_raw_size(v);
-
-    for (int side = 0; side < 2; side++) {
-        size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
-        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
-
-        for (size_t i = 0; i < count; i++)
-            if (deja__trace_blob(t, (deja_side)side, i) != NULL)
-                n += ts[i].size;
-    }
-    return n;
 }
 
 /* Whether eviction spares `t` while protected traces fit their share:
@@ -227,27 +274,22 @@ static uint64_t chunks_bytes(deja__wtxn *w, const deja_digest *d, const MDB_val 
     return n;
 }
 
-/* What deleting `t` (record `v`) may free: its record and the stored size of
- * each blob it references, with its chunks (shared ones free less). */
-static uint64_t trace_estimate(deja__wtxn *w, const deja_trace *t, const MDB_val *v)
+/* What deleting the trace of refs `r` (value `v`) may free: its value and
+ * the stored size of each blob it references, with its chunks (shared ones
+ * free less). */
+static uint64_t trace_estimate(deja__wtxn *w, const deja__refs *r, const MDB_val *v)
 {
     uint64_t n = v->mv_size;
 
-    for (int side = 0; side < 2; side++) {
-        size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+    for (size_t i = 0; i < r->nblobs; i++) {
+        MDB_val k = {16, (void *)(r->blobs + i * 16)}, bv;
+        deja_digest d;
 
-        for (size_t i = 0; i < count; i++) {
-            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
-            MDB_val k = {16, NULL}, bv;
-
-            if (d == NULL)
-                continue;
-            k.mv_data = (void *)d->bytes;
-            if (mdb_get(w->txn, w->store->blobs, &k, &bv) != 0)
-                continue;
-            n += bv.mv_size;
-            n += chunks_bytes(w, d, &bv);
-        }
+        if (mdb_get(w->txn, w->store->blobs, &k, &bv) != 0)
+            continue;
+        memcpy(d.bytes, r->blobs + i * 16, 16);
+        n += bv.mv_size;
+        n += chunks_bytes(w, &d, &bv);
     }
     return n;
 }
@@ -260,6 +302,7 @@ static int delete_old(deja__wtxn *w, gc_state *g)
     const int64_t before = g->opts->before_ns;
     const int64_t cutoff_ms = before >= 0 ? before / 1000000 : -((-before + 999999) / 1000000);
     MDB_cursor *cur = NULL;
+    del_cursors dc = {w, {0}, {NULL}, 0};
     MDB_val k, v;
     deja_id id;
     int rc, mrc;
@@ -268,7 +311,7 @@ static int delete_old(deja__wtxn *w, gc_state *g)
     if (rc != 0)
         return gc_mdb_error(w, rc, "gc: walking traces");
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;) {
-        deja_trace *t = NULL;
+        const deja_trace *t;
         int deleted = 0;
 
         if (k.mv_size != 16) {
@@ -278,7 +321,8 @@ static int delete_old(deja__wtxn *w, gc_state *g)
         memcpy(id.bytes, k.mv_data, 16);
         if (deja_id_time_ms(&id) >= cutoff_ms)
             break;
-        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        rc = deja__refs_read(w->store, w->txn, &id, &v, &g->refs);
+        t = &g->refs.view;
         if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
             rc = 0; /* undecodable: kept, not counted */
         } else if (rc != 0) {
@@ -287,12 +331,11 @@ static int delete_old(deja__wtxn *w, gc_state *g)
                    !deja__pinned_txn(w->store, w->txn, &id)) {
             g->stats.traces++;
             g->stats.bytes += v.mv_size;
-            g->unique_freed += record_raw_size(&v);
-            g->raw_freed += trace_raw_bytes(t, &v);
-            rc = delete_trace(w, t);
+            g->unique_freed += value_raw_size(&v);
+            g->raw_freed += g->refs.raw_bytes;
+            rc = delete_trace(&dc, t);
             deleted = 1;
         }
-        deja_trace_free(t);
         if (rc != 0)
             break;
         if (deleted && !read_only(w)) {
@@ -303,6 +346,7 @@ static int delete_old(deja__wtxn *w, gc_state *g)
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
     }
+    del_cursors_close(&dc);
     mdb_cursor_close(cur);
     if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
         rc = gc_mdb_error(w, mrc, "gc: walking traces");
@@ -363,43 +407,35 @@ static int mark_traces(deja__wtxn *w, gc_state *g)
         return gc_mdb_error(w, mrc, "gc: walking traces");
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        deja_trace *t = NULL;
+        const deja_trace *t;
 
         if (k.mv_size != 16) {
             g->unknown_refs = 1;
             continue;
         }
         memcpy(id.bytes, k.mv_data, 16);
-        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        rc = deja__refs_read(w->store, w->txn, &id, &v, &g->refs);
         if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
             g->unknown_refs = 1;
             rc = 0;
             continue;
         }
-        if (rc == 0 && read_only(w) && goes(g, t)) {
-            deja_trace_free(t);
+        if (rc != 0)
+            break;
+        t = &g->refs.view;
+        if (read_only(w) && goes(g, t))
             continue;
-        }
-        for (int side = 0; rc == 0 && side < 2; side++) {
-            size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
-
-            for (size_t i = 0; rc == 0 && i < count; i++) {
-                const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
-
-                if (d != NULL)
-                    rc = mark(w, w->store->blobs, &g->blobs, d->bytes);
-            }
-        }
+        for (size_t i = 0; rc == 0 && i < g->refs.nblobs; i++)
+            rc = mark(w, w->store->blobs, &g->blobs, g->refs.blobs + i * 16);
         if (rc == 0 && t->has_env)
             rc = mark(w, w->store->envs, &g->envs, t->env.bytes);
         if (rc == 0 && g->max_bytes > 0) {
-            const uint64_t est = trace_estimate(w, t, &v);
+            const uint64_t est = trace_estimate(w, &g->refs, &v);
 
             g->estimated_bytes += est;
             if (is_protected(g, t) && !deja__pinned_txn(w->store, w->txn, &id))
                 g->protected_bytes += est;
         }
-        deja_trace_free(t);
     }
     mdb_cursor_close(cur);
     if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
@@ -540,6 +576,7 @@ static int collect(deja__wtxn *w, gc_state *g)
 static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *deleted)
 {
     MDB_cursor *cur = NULL;
+    del_cursors dc = {w, {0}, {NULL}, 0};
     MDB_val k, v;
     deja_id id;
     uint64_t freed = 0;
@@ -550,7 +587,7 @@ static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *d
     if (mrc != 0)
         return gc_mdb_error(w, mrc, "gc: walking traces");
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && freed < excess;) {
-        deja_trace *t = NULL;
+        const deja_trace *t = &g->refs.view;
         int evict = 0;
 
         if (k.mv_size != 16) {
@@ -558,13 +595,13 @@ static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *d
             continue;
         }
         memcpy(id.bytes, k.mv_data, 16);
-        rc = deja__trace_read_txn(w->store, w->txn, &id, &t);
+        rc = deja__refs_read(w->store, w->txn, &id, &v, &g->refs);
         if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_EINVAL) {
             rc = 0;
         } else if (rc != 0) {
             break;
         } else if (!deja__pinned_txn(w->store, w->txn, &id)) {
-            const uint64_t est = trace_estimate(w, t, &v);
+            const uint64_t est = trace_estimate(w, &g->refs, &v);
 
             if (!is_protected(g, t)) {
                 evict = 1;
@@ -573,21 +610,18 @@ static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *d
                 g->protected_bytes -= est < g->protected_bytes ? est : g->protected_bytes;
             }
             if (evict) {
-                for (size_t i = 0; i < t->ninputs + t->noutputs && !g->evicted_refs; i++)
-                    g->evicted_refs =
-                        i < t->ninputs ? deja__trace_blob(t, DEJA_INPUT, i) != NULL
-                                       : deja__trace_blob(t, DEJA_OUTPUT, i - t->ninputs) != NULL;
+                if (g->refs.nblobs > 0)
+                    g->evicted_refs = 1;
                 freed += est;
                 g->stats.traces++;
                 g->stats.bytes += v.mv_size;
-                g->unique_freed += record_raw_size(&v);
-                g->raw_freed += trace_raw_bytes(t, &v);
+                g->unique_freed += value_raw_size(&v);
+                g->raw_freed += g->refs.raw_bytes;
                 g->evicted_bytes += est;
                 (*deleted)++;
-                rc = delete_trace(w, t);
+                rc = delete_trace(&dc, t);
             }
         }
-        deja_trace_free(t);
         if (rc != 0)
             break;
         if (evict && !read_only(w)) {
@@ -598,6 +632,7 @@ static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *d
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
     }
+    del_cursors_close(&dc);
     mdb_cursor_close(cur);
     if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
         rc = gc_mdb_error(w, mrc, "gc: walking traces");
@@ -756,10 +791,16 @@ static int gc_run(deja_store *store, const deja_gc_options *opts, uint64_t max_b
         return deja__error_set(DEJA_EINVAL, "store '%s' is open read-only: gc needs write",
                                store->path);
     /* LMDB trusts its pages, and a write on damaged ones spreads the
-     * damage: check the structure first. */
-    rc = deja__store_check_or_fail(store, "gc");
-    if (rc != 0)
-        return rc;
+     * damage: check the structure first. Not for the budget's eviction
+     * between a writer's commits: its pages are those the writer itself
+     * writes to unchecked, checked when the store was opened, and reading
+     * the whole file at each eviction would cost more than the eviction
+     * (deja_store_budget_set checks before it evicts). */
+    if (!evict_only) {
+        rc = deja__store_check_or_fail(store, "gc");
+        if (rc != 0)
+            return rc;
+    }
     g.opts = opts;
     g.keep_env = keep_env;
     g.max_bytes = max_bytes;
@@ -792,6 +833,7 @@ static int gc_run(deja_store *store, const deja_gc_options *opts, uint64_t max_b
     set_free(&g.blobs);
     set_free(&g.chunks);
     set_free(&g.envs);
+    deja__refs_free(&g.refs);
     return rc;
 }
 

@@ -492,6 +492,12 @@ static int check_once(walker *w, uint64_t file_size, uint64_t *txnid, int light)
             goto cleanup;
         }
     }
+    /* Opening reads meta (the format, dictionaries, counters) at once: its
+     * few pages are walked in full even by the light check. */
+    for (size_t i = 0; light && i < ms->nsubs; i++)
+        if (strcmp(ms->names[i], "meta") == 0 &&
+            walk_db(w, &ms->subs[i], ms->names[i], data_leaf, w->pages[MAX_DEPTH]) != 0)
+            goto cleanup;
     if (light)
         goto cleanup;
     for (size_t i = 0; i < ms->nsubs; i++)

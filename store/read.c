@@ -91,7 +91,15 @@ int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, dej
         snprintf(what, sizeof what, "trace %s", text);
         return deja__mdb_error(rc, what);
     }
-    rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, "trace", &raw, &n);
+    {
+        const uint8_t *refs, *rec;
+        size_t nrefs, nrec;
+
+        if (deja__trace_value_split(v.mv_data, v.mv_size, &refs, &nrefs, &rec, &nrec) != 0)
+            rc = deja__error_set(DEJA_ECORRUPT, "trace: its references are malformed");
+        else
+            rc = deja__record_decode(store, txn, rec, nrec, "trace", &raw, &n);
+    }
     if (rc == 0) {
         decoded = 1;
         rc = deja__trace_decode(raw, n, out);

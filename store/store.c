@@ -302,9 +302,11 @@ static int check_format(deja_store *store, MDB_txn *txn)
         return deja__error_set(DEJA_EVERSION,
                                "store '%s' has format %u, this deja reads up to %d: upgrade deja",
                                store->path, format, DEJA__FORMAT_VERSION);
-    if (found)
+    /* A store of format 1 that a writer opens becomes format 2: its new
+     * trace values carry refs, which older deja does not read. */
+    if (found && (format == DEJA__FORMAT_VERSION || !store->writable))
         return 0;
-    if (!store->writable)
+    if (!found && !store->writable)
         return deja__error_set(DEJA_ECORRUPT, "store '%s' has no format version", store->path);
     put_le(v, DEJA__FORMAT_VERSION, 4);
     {
@@ -733,11 +735,54 @@ int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest 
     return deja__wtxn_put_env(w, env, &d);
 }
 
+/* What the encoder's blob callback of deja__wtxn_put_trace keeps: the
+ * digests of the payloads it stored, for the trace's refs. */
+typedef struct blob_put_state {
+    deja__wtxn *w;
+    deja__buf digests;
+    uint64_t bytes;
+} blob_put_state;
+
 /* Blob callback of the trace encoder: store the payload in the same
- * transaction. */
+ * transaction and note its digest. */
 static int blob_put_cb(const void *data, size_t size, deja_digest *out, void *payload)
 {
-    return deja__wtxn_put_blob(payload, data, size, out);
+    blob_put_state *b = payload;
+    int rc = deja__wtxn_put_blob(b->w, data, size, out);
+
+    if (rc == 0 && deja__buf_append(&b->digests, out->bytes, 16) != 0)
+        rc = deja__error_set(DEJA_ENOMEM, "out of memory noting a blob");
+    b->bytes += size;
+    return rc;
+}
+
+/* Put the trace value refs + record (`refs`, `nrefs`; `rec`, `nrec`) under
+ * the id of `trace`, NOOVERWRITE, written in place. */
+static int put_trace_value(deja__wtxn *w, const deja_trace *trace, const void *refs, size_t nrefs,
+                           const void *rec, size_t nrec)
+{
+    MDB_val k = {16, (void *)trace->id.bytes}, v = {nrefs + nrec, NULL};
+    /* Ids are time-ordered, so a new trace nearly always goes last: with
+     * MDB_APPEND, LMDB leaves the full page full and starts a new one
+     * instead of splitting it in halves that sequential keys never fill
+     * again. A key that is not past the last one is refused with
+     * MDB_KEYEXIST, and is then put in its place. */
+    int rc = mdb_put(w->txn, w->store->traces, &k, &v, MDB_APPEND | MDB_RESERVE);
+
+    if (rc == MDB_KEYEXIST) {
+        v.mv_size = nrefs + nrec;
+        rc = mdb_put(w->txn, w->store->traces, &k, &v, MDB_NOOVERWRITE | MDB_RESERVE);
+    }
+    if (rc == MDB_KEYEXIST)
+        return 0;
+    if (rc == MDB_MAP_FULL)
+        w->map_full = 1;
+    if (rc != 0)
+        return deja__mdb_error(rc, "writing a trace");
+    memcpy(v.mv_data, refs, nrefs);
+    memcpy((uint8_t *)v.mv_data + nrefs, rec, nrec);
+    w->stored_bytes += nrefs + nrec;
+    return 0;
 }
 
 /* The ix_model key "name\0version\0" + id of `trace` in `key`; 0 if it would
@@ -814,7 +859,8 @@ static int put_indexes(deja__wtxn *w, const deja_trace *trace)
 /* Store one trace (blobs, record, indexes) unless its id is present. */
 int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
 {
-    deja__buf enc = {0};
+    deja__buf enc = {0}, refs = {0};
+    blob_put_state b = {w, {0}, 0};
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
@@ -826,16 +872,21 @@ int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
     rc = wtxn_dict(w);
     if (rc != 0)
         goto cleanup;
-    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_put_cb, w, &enc);
+    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_put_cb, &b, &enc);
     if (rc != 0)
         goto cleanup;
     w->raw_bytes += enc.size;
     if (w->dict_id == 0)
         deja__dict_sample(w, enc.data, enc.size);
-    rc = put_record(w, w->store->traces, trace->id.bytes, 16, enc.data, enc.size, w->dict_id,
-                    "writing a trace");
+    rc = deja__refs_encode(trace, b.digests.data, b.digests.size / 16, enc.size + b.bytes, &refs);
     if (rc == 0)
+        rc = deja__record_encode(w, enc.data, enc.size, w->dict_id, &w->scratch);
+    if (rc == 0)
+        rc = put_trace_value(w, trace, refs.data, refs.size, w->scratch.data, w->scratch.size);
+    if (rc == 0) {
+        w->unique_bytes += enc.size;
         rc = put_indexes(w, trace);
+    }
     if (rc == 0 && added != NULL)
         *added = 1;
 
@@ -845,6 +896,8 @@ cleanup:
         deja__error_wrap(rc, "trace %s: ", idtext);
     }
     deja__buf_free(&enc);
+    deja__buf_free(&refs);
+    deja__buf_free(&b.digests);
     return rc;
 }
 
@@ -867,6 +920,8 @@ void deja__prepared_free(deja__prepared *p)
         return;
     deja__buf_free(&p->enc);
     deja__buf_free(&p->rec);
+    deja__buf_free(&p->refs);
+    deja__buf_free(&p->digests);
     free(p->blobs);
     memset(p, 0, sizeof *p);
 }
@@ -919,6 +974,18 @@ int deja__store_prepare_trace(deja_store *store, void *cctx, const deja_trace *t
         rc = deja__dict_cdict(store, dict_id, &cdict);
     if (rc == 0)
         rc = deja__record_encode_cctx(cctx, cdict, dict_id, p->enc.data, p->enc.size, &p->rec);
+    if (rc == 0) {
+        uint64_t raw = p->enc.size;
+
+        p->refs.size = p->digests.size = 0;
+        for (size_t i = 0; rc == 0 && i < p->nblobs; i++) {
+            raw += p->blobs[i].size;
+            if (deja__buf_append(&p->digests, p->blobs[i].digest.bytes, 16) != 0)
+                rc = deja__error_set(DEJA_ENOMEM, "out of memory noting a blob");
+        }
+        if (rc == 0)
+            rc = deja__refs_encode(trace, p->digests.data, p->nblobs, raw, &p->refs);
+    }
     if (rc != 0) {
         deja_id_format(&trace->id, idtext);
         deja__error_wrap(rc, "trace %s: ", idtext);
@@ -949,11 +1016,9 @@ int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__
     w->raw_bytes += p->enc.size;
     if (w->dict_id == 0)
         deja__dict_sample(w, p->enc.data, p->enc.size);
-    rc = deja__wtxn_put(w, w->store->traces, trace->id.bytes, 16, p->rec.data, p->rec.size, MDB_NOOVERWRITE,
-              "writing a trace");
+    rc = put_trace_value(w, trace, p->refs.data, p->refs.size, p->rec.data, p->rec.size);
     if (rc == 0) {
         w->unique_bytes += p->enc.size;
-        w->stored_bytes += p->rec.size;
         rc = put_indexes(w, trace);
     }
     if (rc == 0 && added != NULL)

@@ -10,7 +10,10 @@
  *   meta     "format" -> u32 format version; "dict.current" -> u32 dictionary
  *            id; "dict/<u32 id>" -> zstd dictionary; "count/<name>" -> u64
  *            counters (dropped, sampled_out, redacted, raw_bytes, ...)
- *   traces   16-byte id -> record (compressed Trace protobuf)
+ *   traces   16-byte id -> 'R' | varint n | refs | record (compressed Trace
+ *            protobuf); the refs (format 2, store/trace_refs.c) name its
+ *            model, status, tags, environment and blobs uncompressed, for
+ *            gc; a value of format 1 is the record alone
  *   blobs    16-byte XXH3-128 digest of the payload -> a record holding
  *            the payload, or a chunk list (first byte 'C': the digests and
  *            sizes of its content-defined chunks, see store/chunk.c)
@@ -37,7 +40,7 @@
 #include "proto/codec.h"
 
 /* On-disk format this build writes and the newest it reads. */
-#define DEJA__FORMAT_VERSION 1
+#define DEJA__FORMAT_VERSION 2
 
 /* Tensors up to this size are stored inline in the trace record; larger
  * ones are blobs, stored once per distinct payload. */
@@ -78,6 +81,8 @@ typedef struct deja__prep_blob {
 typedef struct deja__prepared {
     deja__buf enc; /* the encoded Trace protobuf (raw record payload) */
     deja__buf rec; /* the record: header and compressed payload */
+    deja__buf refs;    /* the refs prefix of the trace value (store/trace_refs.c) */
+    deja__buf digests; /* scratch: the blob digests, 16 bytes each */
     deja__prep_blob *blobs;
     size_t nblobs, cap_blobs;
     int rc; /* 0 once prepared; else the code of the failed preparation */

@@ -273,4 +273,47 @@ typedef int (*deja__ix_fn)(MDB_dbi dbi, const uint8_t *key, size_t n, const char
  * go through it. */
 int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, void *payload);
 
+/* store/trace_refs.c: the references a trace value of format 2 carries
+ * in front of its record ('R' | varint n | refs | record), read by gc and
+ * the disk budget instead of decoding the record. */
+#define DEJA__REFS_MAGIC 'R'
+
+/* What gc needs of a trace: `view` holds its id, model, status, tags and
+ * environment (what deja__ix_each and protection read; no tensors), and
+ * `blobs` the `nblobs` 16-byte digests of its blob-stored payloads.
+ * `raw_bytes` is what it added to count/raw_bytes. Zero-initialise, reuse
+ * from one trace to the next, release with deja__refs_free. */
+typedef struct deja__refs {
+    deja_trace view;
+    const uint8_t *blobs;
+    size_t nblobs;
+    uint64_t raw_bytes;
+    deja_trace *decoded; /* a value of format 1, decoded */
+    deja__buf arena;     /* the strings of view */
+    deja__buf digests;   /* blobs of a decoded trace */
+    deja_tag *tags;
+    size_t cap_tags;
+} deja__refs;
+
+/* Append 'R', the length and the refs of `trace` to `out`; `blobs` holds
+ * the `nblobs` digests of its blob-stored payloads (inputs then outputs). */
+int deja__refs_encode(const deja_trace *trace, const uint8_t *blobs, size_t nblobs,
+                      uint64_t raw_bytes, deja__buf *out);
+
+/* Split a trace value into its refs (NULL, 0 for format 1) and its record;
+ * -1 when the prefix is malformed. */
+int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs, size_t *nrefs,
+                            const uint8_t **rec, size_t *nrec);
+
+/* The references of trace `id` (value `v`, read in `txn`): parsed from its
+ * refs, or, for a value of format 1, by decoding its record. DEJA_ECORRUPT
+ * naming the trace when they cannot be had. */
+int deja__refs_read(deja_store *store, MDB_txn *txn, const deja_id *id, const MDB_val *v,
+                    deja__refs *r);
+void deja__refs_free(deja__refs *r);
+
+/* Whether the refs in value `v` agree with `t`, the trace decoded from
+ * it: 1 yes (or no refs), 0 no with `*why` saying how, negative on error. */
+int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why);
+
 #endif /* DEJA_STORE_STORE_INTERNAL_H */

@@ -1,7 +1,8 @@
 /*
  * store/verify.c -- deja_store_verify: every record decodes, every blob,
  * chunk and environment matches its digest, every reference (trace -> blob,
- * blob -> chunk, trace -> environment) and index entry resolves.
+ * blob -> chunk, trace -> environment) and index entry resolves, and the
+ * references a trace value carries for gc agree with its record.
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -205,6 +206,14 @@ static int check_trace(verifier *v, const MDB_val *k, const MDB_val *val)
     if (rc != 0)
         return rc;
     rc = check_trace_refs(v, t, text);
+    if (rc == 0) {
+        const char *why = NULL;
+
+        rc = deja__refs_check(t, val, &why);
+        if (rc == 0)
+            problem(v, "trace %s: %s", text, why);
+        rc = rc < 0 ? rc : 0;
+    }
     deja_trace_free(t);
     return rc;
 }

@@ -344,6 +344,114 @@ static void test_gc__deletes_old_and_unreferenced(void **state)
 }
 
 /* keep_errors keeps an old error trace and what it references. */
+/* Rewrite the value of trace `id` raw: `how` 0 drops its refs (a value of
+ * format 1, as older deja wrote), 1 damages its compressed record, keeping
+ * the refs, 2 changes the status its refs give. */
+static void rewrite_value(deja_store *s, const deja_id *id, int how)
+{
+    MDB_txn *txn = NULL;
+    MDB_val k = {16, (void *)id->bytes}, v;
+    const uint8_t *refs, *rec;
+    size_t nrefs, nrec;
+    uint8_t *copy;
+
+    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_get(txn, s->traces, &k, &v), 0);
+    copy = malloc(v.mv_size);
+    assert_non_null(copy);
+    memcpy(copy, v.mv_data, v.mv_size);
+    assert_int_equal(deja__trace_value_split(copy, v.mv_size, &refs, &nrefs, &rec, &nrec), 0);
+    assert_non_null(refs);
+    if (how == 0) {
+        v.mv_data = (void *)rec;
+        v.mv_size = nrec;
+    } else if (how == 1) {
+        assert_true(nrec > 20);
+        memset((uint8_t *)rec + 12, 0xA5, nrec - 12);
+        v.mv_data = copy;
+    } else {
+        size_t at = 0;
+
+        while (refs[at] & 0x80) /* past raw_bytes */
+            at++;
+        copy[(size_t)(refs - copy) + at + 1] ^= 1;
+        v.mv_data = copy;
+    }
+    assert_int_equal(mdb_put(txn, s->traces, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    free(copy);
+}
+
+/* Traces stored as format 1 (no refs) are collected as before, by decoding
+ * them; format 2 traces are collected from their refs alone, so that even
+ * one whose record no longer decodes is deleted with its index entries. */
+static void test_gc__refs_and_format1(void **state)
+{
+    deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+    deja_gc_stats st;
+    deja_trace *t = NULL;
+    fixture *f = calloc(1, sizeof *f);
+
+    (void)state;
+    assert_non_null(f);
+    fixture_make(f, DEJA_STATUS_OK);
+    rewrite_value(f->store, &f->old[0].t.id, 0);
+    rewrite_value(f->store, &f->fresh[0].t.id, 0);
+    rewrite_value(f->store, &f->old[1].t.id, 1);
+    assert_int_equal(deja_trace_get(f->store, &f->old[1].t.id, &t), DEJA_ECORRUPT);
+    assert_readable(f->store, &f->old[0]);
+    assert_readable(f->store, &f->fresh[0]);
+
+    o.before_ns = CUTOFF_NS;
+    assert_int_equal(deja_store_gc(f->store, &o, &st), 0);
+    assert_int_equal(st.traces, 3);
+    assert_int_equal(st.blobs, 1);
+    assert_int_equal(st.envs, 1);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(deja_trace_get(f->store, &f->old[i].t.id, &t), DEJA_ENOTFOUND);
+        assert_readable(f->store, &f->fresh[i]);
+    }
+    /* The shared blob stays for the format-1 trace that uses it. */
+    assert_true(has_key(f->store, f->store->blobs, f->d_shared.bytes));
+    assert_false(has_key(f->store, f->store->blobs, f->d_only_old.bytes));
+    assert_int_equal(deja_store_verify(f->store, NULL, NULL), 0);
+    assert_int_equal(count_of(f->store, f->store->ix_status), 3);
+    assert_int_equal(count_of(f->store, f->store->ix_model), 3);
+    assert_int_equal(count_of(f->store, f->store->ix_tag), 3);
+    fixture_free(f);
+    free(f);
+}
+
+typedef struct problems {
+    int n;
+    char first[512];
+} problems;
+
+static void note_problem(const char *line, void *payload)
+{
+    problems *p = payload;
+
+    if (p->n++ == 0)
+        snprintf(p->first, sizeof p->first, "%s", line);
+}
+
+/* verify compares a trace's refs with its record. */
+static void test_gc__verify_checks_refs(void **state)
+{
+    problems p = {0, ""};
+    fixture *f = calloc(1, sizeof *f);
+
+    (void)state;
+    assert_non_null(f);
+    fixture_make(f, DEJA_STATUS_OK);
+    rewrite_value(f->store, &f->fresh[2].t.id, 2);
+    assert_true(deja_store_verify(f->store, note_problem, &p) > 0);
+    assert_int_equal(p.n, 1);
+    assert_non_null(strstr(p.first, "its references give another model or status"));
+    fixture_free(f);
+    free(f);
+}
+
 static void test_gc__keep_errors(void **state)
 {
     deja_gc_options o = DEJA_GC_OPTIONS_INIT;
@@ -481,6 +589,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gc__deletes_old_and_unreferenced),
         cmocka_unit_test(test_gc__keep_errors),
+        cmocka_unit_test(test_gc__refs_and_format1),
+        cmocka_unit_test(test_gc__verify_checks_refs),
         cmocka_unit_test(test_gc__dry_run),
         cmocka_unit_test(test_gc__refusals),
         cmocka_unit_test(test_gc__stats_after_emptying),

@@ -325,6 +325,36 @@ static void test_store__read_missing_creates_nothing(void **state)
     rm_rf(dir);
 }
 
+/* A store of format 1 stays format 1 for readers and becomes format 2 when
+ * a writer opens it (its new trace values carry refs). */
+static void test_store__format1_upgraded_by_writer(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    deja_store_stats st;
+    raw r;
+    MDB_dbi meta;
+    uint8_t v[4] = {1, 0, 0, 0};
+    MDB_val k = {6, "format"}, val = {4, v};
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    deja_store_close(s);
+    meta = raw_open(&r, path, "meta");
+    assert_int_equal(mdb_put(r.txn, meta, &k, &val, 0), 0);
+    raw_close(&r);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.format, 1);
+    deja_store_close(s);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.format, 2);
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 static void test_store__newer_format_refused(void **state)
 {
     char dir[256], path[300], want[400];
@@ -341,8 +371,8 @@ static void test_store__newer_format_refused(void **state)
     meta = raw_open(&r, path, "meta");
     assert_int_equal(mdb_put(r.txn, meta, &k, &val, 0), 0);
     raw_close(&r);
-    snprintf(want, sizeof want, "store '%s' has format 99, this deja reads up to 1: upgrade deja",
-             path);
+    snprintf(want, sizeof want, "store '%s' has format 99, this deja reads up to %d: upgrade deja",
+             path, DEJA__FORMAT_VERSION);
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), DEJA_EVERSION);
     assert_string_equal(deja_error_last(), want);
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), DEJA_EVERSION);
@@ -497,9 +527,15 @@ static uint32_t record_dict(const char *path, const deja_id *id)
     const uint8_t *p;
     uint32_t d;
 
+    const uint8_t *refs;
+    size_t nrefs, n;
+
     assert_int_equal(mdb_get(r.txn, dbi, &k, &v), 0);
-    assert_true(v.mv_size >= 10);
-    p = v.mv_data;
+    /* A trace value is its refs, then the record. */
+    assert_int_equal(((const uint8_t *)v.mv_data)[0], 'R');
+    assert_int_equal(deja__trace_value_split(v.mv_data, v.mv_size, &refs, &nrefs, &p, &n), 0);
+    assert_non_null(refs);
+    assert_true(n >= 10);
     assert_int_equal(p[0], 'D');
     d = (uint32_t)p[2] | (uint32_t)p[3] << 8 | (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24;
     raw_close(&r);
@@ -591,8 +627,16 @@ static void test_store__dictionary(void **state)
         copy = malloc(v.mv_size);
         assert_non_null(copy);
         memcpy(copy, v.mv_data, v.mv_size);
-        assert_int_equal(copy[1], 1);
-        copy[6]++;
+        {
+            const uint8_t *refs, *rec;
+            size_t nrefs, nrec, off;
+
+            assert_int_equal(
+                deja__trace_value_split(copy, v.mv_size, &refs, &nrefs, &rec, &nrec), 0);
+            off = (size_t)(rec - copy);
+            assert_int_equal(copy[off + 1], 1);
+            copy[off + 6]++;
+        }
         v.mv_data = copy;
         assert_int_equal(mdb_put(r.txn, traces, &k, &v, 0), 0);
         free(copy);
@@ -1174,7 +1218,7 @@ static void test_store__stats(void **state)
     assert_int_equal(st.sampled_out, 4);
     assert_int_equal(st.redacted, 2);
     assert_int_equal(st.dictionaries, 0);
-    assert_int_equal(st.format, 1);
+    assert_int_equal(st.format, DEJA__FORMAT_VERSION);
     assert_true(st.raw_bytes >= 2 * 3000);
     assert_true(st.unique_bytes >= 3000 && st.unique_bytes < st.raw_bytes);
     /* unique counts chunk lists too; stored adds a 10-byte header per record
@@ -1997,6 +2041,7 @@ int main(void)
         cmocka_unit_test(test_store__create_reopen),
         cmocka_unit_test(test_store__read_missing_creates_nothing),
         cmocka_unit_test(test_store__newer_format_refused),
+        cmocka_unit_test(test_store__format1_upgraded_by_writer),
         cmocka_unit_test(test_store__round_trip),
         cmocka_unit_test(test_store__blob_dedup),
         cmocka_unit_test(test_store__dictionary),

@@ -1,0 +1,349 @@
+/*
+ * store/trace_refs.c -- the references of a trace, kept uncompressed in
+ * front of its record (format 2), so that gc and the disk budget delete a
+ * trace, its index entries and what only it used without decompressing
+ * and decoding it.
+ *
+ * A trace value of format 2 is
+ *   'R' | varint n | refs (n bytes) | record (magic 'D', store/record.c)
+ * and the refs are
+ *   varint raw_bytes | status u8 | flags u8 (bit 0: has env) | [env 16]
+ *   | str model name | str model version | varint ntags | (str key, str
+ *   value)* | varint nblobs | (digest 16)*
+ * where a str is a varint length then the bytes (no NUL). raw_bytes is
+ * what the trace added to count/raw_bytes when written (its encoding and
+ * the payloads it stored as blobs); the blobs are the digests of its
+ * blob-stored payloads, inputs then outputs. The index entries of a trace
+ * are a function of its id, model, status and tags (deja__ix_each), so the
+ * refs give the very keys that writing the trace added. A value of format
+ * 1 is the record alone; both are read. `deja verify` checks that the refs
+ * say what the decoded record says.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+/* Largest refs accepted (a trace's names and tags are bounded by LMDB's key
+ * size for the indexed ones; the rest are bounded by the record). */
+#define REFS_MAX ((size_t)16 << 20)
+
+static int put_varint(deja__buf *out, uint64_t x)
+{
+    uint8_t b[10];
+    size_t n = 0;
+
+    do {
+        b[n] = (uint8_t)(x & 0x7f);
+        x >>= 7;
+        if (x != 0)
+            b[n] |= 0x80;
+        n++;
+    } while (x != 0);
+    return deja__buf_append(out, b, n);
+}
+
+/* Read a varint of at most 10 bytes at `*p` before `end`; advances `*p`.
+ * 0, or -1 when it is cut short or too long. */
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t x = 0;
+
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return -1;
+        x |= (uint64_t)(**p & 0x7f) << shift;
+        if ((*(*p)++ & 0x80) == 0) {
+            *out = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int put_str(deja__buf *out, const char *s)
+{
+    const size_t n = s != NULL ? strlen(s) : 0;
+
+    if (put_varint(out, n) != 0)
+        return -1;
+    return n > 0 ? deja__buf_append(out, s, n) : 0;
+}
+
+/* Append to `out` the refs prefix of `trace`: 'R', the length, the refs.
+ * `blobs` holds `nblobs` digests of its blob-stored payloads; `raw_bytes`
+ * is what it adds to count/raw_bytes. */
+int deja__refs_encode(const deja_trace *trace, const uint8_t *blobs, size_t nblobs,
+                      uint64_t raw_bytes, deja__buf *out)
+{
+    deja__buf r = {0};
+    const uint8_t head = DEJA__REFS_MAGIC;
+    uint8_t b[2];
+    int rc = -1;
+
+    b[0] = (uint8_t)trace->status;
+    b[1] = trace->has_env ? 1 : 0;
+    if (put_varint(&r, raw_bytes) != 0 || deja__buf_append(&r, b, 2) != 0)
+        goto cleanup;
+    if (trace->has_env && deja__buf_append(&r, trace->env.bytes, 16) != 0)
+        goto cleanup;
+    if (put_str(&r, trace->model_name) != 0 || put_str(&r, trace->model_version) != 0 ||
+        put_varint(&r, trace->ntags) != 0)
+        goto cleanup;
+    for (size_t i = 0; i < trace->ntags; i++)
+        if (put_str(&r, trace->tags[i].key) != 0 || put_str(&r, trace->tags[i].value) != 0)
+            goto cleanup;
+    if (put_varint(&r, nblobs) != 0 || (nblobs > 0 && deja__buf_append(&r, blobs, nblobs * 16) != 0))
+        goto cleanup;
+    if (deja__buf_append(out, &head, 1) != 0 || put_varint(out, r.size) != 0 ||
+        deja__buf_append(out, r.data, r.size) != 0)
+        goto cleanup;
+    rc = 0;
+
+cleanup:
+    deja__buf_free(&r);
+    return rc == 0 ? 0 : deja__error_set(DEJA_ENOMEM, "encoding a trace's references: out of memory");
+}
+
+/* Split a trace value into its refs (NULL and 0 for a value of format 1)
+ * and its record. -1 when the refs prefix is malformed. */
+int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs, size_t *nrefs,
+                            const uint8_t **rec, size_t *nrec)
+{
+    const uint8_t *p = value, *end = p + size;
+    uint64_t n;
+
+    *refs = NULL;
+    *nrefs = 0;
+    *rec = value;
+    *nrec = size;
+    if (size == 0 || p[0] != DEJA__REFS_MAGIC)
+        return 0;
+    p++;
+    if (get_varint(&p, end, &n) != 0 || n > (uint64_t)(end - p) || n > REFS_MAX)
+        return -1;
+    *refs = p;
+    *nrefs = (size_t)n;
+    *rec = p + n;
+    *nrec = (size_t)(end - (p + n));
+    return 0;
+}
+
+/* Read a str at `*p` into the arena at `*a` (NUL-terminated), advancing both. */
+static int get_str(const uint8_t **p, const uint8_t *end, char **a, const char **out)
+{
+    uint64_t n;
+
+    if (get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p) || memchr(*p, '\0', n) != NULL)
+        return -1;
+    memcpy(*a, *p, n);
+    (*a)[n] = '\0';
+    *out = *a;
+    *a += n + 1;
+    *p += n;
+    return 0;
+}
+
+/* Parse the refs `p` (`n` bytes) of trace `id` into `r`. */
+static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs *r)
+{
+    const uint8_t *end = p + n;
+    uint64_t raw, ntags, nblobs;
+    char *a;
+
+    memset(&r->view, 0, sizeof r->view);
+    r->view.id = *id;
+    /* Every string is at most the refs long, and one NUL per string: the
+     * arena needs at most 2n + 2 bytes. */
+    r->arena.size = 0;
+    if (deja__buf_reserve(&r->arena, 2 * n + 2) != 0)
+        return DEJA_ENOMEM;
+    a = (char *)r->arena.data;
+    if (get_varint(&p, end, &raw) != 0 || end - p < 2)
+        return DEJA_ECORRUPT;
+    r->raw_bytes = raw;
+    if (p[0] > DEJA_STATUS_ERROR || p[1] > 1)
+        return DEJA_ECORRUPT;
+    r->view.status = (deja_status)p[0];
+    r->view.has_env = p[1];
+    p += 2;
+    if (r->view.has_env) {
+        if (end - p < 16)
+            return DEJA_ECORRUPT;
+        memcpy(r->view.env.bytes, p, 16);
+        p += 16;
+    }
+    if (get_str(&p, end, &a, &r->view.model_name) != 0 ||
+        get_str(&p, end, &a, &r->view.model_version) != 0 || get_varint(&p, end, &ntags) != 0 ||
+        ntags > (uint64_t)(end - p) / 2)
+        return DEJA_ECORRUPT;
+    if (ntags > r->cap_tags) {
+        deja_tag *grown = realloc(r->tags, (size_t)ntags * sizeof *grown);
+
+        if (grown == NULL)
+            return DEJA_ENOMEM;
+        r->tags = grown;
+        r->cap_tags = (size_t)ntags;
+    }
+    for (size_t i = 0; i < ntags; i++)
+        if (get_str(&p, end, &a, &r->tags[i].key) != 0 ||
+            get_str(&p, end, &a, &r->tags[i].value) != 0)
+            return DEJA_ECORRUPT;
+    r->view.tags = r->tags;
+    r->view.ntags = (size_t)ntags;
+    if (get_varint(&p, end, &nblobs) != 0 || nblobs > (uint64_t)(end - p) / 16 ||
+        (size_t)(end - p) != nblobs * 16)
+        return DEJA_ECORRUPT;
+    r->blobs = p;
+    r->nblobs = (size_t)nblobs;
+    return 0;
+}
+
+/* The raw size a record's header claims ('D' records), else its size. */
+static uint64_t record_raw_size(const uint8_t *p, size_t n)
+{
+    if (n < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
+        return n;
+    return (uint64_t)p[6] | (uint64_t)p[7] << 8 | (uint64_t)p[8] << 16 | (uint64_t)p[9] << 24;
+}
+
+/* Fill `r` from the decoded trace (a value of format 1). */
+static int refs_from_trace(deja__refs *r, const uint8_t *rec, size_t nrec)
+{
+    const deja_trace *t = r->decoded;
+
+    r->view = *t;
+    r->digests.size = 0;
+    r->raw_bytes = record_raw_size(rec, nrec);
+    for (int side = 0; side < 2; side++) {
+        const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
+
+        for (size_t i = 0; i < count; i++) {
+            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+
+            if (d == NULL)
+                continue;
+            if (deja__buf_append(&r->digests, d->bytes, 16) != 0)
+                return deja__error_set(DEJA_ENOMEM, "gc: out of memory");
+            r->raw_bytes += ts[i].size;
+        }
+    }
+    r->blobs = r->digests.data;
+    r->nblobs = r->digests.size / 16;
+    return 0;
+}
+
+/* The references of trace `id`, whose value `v` was read in `txn`: from
+ * its refs when it has them, else by decoding its record. */
+int deja__refs_read(deja_store *store, MDB_txn *txn, const deja_id *id, const MDB_val *v,
+                    deja__refs *r)
+{
+    const uint8_t *refs, *rec;
+    size_t nrefs, nrec;
+    char text[DEJA_ID_STRLEN + 1];
+    int rc;
+
+    deja_trace_free(r->decoded);
+    r->decoded = NULL;
+    if (deja__trace_value_split(v->mv_data, v->mv_size, &refs, &nrefs, &rec, &nrec) != 0) {
+        deja_id_format(id, text);
+        return deja__error_set(DEJA_ECORRUPT, "trace %s: its references are malformed", text);
+    }
+    if (refs != NULL) {
+        rc = refs_parse(id, refs, nrefs, r);
+        if (rc == 0)
+            return 0;
+        deja_id_format(id, text);
+        return deja__error_set(rc, "trace %s: its references are %s", text,
+                               rc == DEJA_ENOMEM ? "beyond memory" : "malformed");
+    }
+    rc = deja__trace_read_txn(store, txn, id, &r->decoded);
+    if (rc == 0)
+        rc = refs_from_trace(r, rec, nrec);
+    return rc;
+}
+
+/* Release what `r` holds. */
+void deja__refs_free(deja__refs *r)
+{
+    deja_trace_free(r->decoded);
+    deja__buf_free(&r->arena);
+    deja__buf_free(&r->digests);
+    free(r->tags);
+    memset(r, 0, sizeof *r);
+}
+
+/* Compare two strings that may be NULL ("" then). */
+static int same_str(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* Whether the refs `v` of trace `t` (decoded from the same value, record
+ * `rec` of `nrec` bytes) say what its record says; `why` names the first
+ * difference. 1 same, 0 different (or malformed), negative on error. */
+int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
+{
+    const uint8_t *refs, *rec;
+    size_t nrefs, nrec, nb = 0;
+    deja__refs r = {0};
+    uint64_t raw;
+    int rc = 0;
+
+    *why = NULL;
+    if (deja__trace_value_split(v->mv_data, v->mv_size, &refs, &nrefs, &rec, &nrec) != 0) {
+        *why = "its references are malformed";
+        return 0;
+    }
+    if (refs == NULL)
+        return 1;
+    rc = refs_parse(&t->id, refs, nrefs, &r);
+    if (rc == DEJA_ENOMEM) {
+        rc = deja__error_set(DEJA_ENOMEM, "verify: out of memory");
+        goto cleanup;
+    }
+    if (rc != 0) {
+        *why = "its references are malformed";
+        rc = 0;
+        goto cleanup;
+    }
+    raw = record_raw_size(rec, nrec);
+    for (int side = 0; side < 2 && *why == NULL; side++) {
+        const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
+
+        for (size_t i = 0; i < count; i++) {
+            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+
+            if (d == NULL)
+                continue;
+            raw += ts[i].size;
+            if (nb >= r.nblobs || memcmp(r.blobs + nb * 16, d->bytes, 16) != 0)
+                *why = "its references name other blobs than its record";
+            nb++;
+        }
+    }
+    if (*why == NULL && nb != r.nblobs)
+        *why = "its references name other blobs than its record";
+    else if (*why == NULL && r.raw_bytes != raw)
+        *why = "its references give another raw size than its record";
+    else if (*why == NULL &&
+             (r.view.status != t->status || !same_str(r.view.model_name, t->model_name) ||
+              !same_str(r.view.model_version, t->model_version)))
+        *why = "its references give another model or status than its record";
+    else if (*why == NULL && (r.view.has_env != (t->has_env != 0) ||
+                              (t->has_env && memcmp(r.view.env.bytes, t->env.bytes, 16) != 0)))
+        *why = "its references give another environment than its record";
+    else if (*why == NULL && r.view.ntags != t->ntags)
+        *why = "its references give other tags than its record";
+    for (size_t i = 0; *why == NULL && i < t->ntags; i++)
+        if (!same_str(r.tags[i].key, t->tags[i].key) ||
+            !same_str(r.tags[i].value, t->tags[i].value))
+            *why = "its references give other tags than its record";
+    rc = *why == NULL;
+
+cleanup:
+    deja__refs_free(&r);
+    return rc;
+}
