@@ -79,10 +79,8 @@ int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, dej
     char text[DEJA_ID_STRLEN + 1], what[48], why[400];
     const char *msg;
     uint8_t *raw = NULL;
-    const uint8_t *refs = NULL, *rec = NULL;
-    size_t n = 0, nrefs = 0, nrec = 0;
-    deja_digest env;
-    int rc, decoded = 0, has_env = 0;
+    size_t n = 0;
+    int rc, decoded = 0;
 
     *out = NULL;
     rc = mdb_get(txn, store->traces, &k, &v);
@@ -93,20 +91,19 @@ int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, dej
         snprintf(what, sizeof what, "trace %s", text);
         return deja__mdb_error(rc, what);
     }
-    if (deja__trace_value_split(v.mv_data, v.mv_size, &refs, &nrefs, &rec, &nrec) != 0 ||
-        (refs != NULL && deja__refs_env(refs, nrefs, &has_env, &env) != 0))
-        rc = deja__error_set(DEJA_ECORRUPT, "trace: its references are malformed");
-    else
-        rc = deja__record_decode(store, txn, rec, nrec, "trace", &raw, &n);
+    {
+        const uint8_t *refs, *rec;
+        size_t nrefs, nrec;
+
+        if (deja__trace_value_split(v.mv_data, v.mv_size, &refs, &nrefs, &rec, &nrec) != 0)
+            rc = deja__error_set(DEJA_ECORRUPT, "trace: its references are malformed");
+        else
+            rc = deja__record_decode(store, txn, rec, nrec, "trace", &raw, &n);
+    }
     if (rc == 0) {
         decoded = 1;
         rc = deja__trace_decode(raw, n, out);
         free(raw);
-    }
-    /* The environment of a value with refs is in the refs only. */
-    if (rc == 0 && refs != NULL && has_env) {
-        (*out)->has_env = 1;
-        (*out)->env = env;
     }
     if (rc == 0 && memcmp((*out)->id.bytes, id->bytes, 16) == 0)
         return 0;

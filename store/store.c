@@ -861,20 +861,18 @@ int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
 {
     deja__buf enc = {0}, refs = {0};
     blob_put_state b = {w, {0}, 0};
-    deja_trace bare = *trace; /* the environment goes to the refs only */
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
     if (added != NULL)
         *added = 0;
-    bare.has_env = 0;
     rc = present(w, w->store->traces, trace->id.bytes, 16, "reading a trace");
     if (rc != 0)
         return rc < 0 ? rc : 0;
     rc = wtxn_dict(w);
     if (rc != 0)
         goto cleanup;
-    rc = deja__trace_encode(&bare, DEJA__INLINE_MAX, blob_put_cb, &b, &enc);
+    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_put_cb, &b, &enc);
     if (rc != 0)
         goto cleanup;
     w->raw_bytes += enc.size;
@@ -969,12 +967,9 @@ int deja__store_prepare_trace(deja_store *store, void *cctx, const deja_trace *t
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
-    deja_trace bare = *trace; /* the environment goes to the refs only */
-
-    bare.has_env = 0;
     p->nblobs = 0;
     p->rec.size = 0;
-    rc = deja__trace_encode(&bare, DEJA__INLINE_MAX, blob_note_cb, p, &p->enc);
+    rc = deja__trace_encode(trace, DEJA__INLINE_MAX, blob_note_cb, p, &p->enc);
     if (rc == 0 && dict_id != 0)
         rc = deja__dict_cdict(store, dict_id, &cdict);
     if (rc == 0)

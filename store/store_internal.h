@@ -312,10 +312,6 @@ int deja__refs_read(deja_store *store, MDB_txn *txn, const deja_id *id, const MD
                     deja__refs *r);
 void deja__refs_free(deja__refs *r);
 
-/* The environment named by the refs `p` (`n` bytes): 0, or -1 when
- * malformed. The record of a value with refs is stored without it. */
-int deja__refs_env(const uint8_t *p, size_t n, int *has_env, deja_digest *env);
-
 /* Whether the refs in value `v` agree with `t`, the trace decoded from
  * it: 1 yes (or no refs), 0 no with `*why` saying how, negative on error. */
 int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why);

@@ -15,9 +15,8 @@
  * the payloads it stored as blobs); the blobs are the digests of its
  * blob-stored payloads, inputs then outputs. The index entries of a trace
  * are a function of its id, model, status and tags (deja__ix_each), so the
- * refs give the very keys that writing the trace added. The environment is
- * in the refs only: the record is encoded without it, and reading puts it
- * back. A value of format 1 is the record alone; both are read. `deja verify` checks that the refs
+ * refs give the very keys that writing the trace added. A value of format
+ * 1 is the record alone; both are read. `deja verify` checks that the refs
  * say what the decoded record says.
  */
 #include <stdlib.h>
@@ -127,24 +126,6 @@ int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs
     *nrefs = (size_t)n;
     *rec = p + n;
     *nrec = (size_t)(end - (p + n));
-    return 0;
-}
-
-/* The environment the refs `p` (`n` bytes) name: 0 with `*has_env` and
- * `env` set, or -1 when they are malformed. */
-int deja__refs_env(const uint8_t *p, size_t n, int *has_env, deja_digest *env)
-{
-    const uint8_t *end = p + n;
-    uint64_t raw;
-
-    if (get_varint(&p, end, &raw) != 0 || end - p < 2 || p[1] > 1)
-        return -1;
-    *has_env = p[1];
-    if (*has_env) {
-        if (end - p < 18)
-            return -1;
-        memcpy(env->bytes, p + 2, 16);
-    }
     return 0;
 }
 

@@ -344,8 +344,9 @@ static void test_gc__deletes_old_and_unreferenced(void **state)
 }
 
 /* keep_errors keeps an old error trace and what it references. */
-/* Rewrite the value of trace `id` raw: `how` 1 damages its compressed
- * record, keeping the refs, 2 changes the status its refs give. */
+/* Rewrite the value of trace `id` raw: `how` 0 drops its refs (a value of
+ * format 1, as older deja wrote), 1 damages its compressed record, keeping
+ * the refs, 2 changes the status its refs give. */
 static void rewrite_value(deja_store *s, const deja_id *id, int how)
 {
     MDB_txn *txn = NULL;
@@ -361,7 +362,10 @@ static void rewrite_value(deja_store *s, const deja_id *id, int how)
     memcpy(copy, v.mv_data, v.mv_size);
     assert_int_equal(deja__trace_value_split(copy, v.mv_size, &refs, &nrefs, &rec, &nrec), 0);
     assert_non_null(refs);
-    if (how == 1) {
+    if (how == 0) {
+        v.mv_data = (void *)rec;
+        v.mv_size = nrec;
+    } else if (how == 1) {
         assert_true(nrec > 20);
         memset((uint8_t *)rec + 12, 0xA5, nrec - 12);
         v.mv_data = copy;
@@ -378,36 +382,6 @@ static void rewrite_value(deja_store *s, const deja_id *id, int how)
     free(copy);
 }
 
-/* Blob callback of write_format1: the payload is in the store already. */
-static int digest_only(const void *data, size_t size, deja_digest *out, void *payload)
-{
-    (void)payload;
-    *out = deja_digest_of(data, size);
-    return 0;
-}
-
-/* Replace the value of trace `tt` with what deja of format 1 wrote: the
- * record alone, its environment inside. */
-static void write_format1(deja_store *s, const ttrace *tt)
-{
-    deja__buf enc = {0}, rec = {0};
-    void *cctx = deja__cctx_new();
-    MDB_txn *txn = NULL;
-    MDB_val k = {16, (void *)tt->t.id.bytes}, v;
-
-    assert_non_null(cctx);
-    assert_int_equal(deja__trace_encode(&tt->t, DEJA__INLINE_MAX, digest_only, NULL, &enc), 0);
-    assert_int_equal(deja__record_encode_cctx(cctx, NULL, 0, enc.data, enc.size, &rec), 0);
-    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &txn), 0);
-    v.mv_size = rec.size;
-    v.mv_data = rec.data;
-    assert_int_equal(mdb_put(txn, s->traces, &k, &v, 0), 0);
-    assert_int_equal(mdb_txn_commit(txn), 0);
-    deja__cctx_free(cctx);
-    deja__buf_free(&enc);
-    deja__buf_free(&rec);
-}
-
 /* Traces stored as format 1 (no refs) are collected as before, by decoding
  * them; format 2 traces are collected from their refs alone, so that even
  * one whose record no longer decodes is deleted with its index entries. */
@@ -421,8 +395,8 @@ static void test_gc__refs_and_format1(void **state)
     (void)state;
     assert_non_null(f);
     fixture_make(f, DEJA_STATUS_OK);
-    write_format1(f->store, &f->old[0]);
-    write_format1(f->store, &f->fresh[0]);
+    rewrite_value(f->store, &f->old[0].t.id, 0);
+    rewrite_value(f->store, &f->fresh[0].t.id, 0);
     rewrite_value(f->store, &f->old[1].t.id, 1);
     assert_int_equal(deja_trace_get(f->store, &f->old[1].t.id, &t), DEJA_ECORRUPT);
     assert_readable(f->store, &f->old[0]);
