@@ -33,7 +33,7 @@ int deja__store_traces_raw(deja_store *store, const deja_id *ids, size_t n, deja
             rc = deja__mdb_error(rc, what);
             break;
         }
-        rc = deja__record_decode_buf(store, txn, v.mv_data, v.mv_size, what, &raw);
+        rc = deja__trace_value_record(store, txn, &v, what, &raw);
         if (rc == 0)
             rc = cb(i, raw.data, raw.size, payload);
     }

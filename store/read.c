@@ -474,7 +474,7 @@ static int peek_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja__bu
 
     rc = mdb_get(txn, store->traces, &k, &v);
     if (rc == 0)
-        rc = deja__record_decode_buf(store, txn, v.mv_data, v.mv_size, "trace", raw);
+        rc = deja__trace_value_record(store, txn, &v, "trace", raw);
     else if (rc != MDB_NOTFOUND) {
         deja_id_format(id, text);
         snprintf(what, sizeof what, "trace %s", text);

@@ -305,6 +305,11 @@ int deja__refs_encode(const deja_trace *trace, const uint8_t *blobs, size_t nblo
 int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs, size_t *nrefs,
                             const uint8_t **rec, size_t *nrec);
 
+/* Decompress the record of trace value `v` (its refs skipped) into `out`
+ * (replacing its content), as deja__record_decode_buf does. */
+int deja__trace_value_record(deja_store *store, MDB_txn *txn, const MDB_val *v, const char *what,
+                             deja__buf *out);
+
 /* The references of trace `id` (value `v`, read in `txn`): parsed from its
  * refs, or, for a value of format 1, by decoding its record. DEJA_ECORRUPT
  * naming the trace when they cannot be had. */

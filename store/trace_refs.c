@@ -129,6 +129,19 @@ int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs
     return 0;
 }
 
+/* Decompress the record of the trace value `v` (behind its refs, if any)
+ * into `out`, as deja__record_decode_buf; `what` names it in errors. */
+int deja__trace_value_record(deja_store *store, MDB_txn *txn, const MDB_val *v, const char *what,
+                             deja__buf *out)
+{
+    const uint8_t *refs, *rec;
+    size_t nrefs, nrec;
+
+    if (deja__trace_value_split(v->mv_data, v->mv_size, &refs, &nrefs, &rec, &nrec) != 0)
+        return deja__error_set(DEJA_ECORRUPT, "%s: its references are malformed", what);
+    return deja__record_decode_buf(store, txn, rec, nrec, what, out);
+}
+
 /* Read a str at `*p` into the arena at `*a` (NUL-terminated), advancing both. */
 static int get_str(const uint8_t **p, const uint8_t *end, char **a, const char **out)
 {
