@@ -4,7 +4,11 @@
  */
 #include "cli_watch.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli_escape.h"
 
 /* Print a duration column: "-" when unknown. */
 static void print_latency(double ns)
@@ -26,6 +30,22 @@ static void print_mean_bytes(uint64_t total, uint64_t traces)
 
     cli_format_bytes(traces ? (total + traces / 2) / traces : 0, buf, sizeof buf);
     printf(" %10s", buf);
+}
+
+/* A group's name (a model name, version or tag value: text from the
+ * store) escaped for a terminal, cut or padded to `width` columns. */
+static void print_group(const char *group, size_t width)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    if (fp != NULL) {
+        cli_put_term(fp, group);
+        fclose(fp);
+    }
+    printf("%-*.*s", (int)width, (int)width, text != NULL ? text : "?");
+    free(text);
 }
 
 /* The human table; `lost` when the rows carry their sampled-out and
@@ -51,7 +71,7 @@ static void print_table(const deja_health *h, int every, int lost)
     for (size_t i = 0; i < h->nrows; i++) {
         const deja_health_row *r = &h->rows[i];
 
-        printf("%-*.*s", (int)width, (int)width, r->group);
+        print_group(r->group, width);
         if (every) {
             char when[64];
 
@@ -101,7 +121,8 @@ static int print_json(const deja_health *h, const char *by, int64_t every_ns, in
 
         cli_format_rfc3339(r->bucket_ns, when, sizeof when);
         row = json_pack(
-            "{s:s, s:I, s:f, s:I, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:I, s:I}", "group", r->group,
+            "{s:o, s:I, s:f, s:I, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:I, s:I}", "group",
+            cli_json_text(r->group),
             "traces", (json_int_t)r->traces, "error_rate",
             r->traces ? (double)r->errors / (double)r->traces : 0.0, "errors",
             (json_int_t)r->errors, "invalid", (json_int_t)r->invalid, "latency_p50_ms",
