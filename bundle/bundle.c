@@ -29,6 +29,7 @@
 #include <zstd.h>
 
 #include "bundle/bundle_internal.h"
+#include "core/text.h"
 #include "proto/codec.h"
 #include "store/store.h"
 
@@ -60,7 +61,6 @@ static uint64_t get_le(const uint8_t *p, size_t n)
     return x;
 }
 
-static const char *bad_text(const char *s);
 static const char *bad_env_text(const deja_env *e);
 
 /* The directory for temporary files: $TMPDIR when set, else /tmp. */
@@ -854,48 +854,6 @@ static int check_unreferenced(view *v, const table *t, const char *what)
     return 0;
 }
 
-/* What is wrong with `s` as text a bundle may carry in a name, version,
- * tag or plugin spec ("" when nothing): at most DEJA__MAX_NAME bytes of
- * valid UTF-8 without control characters (C0, DEL, C1), so that printing
- * it can neither move a terminal's cursor nor break a line. */
-static const char *bad_text(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)(s != NULL ? s : "");
-    size_t len = 0;
-
-    while (*p != '\0') {
-        unsigned c = *p, n, v, min;
-        if (++len > DEJA__MAX_NAME)
-            return "is too long";
-        if (c < 0x20 || c == 0x7f)
-            return "holds a control character";
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            n = 1, v = c & 0x1f, min = 0x80;
-        else if (c >= 0xe0 && c <= 0xef)
-            n = 2, v = c & 0x0f, min = 0x800;
-        else if (c >= 0xf0 && c <= 0xf4)
-            n = 3, v = c & 0x07, min = 0x10000;
-        else
-            return "is not valid UTF-8";
-        for (unsigned i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return "is not valid UTF-8";
-            v = v << 6 | (p[i] & 0x3fu);
-        }
-        if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-            return "is not valid UTF-8";
-        if (v >= 0x80 && v <= 0x9f)
-            return "holds a control character";
-        p += n + 1;
-        len += n;
-    }
-    return "";
-}
-
 /* What is wrong with the texts of environment `e` (every string it holds,
  * variables included: they are printed as they are), "" when nothing. */
 static const char *bad_env_text(const deja_env *e)
@@ -905,21 +863,21 @@ static const char *bad_env_text(const deja_env *e)
     const char *why;
 
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if ((why = bad_text(fields[i]))[0] != '\0')
+        if ((why = deja__text_problem(fields[i]))[0] != '\0')
             return why;
     for (size_t i = 0; i < e->nisa; i++)
-        if ((why = bad_text(e->isa[i]))[0] != '\0')
+        if ((why = deja__text_problem(e->isa[i]))[0] != '\0')
             return why;
     for (size_t i = 0; i < e->ngpus; i++)
-        if ((why = bad_text(e->gpus[i]))[0] != '\0')
+        if ((why = deja__text_problem(e->gpus[i]))[0] != '\0')
             return why;
     for (size_t i = 0; i < e->nvars; i++)
-        if ((why = bad_text(e->vars[i].key))[0] != '\0' ||
-            (why = bad_text(e->vars[i].value))[0] != '\0')
+        if ((why = deja__text_problem(e->vars[i].key))[0] != '\0' ||
+            (why = deja__text_problem(e->vars[i].value))[0] != '\0')
             return why;
     for (size_t i = 0; i < e->nlibs; i++)
-        if ((why = bad_text(e->libs[i].key))[0] != '\0' ||
-            (why = bad_text(e->libs[i].value))[0] != '\0')
+        if ((why = deja__text_problem(e->libs[i].key))[0] != '\0' ||
+            (why = deja__text_problem(e->libs[i].value))[0] != '\0')
             return why;
     return "";
 }
@@ -930,35 +888,35 @@ static int check_texts(view *v, const trace_ref *r, const deja_trace *t, const c
 {
     const char *why;
 
-    if ((why = bad_text(t->model_name))[0] != '\0')
+    if ((why = deja__text_problem(t->model_name))[0] != '\0')
         return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                             "trace %s: model name %s", id, why);
-    if ((why = bad_text(t->model_version))[0] != '\0')
+    if ((why = deja__text_problem(t->model_version))[0] != '\0')
         return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                             "trace %s: model version %s", id, why);
     for (size_t i = 0; i < t->ntags; i++) {
-        if ((why = bad_text(t->tags[i].key))[0] != '\0' ||
-            (why = bad_text(t->tags[i].value))[0] != '\0')
+        if ((why = deja__text_problem(t->tags[i].key))[0] != '\0' ||
+            (why = deja__text_problem(t->tags[i].value))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: tag %zu %s", id, i + 1, why);
     }
     /* Names printed by every command (tensors, params, seeds, streams). */
     for (size_t i = 0; i < t->ninputs + t->noutputs; i++) {
         const deja_tensor *x = i < t->ninputs ? &t->inputs[i] : &t->outputs[i - t->ninputs];
-        if ((why = bad_text(x->name))[0] != '\0')
+        if ((why = deja__text_problem(x->name))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: a tensor name %s", id, why);
     }
     for (size_t i = 0; i < t->nparams; i++)
-        if ((why = bad_text(t->params[i].key))[0] != '\0')
+        if ((why = deja__text_problem(t->params[i].key))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: param %zu's name %s", id, i + 1, why);
     for (size_t i = 0; i < t->nseeds; i++)
-        if ((why = bad_text(t->seeds[i].name))[0] != '\0')
+        if ((why = deja__text_problem(t->seeds[i].name))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: seed %zu's name %s", id, i + 1, why);
     for (size_t i = 0; i < t->nrng; i++)
-        if ((why = bad_text(t->rng[i].name))[0] != '\0')
+        if ((why = deja__text_problem(t->rng[i].name))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: RNG stream %zu's name %s", id, i + 1, why);
     return 0;
@@ -971,15 +929,15 @@ static int check_manifest_texts(view *v)
     const char *why;
 
     for (size_t i = 0; i < info->nmodels; i++)
-        if ((why = bad_text(info->models[i].name))[0] != '\0' ||
-            (why = bad_text(info->models[i].version))[0] != '\0')
+        if ((why = deja__text_problem(info->models[i].name))[0] != '\0' ||
+            (why = deja__text_problem(info->models[i].version))[0] != '\0')
             return bundle_error(v, DEJA_ECORRUPT, "the manifest's model %zu: a name or version %s",
                                 i + 1, why);
     if (info->plugin != NULL) {
         const deja_bundle_plugin *p = info->plugin;
-        if ((why = bad_text(p->spec))[0] != '\0' || (why = bad_text(p->file))[0] != '\0' ||
-            (why = bad_text(p->model_name))[0] != '\0' ||
-            (why = bad_text(p->model_version))[0] != '\0')
+        if ((why = deja__text_problem(p->spec))[0] != '\0' || (why = deja__text_problem(p->file))[0] != '\0' ||
+            (why = deja__text_problem(p->model_name))[0] != '\0' ||
+            (why = deja__text_problem(p->model_version))[0] != '\0')
             return bundle_error(v, DEJA_ECORRUPT, "the manifest's plugin: a name %s", why);
     }
     return 0;

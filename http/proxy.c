@@ -515,7 +515,7 @@ static void begin_trace(exchange *x, struct MHD_Connection *c, const char *url)
     int rc = deja__openai_begin(&x->span, p->tracer, x->op, deja__buf_chars(&x->body), x->body.size,
                                 &x->stream_asked);
     if (rc != 0) {
-        return; /* out of memory: forwarded, not recorded */
+        return; /* a model name the tracer refuses, or out of memory: forwarded, not recorded */
     }
     rc = deja_span_param_str(x->span, "url.path", url);
     if (rc == 0) {

@@ -339,7 +339,13 @@ DEJA_API int deja_tracer_sampling_set(deja_tracer *tracer, const deja_sampling *
 
 /* Begin a span: one inference of model `name` at `version`. The span
  * belongs to the calling thread until deja_span_end() or deja_span_abort().
- * Its id and start time are taken now. */
+ * Its id and start time are taken now.
+ *
+ * Names -- the model's name and version, tag keys and values, and the
+ * names of tensors, params, seeds and RNG streams -- are at most 4096 bytes
+ * of UTF-8 without control characters: a call given another is refused
+ * with DEJA_EINVAL naming which (a bundle could not carry it, a terminal
+ * would obey it). Data (tensors, param values, error text) is any bytes. */
 DEJA_API int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name,
                              const char *version);
 

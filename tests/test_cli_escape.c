@@ -118,23 +118,57 @@ static void test_cli_escape__markdown(void **state)
 /* A store with one error trace whose every string is hostile, recorded
  * through the public API (which records faithfully what it is given), in
  * an environment that recorded a variable off the default list. */
+/* A trace and its environment written to a store below the tracer, as a
+ * damaged store or other software could hold them. */
+typedef struct env_put {
+    deja_env env;
+    deja_digest d;
+    deja_trace t;
+} env_put;
+
+static int put_env_cb(deja__wtxn *w, void *payload)
+{
+    env_put *e = payload;
+    int rc = deja__wtxn_put_env(w, &e->env, &e->d);
+
+    e->t.env = e->d;
+    return rc != 0 ? rc : deja__wtxn_put_trace(w, &e->t, NULL);
+}
+
 static const char *hostile_store(char *id_out)
 {
+    static const char prompt[] = "hi ````\n```";
+    static const uint64_t shape[] = {sizeof prompt - 1};
+    static const deja_kv vars[] = {{"DEJA_TEST_EXTRA_VAR", "extra"}};
+    static const deja_tensor inputs[] = {
+        {"prompt\x1b[2J", DEJA_UTF8, 1, shape, (const uint8_t *)prompt, sizeof prompt - 1}};
+    static const deja_tag tags[] = {{"user|x", "`u1`\x07"}};
+    deja_param params[] = {{"mode", DEJA_PARAM_STR, 0.0, "a|b\x1b", 0}};
     const char *store = cli_tmp_path(tmp_root, "hostile.store");
-    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
-    deja_tracer *t = NULL;
-    deja_span *s = NULL;
+    env_put e = {.env = *deja_env_current(NULL)};
+    deja_store *s = NULL;
 
-    setenv("DEJA_TEST_EXTRA_VAR", "extra", 1);
-    o.env_vars = "DEJA_TEST_EXTRA_VAR";
-    assert_int_equal(deja_tracer_open(&t, store, &o), 0);
-    assert_int_equal(deja_span_begin(&s, t, "m\x1b[31mred|`x`", "1; touch /tmp/deja-pwned #"), 0);
-    deja_id_format(deja_span_id(s), id_out);
-    assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt\x1b[2J", "hi ````\n```", 11), 0);
-    assert_int_equal(deja_span_tag(s, "user|x", "`u1`\x07"), 0);
-    assert_int_equal(deja_span_param_str(s, "mode", "a|b\x1b"), 0);
-    assert_int_equal(deja_span_end(s, DEJA_STATUS_ERROR, "boom\x1b]0;title\x07 | <img src=x>"), 0);
-    deja_tracer_close(t);
+    /* The tracer refuses such names (see test_verdicts): the store is
+     * written below it, as a damaged store or other software may hold. */
+    e.env.vars = vars;
+    e.env.nvars = 1;
+    deja__id_new_at(&e.t.id, 1700000000000);
+    e.t.start_ns = 1700000000000LL * 1000000;
+    e.t.model_name = "m\x1b[31mred|`x`";
+    e.t.model_version = "1; touch /tmp/deja-pwned #";
+    e.t.inputs = inputs;
+    e.t.ninputs = 1;
+    e.t.tags = tags;
+    e.t.ntags = 1;
+    e.t.params = params;
+    e.t.nparams = 1;
+    e.t.status = DEJA_STATUS_ERROR;
+    e.t.error = "boom\x1b]0;title\x07 | <img src=x>";
+    e.t.has_env = 1;
+    deja_id_format(&e.t.id, id_out);
+    assert_int_equal(deja_store_open(&s, store, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, put_env_cb, &e), 0);
+    deja_store_close(s);
     return store;
 }
 
@@ -187,21 +221,6 @@ static void test_cli_escape__show_and_ls(void **state)
 
 /* A trace recorded before secrets were kept out (its environment holds
  * TF_VAR_db_password): no output shows that value. */
-typedef struct env_put {
-    deja_env env;
-    deja_digest d;
-    deja_trace t;
-} env_put;
-
-static int put_env_cb(deja__wtxn *w, void *payload)
-{
-    env_put *e = payload;
-    int rc = deja__wtxn_put_env(w, &e->env, &e->d);
-
-    e->t.env = e->d;
-    return rc != 0 ? rc : deja__wtxn_put_trace(w, &e->t, NULL);
-}
-
 static void test_cli_escape__old_secrets_not_shown(void **state)
 {
     (void)state;

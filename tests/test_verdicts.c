@@ -554,7 +554,8 @@ static void test_verdicts__draw_bound(void **state)
 }
 
 /* Item 15: text with NUL characters is recorded byte for byte; a name that
- * is not valid UTF-8 is escaped in JSON, not a failure of the listing. */
+ * is not valid UTF-8 (or holds control characters) is refused when
+ * recorded, data that is not is kept as it is. */
 static void test_verdicts__nul_text_and_bad_names(void **state)
 {
     static char out[16384];
@@ -585,18 +586,29 @@ static void test_verdicts__nul_text_and_bad_names(void **state)
     assert_memory_equal(t->inputs[0].data, "a\0b", 3);
     deja_trace_free(t);
     deja_store_close(store);
-    /* A trace whose output name is not UTF-8. */
-    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
-    assert_int_equal(deja_span_begin(&span, tracer, "m", "1"), 0);
-    assert_int_equal(deja_span_add_text(span, DEJA_OUTPUT, "bad\xff", "x", 1), 0);
-    assert_int_equal(deja_span_tag(span, "k\xfe", "v\xfd"), 0);
-    assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), 0);
-    deja_tracer_close(tracer);
-    assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "ls --json"), 0);
     assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "show --json %s", id), 0);
     assert_non_null(strstr(out, "a\\u0000b"));
+    /* Names that are not UTF-8 or hold control characters are refused
+     * when recorded (a bundle could not carry them, a terminal would obey
+     * them), each call saying which name; the span goes on. */
+    assert_int_equal(deja_tracer_open(&tracer, store_path, NULL), 0);
+    assert_int_equal(deja_span_begin(&span, tracer, "bad\xff", "1"), DEJA_EINVAL);
+    assert_non_null(strstr(deja_error_last(), "the model name is not valid UTF-8"));
+    assert_int_equal(deja_span_begin(&span, tracer, "m", "1\x1b[31m"), DEJA_EINVAL);
+    assert_non_null(strstr(deja_error_last(), "the model version holds a control character"));
+    assert_int_equal(deja_span_begin(&span, tracer, "m", "1"), 0);
+    assert_int_equal(deja_span_add_text(span, DEJA_OUTPUT, "bad\xff", "x", 1), DEJA_EINVAL);
+    assert_int_equal(deja_span_tag(span, "k\xfe", "v"), DEJA_EINVAL);
+    assert_int_equal(deja_span_tag(span, "k", "line\nbreak"), DEJA_EINVAL);
+    assert_int_equal(deja_span_param_num(span, "p\x07", 1.0), DEJA_EINVAL);
+    assert_int_equal(deja_span_seed(span, "\xc0\xaf", 1), DEJA_EINVAL); /* overlong */
+    assert_int_equal(deja_span_model_version(span, "2\r"), DEJA_EINVAL);
+    assert_int_equal(deja_span_tag(span, "k", "caf\xc3\xa9 \xe2\x9c\x93"), 0); /* UTF-8 */
+    assert_int_equal(deja_span_add_text(span, DEJA_OUTPUT, "good", "x\xff", 2), 0); /* data */
+    assert_int_equal(deja_span_end(span, DEJA_STATUS_OK, NULL), 0);
+    deja_tracer_close(tracer);
     assert_int_equal(replay_run_deja(out, sizeof(out), NULL, 0, "ls --json --model m"), 0);
-    assert_non_null(strstr(out, "k\\\\xfe"));
+    assert_non_null(strstr(out, "caf\xc3\xa9"));
 }
 
 /* The noise baseline: a difference the recorded version shows too on this

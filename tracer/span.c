@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "tracer/tracer_internal.h"
 
 /* Spans a thread keeps for itself at most, and takes from a tracer's pool
@@ -357,6 +358,17 @@ static int oom(const char *what)
     return deja__error_set(DEJA_ENOMEM, "span: out of memory copying %s", what);
 }
 
+/* Refuse a name that breaks the rule of core/text.h (it could be neither
+ * exported in a bundle nor printed safely): DEJA_EINVAL naming `what`. */
+static int check_name(const char *what, const char *s)
+{
+    const char *why = deja__text_problem(s);
+
+    if (why[0] == '\0')
+        return 0;
+    return deja__error_set(DEJA_EINVAL, "span: %s %s", what, why);
+}
+
 /* Begin a span of model `name` at `version` on `tracer`: take a recycled
  * span (from the thread's cache: no lock nearly always), one clock read
  * for both its start time and its id, and copy the names (one arena
@@ -371,6 +383,9 @@ int deja_span_begin(deja_span **out, deja_tracer *tracer, const char *name, cons
         goto cleanup;
     }
     *out = NULL;
+    if ((rc = check_name("the model name", name)) != 0 ||
+        (rc = check_name("the model version", version)) != 0)
+        goto cleanup;
     if ((s = span_take(tracer)) == NULL) {
         rc = oom("a new span");
         goto cleanup;
@@ -405,6 +420,8 @@ int deja_span_model_version(deja_span *span, const char *version)
 {
     if (span == NULL || version == NULL)
         return deja__error_set(DEJA_EINVAL, "span: a model version is required");
+    if (check_name("the model version", version) != 0)
+        return DEJA_EINVAL;
     const size_t vlen = strlen(version);
     char *copy = arena_alloc(span, vlen + 1, 1);
     if (copy == NULL)
@@ -513,7 +530,8 @@ int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
         rc = deja__error_set(DEJA_EINVAL, "span add: span, tensor and its name are required");
         goto cleanup;
     }
-    if ((rc = deja__tensor_check(tensor)) != 0)
+    if ((rc = check_name("a tensor name", tensor->name)) != 0 ||
+        (rc = deja__tensor_check(tensor)) != 0)
         goto cleanup;
     const size_t esize = deja_dtype_size(tensor->dtype);
     deja_tensor **arr = side == DEJA_INPUT ? &span->inputs : &span->outputs;
@@ -588,6 +606,8 @@ static int param_new(deja_span *span, const char *key, deja_param **out)
         rc = deja__error_set(DEJA_EINVAL, "span param: span and key are required");
         goto cleanup;
     }
+    if ((rc = check_name("a param name", key)) != 0)
+        goto cleanup;
     if ((rc = grow(span, (void **)&span->params, span->nparams, &span->cap_params,
                    sizeof *span->params, 4)) != 0)
         goto cleanup;
@@ -651,6 +671,8 @@ int deja_span_seed(deja_span *span, const char *name, uint64_t value)
         rc = deja__error_set(DEJA_EINVAL, "span seed: span and name are required");
         goto cleanup;
     }
+    if ((rc = check_name("a seed name", name)) != 0)
+        goto cleanup;
     if ((rc = grow(span, (void **)&span->seeds, span->nseeds, &span->cap_seeds, sizeof *span->seeds,
                    2)) != 0)
         goto cleanup;
@@ -685,6 +707,8 @@ int deja_span_tag(deja_span *span, const char *key, const char *value)
         rc = deja__error_set(DEJA_EINVAL, "span tag: span, key and value are required");
         goto cleanup;
     }
+    if ((rc = check_name("a tag key", key)) != 0 || (rc = check_name("a tag value", value)) != 0)
+        goto cleanup;
     rc = grow(span, (void **)&span->tags, span->ntags, &span->cap_tags, sizeof *span->tags, 2);
     if (rc != 0)
         goto cleanup;
@@ -723,6 +747,10 @@ int deja__span_rng_stream(deja_span *span, const char *name, uint64_t seed, int 
         return DEJA_ENOTFOUND;
     if (span->nrng >= 65536)
         return deja__error_set(DEJA_ENOMEM, "span: too many rng streams");
+    if (deja__text_problem(name)[0] != '\0') {
+        span->bad_name = 1; /* the draws could not be recorded: refused at the end */
+        return check_name("an RNG stream name", name);
+    }
     if (span->nrng == span->cap_rng) {
         size_t cap = span->cap_rng;
         int rc = grow(span, (void **)&span->rng, span->nrng, &cap, sizeof *span->rng, 4);
@@ -776,6 +804,12 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
                                "span: the model drew more than %zu rng values: the trace "
                                "cannot be recorded",
                                DEJA__MAX_DRAWS);
+    }
+    if (span->bad_name) {
+        deja__span_recycle(span);
+        return deja__error_set(DEJA_EINVAL, "span: the model named an RNG stream with text that "
+                                            "is not UTF-8 or holds control characters: the trace "
+                                            "cannot be recorded");
     }
     deja_tracer *t = span->tracer;
     span_cache *c = &tcache;

@@ -115,6 +115,7 @@ struct deja_span {
     size_t nkinds, cap_kinds;
     size_t ndraws;     /* RNG draws over all streams */
     int too_many;      /* a draw beyond DEJA__MAX_DRAWS was refused */
+    int bad_name;      /* an RNG stream name broke the rule of core/text.h */
     uint8_t model_digest[64]; /* not cleared: model_digest_size bytes valid */
 };
 
