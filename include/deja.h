@@ -255,7 +255,7 @@ typedef struct deja_tracer_options {
     const struct deja_kv *libs;
     size_t nlibs;
     /* Bytes of span memory ended and not yet committed by the writer, at
-     * most (default 64 MB): the queue is bounded in bytes as well as in
+     * most (default 16 MB): the queue is bounded in bytes as well as in
      * traces (queue_capacity), and queue_full applies to both. A single
      * trace larger than the bound is accepted only when nothing else is
      * held, so that it can be recorded at all. (Since version 4.) */
@@ -266,7 +266,7 @@ typedef struct deja_tracer_options {
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)64 << 20                              \
+            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)16 << 20                              \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store

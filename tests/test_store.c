@@ -2035,6 +2035,71 @@ static void test_store__blob_size_checked(void **state)
     rm_rf(dir);
 }
 
+/* RssFile of this process in kB (/proc/self/status), -1 when unknown. */
+static long rss_file_kb(void)
+{
+    char line[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "RssFile: %ld", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+#define TRIM_TRACES 3000
+
+/* Read every trace recorded by test_store__map_trim and check it. */
+static void trim_read_all(deja_store *s, const deja_id *ids)
+{
+    uint8_t want[900];
+    for (int i = 0; i < TRIM_TRACES; i++) {
+        deja_trace *tr = NULL;
+        assert_int_equal(deja_trace_get(s, &ids[i], &tr), 0);
+        fill_random(want, sizeof want, (uint64_t)i + 1);
+        assert_int_equal(tr->inputs[0].size, sizeof want);
+        assert_memory_equal(tr->inputs[0].data, want, sizeof want);
+        deja_trace_free(tr);
+    }
+}
+
+/* Trimming the map drops the store's pages from this process's RSS
+ * (RssFile) and loses nothing: every trace reads back the same after. */
+static void test_store__map_trim(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    static deja_id ids[TRIM_TRACES];
+    uint8_t payload[900];
+    tmp_store(dir, path);
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, NULL), 0);
+    for (int i = 0; i < TRIM_TRACES; i++) {
+        deja_span *sp = NULL;
+        assert_int_equal(deja_span_begin(&sp, t, "trim", "1"), 0);
+        ids[i] = *deja_span_id(sp);
+        fill_random(payload, sizeof payload, (uint64_t)i + 1);
+        assert_int_equal(deja_span_add_bytes(sp, DEJA_INPUT, "x", payload, sizeof payload), 0);
+        assert_int_equal(deja_span_end(sp, DEJA_STATUS_OK, NULL), 0);
+    }
+    deja_tracer_close(t);
+
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    trim_read_all(s, ids); /* every page of the store is now mapped in */
+    const long before = rss_file_kb();
+    assert_int_equal(deja__store_map_trim(s), 0);
+    const long after = rss_file_kb();
+    assert_true(before > 0 && after >= 0);
+    assert_true(after + 1024 < before); /* ~3 MB of store pages went */
+    trim_read_all(s, ids);
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2063,6 +2128,7 @@ int main(void)
         cmocka_unit_test(test_store__many_transactions_verify),
         cmocka_unit_test(test_store__concurrent_writers),
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
+        cmocka_unit_test(test_store__map_trim),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,6 +40,9 @@
  * it back for ownership costs more than the copy itself. */
 #define DEJA__STREAM_AT 256
 
+/* The writer gives the store's mapped pages back this often (ms). */
+#define DEJA__TRIM_MS 250
+
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64
 
@@ -209,6 +212,7 @@ struct deja_tracer {
 
     pthread_t writer;
     int writer_started;
+    int64_t trimmed_ms; /* when the writer last trimmed the store's map */
 
     /* Recycled spans, trimmed to their first block: a bounded lock-free
      * queue (deja__mpmc) that recording threads take from a few at a time

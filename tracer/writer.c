@@ -379,6 +379,8 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
         prep_begin(pp, sl->views, sl->preps, sl->nv);
 }
 
+static struct timespec deadline_after(unsigned ms);
+
 /* Commit a staged (and fully prepared) batch, recycle its spans and
  * advance committed_seq, which flushers wait on. A failed batch is
  * retried trace by trace so that one bad trace loses only itself. */
@@ -447,6 +449,17 @@ cleanup:
      * tried again at the next commit. */
     if (nv > 0)
         (void)deja__store_budget_enforce(t->store, &t->env_digest);
+    /* The store's pages this process touched count in its RSS until they
+     * are unmapped: give them back now and then, so that recording's
+     * memory does not grow with the store (they stay in the page cache). */
+    if (nv > 0) {
+        const struct timespec ts = deadline_after(0);
+        const int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (ms - t->trimmed_ms >= DEJA__TRIM_MS) {
+            (void)deja__store_map_trim(t->store);
+            t->trimmed_ms = ms;
+        }
+    }
     uint64_t bytes = 0;
     for (size_t i = 0; i < sl->n; i++)
         bytes += sl->batch[i]->bytes;
