@@ -41,7 +41,7 @@
 #define DEJA__STREAM_AT 256
 
 /* The writer gives the store's mapped pages back this often (ms). */
-#define DEJA__TRIM_MS 250
+#define DEJA__TRIM_MS 50
 
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64
