@@ -128,7 +128,8 @@ static double process_cpu(void)
 }
 
 /* Spans per timed burst at most: half of deja's default queue (4,096), so
- * that a burst never waits for the writer, whatever its speed. */
+ * that a burst never waits for the writer, whatever its speed (bursts of
+ * big records are cut to half the byte bound as well). */
 #define HOT_BURST 2000
 
 /* See bench.h. Bursts of at most HOT_BURST spans into the default queue,
@@ -146,7 +147,16 @@ int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workloa
     bench_thread th[SYS_COUNT];
     uint64_t seq[SYS_COUNT] = {0};
     char dirs[SYS_COUNT][1024];
+    /* Half the default byte bound (16 MB) too, so that a burst of big
+     * records does not wait for the writer either. */
+    const size_t rec_bytes = (w->nrecs ? w->raw_bytes / w->nrecs : 0) + 4096;
     size_t per = spans < HOT_BURST ? spans : HOT_BURST;
+    if (per > ((size_t)8 << 20) / rec_bytes) {
+        per = ((size_t)8 << 20) / rec_bytes;
+    }
+    if (per == 0) {
+        per = 1;
+    }
     size_t repeats = spans / per;
     if (repeats > BENCH_MAX_SAMPLES) {
         repeats = BENCH_MAX_SAMPLES;
