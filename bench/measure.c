@@ -149,7 +149,8 @@ int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workloa
     char dirs[SYS_COUNT][1024];
     /* Half the default byte bound (16 MB) too, so that a burst of big
      * records does not wait for the writer either. */
-    const size_t rec_bytes = (w->nrecs ? w->raw_bytes / w->nrecs : 0) + 4096;
+    const size_t payload = w->nrecs ? w->raw_bytes / w->nrecs : 0;
+    const size_t rec_bytes = payload + 512 > 4096 ? payload + 4096 : 4096; /* a span's 4 KB */
     size_t per = spans < HOT_BURST ? spans : HOT_BURST;
     if (per > ((size_t)8 << 20) / rec_bytes) {
         per = ((size_t)8 << 20) / rec_bytes;
