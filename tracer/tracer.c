@@ -182,7 +182,10 @@ cleanup:
  * Returns 0 or -1 (full). */
 static int reserve(deja_tracer *t, uint64_t bytes, uint64_t *count)
 {
-    uint64_t h = atomic_load_explicit(&t->held, memory_order_relaxed);
+    /* Sequentially consistent (a plain load on x86): a blocked recorder
+     * that announced itself must see every release made before the
+     * writer looked for it. */
+    uint64_t h = atomic_load(&t->held);
     for (;;) {
         const uint64_t n = h >> DEJA__HELD_BYTES_BITS;
         const uint64_t b = h & DEJA__HELD_BYTES_MAX;
