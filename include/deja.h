@@ -1242,7 +1242,8 @@ DEJA_API int deja_tree_root(deja_store *store, const deja_id *id, deja_id *root)
 
 /* The trees below the `nroots` traces `roots` (each need not be a
  * top-level trace: its tree is then the part below it), found by one scan
- * of the store. Returns 0, DEJA_ENOTFOUND when a root is not in the store,
+ * of the store's traces started since the oldest root, less an hour (a step
+ * starts after its parent; the hour covers a clock set back). Returns 0, DEJA_ENOTFOUND when a root is not in the store,
  * DEJA_ENOMEM when the trees hold more than DEJA_TREE_MAX_NODES traces or
  * a tree is deeper than DEJA_TREE_MAX_DEPTH, or a code of the store. */
 DEJA_API int deja_tree_get(deja_store *store, const deja_id *roots, size_t nroots,

@@ -4,7 +4,9 @@
  *
  * The store has no index of children by parent, so deja_tree_get scans the
  * store's traces once (without payloads) and keeps the ones that have a
- * parent; the trees are then built from that list, sorted by parent. Stores
+ * parent; the trees are then built from that list, sorted by parent. A step
+ * starts after its parent, so the scan goes back no further than the
+ * oldest root, less an hour for clocks set back: cheap for recent runs. Stores
  * and bundles may be hostile: depth and size are bounded, and a cycle of
  * parents is cut where it closes.
  *
@@ -17,6 +19,9 @@
 
 #include "core/core.h"
 #include "deja.h"
+
+/* How much older than its parent a step may be (clocks set back). */
+#define STEP_SLACK_MS ((int64_t)3600 * 1000)
 
 /* A trace that has a parent, or one of the requested roots. */
 typedef struct entry {
@@ -319,6 +324,15 @@ int deja_tree_get(deja_store *store, const deja_id *roots, size_t nroots, deja_t
     qsort(sorted, nroots, sizeof *sorted, id_cmp_v);
     s.roots = sorted;
     s.nroots = nroots;
+    /* A step starts after its parent: look no further back than the oldest
+     * root, less an hour for clocks set back. Ids carry their time. */
+    for (i = 0; i < nroots; i++) {
+        int64_t ms = deja_id_time_ms(&roots[i]) - STEP_SLACK_MS;
+        if (i == 0 || ms * 1000000 < all.since_ns)
+            all.since_ns = ms > 0 ? ms * 1000000 : 0;
+    }
+    if (all.since_ns < 0)
+        all.since_ns = 0;
     rc = deja_store_list(store, &all, on_trace, on_bad, &s);
     if (rc == 0)
         rc = s.rc;

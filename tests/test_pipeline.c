@@ -328,6 +328,37 @@ static void test_pipeline__hostile_parents(void **state)
     deja_store_close(s);
 }
 
+/* A run with more steps than a tree may hold: refused, not grown without
+ * bound. */
+static void test_pipeline__size_bound(void **state)
+{
+    char path[700];
+    deja_tracer *tr = NULL;
+    deja_span *root = NULL, *step = NULL;
+    deja_tracer_options to = DEJA_TRACER_OPTIONS_INIT;
+    deja_id rid;
+    deja_store *s = NULL;
+    deja_tree *t = NULL;
+    (void)state;
+    snprintf(path, sizeof path, "%s/wide.store", tmp_root);
+    to.batch_max = 4096;
+    assert_int_equal(deja_tracer_open(&tr, path, &to), 0);
+    span_open(tr, "app", NULL, &root);
+    rid = *deja_span_id(root);
+    assert_int_equal(deja_span_end(root, DEJA_STATUS_OK, NULL), 0);
+    for (int i = 0; i < DEJA_TREE_MAX_NODES; i++) {
+        span_open(tr, "step", &rid, &step);
+        assert_int_equal(deja_span_end(step, DEJA_STATUS_OK, NULL), 0);
+    }
+    assert_int_equal(deja_tracer_flush(tr), 0);
+    deja_tracer_close(tr);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_tree_get(s, &rid, 1, &t), DEJA_ENOMEM);
+    assert_non_null(strstr(deja_error_last(), "more than 10000 traces"));
+    assert_null(t);
+    deja_store_close(s);
+}
+
 /* A step recorded without its model (the span API alone) and given none:
  * listed as not replayed, the others go on. */
 static void test_pipeline__step_without_model(void **state)
@@ -369,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_pipeline__bad_input),
         cmocka_unit_test(test_pipeline__hostile_parents),
         cmocka_unit_test(test_pipeline__step_without_model),
+        cmocka_unit_test(test_pipeline__size_bound),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
