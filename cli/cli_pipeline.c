@@ -112,6 +112,19 @@ static json_t *step_json(const deja_pipeline_result *r, size_t i)
         s->fed_changed ? json_string(deja_verdict_name(s->alone)) : json_null(), "own", s->own,
         "affected", s->affected, "cause",
         s->cause != DEJA_TREE_NONE ? id_json(&r->tree->nodes[s->cause].id) : json_null());
+    json_t *env = json_array();
+    int bad = o == NULL || env == NULL;
+    for (size_t k = 0; !bad && k < s->nenv; k++)
+        bad = json_array_append_new(env, cli_json_text(s->env[k])) != 0;
+    /* json_object_set_new takes the reference, also when it fails. */
+    if (!bad)
+        bad = json_object_set_new(o, "environment_changes", env) != 0;
+    else
+        json_decref(env);
+    if (bad) {
+        json_decref(o);
+        o = NULL;
+    }
     if (o != NULL && json_object_set_new(o, "diff", s->diff ? cli_diff_json(s->diff)
                                                             : json_null()) != 0) {
         json_decref(o);
@@ -207,6 +220,11 @@ static void print_result(const pipe_state *ps, const deja_pipeline_result *r)
             printf(" [diverges on its recorded inputs too: %s]", deja_verdict_name(s->alone));
         }
         fputc('\n', stdout);
+        for (size_t k = 0; k < s->nenv && !s->affected; k++) {
+            printf("  %*s    likely cause: ", (int)(2 * n->depth), "");
+            cli_put_term(stdout, s->env[k]);
+            fputc('\n', stdout);
+        }
     }
     if (r->first != DEJA_TREE_NONE) {
         const deja_tree_node *n = &t->nodes[r->first];

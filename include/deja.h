@@ -1305,6 +1305,11 @@ typedef struct deja_step_result {
     int own;                   /* it diverges (or fails) on its own inputs */
     int affected;              /* chained: it diverges only because of what it was fed */
     size_t cause;              /* for affected: the step upstream that diverged, else DEJA_TREE_NONE */
+    /* Likely causes of a difference: how the environment it was recorded in
+     * differs from this one (deja_env_compare); none when the step
+     * reproduced. */
+    const char *const *env;
+    size_t nenv;
 } deja_step_result;
 
 /* A pipeline replay, freed by deja_pipeline_result_free(). */

@@ -41,12 +41,56 @@ typedef struct step_state {
     size_t origin;      /* the own-divergent step its changed outputs come from */
 } step_state;
 
+/* The differences of one recorded environment from this one. */
+typedef struct env_entry {
+    deja_digest digest;
+    deja_env_diff *diff;
+} env_entry;
+
 typedef struct pipeline_impl {
     deja_pipeline_result pub;
     deja_tree *tree;
     deja_step_result *steps;
     size_t nsteps;
+    env_entry *envs; /* one per distinct recorded environment of a differing step */
+    size_t nenvs;
 } pipeline_impl;
+
+/* The environment differences of trace `t`, computed once per recorded
+ * environment. NULL with 0 when it has none recorded, or it cannot be read
+ * (then the step goes without them). Returns 0 or DEJA_ENOMEM. */
+static int env_lines(pipeline_impl *p, deja_store *store, const deja_trace *t,
+                     deja_env_diff **out)
+{
+    deja_env *env = NULL;
+    env_entry *nv;
+    size_t i;
+    int rc;
+    *out = NULL;
+    if (!t->has_env)
+        return 0;
+    for (i = 0; i < p->nenvs; i++) {
+        if (memcmp(&p->envs[i].digest, &t->env, sizeof t->env) == 0) {
+            *out = p->envs[i].diff;
+            return 0;
+        }
+    }
+    if (p->nenvs >= 64 || deja_store_env_get(store, &t->env, &env) != 0)
+        return 0;
+    nv = realloc(p->envs, (p->nenvs + 1) * sizeof *nv);
+    if (nv == NULL) {
+        deja_env_free(env);
+        return deja__error_set(DEJA_ENOMEM, "out of memory");
+    }
+    p->envs = nv;
+    rc = deja_env_compare(env, deja_env_current(NULL), &nv[p->nenvs].diff);
+    deja_env_free(env);
+    if (rc != 0)
+        return rc;
+    nv[p->nenvs].digest = t->env;
+    *out = nv[p->nenvs++].diff;
+    return 0;
+}
 
 static void tensors_free(deja_tensor *ts, size_t n)
 {
@@ -330,6 +374,9 @@ void deja_pipeline_result_free(deja_pipeline_result *result)
         deja_diff_free((deja_diff *)p->steps[i].diff);
     }
     free(p->steps);
+    for (i = 0; i < p->nenvs; i++)
+        deja_env_diff_free(p->envs[i].diff);
+    free(p->envs);
     deja_tree_free(p->tree);
     free(p);
 }
@@ -549,6 +596,14 @@ int deja_pipeline_replay(deja_store *store, const deja_id *root,
         if (r->detail == NULL) {
             rc = deja__error_set(DEJA_ENOMEM, "out of memory");
             goto cleanup;
+        }
+        if (s->trace != NULL && r->verdict != DEJA_VERDICT_SAME) {
+            deja_env_diff *ed = NULL;
+            rc = env_lines(p, store, s->trace, &ed);
+            if (rc != 0)
+                goto cleanup;
+            r->env = ed ? ed->lines : NULL;
+            r->nenv = ed ? ed->nlines : 0;
         }
         r->own = (changed ? r->alone : r->verdict) >= DEJA_VERDICT_DIVERGED;
         r->affected = changed && !r->own && r->verdict >= DEJA_VERDICT_DIVERGED;

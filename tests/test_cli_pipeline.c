@@ -191,6 +191,16 @@ static void test_cli_pipeline__replay_names_step2(void **state)
     assert_non_null(strstr(r.out, roots[RUNS - 1]));
     cli_run_free(&r);
 
+    /* A divergence comes with its likely causes: the environment changed. */
+    setenv("OMP_NUM_THREADS", "3", 1);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", roots[0], "--model",
+                              "classifier=classifier-v5", NULL),
+                     0);
+    unsetenv("OMP_NUM_THREADS");
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "likely cause: variable OMP_NUM_THREADS"));
+    cli_run_free(&r);
+
     /* The recorded versions reproduce: exit 0, no divergence. */
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", roots[0], "--chained",
                               NULL),
