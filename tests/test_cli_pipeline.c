@@ -192,11 +192,19 @@ static void test_cli_pipeline__replay_names_step2(void **state)
     cli_run_free(&r);
 
     /* A divergence comes with its likely causes: the environment changed. */
-    setenv("OMP_NUM_THREADS", "3", 1);
-    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", roots[0], "--model",
-                              "classifier=classifier-v5", NULL),
-                     0);
-    unsetenv("OMP_NUM_THREADS");
+    {
+        const char *was = getenv("OMP_NUM_THREADS");
+        char *saved = was ? strdup(was) : NULL;
+        setenv("OMP_NUM_THREADS", saved && strcmp(saved, "3") == 0 ? "4" : "3", 1);
+        assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", roots[0],
+                                  "--model", "classifier=classifier-v5", NULL),
+                         0);
+        if (saved != NULL)
+            setenv("OMP_NUM_THREADS", saved, 1);
+        else
+            unsetenv("OMP_NUM_THREADS");
+        free(saved);
+    }
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "likely cause: variable OMP_NUM_THREADS"));
     cli_run_free(&r);
