@@ -151,3 +151,19 @@ int cli_tree_attach_json(json_t *obj, const deja_tree *t)
     p = json_pack("{s:o, s:o}", "root", cli_json_text(root), "tree", cli_tree_json(t, 0));
     return p != NULL && json_object_set_new(obj, "pipeline", p) == 0 ? 0 : -1;
 }
+
+void cli_tree_md(FILE *fp, const deja_tree *t, size_t mark)
+{
+    char root[DEJA_ID_STRLEN + 1];
+    deja_id_format(&t->nodes[0].id, root);
+    fprintf(fp, "\n### Pipeline\n\n");
+    fprintf(fp, "%s the run `%s` (%s):\n\n```\n",
+            mark == 0 ? "This trace is" : "This trace is a step of", root,
+            cli_count(t->nnodes, "trace"));
+    /* NULL: no colour in a report. */
+    cli_tree_print(fp, NULL, t, 0, mark, "");
+    fprintf(fp, "```\n\nReplay the run step by step, each step on the model it recorded "
+                "(add `--model STEP=SPEC` to try another):\n\n```sh\n"
+                "deja replay %s --chained\n```\n",
+            root);
+}

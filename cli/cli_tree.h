@@ -15,6 +15,10 @@
 void cli_tree_print(FILE *fp, const cli_global *g, const deja_tree *t, size_t root, size_t mark,
                     const char *indent);
 
+/* The Markdown section of `show --md` for a trace of the run `t` (the
+ * trace is node `mark`): the tree and the command that replays the run. */
+void cli_tree_md(FILE *fp, const deja_tree *t, size_t mark);
+
 /* One past the last node of the tree under node `root`. */
 size_t cli_tree_end(const deja_tree *t, size_t root);
 

@@ -29,7 +29,8 @@ static const char help[] =
     "  --md     a Markdown summary for a bug report, with the command that replays it\n"
     "\n"
     "A trace that is part of a pipeline run (it has a parent or steps: deja_span_parent)\n"
-    "is followed by the run's tree, this trace marked; with --json, its \"pipeline\" key.\n";
+    "is followed by the run's tree, this trace marked; with --json, its \"pipeline\" key;\n"
+    "with --md, a Pipeline section with the command that replays the run step by step.\n";
 
 #define PREVIEW_CHARS 200
 #define MAX_SHOWN 8
@@ -467,6 +468,8 @@ int cmd_show(const cli_global *g, int argc, char **argv)
         }
     } else if (md) {
         show_md(t, env);
+        if (tree != NULL)
+            cli_tree_md(stdout, tree, mark);
     } else {
         show_text(t, env, &pin);
         if (tree != NULL) {

@@ -145,6 +145,18 @@ static void test_cli_pipeline__show_tree(void **state)
     assert_int_equal(count_of(r.out, "<- this trace"), 1);
     assert_non_null(strstr(r.out, cls));
     cli_run_free(&r);
+    /* The bug report: the tree and the command that replays the run. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", cls, "--md", NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "### Pipeline"));
+    assert_non_null(strstr(r.out, "This trace is a step of the run"));
+    {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "deja replay %s --chained", roots[0]);
+        assert_non_null(strstr(r.out, cmd));
+    }
+    assert_null(strstr(r.out, "\033["));
+    cli_run_free(&r);
 }
 
 /* Isolated: step 2 is named, step 3 reproduces; chained: step 3 is listed
