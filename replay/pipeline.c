@@ -619,6 +619,15 @@ int deja_pipeline_replay(deja_store *store, const deja_id *root,
         if (r->own && p->pub.first == DEJA_TREE_NONE)
             p->pub.first = i;
         p->pub.affected += (size_t)r->affected;
+        /* Isolated, no later step reads this one: release its payloads
+         * now, so that memory does not grow with the run. */
+        if (o.mode == DEJA_PIPELINE_ISOLATED) {
+            deja_trace_free(s->trace);
+            s->trace = NULL;
+            tensors_free(s->outs, s->nouts);
+            s->outs = NULL;
+            s->nouts = 0;
+        }
         switch (r->verdict) {
         case DEJA_VERDICT_SAME: p->pub.same++; break;
         case DEJA_VERDICT_CLOSE: p->pub.close++; break;
