@@ -539,3 +539,26 @@ cleanup:
     deja_tree_free(t);
     return ret;
 }
+
+int cli_pipeline_expand(deja_store *store, deja_id **ids, size_t *n)
+{
+    deja_tree *t = NULL;
+    deja_id *v = NULL;
+    size_t i;
+    int rc = deja_tree_get(store, *ids, *n, &t);
+    if (rc != 0)
+        return cli_lib_error(rc, "the steps of the selected traces");
+    cli_tree_warn(t);
+    v = malloc((t->nnodes ? t->nnodes : 1) * sizeof *v);
+    if (v == NULL) {
+        deja_tree_free(t);
+        return cli_error("out of memory");
+    }
+    for (i = 0; i < t->nnodes; i++)
+        v[i] = t->nodes[i].id;
+    free(*ids);
+    *ids = v;
+    *n = t->nnodes;
+    deja_tree_free(t);
+    return 0;
+}

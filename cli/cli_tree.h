@@ -57,4 +57,9 @@ int cli_pipeline_replay(const cli_global *g, int argc, char **argv, const char *
 int cli_pipeline_steps(deja_store *store, const deja_id *ids, size_t n, const char *step,
                        deja_id **out, size_t *nout);
 
+/* Replace the `*n` traces `*ids` by every trace of the trees below them
+ * (each selected trace, then its steps, nested; once each). Returns 0, or
+ * CLI_EXIT_TROUBLE after a message. */
+int cli_pipeline_expand(deja_store *store, deja_id **ids, size_t *n);
+
 #endif /* DEJA_CLI_CLI_TREE_H */

@@ -3,13 +3,14 @@
  * and environment they reference, into one bundle file.
  */
 #include "cli_bundle.h"
+#include "cli_tree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static const char help[] =
     "usage: deja export [ID...] [filters] -o FILE.deja [--with-model PLUGIN[:ARG]]\n"
-    "                   [--include-plugin] [--level N] [--md | --json]\n"
+    "                   [--include-plugin] [--level N] [--steps] [--md | --json]\n"
     "\n"
     "Write the selected traces into one self-contained bundle file: the traces, every\n"
     "blob and environment they reference, the identities (name, version, weights\n"
@@ -20,6 +21,9 @@ static const char help[] =
     "every trace in the store.\n"
     "\n"
     "  -o, --output FILE  the bundle to write (replaced atomically if it exists)\n"
+    "  --steps            also the steps of each selected trace, nested (a pipeline\n"
+    "                     run whole: deja ls --tree), so the bundle replays it step by\n"
+    "                     step (at most 10000 traces)\n"
     "  --with-model PLUGIN[:ARG]\n"
     "                     record which plugin file (name, size, XXH3-128) and model\n"
     "                     identity reproduce the traces; the plugin is loaded to learn\n"
@@ -52,6 +56,7 @@ enum {
     OPT_OTLP_MESSAGES,
     OPT_OTLP_INLINE,
     OPT_OTLP_SERVICE,
+    OPT_STEPS,
 };
 
 /* `export --otlp` / `--otlp-file`: spans instead of a bundle. */
@@ -95,6 +100,7 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         {"otlp-messages", no_argument, NULL, OPT_OTLP_MESSAGES},
         {"otlp-inline", required_argument, NULL, OPT_OTLP_INLINE},
         {"otlp-service", required_argument, NULL, OPT_OTLP_SERVICE},
+        {"steps", no_argument, NULL, OPT_STEPS},
         CLI_LONGOPT_END,
     };
     deja_bundle_options o = DEJA_BUNDLE_OPTIONS_INIT;
@@ -108,7 +114,7 @@ int cmd_export(const cli_global *g, int argc, char **argv)
     cli_filter f;
     size_t n = 0, bad = 0;
     uint64_t level;
-    int json = 0, md = 0;
+    int json = 0, md = 0, steps = 0;
     int first = 1;
     int ret = CLI_EXIT_TROUBLE;
     int c, rc;
@@ -139,6 +145,8 @@ int cmd_export(const cli_global *g, int argc, char **argv)
             o.level = (int)level;
         } else if (c == OPT_MD) {
             md = 1;
+        } else if (c == OPT_STEPS) {
+            steps = 1;
         } else if (c == OPT_OTLP) {
             otlp.url = optarg;
         } else if (c == OPT_OTLP_FILE) {
@@ -197,6 +205,8 @@ int cmd_export(const cli_global *g, int argc, char **argv)
         cli_error("export: no trace matches the selection; nothing written");
         goto cleanup;
     }
+    if (steps && cli_pipeline_expand(store, &ids, &n) != 0)
+        goto cleanup;
     rc = deja_bundle_export(store, ids, n, &o, out);
     if (rc != 0) {
         cli_lib_error(rc, "export '%s'", out);

@@ -287,6 +287,34 @@ static void test_cli_pipeline__bisect_step(void **state)
     cli_run_free(&r);
 }
 
+/* A run handed over whole: export --steps, then the bundle replays it step
+ * by step in place; without --steps the bundle holds the root alone. */
+static void test_cli_pipeline__export_steps(void **state)
+{
+    char bundle[700];
+    cli_run r;
+    (void)state;
+    snprintf(bundle, sizeof bundle, "%s/run.deja", tmp_root);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "export", roots[0], "-o", bundle,
+                              "--steps", "--json", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"traces\":4"));
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "replay", bundle, roots[0], "--model",
+                              "classifier=classifier-v5", "--chained", NULL),
+                     0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "affected downstream: postprocess"));
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "export", roots[0], "-o", bundle,
+                              "--json", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"traces\":1"));
+    cli_run_free(&r);
+}
+
 /* Bad input: an unknown step, a step given as the root, both modes, a
  * model that is no step: one line on stderr, exit 2. */
 static void test_cli_pipeline__bad_input(void **state)
@@ -402,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_cli_pipeline__replay_names_step2),
         cmocka_unit_test(test_cli_pipeline__replay_json),
         cmocka_unit_test(test_cli_pipeline__bisect_step),
+        cmocka_unit_test(test_cli_pipeline__export_steps),
         cmocka_unit_test(test_cli_pipeline__bad_input),
         cmocka_unit_test(test_cli_pipeline__hostile_cycle),
     };
