@@ -146,6 +146,14 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     (void)closure;
 }
 
+/* How long creating a stream waits for a cluster to form: the timeout, at
+ * least STREAM_CREATE_WAIT_MS. */
+#define STREAM_CREATE_WAIT_MS 15000
+static int64_t create_wait_ms(const deja_fleet *f)
+{
+    return f->timeout_ms > STREAM_CREATE_WAIT_MS ? f->timeout_ms : STREAM_CREATE_WAIT_MS;
+}
+
 int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int kind)
 {
     jsStreamInfo *si = NULL;
@@ -191,14 +199,18 @@ int deja__fleet_stream(deja_fleet *f, const char *name, const char *subject, int
         c.DiscardNewPerSubject = true;
         c.AllowDirect = true;
     }
+    /* A cluster that is still forming has no room yet for the replicas
+     * ("no suitable peers for placement" until its nodes have met): that,
+     * like a leader being elected, is worth waiting for, a while longer
+     * than one request's timeout. */
     for (int64_t waited = 0;; waited += 250) {
         jerr = 0;
         si = NULL;
         s = js_AddStream(&si, f->js, &c, NULL, &jerr);
         jsStreamInfo_Destroy(si);
-        if (s == NATS_OK || jerr == JSStreamNameExistErr || waited >= f->timeout_ms ||
+        if (s == NATS_OK || jerr == JSStreamNameExistErr || waited >= create_wait_ms(f) ||
             (s != NATS_TIMEOUT && jerr != JSClusterNotAvailErr && jerr != JSInsufficientResourcesErr &&
-             jerr != JSStreamCreateErr))
+             jerr != JSStreamCreateErr && jerr != JSClusterNoPeersErr))
             break;
         nats_Sleep(250);
     }

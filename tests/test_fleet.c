@@ -637,6 +637,78 @@ static void test_fleet__job_carries_the_trace(void **state)
     deja__buf_free(&body);
 }
 
+/* A ship to a cluster whose third node is not up yet waits for the
+ * replicas to find room ("no suitable peers for placement" meanwhile) and
+ * then ships everything, instead of failing at once. */
+static void test_fleet__cluster_forming_waits_for_peers(void **state)
+{
+    const char *k = tmp_path("forming.store");
+    nats_server node[3];
+    char name[3][8], cport[3][40], routes[3][128], urls[256], dir[3][40];
+    pid_t pid;
+    int status = 0;
+    (void)state;
+
+    memset(node, 0, sizeof node);
+    for (int i = 0; i < 3; i++) {
+        node[i].port = nats_free_port();
+        node[i].cluster_port = nats_free_port();
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(name[i], sizeof name[i], "f%d", i);
+        snprintf(cport[i], sizeof cport[i], "nats://127.0.0.1:%d", node[i].cluster_port);
+        snprintf(routes[i], sizeof routes[i], "nats://127.0.0.1:%d,nats://127.0.0.1:%d",
+                 node[(i + 1) % 3].cluster_port, node[(i + 2) % 3].cluster_port);
+        snprintf(dir[i], sizeof dir[i], "forming-%d", i);
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *extra[] = {"-n", name[i], "--cluster", cport[i], "--cluster_name", "forming",
+                               "--routes", routes[i], NULL};
+        assert_int_equal(nats_start(&node[i], tmp_path(dir[i]), extra), 0);
+    }
+    snprintf(urls, sizeof urls, "%s,%s", node[0].url, node[1].url);
+    record(k, 10, 30000, NULL);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *args[] = {DEJA_BIN, "--store", k, "ship", "--to", urls, "--replicas", "3",
+                              "--timeout", "2000", NULL};
+        int fd = open(tmp_path("forming-ship.out"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(DEJA_BIN, (char *const *)args);
+        _exit(127);
+    }
+    /* Longer than the ship's timeout: it must still be waiting. */
+    nats_sleep_ms(3000);
+    {
+        const char *extra[] = {"-n", name[2], "--cluster", cport[2], "--cluster_name", "forming",
+                               "--routes", routes[2], NULL};
+        assert_int_equal(nats_start(&node[2], tmp_path(dir[2]), extra), 0);
+    }
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char *out = cli_slurp(tmp_path("forming-ship.out"), NULL);
+        char text[600];
+
+        snprintf(text, sizeof text, "%s", out ? out : "?");
+        free(out);
+        for (int i = 0; i < 3; i++)
+            nats_stop(&node[i]);
+        fail_msg("ship to a forming cluster: %s", text);
+    }
+    {
+        char *out = cli_slurp(tmp_path("forming-ship.out"), NULL);
+
+        assert_non_null(out);
+        assert_non_null(strstr(out, "shipped 10 traces"));
+        free(out);
+    }
+    for (int i = 0; i < 3; i++)
+        nats_stop(&node[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_fleet__refused_and_unreachable),
         cmocka_unit_test(test_fleet__replay_via_workers_one_killed),
         cmocka_unit_test(test_fleet__cluster_node_killed_during_ship),
+        cmocka_unit_test(test_fleet__cluster_forming_waits_for_peers),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
