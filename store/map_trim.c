@@ -39,10 +39,14 @@ int deja__store_map_trim(deja_store *store)
         uintptr_t lo, hi;
         unsigned maj, min;
         uint64_t ino;
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %*s %*s %x:%x %" SCNu64, &lo, &hi, &maj, &min,
-                   &ino) != 5)
+        char perms[8];
+        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %x:%x %" SCNu64, &lo, &hi, perms, &maj,
+                   &min, &ino) != 6)
             continue;
-        if (ino == (uint64_t)st.st_ino && makedev(maj, min) == st.st_dev && hi > lo)
+        /* Shared mappings only: dropping a private one would lose its
+         * copied-on-write pages (LMDB maps shared; nothing maps it privately). */
+        if (perms[3] == 's' && ino == (uint64_t)st.st_ino && makedev(maj, min) == st.st_dev &&
+            hi > lo)
             (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
     }
 cleanup:
