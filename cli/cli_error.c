@@ -2,6 +2,7 @@
  * cli/cli_error.c -- errors: one-line messages on stderr, usage errors, --help.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -19,12 +20,19 @@ __attribute__((format(printf, 2, 0))) static void print_error_line(const char *c
     const int n = vsnprintf(what, sizeof what, fmt, ap);
     const size_t len = n < 0 ? 0 : (size_t)n < sizeof what ? (size_t)n : sizeof what - 1;
 
-    if (cause == NULL)
-        fprintf(stderr, "deja: %s\n", what);
-    else if (len > 0 && strncmp(cause, what, len) == 0)
-        fprintf(stderr, "deja: %s\n", cause);
-    else
-        fprintf(stderr, "deja: %s: %s\n", what, cause);
+    /* The message may quote a trace, a bundle or a library message: escaped,
+     * it stays one line and cannot drive the terminal. */
+    fputs("deja: ", stderr);
+    if (cause == NULL) {
+        cli_put_term(stderr, what);
+    } else if (len > 0 && strncmp(cause, what, len) == 0) {
+        cli_put_term(stderr, cause);
+    } else {
+        cli_put_term(stderr, what);
+        fputs(": ", stderr);
+        cli_put_term(stderr, cause);
+    }
+    fputc('\n', stderr);
 }
 
 /* print_error_line with variadic arguments. */

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the valid UTF-8 sequence at `s` (1..4), or 0 when the bytes
@@ -86,6 +87,38 @@ static void put_escaped(FILE *fp, const char *s, void (*ascii)(FILE *, int, int)
 void cli_put_term(FILE *fp, const char *s)
 {
     put_escaped(fp, s, NULL, 0);
+}
+
+/* The escaped copies cli_term() handed out: static, so that what is still
+ * held at exit is reachable rather than leaked. */
+static char *term_ring[CLI_TERM_RING];
+static size_t term_next;
+
+/* Whether `s` holds a control character or invalid UTF-8. */
+static int has_control(const char *s);
+
+const char *cli_term(const char *s)
+{
+    char *copy = NULL;
+    size_t size = 0;
+    FILE *mem;
+
+    if (s == NULL)
+        return "";
+    if (!has_control(s))
+        return s;
+    mem = open_memstream(&copy, &size);
+    if (mem == NULL)
+        return "?";
+    cli_put_term(mem, s);
+    if (fclose(mem) != 0) {
+        free(copy);
+        return "?";
+    }
+    free(term_ring[term_next]);
+    term_ring[term_next] = copy;
+    term_next = (term_next + 1) % CLI_TERM_RING;
+    return copy;
 }
 
 /* Whether `s` needs no quoting at all. */

@@ -17,6 +17,14 @@
  * backslashes, is printed as it is. */
 void cli_put_term(FILE *fp, const char *s);
 
+/* `s` as cli_put_term would print it, for a printf argument: `s` itself
+ * when it needs no escape (NULL gives ""), else an escaped copy owned by
+ * a ring of CLI_TERM_RING slots and valid until as many later calls have
+ * reused its slot; "?" when out of memory. For the thread that prints
+ * (not thread-safe). */
+#define CLI_TERM_RING 16
+const char *cli_term(const char *s);
+
 /* Print `s` as one word a POSIX shell reads back as exactly `s`: as it is
  * when made only of [A-Za-z0-9_@%+=:,./-] (and not empty), else in single
  * quotes (a quote written '\''), or as a $'...' word with \xNN escapes when

@@ -4,6 +4,7 @@
  * whose inference crashed, and a diff printed for a terminal or as JSON.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <math.h>
 #include <signal.h>
@@ -110,13 +111,13 @@ void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char
         case DEJA_DIFF_EQUAL:
             break;
         case DEJA_DIFF_ONLY_A:
-            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, t->name, name_a, name_b);
+            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, cli_term(t->name), name_a, name_b);
             break;
         case DEJA_DIFF_ONLY_B:
-            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, t->name, name_b, name_a);
+            fprintf(fp, "%s%s: %s only, absent from %s\n", indent, cli_term(t->name), name_b, name_a);
             break;
         default:
-            fprintf(fp, "%s%s: %s\n", indent, t->name, t->detail);
+            fprintf(fp, "%s%s: %s\n", indent, cli_term(t->name), cli_term(t->detail));
             break;
         }
     }

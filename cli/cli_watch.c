@@ -2,6 +2,7 @@
  * cli/cli_watch.c -- helpers of the watching commands: durations,
  * selections given as one argument, rules files, violations as JSON.
  */
+#include "cli_escape.h"
 #include "cli_watch.h"
 
 #include <stdlib.h>
@@ -132,8 +133,9 @@ static int print_replay_violation(const deja_violation *v, void *payload)
     s->broken += s->last != v->rule;
     s->last = v->rule;
     if (s->list == NULL) {
-        printf("    rule %s: %s.%s %s (replayed output)\n", v->rule,
-               v->side == DEJA_INPUT ? "input" : "output", v->tensor, v->detail);
+        printf("    rule %s: %s.%s %s (replayed output)\n", cli_term(v->rule),
+               v->side == DEJA_INPUT ? "input" : "output", cli_term(v->tensor),
+               cli_term(v->detail));
         return 0;
     }
     if (json_array_append_new(s->list, cli_violation_json(s->id, v)) != 0)

@@ -4,6 +4,7 @@
  * recorded outputs.
  */
 #include "cli.h"
+#include "cli_escape.h"
 #include "cli_tree.h"
 
 #include <stdlib.h>
@@ -77,7 +78,7 @@ static void on_step(const deja_bisect_step *st, void *payload)
         return;
     }
     printf("step %zu: version %zu/%zu %s: %s (%zu same, %zu close, %zu diverged, %zu error",
-           s->nsteps, st->index + 1, s->nspecs, st->spec, st->bad ? "bad" : "good", u->same,
+           s->nsteps, st->index + 1, s->nspecs, cli_term(st->spec), st->bad ? "bad" : "good", u->same,
            u->close, u->diverged, u->error);
     if (u->nondeterministic) {
         printf(", %zu nondeterministic", u->nondeterministic);
@@ -143,10 +144,10 @@ static void result_print(const deja_bisect_result *r, const char *const *specs, 
                          size_t ntraces)
 {
     size_t i, k, shown = 0, pass;
-    printf("first bad version: %s (version %zu of %zu); last good: %s\n", r->first_bad_spec,
-           r->first_bad + 1, nspecs, specs[r->last_good]);
+    printf("first bad version: %s (version %zu of %zu); last good: %s\n",
+           cli_term(r->first_bad_spec), r->first_bad + 1, nspecs, cli_term(specs[r->last_good]));
     printf("evidence: %zu of %s on %s%s:\n", r->nevidence, cli_count(ntraces, "trace"),
-           r->first_bad_spec,
+           cli_term(r->first_bad_spec),
            r->nevidence > EVIDENCE_SHOWN ? " (changed labels first)" : "");
     /* Changed labels first: they are what a user reported. */
     for (pass = 0; pass < 2; pass++) {
@@ -162,12 +163,12 @@ static void result_print(const deja_bisect_result *r, const char *const *specs, 
                 return;
             }
             deja_id_format(&e->id, id);
-            printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), e->detail);
+            printf("  %s  %-9s %s\n", id, deja_verdict_name(e->verdict), cli_term(e->detail));
             for (k = 0; k < e->nenv; k++) {
-                printf("      likely cause: environment: %s\n", e->env[k]);
+                printf("      likely cause: environment: %s\n", cli_term(e->env[k]));
             }
             if (e->cause) {
-                printf("      likely cause: %s\n", e->cause);
+                printf("      likely cause: %s\n", cli_term(e->cause));
             }
         }
     }

@@ -2,6 +2,7 @@
  * cli/cmd_check.c -- `deja check`: apply validation rules to recorded
  * traces and list the violations; exit 1 when there are any.
  */
+#include "cli_escape.h"
 #include "cli_watch.h"
 
 static const char help[] =
@@ -42,9 +43,10 @@ static int on_violation(const deja_trace *t, const deja_violation *v, void *payl
         char id[DEJA_ID_STRLEN + 1];
 
         deja_id_format(&t->id, id);
-        printf("%s  %s@%s  %-16s %s.%s %s\n", id, t->model_name ? t->model_name : "?",
-               t->model_version ? t->model_version : "?", v->rule,
-               v->side == DEJA_INPUT ? "input" : "output", v->tensor, v->detail);
+        printf("%s  %s@%s  %-16s %s.%s %s\n", id, t->model_name ? cli_term(t->model_name) : "?",
+               t->model_version ? cli_term(t->model_version) : "?", cli_term(v->rule),
+               v->side == DEJA_INPUT ? "input" : "output", cli_term(v->tensor),
+               cli_term(v->detail));
     }
     return 0;
 }

@@ -3,6 +3,7 @@
  * outputs of two recorded traces.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,14 +92,15 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
             goto cleanup;
         }
     } else {
-        printf("a: %s  %s@%s\nb: %s  %s@%s\n", sa, ta->model_name, ta->model_version, sb,
-               tb->model_name, tb->model_version);
+        printf("a: %s  %s@%s\nb: %s  %s@%s\n", sa, cli_term(ta->model_name),
+               cli_term(ta->model_version), sb, cli_term(tb->model_name),
+               cli_term(tb->model_version));
         size_t i, k = 0;
         for (i = 0; i < d->ntensors; i++) {
             k += d->tensors[i].kind != DEJA_DIFF_EQUAL;
         }
         if (k == 0) {
-            printf("%s  %s\n", deja_verdict_name(d->verdict), d->summary);
+            printf("%s  %s\n", deja_verdict_name(d->verdict), cli_term(d->summary));
         } else {
             printf("%s  %zu of %zu output%s differ%s\n", deja_verdict_name(d->verdict), k,
                    d->ntensors, d->ntensors == 1 ? "" : "s", k == 1 ? "s" : "");

@@ -2,6 +2,7 @@
  * cli/cmd_drift.c -- `deja drift`: compare two selections field by field,
  * rank the fields by drift, exit 1 when any crosses its threshold.
  */
+#include "cli_escape.h"
 #include "cli_watch.h"
 
 #include <math.h>
@@ -172,8 +173,8 @@ static void print_human(const deja_drift *d, const deja_drift_options *o, size_t
     for (size_t i = 0; i < d->nfields && i < top; i++) {
         const deja_drift_field *f = &d->fields[i];
 
-        printf("%-7s %-*.*s %-16s ", f->drifted ? "DRIFTED" : "", (int)width, (int)width, f->name,
-               f->metric);
+        printf("%-7s %-*.*s %-16s ", f->drifted ? "DRIFTED" : "", (int)width, (int)width,
+               cli_term(f->name), f->metric);
         if (isnan(f->score))
             printf("%8s", "-");
         else
@@ -182,7 +183,7 @@ static void print_human(const deja_drift *d, const deja_drift_options *o, size_t
         print_sides(f);
         fputc('\n', stdout);
         if (f->drifted && f->nexamples > 0) {
-            printf("%-7s   %s:", "", f->region ? f->region : "examples");
+            printf("%-7s   %s:", "", f->region ? cli_term(f->region) : "examples");
             for (size_t k = 0; k < f->nexamples; k++) {
                 char text[DEJA_ID_STRLEN + 1];
 
@@ -319,7 +320,7 @@ int cmd_drift(const cli_global *g, int argc, char **argv)
     }
     if (d->ndrifted > 0) {
         fprintf(stderr, "deja: drift: %zu of %zu fields drifted, first %s\n", d->ndrifted,
-                d->nfields, d->fields[0].name);
+                d->nfields, cli_term(d->fields[0].name));
         ret = CLI_EXIT_DIFF;
         goto cleanup;
     }

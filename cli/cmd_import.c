@@ -3,6 +3,7 @@
  * holds to the store in one transaction.
  */
 #include "cli_bundle.h"
+#include "cli_escape.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,7 +103,8 @@ static int extract_plugins(const char *file, const char *dir)
         goto cleanup;
     }
     fprintf(stderr, "deja: import: wrote the plugin %s (%s %s, not run)\n", path,
-            p->model_name ? p->model_name : "?", p->model_version ? p->model_version : "?");
+            p->model_name ? cli_term(p->model_name) : "?",
+            p->model_version ? cli_term(p->model_version) : "?");
     ret = 0;
 
 cleanup:

@@ -6,6 +6,7 @@
  * (cli_diff_print, cli_diff_json, cli_parse_double below).
  */
 #include "cli.h"
+#include "cli_escape.h"
 #include "cli_bundle.h"
 #include "cli_fleet.h"
 #include "cli_tree.h"
@@ -221,10 +222,10 @@ static void print_notes(const deja_replay_result *r)
 {
     size_t i;
     for (i = 0; i < r->nnotes; i++) {
-        printf("    note: %s\n", r->notes[i]);
+        printf("    note: %s\n", cli_term(r->notes[i]));
     }
     for (i = 0; i < r->nnoise; i++) {
-        printf("    noise (the baseline differs too): %s\n", r->noise[i]);
+        printf("    noise (the baseline differs too): %s\n", cli_term(r->noise[i]));
     }
 }
 
@@ -238,7 +239,7 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         printf("environment: %zu difference%s from the recording that can change numerics:\n",
                r->nenv, r->nenv == 1 ? "" : "s");
         for (i = 0; i < r->nenv; i++) {
-            printf("    %s\n", r->env[i]);
+            printf("    %s\n", cli_term(r->env[i]));
         }
     }
     {
@@ -254,9 +255,9 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
             printf("  every difference is one the baseline shows too\n");
         } else if (r->trace && r->trace->status == DEJA_STATUS_ERROR) {
             printf("  the recorded failure, reproduced after the same outputs (%s)\n",
-                   r->diff->summary);
+                   cli_term(r->diff->summary));
         } else {
-            printf("  %s\n", r->diff->summary);
+            printf("  %s\n", cli_term(r->diff->summary));
         }
         print_notes(r);
         break;
@@ -267,19 +268,19 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         print_notes(r);
         break;
     case DEJA_VERDICT_ERROR:
-        printf("  %s\n", r->error);
+        printf("  %s\n", cli_term(r->error));
         break;
     case DEJA_VERDICT_NONDETERMINISTIC:
         printf("  outputs vary between %u replays:", s->repeat);
         for (i = 0; i < r->nvarying; i++) {
-            printf("%s %s", i ? "," : "", r->varying[i]);
+            printf("%s %s", i ? "," : "", cli_term(r->varying[i]));
         }
         if (r->nunrecorded > 0) {
             /* The values were asked of the ctx, which had to make them up. */
             printf("\n    the model asked its ctx for values the recording lacks, made up anew "
                    "on each replay (not counted as a regression):\n");
             for (i = 0; i < r->nunrecorded; i++) {
-                printf("    unrecorded: %s\n", r->unrecorded[i]);
+                printf("    unrecorded: %s\n", cli_term(r->unrecorded[i]));
             }
         } else {
             printf("\n    some source of randomness or time was not captured: the model reads "
@@ -289,7 +290,7 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         break;
     default:
         if (r->error && *r->error) {
-            printf("  %s\n", r->error);
+            printf("  %s\n", cli_term(r->error));
         } else {
             printf("  %zu of %zu output%s differ%s\n", ndiffer(r->diff), r->diff->ntensors,
                    r->diff->ntensors == 1 ? "" : "s", ndiffer(r->diff) == 1 ? "s" : "");
@@ -299,21 +300,21 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
         if (r->nvarying > 0) {
             printf("    also varying between %u replays (not counted):", s->repeat);
             for (i = 0; i < r->nvarying; i++) {
-                printf("%s %s", i ? "," : "", r->varying[i]);
+                printf("%s %s", i ? "," : "", cli_term(r->varying[i]));
             }
             printf("\n");
         }
         for (i = 0; i < r->nmodel_changes; i++) {
-            printf("    likely cause: %s\n", r->model_changes[i]);
+            printf("    likely cause: %s\n", cli_term(r->model_changes[i]));
         }
         for (i = 0; i < r->nenv; i++) {
-            printf("    likely cause: environment: %s\n", r->env[i]);
+            printf("    likely cause: environment: %s\n", cli_term(r->env[i]));
         }
         for (i = 0; i < r->nunrecorded; i++) {
-            printf("    likely cause: unrecorded: %s\n", r->unrecorded[i]);
+            printf("    likely cause: unrecorded: %s\n", cli_term(r->unrecorded[i]));
         }
         for (i = 0; i < r->nunconsumed; i++) {
-            printf("    likely cause: fewer values consumed: %s\n", r->unconsumed[i]);
+            printf("    likely cause: fewer values consumed: %s\n", cli_term(r->unconsumed[i]));
         }
         if (r->nmodel_changes == 0 && r->nenv == 0 && r->nunrecorded == 0 &&
             r->nunconsumed == 0 && s->repeat < 2) {

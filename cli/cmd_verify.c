@@ -2,6 +2,7 @@
  * cli/cmd_verify.c -- `deja verify`: check the store's integrity.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <string.h>
 
@@ -30,7 +31,7 @@ static void problem_cb(const char *line, void *payload)
         if (cli_json_print(json_pack("{s:o}", "problem", cli_json_text(line))) < 0)
             s->failed = 1;
     } else {
-        printf("%s\n", line);
+        printf("%s\n", cli_term(line));
     }
 }
 

@@ -219,6 +219,75 @@ static void test_cli_escape__show_and_ls(void **state)
     cli_run_free(&r);
 }
 
+/* Two traces of "textgen" whose version, output, tag and error text carry
+ * escape sequences, as a bundle from a stranger could. */
+static const char *hostile_replay_store(char *id_a, char *id_b)
+{
+    const char *store = cli_tmp_path(tmp_root, "hostile-replay.store");
+    deja_tracer *t = NULL;
+    deja_span *s = NULL;
+
+    assert_int_equal(deja_tracer_open(&t, store, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *out = i == 0 ? "\x1b[2Jwiped\x1b]0;title\x07" : "other\x1b[31m text\x9b";
+        assert_int_equal(deja_span_begin(&s, t, "textgen", "9\x1b]0;pwned\x07\x1b[31m"), 0);
+        deja_id_format(deja_span_id(s), i == 0 ? id_a : id_b);
+        assert_int_equal(deja_span_add_text(s, DEJA_INPUT, "prompt", "hello", 5), 0);
+        assert_int_equal(deja_span_add_text(s, DEJA_OUTPUT, "completion\x1b[1m", out, strlen(out)),
+                         0);
+        assert_int_equal(deja_span_tag(s, "who", "\x1b[5mblink"), 0);
+        assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    }
+    deja_tracer_close(t);
+    return store;
+}
+
+/* Replay, diff and bisect print the recorded version, output names and
+ * values, and causes made from them: every control character escaped, on
+ * stdout and stderr alike. */
+static void test_cli_escape__replay_diff_bisect(void **state)
+{
+    (void)state;
+    char a[DEJA_ID_STRLEN + 1], b[DEJA_ID_STRLEN + 1];
+    const char *store = hostile_replay_store(a, b);
+    cli_run r;
+
+    assert_int_equal(
+        cli_exec(&r, NULL, NULL, "--store", store, "replay", "--model", "textgen-v1", NULL), 0);
+    assert_int_equal(r.status, 1);
+    assert_no_control(r.out);
+    assert_no_control(r.err);
+    /* The likely cause names the recorded version, escaped. */
+    assert_non_null(strstr(r.out, "9\\x1b]0;pwned\\x07\\x1b[31m"));
+    assert_non_null(strstr(r.out, "completion\\x1b[1m"));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "diff", a, b, NULL), 0);
+    assert_int_equal(r.status, 1);
+    assert_no_control(r.out);
+    assert_no_control(r.err);
+    assert_non_null(strstr(r.out, "textgen@9\\x1b]0;pwned\\x07\\x1b[31m"));
+    assert_non_null(strstr(r.out, "completion\\x1b[1m: "));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "bisect", "textgen-v1",
+                              "textgen-v2", "--force", NULL),
+                     0);
+    assert_true(r.status <= 2);
+    assert_no_control(r.out);
+    assert_no_control(r.err);
+    cli_run_free(&r);
+
+    /* An error line quoting a trace's text stays one escaped line. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", a, "--model",
+                              "/nonexistent/\x1b[2J.so", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    assert_no_control(r.err);
+    assert_non_null(strstr(r.err, "\\x1b[2J"));
+    cli_run_free(&r);
+}
+
 /* A trace recorded before secrets were kept out (its environment holds
  * TF_VAR_db_password): no output shows that value. */
 static void test_cli_escape__old_secrets_not_shown(void **state)
@@ -300,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_cli_escape__shell),
         cmocka_unit_test(test_cli_escape__markdown),
         cmocka_unit_test(test_cli_escape__show_and_ls),
+        cmocka_unit_test(test_cli_escape__replay_diff_bisect),
         cmocka_unit_test(test_cli_escape__old_secrets_not_shown),
         cmocka_unit_test(test_cli_escape__run_env_vars),
     };
