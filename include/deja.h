@@ -438,6 +438,21 @@ DEJA_API int deja_store_unlocked(const deja_store *store);
 /* Close the store. Accepts NULL. */
 DEJA_API void deja_store_close(deja_store *store);
 
+/* Run `fn(store, payload)` in a guarded region and return what it returns:
+ * a SIGBUS or SIGSEGV raised on the calling thread while it runs (LMDB
+ * reading a page of a data.mdb damaged or cut short after it was opened)
+ * ends it instead of the process, and deja_store_guard returns
+ * DEJA_ECORRUPT, "store 'PATH' is damaged (SIGBUS while reading it): run
+ * deja verify". `store` (may be NULL) only names the store in the message.
+ * After such an error the handle may hold locks and memory the region left
+ * behind: only close it (a write handle keeps LMDB's writer lock until the
+ * process exits). The handlers for both signals are installed on entry (a
+ * fault outside any region goes to the handler the program had before, or
+ * takes the default action); fn must not longjmp out itself. Regions nest.
+ * Returns fn's result, DEJA_ECORRUPT, or DEJA_EINVAL (fn NULL). */
+typedef int (*deja_guarded_fn)(deja_store *store, void *payload);
+DEJA_API int deja_store_guard(deja_store *store, deja_guarded_fn fn, void *payload);
+
 typedef enum deja_param_kind {
     DEJA_PARAM_NUM = 0,
     DEJA_PARAM_STR = 1,
