@@ -521,6 +521,7 @@ enum {
     OPT_REPLAY_TIMEOUT,
     OPT_REPLAY_BASELINE,
     OPT_REPLAY_MAX_DIVERGED,
+    OPT_MAX_HUNKS,
     OPT_REPLAY_END /* a command's own options start here */
 };
 
@@ -531,12 +532,13 @@ enum {
         {"atol", required_argument, NULL, OPT_ATOL}, {"rtol", required_argument, NULL, OPT_RTOL},  \
         {"ulps", required_argument, NULL, OPT_ULPS}, {"force", no_argument, NULL, OPT_FORCE},      \
         {"timeout", required_argument, NULL, OPT_REPLAY_TIMEOUT},                                         \
+        {"max-hunks", required_argument, NULL, OPT_MAX_HUNKS},                                    \
     {                                                                                              \
         "isolate", no_argument, NULL, OPT_ISOLATE                                                  \
     }
 
 /* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps, --force,
- * --isolate, --timeout) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
+ * --isolate, --timeout, --max-hunks) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
  * after printing an error for a bad value. */
 int cli_replay_option(deja_replay_options *o, int opt, const char *arg);
 

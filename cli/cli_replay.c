@@ -46,7 +46,7 @@ void cli_crash_guard(void)
 }
 
 /* Apply a replay option (--jobs, --repeat, --atol, --rtol, --ulps,
- * --force) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
+ * --max-hunks, --force) to `o`: 1 when applied, 0 when `opt` is not one of them, -1
  * after printing an error for a bad value. */
 int cli_replay_option(deja_replay_options *o, int opt, const char *arg)
 {
@@ -80,6 +80,14 @@ int cli_replay_option(deja_replay_options *o, int opt, const char *arg)
             return -1;
         }
         o->diff.ulps = u;
+        return 1;
+    case OPT_MAX_HUNKS:
+        if (cli_parse_u64(arg, DEJA_DIFF_MAX_HUNKS_LIMIT, &u) != 0 || u == 0) {
+            cli_error("--max-hunks: expected a count from 1 to %u, got '%s'",
+                      DEJA_DIFF_MAX_HUNKS_LIMIT, arg);
+            return -1;
+        }
+        o->diff.max_hunks = (unsigned)u;
         return 1;
     case OPT_FORCE:
         o->force = 1;

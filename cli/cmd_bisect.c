@@ -14,7 +14,7 @@
 static const char help[] =
     "usage: deja bisect PLUGIN[:ARG] PLUGIN[:ARG]... [--id ID]... [filters] [--invert]\n"
     "                   [--jobs N] [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force]\n"
-    "                   [--isolate] [--timeout S] [--step NAME] [--json]\n"
+    "                   [--isolate] [--timeout S] [--step NAME] [--max-hunks N] [--json]\n"
     "\n"
     "Versions are given oldest first. A version is bad when its replay of any selected\n"
     "trace diverges from the recorded outputs (or fails); with --invert, when it\n"
@@ -35,6 +35,7 @@ static const char help[] =
     "  --repeat N         replay each trace N times (nondeterministic traces count for\n"
     "                     neither side; one whose stable output diverges is bad)\n"
     "  --atol X, --rtol Y, --ulps N   tolerances, as for replay\n"
+    "  --max-hunks N      differing hunks of a text output described (default 3)\n"
     "  --force            replay traces recorded by a model of another name\n"
     "  --isolate          run each inference in a child process (a crash fails it)\n"
     "  --json             the steps, the first bad version and the evidence as one\n"

@@ -11,18 +11,19 @@
 /* Until cli/cli.h declares it. */
 
 static const char help[] =
-    "usage: deja diff ID_A ID_B [--atol X] [--rtol Y] [--ulps N] [--json]\n"
+    "usage: deja diff ID_A ID_B [--atol X] [--rtol Y] [--ulps N] [--max-hunks N] [--json]\n"
     "\n"
     "Diff the outputs of two recorded traces (ids or unique id prefixes) as replay\n"
     "does: per output, floats by error, ULP distance and label changes, integers and\n"
-    "bytes by first differing offset, text by first differing position and a word\n"
-    "hunk ([-removed-]{+added+}).\n"
+    "bytes by first differing offset, text by first differing position and the word\n"
+    "hunks around each difference ([-removed-]{+added+}).\n"
     "\n"
     "  --atol X           absolute tolerance for floats (default by dtype: 1e-5,\n"
     "                     1e-7 for f64)\n"
     "  --rtol Y           relative tolerance for floats (default by dtype: 1.3e-6\n"
     "                     for f32, 1e-7 f64, 1e-3 f16, 1.6e-2 bf16)\n"
     "  --ulps N           floats at most N units in the last place apart are close\n"
+    "  --max-hunks N      describe up to N differing hunks of a text (default 3)\n"
     "  --json             the diff as one JSON object\n"
     "\n"
     "Exit status: 0 when the outputs are the same or close, 1 when they differ,\n"
@@ -39,6 +40,7 @@ int cmd_diff(const cli_global *g, int argc, char **argv)
         {"atol", required_argument, NULL, OPT_ATOL},
         {"rtol", required_argument, NULL, OPT_RTOL},
         {"ulps", required_argument, NULL, OPT_ULPS},
+        {"max-hunks", required_argument, NULL, OPT_MAX_HUNKS},
         CLI_LONGOPT_END,
     };
     deja_replay_options o = DEJA_REPLAY_OPTIONS_INIT;

@@ -930,10 +930,15 @@ typedef struct deja_diff_options {
      * not listed fall back to the name heuristic. */
     const deja_output_decl *kinds;
     size_t nkinds;
+    /* version 2: text outputs describe up to this many differing word hunks
+     * (0: DEJA_DIFF_MAX_HUNKS; at most DEJA_DIFF_MAX_HUNKS_LIMIT). */
+    unsigned max_hunks;
 } deja_diff_options;
 
-#define DEJA_DIFF_OPTIONS_VERSION 1
-#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, -1.0, -1.0, 0, 5, NULL, 0}
+#define DEJA_DIFF_MAX_HUNKS 3
+#define DEJA_DIFF_MAX_HUNKS_LIMIT 10000
+#define DEJA_DIFF_OPTIONS_VERSION 2
+#define DEJA_DIFF_OPTIONS_INIT {DEJA_DIFF_OPTIONS_VERSION, -1.0, -1.0, 0, 5, NULL, 0, 0}
 
 /* How one output compares. */
 typedef enum deja_diff_kind {
@@ -971,8 +976,8 @@ typedef struct deja_tensor_diff {
     int64_t label_row;      /* first row whose arg-max changed, or -1 */
     int64_t label_a;        /* its arg-max on each side */
     int64_t label_b;
-    /* Text only: the first differing byte and a word-level hunk around it,
-     * "...the cat [-sat-]{+ran+} on..." */
+    /* Text only: the word-level hunks around the differences (at most
+     * max_hunks), "...the cat [-sat-]{+ran+} on the mat [-.-]{+!+}" */
     const char *hunk;       /* NULL when not text or equal */
     const char *detail;     /* one line describing the difference, "" when equal */
 } deja_tensor_diff;

@@ -7,7 +7,7 @@
  * largest absolute and relative error and the largest distance in units in
  * the last place; scores (a class axis last) also compare arg-max and top-k
  * per row. Integers, bool and bytes compare exactly. Text gives the first
- * differing position and a short word-level hunk around it.
+ * differing position and short word-level hunks around the differences.
  *
  * Every string of a result is built with open_memstream() and owned by the
  * result; deja_diff_free() releases them.
@@ -700,74 +700,131 @@ static void put_side(FILE *fp, const unsigned char *s, const word *w, size_t fro
     }
 }
 
-/* Write the word-level hunk around the first difference of two texts:
- * context words, then "[-removed-]{+added+}", then context words. The
- * changed region ends where HUNK_RESYNC words agree again (searched within
- * HUNK_WINDOW words), else at the common tail of the texts. */
-static int text_hunk(const unsigned char *a, size_t na, const unsigned char *b, size_t nb, FILE *fp)
+/* One differing region of two texts: words [a0, a1) of a became words
+ * [b0, b1) of b. */
+typedef struct hunk {
+    size_t a0, a1, b0, b1;
+} hunk;
+
+/* Find the differing region starting at words `pa` of a and `pb` of b (which
+ * differ, or one text ends there): it ends where HUNK_RESYNC words agree
+ * again (searched within HUNK_WINDOW words of each side), else at the
+ * common tail of the texts. */
+static hunk find_hunk(const unsigned char *a, const word *wa, size_t ca, const unsigned char *b,
+                      const word *wb, size_t cb, size_t pa, size_t pb)
 {
-    word *wa = NULL, *wb = NULL;
-    size_t ca = 0, cb = 0, p = 0, ea, eb, sa, sb, i, j, best = SIZE_MAX;
-    int rc = split_words(a, na, &wa, &ca);
-    if (rc == 0) {
-        rc = split_words(b, nb, &wb, &cb);
-    }
-    if (rc != 0) {
-        goto cleanup;
-    }
-    while (p < ca && p < cb && word_eq(a, &wa[p], b, &wb[p])) {
-        p++;
-    }
-    if (p == ca && p == cb) {
-        /* Same words, different spacing: show the bytes around it instead. */
-        fputs("(whitespace differs)", fp);
-        goto cleanup;
-    }
+    hunk h = {pa, ca, pb, cb};
+    size_t i, j, best = SIZE_MAX;
     /* Tail agreement as the fallback end of the hunk. */
-    sa = ca;
-    sb = cb;
-    while (sa > p && sb > p && word_eq(a, &wa[sa - 1], b, &wb[sb - 1])) {
-        sa--;
-        sb--;
+    while (h.a1 > pa && h.b1 > pb && word_eq(a, &wa[h.a1 - 1], b, &wb[h.b1 - 1])) {
+        h.a1--;
+        h.b1--;
     }
-    ea = sa;
-    eb = sb;
-    for (i = 0; i <= HUNK_WINDOW && p + i <= ca; i++) {
-        for (j = 0; j <= HUNK_WINDOW && p + j <= cb; j++) {
+    for (i = 0; i <= HUNK_WINDOW && pa + i <= ca; i++) {
+        for (j = 0; j <= HUNK_WINDOW && pb + j <= cb; j++) {
             size_t k = 0;
             if (i + j >= best || (i == 0 && j == 0)) {
                 continue;
             }
-            while (k < HUNK_RESYNC && p + i + k < ca && p + j + k < cb &&
-                   word_eq(a, &wa[p + i + k], b, &wb[p + j + k])) {
+            while (k < HUNK_RESYNC && pa + i + k < ca && pb + j + k < cb &&
+                   word_eq(a, &wa[pa + i + k], b, &wb[pb + j + k])) {
                 k++;
             }
             /* Agreement over HUNK_RESYNC words, or up to both ends. */
-            if (k == HUNK_RESYNC || (p + i + k == ca && p + j + k == cb)) {
+            if (k == HUNK_RESYNC || (pa + i + k == ca && pb + j + k == cb)) {
                 best = i + j;
-                ea = p + i;
-                eb = p + j;
+                h.a1 = pa + i;
+                h.b1 = pb + j;
             }
         }
     }
-    if (p > 0) {
-        if (p > HUNK_CONTEXT) {
-            fputs("... ", fp);
-        }
-        put_words(fp, a, wa, p > HUNK_CONTEXT ? p - HUNK_CONTEXT : 0, p, HUNK_CONTEXT, 1);
-        fputc(' ', fp);
+    return h;
+}
+
+/* Write the word-level hunks of two texts, up to `max` of them: each as
+ * "[-removed-]{+added+}" with HUNK_CONTEXT words of context either side
+ * (the words between two close hunks in full, "..." for a longer gap), and
+ * " ..." with "(more differences not shown)" when hunks remain past `max`. */
+static int text_hunks(const unsigned char *a, size_t na, const unsigned char *b, size_t nb,
+                      size_t max, FILE *fp)
+{
+    word *wa = NULL, *wb = NULL;
+    hunk *hs = NULL;
+    size_t ca = 0, cb = 0, pa = 0, pb = 0, nh = 0, i, pos = 0, end;
+    int more = 0;
+    int rc = split_words(a, na, &wa, &ca);
+    if (rc == 0) {
+        rc = split_words(b, nb, &wb, &cb);
     }
-    put_side(fp, a, wa, p, ea, "[-", "-]");
-    put_side(fp, b, wb, p, eb, "{+", "+}");
-    if (ea < ca) {
-        size_t to = ea + HUNK_CONTEXT < ca ? ea + HUNK_CONTEXT : ca;
-        fputc(' ', fp);
-        put_words(fp, a, wa, ea, to, HUNK_CONTEXT, 0);
-        if (to < ca) {
-            fputs(" ...", fp);
+    if (rc == 0 && (hs = malloc(max * sizeof *hs)) == NULL) {
+        rc = deja__error_set(DEJA_ENOMEM, "diff: out of memory");
+    }
+    if (rc != 0) {
+        goto cleanup;
+    }
+    for (;;) {
+        while (pa < ca && pb < cb && word_eq(a, &wa[pa], b, &wb[pb])) {
+            pa++;
+            pb++;
         }
+        if (pa == ca && pb == cb) {
+            break;
+        }
+        if (nh == max) {
+            more = 1;
+            break;
+        }
+        hs[nh] = find_hunk(a, wa, ca, b, wb, cb, pa, pb);
+        pa = hs[nh].a1;
+        pb = hs[nh].b1;
+        nh++;
+    }
+    if (nh == 0) {
+        /* Same words, different spacing. */
+        fputs("(whitespace differs)", fp);
+        goto cleanup;
+    }
+    for (i = 0; i < nh; i++) {
+        const hunk *h = &hs[i];
+        size_t gap = h->a0 - pos;
+        if (i == 0 && gap > 0) {
+            if (gap > HUNK_CONTEXT) {
+                fputs("... ", fp);
+            }
+            put_words(fp, a, wa, gap > HUNK_CONTEXT ? h->a0 - HUNK_CONTEXT : 0, h->a0,
+                      HUNK_CONTEXT, 1);
+            fputc(' ', fp);
+        } else if (i > 0) {
+            fputc(' ', fp);
+            if (gap > 2 * HUNK_CONTEXT) {
+                put_words(fp, a, wa, pos, pos + HUNK_CONTEXT, HUNK_CONTEXT, 0);
+                fputs(" ... ", fp);
+                put_words(fp, a, wa, h->a0 - HUNK_CONTEXT, h->a0, HUNK_CONTEXT, 1);
+                fputc(' ', fp);
+            } else if (gap > 0) {
+                put_words(fp, a, wa, pos, h->a0, 2 * HUNK_CONTEXT, 0);
+                fputc(' ', fp);
+            }
+        }
+        put_side(fp, a, wa, h->a0, h->a1, "[-", "-]");
+        put_side(fp, b, wb, h->b0, h->b1, "{+", "+}");
+        pos = h->a1;
+    }
+    /* Trailing context stops before the first difference not described. */
+    end = more ? pa : ca;
+    if (pos < end) {
+        size_t to = pos + HUNK_CONTEXT < end ? pos + HUNK_CONTEXT : end;
+        fputc(' ', fp);
+        put_words(fp, a, wa, pos, to, HUNK_CONTEXT, 0);
+    }
+    if (pos < ca && (more || pos + HUNK_CONTEXT < ca)) {
+        fputs(" ...", fp);
+    }
+    if (more) {
+        fprintf(fp, " (more differences after %zu hunk%s)", nh, nh == 1 ? "" : "s");
     }
 cleanup:
+    free(hs);
     free(wa);
     free(wb);
     return rc;
@@ -775,7 +832,8 @@ cleanup:
 
 /* Compare two texts: first differing byte (and character), counts, and a
  * word hunk. */
-static int diff_text(tdiff *td, const deja_tensor *a, const deja_tensor *b, FILE *fp)
+static int diff_text(tdiff *td, const deja_tensor *a, const deja_tensor *b, size_t max_hunks,
+                     FILE *fp)
 {
     const unsigned char *pa = a->data, *pb = b->data;
     size_t n = a->size < b->size ? a->size : b->size, i = 0, chars = 0, k;
@@ -801,7 +859,7 @@ static int diff_text(tdiff *td, const deja_tensor *a, const deja_tensor *b, FILE
     if (rc != 0) {
         return rc;
     }
-    rc = text_hunk(pa, a->size, pb, b->size, hb.fp);
+    rc = text_hunks(pa, a->size, pb, b->size, max_hunks, hb.fp);
     {
         int rc2 = sb_close(&hb, &td->hunk);
         rc = rc ? rc : rc2;
@@ -867,7 +925,7 @@ static int diff_one(tdiff *td, const deja_tensor *a, const deja_tensor *b,
     if (a->dtype == DEJA_UTF8 || a->dtype == DEJA_BYTES) {
         td->pub.count = a->size > b->size ? a->size : b->size;
         if (a->dtype == DEJA_UTF8 || kind_of(o, a->name) == DEJA_KIND_TEXT) {
-            rc = diff_text(td, a, b, sb.fp);
+            rc = diff_text(td, a, b, o->max_hunks ? o->max_hunks : DEJA_DIFF_MAX_HUNKS, sb.fp);
         } else {
             diff_bytes(td, a, b, sb.fp);
         }
@@ -957,6 +1015,10 @@ static int options_of(const deja_diff_options *opts, deja_diff_options *o)
     }
     if (isnan(opts->atol) || isnan(opts->rtol)) {
         return deja__error_set(DEJA_EINVAL, "diff: tolerances must be numbers");
+    }
+    if (opts->max_hunks > DEJA_DIFF_MAX_HUNKS_LIMIT) {
+        return deja__error_set(DEJA_EINVAL, "diff: max_hunks %u is beyond %u", opts->max_hunks,
+                               DEJA_DIFF_MAX_HUNKS_LIMIT);
     }
     *o = *opts;
     return 0;

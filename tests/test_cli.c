@@ -939,6 +939,70 @@ static void test_cli__gc(void **state)
     assert_int_equal(ls_count(store, NULL, NULL, NULL, NULL), fresh);
 }
 
+/* `diff` and `replay` describe every differing hunk of a text up to
+ * --max-hunks, and announce the rest. */
+static void test_cli__max_hunks(void **state)
+{
+    (void)state;
+    const char *store = tmp_path("hunks.store");
+    static const char *const outs[2] = {
+        "w1 A w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 B x1 x2 x3 C y1 y2 y3 D z1",
+        "w1 a w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 b x1 x2 x3 c y1 y2 y3 d z1"};
+    char id[2][DEJA_ID_STRLEN + 1];
+    deja_tracer *t = NULL;
+    cli_run r;
+
+    assert_int_equal(deja_tracer_open(&t, store, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        deja_span *s = NULL;
+        assert_int_equal(deja_span_begin(&s, t, "m", "1"), 0);
+        deja_id_format(deja_span_id(s), id[i]);
+        assert_int_equal(deja_span_add_text(s, DEJA_OUTPUT, "text", outs[i], strlen(outs[i])), 0);
+        assert_int_equal(deja_span_end(s, DEJA_STATUS_OK, NULL), 0);
+    }
+    deja_tracer_close(t);
+
+    /* The default, 3: A, B and C described, D announced. */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "diff", id[0], id[1], NULL), 0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "[-A-]{+a+}"));
+    assert_non_null(strstr(r.out, "[-C-]{+c+}"));
+    assert_null(strstr(r.out, "[-D-]{+d+}"));
+    assert_non_null(strstr(r.out, "(more differences after 3 hunks)"));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "diff", id[0], id[1],
+                              "--max-hunks", "1", "--json", NULL),
+                     0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "(more differences after 1 hunk)"));
+    assert_null(strstr(r.out, "[-B-]{+b+}"));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "diff", id[0], id[1],
+                              "--max-hunks", "10", NULL),
+                     0);
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.out, "[-D-]{+d+} z1"));
+    assert_null(strstr(r.out, "more differences"));
+    cli_run_free(&r);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "diff", id[0], id[1],
+                              "--max-hunks", "0", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "--max-hunks: expected a count from 1 to 10000, got '0'");
+    cli_run_free(&r);
+
+    /* replay takes it too (here it fails to load the model, after parsing). */
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "replay", "--model",
+                              "textgen-v1", "--max-hunks", "x", NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "--max-hunks: expected a count from 1 to 10000, got 'x'");
+    cli_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -957,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_cli__stats_and_verify),
         cmocka_unit_test(test_cli__gc),
         cmocka_unit_test(test_cli__corrupt_record),
+        cmocka_unit_test(test_cli__max_hunks),
     };
 
     return cmocka_run_group_tests_name("test_cli", tests, group_setup, group_teardown);

@@ -353,11 +353,47 @@ static void test_diff__text_hunk_resyncs(void **state)
 {
     deja_tensor a = text("t", "a b c d e f g h i j k l m n o p");
     deja_tensor b = text("t", "a b c d e X Y g h i j k l m n Z p");
+    deja_diff_options one = DEJA_DIFF_OPTIONS_INIT;
     deja_diff *d = diff1(&a, &b, NULL);
     (void)state;
-    /* Only the first hunk, with context on both sides. */
-    assert_string_equal(d->tensors[0].hunk, "... b c d e [-f-]{+X Y+} g h i j ...");
+    /* Every hunk (up to the default limit), the words between two close
+     * ones in full. */
+    assert_string_equal(d->tensors[0].hunk,
+                        "... b c d e [-f-]{+X Y+} g h i j k l m n [-o-]{+Z+} p");
     deja_diff_free(d);
+    /* max_hunks 1: the first hunk, and a word that more follow. */
+    one.max_hunks = 1;
+    d = diff1(&a, &b, &one);
+    assert_string_equal(d->tensors[0].hunk,
+                        "... b c d e [-f-]{+X Y+} g h i j ... (more differences after 1 hunk)");
+    assert_non_null(strstr(d->tensors[0].detail, "(more differences after 1 hunk)"));
+    deja_diff_free(d);
+}
+
+/* Hunks far apart are each shown with their context, the gap cut; past the
+ * limit, the rest is announced, not described. */
+static void test_diff__text_many_hunks(void **state)
+{
+    deja_tensor a =
+        text("t", "w1 A w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 B x1 x2 x3 C y1 y2 y3 D z1 z2 z3 E w15");
+    deja_tensor b =
+        text("t", "w1 a w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 b x1 x2 x3 c y1 y2 y3 d z1 z2 z3 e w15");
+    deja_diff_options o = DEJA_DIFF_OPTIONS_INIT;
+    deja_diff *d = diff1(&a, &b, NULL);
+    (void)state;
+    /* The default limit, 3: the gap between hunks 1 and 2 is cut. */
+    assert_string_equal(d->tensors[0].hunk,
+                        "w1 [-A-]{+a+} w2 w3 w4 w5 ... w8 w9 w10 w11 [-B-]{+b+} x1 x2 x3 "
+                        "[-C-]{+c+} y1 y2 y3 ... (more differences after 3 hunks)");
+    deja_diff_free(d);
+    o.max_hunks = 10;
+    d = diff1(&a, &b, &o);
+    assert_string_equal(d->tensors[0].hunk,
+                        "w1 [-A-]{+a+} w2 w3 w4 w5 ... w8 w9 w10 w11 [-B-]{+b+} x1 x2 x3 "
+                        "[-C-]{+c+} y1 y2 y3 [-D-]{+d+} z1 z2 z3 [-E-]{+e+} w15");
+    deja_diff_free(d);
+    o.max_hunks = DEJA_DIFF_MAX_HUNKS_LIMIT + 1;
+    assert_int_equal(deja_diff_tensor(&a, &b, &o, &d), DEJA_EINVAL);
 }
 
 static void test_diff__env_compare(void **state)
@@ -462,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_diff__integers_and_bytes),
         cmocka_unit_test(test_diff__utf8_text),
         cmocka_unit_test(test_diff__text_hunk_resyncs),
+        cmocka_unit_test(test_diff__text_many_hunks),
         cmocka_unit_test(test_diff__env_compare),
         cmocka_unit_test(test_diff__f16_and_f64),
     };
