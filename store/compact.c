@@ -25,6 +25,19 @@
 
 #define WRITER_LOCK "writer.lock"
 
+/* The mode of the store's files, for writer.lock: lock.mdb's (0600 for a
+ * private store, 0666 less the umask for a shared one), 0600 without it. */
+static mode_t files_mode(const char *path)
+{
+    char file[PATH_MAX];
+    struct stat st;
+
+    if ((size_t)snprintf(file, sizeof file, "%s/lock.mdb", path) < sizeof file &&
+        lstat(file, &st) == 0 && S_ISREG(st.st_mode))
+        return st.st_mode & 0666;
+    return 0600;
+}
+
 /* Open STORE/writer.lock and flock it with `op` (LOCK_SH or LOCK_EX, maybe
  * with LOCK_NB). Retries when the file it locked was replaced meanwhile (a
  * compaction exchanged the directory). Returns the descriptor, or -1 with
@@ -39,7 +52,7 @@ static int lock_writers(const char *path, int op)
     }
     for (;;) {
         struct stat held, now;
-        const int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        const int fd = open(file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, files_mode(path));
         if (fd < 0)
             return -1;
         if (flock(fd, op) != 0) {

@@ -267,8 +267,9 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
     return 0;
 }
 
-/* mkdir -p `path`, the last directory with `mode` (before the umask). */
-static int make_dirs(const char *path, mode_t mode)
+/* mkdir -p `path`, the last directory with `mode` (before the umask);
+ * `*created` says whether this call created that last one. */
+static int make_dirs(const char *path, mode_t mode, int *created)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
@@ -280,7 +281,9 @@ static int make_dirs(const char *path, mode_t mode)
         if (buf[i] != '/' && buf[i] != '\0')
             continue;
         buf[i] = '\0';
-        if (mkdir(buf, i == n ? mode : 0777) != 0 && errno != EEXIST)
+        if (mkdir(buf, i == n ? mode : 0777) == 0)
+            *created = i == n;
+        else if (errno != EEXIST)
             return deja__error_set(DEJA_EIO, "store '%s': cannot create '%s': %s", path, buf,
                                    strerror(errno));
         buf[i] = i == n ? '\0' : '/';
@@ -346,13 +349,19 @@ int deja_store_open(deja_store **out, const char *path, int flags)
         if (rc != 0)
             return rc;
     } else {
-        rc = make_dirs(path, shared ? 0777 : 0700);
+        int created = 0;
+        rc = make_dirs(path, shared ? 0777 : 0700, &created);
         if (rc == 0)
             rc = deja__store_files_check(path, 1, &exists);
         if (rc == 0 && !exists)
             rc = deja__store_files_prepare(path, shared);
-        if (rc != 0)
+        if (rc != 0) {
+            /* A store that could not be created leaves nothing behind (a
+             * full disk): the directory made here goes again if empty. */
+            if (created)
+                rmdir(path);
             return rc;
+        }
     }
     if (flags & DEJA__STORE_NOSYNC)
         mflags |= MDB_NOSYNC;

@@ -312,6 +312,10 @@ static void test_cli_damage__modes(void **state)
     snprintf(path, sizeof path, "%s/lock.mdb", store);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* Every file of the store, the writers' lock included. */
+    snprintf(path, sizeof path, "%s/writer.lock", store);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
 
     setenv("DEJA_STORE_SHARED", "1", 1);
     assert_int_equal(cli_exec(&r, NULL, NULL, "--store", shared, "run", "--model", "textgen-v1",
@@ -323,6 +327,9 @@ static void test_cli_damage__modes(void **state)
     assert_int_equal(stat(shared, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0755);
     snprintf(path, sizeof path, "%s/data.mdb", shared);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    snprintf(path, sizeof path, "%s/writer.lock", shared);
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0644);
 

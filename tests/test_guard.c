@@ -123,24 +123,41 @@ static void test_guard__cut_store_kills_unguarded_read(void **state)
 }
 
 /* In a region, the same read is DEJA_ECORRUPT with a message naming the
- * store, and the process goes on (and can fault-free close the handle). */
+ * store, and the process goes on: it can close the handle and open the
+ * store again (refused now: the file is short). Run in a child, whose
+ * _exit skips the leak check: the region leaves LMDB's cursor and
+ * transaction behind, as deja_store_guard documents. */
 static void test_guard__cut_store_is_an_error(void **state)
 {
     (void)state;
     const char *path = make_store("cut-guarded.store", 300);
-    deja_store *store = NULL;
-    size_t n = 0;
+    int status = 0;
+    pid_t pid;
 
-    assert_int_equal(deja_store_open(&store, path, DEJA_STORE_READONLY), 0);
-    cut_short(path);
-    assert_int_equal(deja_store_guard(store, list_all, &n), DEJA_ECORRUPT);
-    assert_non_null(strstr(deja_error_last(), "is damaged (SIGBUS while reading it)"));
-    assert_non_null(strstr(deja_error_last(), path));
-    assert_non_null(strstr(deja_error_last(), "run deja verify"));
-    deja_store_close(store);
-
-    /* A second region on the same thread works as the first. */
-    assert_int_equal(deja_store_open(&store, path, DEJA_STORE_READONLY), DEJA_ECORRUPT);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        deja_store *store = NULL;
+        size_t n = 0;
+        const char *msg;
+        if (deja_store_open(&store, path, DEJA_STORE_READONLY) != 0)
+            _exit(3);
+        cut_short(path);
+        if (deja_store_guard(store, list_all, &n) != DEJA_ECORRUPT)
+            _exit(4);
+        msg = deja_error_last();
+        if (strstr(msg, "is damaged (SIGBUS while reading it)") == NULL ||
+            strstr(msg, path) == NULL || strstr(msg, "run deja verify") == NULL)
+            _exit(5);
+        deja_store_close(store);
+        if (deja_store_open(&store, path, DEJA_STORE_READONLY) != DEJA_ECORRUPT)
+            _exit(6);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void on_old_handler(int sig)
