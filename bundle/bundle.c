@@ -1234,6 +1234,7 @@ static int import_fill(deja__wtxn *w, void *payload)
             rc = record_wrap(v, rc, r->index, r->off - REC_HEADER);
             break;
         }
+        deja__progress(i + 1, v->ntraces);
         rc = attach_blobs(v, t);
         if (rc == 0)
             rc = deja__wtxn_put_trace(w, t, &added);
@@ -1871,8 +1872,10 @@ int deja_bundle_export(deja_store *store, const deja_id *ids, size_t n,
         rc = x.stage;
         goto cleanup;
     }
-    for (size_t i = 0; i < n && rc == 0; i++)
+    for (size_t i = 0; i < n && rc == 0; i++) {
         rc = export_trace(&x, &ids[i]);
+        deja__progress(i + 1, n);
+    }
     if (rc == 0 && o.with_model != NULL && o.with_model[0] != '\0')
         rc = plugin_describe(o.with_model, o.include_plugin, &plugin);
     if (rc != 0)

@@ -82,8 +82,10 @@ const char *cli_sgr(const cli_global *g, const char *sgr);
 const char *cli_verdict_sgr(const char *name);
 
 /* A progress bar on a terminal (stderr), for commands that can run long:
- * drawn only when `fp` is a terminal and once `after_ns` have passed, erased
- * before other output. Its functions may be called from several threads. */
+ * drawn only when `fp` is a terminal and once `after_ns` have passed
+ * ($DEJA_PROGRESS_DELAY_MS, when set, replaces the delay), redrawn at most
+ * every 100 ms, erased before other output. Its functions may be called
+ * from several threads. */
 #define CLI_PROGRESS_WIDTH 30
 #define CLI_PROGRESS_AFTER_NS ((int64_t)500000000)
 
@@ -94,6 +96,7 @@ typedef struct cli_progress {
     const char *label;
     int64_t after_ns;
     int64_t start_ns;
+    int64_t drawn_ns; /* when last drawn */
     pthread_mutex_t lock;
 } cli_progress;
 
@@ -103,6 +106,12 @@ void cli_progress_draw(cli_progress *p, size_t done, size_t total, const char *w
 /* Erase the bar if drawn (before printing anything else). */
 void cli_progress_clear(cli_progress *p);
 void cli_progress_free(cli_progress *p);
+/* Start a bar labelled `label` on stderr that the library's long
+ * operations (verify, gc, compact, export, import) run on this thread
+ * draw through deja_progress_handler, until cli_progress_end (which erases
+ * it and unsets the handler). */
+void cli_progress_begin(cli_progress *p, const char *label);
+void cli_progress_end(cli_progress *p);
 
 /* Flush and close standard output. Returns `ret`, or CLI_EXIT_TROUBLE after
  * "deja: cannot write the output: <why>" on stderr when any write to it

@@ -95,6 +95,13 @@ void cli_progress_init(cli_progress *p, FILE *fp, const char *label, int64_t aft
     p->tty = isatty(fileno(fp));
     p->label = label;
     p->after_ns = after_ns;
+    {
+        const char *ms = getenv("DEJA_PROGRESS_DELAY_MS");
+        char *end = NULL;
+        const long long v = ms != NULL ? strtoll(ms, &end, 10) : -1;
+        if (ms != NULL && end != ms && *end == '\0' && v >= 0 && v < 86400000)
+            p->after_ns = (int64_t)v * 1000000;
+    }
     p->start_ns = cli_now_ns();
     pthread_mutex_init(&p->lock, NULL);
 }
@@ -104,8 +111,13 @@ void cli_progress_draw(cli_progress *p, size_t done, size_t total, const char *w
 {
     char bar[CLI_PROGRESS_WIDTH + 1];
     size_t fill;
+    int64_t now;
 
-    if (!p->tty || total == 0 || cli_now_ns() - p->start_ns < p->after_ns)
+    if (!p->tty || total == 0)
+        return;
+    now = cli_now_ns();
+    if (now - p->start_ns < p->after_ns ||
+        (done < total && p->drawn && now - p->drawn_ns < 100000000))
         return;
     fill = done >= total ? CLI_PROGRESS_WIDTH : done * CLI_PROGRESS_WIDTH / total;
     for (size_t i = 0; i < CLI_PROGRESS_WIDTH; i++)
@@ -116,6 +128,7 @@ void cli_progress_draw(cli_progress *p, size_t done, size_t total, const char *w
             what != NULL ? " " : "", what != NULL ? what : "");
     fflush(p->fp);
     p->drawn = 1;
+    p->drawn_ns = now;
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -129,6 +142,26 @@ void cli_progress_clear(cli_progress *p)
         p->drawn = 0;
     }
     pthread_mutex_unlock(&p->lock);
+}
+
+/* deja_progress_handler callback: draw the bar. */
+static void on_lib_progress(size_t done, size_t total, void *payload)
+{
+    cli_progress_draw(payload, done, total, NULL);
+}
+
+/* Start a bar fed by the library; see cli.h. */
+void cli_progress_begin(cli_progress *p, const char *label)
+{
+    cli_progress_init(p, stderr, label, CLI_PROGRESS_AFTER_NS);
+    deja_progress_handler(on_lib_progress, p);
+}
+
+/* Stop the library's bar; see cli.h. */
+void cli_progress_end(cli_progress *p)
+{
+    deja_progress_handler(NULL, NULL);
+    cli_progress_free(p);
 }
 
 /* Erase the bar and release it; see cli.h. */

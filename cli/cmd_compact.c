@@ -32,7 +32,12 @@ int cmd_compact(const cli_global *g, int argc, char **argv)
         return ret;
     if (optind < argc)
         return cli_usage_error(help, "compact: unexpected argument '%s'", argv[optind]);
-    rc = deja_store_compact(g->store, &before, &after);
+    {
+        cli_progress bar;
+        cli_progress_begin(&bar, "bytes copied");
+        rc = deja_store_compact(g->store, &before, &after);
+        cli_progress_end(&bar);
+    }
     if (rc != 0)
         return cli_lib_error(rc, "compact");
     if (json) {

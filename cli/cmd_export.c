@@ -207,7 +207,12 @@ int cmd_export(const cli_global *g, int argc, char **argv)
     }
     if (steps && cli_pipeline_expand(store, &ids, &n) != 0)
         goto cleanup;
-    rc = deja_bundle_export(store, ids, n, &o, out);
+    {
+        cli_progress bar;
+        cli_progress_begin(&bar, "traces exported");
+        rc = deja_bundle_export(store, ids, n, &o, out);
+        cli_progress_end(&bar);
+    }
     if (rc != 0) {
         cli_lib_error(rc, "export '%s'", out);
         goto cleanup;

@@ -98,7 +98,12 @@ int cmd_gc(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
-    rc = deja_store_gc(store, &o, &st);
+    {
+        cli_progress bar;
+        cli_progress_begin(&bar, "records collected");
+        rc = deja_store_gc(store, &o, &st);
+        cli_progress_end(&bar);
+    }
     if (rc != 0) {
         cli_lib_error(rc, "store '%s': gc", g->store);
         goto cleanup;

@@ -165,7 +165,12 @@ int cmd_import(const cli_global *g, int argc, char **argv)
         cli_lib_error(rc, "store '%s'", g->store);
         goto cleanup;
     }
-    rc = deja_bundle_import(store, file, &st);
+    {
+        cli_progress bar;
+        cli_progress_begin(&bar, "traces imported");
+        rc = deja_bundle_import(store, file, &st);
+        cli_progress_end(&bar);
+    }
     if (rc != 0) {
         import_error(rc, file);
         goto cleanup;

@@ -20,6 +20,7 @@ static const char help[] =
 typedef struct verify_state {
     int json;
     int failed; /* out of memory printing */
+    cli_progress bar;
 } verify_state;
 
 /* deja_store_verify callback: print one problem. */
@@ -27,6 +28,7 @@ static void problem_cb(const char *line, void *payload)
 {
     verify_state *s = payload;
 
+    cli_progress_clear(&s->bar);
     if (s->json) {
         if (cli_json_print(json_pack("{s:o}", "problem", cli_json_text(line))) < 0)
             s->failed = 1;
@@ -47,7 +49,9 @@ int cmd_verify(const cli_global *g, int argc, char **argv)
     if (cli_options_json_only(argc, argv, help, &s.json, &ret) != 0 ||
         cli_store_open_no_operands(g, argc, argv, help, &store) != 0)
         goto cleanup;
+    cli_progress_begin(&s.bar, "records verified");
     problems = deja_store_verify(store, problem_cb, &s);
+    cli_progress_end(&s.bar);
     if (problems < 0) {
         cli_lib_error(problems, "store '%s': verify", g->store);
         goto cleanup;

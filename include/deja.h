@@ -599,6 +599,18 @@ DEJA_API int deja_store_space(deja_store *store, uint64_t *file_bytes, uint64_t 
  * The file sizes before and after go to *before and *after (may be NULL). */
 DEJA_API int deja_store_compact(const char *path, uint64_t *before, uint64_t *after);
 
+/* Progress: `done` of `total` units of a long operation. */
+typedef void (*deja_progress_cb)(size_t done, size_t total, void *payload);
+
+/* Set the calling thread's progress handler (NULL: none, the default). The
+ * long operations the thread then runs call it as they go, on that thread,
+ * with `done` rising to `total` in their own units: deja_store_verify
+ * (records checked), deja_store_gc (records marked and swept),
+ * deja_store_compact (bytes written of the live data), deja_bundle_export
+ * (traces written) and deja_bundle_import (records added). It stays set
+ * until changed; the handler must not call deja on the same store. */
+DEJA_API void deja_progress_handler(deja_progress_cb cb, void *payload);
+
 /* Check that every record decodes, every blob matches its digest, and every
  * reference (blob, environment, index entry) resolves. Each problem is
  * passed to `problem` (may be NULL) as one line. Returns the number of
@@ -1071,9 +1083,9 @@ typedef struct deja_replay_result {
  * deja_replay_run(). Return 0 to go on, non-zero to stop the replay. */
 typedef int (*deja_replay_cb)(const deja_replay_result *result, void *payload);
 
-/* Called after each trace is replayed (from any worker thread, serialised):
- * `done` of `total` traces. */
-typedef void (*deja_progress_cb)(size_t done, size_t total, void *payload);
+/* deja_replay_options.progress (deja_progress_cb, section 3) is called
+ * after each trace is replayed, from any worker thread, serialised: `done`
+ * of `total` traces. */
 
 typedef struct deja_replay_options {
     unsigned version;

@@ -14,11 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store_internal.h"
@@ -154,12 +157,62 @@ static int sync_path(const char *path, int flags)
     return rc;
 }
 
+/* The compacting copy, run on a thread of its own while the caller's
+ * thread reports progress. */
+typedef struct copy_job {
+    MDB_env *env;
+    const char *dir;
+    int rc;
+    atomic_int finished;
+} copy_job;
+
+static void *copy_thread(void *arg)
+{
+    copy_job *j = arg;
+
+    j->rc = mdb_env_copy2(j->env, j->dir, MDB_CP_COMPACT);
+    atomic_store(&j->finished, 1);
+    return NULL;
+}
+
+/* mdb_env_copy2(MDB_CP_COMPACT) of `store` into `dir`. With a progress
+ * handler on the calling thread, the copy runs on another thread and the
+ * caller reports the bytes written of the live data (the file less its
+ * free space) every 50 ms. Returns LMDB's code. */
+static int copy_compact(deja_store *store, const char *dir, const char *data)
+{
+    copy_job j = {store->env, dir, 0, 0};
+    uint64_t file = 0, unused = 0, live;
+    deja_progress_cb cb;
+    void *payload;
+    pthread_t th;
+
+    deja__progress_get(&cb, &payload);
+    if (cb == NULL || deja_store_space(store, &file, &unused) != 0 ||
+        pthread_create(&th, NULL, copy_thread, &j) != 0)
+        return mdb_env_copy2(store->env, dir, MDB_CP_COMPACT);
+    live = file > unused ? file - unused : 1;
+    while (!atomic_load(&j.finished)) {
+        const struct timespec tick = {0, 50 * 1000 * 1000};
+        struct stat st;
+
+        if (stat(data, &st) == 0)
+            deja__progress((uint64_t)st.st_size, live);
+        nanosleep(&tick, NULL);
+    }
+    pthread_join(th, NULL);
+    if (j.rc == 0)
+        deja__progress(live, live);
+    return j.rc;
+}
+
 /* Compact the store at `path`; see deja.h. */
 int deja_store_compact(const char *path, uint64_t *before, uint64_t *after)
 {
     char tmp[PATH_MAX - 16], data[PATH_MAX], parent[PATH_MAX];
     deja_store *store = NULL, *copy = NULL;
     deja_store_stats a, b;
+    struct stat dir_st, data_st;
     int lock = -1, rc = 0, made = 0;
     const char *slash;
 
@@ -186,20 +239,32 @@ int deja_store_compact(const char *path, uint64_t *before, uint64_t *after)
         goto cleanup;
     }
     remove_store_dir(tmp); /* a leftover of a compaction that died */
-    if (mkdir(tmp, 0755) != 0) {
+    /* The copy keeps the store's modes: a private store stays private. */
+    if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", path) >= sizeof data ||
+        stat(path, &dir_st) != 0 || stat(data, &data_st) != 0) {
+        rc = deja__error_set(DEJA_EIO, "store '%s': cannot read its modes: %s", path,
+                             strerror(errno));
+        goto cleanup;
+    }
+    made = mkdir(tmp, 0700) == 0;
+    if (!made || chmod(tmp, dir_st.st_mode & 07777) != 0) {
         rc = deja__error_set(DEJA_EIO, "store '%s': cannot create '%s': %s", path, tmp,
                              strerror(errno));
         goto cleanup;
     }
-    made = 1;
-    rc = mdb_env_copy2(store->env, tmp, MDB_CP_COMPACT);
+    if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", tmp) >= sizeof data) {
+        rc = deja__error_set(DEJA_EINVAL, "store path '%s' is too long", path);
+        goto cleanup;
+    }
+    rc = copy_compact(store, tmp, data);
     if (rc != 0) {
         rc = deja__error_set(DEJA_EIO, "store '%s': compacting into '%s': %s", path, tmp,
                              mdb_strerror(rc));
         goto cleanup;
     }
-    if ((size_t)snprintf(data, sizeof data, "%s/data.mdb", tmp) >= sizeof data) {
-        rc = deja__error_set(DEJA_EINVAL, "store path '%s' is too long", path);
+    if (chmod(data, data_st.st_mode & 0666) != 0) {
+        rc = deja__error_set(DEJA_EIO, "store '%s': the compacted copy's mode: %s", path,
+                             strerror(errno));
         goto cleanup;
     }
     if (sync_path(data, O_RDONLY) != 0 || sync_path(tmp, O_RDONLY | O_DIRECTORY) != 0) {

@@ -100,6 +100,7 @@ typedef struct gc_state {
     int evict_only;   /* the budget's path: no sweep unless an evicted trace had blobs */
     int evicted_refs; /* an evicted trace referenced a blob */
     deja__refs refs;  /* the trace at hand: from its refs, not decoded */
+    uint64_t done, total; /* records marked and swept, of all (progress) */
 } gc_state;
 
 /* Map an LMDB failure in `w`, noting a full map so that the write reruns. */
@@ -409,6 +410,7 @@ static int mark_traces(deja__wtxn *w, gc_state *g)
          mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const deja_trace *t;
 
+        deja__progress(++g->done, g->total);
         if (k.mv_size != 16) {
             g->unknown_refs = 1;
             continue;
@@ -459,6 +461,7 @@ static int sweep(deja__wtxn *w, gc_state *g, MDB_dbi dbi, sweep_fn decide, uint6
     if (mrc != 0)
         return gc_mdb_error(w, mrc, "gc: sweeping");
     for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;) {
+        deja__progress(++g->done, g->total);
         if (k.mv_size != 16) {
             mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
@@ -537,7 +540,7 @@ static int decide_env(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_va
  * the blobs, chunks and environments nothing marked. */
 static int collect(deja__wtxn *w, gc_state *g)
 {
-    size_t nblobs = 0, nchunks = 0, nenvs = 0;
+    size_t nblobs = 0, nchunks = 0, nenvs = 0, ntraces = 0;
     int rc;
 
     g->unknown_refs = g->unknown_chunks = 0;
@@ -550,6 +553,10 @@ static int collect(deja__wtxn *w, gc_state *g)
         rc = entries(w, w->store->chunks, &nchunks);
     if (rc == 0)
         rc = entries(w, w->store->envs, &nenvs);
+    if (rc == 0)
+        rc = entries(w, w->store->traces, &ntraces);
+    g->done = 0;
+    g->total = (uint64_t)ntraces + nblobs + nchunks + nenvs;
     if (rc == 0)
         rc = set_init(&g->blobs, nblobs);
     if (rc == 0)

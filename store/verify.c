@@ -18,6 +18,7 @@ typedef struct verifier {
     deja_problem_cb cb;
     void *payload;
     int problems;
+    uint64_t done, total; /* records checked, of all (progress) */
 } verifier;
 
 /* Pass one problem line to the callback and count it. */
@@ -173,6 +174,7 @@ static int walk(verifier *v, MDB_dbi dbi,
          rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
         int crc = check(v, &k, &val);
 
+        deja__progress(++v->done, v->total);
         if (crc < 0) {
             mdb_cursor_close(cur);
             return crc;
@@ -491,6 +493,16 @@ int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
     rc = deja__rtxn_begin(store, &v.txn);
     if (rc != 0)
         return rc;
+    {
+        const MDB_dbi all[] = {store->traces, store->blobs,  store->chunks,   store->envs,
+                               store->ix_model, store->ix_tag, store->ix_status};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+            MDB_stat ms;
+            if ((all[i] != store->chunks || store->has_chunks) &&
+                mdb_stat(v.txn, all[i], &ms) == 0)
+                v.total += ms.ms_entries;
+        }
+    }
     rc = walk(&v, store->traces, check_trace);
     if (rc == 0)
         rc = walk(&v, store->blobs, check_blob);

@@ -184,12 +184,33 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A private store stays private: the compacted copy takes the modes of the
+ * store it replaces (0700 and 0600), not mdb_copy's 0755 and 0644. */
+static void test_compact__keeps_modes(void **state)
+{
+    (void)state;
+    const char *store = cli_tmp_path(tmp_root, "modes.store");
+    char data[600];
+    struct stat st;
+    mode_t old = umask(022);
+
+    record(store, 3);
+    assert_int_equal(deja_store_compact(store, NULL, NULL), 0);
+    umask(old);
+    assert_int_equal(stat(store, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(data, sizeof data, "%s/data.mdb", store);
+    assert_int_equal(stat(data, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compact__shrinks_and_keeps),
         cmocka_unit_test(test_compact__refused_while_a_writer_holds_the_store),
         cmocka_unit_test(test_compact__reader_keeps_reading),
+        cmocka_unit_test(test_compact__keeps_modes),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
