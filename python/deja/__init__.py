@@ -348,7 +348,8 @@ class TraceInfo:
 class Trace(TraceInfo):
     """One recorded inference with its payloads: ``inputs`` and ``outputs``
     map names to values (str, bytes, or read-only numpy arrays viewing the
-    decoded trace), ``dtypes`` gives deja's dtype of each, ``params``,
+    decoded trace; bf16 as its uint16 bits, decoded by ``values(name)``),
+    ``dtypes`` gives deja's dtype of each, ``params``,
     ``seeds``, ``rng`` (stream -> (seed, draws)), ``clock_ns``, ``tags``
     and ``env`` (the environment it was recorded in, a dict)."""
 
@@ -364,6 +365,24 @@ class Trace(TraceInfo):
             for name, dtype, shape, view, _ in d[side]:
                 self.dtypes[name] = dtype
                 out[name] = _value(dtype, shape, view)
+
+    def values(self, name=None):
+        """The values of input or output `name` (an output wins a shared
+        name), as ``deja show --json --values`` gives them: numbers as a
+        read-only numpy array in the tensor's shape, f16 as float16 and
+        bf16 decoded to float32 (a read-only copy; every other dtype is a
+        view of the decoded trace, no copy); text as str, bytes as bytes.
+        Without `name`, a dict of every input and output by name."""
+        if name is None:
+            names = list(self.inputs) + [n for n in self.outputs if n not in self.inputs]
+            return {n: self.values(n) for n in names}
+        v = self.outputs[name] if name in self.outputs else self.inputs[name]
+        if self.dtypes[name] != "bf16" or v is None:
+            return v
+        import numpy as np
+        f = (v.astype(np.uint32) << 16).view(np.float32)
+        f.flags.writeable = False
+        return f
 
     def torch(self, name):
         """Input or output `name` as a torch tensor (a copy; bf16 and f16

@@ -84,6 +84,45 @@ class StoreCase(unittest.TestCase):
             del tr, st  # the view keeps the trace's memory alive
             np.testing.assert_array_equal(x, np.full((2, 3), idx, dtype=np.float32))
 
+    def test_py_store__values_decoded(self):
+        """values(): numbers in their shape, f16 and bf16 decoded, read-only;
+        text and bytes as they are."""
+        try:
+            import torch
+        except ImportError:
+            self.skipTest("bf16 comes from torch (python3-torch)")
+        path = os.path.join(self.tmp.name, "values.store")
+        bf16 = torch.tensor([[1.0, -3.0], [float("nan"), float("inf")]], dtype=torch.bfloat16)
+        with deja.Tracer(path) as t:
+            with t.span("m", "1") as s:
+                s.input("h", np.array([[0.5, -2.0], [np.inf, 65504]], dtype=np.float16))
+                s.input("n", np.arange(6, dtype=np.int64).reshape(3, 2))
+                s.output("b", bf16)
+                s.output("text", "hello")
+                s.output("raw", b"\x00\x01")
+                tid = s.id
+        with deja.Store(path) as st:
+            tr = st.get(tid)
+            b = tr.values("b")
+            self.assertEqual(b.dtype, np.float32)
+            self.assertEqual(b.shape, (2, 2))
+            self.assertEqual(b[0, 0], 1.0)
+            self.assertEqual(b[0, 1], -3.0)
+            self.assertTrue(np.isnan(b[1, 0]))
+            self.assertEqual(b[1, 1], np.inf)
+            self.assertFalse(b.flags.writeable)
+            h = tr.values("h")
+            self.assertEqual(h.dtype, np.float16)
+            np.testing.assert_array_equal(h, [[0.5, -2.0], [np.inf, 65504]])
+            self.assertFalse(h.flags.writeable)
+            n = tr.values("n")
+            self.assertFalse(n.flags.owndata)  # a view, no copy
+            np.testing.assert_array_equal(n, np.arange(6).reshape(3, 2))
+            every = tr.values()
+            self.assertEqual(sorted(every), ["b", "h", "n", "raw", "text"])
+            self.assertEqual(every["text"], "hello")
+            self.assertEqual(every["raw"], b"\x00\x01")
+
     def test_py_store__missing_ambiguous_and_absent_store(self):
         with deja.Store(self.path) as st:
             with self.assertRaises(KeyError):
