@@ -109,7 +109,7 @@ void cli_tree_warn(const deja_tree *t)
 {
     size_t i;
     for (i = 0; i < t->nnotes; i++)
-        fprintf(stderr, "deja: warning: %s\n", t->notes[i]);
+        fprintf(stderr, "deja: warning: %s\n", cli_term(t->notes[i]));
 }
 
 int cli_tree_of(deja_store *store, const deja_id *id, deja_tree **out, size_t *mark)
