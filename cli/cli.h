@@ -562,4 +562,13 @@ void cli_diff_print(FILE *fp, const deja_diff *d, const char *indent, const char
 /* The diff as a JSON object (new reference), or NULL when out of memory. */
 json_t *cli_diff_json(const deja_diff *d);
 
+/* cli_checkpoint.c: a trace's recorded checkpoints for `show` (nothing
+ * printed when it has none), as a JSON array (bytes as cli_tensor_json's
+ * `with_data`), and a replay's comparison of them (text lines starting
+ * with `indent`, and JSON). */
+void cli_checkpoints_print(FILE *fp, const deja_trace *t);
+json_t *cli_checkpoints_json(const deja_trace *t, int with_data);
+void cli_checkpoint_diff_print(FILE *fp, const deja_checkpoint_diff *c, const char *indent);
+json_t *cli_checkpoint_diff_json(const deja_checkpoint_diff *c);
+
 #endif /* DEJA_CLI_CLI_H */

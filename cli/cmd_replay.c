@@ -22,7 +22,7 @@ static const char help[] =
     "usage: deja replay [FILE.deja] [ID...] [filters] --model PLUGIN[:ARG] [--jobs N]\n"
     "                   [--repeat N] [--atol X] [--rtol Y] [--ulps N] [--force] [--isolate]\n"
     "                   [--rules FILE] [--timeout S] [--baseline PLUGIN[:ARG]]\n"
-    "                   [--max-diverged N|P%] [--max-hunks N] [--json]\n"
+    "                   [--max-diverged N|P%] [--max-hunks N] [--stop-at-first] [--json]\n"
     "       deja replay [FILE.deja] ROOT... --model STEP=SPEC... [--isolated | --chained]\n"
     "                   [--atol X] [--rtol Y] [--ulps N] [--json]\n"
     "\n"
@@ -63,6 +63,9 @@ static const char help[] =
     "  --timeout S        a trace whose inferences (all repeats) take longer than S\n"
     "                     seconds is an error \"timed out\" (default 300; 0: none);\n"
     "                     with --isolate its worker is killed\n"
+    "  --stop-at-first    stop each inference at its first checkpoint that differs\n"
+    "                     from the recording (traces recorded with --checkpoints): the\n"
+    "                     verdict is that checkpoint's\n"
     "  --json             one JSON object per trace (verdict and diff)\n"
     "\n"
     "Pipelines (a root trace and its steps, recorded with deja_span_parent; see\n"
@@ -200,6 +203,10 @@ static json_t *result_json(const deja_replay_result *r)
     if (r->nvarying > 0 || r->verdict == DEJA_VERDICT_NONDETERMINISTIC) {
         bad |= json_set_lines(o, "varying", r->varying, r->nvarying) != 0;
     }
+    if (r->checkpoints) {
+        json_t *ck = cli_checkpoint_diff_json(r->checkpoints);
+        bad |= !ck || json_object_set_new(o, "checkpoints", ck) != 0;
+    }
     if (bad) {
         json_decref(o);
         return NULL;
@@ -249,6 +256,11 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
                                 : deja_verdict_name(r->verdict);
         printf("%s  %s%-16s%s", id, cli_sgr(s->g, cli_verdict_sgr(vname)), vname,
                cli_sgr(s->g, CLI_SGR_RESET));
+    }
+    if (r->checkpoints && r->checkpoints->stopped) {
+        printf("  stopped at the first divergent checkpoint: outputs not compared\n");
+        cli_checkpoint_diff_print(stdout, r->checkpoints, "    ");
+        return;
     }
     switch (r->verdict) {
     case DEJA_VERDICT_SAME:
@@ -326,6 +338,13 @@ static void result_print(const replay_state *s, const deja_replay_result *r)
     }
 }
 
+/* Print how the checkpoints compared, after the result's lines. */
+static void result_print_checkpoints(const deja_replay_result *r)
+{
+    if (r->checkpoints && !r->checkpoints->stopped)
+        cli_checkpoint_diff_print(stdout, r->checkpoints, "    ");
+}
+
 /* Result callback: print. */
 static int on_result(const deja_replay_result *r, void *payload)
 {
@@ -356,6 +375,7 @@ static int on_result(const deja_replay_result *r, void *payload)
         }
     } else {
         result_print(s, r);
+        result_print_checkpoints(r);
         if (s->rules != NULL)
             s->invalid += cli_replay_rules(s->rules, r, NULL) > 0;
     }
@@ -399,6 +419,9 @@ static int parse_gate(const char *text, replay_gate *g)
     return 0;
 }
 
+/* `deja replay`'s own option codes, past the shared ones. */
+enum { OPT_STOP_AT_FIRST = OPT_REPLAY_END + 20 };
+
 /* `deja replay`. */
 int cmd_replay(const cli_global *g, int argc, char **argv)
 {
@@ -412,6 +435,7 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
         {"rules", required_argument, NULL, OPT_REPLAY_END},
         {"baseline", required_argument, NULL, OPT_REPLAY_BASELINE},
         {"max-diverged", required_argument, NULL, OPT_REPLAY_MAX_DIVERGED},
+        {"stop-at-first", no_argument, NULL, OPT_STOP_AT_FIRST},
         CLI_LONGOPTS_FILTER,
         CLI_LONGOPT_END,
     };
@@ -445,6 +469,8 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
             s.rules = NULL;
             if (cli_rules_load(optarg, &s.rules) != 0)
                 goto cleanup;
+        } else if (c == OPT_STOP_AT_FIRST) {
+            o.stop_at_first = 1;
         } else if (c == OPT_REPLAY_BASELINE) {
             o.baseline = optarg;
         } else if (c == OPT_REPLAY_MAX_DIVERGED) {

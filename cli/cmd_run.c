@@ -18,7 +18,7 @@
 static const char help[] =
     "usage: deja run --model PLUGIN[:ARG] [--requests FILE.jsonl] [--tag K=V]... [--seed N] "
     "[--env-vars RULES] [--rules FILE] [--sample ...] [--keep-slower D] [--keep-first N] [--dedup]\n"
-    "[--json]\n"
+    "[--checkpoints all|none|NAME,...] [--checkpoints-digest] [--json]\n"
     "\n"
     "Run a model plugin on requests, one JSON object per line (stdin by default),\n"
     "recording each inference into the store (created if needed).\n"
@@ -34,6 +34,11 @@ static const char help[] =
     "  --rules FILE          validation rules (see deja check --help): a trace that\n"
     "                        breaks one is tagged deja.invalid=RULE, never blocked\n"
     CLI_SAMPLING_HELP
+    "  --checkpoints SEL     record the model's checkpoints (deja_ctx_checkpoint): all,\n"
+    "                        none (the default) or NAME,... (NAME* is a prefix); a\n"
+    "                        replay names the first one that diverges\n"
+    "  --checkpoints-digest  keep each checkpoint's digest and summary (shape, dtype,\n"
+    "                        min, max, mean, NaN/Inf counts) instead of its bytes\n"
     "  --json                one JSON object per request on stdout\n"
     "\n"
     "A request:\n"
@@ -359,7 +364,14 @@ static void print_not_committed(run_state *s, uint64_t failed)
 /* `deja run`. */
 int cmd_run(const cli_global *g, int argc, char **argv)
 {
-    enum { OPT_REQUESTS = CLI_OPT_FIRST_FREE, OPT_SEED, OPT_ENV_VARS, OPT_RULES };
+    enum {
+        OPT_REQUESTS = CLI_OPT_FIRST_FREE,
+        OPT_SEED,
+        OPT_ENV_VARS,
+        OPT_RULES,
+        OPT_CHECKPOINTS,
+        OPT_CHECKPOINTS_DIGEST
+    };
     static const struct option longopts[] = {
         CLI_LONGOPT_HELP,
         CLI_LONGOPT_JSON,
@@ -369,6 +381,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         {"seed", required_argument, NULL, OPT_SEED},
         {"env-vars", required_argument, NULL, OPT_ENV_VARS},
         {"rules", required_argument, NULL, OPT_RULES},
+        {"checkpoints", required_argument, NULL, OPT_CHECKPOINTS},
+        {"checkpoints-digest", no_argument, NULL, OPT_CHECKPOINTS_DIGEST},
         CLI_LONGOPTS_SAMPLING,
         CLI_LONGOPT_END,
     };
@@ -415,6 +429,16 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         case OPT_RULES:
             rules_path = optarg;
             break;
+        case OPT_CHECKPOINTS:
+            if (deja_checkpoint_select_check(optarg) != 0) {
+                cli_error("--%s", deja_error_last());
+                goto cleanup;
+            }
+            topts.checkpoints = optarg;
+            break;
+        case OPT_CHECKPOINTS_DIGEST:
+            topts.checkpoints_digest = 1;
+            break;
         default:
             if (cli_sampling_option(&sampling, c, optarg) != 1)
                 goto cleanup;
@@ -428,6 +452,8 @@ int cmd_run(const cli_global *g, int argc, char **argv)
         ret = cli_usage_error(help, "run: --model PLUGIN is required");
         goto cleanup;
     }
+    if (topts.checkpoints_digest && topts.checkpoints == NULL)
+        topts.checkpoints = "all"; /* digests of what, else? every checkpoint */
     s.tags = tags.tags;
     s.ntags = tags.ntags;
     if (requests != NULL && strcmp(requests, "-") != 0) {

@@ -172,6 +172,7 @@ static void show_text(const deja_trace *t, const deja_env *env, const pin_info *
     print_tensors(stdout, "  ", t->inputs, t->ninputs, PREVIEW_CHARS);
     printf("outputs   %zu\n", t->noutputs);
     print_tensors(stdout, "  ", t->outputs, t->noutputs, PREVIEW_CHARS);
+    cli_checkpoints_print(stdout, t);
     printf("seeds     %zu\n", t->nseeds);
     for (size_t i = 0; i < t->nseeds; i++) {
         fputs("  ", stdout);
@@ -359,6 +360,8 @@ static int show_json(const deja_trace *t, const deja_env *env, int values, const
         }
         if (e == NULL || json_object_set_new(obj, "environment", e) != 0 || p == NULL ||
             json_object_set_new(obj, "pin", p) != 0 ||
+            json_object_set_new(obj, "checkpoints",
+                                cli_checkpoints_json(t, values ? CLI_JSON_VALUES : 1)) != 0 ||
             json_object_set_new(obj, "repeats", json_integer((json_int_t)pin->repeats)) != 0) {
             json_decref(obj);
             obj = NULL;

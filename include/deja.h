@@ -260,13 +260,21 @@ typedef struct deja_tracer_options {
      * trace larger than the bound is accepted only when nothing else is
      * held, so that it can be recorded at all. (Since version 4.) */
     size_t queue_bytes;
+    /* Checkpoints (see deja_span_checkpoint): which to record, "none" (or
+     * NULL: the default, nothing is recorded and a checkpoint costs one
+     * test), "all", or names separated by commas (a name ending in '*' is a
+     * prefix: "layer*"). With checkpoints_digest, each keeps its digest and
+     * a summary (shape, dtype, min, max, mean, NaN and Inf counts) instead
+     * of its bytes. (Since version 5.) */
+    const char *checkpoints;
+    int checkpoints_digest;
 } deja_tracer_options;
 
-#define DEJA_TRACER_OPTIONS_VERSION 4
+#define DEJA_TRACER_OPTIONS_VERSION 5
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)16 << 20                              \
+            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)16 << 20, NULL, 0                     \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store
@@ -398,6 +406,41 @@ DEJA_API int deja_span_tag(deja_span *span, const char *key, const char *value);
 /* Make this span a step of the pipeline run recorded as `parent`. */
 DEJA_API int deja_span_parent(deja_span *span, const deja_id *parent);
 
+/* Checkpoints: named intermediate values of one inference (an embedding, a
+ * layer's activations, the logits and the sampled token at step k of a
+ * generation), recorded in the order they are produced so that a replay
+ * can name the first one that differs. Whether a checkpoint is kept, and
+ * whether as bytes or as digest and summary, is the tracer's choice
+ * (deja_tracer_options.checkpoints): code records every checkpoint it has
+ * and the run decides. A name may repeat (one "logits" per generated
+ * token): the k-th occurrence of a name is compared with the k-th recorded.
+ * Bounds: at most DEJA_CHECKPOINT_MAX per trace (more are dropped and the
+ * trace tagged deja.checkpoints=dropped); a checkpoint beyond
+ * DEJA_CHECKPOINT_MAX_BYTES, or one past DEJA_CHECKPOINT_TRACE_BYTES of
+ * checkpoint bytes in the trace, keeps its digest and summary only. */
+#define DEJA_CHECKPOINT_MAX 65536
+#define DEJA_CHECKPOINT_MAX_BYTES ((size_t)1 << 20)
+#define DEJA_CHECKPOINT_TRACE_BYTES ((size_t)16 << 20)
+
+/* Record `tensor` as the next checkpoint of the span when the tracer's
+ * selection keeps its name (its bytes are copied, or digested). Returns 0
+ * (also when the name is not selected), DEJA_EINVAL for a malformed
+ * tensor, DEJA_ENOMEM. */
+DEJA_API int deja_span_checkpoint(deja_span *span, const deja_tensor *tensor);
+
+/* Whether the tracer's selection keeps checkpoint `name`: 1 or 0. Lets a
+ * caller skip computing a value nobody records. */
+DEJA_API int deja_span_checkpoint_wanted(const deja_span *span, const char *name);
+
+/* Whether checkpoint `name` is kept by the selection `select` ("all", or
+ * names separated by commas, where a name ending in '*' is a prefix; NULL,
+ * "" and "none" keep nothing). Returns 1 or 0. */
+DEJA_API int deja_checkpoint_select_match(const char *select, const char *name);
+
+/* Check a selection as deja_tracer_open() does. Returns 0, or DEJA_EINVAL
+ * with a message naming the problem. */
+DEJA_API int deja_checkpoint_select_check(const char *select);
+
 /* End the span with its status (and error text when status is
  * DEJA_STATUS_ERROR, else NULL), and hand it to the writer. The span is
  * freed whatever the result. Returns DEJA_EFULL when the queue was full and
@@ -484,6 +527,32 @@ typedef struct deja_tag {
     const char *value;
 } deja_tag;
 
+/* A summary of a tensor's values: elements, NaN and Inf counts, and the
+ * minimum, maximum and mean of the finite ones (0 when none). `numeric`
+ * is 0 for bytes and utf8, whose summary is their size only. */
+typedef struct deja_tensor_stats {
+    int numeric;
+    uint64_t count;
+    uint64_t nnan;
+    uint64_t ninf;
+    double min;
+    double max;
+    double mean;
+} deja_tensor_stats;
+
+/* Summarise `tensor` into `out`. Returns 0 or DEJA_EINVAL. */
+DEJA_API int deja_tensor_stats_of(const deja_tensor *tensor, deja_tensor_stats *out);
+
+/* One recorded checkpoint (see deja_span_checkpoint). `tensor.data` is
+ * NULL when only the digest and summary were kept (digest_only); its
+ * `size` is then the size the bytes had. digest and stats are always set. */
+typedef struct deja_checkpoint {
+    deja_tensor tensor;
+    int digest_only;
+    deja_digest digest; /* XXH3-128 of the payload */
+    deja_tensor_stats stats;
+} deja_checkpoint;
+
 /* One recorded inference, decoded. Everything it points to is owned by the
  * trace and freed by deja_trace_free(). */
 typedef struct deja_trace {
@@ -521,6 +590,11 @@ typedef struct deja_trace {
     const char *model_config; /* the ARG; "" when none */
     const deja_output_decl *output_kinds; /* declared kinds of outputs */
     size_t noutput_kinds;
+    /* Checkpoints in the order the model produced them, and the selection
+     * they were recorded with ("" when none: "all", or names). */
+    const deja_checkpoint *checkpoints;
+    size_t ncheckpoints;
+    const char *checkpoint_select;
 } deja_trace;
 
 /* Find the one trace whose printed id starts with `prefix` (at least one
@@ -888,6 +962,17 @@ DEJA_API const char *deja_ctx_error(const deja_ctx *ctx);
 
 DEJA_API void deja_ctx_free(deja_ctx *ctx);
 
+/* Called with each checkpoint a model produces on a replaying ctx, in
+ * order (the tensor is valid during the call only). Returns 0 to go on, or
+ * DEJA_CHECKPOINT_STOP (deja_model.h) to ask the model to stop the
+ * inference there: the ctx then answers every later checkpoint with
+ * DEJA_CHECKPOINT_STOP too. */
+typedef int (*deja_checkpoint_cb)(const deja_tensor *tensor, void *payload);
+
+/* Give a replaying ctx its checkpoint callback (NULL: checkpoints are
+ * ignored, the default). DEJA_EINVAL for a recording ctx. */
+DEJA_API int deja_ctx_on_checkpoint(deja_ctx *ctx, deja_checkpoint_cb cb, void *payload);
+
 /* ------------------------------------------------------------------------
  * 5. Diff, replay and bisect
  *
@@ -1034,6 +1119,35 @@ DEJA_API int deja_env_compare(const deja_env *recorded, const deja_env *current,
 
 DEJA_API void deja_env_diff_free(deja_env_diff *diff);
 
+/* How the checkpoints of a replay compare with the recorded ones. The
+ * replay's checkpoints are compared as they are produced, the k-th
+ * occurrence of a name with the k-th recorded one: bit for bit, or by
+ * digest (and summary) for those recorded digest-only. The first that is
+ * not bit-identical is "the first divergence": everything before it was
+ * bit-identical. Owned by the replay result. */
+typedef struct deja_checkpoint_diff {
+    size_t recorded;       /* checkpoints in the trace */
+    size_t compared;       /* replayed checkpoints paired with a recorded one */
+    size_t identical;      /* of those, bit-identical (digest-equal) */
+    const char *first;     /* name of the first divergent checkpoint, or NULL */
+    size_t first_index;    /* its position in the recorded sequence */
+    size_t first_occurrence; /* which occurrence of its name (0-based: the step) */
+    deja_verdict first_verdict; /* CLOSE (within the tolerances) or DIVERGED */
+    const char *first_detail;   /* "max abs 2.1e-03 at [0, 17]", "digest differs; ..." */
+    /* For a generation recording per-step "token" checkpoints: the first
+     * step whose token differs and, when the logits of that step were
+     * recorded, which logit flipped the sampler; NULL when no token
+     * differs. */
+    const char *token;
+    const char *const *absent; /* recorded, never produced ("name#k"), one line each */
+    size_t nabsent;
+    const char *const *extra;  /* produced, selected by the recording, not recorded */
+    size_t nextra;
+    int stopped;           /* --stop-at-first stopped the inference at `first` */
+    const char *summary;   /* one line: "first divergence: ...; everything before it
+                              bit-identical", "12 checkpoints bit-identical" */
+} deja_checkpoint_diff;
+
 /* The outcome of replaying one trace, handed to the result callback. It and
  * everything it points to are valid during the callback only. */
 typedef struct deja_replay_result {
@@ -1077,6 +1191,9 @@ typedef struct deja_replay_result {
      * ("name: detail"). */
     const char *const *noise;
     size_t nnoise;
+    /* The checkpoints of the replay compared with the recorded ones, or NULL
+     * when the trace recorded none (see deja_checkpoint_diff). */
+    const struct deja_checkpoint_diff *checkpoints;
 } deja_replay_result;
 
 /* Called once per trace, in selection order, on the thread that called
@@ -1108,13 +1225,17 @@ typedef struct deja_replay_options {
      * recording (thread count, hardware: noise) does not count against the
      * model under test unless it differs worse there. */
     const char *baseline;
+    /* Version 2: stop each inference at its first divergent checkpoint
+     * (the model is told by DEJA_CHECKPOINT_STOP); the verdict is then that
+     * checkpoint's, and the outputs are not compared. */
+    int stop_at_first;
 } deja_replay_options;
 
-#define DEJA_REPLAY_OPTIONS_VERSION 1
+#define DEJA_REPLAY_OPTIONS_VERSION 2
 #define DEJA_REPLAY_TIMEOUT_DEFAULT 300.0
 #define DEJA_REPLAY_OPTIONS_INIT                                                                 \
     {DEJA_REPLAY_OPTIONS_VERSION, 1, 1, DEJA_DIFF_OPTIONS_INIT, 0, 0, NULL, NULL, \
-     DEJA_REPLAY_TIMEOUT_DEFAULT, NULL}
+     DEJA_REPLAY_TIMEOUT_DEFAULT, NULL, 0}
 
 /* Counts of verdicts over one replay. `trouble` counts ERROR results that
  * are the caller's problem rather than the model's (a trace that cannot be

@@ -18,6 +18,11 @@
  *   2  deja_model_info.host (digests and library versions for open), the
  *      ctx's note, param_count, param_at, rng_fill and output_kind (what an
  *      output is), a ctx safe to call from the threads of one inference.
+ *   3  the ctx's checkpoint (named intermediate values, compared on replay).
+ *      A plugin built against ABI 3 still loads in an ABI 2 host when it
+ *      only calls deja_ctx_checkpoint() through its wrapper (which tests
+ *      the table's size), but hosts check abi_version, so build against the
+ *      oldest header you need.
  *
  * The model reaches the world only through its deja_ctx: it reads inputs
  * and params, takes seeds, draws from named RNG streams and reads the clock
@@ -47,7 +52,7 @@
 extern "C" {
 #endif
 
-#define DEJA_MODEL_ABI_VERSION 2
+#define DEJA_MODEL_ABI_VERSION 3
 /* The oldest plugin ABI this header's host still loads. */
 #define DEJA_MODEL_ABI_MIN 1
 
@@ -134,6 +139,8 @@ typedef struct deja_ctx_vtable {
     void (*rng_fill)(deja_ctx *ctx, const char *stream, uint64_t *out, size_t n);
     /* ABI 2 */
     int (*output_kind)(deja_ctx *ctx, const char *name, deja_output_kind kind);
+    /* ABI 3 */
+    int (*checkpoint)(deja_ctx *ctx, const deja_tensor *tensor);
 } deja_ctx_vtable;
 
 /* Non-zero when the host's table has the member `m`. */
@@ -278,6 +285,26 @@ static inline int deja_ctx_output_as(deja_ctx *ctx, const deja_tensor *tensor,
 {
     int rc = deja_ctx_output_kind(ctx, tensor->name, kind);
     return rc == 0 ? ctx->vt->output(ctx, tensor) : rc;
+}
+
+/* What deja_ctx_checkpoint() returns when the host asks the model to stop
+ * the inference (a replay with --stop-at-first found the first divergent
+ * checkpoint): return from infer (0 is fine), nothing after it is used. */
+#define DEJA_CHECKPOINT_STOP 1
+
+/* Record `tensor` as the next checkpoint of this inference (ABI 3): a
+ * named intermediate value (an embedding, a layer's output, the logits and
+ * the sampled token of step k). The run decides which are kept (`deja run
+ * --checkpoints`; none by default, and then the call costs a test); a
+ * replay compares them in order with the recorded ones and names the first
+ * that differs. Returns 0, DEJA_CHECKPOINT_STOP (stop the inference now),
+ * or a negative code (a malformed tensor). Hosts older than ABI 3 ignore
+ * it (0). */
+static inline int deja_ctx_checkpoint(deja_ctx *ctx, const deja_tensor *tensor)
+{
+    if (!DEJA_CTX_HAS(ctx, checkpoint))
+        return 0;
+    return ctx->vt->checkpoint(ctx, tensor);
 }
 
 /* Mark the inference failed with `message`; infer then returns non-zero. */

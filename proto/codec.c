@@ -184,6 +184,9 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     Deja__Pb__Tag **gptrs;
     Deja__Pb__OutputKind *kinds;
     Deja__Pb__OutputKind **kptrs;
+    Deja__Pb__Checkpoint *cks;
+    Deja__Pb__Checkpoint **ckptrs;
+    Deja__Pb__Tensor *cktensors;
     int rc = 0;
 
     if (trace == NULL || out == NULL) {
@@ -193,7 +196,7 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     out->size = 0;
     if (trace->ninputs > MAX_COUNT || trace->noutputs > MAX_COUNT || trace->nparams > MAX_COUNT ||
         trace->nseeds > MAX_COUNT || trace->nrng > MAX_COUNT || trace->ntags > MAX_COUNT ||
-        trace->noutput_kinds > MAX_COUNT) {
+        trace->noutput_kinds > MAX_COUNT || trace->ncheckpoints > MAX_COUNT) {
         rc = deja__error_set(DEJA_ENOMEM, "trace has more than %zu elements in a list", MAX_COUNT);
         goto cleanup;
     }
@@ -201,7 +204,8 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
         (trace->nparams && !trace->params) || (trace->nseeds && !trace->seeds) ||
         (trace->nrng && !trace->rng) || (trace->ntags && !trace->tags) ||
         (trace->nclock && !trace->clock_ns) || (trace->model_digest_size && !trace->model_digest) ||
-        (trace->noutput_kinds && !trace->output_kinds)) {
+        (trace->noutput_kinds && !trace->output_kinds) ||
+        (trace->ncheckpoints && !trace->checkpoints)) {
         rc = deja__error_set(DEJA_EINVAL, "trace has a count without its array");
         goto cleanup;
     }
@@ -217,7 +221,10 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
            ALIGN_UP(trace->nseeds * sizeof *sptrs) + ALIGN_UP(trace->nrng * sizeof *rngs) +
            ALIGN_UP(trace->nrng * sizeof *rptrs) + ALIGN_UP(trace->ntags * sizeof *tags) +
            ALIGN_UP(trace->ntags * sizeof *gptrs) + ALIGN_UP(trace->noutput_kinds * sizeof *kinds) +
-           ALIGN_UP(trace->noutput_kinds * sizeof *kptrs);
+           ALIGN_UP(trace->noutput_kinds * sizeof *kptrs) +
+           ALIGN_UP(trace->ncheckpoints * sizeof *cks) +
+           ALIGN_UP(trace->ncheckpoints * sizeof *ckptrs) +
+           ALIGN_UP(trace->ncheckpoints * sizeof *cktensors);
     if (need <= sizeof stack) {
         p = stack;
     } else {
@@ -241,6 +248,9 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     gptrs = carve(&p, trace->ntags, sizeof *gptrs);
     kinds = carve(&p, trace->noutput_kinds, sizeof *kinds);
     kptrs = carve(&p, trace->noutput_kinds, sizeof *kptrs);
+    cks = carve(&p, trace->ncheckpoints, sizeof *cks);
+    ckptrs = carve(&p, trace->ncheckpoints, sizeof *ckptrs);
+    cktensors = carve(&p, trace->ncheckpoints, sizeof *cktensors);
 
     msg.id.data = (uint8_t *)trace->id.bytes;
     msg.id.len = sizeof trace->id.bytes;
@@ -278,6 +288,44 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
     msg.inputs = tptrs;
     msg.n_outputs = trace->noutputs;
     msg.outputs = tptrs + trace->ninputs;
+
+    for (size_t i = 0; i < trace->ncheckpoints; i++) {
+        const deja_checkpoint *src = &trace->checkpoints[i];
+        deja_tensor view = src->tensor;
+
+        deja__pb__checkpoint__init(&cks[i]);
+        if (src->digest_only) {
+            /* The shape and size describe the bytes, which are not kept. */
+            deja__pb__tensor__init(&cktensors[i]);
+            rc = check_tensor(DEJA_EINVAL, "checkpoint ", pb_str(view.name), view.dtype, view.shape,
+                              view.ndim, view.size);
+            if (rc == 0 && view.name == NULL)
+                rc = deja__error_set(DEJA_EINVAL, "checkpoint %zu has no name", i);
+            cktensors[i].name = pb_str(view.name);
+            cktensors[i].dtype = (Deja__Pb__DType)view.dtype;
+            cktensors[i].n_shape = view.ndim;
+            cktensors[i].shape = (uint64_t *)view.shape;
+            cktensors[i].size = view.size;
+            cks[i].digest_only = 1;
+            cks[i].digest.data = (uint8_t *)src->digest.bytes;
+            cks[i].digest.len = sizeof src->digest.bytes;
+            cks[i].nan = src->stats.nnan;
+            cks[i].inf = src->stats.ninf;
+            cks[i].min = src->stats.min;
+            cks[i].max = src->stats.max;
+            cks[i].mean = src->stats.mean;
+        } else {
+            /* Always inline: checkpoints are bounded and never blobs. */
+            rc = encode_tensor(&view, "checkpoint", i, &cktensors[i], NULL, 0, NULL, NULL);
+        }
+        if (rc != 0)
+            goto cleanup;
+        cks[i].tensor = &cktensors[i];
+        ckptrs[i] = &cks[i];
+    }
+    msg.n_checkpoints = trace->ncheckpoints;
+    msg.checkpoints = ckptrs;
+    msg.checkpoint_select = pb_str(trace->checkpoint_select);
 
     for (size_t i = 0; i < trace->nparams; i++) {
         const deja_param *src = &trace->params[i];
@@ -514,6 +562,64 @@ static int decode_tensor(const char *prefix, const Deja__Pb__Tensor *src, deja_t
     return 0;
 }
 
+/* Check and fill the checkpoints of a decoded trace: payloads inline only
+ * (never blobs); a digest-only one has no bytes, a 16-byte digest and its
+ * summary; a full one gets its digest and summary computed here. Returns 0
+ * or DEJA_ECORRUPT naming the checkpoint. */
+static int decode_checkpoints(const char *prefix, const Deja__Pb__Trace *msg, deja_checkpoint *cks)
+{
+    for (size_t i = 0; i < msg->n_checkpoints; i++) {
+        const Deja__Pb__Checkpoint *src = msg->checkpoints[i];
+        const Deja__Pb__Tensor *ts = src->tensor;
+        deja_checkpoint *dst = &cks[i];
+        deja_digest unused;
+        unsigned char is_blob = 0;
+        int rc;
+
+        if (ts == NULL || ts->name == NULL)
+            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint %zu has no tensor or name", prefix,
+                                   i);
+        if (ts->blob.len != 0)
+            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s' refers to a blob", prefix,
+                                   ts->name);
+        if (!src->digest_only) {
+            if ((rc = decode_tensor(prefix, ts, &dst->tensor, &unused, &is_blob)) != 0)
+                return rc;
+            dst->digest = deja_digest_of(dst->tensor.data, dst->tensor.size);
+            if (deja_tensor_stats_of(&dst->tensor, &dst->stats) != 0)
+                return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s' cannot be summarised",
+                                       prefix, ts->name);
+            continue;
+        }
+        if (ts->data.len != 0 || src->digest.len != sizeof dst->digest.bytes)
+            return deja__error_set(DEJA_ECORRUPT,
+                                   "%scheckpoint '%s': digest-only with %zu bytes of data and a "
+                                   "%zu-byte digest",
+                                   prefix, ts->name, ts->data.len, src->digest.len);
+        if (ts->size > SIZE_MAX || ts->n_shape > DEJA_MAX_DIMS)
+            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s': bad size or shape", prefix,
+                                   ts->name);
+        rc = check_tensor(DEJA_ECORRUPT, prefix, ts->name, (deja_dtype)ts->dtype, ts->shape,
+                          ts->n_shape, ts->size);
+        if (rc != 0)
+            return rc;
+        dst->tensor = (deja_tensor){ts->name, (deja_dtype)ts->dtype, ts->n_shape, ts->shape, NULL,
+                                    (size_t)ts->size};
+        dst->digest_only = 1;
+        memcpy(dst->digest.bytes, src->digest.data, sizeof dst->digest.bytes);
+        dst->stats.numeric = ts->dtype != DEJA__PB__DTYPE__DTYPE_BYTES &&
+                             ts->dtype != DEJA__PB__DTYPE__DTYPE_UTF8;
+        dst->stats.count = dst->stats.numeric ? ts->size / deja_dtype_size((deja_dtype)ts->dtype)
+                                              : ts->size;
+        dst->stats.nnan = src->nan;
+        dst->stats.ninf = src->inf;
+        dst->stats.min = src->min;
+        dst->stats.max = src->max;
+        dst->stats.mean = src->mean;
+    }
+    return 0;
+}
+
 /* Decode `size` bytes at `data` as a deja.pb.Trace into a new trace at
  * `*out`, freed with deja_trace_free(). Strings are never NULL. Tensors
  * stored as blobs have data NULL until deja__trace_attach(). Returns 0,
@@ -535,6 +641,7 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     deja_rng_stream *rng;
     deja_tag *tags;
     deja_output_decl *kinds;
+    deja_checkpoint *cks;
     int rc = 0;
 
     if (out == NULL || (data == NULL && size > 0)) {
@@ -574,7 +681,8 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
            ALIGN_UP(nt * sizeof(deja_digest)) + ALIGN_UP(nt) + ALIGN_UP(nt * sizeof(void *)) +
            ALIGN_UP(msg->n_params * sizeof *params) + ALIGN_UP(msg->n_seeds * sizeof *seeds) +
            ALIGN_UP(msg->n_rng * sizeof *rng) + ALIGN_UP(msg->n_tags * sizeof *tags) +
-           ALIGN_UP(msg->n_output_kinds * sizeof *kinds);
+           ALIGN_UP(msg->n_output_kinds * sizeof *kinds) +
+           ALIGN_UP(msg->n_checkpoints * sizeof *cks);
     p = calloc(1, need);
     if (p == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "%sout of memory (%zu bytes)", prefix, need);
@@ -592,6 +700,7 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     rng = carve(&p, msg->n_rng, sizeof *rng);
     tags = carve(&p, msg->n_tags, sizeof *tags);
     kinds = carve(&p, msg->n_output_kinds, sizeof *kinds);
+    cks = carve(&p, msg->n_checkpoints, sizeof *cks);
     t = &impl->pub;
 
     memcpy(t->id.bytes, msg->id.data, sizeof t->id.bytes);
@@ -689,6 +798,12 @@ int deja__trace_decode(const void *data, size_t size, deja_trace **out)
     t->has_parent = msg->parent.len == 16;
     if (t->has_parent)
         memcpy(t->parent.bytes, msg->parent.data, 16);
+
+    if ((rc = decode_checkpoints(prefix, msg, cks)) != 0)
+        goto cleanup;
+    t->checkpoints = cks;
+    t->ncheckpoints = msg->n_checkpoints;
+    t->checkpoint_select = msg->checkpoint_select ? msg->checkpoint_select : "";
 
     *out = t;
     impl = NULL;

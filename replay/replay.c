@@ -24,6 +24,7 @@
 #include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@
 
 #include "deja.h"
 #include "store/store.h"
+#include "replay/checkpoint.h"
 
 #define MAX_JOBS 256
 #define MAX_REPEAT 100000
@@ -80,6 +82,7 @@ typedef struct slot {
     notes changes;   /* how the replaying model differs from the recorded one */
     notes cmp_notes; /* notes on the comparison (truncated outputs) */
     notes noise;     /* outputs whose difference the baseline shows too */
+    deja__ckpt_report *ckpt; /* the first run's checkpoints against the recorded ones */
 } slot;
 
 typedef struct engine {
@@ -205,6 +208,7 @@ static void slot_clear(slot *s)
     notes_free(&s->changes);
     notes_free(&s->cmp_notes);
     notes_free(&s->noise);
+    deja__ckpt_report_free(s->ckpt);
     memset(s, 0, sizeof(*s));
 }
 
@@ -291,6 +295,11 @@ typedef struct fpmode {
     char rounding[16];
     int ftz;
     int daz;
+    /* Not the FP mode but travels with it to every run: how checkpoints
+     * are compared (ck_compare 0: not at all, as for the baseline). */
+    int ck_compare;
+    int ck_stop;
+    deja_diff_options ck_diff;
 } fpmode;
 
 static void fp_of(const deja_env *env, fpmode *m)
@@ -356,6 +365,7 @@ typedef struct outcome {
     notes unconsumed;
     deja_output_decl *kinds; /* declared on replay; names owned */
     size_t nkinds;
+    deja__ckpt_report *ckpt; /* checkpoints compared, or NULL */
 } outcome;
 
 static void outcome_free(outcome *oc)
@@ -375,6 +385,7 @@ static void outcome_free(outcome *oc)
     free(oc->model_msg);
     notes_free(&oc->unrecorded);
     notes_free(&oc->unconsumed);
+    deja__ckpt_report_free(oc->ckpt);
     memset(oc, 0, sizeof(*oc));
 }
 
@@ -472,9 +483,21 @@ static int run_inline(deja_model *model, const deja_trace *t, const fpmode *env,
     const deja_tensor *outs;
     const deja_output_decl *kinds;
     size_t n, i;
+    deja__ckpt_cmp *cmp = NULL;
     int rc = deja_ctx_replay(&ctx, t);
     if (rc != 0) {
         return rc;
+    }
+    if (env->ck_compare && deja__ckpt_wanted(t)) {
+        rc = deja__ckpt_cmp_new(&cmp, t, &env->ck_diff, env->ck_stop);
+        if (rc == 0) {
+            rc = deja_ctx_on_checkpoint(ctx, deja__ckpt_cmp_cb, cmp);
+        }
+        if (rc != 0) {
+            deja__ckpt_cmp_free(cmp);
+            deja_ctx_free(ctx);
+            return rc;
+        }
     }
     fp_save(&saved);
     fp_pin(env);
@@ -507,6 +530,10 @@ static int run_inline(deja_model *model, const deja_trace *t, const fpmode *env,
     for (i = 0; i < n && rc == 0; i++) {
         rc = notes_add(&oc->unconsumed, lines[i]);
     }
+    if (cmp && rc == 0) {
+        rc = deja__ckpt_cmp_finish(cmp, &oc->ckpt);
+    }
+    deja__ckpt_cmp_free(cmp);
     deja_ctx_free(ctx);
     return rc;
 }
@@ -576,6 +603,31 @@ static int put_outcome(FILE *fp, const outcome *oc)
         }
         put_u64(m, o->size);
         fwrite(o->data, 1, o->size, m);
+    }
+    put_u64(m, oc->ckpt != NULL);
+    if (oc->ckpt) {
+        const deja__ckpt_report *c = oc->ckpt;
+        put_u64(m, c->recorded);
+        put_u64(m, c->compared);
+        put_u64(m, c->identical);
+        put_u64(m, c->has_first);
+        put_u64(m, c->first_index);
+        put_u64(m, c->first_occurrence);
+        put_u64(m, c->first_verdict);
+        put_u64(m, c->stopped);
+        put_str(m, c->first);
+        put_str(m, c->first_detail);
+        put_u64(m, c->token != NULL);
+        put_str(m, c->token);
+        put_str(m, c->summary);
+        put_u64(m, c->nabsent);
+        for (i = 0; i < c->nabsent; i++) {
+            put_str(m, c->absent[i]);
+        }
+        put_u64(m, c->nextra);
+        for (i = 0; i < c->nextra; i++) {
+            put_str(m, c->extra[i]);
+        }
     }
     if (fclose(m) != 0) {
         free(rec);
@@ -715,6 +767,43 @@ static int parse_child(const uint8_t *data, size_t size, outcome *oc)
             c.left -= (size_t)bytes;
         }
         free(name);
+    }
+    if (!c.bad && get_u64(&c) != 0 && !c.bad) {
+        deja__ckpt_report *r = deja__ckpt_report_new();
+        if (!r) {
+            return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+        }
+        oc->ckpt = r;
+        r->recorded = get_u64(&c);
+        r->compared = get_u64(&c);
+        r->identical = get_u64(&c);
+        r->has_first = get_u64(&c);
+        r->first_index = get_u64(&c);
+        r->first_occurrence = get_u64(&c);
+        r->first_verdict = get_u64(&c);
+        r->stopped = get_u64(&c);
+        r->first = get_str(&c);
+        r->first_detail = get_str(&c);
+        k = get_u64(&c);
+        r->token = get_str(&c);
+        if (!k) {
+            free(r->token);
+            r->token = NULL;
+        }
+        r->summary = get_str(&c);
+        if (r->first_verdict > DEJA_VERDICT_ERROR) {
+            c.bad = 1;
+        }
+        for (int extra = 0; extra < 2 && !c.bad; extra++) {
+            n = get_u64(&c);
+            for (i = 0; i < n && !c.bad; i++) {
+                char *line = get_str(&c);
+                if (!line || deja__ckpt_report_add(r, extra, line) != 0) {
+                    c.bad = 1;
+                }
+                free(line);
+            }
+        }
     }
     if (c.bad) {
         return deja__error_set(DEJA_ECORRUPT, "replay: the isolated model's answer is malformed");
@@ -1343,8 +1432,10 @@ static int baseline_diff(engine *e, deja_model *bm, slot *s, const fpmode *fp,
     if (!bm) {
         return deja__error_set(DEJA_EMODEL, "no instance");
     }
-    rc = e->o.isolate ? run_isolated(e, m, s->trace, fp, &oc, 1, &timed_out)
-                      : run_inline(m, s->trace, fp, &oc);
+    fpmode bfp = *fp;
+    bfp.ck_compare = 0; /* the baseline runs to the end, uncompared */
+    rc = e->o.isolate ? run_isolated(e, m, s->trace, &bfp, &oc, 1, &timed_out)
+                      : run_inline(m, s->trace, &bfp, &oc);
     if (rc == 0 && !timed_out && oc.failed == (s->trace->status == DEJA_STATUS_ERROR)) {
         rc = deja_diff_outputs(s->trace->outputs, s->trace->noutputs, oc.out, oc.nout, dopt, out);
     }
@@ -1412,6 +1503,9 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
         goto cleanup;
     }
     fp_of(s->env->env, &fp);
+    fp.ck_compare = 1;
+    fp.ck_stop = e->o.stop_at_first;
+    fp.ck_diff = e->o.diff;
     rc = run_all(e, wi, modelp, s, &fp, ocs, e->o.repeat, &timed_out);
     if (rc != 0) {
         slot_fail(s, rc, 1, "cannot replay: %s", deja_error_last());
@@ -1423,6 +1517,8 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
         goto cleanup;
     }
     first = &ocs[0];
+    s->ckpt = first->ckpt; /* the first run's, whatever the verdict */
+    first->ckpt = NULL;
     for (r = 0; r < e->o.repeat && rc == 0; r++) {
         for (k = 0; k < ocs[r].unrecorded.n && rc == 0; k++) {
             rc = notes_add(&s->unrecorded, ocs[r].unrecorded.v[k]);
@@ -1439,7 +1535,7 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
         goto cleanup;
     }
     status_varies = is_varying(s, "status");
-    if (first->failed && t->status != DEJA_STATUS_ERROR) {
+    if (first->failed && t->status != DEJA_STATUS_ERROR && !(s->ckpt && s->ckpt->stopped)) {
         if (status_varies) {
             s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
             if (asprintf(&s->error, "the model failed in some repeats: %s", first->why) < 0) {
@@ -1515,6 +1611,11 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
     }
     if (s->varying.n > 0 && s->verdict != DEJA_VERDICT_DIVERGED) {
         s->verdict = DEJA_VERDICT_NONDETERMINISTIC;
+    }
+    if (s->ckpt && s->ckpt->stopped) {
+        /* Stopped at the first divergent checkpoint: the outputs were never
+         * written, the verdict is that checkpoint's. */
+        s->verdict = (deja_verdict)s->ckpt->first_verdict;
     }
 cleanup:
     deja_diff_free(bdiff);
@@ -1609,6 +1710,7 @@ static int emit(engine *e, size_t i, deja_replay_cb cb, void *payload, deja_repl
     res.nnotes = s->cmp_notes.n;
     res.noise = (const char *const *)s->noise.v;
     res.nnoise = s->noise.n;
+    res.checkpoints = s->ckpt ? deja__ckpt_report_view(s->ckpt) : NULL;
     sum->noisy += s->noise.n > 0;
     sum->total++;
     switch (s->verdict) {
@@ -1643,12 +1745,16 @@ static int options_of(const deja_replay_options *opts, deja_replay_options *o)
     static const deja_replay_options dflt = DEJA_REPLAY_OPTIONS_INIT;
     *o = dflt;
     if (opts) {
-        if (opts->version != DEJA_REPLAY_OPTIONS_VERSION ||
+        if (opts->version < 1 || opts->version > DEJA_REPLAY_OPTIONS_VERSION ||
             opts->diff.version != DEJA_DIFF_OPTIONS_VERSION) {
-            return deja__error_set(DEJA_EVERSION, "replay: options version %u, expected %u",
+            return deja__error_set(DEJA_EVERSION, "replay: options version %u, expected 1..%u",
                                    opts->version, DEJA_REPLAY_OPTIONS_VERSION);
         }
-        *o = *opts;
+        if (opts->version == 1) { /* version 1 ended before stop_at_first */
+            memcpy(o, opts, offsetof(deja_replay_options, stop_at_first));
+        } else {
+            *o = *opts;
+        }
     }
     if (o->jobs == 0) {
         o->jobs = 1;

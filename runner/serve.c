@@ -369,6 +369,7 @@ static const deja_ctx_vtable serve_vtable = {
     v_param_at,
     v_rng_fill,
     v_output_kind,
+    NULL, /* checkpoint: set below once the protocol carries it */
 };
 
 static void serve_ctx_clear(serve_ctx *s)
@@ -445,7 +446,8 @@ int deja_runner_serve(const deja_model_plugin *plugin, const char *arg, int in_f
     memset(&c, 0, sizeof c);
     c.in_fd = in_fd;
     c.out_fd = out_fd;
-    if (plugin == NULL || plugin->abi_version != DEJA_MODEL_ABI_VERSION || plugin->name == NULL ||
+    if (plugin == NULL || plugin->abi_version < DEJA_MODEL_ABI_MIN ||
+        plugin->abi_version > DEJA_MODEL_ABI_VERSION || plugin->name == NULL ||
         plugin->version == NULL || plugin->infer == NULL || plugin->name[0] == '\0')
         return deja__error_set(DEJA_EINVAL,
                                "runner: the plugin table is missing, of another ABI, or has no "

@@ -62,6 +62,9 @@ typedef struct ctx_impl {
     size_t nkinds, cap_kinds;
     unsigned char *seed_used; /* replay: per recorded seed, asked for */
     char *error;
+    deja_checkpoint_cb on_checkpoint; /* replay: compares each checkpoint */
+    void *checkpoint_payload;
+    int stopped; /* replay: the callback asked to stop the inference */
 } ctx_impl;
 
 /* Grow a malloc'd array to hold one more element. Returns 0 or -1. */
@@ -469,6 +472,41 @@ static void v_rng_fill(deja_ctx *ctx, const char *name, uint64_t *out, size_t n)
         out[i] = v_rng_u64(ctx, name);
 }
 
+/* vtable: a checkpoint. Record: into the span when the run keeps it (the
+ * default keeps none: one test, no lock). Replay: handed to the checkpoint
+ * callback, whose DEJA_CHECKPOINT_STOP sticks. */
+static int v_checkpoint(deja_ctx *ctx, const deja_tensor *t)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    int rc;
+    if (!c->replay) {
+        if (c->span->tracer->ckpt_select == NULL)
+            return 0;
+        pthread_mutex_lock(&c->lock);
+        rc = deja_span_checkpoint(c->span, t);
+        pthread_mutex_unlock(&c->lock);
+        return rc;
+    }
+    if (c->on_checkpoint == NULL)
+        return 0;
+    if (t == NULL || t->name == NULL)
+        return deja__error_set(DEJA_EINVAL, "ctx checkpoint: tensor and its name are required");
+    if ((rc = deja__tensor_check(t)) != 0)
+        return rc;
+    pthread_mutex_lock(&c->lock);
+    if (c->stopped) {
+        rc = DEJA_CHECKPOINT_STOP;
+    } else {
+        rc = c->on_checkpoint(t, c->checkpoint_payload);
+        if (rc == DEJA_CHECKPOINT_STOP)
+            c->stopped = 1;
+        else if (rc > 0)
+            rc = 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 static const deja_ctx_vtable vtable = {
     sizeof(deja_ctx_vtable),
     v_input,
@@ -485,6 +523,7 @@ static const deja_ctx_vtable vtable = {
     v_param_at,
     v_rng_fill,
     v_output_kind,
+    v_checkpoint,
 };
 
 /* A new ctx with its lock, or NULL when out of memory. */
@@ -541,6 +580,19 @@ int deja_ctx_replay(deja_ctx **out, const deja_trace *trace)
         return deja__error_set(DEJA_ENOMEM, "ctx replay: out of memory");
     }
     *out = &c->base;
+    return 0;
+}
+
+/* Give a replaying ctx its checkpoint callback; see include/deja.h. */
+int deja_ctx_on_checkpoint(deja_ctx *ctx, deja_checkpoint_cb cb, void *payload)
+{
+    ctx_impl *c = (ctx_impl *)ctx;
+    if (c == NULL || !c->replay)
+        return deja__error_set(DEJA_EINVAL, "ctx checkpoint callback: a replaying ctx is required");
+    pthread_mutex_lock(&c->lock);
+    c->on_checkpoint = cb;
+    c->checkpoint_payload = payload;
+    pthread_mutex_unlock(&c->lock);
     return 0;
 }
 

@@ -27,6 +27,8 @@ static int options_check(const deja_tracer_options *in, deja_tracer_options *out
         memcpy(out, in, offsetof(deja_tracer_options, check));
     else if (in != NULL && in->version == 3) /* version 3 ended before queue_bytes */
         memcpy(out, in, offsetof(deja_tracer_options, queue_bytes));
+    else if (in != NULL && in->version == 4) /* version 4 ended before checkpoints */
+        memcpy(out, in, offsetof(deja_tracer_options, checkpoints));
     else if (in != NULL)
         *out = *in;
     if (out->version == 1)
@@ -73,6 +75,7 @@ static void tracer_free(deja_tracer *t)
     deja__lost_free(t);
     deja_env_free(t->env_own);
     free(t->failed_ids);
+    free(t->ckpt_select);
     pthread_cond_destroy(&t->done);
     pthread_cond_destroy(&t->not_full);
     pthread_cond_destroy(&t->not_empty);
@@ -146,6 +149,8 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
         t->env = t->env_own;
     }
     t->opts.env_vars = NULL; /* the caller's string is not kept */
+    if ((rc = deja__tracer_checkpoints_init(t)) != 0)
+        goto cleanup;
     if (t->opts.nlibs != 0) {
         /* The model's libraries join the environment (a copy: the
          * caller's array may go). */

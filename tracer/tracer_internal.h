@@ -119,6 +119,10 @@ struct deja_span {
     size_t ndraws;     /* RNG draws over all streams */
     int too_many;      /* a draw beyond DEJA__MAX_DRAWS was refused */
     int bad_name;      /* an RNG stream name broke the rule of core/text.h */
+    deja_checkpoint *ckpts; /* checkpoint.c */
+    size_t nckpts, cap_ckpts;
+    size_t ckpt_bytes;  /* payload bytes kept by the checkpoints */
+    int ckpt_dropped;   /* a checkpoint beyond DEJA_CHECKPOINT_MAX was dropped */
     uint8_t model_digest[64]; /* not cleared: model_digest_size bytes valid */
 };
 
@@ -228,6 +232,12 @@ struct deja_tracer {
     _Atomic uint64_t failed;
     /* Losses per model version (lost.c), created on the first. */
     _Atomic(struct deja__lost *) lost;
+
+    /* Which checkpoints spans keep (checkpoint.c): ckpt_select is the
+     * tracer's own copy of the selection, NULL when none. */
+    char *ckpt_select;
+    int ckpt_all;
+    int ckpt_digest;
 };
 
 /* ------------------------------------------------------------------------
@@ -268,6 +278,10 @@ void deja__lost_reported(const deja__lost_delta *d, size_t n);
 
 /* Free the table (at close). */
 void deja__lost_free(deja_tracer *t);
+
+/* tracer/checkpoint.c: set the tracer's checkpoint selection from its
+ * options (checked). */
+int deja__tracer_checkpoints_init(deja_tracer *t);
 
 /* Allocate `size` bytes (16-aligned) from the span's arena, or NULL. */
 void *deja__span_alloc(deja_span *span, size_t size);

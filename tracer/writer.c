@@ -96,6 +96,9 @@ void deja__span_view(const deja_tracer *t, const deja_span *s, deja_trace *v)
     v->model_config = s->model_config;
     v->output_kinds = s->kinds;
     v->noutput_kinds = s->nkinds;
+    v->checkpoints = s->ckpts;
+    v->ncheckpoints = s->nckpts;
+    v->checkpoint_select = t->ckpt_select != NULL ? t->ckpt_select : "";
 }
 
 /* Run the redaction callback over the tensors of one side, compacting

@@ -6,9 +6,11 @@
  *   v1  the baseline.
  *   v2  identical computation (rows are walked through a pointer rather than
  *       indexed): outputs are bit for bit those of v1.
- *   v3  the dense layers accumulate in reverse order, bias last: the same
+ *   v3  the output layer accumulates in reverse order, bias last: the same
  *       mathematics, but float rounding differs, so logits move by a few
- *       ULPs while the predicted labels stay the same.
+ *       ULPs while the predicted labels stay the same. The hidden layer is
+ *       untouched: a replay with checkpoints names layer2.out as the first
+ *       divergence, layer1.out bit-identical before it.
  *   v4  as v3.
  *   v5  as v3 with one output weight changed (a "retrained" weight), so
  *       that some predicted labels flip.
@@ -20,7 +22,10 @@
  * Accumulation is in float on purpose: order changes show up in ULPs.
  *
  * infer: input "features", f32 [16] or [N,16]; output "logits", f32 [10]
- * or [N,10]. No randomness, no clock.
+ * or [N,10]. Checkpoints (deja_ctx_checkpoint, kept with `deja run
+ * --checkpoints`): "layer1.out" (the hidden activations, f32 [N,32]) and
+ * "layer2.out" (the logits before they are written). No randomness, no
+ * clock.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -112,19 +117,26 @@ static void cl_close(void *instance)
 }
 
 /* out[i] = act(b[i] + sum_j w[i][j] * x[j]) in float, in this version's
- * summation order. */
+ * summation order (`reorder`: the layer this version sums differently). */
 static void dense(const float *w, const float *b, const float *x, float *out, int nout, int nin,
-                  int relu)
+                  int relu, int reorder)
 {
     for (int i = 0; i < nout; i++) {
         const float *row = w + (size_t)i * nin;
 #if CLASSIFIER_VERSION >= 3
-        float acc = 0.0f;
-        for (int j = nin - 1; j >= 0; j--) {
-            acc += row[j] * x[j];
+        if (reorder) {
+            float acc = 0.0f;
+            for (int j = nin - 1; j >= 0; j--) {
+                acc += row[j] * x[j];
+            }
+            acc += b[i];
+            out[i] = relu && acc < 0.0f ? 0.0f : acc;
+            continue;
         }
-        acc += b[i];
-#elif CLASSIFIER_VERSION == 2
+#else
+        (void)reorder;
+#endif
+#if CLASSIFIER_VERSION == 2
         float acc = b[i];
         for (int j = 0; j < nin; j++) {
             acc += row[j] * x[j];
@@ -145,6 +157,7 @@ static int cl_infer(void *instance, deja_ctx *ctx)
     const weights *w = instance;
     int rc = -1;
     float *logits = NULL;
+    float *hidden = NULL;
     const deja_tensor *in = deja_ctx_input(ctx, "features");
     if (!in || in->dtype != DEJA_F32 || in->ndim < 1 || in->ndim > 2 || !in->shape ||
         in->shape[in->ndim - 1] != NIN || (in->ndim == 2 && in->shape[0] > MAX_BATCH)) {
@@ -158,22 +171,38 @@ static int cl_infer(void *instance, deja_ctx *ctx)
         return -1;
     }
     logits = malloc((n ? n : 1) * NOUT * sizeof(float));
-    if (!logits) {
+    hidden = malloc((n ? n : 1) * NHID * sizeof(float));
+    if (!logits || !hidden) {
         deja_ctx_fail(ctx, "classifier: out of memory");
-        return -1;
+        goto cleanup;
     }
     for (size_t r = 0; r < n; r++) {
-        float x[NIN], h[NHID];
+        float x[NIN];
         /* The payload may sit at any alignment. */
         memcpy(x, (const uint8_t *)in->data + r * sizeof x, sizeof x);
-        dense(&w->w1[0][0], w->b1, x, h, NHID, NIN, 1);
-        dense(&w->w2[0][0], w->b2, h, logits + r * NOUT, NOUT, NHID, 0);
+        dense(&w->w1[0][0], w->b1, x, hidden + r * NHID, NHID, NIN, 1, 0);
+    }
+    uint64_t hshape[2] = {n, NHID};
+    const deja_tensor h = {"layer1.out", DEJA_F32, 2, hshape, hidden, n * NHID * sizeof(float)};
+    /* Checkpoints cost one call when the run keeps none; a replay told to
+     * stop at the first divergence says so here. */
+    if (deja_ctx_checkpoint(ctx, &h) == DEJA_CHECKPOINT_STOP) {
+        rc = 0;
+        goto cleanup;
+    }
+    for (size_t r = 0; r < n; r++) {
+        dense(&w->w2[0][0], w->b2, hidden + r * NHID, logits + r * NOUT, NOUT, NHID, 0, 1);
     }
     uint64_t shape[2] = {n, NOUT};
     if (in->ndim == 1) {
         shape[0] = NOUT;
     }
     deja_tensor out = {"logits", DEJA_F32, in->ndim, shape, logits, n * NOUT * sizeof(float)};
+    const deja_tensor l2 = {"layer2.out", DEJA_F32, in->ndim, shape, logits, out.size};
+    if (deja_ctx_checkpoint(ctx, &l2) == DEJA_CHECKPOINT_STOP) {
+        rc = 0;
+        goto cleanup;
+    }
     /* Declared scores over classes: the diff compares labels too, whatever
      * the output's name. */
     if (deja_ctx_output_as(ctx, &out, DEJA_KIND_SCORES) != 0) {
@@ -183,6 +212,7 @@ static int cl_infer(void *instance, deja_ctx *ctx)
     rc = 0;
 cleanup:
     free(logits);
+    free(hidden);
     return rc;
 }
 

@@ -21,6 +21,10 @@
  * infer: input "prompt" (utf8); params temperature (0.8), top_k (8),
  * max_tokens (80), and from v3 stop (string); output "completion" (utf8).
  * Each generated character takes one draw of the RNG stream "sampling".
+ * Checkpoints (kept with `deja run --checkpoints`), per generated character:
+ * "logits", f32 [256], the log-probability of each next byte as sampled
+ * (-inf for bytes outside the top k), then "token", i32, the byte drawn. A
+ * replay names the first token that differs and the logit that flipped it.
  *
  * The plugin links nothing of deja: it only includes deja_model.h.
  */
@@ -307,8 +311,9 @@ static void sort_cands(cand *c, size_t n)
 #endif
 }
 
-/* Pick one of the `n` sorted candidates with the uniform draw `u`. */
-static uint8_t sample(const cand *c, size_t n, double temperature, double u)
+/* Pick one of the `n` sorted candidates with the uniform draw `u`, and
+ * write the log-probability the draw saw for every byte into logp[256]. */
+static uint8_t sample(const cand *c, size_t n, double temperature, double u, float *logp)
 {
     double w[256];
     double total = 0, sum = 0;
@@ -323,6 +328,12 @@ static uint8_t sample(const cand *c, size_t n, double temperature, double u)
         w[i] = pow(p, 1.0 / temperature);
 #endif
         sum += w[i];
+    }
+    for (size_t b = 0; b < 256; b++) {
+        logp[b] = -INFINITY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        logp[c[i].byte] = (float)log(w[i] / sum);
     }
     double target = u * sum, acc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -435,7 +446,19 @@ static int tg_infer(void *instance, deja_ctx *ctx)
             n = top_k;
         }
         double u = deja_ctx_rng_f64(ctx, "sampling");
-        hist[hlen++] = sample(cands, n, temperature, u);
+        float logp[256];
+        hist[hlen++] = sample(cands, n, temperature, u, logp);
+        /* Per step: what the sampler saw, then what it drew. Each call
+         * returns at once unless the run keeps checkpoints. */
+        uint64_t vocab[1] = {256};
+        int32_t token = hist[hlen - 1];
+        const deja_tensor lt = {"logits", DEJA_F32, 1, vocab, logp, sizeof logp};
+        const deja_tensor tt = {"token", DEJA_I32, 0, NULL, &token, sizeof token};
+        if (deja_ctx_checkpoint(ctx, &lt) == DEJA_CHECKPOINT_STOP ||
+            deja_ctx_checkpoint(ctx, &tt) == DEJA_CHECKPOINT_STOP) {
+            rc = 0;
+            goto cleanup;
+        }
         if (stop && hlen - keep >= stop_len &&
             memcmp(hist + hlen - stop_len, stop, stop_len) == 0) {
             break;
