@@ -115,14 +115,22 @@ awk 'BEGIN {
         printf "]}, \"tags\": {\"set\": \"features\"}}\n"
     }
 }' > "$FEATURES"
-step "record 40 feature vectors through classifier-v1" \
-    "deja run --model classifier-v1 --requests $FEATURES > classifier.out; tail -2 classifier.out"
-step "classifier-v3 sums in another order: not bit-identical, but close" \
+step "record 40 feature vectors through classifier-v1, with its layers' checkpoints" \
+    "deja run --model classifier-v1 --requests $FEATURES --checkpoints all > classifier.out; tail -2 classifier.out"
+step "classifier-v3 sums in another order: close, and the checkpoints say where it started" \
     "deja replay --tag set=features --model classifier-v3 --limit 4"
 step "classifier-v5 changed a weight: some labels flip" \
     "shows_diff deja replay --tag set=features --model classifier-v5 --limit 6"
 step "bisect names the version that flipped them" \
     "deja bisect classifier-v1 classifier-v2 classifier-v3 classifier-v4 classifier-v5 classifier-v6 --tag set=features"
+
+# WHERE DID IT GO WRONG: the first divergent checkpoint, and token
+step "stop each inference at its first divergent layer (saves the rest of a big model)" \
+    "shows_diff deja replay --tag set=features --model classifier-v5 --limit 2 --stop-at-first"
+step "record 3 generations with a checkpoint per token (the logits and the sampled byte)" \
+    "deja run --model textgen-v1 --requests <(head -3 $REQUESTS | sed 's/\"p1\"/\"tokens\"/') --checkpoints all > tokens.out; tail -1 tokens.out"
+step "on textgen-v4: the first divergent token, and the logits behind it" \
+    "shows_diff deja replay --tag prompt=tokens --model textgen-v4 | grep -E 'diverged|first'"
 
 # PIPELINES: one request through three models, recorded as a tree of traces
 pipeline() { "$BUILD/bin/pipeline" "$@"; }

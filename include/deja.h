@@ -973,6 +973,12 @@ typedef int (*deja_checkpoint_cb)(const deja_tensor *tensor, void *payload);
  * ignored, the default). DEJA_EINVAL for a recording ctx. */
 DEJA_API int deja_ctx_on_checkpoint(deja_ctx *ctx, deja_checkpoint_cb cb, void *payload);
 
+/* Whether the checkpoints a model produces through `ctx` are used: kept
+ * by a recording ctx's tracer, or passed to a replaying ctx's callback.
+ * Returns 1 or 0 (also for a ctx deja did not make). A model in another
+ * process is told, so that it sends none when none is used. */
+DEJA_API int deja_ctx_checkpoints_active(const deja_ctx *ctx);
+
 /* ------------------------------------------------------------------------
  * 5. Diff, replay and bisect
  *

@@ -196,6 +196,7 @@ int deja__rmsg_encode(const deja__rmsg *m, deja__buf *out)
         if (rc != 0)
             goto cleanup;
         infer.seq = m->seq;
+        infer.checkpoints = m->checkpoints != 0;
         infer.n_inputs = m->ntensors;
         infer.inputs = tptrs;
         infer.n_params = m->nparams;
@@ -207,6 +208,15 @@ int deja__rmsg_encode(const deja__rmsg *m, deja__buf *out)
         call.kind = (Deja__Pb__RunnerCallKind)m->call;
         call.name = pb_str(m->call_name);
         call.count = m->count;
+        if (m->call == DEJA__RCALL_CHECKPOINT) {
+            if (m->ntensors != 1) {
+                rc = deja__error_set(DEJA_EINVAL, "runner call: a checkpoint takes one tensor");
+                goto cleanup;
+            }
+            if ((rc = encode_tensors("checkpoint", m->tensors, 1, tensors, tptrs)) != 0)
+                goto cleanup;
+            call.tensor = tptrs[0];
+        }
         msg.body_case = DEJA__PB__RUNNER_MESSAGE__BODY_CALL;
         msg.call = &call;
         break;
@@ -214,6 +224,7 @@ int deja__rmsg_encode(const deja__rmsg *m, deja__buf *out)
         reply.n_values = m->nvalues;
         reply.values = (uint64_t *)(uintptr_t)m->values;
         reply.now_ns = m->now_ns;
+        reply.stop = m->stop != 0;
         reply.error = pb_str(m->error);
         msg.body_case = DEJA__PB__RUNNER_MESSAGE__BODY_REPLY;
         msg.reply = &reply;
@@ -356,6 +367,7 @@ int deja__rmsg_decode(const void *data, size_t size, deja__rmsg **out)
         const Deja__Pb__RunnerInfer *in = pb->infer;
         m->kind = DEJA__RMSG_INFER;
         m->seq = in->seq;
+        m->checkpoints = in->checkpoints;
         rc = decode_tensors("input", in->inputs, in->n_inputs, &impl->tensors);
         if (rc != 0)
             goto cleanup;
@@ -423,6 +435,18 @@ int deja__rmsg_decode(const void *data, size_t size, deja__rmsg **out)
         case DEJA__PB__RUNNER_CALL_KIND__RUNNER_CALL_NOTE:
             m->call = DEJA__RCALL_NOTE;
             break;
+        case DEJA__PB__RUNNER_CALL_KIND__RUNNER_CALL_CHECKPOINT:
+            m->call = DEJA__RCALL_CHECKPOINT;
+            if (c->tensor == NULL) {
+                rc = deja__error_set(DEJA_ECORRUPT, "call: a checkpoint without its tensor");
+                goto cleanup;
+            }
+            rc = decode_tensors("checkpoint", &c->tensor, 1, &impl->tensors);
+            if (rc != 0)
+                goto cleanup;
+            m->tensors = impl->tensors;
+            m->ntensors = 1;
+            break;
         default:
             rc = deja__error_set(DEJA_ECORRUPT, "call: unknown kind %d", (int)c->kind);
             goto cleanup;
@@ -440,6 +464,7 @@ int deja__rmsg_decode(const void *data, size_t size, deja__rmsg **out)
         m->values = r->values;
         m->nvalues = r->n_values;
         m->now_ns = r->now_ns;
+        m->stop = r->stop;
         m->error = r->error;
         break;
     }

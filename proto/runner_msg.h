@@ -41,6 +41,7 @@ typedef enum deja__rcall {
     DEJA__RCALL_RNG = 2,
     DEJA__RCALL_NOW = 3,
     DEJA__RCALL_NOTE = 4,
+    DEJA__RCALL_CHECKPOINT = 5, /* the tensor is tensors[0] */
 } deja__rcall;
 
 /* One message, as views. Which fields count depends on `kind`; the others
@@ -61,9 +62,11 @@ typedef struct deja__rmsg {
     const char *error;
     /* INFER */
     uint64_t seq;
+    int checkpoints; /* the host wants the inference's checkpoints */
     const deja_param *params;
     size_t nparams;
-    /* INFER: the inputs; RESULT: the outputs */
+    /* INFER: the inputs; RESULT: the outputs; CALL CHECKPOINT: the one
+     * checkpoint */
     const deja_tensor *tensors;
     size_t ntensors;
     /* CALL */
@@ -74,6 +77,7 @@ typedef struct deja__rmsg {
     const uint64_t *values;
     size_t nvalues;
     int64_t now_ns;
+    int stop; /* REPLY to a CHECKPOINT: stop the inference */
     /* RESULT: 1 for STATUS_OK */
     int ok;
 } deja__rmsg;

@@ -171,6 +171,31 @@ static PyObject *ctx_output(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
+/* checkpoint(name, value) -> bool: True when the host asks to stop the
+ * inference here (replay --stop-at-first): return from infer then. */
+static PyObject *ctx_checkpoint(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    ctx_object *c = (ctx_object *)self;
+    deja_py_tensor pt;
+    int rc;
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "checkpoint(name: str, value)");
+        return NULL;
+    }
+    if (ctx_alive(c) != 0)
+        return NULL;
+    const char *name = PyUnicode_AsUTF8(args[0]);
+    if (name == NULL || deja_py_tensor_from(&pt, name, args[1]) != 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = deja_ctx_checkpoint(c->ctx, &pt.t);
+    Py_END_ALLOW_THREADS
+    deja_py_tensor_release(&pt);
+    if (rc < 0)
+        return deja_py_raise(rc);
+    return PyBool_FromLong(rc == DEJA_CHECKPOINT_STOP);
+}
+
 static PyObject *ctx_fail(PyObject *self, PyObject *arg)
 {
     ctx_object *c = (ctx_object *)self;
@@ -213,6 +238,9 @@ static PyMethodDef ctx_methods[] = {
     {"output", FAST(ctx_output), METH_FASTCALL, "output(name, value)"},
     {"fail", ctx_fail, METH_O, "fail(message): the inference fails with message"},
     {"note", ctx_note, METH_O, "note(message): a likely cause, shown with a divergence"},
+    {"checkpoint", FAST(ctx_checkpoint), METH_FASTCALL,
+     "checkpoint(name, value) -> bool: an intermediate value, recorded or compared; True: "
+     "stop the inference (return from infer)"},
     {NULL, NULL, 0, NULL},
 };
 

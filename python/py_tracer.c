@@ -124,7 +124,8 @@ static int tracer_init(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"path",     "sample_rate",       "max_payload",
                              "queue_capacity", "drop",        "batch_max",
-                             "flush_interval_ms", "redact",   "queue_bytes", NULL};
+                             "flush_interval_ms", "redact",   "queue_bytes",
+                             "checkpoints", "checkpoints_digest", NULL};
     tracer_object *t = (tracer_object *)self;
     const char *path;
     double sample_rate = 1.0;
@@ -132,13 +133,20 @@ static int tracer_init(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t queue_bytes = -1;
     int drop = 0;
     PyObject *redact = Py_None;
+    const char *checkpoints = NULL;
+    int checkpoints_digest = 0;
     deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|dnnpnnOn:Tracer", kwlist, &path, &sample_rate,
-                                     &max_payload, &queue_capacity, &drop, &batch_max, &flush_ms,
-                                     &redact, &queue_bytes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|dnnpnnOnzp:Tracer", kwlist, &path,
+                                     &sample_rate, &max_payload, &queue_capacity, &drop,
+                                     &batch_max, &flush_ms, &redact, &queue_bytes, &checkpoints,
+                                     &checkpoints_digest))
         return -1;
+    o.checkpoints = checkpoints;
+    o.checkpoints_digest = checkpoints_digest;
+    if (checkpoints_digest && checkpoints == NULL)
+        o.checkpoints = "all";
     if (t->tracer != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "deja: Tracer is already open");
         return -1;
@@ -484,6 +492,32 @@ static PyObject *span_add(span_object *s, deja_side side, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+/* checkpoint(name, value): the next checkpoint, kept when the tracer's
+ * selection keeps it. */
+static PyObject *span_checkpoint(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    span_object *s = (span_object *)self;
+    deja_py_tensor pt;
+    if (nargs != 2 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "checkpoint(name: str, value)");
+        return NULL;
+    }
+    if (span_open(s) != 0)
+        return NULL;
+    const char *name = PyUnicode_AsUTF8(args[0]);
+    if (name == NULL)
+        return NULL;
+    if (!deja_span_checkpoint_wanted(s->span, name))
+        Py_RETURN_NONE; /* nothing kept: not even converted */
+    if (deja_py_tensor_from(&pt, name, args[1]) != 0)
+        return NULL;
+    const int rc = deja_span_checkpoint(s->span, &pt.t);
+    deja_py_tensor_release(&pt);
+    if (rc != 0)
+        return deja_py_raise(rc);
+    Py_RETURN_NONE;
+}
+
 static PyObject *span_input(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return span_add((span_object *)self, DEJA_INPUT, args, nargs);
@@ -767,6 +801,9 @@ static PyObject *span_get_ended(PyObject *self, void *unused)
 static PyMethodDef span_methods[] = {
     {"input", FAST(span_input), METH_FASTCALL, "input(name, value): record an input"},
     {"output", FAST(span_output), METH_FASTCALL, "output(name, value): record an output"},
+    {"checkpoint", FAST(span_checkpoint), METH_FASTCALL,
+     "checkpoint(name, value): an intermediate value, kept when the tracer's checkpoints "
+     "select it"},
     {"param", FAST(span_param), METH_FASTCALL, "param(key, value): number, str or bool"},
     {"seed", span_seed, METH_O, "seed(name) -> int: a fresh seed, recorded"},
     {"rng", FAST(span_rng), METH_FASTCALL, "rng(stream, n=None): 64-bit draws, recorded"},

@@ -52,6 +52,7 @@ struct deja__ckpt_cmp {
     size_t logits_occ;
     int stopped;
     int err;
+    uint64_t before; /* checkpoints bit-identical before the first divergence */
     deja__ckpt_report *rep;
 };
 
@@ -501,6 +502,7 @@ int deja__ckpt_cmp_cb(const deja_tensor *p, void *payload)
         return 0;
     }
     rep->has_first = 1;
+    c->before = rep->identical;
     rep->first = strdup(p->name);
     rep->first_detail = detail;
     rep->first_index = ri;
@@ -537,10 +539,15 @@ int deja__ckpt_cmp_finish(deja__ckpt_cmp *c, deja__ckpt_report **out)
             char occs[40] = "";
             if (c->occ != NULL && rep->first_occurrence > 0)
                 snprintf(occs, sizeof occs, " (occurrence %" PRIu64 ")", rep->first_occurrence);
+            char before[96];
+            if (c->before == 0)
+                snprintf(before, sizeof before, "it is the first checkpoint compared");
+            else
+                snprintf(before, sizeof before,
+                         "everything before it bit-identical (%" PRIu64 " checkpoint%s)",
+                         c->before, c->before == 1 ? "" : "s");
             n = asprintf(&rep->summary, "first divergence: %s%s, %s; %s%s%s", rep->first, occs,
-                         rep->first_detail ? rep->first_detail : "differs",
-                         rep->identical == 0 ? "it is the first checkpoint compared"
-                                             : "everything before it bit-identical",
+                         rep->first_detail ? rep->first_detail : "differs", before,
                          rep->stopped ? "; stopped there (--stop-at-first)" : "", tail);
         } else {
             n = asprintf(&rep->summary, "%" PRIu64 " of %" PRIu64 " checkpoints bit-identical%s",

@@ -651,6 +651,13 @@ static int answer(deja__runner *r, deja_ctx *ctx, const deja__rmsg *call, int64_
     case DEJA__RCALL_NOTE:
         deja_ctx_note(ctx, call->call_name);
         break;
+    case DEJA__RCALL_CHECKPOINT: {
+        const int rc = deja_ctx_checkpoint(ctx, &call->tensors[0]);
+        if (rc < 0)
+            reply.error = deja_error_last();
+        reply.stop = rc == DEJA_CHECKPOINT_STOP;
+        break;
+    }
     }
     return send_msg(r, &reply, deadline, "while deja answered a call");
 }
@@ -708,6 +715,7 @@ static int runner_infer(void *instance, deja_ctx *ctx)
     req.ntensors = nin;
     req.params = params;
     req.nparams = npar;
+    req.checkpoints = deja_ctx_checkpoints_active(ctx);
 
     const int64_t deadline = now_ms() + r->timeout_ms;
     rc = send_msg(r, &req, deadline, "while deja sent the inference");

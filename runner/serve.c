@@ -46,6 +46,7 @@ typedef struct serve_ctx {
     char *error;       /* deja_ctx_fail's message */
     int io_rc;         /* the conversation broke during a call */
     char io_msg[ERR_CAP];
+    int stopped;       /* the host asked to stop at a checkpoint */
 } serve_ctx;
 
 /* Write all `n` bytes of `p` to `fd` (a socket without SIGPIPE). */
@@ -353,6 +354,52 @@ static int v_output_kind(deja_ctx *ctx, const char *name, deja_output_kind kind)
                : deja__error_set(DEJA_EINVAL, "output kind: a name and a known kind are required");
 }
 
+/* A checkpoint goes to the host with the CHECKPOINT call, which records it
+ * or compares it; its answer may ask to stop the inference. */
+static int v_checkpoint(deja_ctx *ctx, const deja_tensor *t)
+{
+    serve_ctx *s = sc(ctx);
+    deja__rmsg m, *reply = NULL;
+    int rc;
+    if (t == NULL || t->name == NULL || t->ndim > DEJA_MAX_DIMS ||
+        (t->ndim != 0 && t->shape == NULL) || (t->size != 0 && t->data == NULL) ||
+        deja_dtype_size(t->dtype) == 0)
+        return deja__error_set(DEJA_EINVAL, "checkpoint '%s': bad name, dtype, shape or data",
+                               t && t->name ? t->name : "");
+    if (!s->req->checkpoints) /* the host keeps none: no round trip */
+        return 0;
+    if (s->stopped)
+        return DEJA_CHECKPOINT_STOP;
+    if (s->io_rc != 0)
+        return s->io_rc;
+    memset(&m, 0, sizeof m);
+    m.kind = DEJA__RMSG_CALL;
+    m.call = DEJA__RCALL_CHECKPOINT;
+    m.call_name = t->name;
+    m.tensors = t;
+    m.ntensors = 1;
+    rc = send_msg(s->c, &m);
+    if (rc == 0) {
+        rc = recv_msg(s->c, &reply);
+        if (rc == 1)
+            rc = deja__error_set(DEJA_EIO, "runner: the host closed the stream during a call");
+    }
+    if (rc == 0 && reply->kind != DEJA__RMSG_REPLY)
+        rc = deja__error_set(DEJA_ECORRUPT, "runner: the host answered a call with a %s",
+                             deja__rmsg_kind_name(reply->kind));
+    if (rc != 0) {
+        s->io_rc = rc;
+        snprintf(s->io_msg, sizeof s->io_msg, "%s", deja_error_last());
+    } else if (reply->error[0] != '\0') {
+        rc = deja__error_set(DEJA_EINVAL, "checkpoint '%s': %s", t->name, reply->error);
+    } else if (reply->stop) {
+        s->stopped = 1;
+        rc = DEJA_CHECKPOINT_STOP;
+    }
+    deja__rmsg_free(reply);
+    return rc;
+}
+
 static const deja_ctx_vtable serve_vtable = {
     sizeof(deja_ctx_vtable),
     v_input,
@@ -369,7 +416,7 @@ static const deja_ctx_vtable serve_vtable = {
     v_param_at,
     v_rng_fill,
     v_output_kind,
-    NULL, /* checkpoint: set below once the protocol carries it */
+    v_checkpoint,
 };
 
 static void serve_ctx_clear(serve_ctx *s)

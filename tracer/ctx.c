@@ -583,6 +583,16 @@ int deja_ctx_replay(deja_ctx **out, const deja_trace *trace)
     return 0;
 }
 
+/* Whether checkpoints produced through `ctx` are kept or compared; see
+ * include/deja.h. */
+int deja_ctx_checkpoints_active(const deja_ctx *ctx)
+{
+    const ctx_impl *c = (const ctx_impl *)ctx;
+    if (c == NULL || ctx->vt != &vtable)
+        return 0;
+    return c->replay ? c->on_checkpoint != NULL : c->span->tracer->ckpt_select != NULL;
+}
+
 /* Give a replaying ctx its checkpoint callback; see include/deja.h. */
 int deja_ctx_on_checkpoint(deja_ctx *ctx, deja_checkpoint_cb cb, void *payload)
 {

@@ -31,13 +31,17 @@ def main():
     p.add_argument("--store", default=None, help="default $DEJA_STORE, else ./deja.store")
     p.add_argument("-n", type=int, default=50, help="requests to serve (default 50)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--checkpoints", default=None,
+                   help="record checkpoints: all, or NAME,... (features, logits); default none")
     a = p.parse_args()
 
     digits_model.setup(a.threads)
     model, version = digits_model.load(a.weights)
     digest = deja.digest_file(a.weights)
     test = np.load(os.path.join(os.path.dirname(os.path.abspath(a.weights)), "digits-test.npz"))
-    tracer = deja.Tracer(a.store)
+    # --checkpoints all: the pooled features and each dropout sample's logits
+    # are recorded too, so that a replay names the first that diverges.
+    tracer = deja.Tracer(a.store, checkpoints=a.checkpoints)
 
     for i in range(min(a.n, len(test["images"]))):
         image = test["images"][i].astype(np.float32)
@@ -46,7 +50,8 @@ def main():
             s.param("mc_samples", MC_SAMPLES)
             s.tag("request", "r%03d" % i)
             s.tag("truth", str(int(test["labels"][i])))
-            probs, labels = digits_model.predict(model, image, s.seed("dropout"), MC_SAMPLES)
+            probs, labels = digits_model.predict(model, image, s.seed("dropout"), MC_SAMPLES,
+                                                 s.checkpoint)
             s.output("probs", probs)
             s.output("label", labels)
             trace_id = s.id

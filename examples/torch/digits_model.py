@@ -32,7 +32,10 @@ class DigitsNet(nn.Module):
         """Logits of images x [n, 1, 8, 8]. With `generator`, dropout masks
         are drawn from it (Monte-Carlo dropout at inference); in training
         mode, from torch's global generator."""
-        h = self.features(x)
+        return self.head(self.features(x), generator)
+
+    def head(self, h, generator=None):
+        """Logits from the pooled features h [n, 64] (dropout as forward)."""
         if generator is not None:
             keep = torch.rand(h.shape, generator=generator) >= DROPOUT
             h = h * keep / (1 - DROPOUT)
@@ -69,13 +72,24 @@ def as_images(pixels):
 
 
 @torch.no_grad()
-def predict(model, pixels, seed, mc_samples=8):
+def predict(model, pixels, seed, mc_samples=8, checkpoint=None):
     """Mean class probabilities over `mc_samples` dropout masks drawn from a
-    generator seeded with `seed`: f32 [n, 10], and the labels i64 [n]."""
+    generator seeded with `seed`: f32 [n, 10], and the labels i64 [n].
+
+    `checkpoint(name, array)` (a deja span's or ctx's) sees the pooled
+    features ("features", once) and the logits of each dropout sample
+    ("logits", once per sample); when it returns True (a replay stopping at
+    its first divergence) predict returns None."""
     g = torch.Generator().manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
     x = as_images(pixels)
+    h = model.features(x)
+    if checkpoint is not None and checkpoint("features", h.numpy()):
+        return None
     probs = torch.zeros(x.shape[0], 10)
     for _ in range(max(1, int(mc_samples))):
-        probs += torch.softmax(model(x, generator=g), dim=1)
+        logits = model.head(h, generator=g)
+        if checkpoint is not None and checkpoint("logits", logits.numpy()):
+            return None
+        probs += torch.softmax(logits, dim=1)
     probs /= max(1, int(mc_samples))
     return probs, probs.argmax(dim=1)

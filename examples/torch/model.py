@@ -34,7 +34,10 @@ class Digits:
     def infer(self, ctx):
         image = ctx.inputs["image"]
         mc = int(ctx.params.get("mc_samples", 8))
-        probs, labels = digits_model.predict(self.model, image, ctx.seed("dropout"), mc)
+        got = digits_model.predict(self.model, image, ctx.seed("dropout"), mc, ctx.checkpoint)
+        if got is None:  # replay --stop-at-first: stopped at a divergent checkpoint
+            return
+        probs, labels = got
         ctx.output("probs", probs)
         ctx.output("label", labels)
 

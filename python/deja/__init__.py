@@ -195,6 +195,11 @@ class Tracer(_deja.Tracer):
     None to keep it (as edited in place), False to drop the tensor, shorter
     bytes to replace it, or DROP_TRACE to drop the trace.
 
+    ``checkpoints``: which of the spans' checkpoints to keep
+    (``span.checkpoint(name, value)``): None or "none" (the default), "all",
+    or names ("layer*" is a prefix), as a comma-separated str or a list;
+    ``checkpoints_digest``: keep their digest and summary, not their bytes.
+
     ``span(name, version, digest=None)`` begins one inference; use it as a
     context manager. Thread-safe; the calling thread only copies. Flushed
     and closed at exit.
@@ -202,10 +207,13 @@ class Tracer(_deja.Tracer):
 
     def __init__(self, store=None, sample_rate=1.0, max_payload=None, redact=None,
                  queue_capacity=None, drop=False, batch_max=None, flush_interval_ms=None,
-                 queue_bytes=None):
+                 queue_bytes=None, checkpoints=None, checkpoints_digest=False):
         _declare_framework_env()
         path = os.fspath(store) if store is not None else _default_store()
-        kw = {"sample_rate": float(sample_rate), "drop": bool(drop), "redact": redact}
+        kw = {"sample_rate": float(sample_rate), "drop": bool(drop), "redact": redact,
+              "checkpoints_digest": bool(checkpoints_digest)}
+        if checkpoints is not None:
+            kw["checkpoints"] = checkpoints if isinstance(checkpoints, str) else ",".join(checkpoints)
         for k, v in (("max_payload", max_payload), ("queue_capacity", queue_capacity),
                      ("batch_max", batch_max), ("flush_interval_ms", flush_interval_ms),
                      ("queue_bytes", queue_bytes)):

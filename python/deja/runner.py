@@ -41,7 +41,10 @@ def run_model(model, name=None, version=None, digest=None, thread_safe=False, li
     In ``infer(ctx)``: ``ctx.inputs`` and ``ctx.params`` (dicts),
     ``ctx.seed(name)``, ``ctx.rng(stream, n=None)`` (64-bit draws, asked of
     deja in one round trip), ``ctx.now()`` (Unix ns), ``ctx.output(name,
-    value)``, ``ctx.fail(message)``, ``ctx.note(message)``. Returning a dict
+    value)``, ``ctx.fail(message)``, ``ctx.note(message)``,
+    ``ctx.checkpoint(name, value)`` (an intermediate value, recorded with
+    ``deja run --checkpoints`` and compared on replay; it returns True when
+    ``deja replay --stop-at-first`` asks to stop: return then). Returning a dict
     writes its items as outputs; an exception fails that inference only
     (its traceback goes to stderr, which deja shows prefixed).
 
