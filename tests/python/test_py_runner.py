@@ -47,6 +47,27 @@ RUNNER = textwrap.dedent('''
     deja.run_model(infer, name="pyecho", version="2", digest="c0ffee")
 ''')
 
+CHECKPOINTS = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import deja
+
+    diverge = int(sys.argv[1]) if len(sys.argv) > 1 else -1
+    produced = []
+
+    def infer(ctx):
+        x = np.arange(6, dtype=np.float32)
+        for k in range(4):
+            x = x * 2 + (1e-3 if k >= diverge >= 0 else 0)
+            if ctx.checkpoint("layer%d" % k, x):
+                produced.append(k)
+                print("stopped at", k)
+                return
+        ctx.output("y", x)
+
+    deja.run_model(infer, name="pyck", version="1")
+''')
+
 BROKEN = textwrap.dedent('''
     import deja
 
@@ -72,6 +93,9 @@ class RunnerCase(unittest.TestCase):
         cls.runner = os.path.join(cls.tmp.name, "runner.py")
         with open(cls.runner, "w") as f:
             f.write(RUNNER)
+        cls.ckpt = os.path.join(cls.tmp.name, "ckpt.py")
+        with open(cls.ckpt, "w") as f:
+            f.write(CHECKPOINTS)
         cls.broken = os.path.join(cls.tmp.name, "broken.py")
         with open(cls.broken, "w") as f:
             f.write(BROKEN)
@@ -112,6 +136,33 @@ class RunnerCase(unittest.TestCase):
         r = self.deja(st, "replay", "--model", self.spec)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("2 same", r.stdout)
+
+    def test_py_runner__checkpoints_recorded_compared_and_stopped(self):
+        st = self.store("ck.store")
+        spec = "exec:%s %s" % (sys.executable, self.ckpt)
+        r = self.deja(st, "run", "--model", spec, "--checkpoints", "all",
+                      stdin='{"inputs": {"x": "1"}}\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.deja(st, "show", "--json", "0")
+        self.assertEqual([c["name"] for c in json.loads(r.stdout)["checkpoints"]],
+                         ["layer0", "layer1", "layer2", "layer3"])
+        r = self.deja(st, "replay", "--model", spec)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("4 of 4 checkpoints bit-identical", r.stdout)
+        r = self.deja(st, "replay", "--model", spec + " 2", "--json")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        ck = json.loads(r.stdout.splitlines()[0])["checkpoints"]
+        self.assertEqual((ck["first"]["name"], ck["identical"]), ("layer2", 2))
+        r = self.deja(st, "replay", "--model", spec + " 1", "--stop-at-first")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("stopped at 1", r.stderr)  # the runner was told, and returned
+        self.assertIn("first divergence: layer1", r.stdout)
+        # Recorded without checkpoints: the runner is told to send none.
+        st2 = self.store("ck2.store")
+        r = self.deja(st2, "run", "--model", spec, stdin='{"inputs": {"x": "1"}}\n')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.deja(st2, "show", "--json", "0")
+        self.assertEqual(json.loads(r.stdout)["checkpoints"], [])
 
     def test_py_runner__failures_fail_their_trace_only(self):
         st = self.store("fail.store")

@@ -130,6 +130,32 @@ class TracerCase(unittest.TestCase):
         self.assertEqual(libs["python"], "%d.%d.%d" % sys.version_info[:3])
         self.assertEqual(libs["numpy"], np.__version__)
 
+    def test_py_tracer__checkpoints_as_the_tracer_selects(self):
+        import json
+        with deja.Tracer(self.path, checkpoints=["emb", "layer*"]) as t:
+            with t.span("m", "1") as s:
+                s.checkpoint("emb", np.arange(6, dtype=np.float32).reshape(2, 3))
+                s.checkpoint("other", np.zeros(3))  # not selected: not kept
+                s.checkpoint("layer1", np.array([1, 2], dtype=np.int64))
+        with deja.Tracer(self.path, checkpoints_digest=True) as t:
+            with t.span("d", "1") as s:
+                s.checkpoint("x", np.array([1.0, float("nan"), 3.0], dtype=np.float32))
+        show = lambda m: json.loads(subprocess.run(
+            [DEJA_BIN, "--store", self.path, "show", "--json", self.only(model=m).id],
+            capture_output=True, text=True, check=True).stdout)["checkpoints"]
+        cks = show("m")
+        self.assertEqual([(c["name"], c["dtype"], c["shape"]) for c in cks],
+                         [("emb", "f32", [2, 3]), ("layer1", "i64", [2])])
+        self.assertEqual(cks[0]["summary"]["mean"], 2.5)
+        self.assertFalse(cks[0]["digest_only"])
+        (x,) = show("d")
+        self.assertTrue(x["digest_only"])
+        self.assertNotIn("base64", x)
+        self.assertEqual((x["summary"]["nan"], x["summary"]["min"], x["summary"]["max"]),
+                         (1, 1.0, 3.0))
+        with self.assertRaises(Exception):
+            deja.Tracer(self.path, checkpoints="a b")
+
     def test_py_tracer__exception_is_an_error_trace_and_propagates(self):
         with deja.Tracer(self.path) as t:
             with self.assertRaisesRegex(ValueError, "bad input"):
