@@ -143,13 +143,13 @@ int deja_span_checkpoint(deja_span *span, const deja_tensor *tensor)
     if (nlen > DEJA__MAX_NAME)
         return deja__error_set(DEJA_EINVAL, "span checkpoint: name longer than %d bytes",
                                DEJA__MAX_NAME);
-    uint8_t *mem = deja__span_alloc(span, nshape * sizeof(uint64_t) + nlen + 1 +
-                                              (digest_only ? 0 : tensor->size));
-    if (mem == NULL)
+    uint8_t *mem = deja__span_alloc(span, nshape * sizeof(uint64_t) + nlen + 1);
+    void *data = NULL;
+    if (mem == NULL ||
+        (!digest_only && (data = deja__span_payload_copy(span, tensor->data, tensor->size)) == NULL))
         return deja__error_set(DEJA_ENOMEM, "span checkpoint '%s': out of memory", tensor->name);
     uint64_t *shape = (uint64_t *)(void *)mem;
-    uint8_t *data = mem + nshape * sizeof(uint64_t);
-    char *name = (char *)data + (digest_only ? 0 : tensor->size);
+    char *name = (char *)mem + nshape * sizeof(uint64_t);
     if (tensor->ndim != 0)
         memcpy(shape, tensor->shape, tensor->ndim * sizeof *shape);
     memcpy(name, tensor->name, nlen + 1);
@@ -162,8 +162,6 @@ int deja_span_checkpoint(deja_span *span, const deja_tensor *tensor)
         if ((rc = deja_tensor_stats_of(tensor, &c->stats)) != 0)
             return rc;
     } else {
-        if (tensor->size != 0)
-            memcpy(data, tensor->data, tensor->size);
         c->tensor.data = data;
         span->ckpt_bytes += tensor->size;
     }

@@ -308,6 +308,17 @@ void *deja__span_alloc(deja_span *span, size_t size)
     return arena_alloc(span, size, 16);
 }
 
+/* Copy `size` payload bytes into the span's arena as deja_span_add does
+ * (64-aligned from the top, streamed once the queue is deep); NULL when
+ * out of memory. */
+void *deja__span_payload_copy(deja_span *span, const void *src, size_t size)
+{
+    void *data = arena_payload(span, size != 0 ? size : 1);
+    if (data != NULL && size != 0)
+        copy_payload(data, src, size, tcache.backlog >= DEJA__STREAM_AT);
+    return data;
+}
+
 /* Copy `len` bytes and a NUL into the arena; NULL on failure. */
 static char *arena_strndup(deja_span *span, const char *s, size_t len)
 {

@@ -283,6 +283,10 @@ void deja__lost_free(deja_tracer *t);
  * options (checked). */
 int deja__tracer_checkpoints_init(deja_tracer *t);
 
+/* Copy a payload into the span's arena, as deja_span_add copies tensors
+ * (span.c); NULL when out of memory. */
+void *deja__span_payload_copy(deja_span *span, const void *src, size_t size);
+
 /* Allocate `size` bytes (16-aligned) from the span's arena, or NULL. */
 void *deja__span_alloc(deja_span *span, size_t size);
 
