@@ -517,6 +517,11 @@ int cmd_replay(const cli_global *g, int argc, char **argv)
     s.start_ns = cli_now_ns();
     o.progress = on_progress;
     o.progress_payload = &s;
+    if (via != NULL && o.stop_at_first) {
+        /* The fleet's workers replay to the end: refuse rather than ignore. */
+        ret = cli_usage_error(help, "replay: --stop-at-first does not apply with --via");
+        goto cleanup;
+    }
     if (via != NULL) {
         if (cli_fleet_replay_via(via, store, ids, n, s.spec, &o, on_result, &s, &sum) != 0)
             goto cleanup;

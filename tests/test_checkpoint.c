@@ -310,6 +310,12 @@ static void test_checkpoint__stop_at_first(void **state)
                      1);
     assert_non_null(strstr(out, "\"checkpoints\":{"));
     assert_non_null(strstr(out, "\"name\":\"layer2\""));
+    /* The fleet's workers replay to the end: refused, not ignored. */
+    assert_int_equal(replay_run_deja(out, sizeof out, NULL, 0,
+                                     "replay --model test-ckpt --stop-at-first "
+                                     "--via nats://127.0.0.1:9"),
+                     2);
+    assert_non_null(strstr(out, "--stop-at-first does not apply with --via"));
 }
 
 /* Generation: the first divergent token, and which logit flipped the
