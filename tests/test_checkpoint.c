@@ -351,7 +351,7 @@ static void test_checkpoint__span_api(void **state)
     deja_store *st = NULL;
     deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
     (void)state;
-    o.checkpoints = "emb,big";
+    o.checkpoints = "emb,big,e*";
     assert_int_equal(deja_tracer_open(&tr, store_path, &o), 0);
     assert_int_equal(deja_span_begin(&sp, tr, "app", "1"), 0);
     assert_true(deja_span_checkpoint_wanted(sp, "emb"));
@@ -371,6 +371,8 @@ static void test_checkpoint__span_api(void **state)
     free(big);
     deja_tensor bad = {"emb", DEJA_F32, 1, shape, v, 3}; /* size does not match */
     assert_int_equal(deja_span_checkpoint(sp, &bad), DEJA_EINVAL);
+    deja_tensor esc = {"e\x1b[2J", DEJA_F32, 1, shape, v, sizeof v}; /* moves a terminal */
+    assert_int_equal(deja_span_checkpoint(sp, &esc), DEJA_EINVAL);
     assert_int_equal(deja_span_end(sp, DEJA_STATUS_OK, NULL), 0);
     deja_tracer_close(tr);
 
@@ -382,7 +384,7 @@ static void test_checkpoint__span_api(void **state)
     assert_string_equal(tt->checkpoints[1].tensor.name, "big");
     assert_true(tt->checkpoints[1].digest_only);
     assert_int_equal(tt->checkpoints[1].tensor.size, n);
-    assert_string_equal(tt->checkpoint_select, "emb,big");
+    assert_string_equal(tt->checkpoint_select, "emb,big,e*");
     deja_trace_free(tt);
     deja_store_close(st);
 

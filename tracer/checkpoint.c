@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "tracer/tracer_internal.h"
 
 /* Longest selection accepted. */
@@ -119,6 +120,9 @@ int deja_span_checkpoint(deja_span *span, const deja_tensor *tensor)
         return 0;
     if ((rc = deja__tensor_check(tensor)) != 0)
         return rc;
+    const char *why = deja__text_problem(tensor->name); /* the rule of every recorded name */
+    if (why[0] != '\0')
+        return deja__error_set(DEJA_EINVAL, "span checkpoint: a name %s", why);
     if (span->nckpts >= DEJA_CHECKPOINT_MAX) {
         if (!span->ckpt_dropped) {
             span->ckpt_dropped = 1;
