@@ -17,5 +17,6 @@
 #include "core/limits.h"
 #include "core/progress.h"
 #include "core/text.h"
+#include "core/varint.h"
 
 #endif /* DEJA_CORE_CORE_H */

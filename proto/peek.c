@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/varint.h"
 #include "proto/codec.h"
 
 /* Trace fields (deja.proto). */
@@ -37,19 +38,7 @@ typedef struct cursor {
 /* Read a varint; 0, or -1 when truncated or longer than 10 bytes. */
 static int varint(cursor *c, uint64_t *out)
 {
-    uint64_t v = 0;
-
-    for (int shift = 0; shift < 70; shift += 7) {
-        if (c->p == c->end)
-            return -1;
-        const uint8_t b = *c->p++;
-        v |= (uint64_t)(b & 0x7F) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
+    return deja__varint_get(&c->p, c->end, 10, out);
 }
 
 /* Read one field's key and, for a length-delimited field, its bytes into

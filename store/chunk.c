@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/varint.h"
 #include "store/store_internal.h"
 
 /* splitmix64 values from the seed 0x64656a6163646300 ("dejacdc"). */
@@ -123,40 +124,6 @@ size_t deja__chunk_next(const uint8_t *p, size_t n)
     return n;
 }
 
-/* Append `x` as a LEB128 varint to `out`. */
-static int put_varint(deja__buf *out, uint64_t x)
-{
-    uint8_t b[10];
-    size_t n = 0;
-
-    do {
-        b[n] = (uint8_t)(x & 0x7f);
-        x >>= 7;
-        if (x != 0)
-            b[n] |= 0x80;
-        n++;
-    } while (x != 0);
-    return deja__buf_append(out, b, n);
-}
-
-/* Read a varint of at most 5 bytes (values below 2^35) at `*p` before `end`;
- * advances `*p`. 0, or -1 when it is cut short or too long. */
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t x = 0;
-
-    for (int shift = 0; shift < 35; shift += 7) {
-        if (*p >= end)
-            return -1;
-        x |= (uint64_t)(**p & 0x7f) << shift;
-        if ((*(*p)++ & 0x80) == 0) {
-            *out = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 /* Start a manifest for a payload of `total` bytes in `out` (replaced). */
 int deja__chunked_begin(deja__buf *out, size_t total)
 {
@@ -165,7 +132,7 @@ int deja__chunked_begin(deja__buf *out, size_t total)
     out->size = 0;
     if (deja__buf_append(out, head, 2) != 0)
         return deja__error_set(DEJA_ENOMEM, "chunking a blob: out of memory");
-    if (put_varint(out, total) != 0)
+    if (deja__varint_put(out, total) != 0)
         return deja__error_set(DEJA_ENOMEM, "chunking a blob: out of memory");
     return 0;
 }
@@ -173,7 +140,7 @@ int deja__chunked_begin(deja__buf *out, size_t total)
 /* Append the chunk `digest` of `size` bytes to the manifest in `out`. */
 int deja__chunked_add(deja__buf *out, size_t size, const deja_digest *digest)
 {
-    if (put_varint(out, size) != 0 || deja__buf_append(out, digest->bytes, 16) != 0)
+    if (deja__varint_put(out, size) != 0 || deja__buf_append(out, digest->bytes, 16) != 0)
         return deja__error_set(DEJA_ENOMEM, "chunking a blob: out of memory");
     return 0;
 }
@@ -201,11 +168,11 @@ int deja__chunked_parse(const void *v, size_t n, const deja_digest *blob, deja__
     if (p[1] != DEJA__CHUNKED_VERSION)
         return malformed(blob, "unknown version");
     p += 2;
-    if (get_varint(&p, end, &total) != 0 || total > DEJA__MAX_RECORD)
+    if (deja__varint_get(&p, end, 5, &total) != 0 || total > DEJA__MAX_RECORD)
         return malformed(blob, "bad total size");
     it->entries = p;
     while (p < end) {
-        if (get_varint(&p, end, &size) != 0 || size == 0 || size > total - sum)
+        if (deja__varint_get(&p, end, 5, &size) != 0 || size == 0 || size > total - sum)
             return malformed(blob, "bad chunk size");
         if ((size_t)(end - p) < 16)
             return malformed(blob, "cut short");
@@ -229,7 +196,7 @@ int deja__chunked_next(deja__chunked *it, size_t *size, const uint8_t **digest)
 
     if (it->entries >= it->end)
         return 0;
-    (void)get_varint(&it->entries, it->end, &x); /* checked by the parse */
+    (void)deja__varint_get(&it->entries, it->end, 5, &x); /* checked by the parse */
     *size = (size_t)x;
     *digest = it->entries;
     it->entries += 16;

@@ -22,50 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/varint.h"
 #include "store/store_internal.h"
 
 /* Largest refs accepted (a trace's names and tags are bounded by LMDB's key
  * size for the indexed ones; the rest are bounded by the record). */
 #define REFS_MAX ((size_t)16 << 20)
 
-static int put_varint(deja__buf *out, uint64_t x)
-{
-    uint8_t b[10];
-    size_t n = 0;
-
-    do {
-        b[n] = (uint8_t)(x & 0x7f);
-        x >>= 7;
-        if (x != 0)
-            b[n] |= 0x80;
-        n++;
-    } while (x != 0);
-    return deja__buf_append(out, b, n);
-}
-
-/* Read a varint of at most 10 bytes at `*p` before `end`; advances `*p`.
- * 0, or -1 when it is cut short or too long. */
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
-{
-    uint64_t x = 0;
-
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end)
-            return -1;
-        x |= (uint64_t)(**p & 0x7f) << shift;
-        if ((*(*p)++ & 0x80) == 0) {
-            *out = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 static int put_str(deja__buf *out, const char *s)
 {
     const size_t n = s != NULL ? strlen(s) : 0;
 
-    if (put_varint(out, n) != 0)
+    if (deja__varint_put(out, n) != 0)
         return -1;
     return n > 0 ? deja__buf_append(out, s, n) : 0;
 }
@@ -83,26 +51,28 @@ int deja__refs_encode(const deja_trace *trace, const uint8_t *blobs, size_t nblo
 
     b[0] = (uint8_t)trace->status;
     b[1] = trace->has_env ? 1 : 0;
-    if (put_varint(&r, raw_bytes) != 0 || deja__buf_append(&r, b, 2) != 0)
+    if (deja__varint_put(&r, raw_bytes) != 0 || deja__buf_append(&r, b, 2) != 0)
         goto cleanup;
     if (trace->has_env && deja__buf_append(&r, trace->env.bytes, 16) != 0)
         goto cleanup;
     if (put_str(&r, trace->model_name) != 0 || put_str(&r, trace->model_version) != 0 ||
-        put_varint(&r, trace->ntags) != 0)
+        deja__varint_put(&r, trace->ntags) != 0)
         goto cleanup;
     for (size_t i = 0; i < trace->ntags; i++)
         if (put_str(&r, trace->tags[i].key) != 0 || put_str(&r, trace->tags[i].value) != 0)
             goto cleanup;
-    if (put_varint(&r, nblobs) != 0 || (nblobs > 0 && deja__buf_append(&r, blobs, nblobs * 16) != 0))
+    if (deja__varint_put(&r, nblobs) != 0 ||
+        (nblobs > 0 && deja__buf_append(&r, blobs, nblobs * 16) != 0))
         goto cleanup;
-    if (deja__buf_append(out, &head, 1) != 0 || put_varint(out, r.size) != 0 ||
+    if (deja__buf_append(out, &head, 1) != 0 || deja__varint_put(out, r.size) != 0 ||
         deja__buf_append(out, r.data, r.size) != 0)
         goto cleanup;
     rc = 0;
 
 cleanup:
     deja__buf_free(&r);
-    return rc == 0 ? 0 : deja__error_set(DEJA_ENOMEM, "encoding a trace's references: out of memory");
+    return rc == 0 ? 0
+                   : deja__error_set(DEJA_ENOMEM, "encoding a trace's references: out of memory");
 }
 
 /* Split a trace value into its refs (NULL and 0 for a value of format 1)
@@ -120,7 +90,7 @@ int deja__trace_value_split(const void *value, size_t size, const uint8_t **refs
     if (size == 0 || p[0] != DEJA__REFS_MAGIC)
         return 0;
     p++;
-    if (get_varint(&p, end, &n) != 0 || n > (uint64_t)(end - p) || n > REFS_MAX)
+    if (deja__varint_get(&p, end, 10, &n) != 0 || n > (uint64_t)(end - p) || n > REFS_MAX)
         return -1;
     *refs = p;
     *nrefs = (size_t)n;
@@ -147,7 +117,8 @@ static int get_str(const uint8_t **p, const uint8_t *end, char **a, const char *
 {
     uint64_t n;
 
-    if (get_varint(p, end, &n) != 0 || n > (uint64_t)(end - *p) || memchr(*p, '\0', n) != NULL)
+    if (deja__varint_get(p, end, 10, &n) != 0 || n > (uint64_t)(end - *p) ||
+        memchr(*p, '\0', n) != NULL)
         return -1;
     memcpy(*a, *p, n);
     (*a)[n] = '\0';
@@ -172,7 +143,7 @@ static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs 
     if (deja__buf_reserve(&r->arena, 2 * n + 2) != 0)
         return DEJA_ENOMEM;
     a = (char *)r->arena.data;
-    if (get_varint(&p, end, &raw) != 0 || end - p < 2)
+    if (deja__varint_get(&p, end, 10, &raw) != 0 || end - p < 2)
         return DEJA_ECORRUPT;
     r->raw_bytes = raw;
     if (p[0] > DEJA_STATUS_ERROR || p[1] > 1)
@@ -187,8 +158,8 @@ static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs 
         p += 16;
     }
     if (get_str(&p, end, &a, &r->view.model_name) != 0 ||
-        get_str(&p, end, &a, &r->view.model_version) != 0 || get_varint(&p, end, &ntags) != 0 ||
-        ntags > (uint64_t)(end - p) / 2)
+        get_str(&p, end, &a, &r->view.model_version) != 0 ||
+        deja__varint_get(&p, end, 10, &ntags) != 0 || ntags > (uint64_t)(end - p) / 2)
         return DEJA_ECORRUPT;
     if (ntags > r->cap_tags) {
         deja_tag *grown = realloc(r->tags, (size_t)ntags * sizeof *grown);
@@ -204,7 +175,7 @@ static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs 
             return DEJA_ECORRUPT;
     r->view.tags = r->tags;
     r->view.ntags = (size_t)ntags;
-    if (get_varint(&p, end, &nblobs) != 0 || nblobs > (uint64_t)(end - p) / 16 ||
+    if (deja__varint_get(&p, end, 10, &nblobs) != 0 || nblobs > (uint64_t)(end - p) / 16 ||
         (size_t)(end - p) != nblobs * 16)
         return DEJA_ECORRUPT;
     r->blobs = p;
