@@ -4,9 +4,10 @@
  * Room core/: what every room shares -- the per-thread last error
  * (error.h), growable buffers (buf.h), ids and the clock (id.h), content
  * digests (digest.c, declared in include/deja.h), the bounds of deja's
- * formats (limits.h), the rule for names (text.h) and the calling thread's
- * progress handler (progress.h). It calls nothing of deja but the public headers'
- * types; every other room may call it, and it calls none of them.
+ * formats (limits.h), the rule for names (text.h), varints (varint.h)
+ * and the calling thread's progress handler (progress.h). It calls
+ * nothing of deja but the public headers' types; every other room may
+ * call it, and it calls none of them.
  */
 #ifndef DEJA_CORE_CORE_H
 #define DEJA_CORE_CORE_H
