@@ -161,6 +161,7 @@ static int record_one(run_state *s, size_t line, const cli_request *r)
     size_t nouts = 0;
     char id[DEJA_ID_STRLEN + 1];
     char *error = NULL;
+    deja_tracer_stats before, after;
     uint64_t seed = 0;
     int has_seed = 1;
     int rc;
@@ -215,11 +216,22 @@ static int record_one(run_state *s, size_t line, const cli_request *r)
     print_result(s, line, id, error != NULL, error, outs, nouts);
     deja_ctx_free(ctx);
     ctx = NULL;
+    deja_tracer_stats_get(s->tracer, &before);
     rc = deja_span_end(span, error != NULL ? DEJA_STATUS_ERROR : DEJA_STATUS_OK, error);
     span = NULL;
     if (rc < 0) {
         cli_lib_error(rc, "%s:%zu: trace %s was not recorded", s->parser.source, line, id);
         goto cleanup;
+    }
+    /* Sampling decides when the span ends, after its line was printed:
+     * say that the id just printed will not be in the store. */
+    deja_tracer_stats_get(s->tracer, &after);
+    if (after.sampled_out > before.sampled_out) {
+        if (s->json)
+            cli_json_print(json_pack("{s:s,s:b,s:s}", "id", id, "recorded", 0, "reason",
+                                     "sampled out"));
+        else
+            printf("%s  left out by sampling\n", id);
     }
     s->recorded++;
     if (error != NULL)

@@ -322,6 +322,14 @@ static void test_cli_always__sampling(void **state)
                                   "0", NULL),
                          0);
         assert_int_equal(r.status, 0);
+        /* Every id printed is either in the store or marked as left out. */
+        {
+            size_t left_out = 0;
+            for (const char *p = r.out; (p = strstr(p, "  left out by sampling\n")) != NULL; p++)
+                left_out++;
+            assert_int_equal(left_out, 6);
+            assert_int_equal(cli_count_lines(r.out), 10 + 6);
+        }
         cli_run_free(&r);
         assert_int_equal(ls_count(rstore, NULL), 4); /* lines 0, 3, 6, 9 */
         assert_int_equal(cli_exec(&r, NULL, NULL, "--store", rstore, "ls", "--tag",
