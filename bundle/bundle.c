@@ -919,6 +919,10 @@ static int check_texts(view *v, const trace_ref *r, const deja_trace *t, const c
         if ((why = deja__text_problem(t->rng[i].name))[0] != '\0')
             return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
                                 "trace %s: RNG stream %zu's name %s", id, i + 1, why);
+    for (size_t i = 0; i < t->ncheckpoints; i++)
+        if ((why = deja__text_problem(t->checkpoints[i].tensor.name))[0] != '\0')
+            return record_error(v, DEJA_ECORRUPT, r->index, r->off - REC_HEADER,
+                                "trace %s: checkpoint %zu's name %s", id, i + 1, why);
     return 0;
 }
 

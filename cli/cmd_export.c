@@ -220,7 +220,10 @@ int cmd_export(const cli_global *g, int argc, char **argv)
     /* Read back what was written: the summary comes from the file itself. */
     rc = deja_bundle_verify(out, &info);
     if (rc != 0) {
-        cli_lib_error(rc, "export: checking '%s'", out);
+        /* A bundle its own reader refuses (a name from a store written by
+         * other means) would be refused by every import: not left behind. */
+        cli_lib_error(rc, "export: checking '%s' (removed)", out);
+        (void)remove(out);
         goto cleanup;
     }
     if (md) {

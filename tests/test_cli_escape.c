@@ -379,6 +379,50 @@ static void test_cli_escape__run_env_vars(void **state)
     cli_run_free(&r);
 }
 
+/* A checkpoint name is a name like any other: a trace whose only bad name
+ * is a checkpoint's is not exported (the bundle's own check refuses it, as
+ * import would), and `show` prints it escaped. */
+static void test_cli_escape__checkpoint_name(void **state)
+{
+    static const float values[] = {1.0f, 2.0f};
+    static const uint64_t shape[] = {2};
+    deja_checkpoint cps[1];
+    const char *store = cli_tmp_path(tmp_root, "checkpoint.store");
+    const char *bundle = cli_tmp_path(tmp_root, "checkpoint.deja");
+    env_put e = {.env = *deja_env_current(NULL)};
+    char id[DEJA_ID_STRLEN + 1];
+    deja_store *s = NULL;
+    cli_run r;
+
+    (void)state;
+    memset(cps, 0, sizeof cps);
+    cps[0].tensor = (deja_tensor){"layer\x1b[2J", DEJA_F32, 1, shape, (const uint8_t *)values,
+                                  sizeof values};
+    deja__id_new_at(&e.t.id, 1700000000001);
+    e.t.start_ns = 1700000000001LL * 1000000;
+    e.t.model_name = "m";
+    e.t.model_version = "1";
+    e.t.error = "";
+    e.t.has_env = 1;
+    e.t.checkpoints = cps;
+    e.t.ncheckpoints = 1;
+    deja_id_format(&e.t.id, id);
+    assert_int_equal(deja_store_open(&s, store, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, put_env_cb, &e), 0);
+    deja_store_close(s);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "show", id, NULL), 0);
+    assert_int_equal(r.status, 0);
+    assert_no_control(r.out);
+    cli_run_free(&r);
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", store, "export", id, "-o", bundle, NULL),
+                     0);
+    assert_int_equal(r.status, 2);
+    cli_assert_one_error(&r, "checkpoint 1's name holds a control character");
+    assert_false(cli_exists(bundle));
+    cli_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_cli_escape__replay_diff_bisect),
         cmocka_unit_test(test_cli_escape__old_secrets_not_shown),
         cmocka_unit_test(test_cli_escape__run_env_vars),
+        cmocka_unit_test(test_cli_escape__checkpoint_name),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
