@@ -10,6 +10,7 @@
 
 #include "fleet/fleet_internal.h"
 #include "proto/codec.h"
+#include "replay/summary.h"
 #include "store/store.h"
 
 #define RESULT_BATCH 64
@@ -75,24 +76,7 @@ static int emit_ready(coord *c, deja_replay_cb cb, void *payload, deja_replay_su
         if (deja_trace_get(c->store, &r.id, &t) == 0)
             r.trace = t;
         r.env_first = env_first(c, &r);
-        sum->total++;
-        switch (r.verdict) {
-        case DEJA_VERDICT_SAME:
-            sum->same++;
-            break;
-        case DEJA_VERDICT_CLOSE:
-            sum->close++;
-            break;
-        case DEJA_VERDICT_NONDETERMINISTIC:
-            sum->nondeterministic++;
-            break;
-        case DEJA_VERDICT_DIVERGED:
-            sum->diverged++;
-            break;
-        default:
-            sum->error++;
-            break;
-        }
+        deja__summary_add(sum, r.verdict);
         sum->trouble += w->trouble;
         sum->name_mismatch += w->name_mismatch;
         if (cb != NULL)

@@ -41,6 +41,7 @@
 #include "deja.h"
 #include "store/store.h"
 #include "replay/checkpoint.h"
+#include "replay/summary.h"
 
 #define MAX_JOBS 256
 #define MAX_REPEAT 100000
@@ -1712,24 +1713,7 @@ static int emit(engine *e, size_t i, deja_replay_cb cb, void *payload, deja_repl
     res.nnoise = s->noise.n;
     res.checkpoints = s->ckpt ? deja__ckpt_report_view(s->ckpt) : NULL;
     sum->noisy += s->noise.n > 0;
-    sum->total++;
-    switch (s->verdict) {
-    case DEJA_VERDICT_SAME:
-        sum->same++;
-        break;
-    case DEJA_VERDICT_CLOSE:
-        sum->close++;
-        break;
-    case DEJA_VERDICT_NONDETERMINISTIC:
-        sum->nondeterministic++;
-        break;
-    case DEJA_VERDICT_DIVERGED:
-        sum->diverged++;
-        break;
-    default:
-        sum->error++;
-        break;
-    }
+    deja__summary_add(sum, s->verdict);
     sum->trouble += s->trouble;
     sum->name_mismatch += s->mismatch;
     if (cb) {
@@ -1938,4 +1922,26 @@ cleanup:
         *summary = sum;
     }
     return rc;
+}
+
+void deja__summary_add(deja_replay_summary *sum, deja_verdict verdict)
+{
+    sum->total++;
+    switch (verdict) {
+    case DEJA_VERDICT_SAME:
+        sum->same++;
+        break;
+    case DEJA_VERDICT_CLOSE:
+        sum->close++;
+        break;
+    case DEJA_VERDICT_NONDETERMINISTIC:
+        sum->nondeterministic++;
+        break;
+    case DEJA_VERDICT_DIVERGED:
+        sum->diverged++;
+        break;
+    default:
+        sum->error++;
+        break;
+    }
 }
