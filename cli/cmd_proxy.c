@@ -3,6 +3,7 @@
  * OpenAI-compatible LLM server.
  */
 #include "cli.h"
+#include "cli_escape.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,12 @@ int cmd_proxy(const cli_global *g, int argc, char **argv)
     fprintf(stderr, "deja proxy: %llu requests, %llu recorded (%llu truncated), %llu written\n",
             (unsigned long long)st.requests, (unsigned long long)st.recorded,
             (unsigned long long)st.truncated, (unsigned long long)ts.written);
+    if (st.unrecorded > 0) {
+        fprintf(stderr, "deja proxy: %llu answered but not recorded; the first because: ",
+                (unsigned long long)st.unrecorded);
+        cli_put_term(stderr, st.unrecorded_why);
+        fputc('\n', stderr);
+    }
     if (rc < 0) {
         cli_lib_error(rc, "store '%s': flushing traces", g->store);
         goto cleanup;

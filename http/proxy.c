@@ -515,7 +515,10 @@ static void begin_trace(exchange *x, struct MHD_Connection *c, const char *url)
     int rc = deja__openai_begin(&x->span, p->tracer, x->op, deja__buf_chars(&x->body), x->body.size,
                                 &x->stream_asked);
     if (rc != 0) {
-        return; /* a model name the tracer refuses, or out of memory: forwarded, not recorded */
+        /* A model name the tracer refuses, or out of memory: forwarded, not
+         * recorded, and counted so that the operator sees it. */
+        deja__server_unrecorded(p->server, deja_error_last());
+        return;
     }
     rc = deja_span_param_str(x->span, "url.path", url);
     if (rc == 0) {
@@ -528,6 +531,7 @@ static void begin_trace(exchange *x, struct MHD_Connection *c, const char *url)
         MHD_get_connection_values(c, MHD_HEADER_KIND, record_header, &hw);
     }
     if (rc != 0) {
+        deja__server_unrecorded(p->server, deja_error_last());
         deja_span_abort(x->span);
         x->span = NULL;
     }
@@ -772,6 +776,8 @@ static void end_trace(exchange *x, enum MHD_RequestTerminationCode toe)
     if (deja_span_end(span, err[0] ? DEJA_STATUS_ERROR : DEJA_STATUS_OK, err[0] ? err : NULL) ==
         0) {
         atomic_fetch_add(&p->server->recorded, 1);
+    } else {
+        deja__server_unrecorded(p->server, deja_error_last());
     }
     deja__answer_free(&a);
 }

@@ -82,6 +82,19 @@ void deja_server_stats_get(const deja_server *server, deja_server_stats *out)
     out->recorded = atomic_load(&server->recorded);
     out->truncated = atomic_load(&server->truncated);
     out->failed = atomic_load(&server->failed);
+    out->unrecorded = atomic_load(&server->unrecorded);
+    if (atomic_load_explicit(&server->why_set, memory_order_acquire)) {
+        memcpy(out->unrecorded_why, server->why, sizeof out->unrecorded_why);
+    }
+}
+
+void deja__server_unrecorded(deja_server *s, const char *reason)
+{
+    atomic_fetch_add(&s->unrecorded, 1);
+    if (atomic_exchange(&s->why_claimed, 1) == 0) {
+        snprintf(s->why, sizeof s->why, "%s", reason ? reason : "");
+        atomic_store_explicit(&s->why_set, 1, memory_order_release);
+    }
 }
 
 void deja_server_stop(deja_server *server)

@@ -20,9 +20,18 @@ struct deja_server {
     atomic_uint_fast64_t recorded;
     atomic_uint_fast64_t truncated;
     atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t unrecorded; /* recordable exchanges the tracer refused */
+    atomic_int why_claimed;          /* the first refusal's writer owns `why` */
+    atomic_int why_set;              /* `why` is complete */
+    char why[DEJA_SERVER_WHY_MAX];
     void (*destroy)(deja_server *server); /* frees `impl`, after the daemon stopped */
     void *impl;
 };
+
+/* Count an exchange the server could not record because of `reason`
+ * (deja_error_last() of the refusal); the first reason is kept for the
+ * stats. Thread-safe. */
+void deja__server_unrecorded(deja_server *s, const char *reason);
 
 /* Start the daemon of `s` on `listen` with `handler` and `done` (the
  * request-completed callback), both called with `cls`; sets s->port.

@@ -1719,12 +1719,20 @@ DEJA_API int deja_serve_start(deja_server **out, const deja_serve_options *opts)
 /* The TCP port the server listens on (useful after asking for port 0). */
 DEJA_API unsigned deja_server_port(const deja_server *server);
 
+#define DEJA_SERVER_WHY_MAX 256
+
 /* Exchanges a server has answered, and of those how many it recorded. */
 typedef struct deja_server_stats {
     uint64_t requests;
     uint64_t recorded;
     uint64_t truncated; /* recorded streams cut short (client gone, upstream closed) */
     uint64_t failed;    /* answered with an error status */
+    /* Recordable exchanges answered but not recorded: the tracer refused
+     * them (a model name that breaks the name rule, out of memory). Their
+     * answer is forwarded unchanged. `unrecorded_why` is the first
+     * refusal's reason ("" when none), cut to fit. */
+    uint64_t unrecorded;
+    char unrecorded_why[DEJA_SERVER_WHY_MAX];
 } deja_server_stats;
 
 DEJA_API void deja_server_stats_get(const deja_server *server, deja_server_stats *out);

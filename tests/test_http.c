@@ -512,6 +512,41 @@ static void test_http__proxy_records_http_error(void **state)
     rig_free(&g);
 }
 
+/* A request whose model name breaks the name rule (a control character)
+ * is forwarded and answered unchanged but cannot be recorded: the proxy
+ * counts it and keeps the reason, and the next request is recorded. */
+static void test_http__proxy_counts_unrecorded(void **state)
+{
+    (void)state;
+    rig g;
+    reply bad = {0}, good = {0};
+    char url[256], body[1024];
+    deja_server_stats st;
+    rig_start(&g, NULL, NULL);
+    snprintf(url, sizeof url, "%s/v1/chat/completions", g.proxy_url);
+    http_call(&bad, url,
+              "{\"model\":\"text\\u0007gen\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+              NULL);
+    assert_int_equal(bad.status, 404); /* serve's answer, forwarded */
+    snprintf(body, sizeof body, chat_body, "");
+    http_call(&good, url, body, NULL);
+    assert_int_equal(good.status, 200);
+    deja_server_stats_get(g.proxy, &st);
+    assert_int_equal(st.requests, 2);
+    assert_int_equal(st.recorded, 1);
+    assert_int_equal(st.unrecorded, 1);
+    assert_non_null(strstr(st.unrecorded_why, "model name"));
+    rig_stop_servers(&g);
+    traces ts;
+    traces_load(&ts, g.store);
+    assert_int_equal(ts.n, 1);
+    assert_string_equal(ts.v[0]->model_name, "textgen");
+    traces_free(&ts);
+    reply_free(&bad);
+    reply_free(&good);
+    rig_free(&g);
+}
+
 /* A 5 MB request body is forwarded and recorded whole, not truncated. */
 static void test_http__proxy_big_request(void **state)
 {
@@ -1389,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_http__proxy_records_chat),
         cmocka_unit_test(test_http__proxy_records_stream),
         cmocka_unit_test(test_http__proxy_records_http_error),
+        cmocka_unit_test(test_http__proxy_counts_unrecorded),
         cmocka_unit_test(test_http__proxy_big_request),
         cmocka_unit_test(test_http__proxy_bounds),
         cmocka_unit_test(test_http__fault_upstream_closes_mid_stream),
