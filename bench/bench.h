@@ -300,6 +300,7 @@ typedef struct bench_config {
     size_t big_n;          /* traces in the ls store */
     size_t ls_runs;
     int rebuild;
+    int keep;              /* --keep: leave the scratch stores for inspection */
     unsigned systems;      /* bit mask of SYS_* to run */
 } bench_config;
 

@@ -152,6 +152,7 @@ int main(int argc, char **argv)
     c.big_n = o.quick ? 50000 : 1000000;
     c.ls_runs = o.quick ? 3 : 5;
     c.rebuild = o.rebuild;
+    c.keep = o.keep;
     for (sys = 0; sys < SYS_COUNT; sys++) {
         if (listed(o.systems, names[sys])) {
             c.systems |= 1u << sys;

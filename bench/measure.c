@@ -713,7 +713,7 @@ int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_w
         }
     }
     for (sys = 0; sys < SYS_COUNT; sys++) {
-        if (sys_enabled(c, sys)) {
+        if (sys_enabled(c, sys) && !c->keep) {
             bench_rmrf(dirs[sys]);
         }
     }

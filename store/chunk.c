@@ -321,7 +321,7 @@ static void cache_put(deja_store *store, const uint8_t *digest, const uint8_t *d
     deja__chunk_slot *s;
     uint8_t *copy, *old = NULL;
 
-    if (size > DEJA__CHUNK_MAX)
+    if (size > DEJA__CHUNK_CACHE_BYTES / 16)
         return;
     copy = malloc(size > 0 ? size : 1);
     if (copy == NULL)
@@ -347,6 +347,19 @@ static void cache_put(deja_store *store, const uint8_t *digest, const uint8_t *d
     pthread_mutex_unlock(&store->lock);
     free(old);
     free(copy);
+}
+
+/* The chunk cache for other content-addressed payloads (a delta's, once
+ * reconstructed): see store_internal.h. */
+int deja__chunk_cache_get(deja_store *store, const uint8_t *digest, size_t size, uint8_t *dst)
+{
+    return cache_get(store, digest, size, dst);
+}
+
+void deja__chunk_cache_put(deja_store *store, const uint8_t *digest, const uint8_t *data,
+                           size_t size)
+{
+    cache_put(store, digest, data, size);
 }
 
 /* Free the chunk cache (at close: no other thread uses the handle). */

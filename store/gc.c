@@ -225,10 +225,14 @@ static int delete_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const c
     return cursor_del(payload, dbi, key, n, what);
 }
 
-/* Delete the index entries and the record of trace `t` (its refs view). */
-static int delete_trace(del_cursors *c, const deja_trace *t)
+/* Delete the index entries and the record of trace `t` (its refs view,
+ * value `v`), kept aside first while deltas may need it. */
+static int delete_trace(del_cursors *c, const deja_trace *t, const MDB_val *v)
 {
-    int rc = deja__ix_each(c->w->store, t, delete_index_entry, c);
+    int rc = deja__delta_keep(c->w, &t->id, v);
+
+    if (rc == 0)
+        rc = deja__ix_each(c->w->store, t, delete_index_entry, c);
 
     if (rc == 0)
         rc = cursor_del(c, c->w->store->traces, t->id.bytes, 16, "trace");
@@ -334,7 +338,7 @@ static int delete_old(deja__wtxn *w, gc_state *g)
             g->stats.bytes += v.mv_size;
             g->unique_freed += value_raw_size(&v);
             g->raw_freed += g->refs.raw_bytes;
-            rc = delete_trace(&dc, t);
+            rc = delete_trace(&dc, t, &v);
             deleted = 1;
         }
         if (rc != 0)
@@ -536,6 +540,14 @@ static int decide_env(deja__wtxn *w, gc_state *g, const MDB_val *k, const MDB_va
     return !set_has(&g->envs, k->mv_data);
 }
 
+/* Whether a remaining trace marked blob `d`: deja__delta_rescue's test. */
+static int blob_live(const uint8_t *d, void *payload)
+{
+    const gc_state *g = payload;
+
+    return set_has(&g->blobs, d);
+}
+
 /* Steps (b) and (c): mark what the remaining traces reference, then sweep
  * the blobs, chunks and environments nothing marked. */
 static int collect(deja__wtxn *w, gc_state *g)
@@ -567,6 +579,12 @@ static int collect(deja__wtxn *w, gc_state *g)
         rc = mark_traces(w, g);
     if (rc == 0 && g->keep_env != NULL)
         rc = mark(w, w->store->envs, &g->envs, g->keep_env->bytes);
+    /* Deltas whose parent went: whole again, before their bases go. */
+    if (rc == 0 && deja__delta_pending(w)) {
+        uint64_t rewritten = 0;
+
+        rc = deja__delta_rescue(w, g->unknown_refs ? NULL : blob_live, g, &rewritten);
+    }
     if (rc == 0 && !g->unknown_refs)
         rc = sweep(w, g, w->store->blobs, decide_blob, &g->stats.blobs);
     if (rc == 0 && !g->unknown_refs && !g->unknown_chunks && w->store->has_chunks)
@@ -626,7 +644,7 @@ static int evict_oldest(deja__wtxn *w, gc_state *g, uint64_t excess, uint64_t *d
                 g->raw_freed += g->refs.raw_bytes;
                 g->evicted_bytes += est;
                 (*deleted)++;
-                rc = delete_trace(&dc, t);
+                rc = delete_trace(&dc, t, &v);
             }
         }
         if (rc != 0)
@@ -709,7 +727,7 @@ static int evict_by_counters(deja__wtxn *w, gc_state *g)
     g->protected_bytes = st.ms_entries ? nprot * (stored / st.ms_entries) : 0;
     g->protect_bytes = (stored > evict ? stored - evict : 0) / 100 * g->protect_percent;
     rc = evict_oldest(w, g, evict, &g->evicted);
-    if (rc == 0 && g->evicted_refs)
+    if (rc == 0 && (g->evicted_refs || deja__delta_pending(w)))
         rc = collect(w, g);
     return rc;
 }

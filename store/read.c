@@ -28,6 +28,8 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
     rc = mdb_get(txn, store->blobs, &k, &v);
     if (rc == 0 && v.mv_size > 0 && ((const uint8_t *)v.mv_data)[0] == DEJA__CHUNKED_MAGIC)
         return deja__chunked_read(store, txn, digest, v.mv_data, v.mv_size, 1, data, size);
+    if (rc == 0 && v.mv_size > 0 && ((const uint8_t *)v.mv_data)[0] == DEJA__DELTA_MAGIC)
+        return deja__delta_read(store, txn, digest, v.mv_data, v.mv_size, data, size);
     if (rc == 0) {
         rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, "blob", &buf, &n);
         if (rc == 0) {

@@ -179,6 +179,21 @@ int deja__record_encode_cctx(void *cctx, void *cdict, uint32_t dict_id, const vo
 }
 
 /* Take a decompression context from the pool, or make one. */
+static ZSTD_DCtx *dctx_take(deja_store *store);
+
+void *deja__dctx_take(deja_store *store)
+{
+    return dctx_take(store);
+}
+
+static void dctx_give(deja_store *store, ZSTD_DCtx *d);
+
+void deja__dctx_give(deja_store *store, void *dctx)
+{
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+    dctx_give(store, dctx);
+}
+
 static ZSTD_DCtx *dctx_take(deja_store *store)
 {
     ZSTD_DCtx *d = NULL;

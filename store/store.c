@@ -264,6 +264,11 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
     if (rc != 0 && rc != MDB_NOTFOUND)
         return deja__mdb_error(rc, "repeats");
     store->has_repeats = rc == 0;
+    /* Empty but inside gc, which keeps there the traces deltas need. */
+    rc = mdb_dbi_open(txn, "dead", create ? MDB_CREATE : 0, &store->dead);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "dead");
+    store->has_dead = rc == 0;
     return 0;
 }
 
@@ -491,6 +496,7 @@ void deja_store_close(deja_store *store)
         return;
     deja__record_cleanup(store);
     deja__chunk_cache_free(store);
+    deja__delta_free(store);
     rtxn_pool_free(store);
     mdb_env_close(store->env);
     ZSTD_freeCCtx(store->cctx);
@@ -674,26 +680,22 @@ static int put_chunked(deja__wtxn *w, const uint8_t *data, size_t size, const de
     return rc;
 }
 
-static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out);
+static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out,
+                           const deja_trace *trace);
 
 /* Store a payload once under its digest: cut into content-defined chunks
  * when it holds more than one, else whole; with the current dictionary. */
 int deja__wtxn_put_blob(deja__wtxn *w, const void *data, size_t size, deja_digest *out)
 {
     *out = deja_digest_of(data, size);
-    return put_blob_digest(w, data, size, out);
+    return put_blob_digest(w, data, size, out, NULL);
 }
 
-/* Store a payload once under `out`, its digest computed already. */
-static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out)
+/* Store `data` whole under `out` (absent from the blobs). */
+static int put_blob_whole(deja__wtxn *w, const void *data, size_t size, const deja_digest *out)
 {
-    int rc;
+    int rc = wtxn_dict(w);
 
-    w->raw_bytes += size;
-    rc = present(w, w->store->blobs, out->bytes, sizeof out->bytes, "reading a blob");
-    if (rc != 0)
-        return rc < 0 ? rc : 0;
-    rc = wtxn_dict(w);
     if (rc != 0)
         return rc;
     if (size > DEJA__MAX_RECORD)
@@ -703,6 +705,41 @@ static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const d
         return put_chunked(w, data, size, out);
     return put_record(w, w->store->blobs, out->bytes, sizeof out->bytes, data, size, w->dict_id,
                       "writing a blob");
+}
+
+/* Store a payload once under `out`, its digest computed already; an input
+ * of `trace` (may be NULL) as a delta against its parent when it has one
+ * (store/delta.c). */
+static int put_blob_digest(deja__wtxn *w, const void *data, size_t size, const deja_digest *out,
+                           const deja_trace *trace)
+{
+    int rc;
+
+    w->raw_bytes += size;
+    rc = present(w, w->store->blobs, out->bytes, sizeof out->bytes, "reading a blob");
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    if (trace != NULL) {
+        rc = deja__delta_put(w, trace, data, size, out);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    return put_blob_whole(w, data, size, out);
+}
+
+/* Replace a blob's value with its payload stored whole (gc, for a delta
+ * whose parent it deletes). */
+int deja__wtxn_blob_rewrite(deja__wtxn *w, const void *data, size_t size,
+                            const deja_digest *digest)
+{
+    MDB_val k = {16, (void *)digest->bytes};
+    int rc = mdb_del(w->txn, w->store->blobs, &k, NULL);
+
+    if (rc == MDB_MAP_FULL)
+        w->map_full = 1;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return deja__mdb_error(rc, "rewriting a blob");
+    return put_blob_whole(w, data, size, digest);
 }
 
 /* Store an environment once under the digest of its canonical encoding. */
@@ -748,6 +785,7 @@ int deja__wtxn_ensure_env(deja__wtxn *w, const deja_env *env, const deja_digest 
  * digests of the payloads it stored, for the trace's refs. */
 typedef struct blob_put_state {
     deja__wtxn *w;
+    const deja_trace *trace;
     deja__buf digests;
     uint64_t bytes;
 } blob_put_state;
@@ -757,8 +795,10 @@ typedef struct blob_put_state {
 static int blob_put_cb(const void *data, size_t size, deja_digest *out, void *payload)
 {
     blob_put_state *b = payload;
-    int rc = deja__wtxn_put_blob(b->w, data, size, out);
+    int rc;
 
+    *out = deja_digest_of(data, size);
+    rc = put_blob_digest(b->w, data, size, out, b->trace);
     if (rc == 0 && deja__buf_append(&b->digests, out->bytes, 16) != 0)
         rc = deja__error_set(DEJA_ENOMEM, "out of memory noting a blob");
     b->bytes += size;
@@ -869,7 +909,7 @@ static int put_indexes(deja__wtxn *w, const deja_trace *trace)
 int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
 {
     deja__buf enc = {0}, refs = {0};
-    blob_put_state b = {w, {0}, 0};
+    blob_put_state b = {w, trace, {0}, 0};
     char idtext[DEJA_ID_STRLEN + 1];
     int rc;
 
@@ -896,6 +936,8 @@ int deja__wtxn_put_trace(deja__wtxn *w, const deja_trace *trace, int *added)
         w->unique_bytes += enc.size;
         rc = put_indexes(w, trace);
     }
+    if (rc == 0)
+        deja__delta_note(w, trace);
     if (rc == 0 && added != NULL)
         *added = 1;
 
@@ -1019,7 +1061,7 @@ int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__
         return rc < 0 ? rc : 0;
     rc = wtxn_dict(w);
     for (size_t i = 0; rc == 0 && i < p->nblobs; i++)
-        rc = put_blob_digest(w, p->blobs[i].data, p->blobs[i].size, &p->blobs[i].digest);
+        rc = put_blob_digest(w, p->blobs[i].data, p->blobs[i].size, &p->blobs[i].digest, trace);
     if (rc != 0)
         goto cleanup;
     w->raw_bytes += p->enc.size;
@@ -1030,6 +1072,8 @@ int deja__wtxn_put_prepared(deja__wtxn *w, const deja_trace *trace, const deja__
         w->unique_bytes += p->enc.size;
         rc = put_indexes(w, trace);
     }
+    if (rc == 0)
+        deja__delta_note(w, trace);
     if (rc == 0 && added != NULL)
         *added = 1;
 

@@ -16,12 +16,15 @@
  *            gc; a value of format 1 is the record alone
  *   blobs    16-byte XXH3-128 digest of the payload -> a record holding
  *            the payload, or a chunk list (first byte 'C': the digests and
- *            sizes of its content-defined chunks, see store/chunk.c)
+ *            sizes of its content-defined chunks, see store/chunk.c), or
+ *            a delta against a parent trace (first byte 'X', format 3,
+ *            see store/delta.c)
  *   chunks   16-byte XXH3-128 digest -> record (compressed chunk)
  *   envs     16-byte digest -> record (compressed Environment protobuf)
  *   ix_model "name\0version\0" + id -> ""
  *   ix_tag   "key=value\0" + id -> ""
  *   ix_status status byte + id -> ""
+ *   dead     16-byte id -> trace value: empty but inside gc (store/delta.c)
  * A record is a small header (codec, dictionary id, raw size) then the
  * payload; see store/record.c.
  *
@@ -40,7 +43,7 @@
 #include "proto/codec.h"
 
 /* On-disk format this build writes and the newest it reads. */
-#define DEJA__FORMAT_VERSION 2
+#define DEJA__FORMAT_VERSION 3
 
 /* Tensors up to this size are stored inline in the trace record; larger
  * ones are blobs, stored once per distinct payload. */

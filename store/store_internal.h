@@ -68,6 +68,8 @@ struct deja_store {
     int has_pins;   /* 0 for a store written before pins, opened read-only */
     MDB_dbi repeats; /* 16-byte trace id -> u64 repeats of its request (dedup) */
     int has_repeats; /* 0 for a store written before dedup, opened read-only */
+    MDB_dbi dead;    /* inside gc only: values of the traces it deleted (store/delta.c) */
+    int has_dead;    /* 0 for a store opened read-only before deltas */
 
     /* Held shared by every transaction of this handle, exclusively while the
      * map is resized (LMDB requires no live transaction in the process). */
@@ -99,6 +101,9 @@ struct deja_store {
     /* The current dictionary as last seen by a committed write transaction
      * of this handle: what deja__store_prepare_trace compresses with. */
     _Atomic uint32_t dict_hint;
+
+    /* The writer's parents for deltas (store/delta.c), under wlock. */
+    struct deja__delta_map *delta;
 };
 
 struct deja__wtxn {
@@ -112,6 +117,9 @@ struct deja__wtxn {
     uint64_t raw_bytes, unique_bytes, stored_bytes;
     deja__buf scratch;
     int dry_run; /* txn is a read transaction (gc --dry-run): write nothing */
+    int delta_marked;    /* meta "delta" written in this transaction */
+    int delta_state;     /* gc: 0 not looked, 1 the store holds deltas, 2 it does not */
+    uint64_t dead_count; /* gc: deleted traces kept in `dead` for their deltas */
 };
 
 /* Begin a read transaction on `store` (taking the resize lock shared and
@@ -184,6 +192,11 @@ void deja__dict_samples_drop(deja_store *store);
 /* The number of dictionaries in the store, as seen by `txn`. */
 int deja__dict_count(deja_store *store, MDB_txn *txn, uint32_t *out);
 
+/* A decompression context (ZSTD_DCtx *) from the handle's pool, or NULL
+ * when out of memory; given back reset (its prefix or dictionary dropped). */
+void *deja__dctx_take(deja_store *store);
+void deja__dctx_give(deja_store *store, void *dctx);
+
 /* Free the caches of record.c. */
 void deja__record_cleanup(deja_store *store);
 
@@ -253,6 +266,13 @@ int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, siz
 int deja__chunked_read(deja_store *store, MDB_txn *txn, const deja_digest *blob, const void *v,
                        size_t n, int cached, void **data, size_t *size);
 
+/* The chunk cache by digest, also for reconstructed deltas: copy a cached
+ * payload of `size` bytes into `dst` (1, or 0 when not cached); keep a
+ * copy of a checked one (up to 1/16 of the cache's bytes). */
+int deja__chunk_cache_get(deja_store *store, const uint8_t *digest, size_t size, uint8_t *dst);
+void deja__chunk_cache_put(deja_store *store, const uint8_t *digest, const uint8_t *data,
+                           size_t size);
+
 /* Free the chunk cache of a handle. */
 void deja__chunk_cache_free(deja_store *store);
 
@@ -320,5 +340,62 @@ void deja__refs_free(deja__refs *r);
 /* Whether the refs in value `v` agree with `t`, the trace decoded from
  * it: 1 yes (or no refs), 0 no with `*why` saying how, negative on error. */
 int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why);
+
+/* store/delta.c: a text input stored as a delta against its parent trace
+ * (a blob value 'X'; see the file's header). The chain bound: a delta's
+ * base holds deltas only of a smaller depth, at most DEJA__DELTA_DEPTH_MAX,
+ * so reading a trace follows at most that many parents. */
+#define DEJA__DELTA_MAGIC 'X'
+#define DEJA__DELTA_VERSION 1
+#define DEJA__DELTA_DEPTH_MAX 8
+#define DEJA__DELTA_BASE_MAX ((size_t)4 << 20)
+#define DEJA__DELTA_FP 96         /* bytes of a text input fingerprinted */
+#define DEJA__DELTA_META "delta" /* meta key, 1 once the store holds a delta */
+
+typedef struct deja__delta_map deja__delta_map;
+
+/* A parsed delta header. */
+typedef struct deja__delta {
+    unsigned depth;  /* 1..DEJA__DELTA_DEPTH_MAX */
+    size_t total;    /* payload bytes */
+    deja_id parent;  /* the trace holding the base */
+    uint32_t input;  /* the input of the parent that starts the base */
+    const uint8_t *frame;
+    size_t nframe;
+} deja__delta;
+
+/* Parse the delta value `v` (`n` bytes) of blob `blob`: DEJA_ECORRUPT
+ * naming the blob when malformed. */
+int deja__delta_parse(const void *v, size_t n, const deja_digest *blob, deja__delta *out);
+
+/* Reconstruct the delta blob `blob` (value `v`) read in `txn` into a
+ * malloc'd `*data`, checked against its digest: DEJA_ECORRUPT naming the
+ * blob when its parent is missing or anything does not add up. */
+int deja__delta_read(deja_store *store, MDB_txn *txn, const deja_digest *blob, const void *v,
+                     size_t n, void **data, size_t *size);
+
+/* Writing: store input payload `data` of `trace` (absent from the blobs,
+ * digest `digest`) as a delta when a parent is known: 1 stored, 0 not (store
+ * it whole), negative on error. deja__delta_note remembers the text inputs
+ * of a trace just stored as parents. deja__delta_free at close. */
+int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, size_t size,
+                    const deja_digest *digest);
+void deja__delta_note(deja__wtxn *w, const deja_trace *trace);
+void deja__delta_free(deja_store *store);
+
+/* gc: keep the value of trace `id`, about to be deleted, while deltas may
+ * need it (when the store holds any); deja__delta_pending says whether any
+ * was kept. deja__delta_rescue rewrites whole every delta blob that `live`
+ * says is still used (NULL: every one) and whose parent is deleted, then
+ * forgets the kept values; `*rewritten` counts the blobs. */
+int deja__delta_keep(deja__wtxn *w, const deja_id *id, const MDB_val *value);
+int deja__delta_pending(const deja__wtxn *w);
+int deja__delta_rescue(deja__wtxn *w, int (*live)(const uint8_t *digest, void *payload),
+                       void *payload, uint64_t *rewritten);
+
+/* Replace the value of blob `digest` with `data` stored whole (chunked or
+ * one record), as a new blob would be. */
+int deja__wtxn_blob_rewrite(deja__wtxn *w, const void *data, size_t size,
+                            const deja_digest *digest);
 
 #endif /* DEJA_STORE_STORE_INTERNAL_H */

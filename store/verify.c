@@ -105,6 +105,13 @@ static int blob_size(verifier *v, const deja_digest *d, size_t *size)
         *size = it.total;
         return 1;
     }
+    if (val.mv_size > 0 && p[0] == DEJA__DELTA_MAGIC) {
+        deja__delta x;
+        if (deja__delta_parse(val.mv_data, val.mv_size, d, &x) != 0)
+            return 0;
+        *size = x.total;
+        return 1;
+    }
     if (val.mv_size < DEJA__RECORD_HEADER || p[0] != DEJA__RECORD_MAGIC)
         return 0;
     *size = (size_t)p[6] | (size_t)p[7] << 8 | (size_t)p[8] << 16 | (size_t)p[9] << 24;
@@ -296,10 +303,32 @@ static int check_chunked(verifier *v, const deja_digest *key, const MDB_val *val
     return 0;
 }
 
-/* Check one blob record: a whole record, or a chunk list. */
+/* Check a delta blob: it reconstructs, with its parent, into content
+ * matching its digest (store/delta.c). */
+static int check_delta(verifier *v, const deja_digest *key, const MDB_val *val)
+{
+    void *data = NULL;
+    size_t size = 0;
+    const int rc = deja__delta_read(v->store, v->txn, key, val->mv_data, val->mv_size, &data, &size);
+
+    free(data);
+    if (rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM || rc == DEJA_ENOTFOUND)
+        problem(v, "%s", deja_error_last());
+    else if (rc != 0)
+        return rc;
+    return 0;
+}
+
+/* Check one blob record: a whole record, a chunk list or a delta. */
 static int check_blob(verifier *v, const MDB_val *k, const MDB_val *val)
 {
     deja_digest key;
+
+    if (k->mv_size == 16 && val->mv_size > 0 &&
+        ((const uint8_t *)val->mv_data)[0] == DEJA__DELTA_MAGIC) {
+        memcpy(key.bytes, k->mv_data, 16);
+        return check_delta(v, &key, val);
+    }
 
     if (k->mv_size == 16 && val->mv_size > 0 &&
         ((const uint8_t *)val->mv_data)[0] == DEJA__CHUNKED_MAGIC) {
