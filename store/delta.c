@@ -12,7 +12,9 @@
  * already holds: its input of the same position, then its outputs, in
  * order. The blob's value becomes
  *   'X' | version 1 | depth | varint total size | parent trace id (16)
- *       | varint input index | zstd frame
+ *       | varint input index | zstd frame (without magic number, size or
+ *       checksum: the header holds the size, and the payload is checked
+ *       against its digest)
  * under the digest of the payload, like any blob: whoever reads blobs by
  * digest (traces, verify, fleet, bundles) gets the payload back, checked
  * against its digest.
@@ -43,6 +45,7 @@
 #include <string.h>
 
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY /* magicless frames */
 #include <zstd.h>
 
 #include "core/varint.h"
@@ -252,10 +255,13 @@ int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, si
         (void)deja__buf_append(&m->out, s->id.bytes, 16);
         (void)deja__varint_put(&m->out, s->input);
     }
+    /* The header says what the frame's own header would: no magic, size
+     * or checksum (the payload is checked against its digest). */
     if (ZSTD_isError(ZSTD_CCtx_reset(m->cctx, ZSTD_reset_session_and_parameters)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(m->cctx, ZSTD_c_compressionLevel, LEVEL)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(m->cctx, ZSTD_c_checksumFlag, 0)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(m->cctx, ZSTD_c_contentSizeFlag, 1)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(m->cctx, ZSTD_c_contentSizeFlag, 0)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(m->cctx, ZSTD_c_format, ZSTD_f_zstd1_magicless)) ||
         ZSTD_isError(ZSTD_CCtx_refPrefix(m->cctx, s->base, s->nbase)))
         return 0;
     n = ZSTD_compress2(m->cctx, m->out.data + m->out.size, cap, data, size);
@@ -449,10 +455,6 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
         rc = base_add(src, parent, DEJA_OUTPUT, o, x.depth - 1, blob, &base);
     if (rc != 0)
         goto cleanup;
-    if (ZSTD_getFrameContentSize(x.frame, x.nframe) != x.total) {
-        rc = bad(blob, "its frame does not hold the size the header says");
-        goto cleanup;
-    }
     if (buf == NULL)
         buf = malloc(x.total > 0 ? x.total : 1);
     dctx = deja__dctx_take(src->store);
@@ -460,7 +462,8 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
         rc = deja__error_set(DEJA_ENOMEM, "out of memory for a delta of %zu bytes", x.total);
         goto cleanup;
     }
-    if (ZSTD_isError(ZSTD_DCtx_refPrefix(dctx, base.data, base.size))) {
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless)) ||
+        ZSTD_isError(ZSTD_DCtx_refPrefix(dctx, base.data, base.size))) {
         rc = bad(blob, "its base cannot be used");
         goto cleanup;
     }
