@@ -17,19 +17,18 @@
 
 #include "store/store_internal.h"
 
-/* Drop the store map's pages from this process's page tables: madvise
- * MADV_DONTNEED over every mapping of the store's data file found in
- * /proc/self/maps (by device and inode). The data stays in the page cache
- * and on disk. Takes the resize lock shared, so that the map does not move
- * meanwhile. Returns 0, or DEJA_EIO when the maps cannot be read. */
-int deja__store_map_trim(deja_store *store)
+/* Find the shared mapping of the store's data file (by device and inode)
+ * in /proc/self/maps that holds `inside`, an address in this handle's map
+ * (LMDB tells the map's address only under MDB_FIXEDMAP; another handle
+ * of the process may map the same file elsewhere). Fills `*lo`, `*hi` and
+ * returns 0, 1 when there is none, or DEJA_EIO. */
+static int map_find(deja_store *store, uintptr_t inside, uintptr_t *lo_out, uintptr_t *hi_out)
 {
     struct stat st;
     mdb_filehandle_t fd;
     FILE *maps = NULL;
     char line[4352];
-    int rc = 0;
-    pthread_rwlock_rdlock(&store->resize);
+    int rc = 1;
     if (mdb_env_get_fd(store->env, &fd) != 0 || fstat(fd, &st) != 0 ||
         (maps = fopen("/proc/self/maps", "r")) == NULL) {
         rc = deja__error_set(DEJA_EIO, "store %s: cannot find its map", store->path);
@@ -46,12 +45,73 @@ int deja__store_map_trim(deja_store *store)
         /* Shared mappings only: dropping a private one would lose its
          * copied-on-write pages (LMDB maps shared; nothing maps it privately). */
         if (perms[3] == 's' && ino == (uint64_t)st.st_ino && makedev(maj, min) == st.st_dev &&
-            hi > lo)
-            (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+            lo <= inside && inside < hi) {
+            *lo_out = lo;
+            *hi_out = hi;
+            rc = 0;
+            break;
+        }
     }
 cleanup:
     if (maps != NULL)
         fclose(maps);
+    return rc;
+}
+
+/* Learn where this handle's map is: the address of a record read through
+ * it, then its mapping. Caches it with the map_gen it is valid for.
+ * Returns 0 (cached, or nothing to cache) or a DEJA_E* code. */
+static int map_learn(deja_store *store)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uintptr_t lo = 0, hi = 0;
+    int rc = deja__rtxn_begin(store, &txn);
+    if (rc != 0)
+        goto cleanup;
+    /* The meta records live in the map (a read transaction's values point
+     * into it), and a store always has its format's. */
+    if (mdb_cursor_open(txn, store->meta, &cur) != 0 ||
+        mdb_cursor_get(cur, &k, &v, MDB_FIRST) != 0 || v.mv_size == 0)
+        goto cleanup;
+    rc = map_find(store, (uintptr_t)v.mv_data, &lo, &hi);
+    if (rc == 0) {
+        store->trim_lo = lo;
+        store->trim_hi = hi;
+        store->trim_gen = store->map_gen; /* the map cannot move while txn lives */
+        store->trim_known = 1;
+    } else if (rc == 1) {
+        rc = 0;
+    }
+cleanup:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        deja__rtxn_end(store, txn);
+    return rc;
+}
+
+/* Drop the store map's pages from this process's page tables with madvise
+ * MADV_DONTNEED. The data stays in the page cache and on disk. The map is
+ * looked up in /proc/self/maps once per map LMDB makes (a resize may move
+ * it: store->map_gen counts them), not per trim: the lookup costs ~0.5 ms,
+ * several times the madvise. The resize lock is held shared around the
+ * madvise, so that the map does not move meanwhile. One thread at a time
+ * per handle (the writer). Returns 0, or DEJA_EIO when the maps cannot be
+ * read. */
+int deja__store_map_trim(deja_store *store)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&store->resize);
+    int known = store->trim_known && store->trim_gen == store->map_gen;
+    pthread_rwlock_unlock(&store->resize);
+    if (!known && (rc = map_learn(store)) != 0)
+        return rc;
+    pthread_rwlock_rdlock(&store->resize);
+    /* Checked again: a resize between the two locks moved the map. */
+    if (store->trim_known && store->trim_gen == store->map_gen)
+        (void)madvise((void *)store->trim_lo, store->trim_hi - store->trim_lo, MADV_DONTNEED);
     pthread_rwlock_unlock(&store->resize);
     return rc;
 }

@@ -57,6 +57,7 @@ static int resize_map(deja_store *store, size_t size)
     if (pthread_rwlock_wrlock(&store->resize) != 0)
         return deja__error_set(DEJA_EIO, "store '%s': cannot lock for resize", store->path);
     rc = mdb_env_set_mapsize(store->env, size);
+    store->map_gen++; /* the map may have moved, even on failure */
     pthread_rwlock_unlock(&store->resize);
     if (rc != 0)
         return deja__mdb_error(rc, "resizing the store map");
@@ -435,6 +436,7 @@ int deja_store_open(deja_store **out, const char *path, int flags)
         rc = mdb_env_info(store->env, &info);
         if (rc == 0 && info.me_mapsize < INITIAL_MAP)
             rc = mdb_env_set_mapsize(store->env, INITIAL_MAP);
+        store->map_gen++;
         if (rc != 0) {
             rc = deja__mdb_error(rc, "setting the map size");
             goto cleanup;

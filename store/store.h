@@ -177,7 +177,8 @@ int deja__store_sync(deja_store *store);
 
 /* Drop the pages of the store's map from this process's page tables (they
  * stay in the page cache): a long-running writer's RSS then does not grow
- * with the store (store/map_trim.c). Returns 0 or DEJA_EIO. */
+ * with the store (store/map_trim.c). One thread at a time per handle.
+ * Returns 0 or DEJA_EIO. */
 int deja__store_map_trim(deja_store *store);
 
 /* deja_store_list() over the traces whose id is also within [lo, hi]

@@ -74,6 +74,13 @@ struct deja_store {
     /* Held shared by every transaction of this handle, exclusively while the
      * map is resized (LMDB requires no live transaction in the process). */
     pthread_rwlock_t resize;
+    unsigned map_gen; /* maps made: counted under resize held exclusively */
+
+    /* Where the map was found in /proc/self/maps (store/map_trim.c): valid
+     * while map_gen is trim_gen; the writer's alone. */
+    uintptr_t trim_lo, trim_hi;
+    unsigned trim_gen;
+    int trim_known;
 
     /* Protects dicts, the pool of decompression contexts, that of reset
      * read transactions and the chunk cache. */

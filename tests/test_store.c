@@ -2100,6 +2100,71 @@ static void test_store__map_trim(void **state)
     rm_rf(dir);
 }
 
+/* Bytes of the data file mapped in this process now (Rss of its mappings
+ * in /proc/self/smaps), in KB. */
+static long data_map_kb(void)
+{
+    char line[512], perms[8];
+    unsigned long lo, hi;
+    long kb = 0, v;
+    int in_data = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3)
+            in_data = strstr(line, "/data.mdb") != NULL;
+        else if (in_data && sscanf(line, "Rss: %ld", &v) == 1)
+            kb += v;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* The writer learns where the map is once, and again after LMDB moved it:
+ * a trim after the map grew gives back the pages of the new map (a trim of
+ * the old place would leave them, or hit whatever was mapped there since),
+ * and every trace reads back the same. */
+static void test_store__map_trim_after_resize(void **state)
+{
+    (void)state;
+    enum { BIG = 4, BIG_SIZE = 20 << 20 };
+    char dir[256], path[300];
+    ttrace small, big[BIG];
+    deja_store *s = NULL;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    ttrace_init(&small, 1700000000000, 0, "m", "1", DEJA_STATUS_OK, "prod", 0, 0, NULL);
+    write_traces(s, &small, 1);
+    assert_int_equal(deja__store_map_trim(s), 0); /* learns the 64 MB map */
+    /* 80 MB of incompressible inputs: the map grows (and moves). */
+    for (int i = 0; i < BIG; i++) {
+        ttrace_init(&big[i], 1700000000001 + i, i + 1, "m", "1", DEJA_STATUS_OK, "prod", BIG_SIZE,
+                    (uint64_t)i + 7, NULL);
+        write_traces(s, &big[i], 1);
+    }
+    for (int i = 0; i < BIG; i++) {
+        deja_trace *tr = NULL;
+        assert_int_equal(deja_trace_get(s, &big[i].t.id, &tr), 0);
+        assert_int_equal(tr->inputs[1].size, BIG_SIZE);
+        deja_trace_free(tr);
+    }
+    const long before = data_map_kb();
+    assert_int_equal(deja__store_map_trim(s), 0);
+    const long after = data_map_kb();
+    assert_true(before > 4096); /* the reads mapped the inputs' pages in */
+    assert_true(after >= 0 && after * 4 < before);
+    for (int i = 0; i < BIG; i++) {
+        deja_trace *tr = NULL;
+        assert_int_equal(deja_trace_get(s, &big[i].t.id, &tr), 0);
+        assert_memory_equal(tr->inputs[1].data, big[i].big, BIG_SIZE);
+        deja_trace_free(tr);
+        ttrace_free(&big[i]);
+    }
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2129,6 +2194,7 @@ int main(void)
         cmocka_unit_test(test_store__concurrent_writers),
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
         cmocka_unit_test(test_store__map_trim),
+        cmocka_unit_test(test_store__map_trim_after_resize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,10 @@
  * it back for ownership costs more than the copy itself. */
 #define DEJA__STREAM_AT 256
 
-/* The writer gives the store's mapped pages back this often (ms). */
+/* The writer gives the store's mapped pages back once the process's
+ * file-backed RSS has grown this much since it last did (writer.c); every
+ * DEJA__TRIM_MS ms where /proc cannot tell. */
+#define DEJA__TRIM_BYTES ((int64_t)4 << 20)
 #define DEJA__TRIM_MS 50
 
 /* The writer is woken once this many spans wait (or on its interval). */
@@ -216,7 +219,8 @@ struct deja_tracer {
 
     pthread_t writer;
     int writer_started;
-    int64_t trimmed_ms; /* when the writer last trimmed the store's map */
+    int64_t trimmed_ms;  /* when the writer last trimmed the store's map */
+    int64_t trimmed_rss; /* file-backed RSS after that trim (bytes) */
 
     /* Recycled spans, trimmed to their first block: a bounded lock-free
      * queue (deja__mpmc) that recording threads take from a few at a time

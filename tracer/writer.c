@@ -6,6 +6,7 @@
  * transaction, spread over the writer and a few helper threads.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,10 +385,55 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
 
 static struct timespec deadline_after(unsigned ms);
 
+/* Bytes of file-backed memory mapped in this process (RssFile + RssShmem:
+ * the "shared" field of /proc/self/statm, read through `fd`, opened once:
+ * ~3 us a read where opening it each time costs ~30), or -1 when unknown. */
+static int64_t rss_file_bytes(int fd)
+{
+    char buf[128];
+    long long size, resident, shared;
+    if (fd < 0)
+        return -1;
+    const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lld %lld %lld", &size, &resident, &shared) != 3 || shared < 0)
+        return -1;
+    return (int64_t)shared * sysconf(_SC_PAGESIZE);
+}
+
+/* Give the store's mapped pages back once the process's file-backed RSS
+ * has grown by DEJA__TRIM_BYTES since the last trim, checked after every
+ * commit: each commit reads through the map the pages the commit before
+ * wrote (LMDB copies a page before changing it), and each page touched
+ * maps its neighbours with it (the kernel's fault-around: 64 KB), so that
+ * a trim every 50 ms let 10-30 MB pile up between trims. Growth that is
+ * not the store's (the program's own file maps) costs one needless trim,
+ * then counts from the new level. Without /proc, trims every
+ * DEJA__TRIM_MS. */
+static void map_trim_maybe(deja_tracer *t, int statm_fd)
+{
+    const int64_t now = rss_file_bytes(statm_fd);
+    if (now >= 0) {
+        if (now - t->trimmed_rss < DEJA__TRIM_BYTES)
+            return;
+        (void)deja__store_map_trim(t->store);
+        t->trimmed_rss = rss_file_bytes(statm_fd);
+        return;
+    }
+    const struct timespec ts = deadline_after(0);
+    const int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (ms - t->trimmed_ms >= DEJA__TRIM_MS) {
+        (void)deja__store_map_trim(t->store);
+        t->trimmed_ms = ms;
+    }
+}
+
 /* Commit a staged (and fully prepared) batch, recycle its spans and
  * advance committed_seq, which flushers wait on. A failed batch is
  * retried trace by trace so that one bad trace loses only itself. */
-static void commit(deja_tracer *t, slot *sl, reported *rep)
+static void commit(deja_tracer *t, slot *sl, reported *rep, int statm_fd)
 {
     const size_t nv = sl->nv;
     fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0, {0}, NULL, 0,
@@ -453,16 +499,10 @@ cleanup:
     if (nv > 0)
         (void)deja__store_budget_enforce(t->store, &t->env_digest);
     /* The store's pages this process touched count in its RSS until they
-     * are unmapped: give them back now and then, so that recording's
+     * are unmapped: give them back once they add up, so that recording's
      * memory does not grow with the store (they stay in the page cache). */
-    if (nv > 0) {
-        const struct timespec ts = deadline_after(0);
-        const int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-        if (ms - t->trimmed_ms >= DEJA__TRIM_MS) {
-            (void)deja__store_map_trim(t->store);
-            t->trimmed_ms = ms;
-        }
-    }
+    if (nv > 0)
+        map_trim_maybe(t, statm_fd);
     uint64_t bytes = 0;
     for (size_t i = 0; i < sl->n; i++)
         bytes += sl->batch[i]->bytes;
@@ -556,11 +596,12 @@ void *deja__writer_main(void *arg)
     int pending = 0; /* prev is staged, not committed */
     reported rep = {0, 0, 0, {0}};
     const unsigned interval = t->opts.flush_interval_ms;
+    const int statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
     for (;;) {
         if (pending && (queued(t) == 0 || prev->last)) {
             /* Nothing to overlap the commit with. */
-            commit(t, prev, &rep);
+            commit(t, prev, &rep, statm_fd);
             pending = 0;
             if (prev->last)
                 break;
@@ -599,7 +640,7 @@ void *deja__writer_main(void *arg)
 
         stage(t, cur, &pool);
         if (pending)
-            commit(t, prev, &rep);
+            commit(t, prev, &rep, statm_fd);
         if (cur->preps != NULL && cur->nv != 0)
             prep_finish(&pool);
         slot *tmp = prev;
@@ -607,6 +648,8 @@ void *deja__writer_main(void *arg)
         cur = tmp;
         pending = 1;
     }
+    if (statm_fd >= 0)
+        close(statm_fd);
     if (pooled)
         prep_stop(&pool);
     for (int i = 0; i < 2; i++)
