@@ -111,11 +111,14 @@ static int split_servers(char *copy, char **urls, int *n, char **owned)
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     deja_fleet *f = closure;
+    const char *why = NULL;
+    int outcome, permanent = 0;
 
     (void)js;
     pthread_mutex_lock(&f->lock);
     if (pa != NULL) {
         f->acked++;
+        outcome = pa->Duplicate ? DEJA__ACK_PRESENT : DEJA__ACK_STORED;
         if (pa->Duplicate)
             f->present++;
     } else if (pae != NULL && pae->ErrText != NULL &&
@@ -123,16 +126,21 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         /* The one message of this subject is stored already. */
         f->acked++;
         f->present++;
+        outcome = DEJA__ACK_PRESENT;
     } else {
         f->failed++;
-        if (pae != NULL && pae->ErrCode == JSStreamMessageExceedsMaximumErr)
+        outcome = DEJA__ACK_REFUSED;
+        permanent = pae != NULL && pae->ErrCode == JSStreamMessageExceedsMaximumErr;
+        if (permanent)
             f->permanent = 1;
+        why = pae != NULL && pae->ErrText != NULL ? pae->ErrText
+              : pae != NULL                       ? natsStatus_GetText(pae->Err)
+                                                  : "unknown failure";
         if (f->err[0] == '\0')
-            snprintf(f->err, sizeof f->err, "%s",
-                     pae != NULL && pae->ErrText != NULL ? pae->ErrText
-                     : pae != NULL                       ? natsStatus_GetText(pae->Err)
-                                                         : "unknown failure");
+            snprintf(f->err, sizeof f->err, "%s", why);
     }
+    if (f->ack_fn != NULL && msg != NULL)
+        f->ack_fn(f->ack_payload, natsMsg_GetSubject(msg), outcome, permanent, why);
     pthread_mutex_unlock(&f->lock);
     natsMsg_Destroy(msg);
 }
@@ -238,6 +246,7 @@ int deja_fleet_connect(deja_fleet **out, const deja_fleet_options *opts)
         goto cleanup;
     }
     pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->acked_cond, NULL);
     f->shown = servers_shown(opts->servers);
     f->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     f->replicas = opts->replicas ? (int)opts->replicas : 1;
@@ -284,6 +293,8 @@ int deja_fleet_connect(deja_fleet **out, const deja_fleet_options *opts)
     jsOptions_Init(&jo);
     jo.Wait = f->timeout_ms;
     jo.PublishAsync.MaxPending = 4096;
+    /* A full window waits for room rather than failing at once. */
+    jo.PublishAsync.StallWait = f->timeout_ms;
     jo.PublishAsync.AckHandler = on_ack;
     jo.PublishAsync.AckHandlerClosure = f;
     s = natsConnection_JetStream(&f->js, f->nc, &jo);
@@ -318,6 +329,7 @@ void deja_fleet_close(deja_fleet *f)
     natsConnection_Destroy(f->nc);
     natsOptions_Destroy(f->opts);
     pthread_mutex_destroy(&f->lock);
+    pthread_cond_destroy(&f->acked_cond);
     free(f->shown);
     free(f);
     if (atomic_fetch_sub(&open_fleets, 1) == 1)
@@ -333,12 +345,13 @@ void deja__fleet_acks_reset(deja_fleet *f)
     pthread_mutex_unlock(&f->lock);
 }
 
-int deja__fleet_publish(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
-                        size_t size)
+int deja__fleet_msg(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
+                    size_t size, natsMsg **msg)
 {
     natsMsg *m = NULL;
     natsStatus s;
 
+    *msg = NULL;
     if ((int64_t)size > f->max_payload)
         return deja__error_set(DEJA_EINVAL,
                                "fleet %s: a message of %zu bytes is beyond the server's "
@@ -347,23 +360,64 @@ int deja__fleet_publish(deja_fleet *f, const char *subject, const char *msg_id, 
     s = natsMsg_Create(&m, subject, NULL, data, (int)size);
     if (s == NATS_OK && msg_id != NULL)
         s = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
-    if (s == NATS_OK)
-        s = js_PublishMsgAsync(f->js, &m, NULL);
-    natsMsg_Destroy(m);
     if (s != NATS_OK) {
+        natsMsg_Destroy(m);
+        return deja__error_set(DEJA_ENOMEM, "fleet: cannot make a message: %s",
+                               natsStatus_GetText(s));
+    }
+    *msg = m;
+    return 0;
+}
+
+int deja__fleet_send_msg(deja_fleet *f, natsMsg **msg)
+{
+    natsStatus s = js_PublishMsgAsync(f->js, msg, NULL);
+
+    if (s != NATS_OK)
+        return deja__error_set(DEJA_EIO, "fleet %s: publishing: %s", f->shown,
+                               natsStatus_GetText(s));
+    return 0;
+}
+
+int deja__fleet_send(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
+                     size_t size)
+{
+    natsMsg *m = NULL;
+    int rc = deja__fleet_msg(f, subject, msg_id, data, size, &m);
+
+    if (rc == 0)
+        rc = deja__fleet_send_msg(f, &m);
+    natsMsg_Destroy(m);
+    return rc;
+}
+
+int deja__fleet_publish(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
+                        size_t size)
+{
+    int rc = deja__fleet_send(f, subject, msg_id, data, size);
+
+    if (rc == DEJA_EIO) {
         pthread_mutex_lock(&f->lock);
         f->failed++;
         if (f->err[0] == '\0')
-            snprintf(f->err, sizeof f->err, "%s", natsStatus_GetText(s));
+            snprintf(f->err, sizeof f->err, "%s", deja_error_last());
         pthread_mutex_unlock(&f->lock);
+        return 0;
     }
-    return 0;
+    return rc;
+}
+
+void deja__fleet_acks_forget(deja_fleet *f)
+{
+    natsMsgList pending = {0};
+
+    if (js_PublishAsyncGetPendingList(&pending, f->js) == NATS_OK)
+        natsMsgList_Destroy(&pending);
 }
 
 int deja__fleet_acks_wait(deja_fleet *f, int *transient)
 {
     jsPubOptions po;
-    natsMsgList pending = {0};
     natsStatus s;
     char err[300];
     uint64_t failed;
@@ -374,8 +428,7 @@ int deja__fleet_acks_wait(deja_fleet *f, int *transient)
     s = js_PublishAsyncComplete(f->js, &po);
     if (s != NATS_OK) {
         /* Take back what was never acknowledged: it is sent again. */
-        if (js_PublishAsyncGetPendingList(&pending, f->js) == NATS_OK)
-            natsMsgList_Destroy(&pending);
+        deja__fleet_acks_forget(f);
         *transient = 1;
         return deja__fleet_error(f, s, 0, "waiting for acknowledgements");
     }

@@ -52,10 +52,18 @@ struct deja_fleet {
 
     /* Acknowledgements of asynchronous publishes (from libnats' thread). */
     pthread_mutex_t lock;
+    pthread_cond_t acked_cond; /* for ack_fn to wake a waiting thread */
     uint64_t acked, present, failed;
     int permanent;  /* a failure that sending again cannot fix */
     char err[300]; /* the first failure's text */
+    /* Optional: told of each acknowledgement, under `lock` (ship's window). */
+    void (*ack_fn)(void *payload, const char *subject, int outcome, int permanent,
+                   const char *why);
+    void *ack_payload;
 };
+
+/* The outcomes given to deja_fleet.ack_fn. */
+enum { DEJA__ACK_STORED, DEJA__ACK_PRESENT, DEJA__ACK_REFUSED };
 
 /* Build "deja.traces.<model>.<version>.<ID>" into `out` (`cap` bytes). */
 int deja__fleet_trace_subject(const char *model, const char *version, const deja_id *id,
@@ -89,6 +97,24 @@ void deja__fleet_acks_reset(deja_fleet *f);
 int deja__fleet_publish(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
                         size_t size);
 int deja__fleet_acks_wait(deja_fleet *f, int *transient);
+
+/* Publish one message asynchronously without counting it: 0, or the
+ * error (DEJA_EINVAL beyond max_payload, DEJA_EIO) when it could not be
+ * handed to libnats (then no acknowledgement will come for it). Its
+ * acknowledgement goes to the counters and to f->ack_fn. */
+int deja__fleet_send(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
+                     size_t size);
+
+/* The same in two steps: make the message (0, DEJA_EINVAL beyond
+ * max_payload, DEJA_ENOMEM), then publish it (taking it: *msg becomes NULL
+ * once handed over). */
+int deja__fleet_msg(deja_fleet *f, const char *subject, const char *msg_id, const void *data,
+                    size_t size, natsMsg **msg);
+int deja__fleet_send_msg(deja_fleet *f, natsMsg **msg);
+
+/* Give up waiting for the acknowledgements still outstanding (after a
+ * timeout): libnats forgets them, so they no longer hold back publishing. */
+void deja__fleet_acks_forget(deja_fleet *f);
 
 /* Fetch the last message on `subject` of `stream` (a direct get): 0 and
  * `*msg` (destroy with natsMsg_Destroy), DEJA_ENOTFOUND when there is none,

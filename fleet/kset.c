@@ -1,6 +1,6 @@
 /*
  * fleet/kset.c -- a set of 16-byte keys (digests, ids): open addressing,
- * the key's own bytes as its hash (they are uniformly random already).
+ * the key's own bytes, mixed, as its hash (ids of one millisecond differ by a counter).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,10 +11,13 @@ static const uint8_t zero[16];
 
 static size_t slot_of(const uint8_t key[16], size_t cap)
 {
-    uint64_t h;
+    uint64_t h, l;
 
+    /* Ids of one millisecond differ by a counter: mix, or they cluster. */
     memcpy(&h, key + 8, 8);
-    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+    memcpy(&l, key, 8);
+    h = (h ^ l) * 0x9E3779B97F4A7C15u;
+    return (size_t)(h ^ (h >> 32)) & (cap - 1);
 }
 
 int deja__kset_has(const deja__kset *s, const uint8_t key[16])

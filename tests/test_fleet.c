@@ -8,7 +8,8 @@
  * unreachable server give one line, exit 2, and leave the store as it was;
  * replay --via three workers, one SIGKILLed holding jobs, gives every trace
  * exactly one verdict, the same as a local replay; on a 3-node cluster, a
- * node killed during a ship loses nothing.
+ * node killed during a ship loses nothing; a server frozen, killed and
+ * restarted under a ship's full window of batches in flight loses nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -492,6 +493,99 @@ static void test_fleet__cluster_node_killed_during_ship(void **state)
         nats_stop(&node[i]);
 }
 
+/* Start `deja ship --batch 4` on `store` to `url` in the background, its
+ * output to `out`. */
+static pid_t start_ship(const char *store, const char *url, const char *out)
+{
+    const char *args[] = {DEJA_BIN, "--store", store,       "ship",  "--to", url,
+                          "--batch", "4",    "--timeout", "1500", NULL};
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(DEJA_BIN, (char *const *)args);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Batches in flight when the server goes: ship publishes up to 8 batches
+ * before their acknowledgements come. The server is frozen (SIGSTOP) once
+ * the ship is under way, so that the ship fills its whole window with
+ * batches nobody acknowledges, then killed and restarted: the ship goes
+ * on and every trace is stored once. Then a ship is SIGKILLed while its
+ * full window waits on a frozen server, and a resumed ship completes it:
+ * nothing lost, nothing stored twice, the pull gives back every trace. */
+static void test_fleet__window_in_flight_when_the_server_goes(void **state)
+{
+    const char *m = tmp_path("window.store");
+    const char *n = tmp_path("window-pull.store");
+    const char *out = tmp_path("window-ship.out");
+    nats_server w;
+    char *ids_m, *ids_n;
+    pid_t pid;
+    int status = 0;
+    (void)state;
+
+    memset(&w, 0, sizeof w);
+    assert_int_equal(nats_start(&w, tmp_path("window-nats"), NULL), 0);
+    record(m, 160, 30000, NULL);
+
+    /* 1. Frozen, killed and restarted under a full window. */
+    pid = start_ship(m, w.url, out);
+    for (int i = 0; i < 400 && nats_stream_msgs(w.url, "DEJA_TRACES") < 12; i++)
+        nats_sleep_ms(10);
+    kill(w.pid, SIGSTOP);
+    nats_sleep_ms(400);
+    nats_stop_sig(&w, 1);
+    assert_int_equal(nats_start(&w, tmp_path("window-nats"), NULL), 0);
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char *text = cli_slurp(out, NULL);
+        char msg[600];
+
+        snprintf(msg, sizeof msg, "%s", text ? text : "?");
+        free(text);
+        fail_msg("ship through a restarted server: %s", msg);
+    }
+    assert_int_equal(nats_stream_msgs(w.url, "DEJA_TRACES"), 160);
+
+    /* 2. A ship killed while its window waits on a frozen server. */
+    record(m, 40, 31000, NULL);
+    pid = start_ship(m, w.url, out);
+    for (int i = 0; i < 400 && nats_stream_msgs(w.url, "DEJA_TRACES") < 164; i++)
+        nats_sleep_ms(10);
+    kill(w.pid, SIGSTOP);
+    nats_sleep_ms(300);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    kill(w.pid, SIGCONT);
+    pid = start_ship(m, w.url, out);
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(nats_stream_msgs(w.url, "DEJA_TRACES"), 200);
+    {
+        const char *pull[] = {"--store", n, "pull", "--from", w.url, NULL};
+        cli_run r;
+
+        ok(&r, pull);
+        assert_non_null(strstr(r.out, "pulled 200 traces (200 new)"));
+        cli_run_free(&r);
+    }
+    ids_m = ids_of(m);
+    ids_n = ids_of(n);
+    assert_string_equal(ids_m, ids_n);
+    free(ids_m);
+    free(ids_n);
+    nats_stop(&w);
+}
+
 /* Start `deja worker` in the background with its cache `cache`. */
 static pid_t start_worker(const char *cache, const char *prefetch)
 {
@@ -721,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_fleet__refused_and_unreachable),
         cmocka_unit_test(test_fleet__replay_via_workers_one_killed),
         cmocka_unit_test(test_fleet__cluster_node_killed_during_ship),
+        cmocka_unit_test(test_fleet__window_in_flight_when_the_server_goes),
         cmocka_unit_test(test_fleet__cluster_forming_waits_for_peers),
     };
 
