@@ -41,6 +41,7 @@
 #include "deja.h"
 #include "store/store.h"
 #include "replay/checkpoint.h"
+#include "replay/session.h"
 #include "replay/summary.h"
 
 #define MAX_JOBS 256
@@ -1759,168 +1760,245 @@ static int options_of(const deja_replay_options *opts, deja_replay_options *o)
     return 0;
 }
 
-/* Replay traces `ids` on the model `model_spec`; see include/deja.h. */
-int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char *model_spec,
-                    const deja_replay_options *opts, deja_replay_cb cb, void *payload,
-                    deja_replay_summary *summary)
-{
+/* A replay engine with its model(s) loaded, for any number of runs. */
+struct deja__replay_session {
     engine e;
-    worker *workers = NULL;
-    deja_replay_summary sum;
-    size_t nworkers = 0, i, emitted = 0;
-    deja_model *first_model = NULL; /* names the results; alive until the end */
-    int rc, lock_ok = 0, cond_ok = 0, stop = 0;
-    memset(&e, 0, sizeof(e));
-    memset(&sum, 0, sizeof(sum));
-    if (summary) {
-        memset(summary, 0, sizeof(*summary));
+    size_t nworkers;
+    deja_model *first_model; /* names the results; alive until the end */
+    int lock_ok, cond_ok;
+};
+
+void deja__replay_session_close(deja__replay_session *ss)
+{
+    engine *e;
+    size_t i;
+
+    if (ss == NULL) {
+        return;
     }
-    if (!store || (n && !ids) || !model_spec || n > MAX_IDS) {
+    e = &ss->e;
+    for (i = 0; e->runners && i < ss->nworkers; i++) {
+        runner_stop(e->runners[i]);
+    }
+    free(e->runners);
+    for (i = 0; e->models && i < e->nmodels; i++) {
+        deja_model_free(e->models[i]);
+    }
+    for (i = 0; e->bmodels && i < ss->nworkers; i++) {
+        deja_model_free(e->bmodels[i]);
+    }
+    free(e->bmodels);
+    while (e->envs) {
+        env_entry *next = e->envs->next;
+        deja_env_free(e->envs->env);
+        deja_env_diff_free(e->envs->diff);
+        free(e->envs);
+        e->envs = next;
+    }
+    deja_env_diff_free(e->unknown.diff);
+    free(e->libs);
+    deja_env_free(e->current_owned);
+    free(e->models);
+    if (ss->cond_ok) {
+        pthread_cond_destroy(&e->ready);
+    }
+    if (ss->lock_ok) {
+        pthread_mutex_destroy(&e->lock);
+    }
+    free(ss);
+}
+
+int deja__replay_session_open(deja__replay_session **out, deja_store *store,
+                              const char *model_spec, const deja_replay_options *opts,
+                              size_t n_hint)
+{
+    deja__replay_session *ss;
+    engine *e;
+    size_t i;
+    int rc;
+
+    *out = NULL;
+    if (!store || !model_spec || n_hint > MAX_IDS) {
         return deja__error_set(DEJA_EINVAL, "replay: a store, ids and a model are required");
     }
-    rc = options_of(opts, &e.o);
+    ss = calloc(1, sizeof(*ss));
+    if (!ss) {
+        return deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    e = &ss->e;
+    rc = options_of(opts, &e->o);
     if (rc != 0) {
+        free(ss);
         return rc;
     }
-    e.store = store;
-    e.ids = ids;
-    e.n = n;
-    e.current = deja_env_current(NULL);
-    if (deja_env_compare(NULL, e.current, &e.unknown.diff) != 0) {
+    e->store = store;
+    e->current = deja_env_current(NULL);
+    if (deja_env_compare(NULL, e->current, &e->unknown.diff) != 0) {
+        free(ss);
         return DEJA_ENOMEM;
     }
-    if (pthread_mutex_init(&e.lock, NULL) != 0) {
+    if (pthread_mutex_init(&e->lock, NULL) != 0) {
         rc = deja__error_set(DEJA_EIO, "replay: cannot create a lock");
         goto cleanup;
     }
-    lock_ok = 1;
-    if (pthread_cond_init(&e.ready, NULL) != 0) {
+    ss->lock_ok = 1;
+    if (pthread_cond_init(&e->ready, NULL) != 0) {
         rc = deja__error_set(DEJA_EIO, "replay: cannot create a condition variable");
         goto cleanup;
     }
-    cond_ok = 1;
-    nworkers = e.o.jobs < n ? e.o.jobs : (n ? n : 1);
-    e.slots = calloc(n + 1, sizeof(*e.slots));
-    e.models = calloc(nworkers, sizeof(*e.models));
-    e.runners = calloc(nworkers, sizeof(*e.runners));
-    workers = calloc(nworkers, sizeof(*workers));
-    if (!e.slots || !e.models || !e.runners || !workers) {
-        rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory for %zu traces", n);
+    ss->cond_ok = 1;
+    ss->nworkers = e->o.jobs < n_hint ? e->o.jobs : (n_hint ? n_hint : 1);
+    e->models = calloc(ss->nworkers, sizeof(*e->models));
+    e->runners = calloc(ss->nworkers, sizeof(*e->runners));
+    if (!e->models || !e->runners) {
+        rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory");
         goto cleanup;
     }
-    rc = load_model(&e, &e.models[0], model_spec);
+    rc = load_model(e, &e->models[0], model_spec);
     if (rc != 0) {
         goto cleanup;
     }
-    e.nmodels = 1;
-    first_model = e.models[0];
-    e.spec = model_spec;
-    if ((rc = env_with_model(&e, e.models[0])) != 0) {
+    e->nmodels = 1;
+    ss->first_model = e->models[0];
+    e->spec = model_spec;
+    if ((rc = env_with_model(e, e->models[0])) != 0) {
         goto cleanup;
     }
     /* Isolated children must not inherit a lock another worker holds inside a
      * shared instance: isolation gives each worker its own. */
-    if (nworkers > 1 && (!deja_model_thread_safe(e.models[0]) || e.o.isolate)) {
-        for (i = 1; i < nworkers; i++) {
-            rc = load_model(&e, &e.models[i], model_spec);
+    if (ss->nworkers > 1 && (!deja_model_thread_safe(e->models[0]) || e->o.isolate)) {
+        for (i = 1; i < ss->nworkers; i++) {
+            rc = load_model(e, &e->models[i], model_spec);
             if (rc != 0) {
                 goto cleanup;
             }
-            e.nmodels++;
+            e->nmodels++;
         }
     }
-    if (e.o.baseline) {
+    if (e->o.baseline) {
         /* One baseline instance per worker (plugins are not assumed
          * thread-safe). */
-        e.bmodels = calloc(nworkers, sizeof(*e.bmodels));
-        if (!e.bmodels) {
+        e->bmodels = calloc(ss->nworkers, sizeof(*e->bmodels));
+        if (!e->bmodels) {
             rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory");
             goto cleanup;
         }
-        for (i = 0; i < nworkers; i++) {
-            rc = load_model(&e, &e.bmodels[i], e.o.baseline);
+        for (i = 0; i < ss->nworkers; i++) {
+            rc = load_model(e, &e->bmodels[i], e->o.baseline);
             if (rc != 0) {
                 rc = deja__error_wrap(rc, "baseline: ");
                 goto cleanup;
             }
         }
     }
+cleanup:
+    if (rc != 0) {
+        deja__replay_session_close(ss);
+        return rc;
+    }
+    *out = ss;
+    return 0;
+}
+
+int deja__replay_session_run(deja__replay_session *ss, const deja_id *ids, size_t n,
+                             deja_replay_cb cb, void *payload, deja_replay_summary *summary)
+{
+    engine *e = &ss->e;
+    worker *workers = NULL;
+    deja_replay_summary sum;
+    size_t nworkers = ss->nworkers < n ? ss->nworkers : (n ? n : 1), i, emitted = 0;
+    int rc = 0, stop = 0;
+
+    memset(&sum, 0, sizeof(sum));
+    if (summary) {
+        memset(summary, 0, sizeof(*summary));
+    }
+    if ((n && !ids) || n > MAX_IDS) {
+        return deja__error_set(DEJA_EINVAL, "replay: a store, ids and a model are required");
+    }
+    e->ids = ids;
+    e->n = n;
+    e->next = 0;
+    e->done = 0;
+    e->stop = 0;
+    e->slots = calloc(n + 1, sizeof(*e->slots));
+    workers = calloc(nworkers, sizeof(*workers));
+    if (!e->slots || !workers) {
+        rc = deja__error_set(DEJA_ENOMEM, "replay: out of memory for %zu traces", n);
+        goto cleanup;
+    }
     if (nworkers <= 1) {
         for (i = 0; i < n && !stop; i++) {
-            deja_model *m = e.models[0];
-            replay_one(&e, &m, 0, i);
-            finish(&e, i);
-            stop = emit(&e, i, cb, payload, &sum, m ? m : first_model);
+            deja_model *m = e->models[0];
+            replay_one(e, &m, 0, i);
+            finish(e, i);
+            stop = emit(e, i, cb, payload, &sum, m ? m : ss->first_model);
         }
-        goto done;
+        goto cleanup;
     }
     for (i = 0; i < nworkers; i++) {
-        workers[i].e = &e;
+        workers[i].e = e;
         workers[i].index = i;
-        workers[i].model = e.models[e.nmodels > 1 ? i : 0];
+        workers[i].model = e->models[e->nmodels > 1 ? i : 0];
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             rc = deja__error_set(DEJA_EIO, "replay: cannot start worker thread %zu", i);
-            pthread_mutex_lock(&e.lock);
-            e.stop = 1;
-            pthread_mutex_unlock(&e.lock);
+            pthread_mutex_lock(&e->lock);
+            e->stop = 1;
+            pthread_mutex_unlock(&e->lock);
             break;
         }
         workers[i].started = 1;
     }
     for (emitted = 0; emitted < n && rc == 0 && !stop; emitted++) {
-        pthread_mutex_lock(&e.lock);
-        while (!e.slots[emitted].ready) {
-            pthread_cond_wait(&e.ready, &e.lock);
+        pthread_mutex_lock(&e->lock);
+        while (!e->slots[emitted].ready) {
+            pthread_cond_wait(&e->ready, &e->lock);
         }
-        pthread_mutex_unlock(&e.lock);
-        stop = emit(&e, emitted, cb, payload, &sum, first_model);
+        pthread_mutex_unlock(&e->lock);
+        stop = emit(e, emitted, cb, payload, &sum, ss->first_model);
     }
-    pthread_mutex_lock(&e.lock);
-    e.stop = 1;
-    pthread_mutex_unlock(&e.lock);
-done:
+    pthread_mutex_lock(&e->lock);
+    e->stop = 1;
+    pthread_mutex_unlock(&e->lock);
 cleanup:
     for (i = 0; i < nworkers && workers; i++) {
         if (workers[i].started) {
             pthread_join(workers[i].thread, NULL);
         }
     }
-    for (i = 0; e.runners && i < nworkers; i++) {
-        runner_stop(e.runners[i]);
+    for (i = 0; e->slots && i < n; i++) {
+        slot_clear(&e->slots[i]);
     }
-    free(e.runners);
-    for (i = 0; e.slots && i < n; i++) {
-        slot_clear(&e.slots[i]);
-    }
-    for (i = 0; e.models && i < e.nmodels; i++) {
-        deja_model_free(e.models[i]);
-    }
-    for (i = 0; e.bmodels && i < nworkers; i++) {
-        deja_model_free(e.bmodels[i]);
-    }
-    free(e.bmodels);
-    while (e.envs) {
-        env_entry *next = e.envs->next;
-        deja_env_free(e.envs->env);
-        deja_env_diff_free(e.envs->diff);
-        free(e.envs);
-        e.envs = next;
-    }
-    deja_env_diff_free(e.unknown.diff);
-    free(e.libs);
-    deja_env_free(e.current_owned);
-    free(e.slots);
-    free(e.models);
+    free(e->slots);
+    e->slots = NULL;
+    e->ids = NULL;
+    e->n = 0;
     free(workers);
-    if (cond_ok) {
-        pthread_cond_destroy(&e.ready);
-    }
-    if (lock_ok) {
-        pthread_mutex_destroy(&e.lock);
-    }
     if (summary) {
         *summary = sum;
     }
+    return rc;
+}
+
+/* Replay traces `ids` on the model `model_spec`; see include/deja.h. */
+int deja_replay_run(deja_store *store, const deja_id *ids, size_t n, const char *model_spec,
+                    const deja_replay_options *opts, deja_replay_cb cb, void *payload,
+                    deja_replay_summary *summary)
+{
+    deja__replay_session *ss = NULL;
+    int rc;
+
+    if (summary) {
+        memset(summary, 0, sizeof(*summary));
+    }
+    if (!store || (n && !ids) || !model_spec || n > MAX_IDS) {
+        return deja__error_set(DEJA_EINVAL, "replay: a store, ids and a model are required");
+    }
+    rc = deja__replay_session_open(&ss, store, model_spec, opts, n);
+    if (rc == 0) {
+        rc = deja__replay_session_run(ss, ids, n, cb, payload, summary);
+    }
+    deja__replay_session_close(ss);
     return rc;
 }
 
