@@ -140,7 +140,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             snprintf(f->err, sizeof f->err, "%s", why);
     }
     if (f->ack_fn != NULL && msg != NULL)
-        f->ack_fn(f->ack_payload, natsMsg_GetSubject(msg), outcome, permanent, why);
+        f->ack_fn(f->ack_payload, msg, outcome, permanent, why);
     pthread_mutex_unlock(&f->lock);
     natsMsg_Destroy(msg);
 }

@@ -56,9 +56,9 @@ struct deja_fleet {
     uint64_t acked, present, failed;
     int permanent;  /* a failure that sending again cannot fix */
     char err[300]; /* the first failure's text */
-    /* Optional: told of each acknowledgement, under `lock` (ship's window). */
-    void (*ack_fn)(void *payload, const char *subject, int outcome, int permanent,
-                   const char *why);
+    /* Optional: told of each acknowledgement, under `lock`, with the message
+     * published (ship's window, the worker's results in flight). */
+    void (*ack_fn)(void *payload, natsMsg *msg, int outcome, int permanent, const char *why);
     void *ack_payload;
 };
 

@@ -236,9 +236,10 @@ static size_t find_key(const stage_msgs *sm, const deja_digest *k)
 /* f->ack_fn, under f->lock: mark the message acknowledged in the oldest
  * batch of the window that waits for it. Any acknowledgement of a subject
  * proves it stored (one message per subject), whichever send it answers. */
-static void on_ack(void *payload, const char *subject, int outcome, int permanent, const char *why)
+static void on_ack(void *payload, natsMsg *msg, int outcome, int permanent, const char *why)
 {
     shipper *s = payload;
+    const char *subject = natsMsg_GetSubject(msg);
     const deja_digest k = deja_digest_of(subject, strlen(subject));
 
     for (size_t w = 0; w < s->nwin; w++) {
