@@ -72,6 +72,7 @@ typedef struct delta_slot {
 struct deja__delta_map {
     delta_slot slots[SLOTS];
     size_t bytes;
+    size_t hand; /* the next slot to empty when the bases fill MAP_BYTES */
     ZSTD_CCtx *cctx;
     deja__buf out;
 };
@@ -102,8 +103,7 @@ void deja__delta_free(deja_store *store)
     store->delta = NULL;
 }
 
-/* The digest of tensor `index` of `side` of `trace` when it goes to the
- * blobs (its size is above the inline bound), in `out`. */
+/* Whether tensor `t` goes to the blobs (above the inline bound). */
 static int is_blob(const deja_tensor *t)
 {
     return t->size > DEJA__INLINE_MAX;
@@ -135,8 +135,21 @@ void deja__delta_note(deja__wtxn *w, const deja_trace *trace)
                 return;
         }
         s = &m->slots[fp % SLOTS];
-        if (n > MAP_BYTES || m->bytes - (s->base != NULL ? s->nbase : 0) + n > MAP_BYTES)
+        if (n > MAP_BYTES)
             continue;
+        /* Full: forget bases round the slots (a clock), so that stale
+         * ones never keep new conversations out. */
+        while (m->bytes - (s->base != NULL ? s->nbase : 0) + n > MAP_BYTES) {
+            delta_slot *old = &m->slots[m->hand];
+
+            m->hand = (m->hand + 1) % SLOTS;
+            if (old == s || old->base == NULL)
+                continue;
+            m->bytes -= old->nbase;
+            free(old->base);
+            old->base = NULL;
+            old->nbase = 0;
+        }
         base = malloc(n > 0 ? n : 1);
         if (base == NULL)
             return;
@@ -204,7 +217,7 @@ int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, si
     delta_slot *s;
     MDB_val k, v;
     uint64_t fp;
-    size_t idx = 0, cap, n;
+    size_t cap, n;
     int depth = 0, rc;
 
     if (m == NULL || w->dry_run)
@@ -212,13 +225,11 @@ int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, si
     for (size_t i = 0; i < trace->ninputs; i++)
         if (trace->inputs[i].data == data && trace->inputs[i].size == size) {
             in = &trace->inputs[i];
-            idx = i;
             break;
         }
     if (in == NULL || (fp = fingerprint(in)) == 0)
         return 0;
     s = &m->slots[fp % SLOTS];
-    (void)idx;
     if (s->base == NULL || s->fp != fp || memcmp(s->id.bytes, trace->id.bytes, 16) >= 0)
         return 0;
     /* The parent must still be stored (a transaction that wrote it may

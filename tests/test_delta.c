@@ -626,6 +626,122 @@ static void test_delta__format2_store_reads(void **state)
     free(c);
 }
 
+/* Through the tracer (records prepared on its helper threads, written by
+ * its writer): a conversation of spans, one after the other, comes out as
+ * deltas and reads back byte for byte. */
+static void test_delta__through_tracer(void **state)
+{
+    char dir[256], path[300];
+    chat *c = malloc(sizeof *c);
+    deja_tracer *tr = NULL;
+    int deltas = 0;
+
+    (void)state;
+    assert_non_null(c);
+    chat_init(c, 41);
+    tmp_dir(dir);
+    snprintf(path, sizeof path, "%s/store", dir);
+    assert_int_equal(deja_tracer_open(&tr, path, NULL), 0);
+    for (int k = 0; k < TURNS; k++) {
+        deja_span *sp = NULL;
+
+        assert_int_equal(deja_span_begin(&sp, tr, "chat", "1"), 0);
+        c->ids[k] = *deja_span_id(sp);
+        assert_int_equal(deja_span_add_text(sp, DEJA_INPUT, "system", c->system,
+                                             sizeof c->system),
+                         0);
+        assert_int_equal(
+            deja_span_add_text(sp, DEJA_INPUT, "messages", c->convo, c->len[k]), 0);
+        assert_int_equal(
+            deja_span_add_text(sp, DEJA_OUTPUT, "completion", c->reply[k], c->nreply[k]), 0);
+        assert_int_equal(deja_span_end(sp, DEJA_STATUS_OK, NULL), 0);
+        /* the next turn comes once the reply is out: its parent is written */
+        assert_int_equal(deja_tracer_flush(tr), 0);
+    }
+    deja_tracer_close(tr);
+    for (int k = 0; k < TURNS; k++) {
+        deja__delta x;
+
+        check_turn(path, c, k);
+        deltas += blob_kind(path, c, k, &x) == DEJA__DELTA_MAGIC;
+    }
+    assert_true(deltas >= TURNS - 4);
+    assert_int_equal(verify(path), 0);
+    rm_rf(dir);
+    free(c);
+}
+
+typedef struct put_filler {
+    int n;
+} put_filler;
+
+/* `n` traces with distinct 8 KB text inputs: more bases than the map holds. */
+static int put_filler_traces(deja__wtxn *w, void *payload)
+{
+    const put_filler *f = payload;
+    static char text[8192];
+    uint64_t seed = 99;
+    int rc = 0;
+
+    for (int i = 0; rc == 0 && i < f->n; i++) {
+        deja_trace t;
+        deja_tensor in[1];
+        uint64_t shape[1] = {sizeof text};
+
+        gen_text(text, sizeof text, &seed);
+        memset(&t, 0, sizeof t);
+        deja__id_new_at(&t.id, T0_MS - 1000000 + i);
+        t.model_name = "filler";
+        t.model_version = "1";
+        in[0] = (deja_tensor){"doc", DEJA_UTF8, 1, shape, text, sizeof text};
+        t.inputs = in;
+        t.ninputs = 1;
+        t.error = "";
+        rc = deja__wtxn_put_trace(w, &t, NULL);
+    }
+    return rc;
+}
+
+/* A writer that saw more text than its map holds still finds the parents
+ * of the conversations that follow (stale bases are forgotten): each of
+ * several conversations, whichever slots their fingerprints fall on. */
+static void test_delta__map_full_forgets_stale(void **state)
+{
+    enum { CHATS = 6 };
+    char dir[256], path[300];
+    chat *c = malloc(CHATS * sizeof *c);
+    deja_store *s = NULL;
+    put_filler f = {700}; /* 700 x 8 KB: above the 4 MiB of bases */
+
+    (void)state;
+    assert_non_null(c);
+    tmp_dir(dir);
+    snprintf(path, sizeof path, "%s/store", dir);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, put_filler_traces, &f), 0);
+    for (int j = 0; j < CHATS; j++) {
+        chat_init(&c[j], 43 + (uint64_t)j);
+        for (int k = 0; k < TURNS; k++) {
+            put_one p = {&c[j], k, k + 1};
+            assert_int_equal(deja__store_write(s, put_turns, &p), 0);
+        }
+    }
+    deja_store_close(s);
+    for (int j = 0; j < CHATS; j++) {
+        int deltas = 0;
+
+        for (int k = 0; k < TURNS; k++) {
+            deja__delta x;
+
+            deltas += blob_kind(path, &c[j], k, &x) == DEJA__DELTA_MAGIC;
+        }
+        assert_true(deltas >= TURNS - 4);
+        check_turn(path, &c[j], TURNS - 1);
+    }
+    rm_rf(dir);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -638,6 +754,8 @@ int main(void)
         cmocka_unit_test(test_delta__corrupt),
         cmocka_unit_test(test_delta__missing_parent),
         cmocka_unit_test(test_delta__format2_store_reads),
+        cmocka_unit_test(test_delta__through_tracer),
+        cmocka_unit_test(test_delta__map_full_forgets_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
