@@ -1174,6 +1174,115 @@ static void test_tracer__bytes_bound_block(void **state)
     remove_dir(path);
 }
 
+#define STREAM_THREADS 4
+#define STREAM_PER_THREAD 300
+
+typedef struct stream_worker {
+    deja_tracer *t;
+    deja_id ids[STREAM_PER_THREAD];
+    int k;
+} stream_worker;
+
+/* The payload of span `i` of thread `k` (`side` 1 or 2): 300..1,499 bytes,
+ * so that most are copied with streaming stores once the queue is deep. */
+static size_t stream_len(int k, int i, int side)
+{
+    return 300 + (size_t)((i * 37 + k * 101 + side * 59) % 1200);
+}
+
+static void stream_fill(uint8_t *buf, int k, int i, int side)
+{
+    const size_t n = stream_len(k, i, side);
+    for (size_t j = 0; j < n; j++)
+        buf[j] = (uint8_t)(j * 13 + (size_t)i * 5 + (size_t)k * 71 + (size_t)side);
+}
+
+/* Record STREAM_PER_THREAD spans with two payloads each; every seventh is
+ * aborted after its payloads were copied (its memory is reused at once by
+ * the next). Returns NULL, or non-NULL on the first failure. */
+static void *stream_main(void *arg)
+{
+    stream_worker *w = arg;
+    static _Thread_local uint8_t in[1600], out[1600];
+    for (int i = 0; i < STREAM_PER_THREAD; i++) {
+        deja_span *s = NULL;
+        if (deja_span_begin(&s, w->t, "stream", "1") != 0)
+            return (void *)1;
+        w->ids[i] = *deja_span_id(s);
+        stream_fill(in, w->k, i, 1);
+        stream_fill(out, w->k, i, 2);
+        if (deja_span_add_bytes(s, DEJA_INPUT, "in", in, stream_len(w->k, i, 1)) != 0 ||
+            deja_span_add_bytes(s, DEJA_OUTPUT, "out", out, stream_len(w->k, i, 2)) != 0)
+            return (void *)1;
+        if (i % 7 == 3)
+            deja_span_abort(s);
+        else if (deja_span_end(s, DEJA_STATUS_OK, NULL) != 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+/* Four threads fill a queue held by a blocked writer, so that their
+ * payloads go with streaming stores, fenced once per span at its end (not
+ * per payload); aborted spans are reused at once. Every recorded trace
+ * reads back byte for byte, and no aborted one was written. */
+static void test_tracer__deep_queue_threads(void **state)
+{
+    (void)state;
+    static stream_worker w[STREAM_THREADS];
+    static uint8_t want[1600];
+    char path[256];
+    bgate g = BGATE_INIT;
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_capacity = 2048;
+    o.redact = bgate_cb;
+    o.redact_payload = &g;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    pthread_t th[STREAM_THREADS];
+    for (int k = 0; k < STREAM_THREADS; k++) {
+        w[k] = (stream_worker){t, {{{0}}}, k};
+        assert_int_equal(pthread_create(&th[k], NULL, stream_main, &w[k]), 0);
+    }
+    for (int k = 0; k < STREAM_THREADS; k++) {
+        void *ret = NULL;
+        pthread_join(th[k], &ret);
+        assert_null(ret);
+    }
+    bgate_open(&g);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    const uint64_t kept = STREAM_THREADS * (STREAM_PER_THREAD - (STREAM_PER_THREAD + 3) / 7);
+    assert_int_equal(st.written, kept);
+    deja_tracer_close(t);
+
+    deja_store *s = NULL;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int k = 0; k < STREAM_THREADS; k++)
+        for (int i = 0; i < STREAM_PER_THREAD; i++) {
+            deja_trace *tr = NULL;
+            const int rc = deja_trace_get(s, &w[k].ids[i], &tr);
+            if (i % 7 == 3) {
+                assert_int_equal(rc, DEJA_ENOTFOUND);
+                continue;
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(tr->ninputs, 1);
+            assert_int_equal(tr->noutputs, 1);
+            stream_fill(want, k, i, 1);
+            assert_int_equal(tr->inputs[0].size, stream_len(k, i, 1));
+            assert_memory_equal(tr->inputs[0].data, want, stream_len(k, i, 1));
+            stream_fill(want, k, i, 2);
+            assert_int_equal(tr->outputs[0].size, stream_len(k, i, 2));
+            assert_memory_equal(tr->outputs[0].data, want, stream_len(k, i, 2));
+            deja_trace_free(tr);
+        }
+    deja_store_close(s);
+    remove_dir(path);
+}
+
 #define RING_THREADS 16
 #define RING_PER_THREAD 400
 
@@ -1284,6 +1393,7 @@ int main(void)
         cmocka_unit_test(test_tracer__sigkill),
         cmocka_unit_test(test_tracer__block_loses_nothing),
         cmocka_unit_test(test_tracer__deep_queue_round_trip),
+        cmocka_unit_test(test_tracer__deep_queue_threads),
         cmocka_unit_test(test_tracer__bad_options),
         cmocka_unit_test(test_tracer__parallel_prepare_dictionary),
         cmocka_unit_test(test_tracer__gc_during_pause_keeps_env),

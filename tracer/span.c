@@ -44,6 +44,8 @@ static pthread_key_t tcache_key;
 static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
 static int tcache_key_ok;
 
+static inline void span_fence(deja_span *span);
+
 /* Offset of the first block in a span allocation. */
 #define FIRST_OFFSET ((sizeof(deja_span) + 15) & ~(size_t)15)
 /* Data bytes of the first block. */
@@ -168,6 +170,7 @@ void deja__span_recycle(deja_span *span)
 {
     if (span == NULL)
         return;
+    span_fence(span);
     span_cache *c = tcache_get();
     if (c != NULL && c->n < TCACHE_MAX) {
         if (span->head != span->first)
@@ -265,12 +268,28 @@ static void *arena_payload(deja_span *span, size_t size)
 
 #if defined(__x86_64__) && defined(__SSE2__)
 #include <emmintrin.h>
-/* Copy `size` bytes to the 64-aligned `dst`. With `stream` set, whole
- * lines go with streaming stores, which do not read the destination lines
- * first (a deep queue has pushed them out to memory: reading them costs a
- * memory round trip per line), then a fence makes them visible before the
- * span can be handed to another thread or to the writer. */
-static void copy_payload(void *dst, const void *src, size_t size, int stream)
+/* Make the span's streaming stores visible to other threads (before it is
+ * enqueued or pooled). A span belongs to the thread that began it (see
+ * deja_span_begin); a caller that hands one to another thread anyway does
+ * so through a lock, and a locked instruction drains the write-combining
+ * buffers on x86 as a fence does. */
+static inline void span_fence(deja_span *span)
+{
+    if (span->streamed) {
+        _mm_sfence();
+        span->streamed = 0;
+    }
+}
+
+/* Copy `size` bytes to the 64-aligned `dst` of `span`. With `stream` set,
+ * whole lines go with streaming stores, which do not read the destination
+ * lines first (a deep queue has pushed them out to memory: reading them
+ * costs a memory round trip per line). Streaming stores are weakly
+ * ordered: the span is marked, and span_fence() makes them visible before
+ * the span is handed to another thread (one fence per span, not one per
+ * payload: a fence waits for the write-combining buffers to drain, ~120 ns
+ * here). */
+static void copy_payload(deja_span *span, void *dst, const void *src, size_t size, int stream)
 {
     if (!stream || size < 256) {
         memcpy(dst, src, size);
@@ -290,12 +309,19 @@ static void copy_payload(void *dst, const void *src, size_t size, int stream)
         _mm_stream_si128(d + 3, e);
     }
     memcpy(d, s, size % 64);
-    _mm_sfence();
+    span->streamed = 1;
 }
 #else
-/* Copy a payload (plain memcpy where streaming stores are unavailable). */
-static void copy_payload(void *dst, const void *src, size_t size, int stream)
+/* Nothing to make visible without streaming stores. */
+static inline void span_fence(deja_span *span)
 {
+    (void)span;
+}
+
+/* Copy a payload (plain memcpy where streaming stores are unavailable). */
+static void copy_payload(deja_span *span, void *dst, const void *src, size_t size, int stream)
+{
+    (void)span;
     (void)stream;
     memcpy(dst, src, size);
 }
@@ -315,7 +341,7 @@ void *deja__span_payload_copy(deja_span *span, const void *src, size_t size)
 {
     void *data = arena_payload(span, size != 0 ? size : 1);
     if (data != NULL && size != 0)
-        copy_payload(data, src, size, tcache.backlog >= DEJA__STREAM_AT);
+        copy_payload(span, data, src, size, tcache.backlog >= DEJA__STREAM_AT);
     return data;
 }
 
@@ -582,7 +608,7 @@ int deja_span_add(deja_span *span, deja_side side, const deja_tensor *tensor)
     else if (ndim != 0)
         memcpy(shape, tensor->shape, ndim * sizeof *shape);
     if (size != 0)
-        copy_payload(data, tensor->data, size, tcache.backlog >= DEJA__STREAM_AT);
+        copy_payload(span, data, tensor->data, size, tcache.backlog >= DEJA__STREAM_AT);
     (*arr)[*n] = (deja_tensor){name, tensor->dtype, ndim, shape, data, size};
     (*n)++;
     if (truncated)
@@ -862,6 +888,7 @@ int deja_span_end(deja_span *span, deja_status status, const char *error)
         deja__span_recycle(span);
         return 0;
     }
+    span_fence(span);
     return deja__tracer_enqueue(t, span, &c->backlog);
 }
 

@@ -83,6 +83,7 @@ struct deja_span {
     deja__block *first; /* the block allocated with the span */
     deja__block *head;  /* current block (blocks chained newest first) */
     size_t bytes;       /* of the allocation and every block: held by the queue */
+    int streamed;       /* streaming stores not yet fenced (span.c: span_fence) */
 
     /* Set by begin; cleared from here to model_digest on reuse. */
     deja_tracer *tracer;
