@@ -4,9 +4,11 @@
  * The only file that touches the generated protobuf-c types. Encoding
  * builds the protobuf-c message on the stack (or in one heap arena for very
  * large traces) with pointers into the caller's structs, so a trace costs
- * one pack and no per-field allocation. Decoding unpacks with protobuf-c,
- * checks every field a reader relies on, and wraps the message in a private
- * struct whose first member is the public deja_trace (deja_env).
+ * one pack and no per-field allocation. Environments and manifests are
+ * decoded by unpacking with protobuf-c, checking every field a reader relies
+ * on, and wrapping the message in a private struct whose first member is the
+ * public struct. Traces, read far more often, are decoded by hand into one
+ * allocation: proto/trace_decode.c.
  */
 #include <stdalign.h>
 #include <stddef.h>
@@ -66,8 +68,8 @@ static void format_shape(char *out, size_t cap, const uint64_t *shape, size_t nd
  * size. Fixed-size dtypes need product(shape) * element size == size
  * (with no overflow); bytes and utf8 are free-form. Returns 0, or `code`
  * with a message naming the tensor. */
-static int check_tensor(int code, const char *what, const char *name, deja_dtype dtype,
-                        const uint64_t *shape, size_t ndim, uint64_t size)
+int deja__tensor_shape_check(int code, const char *what, const char *name, deja_dtype dtype,
+                             const uint64_t *shape, size_t ndim, uint64_t size)
 {
     const char *dname = deja_dtype_name(dtype);
     const size_t esize = deja_dtype_size(dtype);
@@ -130,7 +132,7 @@ static int encode_tensor(const deja_tensor *src, const char *side, size_t index,
     deja__pb__tensor__init(dst);
     if (src->name == NULL)
         return deja__error_set(DEJA_EINVAL, "%s %zu has no name", side, index);
-    rc = check_tensor(DEJA_EINVAL, "", name, src->dtype, src->shape, src->ndim, src->size);
+    rc = deja__tensor_shape_check(DEJA_EINVAL, "", name, src->dtype, src->shape, src->ndim, src->size);
     if (rc != 0)
         return rc;
     if (src->size > 0 && src->data == NULL)
@@ -297,8 +299,8 @@ int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_pu
         if (src->digest_only) {
             /* The shape and size describe the bytes, which are not kept. */
             deja__pb__tensor__init(&cktensors[i]);
-            rc = check_tensor(DEJA_EINVAL, "checkpoint ", pb_str(view.name), view.dtype, view.shape,
-                              view.ndim, view.size);
+            rc = deja__tensor_shape_check(DEJA_EINVAL, "checkpoint ", pb_str(view.name), view.dtype,
+                                    view.shape, view.ndim, view.size);
             if (rc == 0 && view.name == NULL)
                 rc = deja__error_set(DEJA_EINVAL, "checkpoint %zu has no name", i);
             cktensors[i].name = pb_str(view.name);
@@ -437,70 +439,8 @@ cleanup:
 }
 
 /* ------------------------------------------------------------------------
- * Trace decoding
+ * Shared by the decoders of environments and manifests (traces: proto/trace_decode.c)
  * ---------------------------------------------------------------------- */
-
-/* A decoded trace: the public struct first (so a deja_trace * is a
- * trace_impl *), the unpacked message its strings and arrays point into,
- * and the arrays built for it. All arrays live in the same allocation as
- * this struct except the message and attached payloads. */
-typedef struct trace_impl {
-    deja_trace pub;
-    Deja__Pb__Trace *msg;
-    size_t ntensors; /* inputs then outputs */
-    deja_tensor *tensors;
-    deja_digest *digests;   /* blob digest per tensor */
-    unsigned char *is_blob; /* per tensor */
-    void **attached;        /* payloads handed over by deja__trace_attach */
-    uint64_t *draws;        /* regenerated RNG draws of every stream, one block */
-} trace_impl;
-
-
-/* Fill the RNG streams of a decoded trace. A stream stored as a count has
- * its draws regenerated from its seed into one block owned by `impl`; the
- * total is bounded (MAX_DRAWS) before anything is allocated. */
-static int decode_rng(trace_impl *impl, const Deja__Pb__Trace *msg, deja_rng_stream *rng,
-                      const char *prefix)
-{
-    uint64_t total = 0, all = 0;
-    uint64_t *next;
-
-    for (size_t i = 0; i < msg->n_rng; i++) {
-        const Deja__Pb__RngStream *r = msg->rng[i];
-        if (r->count != 0 && r->n_draws != 0)
-            return deja__error_set(DEJA_ECORRUPT, "%srng stream '%s' has both draws and a count",
-                                   prefix, r->name ? r->name : "");
-        if (r->count > MAX_DRAWS || r->n_draws > MAX_DRAWS ||
-            all + r->count + r->n_draws > MAX_DRAWS)
-            return deja__error_set(DEJA_ECORRUPT,
-                                   "%srng streams claim more than %llu draws", prefix,
-                                   (unsigned long long)MAX_DRAWS);
-        total += r->count;
-        all += r->count + r->n_draws;
-    }
-    if (total > 0) {
-        impl->draws = malloc((size_t)total * sizeof *impl->draws);
-        if (impl->draws == NULL)
-            return deja__error_set(DEJA_ENOMEM, "%sout of memory for %llu rng draws", prefix,
-                                   (unsigned long long)total);
-    }
-    next = impl->draws;
-    for (size_t i = 0; i < msg->n_rng; i++) {
-        const Deja__Pb__RngStream *r = msg->rng[i];
-        rng[i].name = r->name ? r->name : "";
-        rng[i].seed = r->seed;
-        if (r->count != 0) {
-            deja__rng_generate(r->seed, next, (size_t)r->count);
-            rng[i].draws = next;
-            rng[i].ndraws = (size_t)r->count;
-            next += r->count;
-        } else {
-            rng[i].draws = r->draws;
-            rng[i].ndraws = r->n_draws;
-        }
-    }
-    return 0;
-}
 
 static const uint8_t empty_payload[1];
 
@@ -513,389 +453,6 @@ static int check_len(const char *prefix, const char *what, size_t len, size_t wa
         return 0;
     return deja__error_set(DEJA_ECORRUPT, "%s%s is %zu bytes, not %s%zu", prefix, what, len,
                            may_be_empty ? "0 or " : "", want);
-}
-
-/* Check tensor `src` and fill `dst`, `dig` and `*is_blob` from it; `dst`
- * points into `src`. Returns 0 or DEJA_ECORRUPT naming the tensor. */
-static int decode_tensor(const char *prefix, const Deja__Pb__Tensor *src, deja_tensor *dst,
-                         deja_digest *dig, unsigned char *is_blob)
-{
-    const char *name = src->name ? src->name : "";
-    int rc;
-
-    if (src->name == NULL)
-        return deja__error_set(DEJA_ECORRUPT, "%sa tensor has no name", prefix);
-    if (src->size > SIZE_MAX)
-        return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': size %llu too large", prefix, name,
-                               (unsigned long long)src->size);
-    if (src->n_shape > DEJA_MAX_DIMS)
-        return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': %zu dimensions (at most %d)", prefix,
-                               name, src->n_shape, DEJA_MAX_DIMS);
-    rc = check_tensor(DEJA_ECORRUPT, prefix, name, (deja_dtype)src->dtype, src->shape, src->n_shape,
-                      src->size);
-    if (rc != 0)
-        return rc;
-    if (src->blob.len != 0) {
-        if (src->blob.len != sizeof dig->bytes)
-            return deja__error_set(DEJA_ECORRUPT, "%stensor '%s': blob digest is %zu bytes, not 16",
-                                   prefix, name, src->blob.len);
-        if (src->data.len != 0)
-            return deja__error_set(DEJA_ECORRUPT,
-                                   "%stensor '%s': has both a blob and %zu inline bytes", prefix,
-                                   name, src->data.len);
-        memcpy(dig->bytes, src->blob.data, sizeof dig->bytes);
-        *is_blob = 1;
-        dst->data = NULL;
-    } else {
-        if (src->data.len != src->size)
-            return deja__error_set(DEJA_ECORRUPT,
-                                   "%stensor '%s': size says %llu bytes but %zu are inline", prefix,
-                                   name, (unsigned long long)src->size, src->data.len);
-        *is_blob = 0;
-        dst->data = src->data.len ? src->data.data : empty_payload;
-    }
-    dst->name = name;
-    dst->dtype = (deja_dtype)src->dtype;
-    dst->ndim = src->n_shape;
-    dst->shape = src->shape;
-    dst->size = (size_t)src->size;
-    return 0;
-}
-
-/* Check and fill the checkpoints of a decoded trace: payloads inline only
- * (never blobs); a digest-only one has no bytes, a 16-byte digest and its
- * summary; a full one gets its digest and summary computed here. Returns 0
- * or DEJA_ECORRUPT naming the checkpoint. */
-static int decode_checkpoints(const char *prefix, const Deja__Pb__Trace *msg, deja_checkpoint *cks)
-{
-    for (size_t i = 0; i < msg->n_checkpoints; i++) {
-        const Deja__Pb__Checkpoint *src = msg->checkpoints[i];
-        const Deja__Pb__Tensor *ts = src->tensor;
-        deja_checkpoint *dst = &cks[i];
-        deja_digest unused;
-        unsigned char is_blob = 0;
-        int rc;
-
-        if (ts == NULL || ts->name == NULL)
-            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint %zu has no tensor or name", prefix,
-                                   i);
-        if (ts->blob.len != 0)
-            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s' refers to a blob", prefix,
-                                   ts->name);
-        if (!src->digest_only) {
-            if ((rc = decode_tensor(prefix, ts, &dst->tensor, &unused, &is_blob)) != 0)
-                return rc;
-            dst->digest = deja_digest_of(dst->tensor.data, dst->tensor.size);
-            if (deja_tensor_stats_of(&dst->tensor, &dst->stats) != 0)
-                return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s' cannot be summarised",
-                                       prefix, ts->name);
-            continue;
-        }
-        if (ts->data.len != 0 || src->digest.len != sizeof dst->digest.bytes)
-            return deja__error_set(DEJA_ECORRUPT,
-                                   "%scheckpoint '%s': digest-only with %zu bytes of data and a "
-                                   "%zu-byte digest",
-                                   prefix, ts->name, ts->data.len, src->digest.len);
-        if (ts->size > SIZE_MAX || ts->n_shape > DEJA_MAX_DIMS)
-            return deja__error_set(DEJA_ECORRUPT, "%scheckpoint '%s': bad size or shape", prefix,
-                                   ts->name);
-        rc = check_tensor(DEJA_ECORRUPT, prefix, ts->name, (deja_dtype)ts->dtype, ts->shape,
-                          ts->n_shape, ts->size);
-        if (rc != 0)
-            return rc;
-        dst->tensor = (deja_tensor){ts->name, (deja_dtype)ts->dtype, ts->n_shape, ts->shape, NULL,
-                                    (size_t)ts->size};
-        dst->digest_only = 1;
-        memcpy(dst->digest.bytes, src->digest.data, sizeof dst->digest.bytes);
-        dst->stats.numeric = ts->dtype != DEJA__PB__DTYPE__DTYPE_BYTES &&
-                             ts->dtype != DEJA__PB__DTYPE__DTYPE_UTF8;
-        dst->stats.count = dst->stats.numeric ? ts->size / deja_dtype_size((deja_dtype)ts->dtype)
-                                              : ts->size;
-        dst->stats.nnan = src->nan;
-        dst->stats.ninf = src->inf;
-        dst->stats.min = src->min;
-        dst->stats.max = src->max;
-        dst->stats.mean = src->mean;
-    }
-    return 0;
-}
-
-/* Decode `size` bytes at `data` as a deja.pb.Trace into a new trace at
- * `*out`, freed with deja_trace_free(). Strings are never NULL. Tensors
- * stored as blobs have data NULL until deja__trace_attach(). Returns 0,
- * DEJA_ECORRUPT with a message naming the field for malformed input, or
- * DEJA_ENOMEM. `*out` is set only on success. */
-int deja__trace_decode(const void *data, size_t size, deja_trace **out)
-{
-    Deja__Pb__Trace *msg = NULL;
-    trace_impl *impl = NULL;
-    deja_trace *t;
-    const char *const prefix = ""; /* see `named` */
-    int named = 0;
-    char idtext[DEJA_ID_STRLEN + 1];
-    size_t nt;
-    size_t need;
-    uint8_t *p;
-    deja_param *params;
-    deja_seed *seeds;
-    deja_rng_stream *rng;
-    deja_tag *tags;
-    deja_output_decl *kinds;
-    deja_checkpoint *cks;
-    int rc = 0;
-
-    if (out == NULL || (data == NULL && size > 0)) {
-        rc = deja__error_set(DEJA_EINVAL, "no trace record to decode");
-        goto cleanup;
-    }
-    if (size > DEJA__MAX_RECORD) {
-        rc = deja__error_set(DEJA_ECORRUPT, "trace record of %zu bytes exceeds the %zu limit", size,
-                             DEJA__MAX_RECORD);
-        goto cleanup;
-    }
-    msg = deja__pb__trace__unpack(NULL, size, size ? data : empty_payload);
-    if (msg == NULL) {
-        rc = deja__error_set(DEJA_ECORRUPT, "trace record (%zu bytes) is not a valid protobuf",
-                             size);
-        goto cleanup;
-    }
-    rc = check_len("", "trace id", msg->id.len, 16, 0);
-    if (rc != 0)
-        goto cleanup;
-    /* Messages name the trace; the id is formatted only if one is needed
-     * (see cleanup), not on every decode. */
-    named = 1;
-    if ((rc = check_len(prefix, "parent id", msg->parent.len, 16, 1)) != 0 ||
-        (rc = check_len(prefix, "environment digest", msg->env.len, 16, 1)) != 0)
-        goto cleanup;
-    if (msg->status != DEJA__PB__STATUS__STATUS_OK &&
-        msg->status != DEJA__PB__STATUS__STATUS_ERROR) {
-        rc = deja__error_set(DEJA_ECORRUPT, "%sunknown status %d", prefix, (int)msg->status);
-        goto cleanup;
-    }
-
-    nt = msg->n_inputs + msg->n_outputs;
-    /* Counts are bounded by the record size (each element takes at least one
-     * byte), itself bounded above, so these sums cannot overflow. */
-    need = ALIGN_UP(sizeof *impl) + ALIGN_UP(nt * sizeof(deja_tensor)) +
-           ALIGN_UP(nt * sizeof(deja_digest)) + ALIGN_UP(nt) + ALIGN_UP(nt * sizeof(void *)) +
-           ALIGN_UP(msg->n_params * sizeof *params) + ALIGN_UP(msg->n_seeds * sizeof *seeds) +
-           ALIGN_UP(msg->n_rng * sizeof *rng) + ALIGN_UP(msg->n_tags * sizeof *tags) +
-           ALIGN_UP(msg->n_output_kinds * sizeof *kinds) +
-           ALIGN_UP(msg->n_checkpoints * sizeof *cks);
-    p = calloc(1, need);
-    if (p == NULL) {
-        rc = deja__error_set(DEJA_ENOMEM, "%sout of memory (%zu bytes)", prefix, need);
-        goto cleanup;
-    }
-    impl = carve(&p, 1, sizeof *impl);
-    impl->msg = msg;
-    impl->ntensors = nt;
-    impl->tensors = carve(&p, nt, sizeof(deja_tensor));
-    impl->digests = carve(&p, nt, sizeof(deja_digest));
-    impl->is_blob = carve(&p, nt, 1);
-    impl->attached = carve(&p, nt, sizeof(void *));
-    params = carve(&p, msg->n_params, sizeof *params);
-    seeds = carve(&p, msg->n_seeds, sizeof *seeds);
-    rng = carve(&p, msg->n_rng, sizeof *rng);
-    tags = carve(&p, msg->n_tags, sizeof *tags);
-    kinds = carve(&p, msg->n_output_kinds, sizeof *kinds);
-    cks = carve(&p, msg->n_checkpoints, sizeof *cks);
-    t = &impl->pub;
-
-    memcpy(t->id.bytes, msg->id.data, sizeof t->id.bytes);
-    t->start_ns = msg->start_ns;
-    t->duration_ns = msg->duration_ns;
-    if (msg->model != NULL) {
-        t->model_name = msg->model->name ? msg->model->name : "";
-        t->model_version = msg->model->version ? msg->model->version : "";
-        t->model_digest = msg->model->digest.len ? msg->model->digest.data : NULL;
-        t->model_digest_size = msg->model->digest.len;
-        t->has_model_config = msg->model->has_config;
-        t->model_plugin = msg->model->plugin ? msg->model->plugin : "";
-        t->model_config = msg->model->config ? msg->model->config : "";
-    } else {
-        t->model_name = "";
-        t->model_version = "";
-        t->model_plugin = "";
-        t->model_config = "";
-    }
-    for (size_t i = 0; i < msg->n_output_kinds; i++) {
-        const uint32_t k = msg->output_kinds[i]->kind;
-        kinds[i].name = msg->output_kinds[i]->name ? msg->output_kinds[i]->name : "";
-        /* A kind this version does not know compares as undeclared. */
-        kinds[i].kind = k <= DEJA_KIND_MAX ? (deja_output_kind)k : DEJA_KIND_AUTO;
-    }
-    t->output_kinds = kinds;
-    t->noutput_kinds = msg->n_output_kinds;
-
-    for (size_t i = 0; i < nt; i++) {
-        const int is_in = i < msg->n_inputs;
-        const Deja__Pb__Tensor *src = is_in ? msg->inputs[i] : msg->outputs[i - msg->n_inputs];
-
-        rc = decode_tensor(prefix, src, &impl->tensors[i], &impl->digests[i], &impl->is_blob[i]);
-        if (rc != 0)
-            goto cleanup;
-    }
-    t->inputs = impl->tensors;
-    t->ninputs = msg->n_inputs;
-    t->outputs = impl->tensors + msg->n_inputs;
-    t->noutputs = msg->n_outputs;
-
-    for (size_t i = 0; i < msg->n_params; i++) {
-        const Deja__Pb__Param *src = msg->params[i];
-
-        params[i].key = src->key ? src->key : "";
-        params[i].str = "";
-        switch (src->value_case) {
-        case DEJA__PB__PARAM__VALUE_NUM:
-            params[i].kind = DEJA_PARAM_NUM;
-            params[i].num = src->num;
-            break;
-        case DEJA__PB__PARAM__VALUE_STR:
-            params[i].kind = DEJA_PARAM_STR;
-            params[i].str = src->str ? src->str : "";
-            break;
-        case DEJA__PB__PARAM__VALUE_FLAG:
-            params[i].kind = DEJA_PARAM_BOOL;
-            params[i].flag = src->flag != 0;
-            break;
-        default:
-            rc = deja__error_set(DEJA_ECORRUPT, "%sparam '%s' has no value", prefix, params[i].key);
-            goto cleanup;
-        }
-    }
-    t->params = params;
-    t->nparams = msg->n_params;
-
-    for (size_t i = 0; i < msg->n_seeds; i++) {
-        seeds[i].name = msg->seeds[i]->name ? msg->seeds[i]->name : "";
-        seeds[i].value = msg->seeds[i]->value;
-    }
-    t->seeds = seeds;
-    t->nseeds = msg->n_seeds;
-
-    rc = decode_rng(impl, msg, rng, prefix);
-    if (rc != 0)
-        goto cleanup;
-    t->rng = rng;
-    t->nrng = msg->n_rng;
-
-    t->clock_ns = msg->clock_ns;
-    t->nclock = msg->n_clock_ns;
-    t->has_env = msg->env.len == 16;
-    if (t->has_env)
-        memcpy(t->env.bytes, msg->env.data, 16);
-    t->status = msg->status == DEJA__PB__STATUS__STATUS_ERROR ? DEJA_STATUS_ERROR : DEJA_STATUS_OK;
-    t->error = msg->error ? msg->error : "";
-
-    for (size_t i = 0; i < msg->n_tags; i++) {
-        tags[i].key = msg->tags[i]->key ? msg->tags[i]->key : "";
-        tags[i].value = msg->tags[i]->value ? msg->tags[i]->value : "";
-    }
-    t->tags = tags;
-    t->ntags = msg->n_tags;
-    t->has_parent = msg->parent.len == 16;
-    if (t->has_parent)
-        memcpy(t->parent.bytes, msg->parent.data, 16);
-
-    if ((rc = decode_checkpoints(prefix, msg, cks)) != 0)
-        goto cleanup;
-    t->checkpoints = cks;
-    t->ncheckpoints = msg->n_checkpoints;
-    t->checkpoint_select = msg->checkpoint_select ? msg->checkpoint_select : "";
-
-    *out = t;
-    impl = NULL;
-    msg = NULL;
-cleanup:
-    if (rc != 0 && named) {
-        deja_id id;
-        memcpy(id.bytes, msg->id.data, sizeof id.bytes);
-        deja_id_format(&id, idtext);
-        deja__error_wrap(rc, "trace %s: ", idtext);
-    }
-    if (impl != NULL)
-        free(impl->draws);
-    free(impl);
-    if (msg != NULL)
-        deja__pb__trace__free_unpacked(msg, NULL);
-    return rc;
-}
-
-/* Return the index into impl->tensors of tensor `index` on `side`, or
- * (size_t)-1 when out of range. */
-static size_t tensor_slot(const trace_impl *impl, deja_side side, size_t index)
-{
-    const size_t n = side == DEJA_INPUT ? impl->pub.ninputs : impl->pub.noutputs;
-
-    if (index >= n)
-        return (size_t)-1;
-    return side == DEJA_INPUT ? index : impl->pub.ninputs + index;
-}
-
-/* Return the blob digest of tensor `index` on `side` of a trace made by
- * deja__trace_decode(), or NULL when that tensor is inline or out of
- * range. */
-const deja_digest *deja__trace_blob(const deja_trace *trace, deja_side side, size_t index)
-{
-    const trace_impl *impl = (const trace_impl *)trace;
-    size_t slot;
-
-    if (trace == NULL)
-        return NULL;
-    slot = tensor_slot(impl, side, index);
-    if (slot == (size_t)-1 || !impl->is_blob[slot])
-        return NULL;
-    return &impl->digests[slot];
-}
-
-/* Give the malloc'd payload `data` (`size` bytes) to tensor `index` on
- * `side` of a trace made by deja__trace_decode(): the trace owns it from
- * now on (freeing any payload attached before) and shows it as the
- * tensor's data. A payload whose size is not the tensor's is refused
- * (DEJA_ECORRUPT, naming the tensor) and freed, so that no reader ever
- * walks past the end of a blob; so is an index out of range (DEJA_EINVAL). */
-int deja__trace_attach(deja_trace *trace, deja_side side, size_t index, void *data, size_t size)
-{
-    trace_impl *impl = (trace_impl *)trace;
-    size_t slot;
-
-    if (trace == NULL) {
-        free(data);
-        return deja__error_set(DEJA_EINVAL, "attach: no trace");
-    }
-    slot = tensor_slot(impl, side, index);
-    if (slot == (size_t)-1) {
-        free(data);
-        return deja__error_set(DEJA_EINVAL, "attach: no %s %zu",
-                               side == DEJA_INPUT ? "input" : "output", index);
-    }
-    if (size != impl->tensors[slot].size) {
-        free(data);
-        return deja__error_set(DEJA_ECORRUPT, "%s '%s' claims %zu bytes, its blob holds %zu",
-                               side == DEJA_INPUT ? "input" : "output", impl->tensors[slot].name,
-                               impl->tensors[slot].size, size);
-    }
-    free(impl->attached[slot]);
-    impl->attached[slot] = data;
-    impl->tensors[slot].data = data;
-    return 0;
-}
-
-/* Free a trace made by deja__trace_decode() (and so by deja_trace_get()),
- * with its message and every attached payload. Accepts NULL. */
-void deja_trace_free(deja_trace *trace)
-{
-    trace_impl *impl = (trace_impl *)trace;
-
-    if (trace == NULL)
-        return;
-    for (size_t i = 0; i < impl->ntensors; i++)
-        free(impl->attached[i]);
-    free(impl->draws);
-    deja__pb__trace__free_unpacked(impl->msg, NULL);
-    free(impl);
 }
 
 /* ------------------------------------------------------------------------

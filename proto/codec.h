@@ -29,10 +29,19 @@ typedef int (*deja__blob_put_fn)(const void *data, size_t size, deja_digest *out
 int deja__trace_encode(const deja_trace *trace, size_t inline_max, deja__blob_put_fn put,
                        void *payload, deja__buf *out);
 
-/* Decode a Trace record. Tensors stored as blobs come back with data NULL
+/* Decode a Trace record (proto/trace_decode.c) into one allocation that
+ * holds the trace, a copy of the record its strings and payloads point
+ * into, and every array. Tensors stored as blobs come back with data NULL
  * (see deja__trace_blob and deja__trace_attach). Returns DEJA_ECORRUPT with
- * a message naming the problem on malformed input. */
+ * a message naming the problem on malformed input, or DEJA_ENOMEM. */
 int deja__trace_decode(const void *data, size_t size, deja_trace **out);
+
+/* Check that the shape of tensor `name` agrees with its dtype and payload
+ * size (fixed-size dtypes: product(shape) * element size == size, without
+ * overflow; bytes and utf8 are free-form). Returns 0, or `code` with a
+ * message starting with `what` and naming the tensor. */
+int deja__tensor_shape_check(int code, const char *what, const char *name, deja_dtype dtype,
+                             const uint64_t *shape, size_t ndim, uint64_t size);
 
 /* A trace's summary (proto/peek.c): `t` shows the id, start, duration,
  * model name and version, environment, status, tags, output kinds, and
