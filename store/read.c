@@ -72,6 +72,13 @@ int deja__store_blob_get(deja_store *store, const deja_digest *digest, void **da
     return rc;
 }
 
+/* deja__record_visit's callback: decode the trace record's bytes into
+ * the deja_trace ** at `arg` (the record is copied into the trace). */
+static int decode_trace(const uint8_t *data, size_t size, void *arg)
+{
+    return deja__trace_decode(data, size, arg);
+}
+
 /* Decode the trace record stored under `id` in `txn`, blobs not loaded.
  * DEJA_ENOTFOUND when there is none. The id is formatted for messages on
  * failure only. */
@@ -80,8 +87,6 @@ int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, dej
     MDB_val k = {16, (void *)id->bytes}, v;
     char text[DEJA_ID_STRLEN + 1], what[48], why[400];
     const char *msg;
-    uint8_t *raw = NULL;
-    size_t n = 0;
     int rc, decoded = 0;
 
     *out = NULL;
@@ -100,12 +105,7 @@ int deja__trace_read_txn(deja_store *store, MDB_txn *txn, const deja_id *id, dej
         if (deja__trace_value_split(v.mv_data, v.mv_size, &refs, &nrefs, &rec, &nrec) != 0)
             rc = deja__error_set(DEJA_ECORRUPT, "trace: its references are malformed");
         else
-            rc = deja__record_decode(store, txn, rec, nrec, "trace", &raw, &n);
-    }
-    if (rc == 0) {
-        decoded = 1;
-        rc = deja__trace_decode(raw, n, out);
-        free(raw);
+            rc = deja__record_visit(store, txn, rec, nrec, "trace", decode_trace, out, &decoded);
     }
     if (rc == 0 && memcmp((*out)->id.bytes, id->bytes, 16) == 0)
         return 0;

@@ -54,6 +54,8 @@ typedef struct deja__dict {
     uint32_t id;
     void *cdict; /* ZSTD_CDict *, created by writers only */
     void *ddict; /* ZSTD_DDict *, shared by readers (read-only once built) */
+    uint8_t *content; /* the dictionary's bytes, for the decoders (store/record.c) */
+    size_t size;
 } deja__dict;
 
 struct deja_store {
@@ -87,7 +89,7 @@ struct deja_store {
     pthread_mutex_t lock;
     deja__dict **dicts;
     size_t ndicts;
-    void **dctx_pool; /* ZSTD_DCtx * free for use */
+    void **dctx_pool; /* decoders (store/record.c) free for use */
     size_t ndctx_pool;
     MDB_txn *rtxn_pool[DEJA__RTXN_POOL_MAX]; /* reset read transactions */
     size_t nrtxn_pool;
@@ -184,6 +186,14 @@ int deja__record_decode(deja_store *store, MDB_txn *txn, const void *rec, size_t
 /* The same into `out` (content replaced, memory reused): for scans. */
 int deja__record_decode_buf(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
                             const char *what, deja__buf *out);
+/* Decode the record `rec` and call `use` on its bytes, which stay valid
+ * during the call only: a raw record's own bytes in the map, or the
+ * decompression buffer of a pooled decoder (no allocation), or for a large
+ * record a malloc'd buffer freed after. Returns the record's error, or
+ * what `use` returns (`*used` tells which, when not NULL). */
+int deja__record_visit(deja_store *store, MDB_txn *txn, const void *rec, size_t size,
+                       const char *what, int (*use)(const uint8_t *data, size_t size, void *arg),
+                       void *arg, int *used);
 
 /* The compression (`cdict`, may be NULL) and decompression (`ddict`, may be
  * NULL) forms of dictionary `id`, read from meta in `txn` on first use and

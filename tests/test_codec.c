@@ -986,6 +986,283 @@ static void test_codec__draw_bound_both_sides(void **state)
     assert_int_equal(decode_count(DEJA__MAX_DRAWS + 1), DEJA_ECORRUPT);
 }
 
+/* ------------------------------------------------------------------------
+ * The decoder's one block (proto/trace_decode.c)
+ * ---------------------------------------------------------------------- */
+
+/* Every field kind of a Trace, inline: the sample, a model loaded by a
+ * plugin, declared output kinds, a full and a digest-only checkpoint. */
+typedef struct full_sample {
+    sample s;
+    deja_output_decl kinds[2];
+    deja_checkpoint cks[2];
+    float ck_data[3];
+    uint64_t ck_shape[1], ck2_shape[2];
+} full_sample;
+
+static void make_full(full_sample *f)
+{
+    make_sample(&f->s);
+    f->s.t.has_model_config = 1;
+    f->s.t.model_plugin = "./libsentiment.so";
+    f->s.t.model_config = "weights=/srv/w.bin";
+    f->kinds[0] = (deja_output_decl){"logits", DEJA_KIND_SCORES};
+    f->kinds[1] = (deja_output_decl){"completion", DEJA_KIND_TEXT};
+    f->s.t.output_kinds = f->kinds;
+    f->s.t.noutput_kinds = 2;
+    f->ck_data[0] = 1.5f;
+    f->ck_data[1] = -2.0f;
+    f->ck_data[2] = 4.0f;
+    f->ck_shape[0] = 3;
+    memset(&f->cks, 0, sizeof f->cks);
+    f->cks[0].tensor = (deja_tensor){"layer1", DEJA_F32, 1, f->ck_shape, f->ck_data, 12};
+    f->ck2_shape[0] = 2;
+    f->ck2_shape[1] = 8;
+    f->cks[1].tensor = (deja_tensor){"layer2", DEJA_F64, 2, f->ck2_shape, NULL, 128};
+    f->cks[1].digest_only = 1;
+    f->cks[1].digest = deja_digest_of("layer2", 6);
+    f->cks[1].stats = (deja_tensor_stats){1, 16, 1, 2, -3.0, 9.5, 0.25};
+    f->s.t.checkpoints = f->cks;
+    f->s.t.ncheckpoints = 2;
+    f->s.t.checkpoint_select = "layer1,layer2";
+}
+
+/* The decoded trace owns a copy of the record: the caller's bytes can be
+ * scribbled over and freed at once. Every field kind comes back, numeric
+ * payloads aligned for their element type, and the trace encodes to the
+ * same bytes again (the encoder is protobuf-c's). */
+static void test_codec__decode_one_block(void **state)
+{
+    static full_sample f;
+    deja__buf buf = {0}, again = {0};
+    deja_trace *t = NULL;
+    uint8_t *copy;
+
+    (void)state;
+    make_full(&f);
+    assert_int_equal(deja__trace_encode(&f.s.t, DEJA__INLINE_MAX, NULL, NULL, &buf), 0);
+    copy = malloc(buf.size);
+    assert_non_null(copy);
+    memcpy(copy, buf.data, buf.size);
+    assert_int_equal(deja__trace_decode(copy, buf.size, &t), 0);
+    memset(copy, 0xAA, buf.size);
+    free(copy);
+
+    assert_string_equal(t->model_name, "sentiment");
+    assert_string_equal(t->model_version, "2.1.0");
+    assert_memory_equal(t->model_digest, f.s.digest, 20);
+    assert_true(t->has_model_config);
+    assert_string_equal(t->model_plugin, "./libsentiment.so");
+    assert_string_equal(t->model_config, "weights=/srv/w.bin");
+    assert_int_equal(t->ninputs, NDT);
+    for (size_t i = 0; i < NDT; i++) {
+        const size_t es = deja_dtype_size(t->inputs[i].dtype);
+
+        assert_tensor_meta(&t->inputs[i], &f.s.in[i]);
+        assert_memory_equal(t->inputs[i].data, f.s.in[i].data, f.s.in[i].size);
+        if (es > 1 && (uintptr_t)t->inputs[i].data % es != 0)
+            fail_msg("input '%s' (%zu-byte elements) is misaligned", t->inputs[i].name, es);
+    }
+    assert_int_equal((uintptr_t)t->outputs[0].data % 4, 0);
+    assert_memory_equal(t->outputs[0].data, f.s.big, BIG);
+    assert_memory_equal(t->outputs[1].data, f.s.text, BIG);
+    assert_string_equal(t->params[1].str, "\n\n");
+    assert_string_equal(t->seeds[0].name, "numpy");
+    assert_memory_equal(t->rng[0].draws, f.s.draws, sizeof f.s.draws);
+    assert_memory_equal(t->clock_ns, f.s.clocks, sizeof f.s.clocks);
+    assert_string_equal(t->error, "model exploded");
+    assert_string_equal(t->tags[0].value, "alice");
+    assert_int_equal(t->noutput_kinds, 2);
+    assert_string_equal(t->output_kinds[1].name, "completion");
+    assert_int_equal(t->output_kinds[1].kind, DEJA_KIND_TEXT);
+    assert_int_equal(t->ncheckpoints, 2);
+    assert_string_equal(t->checkpoints[0].tensor.name, "layer1");
+    assert_memory_equal(t->checkpoints[0].tensor.data, f.ck_data, 12);
+    assert_int_equal((uintptr_t)t->checkpoints[0].tensor.data % 4, 0);
+    assert_memory_equal(t->checkpoints[0].digest.bytes, deja_digest_of(f.ck_data, 12).bytes, 16);
+    assert_true(t->checkpoints[0].stats.max == 4.0 && t->checkpoints[0].stats.count == 3);
+    assert_true(t->checkpoints[1].digest_only);
+    assert_null(t->checkpoints[1].tensor.data);
+    assert_int_equal(t->checkpoints[1].tensor.ndim, 2);
+    assert_int_equal(t->checkpoints[1].tensor.shape[1], 8);
+    assert_memory_equal(t->checkpoints[1].digest.bytes, f.cks[1].digest.bytes, 16);
+    assert_true(t->checkpoints[1].stats.min == -3.0 && t->checkpoints[1].stats.mean == 0.25);
+    assert_int_equal(t->checkpoints[1].stats.nnan, 1);
+    assert_string_equal(t->checkpoint_select, "layer1,layer2");
+
+    assert_int_equal(deja__trace_encode(t, DEJA__INLINE_MAX, NULL, NULL, &again), 0);
+    assert_int_equal(again.size, buf.size);
+    assert_memory_equal(again.data, buf.data, buf.size);
+    deja_trace_free(t);
+
+    /* Every truncation of this record: 0 or DEJA_ECORRUPT, never a read
+     * past its end (ASan); a single byte less drops a string's last byte
+     * or breaks a field, and the strings stay terminated. */
+    for (size_t len = 0; len < buf.size; len++) {
+        uint8_t *cut = malloc(len + 1);
+        int rc;
+
+        assert_non_null(cut);
+        memcpy(cut, buf.data, len);
+        t = NULL;
+        rc = deja__trace_decode(cut, len, &t);
+        free(cut);
+        assert_true(rc == 0 || rc == DEJA_ECORRUPT);
+        if (rc == 0)
+            assert_true(strlen(t->checkpoint_select) <= 13 && strlen(t->error) <= 14);
+        deja_trace_free(t);
+    }
+    deja__buf_free(&again);
+    deja__buf_free(&buf);
+}
+
+static void pb_fixed64(deja__buf *b, unsigned field, uint64_t v)
+{
+    uint8_t le[8];
+
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(v >> (8 * i));
+    pb_varint(b, ((uint64_t)field << 3) | 1);
+    assert_int_equal(deja__buf_append(b, le, 8), 0);
+}
+
+/* What protobuf allows besides what deja's encoder writes: packed and
+ * unpacked repeated values, unknown fields of every wire type, a singular
+ * field given twice (the last wins), a nested message given twice
+ * (merged). And what it does not: another wire type for a known field, a
+ * group, a varint cut short. */
+static void test_codec__decode_wire_forms(void **state)
+{
+    const uint64_t s34[2] = {3, 4};
+    deja__buf b = {0}, sub = {0}, packed = {0};
+    deja_trace *t = NULL;
+    double d = 0.5;
+    uint64_t dbits;
+
+    (void)state;
+    memcpy(&dbits, &d, sizeof dbits);
+    /* shape packed (as protobuf-c writes it) and unpacked give one shape */
+    pb_bytes(&b, 1, id16, 16);
+    pb_tensor(&b, 5, "unpacked", DEJA_U8, s34, 2, 12, 0, 12);
+    pb_str(&sub, 1, "packed");
+    pb_uint(&sub, 2, DEJA_U8);
+    pb_varint(&packed, 3);
+    pb_varint(&packed, 4);
+    pb_bytes(&sub, 3, packed.data, packed.size);
+    pb_bytes(&sub, 4, "abcdefghijkl", 12);
+    pb_uint(&sub, 6, 12);
+    pb_uint(&sub, 99, 5);               /* unknown varint */
+    pb_bytes(&b, 6, sub.data, sub.size);
+    /* unknown fields of every wire type at the top */
+    pb_uint(&b, 90, 1);
+    pb_fixed64(&b, 91, 7);
+    pb_bytes(&b, 92, "xyz", 3);
+    pb_varint(&b, (93 << 3) | 5);
+    assert_int_equal(deja__buf_append(&b, "\1\2\3\4", 4), 0);
+    /* singular fields twice: the last wins */
+    pb_uint(&b, 2, 111);
+    pb_uint(&b, 2, 222);
+    pb_str(&b, 13, "first");
+    pb_str(&b, 13, "second");
+    /* the model twice: merged */
+    sub.size = 0;
+    pb_str(&sub, 1, "name-only");
+    pb_bytes(&b, 4, sub.data, sub.size);
+    sub.size = 0;
+    pb_str(&sub, 2, "v9");
+    pb_bytes(&b, 4, sub.data, sub.size);
+    /* a param's oneof: the last value given */
+    sub.size = 0;
+    pb_str(&sub, 1, "k");
+    pb_str(&sub, 3, "text");
+    pb_fixed64(&sub, 2, dbits);
+    pb_bytes(&b, 7, sub.data, sub.size);
+    /* clock reads: one packed run, then one unpacked value */
+    packed.size = 0;
+    pb_varint(&packed, 10);
+    pb_varint(&packed, 20);
+    pb_bytes(&b, 10, packed.data, packed.size);
+    pb_uint(&b, 10, 30);
+    /* a string that ends the record */
+    pb_str(&b, 18, "tail");
+    assert_int_equal(deja__trace_decode(b.data, b.size, &t), 0);
+    assert_int_equal(t->ninputs, 1);
+    assert_int_equal(t->noutputs, 1);
+    assert_string_equal(t->inputs[0].name, "unpacked");
+    assert_string_equal(t->outputs[0].name, "packed");
+    assert_int_equal(t->outputs[0].ndim, 2);
+    assert_int_equal(t->outputs[0].shape[0], 3);
+    assert_int_equal(t->outputs[0].shape[1], 4);
+    assert_memory_equal(t->outputs[0].data, "abcdefghijkl", 12);
+    assert_int_equal(t->start_ns, 222);
+    assert_string_equal(t->error, "second");
+    assert_string_equal(t->model_name, "name-only");
+    assert_string_equal(t->model_version, "v9");
+    assert_int_equal(t->params[0].kind, DEJA_PARAM_NUM);
+    assert_true(t->params[0].num == 0.5);
+    assert_string_equal(t->params[0].str, "");
+    assert_int_equal(t->nclock, 3);
+    assert_int_equal(t->clock_ns[2], 30);
+    assert_string_equal(t->checkpoint_select, "tail");
+    deja_trace_free(t);
+
+    /* a known field with another wire type */
+    b.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_bytes(&b, 2, "12", 2);
+    expect_corrupt(&b, "not a valid protobuf");
+    /* a group */
+    b.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_varint(&b, (20 << 3) | 3);
+    expect_corrupt(&b, "not a valid protobuf");
+    /* a packed run whose last varint is cut short */
+    b.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_bytes(&b, 10, "\x05\x80", 2);
+    expect_corrupt(&b, "not a valid protobuf");
+    /* a length past the end of its message */
+    b.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_varint(&b, (5 << 3) | 2);
+    pb_varint(&b, 3);
+    pb_varint(&b, (1 << 3) | 2);
+    pb_varint(&b, 9);
+    assert_int_equal(deja__buf_append(&b, "ab", 2), 0);
+    expect_corrupt(&b, "not a valid protobuf");
+    /* field number 0 */
+    b.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_varint(&b, 0);
+    pb_varint(&b, 0);
+    expect_corrupt(&b, "not a valid protobuf");
+    /* a checkpoint without its tensor, with a blob */
+    b.size = 0;
+    sub.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_uint(&sub, 2, 1);
+    pb_bytes(&b, 17, sub.data, sub.size);
+    expect_corrupt(&b, "checkpoint 0 has no tensor");
+    b.size = 0;
+    sub.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_tensor(&sub, 1, "ck", DEJA_U8, s34, 1, 0, 16, 3);
+    pb_bytes(&b, 17, sub.data, sub.size);
+    expect_corrupt(&b, "checkpoint 'ck' refers to a blob");
+    /* stored draws and a count in one stream */
+    b.size = 0;
+    sub.size = 0;
+    pb_bytes(&b, 1, id16, 16);
+    pb_str(&sub, 1, "r");
+    pb_uint(&sub, 3, 5);
+    pb_uint(&sub, 4, 2);
+    pb_bytes(&b, 9, sub.data, sub.size);
+    expect_corrupt(&b, "rng stream 'r' has both draws and a count");
+    deja__buf_free(&packed);
+    deja__buf_free(&sub);
+    deja__buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1003,6 +1280,8 @@ int main(void)
         cmocka_unit_test(test_codec__dtypes),
         cmocka_unit_test(test_codec__buf),
         cmocka_unit_test(test_codec__half_values),
+        cmocka_unit_test(test_codec__decode_one_block),
+        cmocka_unit_test(test_codec__decode_wire_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

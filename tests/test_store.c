@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "deja.h"
 #include "store/store.h"
 #include "store/store_internal.h"
@@ -2165,10 +2167,157 @@ static void test_store__map_trim_after_resize(void **state)
     rm_rf(dir);
 }
 
+/* deja__record_visit's callback in the test below: compare with the
+ * expected bytes at `arg`, then report `visit_rc`. */
+typedef struct visit_want {
+    const uint8_t *data;
+    size_t size;
+    int calls, rc;
+} visit_want;
+
+static int visit_check(const uint8_t *data, size_t size, void *arg)
+{
+    visit_want *w = arg;
+
+    w->calls++;
+    assert_int_equal(size, w->size);
+    assert_memory_equal(data, w->data, size);
+    return w->rc;
+}
+
+/* Records compressed with the store's dictionary decode the same way
+ * through every door: into a fresh buffer, into a reused one, and visited
+ * in place (the decoder's copy of the dictionary followed by its output
+ * space); a record larger than that space, one without a dictionary and a
+ * raw one as well. A frame cut short is DEJA_ECORRUPT, flipped bytes are
+ * 0 or DEJA_ECORRUPT and never a read or write out of bounds (ASan). */
+static void test_store__record_decoders(void **state)
+{
+    enum { N = 300, SMALL = 3000, LARGE = 300 << 10 };
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    ttrace *tt = calloc(N, sizeof *tt);
+    uint8_t *text = malloc(LARGE);
+    deja__buf recs[4] = {{0}}, out = {0};
+    const size_t sizes[4] = {SMALL, LARGE, SMALL, SMALL};
+    void *cdict = NULL;
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    MDB_txn *txn = NULL;
+    uint64_t x = 0x2545F4914F6CDD1DULL;
+
+    (void)state;
+    assert_non_null(tt);
+    assert_non_null(text);
+    assert_non_null(cctx);
+    for (size_t i = 0; i < LARGE; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text[i] = "abcdefgh tuvwxyz"[x % 16];
+    }
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    for (int i = 0; i < N; i++)
+        ttrace_init(&tt[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "e", 0, 0, NULL);
+    for (int i = 0; i < N; i += 100)
+        write_traces(s, tt + i, 100);
+    assert_int_equal(deja__dict_cdict(s, 1, &cdict), 0);
+    /* small and large with the dictionary, small without, small raw */
+    assert_int_equal(deja__record_encode_cctx(cctx, cdict, 1, text, SMALL, &recs[0]), 0);
+    assert_int_equal(deja__record_encode_cctx(cctx, cdict, 1, text, LARGE, &recs[1]), 0);
+    assert_int_equal(deja__record_encode_cctx(cctx, NULL, 0, text, SMALL, &recs[2]), 0);
+    assert_int_equal(deja__buf_append(&recs[3], "D\0\0\0\0\0", 6), 0);
+    {
+        const uint8_t size_le[4] = {SMALL & 0xFF, SMALL >> 8, 0, 0};
+        assert_int_equal(deja__buf_append(&recs[3], size_le, 4), 0);
+        assert_int_equal(deja__buf_append(&recs[3], text, SMALL), 0);
+    }
+    assert_int_equal(recs[0].data[1], DEJA__CODEC_ZSTD);
+    assert_int_equal(recs[1].data[2], 1);
+
+    assert_int_equal(deja__rtxn_begin(s, &txn), 0);
+    for (int round = 0; round < 3; round++) /* decoders come back from the pool */
+        for (int r = 0; r < 4; r++) {
+            visit_want want = {text, sizes[r], 0, 0};
+            uint8_t *got = NULL;
+            size_t n = 0;
+            int used = 0;
+
+            assert_int_equal(
+                deja__record_decode(s, txn, recs[r].data, recs[r].size, "rec", &got, &n), 0);
+            assert_int_equal(n, sizes[r]);
+            assert_memory_equal(got, text, n);
+            free(got);
+            assert_int_equal(
+                deja__record_decode_buf(s, txn, recs[r].data, recs[r].size, "rec", &out), 0);
+            assert_int_equal(out.size, sizes[r]);
+            assert_memory_equal(out.data, text, out.size);
+            assert_int_equal(deja__record_visit(s, txn, recs[r].data, recs[r].size, "rec",
+                                                visit_check, &want, &used),
+                             0);
+            assert_int_equal(want.calls, 1);
+            assert_true(used);
+            /* what the callback returns comes back, marked as its own */
+            want.rc = DEJA_EMODEL;
+            assert_int_equal(deja__record_visit(s, txn, recs[r].data, recs[r].size, "rec",
+                                                visit_check, &want, &used),
+                             DEJA_EMODEL);
+            assert_true(used);
+        }
+    for (int r = 0; r < 3; r++) {
+        visit_want want = {text, sizes[r], 0, 0};
+        uint8_t *got = NULL;
+        size_t n = 0;
+        int used = 1;
+
+        /* cut short: the header still claims every byte */
+        assert_int_equal(
+            deja__record_decode(s, txn, recs[r].data, recs[r].size - 3, "rec", &got, &n),
+            DEJA_ECORRUPT);
+        assert_int_equal(deja__record_visit(s, txn, recs[r].data, recs[r].size - 3, "rec",
+                                            visit_check, &want, &used),
+                         DEJA_ECORRUPT);
+        assert_false(used);
+        assert_int_equal(want.calls, 0);
+        /* flipped bytes in the frame */
+        for (int k = 0; k < 300; k++) {
+            uint8_t *copy = malloc(recs[r].size);
+            int rc;
+
+            assert_non_null(copy);
+            memcpy(copy, recs[r].data, recs[r].size);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            copy[DEJA__RECORD_HEADER + x % (recs[r].size - DEJA__RECORD_HEADER)] ^=
+                (uint8_t)(1 + (x >> 40) % 255);
+            rc = deja__record_decode(s, txn, copy, recs[r].size, "rec", &got, &n);
+            assert_true(rc == 0 || rc == DEJA_ECORRUPT);
+            if (rc == 0)
+                assert_int_equal(n, sizes[r]);
+            free(got);
+            got = NULL;
+            rc = deja__record_decode_buf(s, txn, copy, recs[r].size, "rec", &out);
+            assert_true(rc == 0 || rc == DEJA_ECORRUPT);
+            free(copy);
+        }
+    }
+    deja__rtxn_end(s, txn);
+    for (int r = 0; r < 4; r++)
+        deja__buf_free(&recs[r]);
+    deja__buf_free(&out);
+    ZSTD_freeCCtx(cctx);
+    deja_store_close(s);
+    free(text);
+    free(tt);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store__create_reopen),
+        cmocka_unit_test(test_store__record_decoders),
         cmocka_unit_test(test_store__read_missing_creates_nothing),
         cmocka_unit_test(test_store__newer_format_refused),
         cmocka_unit_test(test_store__format1_upgraded_by_writer),

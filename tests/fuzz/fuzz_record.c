@@ -2,7 +2,8 @@
  * tests/fuzz/fuzz_record.c -- libFuzzer target for what the store reads
  * back: the first byte of an input picks the decoder the rest goes to,
  *   0: a stored record (header, zstd, dictionary id) and then, when it
- *      decodes, the Trace protobuf inside it;
+ *      decodes, the Trace protobuf inside it (decoded into a buffer, and
+ *      visited in place as the read path does);
  *   1: a Trace protobuf;
  *   2: an Environment protobuf;
  *   3: a chunked blob's list of chunks.
@@ -19,10 +20,33 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* One store for the whole run (records are decoded against its
- * dictionaries: none). Removed at exit. */
+/* One store for the whole run, holding dictionary 1 (FUZZ_DICT_SIZE bytes
+ * of fuzz_dict(), a raw-content dictionary) so that records naming it take
+ * the read path's decoders. Removed at exit. */
 static deja_store *store;
 static char dir[64];
+
+#define FUZZ_DICT_SIZE 2048
+
+/* The dictionary's bytes; corpus/record/record-dict was compressed with
+ * them. */
+static void fuzz_dict(uint8_t *d)
+{
+    static const char words[] = "the prompt completion model textgen deja trace ";
+
+    for (size_t i = 0; i < FUZZ_DICT_SIZE; i++)
+        d[i] = (uint8_t)words[(i * 7 + i / 13) % (sizeof words - 1)];
+}
+
+static int put_dict(deja__wtxn *w, void *payload)
+{
+    uint8_t d[FUZZ_DICT_SIZE];
+    MDB_val k = {6, "dict/1"}, v = {sizeof d, d};
+
+    (void)payload;
+    fuzz_dict(d);
+    return mdb_put(w->txn, w->store->meta, &k, &v, 0) == 0 ? 0 : DEJA_EIO;
+}
 
 static void remove_store(void)
 {
@@ -40,11 +64,18 @@ static deja_store *the_store(void)
 {
     if (store == NULL) {
         snprintf(dir, sizeof dir, "/tmp/deja-fuzz-record-XXXXXX");
-        if (mkdtemp(dir) == NULL || deja_store_open(&store, dir, DEJA_STORE_WRITE) != 0)
+        if (mkdtemp(dir) == NULL || deja_store_open(&store, dir, DEJA_STORE_WRITE) != 0 ||
+            deja__store_write(store, put_dict, NULL) != 0)
             abort();
         atexit(remove_store);
     }
     return store;
+}
+
+/* deja__record_visit's callback, as store/read.c's. */
+static int decode_trace(const uint8_t *data, size_t size, void *arg)
+{
+    return deja__trace_decode(data, size, arg);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -66,6 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             deja__trace_decode(raw, n, &t) == 0)
             deja_trace_free(t);
         free(raw);
+        /* the read path's door: the record visited in place */
+        t = NULL;
+        if (deja__record_visit(s, txn, data + 1, size - 1, "trace", decode_trace, &t, NULL) == 0)
+            deja_trace_free(t);
         deja__rtxn_end(s, txn);
         break;
     }
