@@ -317,6 +317,10 @@ int bench_bytes_and_read(bench_report *rep, const bench_config *c, const bench_w
  * (256 MB with --quick): peak heap above the baseline (burst.c). */
 int bench_burst(bench_report *rep, const bench_config *c);
 int bench_ls_big(bench_report *rep, const bench_config *c);
+/* The directory of the big store of ls_big.c (its deja.store inside),
+ * keyed on its size, the workload, the store format and deja's version:
+ * the ls pass builds it, the watch pass reads it. */
+void bench_big_store_dir(const bench_config *c, char *dir, size_t cap);
 /* `deja stats --by version` and `deja drift` over the ls store, and the
  * recording cost of 5 rules (watch_big.c). */
 int bench_watch_big(bench_report *rep, const bench_config *c);

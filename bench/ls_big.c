@@ -357,17 +357,22 @@ static unsigned store_format(const char *workdir)
     return f;
 }
 
+/* See bench.h. Keyed on the store's format and the workload: a change of
+ * either builds a new store (and DEJA_VERSION_STRING, for changes within
+ * a format that the figures would show). */
+void bench_big_store_dir(const bench_config *c, char *dir, size_t cap)
+{
+    snprintf(dir, cap, "%s/ls-%zu-w%d-f%u-v%s", c->cachedir, c->big_n, BENCH_WORKLOAD_VERSION,
+             store_format(c->workdir), DEJA_VERSION_STRING);
+}
+
 /* See bench.h. */
 int bench_ls_big(bench_report *rep, const bench_config *c)
 {
     char dir[4096], store[4200], marker[4200];
     struct stat st;
     int cached = 0;
-    /* Keyed on the store's format and the workload: a change of either
-     * builds a new store (and DEJA_VERSION_STRING, for changes within a
-     * format that the figures would show). */
-    snprintf(dir, sizeof(dir), "%s/ls-%zu-w%d-f%u-v%s", c->cachedir, c->big_n,
-             BENCH_WORKLOAD_VERSION, store_format(c->workdir), DEJA_VERSION_STRING);
+    bench_big_store_dir(c, dir, sizeof dir);
     snprintf(store, sizeof(store), "%s/deja.store", dir);
     snprintf(marker, sizeof(marker), "%s/complete", dir);
     if (bench_mkdirs(c->cachedir) != 0) {

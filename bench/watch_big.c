@@ -154,7 +154,7 @@ static void time_scans(bench_report *rep, const bench_config *c, const char *sto
 
 int bench_watch_big(bench_report *rep, const bench_config *c)
 {
-    char store[4200], dir[4200];
+    char store[4400], dir[4200];
     int have_big = 1;
     deja_store *st = NULL;
     int64_t oldest = 0, newest = 0;
@@ -163,8 +163,8 @@ int bench_watch_big(bench_report *rep, const bench_config *c)
     deja_rules *rules = NULL;
     bench_figure *fn, *fr, *fc, *fcpu;
 
-    snprintf(store, sizeof store, "%s/ls-%zu-w%d/deja.store", c->cachedir, c->big_n,
-             BENCH_WORKLOAD_VERSION);
+    bench_big_store_dir(c, dir, sizeof dir);
+    snprintf(store, sizeof store, "%s/deja.store", dir);
     if (deja_store_open(&st, store, DEJA_STORE_READONLY) != 0 ||
         deja_store_time_range(st, &oldest, &newest) != 0) {
         /* The recording figures below need no store: go on to them. */

@@ -464,72 +464,51 @@ int deja_store_list(deja_store *store, const deja_filter *filter, deja_trace_cb 
     return deja__store_list_between(store, filter, NULL, NULL, cb, bad, payload);
 }
 
-/* Read the summary of trace `id` in `txn` into `pk` (proto/peek.c), the
- * record decompressed into `raw`, reused from one trace to the next.
- * Errors as deja__trace_read_txn's. */
-static int peek_txn(deja_store *store, MDB_txn *txn, const deja_id *id, deja__buf *raw,
-                    deja__peek *pk)
+/* The value of trace `id` in `txn`, for a listing: DEJA_ENOTFOUND or an
+ * LMDB error naming the trace. */
+static int value_txn(deja_store *store, MDB_txn *txn, const deja_id *id, MDB_val *v)
 {
-    MDB_val k = {16, (void *)id->bytes}, v;
+    MDB_val k = {16, (void *)id->bytes};
     char text[DEJA_ID_STRLEN + 1], what[48];
-    int rc;
+    int rc = mdb_get(txn, store->traces, &k, v);
 
-    rc = mdb_get(txn, store->traces, &k, &v);
     if (rc == 0)
-        rc = deja__trace_value_record(store, txn, &v, "trace", raw);
-    else if (rc != MDB_NOTFOUND) {
-        deja_id_format(id, text);
-        snprintf(what, sizeof what, "trace %s", text);
-        return deja__mdb_error(rc, what);
-    } else {
-        deja_id_format(id, text);
+        return 0;
+    deja_id_format(id, text);
+    if (rc == MDB_NOTFOUND)
         return deja__error_set(DEJA_ENOTFOUND, "no trace %s", text);
-    }
-    if (rc == 0)
-        rc = deja__trace_peek(raw->data, raw->size, pk);
-    if (rc == 0 && memcmp(pk->t.id.bytes, id->bytes, 16) != 0)
-        rc = deja__error_set(DEJA_ECORRUPT, "trace: record holds another id");
-    if (rc != 0) {
-        /* "trace: why" becomes "trace ID: why". */
-        const char *msg = deja_error_last();
-        char why[400];
-
-        if (strncmp(msg, "trace: ", 7) == 0)
-            msg += 7;
-        snprintf(why, sizeof why, "%s", msg);
-        deja_id_format(id, text);
-        return deja__error_set(rc, "trace %s: %s", text, why);
-    }
-    return 0;
+    snprintf(what, sizeof what, "trace %s", text);
+    return deja__mdb_error(rc, what);
 }
 
 static int list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
-                        const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad, void *payload,
-                        int light);
+                        const deja_id *hi_id, deja_trace_cb cb, deja__summary_cb light,
+                        deja_bad_cb bad, void *payload);
 
 /* deja_store_list, also bounded by ids: lo <= id <= hi (either may be NULL). */
 int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
                              const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad,
                              void *payload)
 {
-    return list_between(store, filter, lo_id, hi_id, cb, bad, payload, 0);
+    return list_between(store, filter, lo_id, hi_id, cb, NULL, bad, payload);
 }
 
 /* The same, the callback seeing each trace's summary only. */
 int deja__store_peek_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
-                             const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad,
+                             const deja_id *hi_id, deja__summary_cb cb, deja_bad_cb bad,
                              void *payload)
 {
-    return list_between(store, filter, lo_id, hi_id, cb, bad, payload, 1);
+    return list_between(store, filter, lo_id, hi_id, NULL, cb, bad, payload);
 }
 
-/* The walk of both: full traces, or summaries when `light`. */
+/* The walk of both: full traces to `cb`, or summaries to `light`. A trace
+ * whose value carries a summary that the filter refuses is skipped without
+ * decompressing its record, in both. */
 static int list_between(deja_store *store, const deja_filter *filter, const deja_id *lo_id,
-                        const deja_id *hi_id, deja_trace_cb cb, deja_bad_cb bad, void *payload,
-                        int light)
+                        const deja_id *hi_id, deja_trace_cb cb, deja__summary_cb light,
+                        deja_bad_cb bad, void *payload)
 {
-    deja__buf raw = {NULL, 0, 0};
-    deja__peek pk;
+    deja__summary_reader sr;
     static const deja_filter none = DEJA_FILTER_INIT;
     const deja_filter *f = filter ? filter : &none;
     list_state s;
@@ -538,7 +517,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
     int rc, chosen = 0;
 
     memset(&s, 0, sizeof s);
-    memset(&pk, 0, sizeof pk);
+    memset(&sr, 0, sizeof sr);
     s.store = store;
     s.filter = f;
     id_at(&s.lo, f->since_ns != 0 ? ns_to_ms(f->since_ns) - ID_SLACK_MS : 0, 0x00);
@@ -609,6 +588,9 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
     while (rc == 0 && (f->limit == 0 || listed < f->limit)) {
         walker *best = NULL;
         deja_trace *t = NULL;
+        const deja_trace *view = NULL;
+        deja__trace_summary sum;
+        MDB_val v;
         char text[DEJA_ID_STRLEN + 1];
         deja_id id;
         int stop = 0;
@@ -620,20 +602,25 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         if (best == NULL)
             break;
         id = best->id;
-        if (light) {
-            rc = peek_txn(store, s.txn, &id, &raw, &pk);
-            t = rc == 0 ? &pk.t : NULL;
-        } else {
+        rc = value_txn(store, s.txn, &id, &v);
+        if (rc == 0 && light != NULL) {
+            rc = deja__trace_summary_read(store, s.txn, &id, &v, &sr, &sum);
+            view = rc == 0 ? sum.trace : NULL;
+        } else if (rc == 0 && deja__trace_summary_of(&id, &v, &sr, &sum) &&
+                   !deja__trace_matches(sum.trace, f)) {
+            rc = walker_prev(best, &s); /* refused by its summary: not decoded */
+            continue;
+        } else if (rc == 0) {
             rc = deja__trace_read_txn(store, s.txn, &id, &t);
+            view = t;
         }
         if (rc == 0) {
-            if (deja__trace_matches(t, f) &&
+            if (deja__trace_matches(view, f) &&
                 (!wants_pinned(f) || deja__pinned_txn(store, s.txn, &id))) {
                 listed++;
-                stop = cb(t, payload) != 0;
+                stop = (light != NULL ? light(&sum, payload) : cb(t, payload)) != 0;
             }
-            if (!light)
-                deja_trace_free(t);
+            deja_trace_free(t);
         } else if (rc == DEJA_ENOTFOUND || rc == DEJA_ECORRUPT || rc == DEJA_ENOMEM) {
             if (rc == DEJA_ENOTFOUND) {
                 deja_id_format(&id, text);
@@ -654,8 +641,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         mdb_cursor_close(s.walkers[i].cur);
     free(s.walkers);
     deja__rtxn_end(store, s.txn);
-    deja__peek_free(&pk);
-    deja__buf_free(&raw);
+    deja__summary_reader_free(&sr);
     return rc;
 }
 

@@ -13,7 +13,8 @@
  *   traces   16-byte id -> 'R' | varint n | refs | record (compressed Trace
  *            protobuf); the refs (format 2, store/trace_refs.c) name its
  *            model, status, tags, environment and blobs uncompressed, for
- *            gc; a value of format 1 is the record alone
+ *            gc, and (format 3) its summary: start, duration, payload
+ *            sizes, for scans; a value of format 1 is the record alone
  *   blobs    16-byte XXH3-128 digest of the payload -> a record holding
  *            the payload, or a chunk list (first byte 'C': the digests and
  *            sizes of its content-defined chunks, see store/chunk.c), or
@@ -187,14 +188,27 @@ int deja__store_map_trim(deja_store *store);
 int deja__store_list_between(deja_store *store, const deja_filter *filter, const deja_id *lo,
                              const deja_id *hi, deja_trace_cb cb, deja_bad_cb bad, void *payload);
 
-/* deja__store_list_between showing each trace's summary only (see
- * deja__trace_peek in proto/codec.h: id, times, model, status, tags,
- * output kinds, tensor names, dtypes and sizes; no payload, shape, params,
- * seeds, clock reads, environment or error text), read without unpacking
- * the rest and without allocating per trace: for scans of whole stores.
- * The trace `cb` sees is valid during the call only. */
+/* What a scan sees of one trace: `trace` holds its id, start_ns,
+ * duration_ns, model name and version, status and tags, and nothing else
+ * (no tensors, params, seeds, clock reads, error text; has_env may be
+ * set); input_bytes and output_bytes are the payload bytes of its inputs
+ * and of its outputs. */
+typedef struct deja__trace_summary {
+    const deja_trace *trace;
+    uint64_t input_bytes, output_bytes;
+} deja__trace_summary;
+
+typedef int (*deja__summary_cb)(const deja__trace_summary *s, void *payload);
+
+/* deja__store_list_between showing each trace's summary only, for scans
+ * of whole stores: read from the summary the trace value carries (format
+ * 3, store/trace_summary.c) without decompressing its record, or for an
+ * older value from its decompressed record without unpacking the rest
+ * (deja__trace_peek); nothing is allocated per trace. What `cb` sees is
+ * valid during the call only. */
 int deja__store_peek_between(deja_store *store, const deja_filter *filter, const deja_id *lo,
-                             const deja_id *hi, deja_trace_cb cb, deja_bad_cb bad, void *payload);
+                             const deja_id *hi, deja__summary_cb cb, deja_bad_cb bad,
+                             void *payload);
 
 /* Give back the resident pages of a read-only store's memory map (they
  * are read again from the page cache when touched): long scans call it

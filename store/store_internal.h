@@ -314,6 +314,9 @@ int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, vo
  * in front of its record ('R' | varint n | refs | record), read by gc and
  * the disk budget instead of decoding the record. */
 #define DEJA__REFS_MAGIC 'R'
+/* Bits of the refs' flags byte. */
+#define DEJA__REFS_HAS_ENV 1
+#define DEJA__REFS_HAS_SUMMARY 2 /* format 3 */
 
 /* What gc needs of a trace: `view` holds its id, model, status, tags and
  * environment (what deja__ix_each and protection read; no tensors), and
@@ -325,6 +328,10 @@ typedef struct deja__refs {
     const uint8_t *blobs;
     size_t nblobs;
     uint64_t raw_bytes;
+    /* The summary (format 3): view.start_ns and view.duration_ns, and the
+     * payload bytes of the inputs and of the outputs; 0 when absent. */
+    int has_summary;
+    uint64_t input_bytes, output_bytes;
     deja_trace *decoded; /* a value of format 1, decoded */
     deja__buf arena;     /* the strings of view */
     deja__buf digests;   /* blobs of a decoded trace */
@@ -414,5 +421,52 @@ int deja__delta_rescue(deja__wtxn *w, int (*live)(const uint8_t *digest, void *p
  * one record), as a new blob would be. */
 int deja__wtxn_blob_rewrite(deja__wtxn *w, const void *data, size_t size,
                             const deja_digest *digest);
+
+/* Parse the refs `p` (`n` bytes, as split off a value) of trace `id` into
+ * `r`: 0, DEJA_ECORRUPT or DEJA_ENOMEM, no message set. */
+int deja__refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs *r);
+
+/* store/trace_summary.c: the summary in the refs (format 3):
+ *   varint zigzag(start_ns - the id's millisecond in ns) | varint
+ *   zigzag(duration_ns) | varint input bytes | varint output bytes
+ * (the start is nearly always within a second of the id's millisecond:
+ * 1-4 bytes instead of 9). */
+
+/* Append the summary of `trace` to `out`: 0 or DEJA_ENOMEM. */
+int deja__trace_summary_encode(const deja_trace *trace, deja__buf *out);
+
+/* Read the summary at `*p` (before `end`) into r->view (start_ns,
+ * duration_ns; r->view.id must be set) and r's byte counts, advancing
+ * `*p`. 0, or -1 when cut short or malformed. */
+int deja__trace_summary_decode(const uint8_t **p, const uint8_t *end, deja__refs *r);
+
+/* The payload bytes of the inputs and of the outputs of `t`. */
+void deja__trace_summary_sizes(const deja_trace *t, uint64_t *in, uint64_t *out);
+
+/* Whether the summary parsed into `r` says what trace `t` says. */
+int deja__trace_summary_agrees(const deja__refs *r, const deja_trace *t);
+
+/* What reading summaries reuses from one trace to the next.
+ * Zero-initialise; release with deja__summary_reader_free. */
+typedef struct deja__summary_reader {
+    deja__refs refs;
+    deja__buf raw; /* a record without a summary, decompressed */
+    deja__peek pk;
+    deja_trace view;
+} deja__summary_reader;
+
+/* The summary of trace `id` from its value `v` read in `txn` (valid until
+ * the next call with `r`): from its refs when they carry one, else from
+ * its record, decompressed and peeked. DEJA_ECORRUPT naming the trace when
+ * neither can be read, DEJA_ENOMEM. */
+int deja__trace_summary_read(deja_store *store, MDB_txn *txn, const deja_id *id,
+                             const MDB_val *v, deja__summary_reader *r, deja__trace_summary *out);
+
+/* The summary of `v` when its refs carry one (1, `out` set, valid until
+ * the next call with `r`), else 0 (no summary, or refs that do not parse:
+ * the caller reads the record, which reports what is wrong). */
+int deja__trace_summary_of(const deja_id *id, const MDB_val *v, deja__summary_reader *r,
+                           deja__trace_summary *out);
+void deja__summary_reader_free(deja__summary_reader *r);
 
 #endif /* DEJA_STORE_STORE_INTERNAL_H */

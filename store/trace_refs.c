@@ -4,19 +4,23 @@
  * trace, its index entries and what only it used without decompressing
  * and decoding it.
  *
- * A trace value of format 2 is
+ * A trace value of format 2 or 3 is
  *   'R' | varint n | refs (n bytes) | record (magic 'D', store/record.c)
  * and the refs are
- *   varint raw_bytes | status u8 | flags u8 (bit 0: has env) | [env 16]
- *   | str model name | str model version | varint ntags | (str key, str
- *   value)* | varint nblobs | (digest 16)*
- * where a str is a varint length then the bytes (no NUL). raw_bytes is
+ *   varint raw_bytes | status u8 | flags u8 (bit 0: has env, bit 1: has
+ *   summary) | [env 16] | [summary] | str model name | str model version
+ *   | varint ntags | (str key, str value)* | varint nblobs | (digest 16)*
+ * where a str is a varint length then the bytes (no NUL). The summary
+ * (format 3, store/trace_summary.c) holds the trace's start and duration
+ * and its input and output bytes: with the model, status and tags before
+ * and after it, all that scans over whole stores (stats --by, drift, the
+ * ls filters) read of a trace, without decompressing its record. raw_bytes is
  * what the trace added to count/raw_bytes when written (its encoding and
  * the payloads it stored as blobs); the blobs are the digests of its
  * blob-stored payloads, inputs then outputs. The index entries of a trace
  * are a function of its id, model, status and tags (deja__ix_each), so the
  * refs give the very keys that writing the trace added. A value of format
- * 1 is the record alone; both are read. `deja verify` checks that the refs
+ * 1 is the record alone, refs of format 2 have no summary; all are read. `deja verify` checks that the refs
  * say what the decoded record says.
  */
 #include <stdlib.h>
@@ -50,10 +54,12 @@ int deja__refs_encode(const deja_trace *trace, const uint8_t *blobs, size_t nblo
     int rc = -1;
 
     b[0] = (uint8_t)trace->status;
-    b[1] = trace->has_env ? 1 : 0;
+    b[1] = (trace->has_env ? DEJA__REFS_HAS_ENV : 0) | DEJA__REFS_HAS_SUMMARY;
     if (deja__varint_put(&r, raw_bytes) != 0 || deja__buf_append(&r, b, 2) != 0)
         goto cleanup;
     if (trace->has_env && deja__buf_append(&r, trace->env.bytes, 16) != 0)
+        goto cleanup;
+    if (deja__trace_summary_encode(trace, &r) != 0)
         goto cleanup;
     if (put_str(&r, trace->model_name) != 0 || put_str(&r, trace->model_version) != 0 ||
         deja__varint_put(&r, trace->ntags) != 0)
@@ -128,8 +134,9 @@ static int get_str(const uint8_t **p, const uint8_t *end, char **a, const char *
     return 0;
 }
 
-/* Parse the refs `p` (`n` bytes) of trace `id` into `r`. */
-static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs *r)
+/* Parse the refs `p` (`n` bytes) of trace `id` into `r`: 0, DEJA_ECORRUPT
+ * or DEJA_ENOMEM (no message set). */
+int deja__refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs *r)
 {
     const uint8_t *end = p + n;
     uint64_t raw, ntags, nblobs;
@@ -146,10 +153,11 @@ static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs 
     if (deja__varint_get(&p, end, 10, &raw) != 0 || end - p < 2)
         return DEJA_ECORRUPT;
     r->raw_bytes = raw;
-    if (p[0] > DEJA_STATUS_ERROR || p[1] > 1)
+    if (p[0] > DEJA_STATUS_ERROR || (p[1] & ~(DEJA__REFS_HAS_ENV | DEJA__REFS_HAS_SUMMARY)) != 0)
         return DEJA_ECORRUPT;
     r->view.status = (deja_status)p[0];
-    r->view.has_env = p[1];
+    r->view.has_env = (p[1] & DEJA__REFS_HAS_ENV) != 0;
+    r->has_summary = (p[1] & DEJA__REFS_HAS_SUMMARY) != 0;
     p += 2;
     if (r->view.has_env) {
         if (end - p < 16)
@@ -157,6 +165,9 @@ static int refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs 
         memcpy(r->view.env.bytes, p, 16);
         p += 16;
     }
+    r->input_bytes = r->output_bytes = 0;
+    if (r->has_summary && deja__trace_summary_decode(&p, end, r) != 0)
+        return DEJA_ECORRUPT;
     if (get_str(&p, end, &a, &r->view.model_name) != 0 ||
         get_str(&p, end, &a, &r->view.model_version) != 0 ||
         deja__varint_get(&p, end, 10, &ntags) != 0 || ntags > (uint64_t)(end - p) / 2)
@@ -199,6 +210,8 @@ static int refs_from_trace(deja__refs *r, const uint8_t *rec, size_t nrec)
     r->view = *t;
     r->digests.size = 0;
     r->raw_bytes = record_raw_size(rec, nrec);
+    r->has_summary = 1;
+    deja__trace_summary_sizes(t, &r->input_bytes, &r->output_bytes);
     for (int side = 0; side < 2; side++) {
         const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
         const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
@@ -235,7 +248,7 @@ int deja__refs_read(deja_store *store, MDB_txn *txn, const deja_id *id, const MD
         return deja__error_set(DEJA_ECORRUPT, "trace %s: its references are malformed", text);
     }
     if (refs != NULL) {
-        rc = refs_parse(id, refs, nrefs, r);
+        rc = deja__refs_parse(id, refs, nrefs, r);
         if (rc == 0)
             return 0;
         deja_id_format(id, text);
@@ -282,7 +295,7 @@ int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
     }
     if (refs == NULL)
         return 1;
-    rc = refs_parse(&t->id, refs, nrefs, &r);
+    rc = deja__refs_parse(&t->id, refs, nrefs, &r);
     if (rc == DEJA_ENOMEM) {
         rc = deja__error_set(DEJA_ENOMEM, "verify: out of memory");
         goto cleanup;
@@ -321,6 +334,8 @@ int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
         *why = "its references give another environment than its record";
     else if (*why == NULL && r.view.ntags != t->ntags)
         *why = "its references give other tags than its record";
+    else if (*why == NULL && r.has_summary && !deja__trace_summary_agrees(&r, t))
+        *why = "its references give another start, duration or payload size than its record";
     for (size_t i = 0; *why == NULL && i < t->ntags; i++)
         if (!same_str(r.tags[i].key, t->tags[i].key) ||
             !same_str(r.tags[i].value, t->tags[i].value))

@@ -91,8 +91,9 @@ static void heap_up(pick *h, size_t i)
 }
 
 /* Scan callback: count the trace and offer it to the sample. */
-static int pass1_cb(const deja_trace *t, void *state)
+static int pass1_cb(const deja__trace_summary *sum, void *state)
 {
+    const deja_trace *t = sum->trace;
     pass1 *p = state;
     const pick k = {prio_of(&t->id, p->seed), t->id};
 

@@ -78,19 +78,10 @@ static int is_invalid(const deja_trace *t)
     return 0;
 }
 
-/* Payload bytes of `n` tensors. */
-static uint64_t payload_bytes(const deja_tensor *ts, size_t n)
+/* Scan callback: count one trace into its row. */
+static int add_trace(const deja__trace_summary *sum, void *payload)
 {
-    uint64_t b = 0;
-
-    for (size_t i = 0; i < n; i++)
-        b += ts[i].size;
-    return b;
-}
-
-/* deja_store_list callback: count one trace into its row. */
-static int add_trace(const deja_trace *t, void *payload)
-{
+    const deja_trace *t = sum->trace;
     health_state *s = payload;
     char key[GROUP_MAX + 32];
     size_t glen = group_name(t, s->o, key, GROUP_MAX);
@@ -121,8 +112,8 @@ static int add_trace(const deja_trace *t, void *payload)
         a->row.first_ns = t->start_ns;
     if (t->start_ns > a->row.last_ns)
         a->row.last_ns = t->start_ns;
-    a->row.input_bytes += payload_bytes(t->inputs, t->ninputs);
-    a->row.output_bytes += payload_bytes(t->outputs, t->noutputs);
+    a->row.input_bytes += sum->input_bytes;
+    a->row.output_bytes += sum->output_bytes;
     if (deja__sketch_add(&a->latency, (double)t->duration_ns) != 0)
         goto nomem;
     s->traces++;

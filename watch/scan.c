@@ -5,8 +5,9 @@
  * own, which the caller merges. Windows are disjoint ranges of ids (the
  * millisecond an id starts with), so each matching trace is seen exactly
  * once, and no thread decodes a trace another one lists. Only each
- * trace's summary is read (no payload is unpacked, nothing is allocated
- * per trace): what health and drift's first pass need.
+ * trace's summary is read (deja__store_peek_between: from the summary its
+ * value carries, no record decompressed; nothing is allocated per trace):
+ * what health and drift's first pass need.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,8 +43,8 @@ typedef struct scan_thread {
     uint64_t seen;
 } scan_thread;
 
-/* deja_store_list callback: hand the trace to the caller's callback. */
-static int on_trace(const deja_trace *t, void *payload)
+/* deja__store_peek_between callback: hand the summary to the caller's. */
+static int on_trace(const deja__trace_summary *t, void *payload)
 {
     scan_thread *th = payload;
 

@@ -82,10 +82,11 @@ int deja__sketch_merge(deja__sketch *dst, const deja__sketch *src);
  * ---------------------------------------------------------------------- */
 
 /* Called for each trace with the state of the thread that listed it: the
- * trace's summary only (deja__store_peek_between: id, times, model,
- * status, tags, output kinds, tensor names, dtypes and sizes; no payload),
- * valid during the call. Return non-zero to stop the whole scan. */
-typedef int (*deja__scan_cb)(const deja_trace *trace, void *state);
+ * trace's summary only (deja__trace_summary in store/store.h: id, times,
+ * model, status, tags, input and output bytes; no tensor), valid during
+ * the call. Return non-zero to stop the whole scan. */
+struct deja__trace_summary;
+typedef int (*deja__scan_cb)(const struct deja__trace_summary *s, void *state);
 
 /* Threads a scan uses: the online cores, at most 4. */
 size_t deja__watch_threads(void);
