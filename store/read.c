@@ -261,6 +261,8 @@ typedef struct walker {
     size_t plen;
     int valid;
     deja_id id;
+    int values; /* a walk of `traces` itself: `value` is the trace's */
+    MDB_val value;
 } walker;
 
 typedef struct list_state {
@@ -274,10 +276,11 @@ typedef struct list_state {
 
 /* Check the key in `k` against the walker's prefix and bounds; 1 if it is
  * a key of this walk (id stored), 0 if the walk is over. */
-static int walker_accept(walker *w, const list_state *s, const MDB_val *k)
+static int walker_accept(walker *w, const list_state *s, const MDB_val *k, const MDB_val *v)
 {
     if (k->mv_size != w->plen + 16 || memcmp(k->mv_data, w->key, w->plen) != 0)
         return 0;
+    w->value = *v;
     memcpy(w->id.bytes, (const uint8_t *)k->mv_data + w->plen, 16);
     return memcmp(w->id.bytes, s->lo.bytes, 16) >= 0;
 }
@@ -302,7 +305,7 @@ static int walker_start(walker *w, const list_state *s)
     }
     if (rc != 0)
         return deja__mdb_error(rc, "listing");
-    w->valid = walker_accept(w, s, &k);
+    w->valid = walker_accept(w, s, &k, &v);
     return 0;
 }
 
@@ -318,7 +321,7 @@ static int walker_prev(walker *w, const list_state *s)
     }
     if (rc != 0)
         return deja__mdb_error(rc, "listing");
-    w->valid = walker_accept(w, s, &k);
+    w->valid = walker_accept(w, s, &k, &v);
     return 0;
 }
 
@@ -343,6 +346,7 @@ static int walker_add(list_state *s, MDB_dbi dbi, const void *prefix, size_t ple
     memset(w, 0, sizeof *w);
     memcpy(w->key, prefix, plen);
     w->plen = plen;
+    w->values = dbi == s->store->traces;
     rc = mdb_cursor_open(s->txn, dbi, &w->cur);
     if (rc != 0)
         return deja__mdb_error(rc, "listing");
@@ -602,7 +606,10 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         if (best == NULL)
             break;
         id = best->id;
-        rc = value_txn(store, s.txn, &id, &v);
+        if (best->values) /* read with the key: no second lookup */
+            v = best->value;
+        else
+            rc = value_txn(store, s.txn, &id, &v);
         if (rc == 0 && light != NULL) {
             rc = deja__trace_summary_read(store, s.txn, &id, &v, &sr, &sum);
             view = rc == 0 ? sum.trace : NULL;

@@ -43,17 +43,33 @@ static int64_t bucket_of(int64_t t, int64_t every)
     return q * every;
 }
 
-/* Write the group name of `t` into `out`; returns its length. */
+/* Append `src` to `out` (length `*n`, room `cap`, NUL kept), cut. */
+static void put(char *out, size_t *n, size_t cap, const char *src)
+{
+    size_t len = strlen(src);
+
+    if (len > cap - 1 - *n)
+        len = cap - 1 - *n;
+    memcpy(out + *n, src, len);
+    *n += len;
+    out[*n] = '\0';
+}
+
+/* Write the group name of `t` into `out`; returns its length. Called per
+ * trace: no printf. */
 static size_t group_name(const deja_trace *t, const deja_health_options *o, char *out, size_t cap)
 {
     const char *name = t->model_name ? t->model_name : "";
     const char *version = t->model_version ? t->model_version : "";
-    int n;
+    size_t n = 0;
 
+    out[0] = '\0';
     if (o->by == DEJA_GROUP_MODEL) {
-        n = snprintf(out, cap, "%s", name);
+        put(out, &n, cap, name);
     } else if (o->by == DEJA_GROUP_VERSION) {
-        n = snprintf(out, cap, "%s@%s", name, version);
+        put(out, &n, cap, name);
+        put(out, &n, cap, "@");
+        put(out, &n, cap, version);
     } else {
         const char *value = "-";
 
@@ -62,11 +78,9 @@ static size_t group_name(const deja_trace *t, const deja_health_options *o, char
                 value = t->tags[i].value ? t->tags[i].value : "";
                 break;
             }
-        n = snprintf(out, cap, "%s", value);
+        put(out, &n, cap, value);
     }
-    if (n < 0)
-        n = 0;
-    return (size_t)n < cap ? (size_t)n : cap - 1;
+    return n;
 }
 
 /* Whether `t` carries the tag deja.invalid. */
@@ -90,7 +104,12 @@ static int add_trace(const deja__trace_summary *sum, void *payload)
     int created;
     int klen;
 
-    klen = snprintf(key + glen, sizeof key - glen, "\x1f%" PRId64, bucket);
+    if (s->o->every_ns > 0) {
+        klen = snprintf(key + glen, sizeof key - glen, "\x1f%" PRId64, bucket);
+    } else {
+        memcpy(key + glen, "\x1f" "0", 3);
+        klen = 2;
+    }
     a = deja__map_get(&s->rows, key, glen + (size_t)klen, &created);
     if (a == NULL)
         goto nomem;
