@@ -32,20 +32,30 @@ static void print_mean_bytes(uint64_t total, uint64_t traces)
     printf(" %10s", buf);
 }
 
+/* Groups wider than this are cut (with a final "…"). */
+#define GROUP_COLUMNS 48
+
+/* The columns a group's name takes once escaped for a terminal (a UTF-8
+ * character one column): what the table prints, so what sizes it. */
+static size_t group_columns(const char *group)
+{
+    size_t cols = 0;
+
+    for (const char *p = cli_term(group); *p != '\0'; p++)
+        cols += ((unsigned char)*p & 0xC0) != 0x80;
+    return cols;
+}
+
 /* A group's name (a model name, version or tag value: text from the
  * store) escaped for a terminal, cut or padded to `width` columns. */
 static void print_group(const char *group, size_t width)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *fp = open_memstream(&text, &len);
+    const char *text = cli_term(group);
+    const size_t cols = group_columns(group);
 
-    if (fp != NULL) {
-        cli_put_term(fp, group);
-        fclose(fp);
-    }
-    printf("%-*.*s", (int)width, (int)width, text != NULL ? text : "?");
-    free(text);
+    cli_put_fitted(stdout, text, strlen(text), (int)width);
+    for (size_t i = cols; i < width; i++)
+        fputc(' ', stdout);
 }
 
 /* The human table; `lost` when the rows carry their sampled-out and
@@ -55,10 +65,10 @@ static void print_table(const deja_health *h, int every, int lost)
     size_t width = 5;
 
     for (size_t i = 0; i < h->nrows; i++) {
-        const size_t n = strlen(h->rows[i].group);
+        const size_t n = group_columns(h->rows[i].group);
 
         if (n > width)
-            width = n < 48 ? n : 48;
+            width = n < GROUP_COLUMNS ? n : GROUP_COLUMNS;
     }
     printf("%-*s", (int)width, "group");
     if (every)

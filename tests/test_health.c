@@ -235,6 +235,49 @@ static void test_health__cli_stats_by(void **state)
     cli_rm_rf(root);
 }
 
+/* The line of `text` that starts with `prefix`, or NULL. */
+static const char *line_starting(const char *text, const char *prefix)
+{
+    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (strncmp(p, prefix, strlen(prefix)) == 0)
+            return p;
+    return NULL;
+}
+
+/* The table of `stats --by` is as wide as the group names it prints, which
+ * are escaped for the terminal (a tab becomes \t, two columns) and may hold
+ * UTF-8 (one column for two bytes): columns stay aligned, nothing is cut. */
+static void test_health__cli_stats_by_escaped_width(void **state)
+{
+    char root[] = "/tmp/deja-health-XXXXXX";
+    const char *path;
+    deja_store *store = NULL;
+    cli_run r;
+    wtrace w;
+
+    (void)state;
+    assert_int_equal(cli_group_begin(root), 0);
+    path = cli_tmp_path(root, "names.store");
+    assert_int_equal(deja_store_open(&store, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    wtrace_init(&w, "a\tb", "1", T0, 1000000);
+    wtrace_put(store, &w);
+    for (int i = 0; i < 2; i++) {
+        wtrace_init(&w, "\xc3\xa9", "2", T0 + HOUR_NS + i, 1000000);
+        wtrace_put(store, &w);
+    }
+    deja_store_close(store);
+
+    assert_int_equal(cli_exec(&r, NULL, NULL, "--store", path, "stats", "--by", "version", NULL),
+                     0);
+    assert_int_equal(r.status, 0);
+    /* "a\tb@1" takes 6 columns: the group column is 6 wide. */
+    assert_non_null(line_starting(r.out, "group    traces "));
+    assert_non_null(line_starting(r.out, "a\\tb@1        1 "));
+    assert_non_null(line_starting(r.out, "\xc3\xa9@2           2 "));
+    cli_run_free(&r);
+    cli_rm_rf(root);
+}
+
 /* Record `ok` ok spans and `err` failed ones of `model`@`version`. */
 static void spans(deja_tracer *tr, const char *model, const char *version, int ok, int err)
 {
@@ -337,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_health__sketch_quantiles_within_one_percent),
         cmocka_unit_test(test_health__groups_and_buckets),
         cmocka_unit_test(test_health__cli_stats_by),
+        cmocka_unit_test(test_health__cli_stats_by_escaped_width),
         cmocka_unit_test(test_health__lost_per_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
