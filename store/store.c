@@ -312,8 +312,9 @@ static int check_format(deja_store *store, MDB_txn *txn)
                                "store '%s' has format %u, this deja reads up to %d: upgrade deja",
                                store->path, format, DEJA__FORMAT_VERSION);
     /* An older store that a writer opens takes this format: its new trace
-     * values carry refs (format 2) with a summary (format 3), which older
-     * deja does not read; its older values stay as they are, read too. */
+     * values carry refs (format 2) with a summary (format 4) and its chat
+     * histories may be deltas (format 3), which older deja does not read;
+     * its older values stay as they are, read too. */
     if (found && (format == DEJA__FORMAT_VERSION || !store->writable))
         return 0;
     if (!found && !store->writable)

@@ -13,7 +13,7 @@
  *   traces   16-byte id -> 'R' | varint n | refs | record (compressed Trace
  *            protobuf); the refs (format 2, store/trace_refs.c) name its
  *            model, status, tags, environment and blobs uncompressed, for
- *            gc, and (format 3) its summary: start, duration, payload
+ *            gc, and (format 4) its summary: start, duration, payload
  *            sizes, for scans; a value of format 1 is the record alone
  *   blobs    16-byte XXH3-128 digest of the payload -> a record holding
  *            the payload, or a chunk list (first byte 'C': the digests and
@@ -44,7 +44,7 @@
 #include "proto/codec.h"
 
 /* On-disk format this build writes and the newest it reads. */
-#define DEJA__FORMAT_VERSION 3
+#define DEJA__FORMAT_VERSION 4
 
 /* Tensors up to this size are stored inline in the trace record; larger
  * ones are blobs, stored once per distinct payload. */

@@ -316,7 +316,7 @@ int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, vo
 #define DEJA__REFS_MAGIC 'R'
 /* Bits of the refs' flags byte. */
 #define DEJA__REFS_HAS_ENV 1
-#define DEJA__REFS_HAS_SUMMARY 2 /* format 3 */
+#define DEJA__REFS_HAS_SUMMARY 2 /* format 4 */
 
 /* What gc needs of a trace: `view` holds its id, model, status, tags and
  * environment (what deja__ix_each and protection read; no tensors), and
@@ -328,7 +328,7 @@ typedef struct deja__refs {
     const uint8_t *blobs;
     size_t nblobs;
     uint64_t raw_bytes;
-    /* The summary (format 3): view.start_ns and view.duration_ns, and the
+    /* The summary (format 4): view.start_ns and view.duration_ns, and the
      * payload bytes of the inputs and of the outputs; 0 when absent. */
     int has_summary;
     uint64_t input_bytes, output_bytes;
@@ -426,7 +426,7 @@ int deja__wtxn_blob_rewrite(deja__wtxn *w, const void *data, size_t size,
  * `r`: 0, DEJA_ECORRUPT or DEJA_ENOMEM, no message set. */
 int deja__refs_parse(const deja_id *id, const uint8_t *p, size_t n, deja__refs *r);
 
-/* store/trace_summary.c: the summary in the refs (format 3):
+/* store/trace_summary.c: the summary in the refs (format 4):
  *   varint zigzag(start_ns - the id's millisecond in ns) | varint
  *   zigzag(duration_ns) | varint input bytes | varint output bytes
  * (the start is nearly always within a second of the id's millisecond:

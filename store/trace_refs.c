@@ -4,24 +4,25 @@
  * trace, its index entries and what only it used without decompressing
  * and decoding it.
  *
- * A trace value of format 2 or 3 is
+ * A trace value of format 2 and later is
  *   'R' | varint n | refs (n bytes) | record (magic 'D', store/record.c)
  * and the refs are
  *   varint raw_bytes | status u8 | flags u8 (bit 0: has env, bit 1: has
  *   summary) | [env 16] | [summary] | str model name | str model version
  *   | varint ntags | (str key, str value)* | varint nblobs | (digest 16)*
  * where a str is a varint length then the bytes (no NUL). The summary
- * (format 3, store/trace_summary.c) holds the trace's start and duration
+ * (format 4, store/trace_summary.c) holds the trace's start and duration
  * and its input and output bytes: with the model, status and tags before
  * and after it, all that scans over whole stores (stats --by, drift, the
- * ls filters) read of a trace, without decompressing its record. raw_bytes is
- * what the trace added to count/raw_bytes when written (its encoding and
+ * ls filters) read of a trace, without decompressing its record.
+ * raw_bytes is what the trace added to count/raw_bytes when written (its encoding and
  * the payloads it stored as blobs); the blobs are the digests of its
  * blob-stored payloads, inputs then outputs. The index entries of a trace
  * are a function of its id, model, status and tags (deja__ix_each), so the
  * refs give the very keys that writing the trace added. A value of format
- * 1 is the record alone, refs of format 2 have no summary; all are read. `deja verify` checks that the refs
- * say what the decoded record says.
+ * 1 is the record alone, refs of formats 2 and 3 have no summary; all are
+ * read. `deja verify` checks that the refs say what the decoded record
+ * says.
  */
 #include <stdlib.h>
 #include <string.h>

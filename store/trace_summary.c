@@ -1,10 +1,10 @@
 /*
  * store/trace_summary.c -- the summary a trace value carries in its refs
- * (format 3): its start, duration and payload sizes, uncompressed. With
+ * (format 4): its start, duration and payload sizes, uncompressed. With
  * the model, version, status and tags the refs already hold, it is all
  * that scans over whole stores read of a trace (stats --by, drift's first
  * pass, the filters of ls), so they never decompress a record they only
- * count or skip. Values without it (format 1 or 2) are summarised from
+ * count or skip. Values without it (formats 1 to 3) are summarised from
  * their decompressed record instead (proto/peek.c), as before.
  *
  * The summary is four varints (see store_internal.h): the start as an

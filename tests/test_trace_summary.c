@@ -1,8 +1,8 @@
 /*
  * tests/test_trace_summary.c -- the summary a trace value carries in its
- * refs (format 3, store/trace_summary.c): encoded and read back, damaged
+ * refs (format 4, store/trace_summary.c): encoded and read back, damaged
  * and cut short (a clean DEJA_ECORRUPT, never a crash), scans that read
- * it without decompressing any record, and stores of formats 1 and 2
+ * it without decompressing any record, and stores of formats 1 to 3
  * (values without it) still scanned and listed the same.
  */
 #include <lmdb.h>
@@ -328,7 +328,7 @@ static counted list(deja_store *s, const deja_filter *f)
 
 /* A store whose values are of formats 1, 2 and 3 mixed (as a store of
  * format 2 upgraded by a writer holds) gives the same health, listing and
- * filtering as the same store all of format 3; a store left at format 2
+ * filtering as the same store all of format 4; a store left at format 2
  * is read as it is, and a writer upgrades it. */
 static void test_trace_summary__older_formats_scanned(void **state)
 {
@@ -370,6 +370,18 @@ static void test_trace_summary__older_formats_scanned(void **state)
     c = list(s, &late);
     assert_true(c.traces == 20 && c.bad == 0);
     assert_int_equal(deja_store_verify(s, NULL, NULL), 0);
+    deja_store_close(s);
+
+    /* Format 3 (chat deltas) wrote the same trace values as format 2. */
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    set_format(s, 3);
+    deja_store_close(s);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja_store_stats_get(s, &st), 0);
+    assert_int_equal(st.format, 3);
+    got = health_of(s);
+    assert_same_health(want, got);
+    deja_health_free(got);
     deja_store_close(s);
 
     /* A writer upgrades it; its new trace carries a summary. */
