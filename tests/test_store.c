@@ -2222,6 +2222,36 @@ static void test_store__record_decoders(void **state)
     for (int i = 0; i < N; i += 100)
         write_traces(s, tt + i, 100);
     assert_int_equal(deja__dict_cdict(s, 1, &cdict), 0);
+    /* Written with the minimum match chosen for reads (store/record.c): 5
+     * bytes repeated, each time followed by another byte, are matches for
+     * zstd's level 3 (minimum 5), literals for the store's (minimum 6). */
+    {
+        ZSTD_CDict *plain = ZSTD_createCDict(s->dicts[0]->content, s->dicts[0]->size, 3);
+        deja__buf a = {0}, b = {0};
+        uint8_t tok[64][5];
+
+        assert_non_null(plain);
+        for (int i = 0; i < 64; i++)
+            for (int j = 0; j < 5; j++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                tok[i][j] = (uint8_t)('a' + x % 26);
+            }
+        for (size_t n = 0; n + 6 <= 8192; n += 6) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            memcpy(text + n, tok[x % 64], 5);
+            text[n + 5] = (uint8_t)('0' + (x >> 20) % 50);
+        }
+        assert_int_equal(deja__record_encode_cctx(cctx, cdict, 1, text, 8190, &a), 0);
+        assert_int_equal(deja__record_encode_cctx(cctx, plain, 1, text, 8190, &b), 0);
+        assert_true(a.size > b.size + b.size / 5);
+        deja__buf_free(&a);
+        deja__buf_free(&b);
+        ZSTD_freeCDict(plain);
+    }
     /* small and large with the dictionary, small without, small raw */
     assert_int_equal(deja__record_encode_cctx(cctx, cdict, 1, text, SMALL, &recs[0]), 0);
     assert_int_equal(deja__record_encode_cctx(cctx, cdict, 1, text, LARGE, &recs[1]), 0);
