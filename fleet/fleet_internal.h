@@ -192,15 +192,18 @@ void deja__wire_result_free(deja__wire_result *w);
  * --via does before enqueuing their jobs. */
 int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, size_t n);
 
-/* Bring the traces stored under the `n` `subjects` of DEJA_TRACES, and
- * what they reference, into `store` (a worker's cache) in one transaction;
- * each one's id goes to `ids[i]` and its outcome to `rcs[i]` (0, or the
- * code, DEJA_EIO being the fleet's trouble). A trace whose message came
- * with its job (`datas[i]`, `sizes[i]`; `datas` may be NULL) is taken from
- * there, checked like a fetched one, instead of being fetched. Returns 0
- * or DEJA_ENOMEM. */
-int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
-                          const uint8_t *const *datas, const size_t *sizes,
-                          size_t n, deja_id *ids, int *rcs);
+/* For a worker, which replays traces from memory: take the traces stored
+ * under the `n` `subjects` of DEJA_TRACES, each decoded, checked and with
+ * its blobs attached, into `traces[i]` (the caller's, deja_trace_free; not
+ * stored), and its outcome into `rcs[i]` (0, or the code, DEJA_EIO being
+ * the fleet's trouble; `traces[i]` is NULL then). A trace whose message
+ * came with its job (`datas[i]`, `sizes[i]`; `datas` may be NULL) is taken
+ * from there, checked like a fetched one, instead of being fetched. The
+ * blobs and environments the traces reference that `store` (the worker's
+ * cache) lacks are fetched into it, in one transaction. Returns 0 or
+ * DEJA_ENOMEM. */
+int deja__fleet_pull_traces(deja_fleet *f, deja_store *store, const char *const *subjects,
+                            const uint8_t *const *datas, const size_t *sizes, size_t n,
+                            deja_trace **traces, int *rcs);
 
 #endif /* DEJA_FLEET_FLEET_INTERNAL_H */

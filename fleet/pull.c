@@ -37,6 +37,7 @@ typedef struct puller {
     got_blob *blobs; /* fetched in this batch, new to the store */
     size_t nblobs, cap_blobs;
     uint64_t added, envs_added;
+    int keep; /* the traces are handed back, not stored: their new blobs are */
 } puller;
 
 static void batch_clear(puller *p)
@@ -168,9 +169,14 @@ static int pull_fill(deja__wtxn *w, void *payload)
             rc = deja__error_set(DEJA_ECORRUPT, "an environment changed digest when stored");
         p->envs_added++;
     }
-    for (size_t i = 0; rc == 0 && i < p->ntraces; i++) {
+    for (size_t i = 0; rc == 0 && !p->keep && i < p->ntraces; i++) {
         rc = deja__wtxn_put_trace(w, p->traces[i], &added);
         p->added += (uint64_t)added;
+    }
+    for (size_t i = 0; rc == 0 && p->keep && i < p->nblobs; i++) {
+        rc = deja__wtxn_put_blob(w, p->blobs[i].data, p->blobs[i].size, &d);
+        if (rc == 0 && memcmp(d.bytes, p->blobs[i].d.bytes, 16) != 0)
+            rc = deja__error_set(DEJA_ECORRUPT, "a blob changed digest when stored");
     }
     return rc;
 }
@@ -180,7 +186,7 @@ static int flush_batch(puller *p)
     int rc = 0;
 
     p->added = p->envs_added = 0;
-    if (p->ntraces > 0 || p->nenvs > 0)
+    if ((!p->keep && p->ntraces > 0) || p->nenvs > 0 || (p->keep && p->nblobs > 0))
         rc = deja__store_write(p->store, pull_fill, p);
     if (rc == 0) {
         p->st->traces_added += p->added;
@@ -229,7 +235,7 @@ static int take_bytes(puller *p, const char *subject, const void *data, size_t s
     }
     *taken = 1;
     p->st->traces++;
-    rc = deja__store_has(p->store, DEJA__KIND_TRACE, t->id.bytes);
+    rc = p->keep ? 0 : deja__store_has(p->store, DEJA__KIND_TRACE, t->id.bytes);
     if (rc != 0) {
         deja_trace_free(t);
         return rc < 0 ? rc : 0;
@@ -359,9 +365,9 @@ cleanup:
     return rc;
 }
 
-int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *subjects,
-                          const uint8_t *const *datas, const size_t *sizes, size_t n, deja_id *ids,
-                          int *rcs)
+int deja__fleet_pull_traces(deja_fleet *f, deja_store *store, const char *const *subjects,
+                            const uint8_t *const *datas, const size_t *sizes, size_t n,
+                            deja_trace **traces, int *rcs)
 {
     deja_pull_stats st;
     puller p;
@@ -372,6 +378,7 @@ int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *s
     p.f = f;
     p.store = store;
     p.st = &st;
+    p.keep = 1;
     p.traces = calloc(n ? n : 1, sizeof *p.traces);
     p.envs = calloc(n ? n : 1, sizeof *p.envs);
     p.env_digests = calloc(n ? n : 1, sizeof *p.env_digests);
@@ -381,9 +388,10 @@ int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *s
     }
     for (size_t i = 0; i < n; i++) {
         natsMsg *m = NULL;
-        deja_trace *t = NULL;
+        const size_t before = p.ntraces;
         int taken = 0;
 
+        traces[i] = NULL;
         if (strncmp(subjects[i], DEJA__FLEET_TRACES_SUBJECT ".",
                     sizeof DEJA__FLEET_TRACES_SUBJECT) != 0) {
             rcs[i] = deja__error_set(DEJA_ECORRUPT, "'%s' is not a trace subject", subjects[i]);
@@ -391,36 +399,37 @@ int deja__fleet_pull_many(deja_fleet *f, deja_store *store, const char *const *s
         }
         if (datas != NULL && datas[i] != NULL) {
             /* Brought by the job: checked as a fetched message is. */
-            rcs[i] = deja__trace_decode(datas[i], sizes[i], &t);
+            rcs[i] = take_bytes(&p, subjects[i], datas[i], sizes[i], NULL, NULL, 0, &taken);
+        } else {
+            rcs[i] = deja__fleet_get(f, DEJA__FLEET_TRACES, subjects[i], &m);
+            if (rcs[i] == DEJA_ENOTFOUND)
+                rcs[i] = deja__error_set(DEJA_ENOTFOUND, "fleet %s: no trace %s", f->shown,
+                                         subjects[i]);
+            /* The subject came from the network too: the message must hold
+             * the trace it names (take() checks). */
             if (rcs[i] == 0)
-                ids[i] = t->id;
-            deja_trace_free(t);
-            if (rcs[i] == 0)
-                rcs[i] = take_bytes(&p, subjects[i], datas[i], sizes[i], NULL, NULL, 0, &taken);
-            continue;
+                rcs[i] = take(&p, m, NULL, NULL, 0, &taken);
+            natsMsg_Destroy(m);
         }
-        rcs[i] = deja__fleet_get(f, DEJA__FLEET_TRACES, subjects[i], &m);
-        if (rcs[i] == DEJA_ENOTFOUND)
-            rcs[i] = deja__error_set(DEJA_ENOTFOUND, "fleet %s: no trace %s", f->shown,
-                                     subjects[i]);
-        if (rcs[i] != 0)
-            continue;
-        /* The subject came from the network too: the message must hold the
-         * trace it names (take() checks), and the id is read back from it. */
-        rcs[i] = deja__trace_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &t);
-        if (rcs[i] == 0)
-            ids[i] = t->id;
-        deja_trace_free(t);
-        if (rcs[i] == 0)
-            rcs[i] = take(&p, m, NULL, NULL, 0, &taken);
-        natsMsg_Destroy(m);
+        if (rcs[i] == 0 && p.ntraces > before) {
+            traces[i] = p.traces[before];
+            p.traces[before] = NULL;
+        }
     }
-    /* One transaction for the batch; when it fails, every trace of it has. */
+    /* The traces are the caller's; the blobs and environments fetched go
+     * to the store, in one transaction. */
+    for (size_t i = 0; i < p.ntraces; i++)
+        deja_trace_free(p.traces[i]);
+    p.ntraces = 0;
     rc = flush_batch(&p);
-    if (rc != 0)
-        for (size_t i = 0; i < n; i++)
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++) {
             if (rcs[i] == 0)
                 rcs[i] = rc;
+            deja_trace_free(traces[i]);
+            traces[i] = NULL;
+        }
+    }
     rc = 0;
 
 cleanup:

@@ -382,9 +382,9 @@ typedef struct job_slot {
     natsMsg *msg;
     deja__job job;
     int unpacked;
-    int ready; /* its trace is in the cache */
+    int ready; /* its trace is in `trace` */
     int gone;  /* its message is settled and released here, or in flight */
-    deja_id id;
+    deja_trace *trace; /* decoded, blobs attached (the replay takes it) */
     deja__buf result; /* index (u64le) then the packed result */
 } job_slot;
 
@@ -530,15 +530,15 @@ static int replay_group(worker *w, job_slot *slots, size_t n, size_t first, int 
 {
     const char *spec = w->o->model_spec != NULL ? w->o->model_spec : slots[first].job.spec;
     job_slot **order = calloc(n, sizeof *order);
-    deja_id *ids = calloc(n, sizeof *ids);
+    deja_trace **traces = calloc(n, sizeof *traces);
     group_ctx g = {order, 0, slots[first].job.opts.force, 0};
     deja_replay_options opts = slots[first].job.opts;
     deja__replay_session *ss = NULL;
     int rc = 0;
 
-    if (order == NULL || ids == NULL) {
+    if (order == NULL || traces == NULL) {
         free(order);
-        free(ids);
+        free(traces);
         return deja__error_set(DEJA_ENOMEM, "out of memory");
     }
     for (size_t i = first; i < n; i++) {
@@ -547,14 +547,17 @@ static int replay_group(worker *w, job_slot *slots, size_t n, size_t first, int 
             !same_options(&slots[i].job.opts, &opts))
             continue;
         order[g.n] = &slots[i];
-        ids[g.n++] = slots[i].id;
+        traces[g.n++] = slots[i].trace;
+        slots[i].trace = NULL; /* the replay's now */
         done[i] = 1;
     }
     opts.jobs = 1;
     opts.progress = NULL;
     rc = session_for(w, spec, &opts, &ss);
     if (rc == 0)
-        rc = deja__replay_session_run(ss, ids, g.n, on_result, &g, NULL);
+        rc = deja__replay_session_run_traces(ss, traces, g.n, on_result, &g, NULL);
+    for (size_t i = 0; i < g.n; i++)
+        deja_trace_free(traces[i]); /* left when the session could not be had */
     if (rc == 0)
         rc = g.rc;
     for (size_t i = 0; i < g.n; i++) {
@@ -567,7 +570,7 @@ static int replay_group(worker *w, job_slot *slots, size_t n, size_t first, int 
         }
     }
     free(order);
-    free(ids);
+    free(traces);
     return 0;
 }
 
@@ -581,7 +584,7 @@ static int do_group(worker *w, natsMsg **msgs, size_t n)
     const char **subjects = NULL;
     const uint8_t **datas = NULL;
     size_t *sizes = NULL;
-    deja_id *ids = NULL;
+    deja_trace **traces = NULL;
     int *rcs = NULL;
     int rc = 0;
 
@@ -593,11 +596,11 @@ static int do_group(worker *w, natsMsg **msgs, size_t n)
     subjects = calloc(n, sizeof *subjects);
     datas = calloc(n, sizeof *datas);
     sizes = calloc(n, sizeof *sizes);
-    ids = calloc(n, sizeof *ids);
+    traces = calloc(n, sizeof *traces);
     rcs = calloc(n, sizeof *rcs);
     for (size_t i = 0; i < n; i++)
         slots[i].msg = msgs[i];
-    if (subjects == NULL || datas == NULL || sizes == NULL || ids == NULL || rcs == NULL) {
+    if (subjects == NULL || datas == NULL || sizes == NULL || traces == NULL || rcs == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "out of memory");
         goto cleanup;
     }
@@ -619,7 +622,7 @@ static int do_group(worker *w, natsMsg **msgs, size_t n)
         datas[i] = sl->job.trace;
         sizes[i] = sl->job.trace_size;
     }
-    rc = deja__fleet_pull_many(w->f, w->cache, subjects, datas, sizes, n, ids, rcs);
+    rc = deja__fleet_pull_traces(w->f, w->cache, subjects, datas, sizes, n, traces, rcs);
     if (rc != 0)
         goto cleanup;
     for (size_t i = 0; i < n; i++) {
@@ -640,7 +643,8 @@ static int do_group(worker *w, natsMsg **msgs, size_t n)
                      deja_strerror(rcs[i]));
             error_result(sl, w->o->model_spec ? w->o->model_spec : sl->job.spec, rcs[i], why);
         } else {
-            sl->id = ids[i];
+            sl->trace = traces[i];
+            traces[i] = NULL;
             sl->ready = 1;
         }
     }
@@ -666,6 +670,7 @@ cleanup:
             natsMsg_Nak(slots[i].msg, NULL);
             release(w->hb, slots[i].msg);
         }
+        deja_trace_free(slots[i].trace);
         if (slots[i].unpacked)
             deja__job_free(&slots[i].job);
         deja__buf_free(&slots[i].result);
@@ -675,7 +680,9 @@ cleanup:
     free(subjects);
     free(datas);
     free(sizes);
-    free(ids);
+    for (size_t i = 0; traces != NULL && i < n; i++)
+        deja_trace_free(traces[i]);
+    free(traces);
     free(rcs);
     return rc;
 }

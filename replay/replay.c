@@ -90,6 +90,7 @@ typedef struct slot {
 typedef struct engine {
     deja_store *store;
     const deja_id *ids;
+    deja_trace **given; /* the traces themselves, taken by replay_one (or NULL) */
     size_t n;
     deja_replay_options o;
     const deja_env *current;
@@ -1463,7 +1464,13 @@ static void replay_one(engine *e, deja_model **modelp, size_t wi, size_t i)
     int rc, timed_out = 0, status_varies;
     unsigned r;
     pthread_mutex_lock(&e->lock);
-    rc = deja_trace_get(e->store, &e->ids[i], &s->trace);
+    if (e->given != NULL) {
+        s->trace = e->given[i];
+        e->given[i] = NULL;
+        rc = s->trace != NULL ? 0 : deja__error_set(DEJA_EINVAL, "replay: no trace given");
+    } else {
+        rc = deja_trace_get(e->store, &e->ids[i], &s->trace);
+    }
     if (rc == 0 && s->trace->has_env) {
         s->env = env_lookup(e, &s->trace->env);
     } else if (rc == 0) {
@@ -1971,12 +1978,46 @@ cleanup:
     }
     free(e->slots);
     e->slots = NULL;
+    for (i = 0; e->given && i < n; i++) {
+        deja_trace_free(e->given[i]);
+        e->given[i] = NULL;
+    }
+    e->given = NULL;
     e->ids = NULL;
     e->n = 0;
     free(workers);
     if (summary) {
         *summary = sum;
     }
+    return rc;
+}
+
+int deja__replay_session_run_traces(deja__replay_session *ss, deja_trace **traces, size_t n,
+                                    deja_replay_cb cb, void *payload,
+                                    deja_replay_summary *summary)
+{
+    deja_id *ids = calloc(n + 1, sizeof(*ids));
+    int rc;
+
+    if (!ids || (n && !traces)) {
+        for (size_t i = 0; traces && i < n; i++) {
+            deja_trace_free(traces[i]);
+            traces[i] = NULL;
+        }
+        free(ids);
+        return ids ? deja__error_set(DEJA_EINVAL, "replay: no traces given")
+                   : deja__error_set(DEJA_ENOMEM, "replay: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (traces[i] != NULL) {
+            ids[i] = traces[i]->id;
+        }
+    }
+    ss->e.given = traces;
+    rc = deja__replay_session_run(ss, ids, n, cb, payload, summary);
+    /* Any the run did not reach (it stopped early) are freed by it. */
+    ss->e.given = NULL;
+    free(ids);
     return rc;
 }
 

@@ -34,6 +34,14 @@ int deja__replay_session_open(deja__replay_session **out, deja_store *store,
 int deja__replay_session_run(deja__replay_session *ss, const deja_id *ids, size_t n,
                              deja_replay_cb cb, void *payload, deja_replay_summary *summary);
 
+/* The same for `n` traces given themselves, decoded with their blobs
+ * attached (not read from the store; their environments are): the run
+ * takes them (frees each, and sets traces[i] to NULL). A NULL trace is an
+ * ERROR result. */
+int deja__replay_session_run_traces(deja__replay_session *ss, deja_trace **traces, size_t n,
+                                    deja_replay_cb cb, void *payload,
+                                    deja_replay_summary *summary);
+
 /* Unload the model(s) and free the session. Accepts NULL. */
 void deja__replay_session_close(deja__replay_session *ss);
 
