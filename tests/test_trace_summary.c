@@ -442,6 +442,58 @@ static void test_trace_summary__scans_decompress_nothing(void **state)
     cli_rm_rf(root);
 }
 
+/* Keep the first problem verify reports. */
+static void first_problem(const char *line, void *payload)
+{
+    char *first = payload;
+
+    if (first[0] == '\0')
+        snprintf(first, 512, "%s", line);
+}
+
+/* verify names a summary that says another start than its record. */
+static void test_trace_summary__verify_compares(void **state)
+{
+    char root[64], first[512] = "";
+    const char *path;
+    deja_store *s = NULL;
+    deja__buf v = {0};
+    MDB_txn *txn = NULL;
+    MDB_val k, val;
+    const uint8_t *p;
+    uint64_t x;
+    wtrace w;
+
+    (void)state;
+    tmp_root(root);
+    path = cli_tmp_path(root, "verify.store");
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE | DEJA__STORE_NOSYNC), 0);
+    wtrace_init(&w, "clf", "1", T0 + 5000, MS);
+    wtrace_put(s, &w);
+    assert_int_equal(deja_store_verify(s, first_problem, first), 0);
+    assert_string_equal(first, "");
+    /* 'R', the length, raw_bytes, status, flags (no environment here),
+     * then the summary: change the start by 1 ns. */
+    value_of(s, &w.t.id, &v);
+    p = v.data + 1;
+    assert_int_equal(deja__varint_get(&p, v.data + v.size, 10, &x), 0);
+    assert_int_equal(deja__varint_get(&p, v.data + v.size, 10, &x), 0);
+    assert_int_equal(p[1], DEJA__REFS_HAS_SUMMARY);
+    v.data[(size_t)(p + 2 - v.data)] ^= 2;
+    k.mv_size = 16;
+    k.mv_data = w.t.id.bytes;
+    val.mv_size = v.size;
+    val.mv_data = v.data;
+    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_put(txn, s->traces, &k, &val, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    assert_int_not_equal(deja_store_verify(s, first_problem, first), 0);
+    assert_non_null(strstr(first, "another start, duration or payload size"));
+    deja__buf_free(&v);
+    deja_store_close(s);
+    cli_rm_rf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_trace_summary__damaged_or_cut),
         cmocka_unit_test(test_trace_summary__older_formats_scanned),
         cmocka_unit_test(test_trace_summary__scans_decompress_nothing),
+        cmocka_unit_test(test_trace_summary__verify_compares),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
