@@ -52,40 +52,63 @@
 #include "proto/codec.h"
 #include "store/store_internal.h"
 
-/* Fingerprints the map keeps, and the bytes of bases it holds at most. */
-#define SLOTS 4096
+/* Bases the map keeps (a ring, oldest forgotten first), the bytes they
+ * hold at most, and the anchors that lead to them. */
+#define BASES 1024
 #define MAP_BYTES ((size_t)4 << 20)
-/* Base parts stored as blobs a slot remembers (their depth counts). */
-#define SLOT_BLOBS 4
+#define ANCHORS 8192
+/* Anchors per text input: its start, and its last content-defined chunks
+ * but the one at its end (which the next turn cuts elsewhere). */
+#define TAIL_ANCHORS 4
+/* Chunks of a new input looked up, from its end back. */
+#define LOOKUPS 32
+/* Base parts stored as blobs a base remembers (their depth counts). */
+#define BASE_BLOBS 4
 #define LEVEL 3
 
-typedef struct delta_slot {
-    uint64_t fp;
-    deja_id id;     /* the trace that holds the base */
-    uint32_t input; /* the index of the fingerprinted input in it */
-    uint8_t *base;  /* its input, then its outputs; NULL: empty slot */
+/* What a trace holds that the next turn may start from. */
+typedef struct delta_base {
+    uint64_t gen;   /* bumped when the entry is reused: stale anchors miss */
+    deja_id id;     /* the trace */
+    uint32_t input; /* the index of its input the base starts with */
+    uint8_t *base;  /* that input, then its outputs; NULL: empty */
     size_t nbase;
-    uint8_t blobs[SLOT_BLOBS][16]; /* digests of the base parts stored as blobs */
+    uint8_t blobs[BASE_BLOBS][16]; /* digests of the base parts stored as blobs */
     size_t nblobs;
-} delta_slot;
+} delta_base;
+
+/* A fingerprint of a piece of a text input, leading to the base that held
+ * it last. */
+typedef struct delta_anchor {
+    uint64_t fp;
+    uint32_t base;
+    uint64_t gen;
+} delta_anchor;
 
 struct deja__delta_map {
-    delta_slot slots[SLOTS];
+    delta_base bases[BASES];
+    delta_anchor anchors[ANCHORS];
+    size_t next; /* the ring's next entry */
+    uint64_t gen;
     size_t bytes;
-    size_t hand; /* the next slot to empty when the bases fill MAP_BYTES */
     ZSTD_CCtx *cctx;
     deja__buf out;
+    deja__buf cuts; /* chunk ends of the input at cut_p (size_t each) */
+    const void *cut_p;
+    size_t cut_n;
 };
 
-/* The fingerprint of input `t` (NULL name is ""), or 0 when it has none
- * (not text, or too short). */
-static uint64_t fingerprint(const deja_tensor *t)
+/* The fingerprint of `n` bytes at `p` of the input named `name`; never 0. */
+static uint64_t fingerprint(const char *name, const uint8_t *p, size_t n)
 {
-    const char *name = t->name != NULL ? t->name : "";
+    return XXH3_64bits_withSeed(p, n, XXH3_64bits(name, strlen(name))) | 1;
+}
 
-    if (t->dtype != DEJA_UTF8 || t->size < DEJA__DELTA_FP || t->data == NULL)
-        return 0;
-    return XXH3_64bits_withSeed(t->data, DEJA__DELTA_FP, XXH3_64bits(name, strlen(name))) | 1;
+/* Whether input `t` may be a base or a delta: text of DEJA__DELTA_FP bytes
+ * or more. */
+static int eligible(const deja_tensor *t)
+{
+    return t->dtype == DEJA_UTF8 && t->size >= DEJA__DELTA_FP && t->data != NULL;
 }
 
 /* Free the writer's map of a handle (at close). Accepts a handle without. */
@@ -95,10 +118,11 @@ void deja__delta_free(deja_store *store)
 
     if (m == NULL)
         return;
-    for (size_t i = 0; i < SLOTS; i++)
-        free(m->slots[i].base);
+    for (size_t i = 0; i < BASES; i++)
+        free(m->bases[i].base);
     ZSTD_freeCCtx(m->cctx);
     deja__buf_free(&m->out);
+    deja__buf_free(&m->cuts);
     free(m);
     store->delta = NULL;
 }
@@ -109,84 +133,184 @@ static int is_blob(const deja_tensor *t)
     return t->size > DEJA__INLINE_MAX;
 }
 
+/* Cut the `n` bytes at `p` as the store cuts blobs: the end of each chunk
+ * into m->cuts. Returns the number of chunks, 0 when out of memory. */
+static size_t cut(deja__delta_map *m, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+
+    /* A delta's input is cut to find its parent, then again when the
+     * trace is remembered: the second time is free. */
+    if (m->cut_p == p && m->cut_n == n && m->cuts.size > 0)
+        return m->cuts.size / sizeof(size_t);
+    m->cuts.size = 0;
+    m->cut_p = NULL;
+    while (off < n) {
+        off += deja__chunk_next(p + off, n - off);
+        if (deja__buf_append(&m->cuts, &off, sizeof off) != 0)
+            return 0;
+    }
+    m->cut_p = p;
+    m->cut_n = n;
+    return m->cuts.size / sizeof(size_t);
+}
+
+/* The end of chunk `i` cut by cut(). */
+static size_t cut_end(const deja__delta_map *m, size_t i)
+{
+    size_t end;
+
+    memcpy(&end, m->cuts.data + i * sizeof end, sizeof end);
+    return end;
+}
+
+/* Point the anchor of `fp` at base `b`. */
+static void anchor(deja__delta_map *m, uint64_t fp, size_t b)
+{
+    delta_anchor *a = &m->anchors[fp % ANCHORS];
+
+    a->fp = fp;
+    a->base = (uint32_t)b;
+    a->gen = m->bases[b].gen;
+}
+
+/* The base anchor `fp` leads to, or NULL. */
+static delta_base *anchored(deja__delta_map *m, uint64_t fp)
+{
+    const delta_anchor *a = &m->anchors[fp % ANCHORS];
+    delta_base *b;
+
+    if (a->fp != fp || a->base >= BASES)
+        return NULL;
+    b = &m->bases[a->base];
+    return b->base != NULL && b->gen == a->gen ? b : NULL;
+}
+
+/* Forget ring entry `i`. */
+static void forget(deja__delta_map *m, size_t i)
+{
+    delta_base *b = &m->bases[i];
+
+    if (b->base != NULL)
+        m->bytes -= b->nbase;
+    free(b->base);
+    b->base = NULL;
+    b->nbase = 0;
+    b->gen = ++m->gen;
+}
+
+/* Remember input `i` of `trace` (just stored) as a base: its bytes then
+ * its outputs', `nout` bytes in all. */
+static void remember(deja__delta_map *m, const deja_trace *trace, size_t i, size_t nout)
+{
+    const deja_tensor *in = &trace->inputs[i];
+    const char *name = in->name != NULL ? in->name : "";
+    const size_t n = in->size + nout;
+    delta_base *b;
+    uint8_t *base;
+    size_t off, nblobs = 0, slot, nchunks;
+
+    for (size_t o = 0; o < trace->noutputs; o++)
+        nblobs += is_blob(&trace->outputs[o]);
+    if (n > MAP_BYTES || nblobs + 1 > BASE_BLOBS)
+        return;
+    /* The ring's next entry, and older ones while the bytes are full. */
+    slot = m->next;
+    m->next = (m->next + 1) % BASES;
+    forget(m, slot);
+    for (size_t j = m->next; m->bytes + n > MAP_BYTES; j = (j + 1) % BASES)
+        forget(m, j);
+    base = malloc(n > 0 ? n : 1);
+    if (base == NULL)
+        return;
+    b = &m->bases[slot];
+    memcpy(base, in->data, in->size);
+    off = in->size;
+    nblobs = 0;
+    if (is_blob(in)) {
+        const deja_digest d = deja_digest_of(in->data, in->size);
+        memcpy(b->blobs[nblobs++], d.bytes, 16);
+    }
+    for (size_t o = 0; o < trace->noutputs; o++) {
+        const deja_tensor *t = &trace->outputs[o];
+
+        if (t->size > 0)
+            memcpy(base + off, t->data, t->size);
+        off += t->size;
+        if (is_blob(t)) {
+            const deja_digest d = deja_digest_of(t->data, t->size);
+            memcpy(b->blobs[nblobs++], d.bytes, 16);
+        }
+    }
+    b->id = trace->id;
+    b->input = (uint32_t)i;
+    b->base = base;
+    b->nbase = n;
+    b->nblobs = nblobs;
+    m->bytes += n;
+    /* Anchors: the start, and the last chunks before the end. A new turn
+     * repeats them; the recent ones tell conversations apart even when
+     * they all begin alike (a system prompt inside the messages). */
+    anchor(m, fingerprint(name, in->data, DEJA__DELTA_FP), slot);
+    nchunks = cut(m, in->data, in->size);
+    for (size_t c = nchunks >= 1 + TAIL_ANCHORS ? nchunks - 1 - TAIL_ANCHORS : 0;
+         c + 1 < nchunks; c++) {
+        const size_t from = c > 0 ? cut_end(m, c - 1) : 0;
+
+        anchor(m, fingerprint(name, (const uint8_t *)in->data + from, cut_end(m, c) - from),
+               slot);
+    }
+}
+
 /* Remember the text inputs of `trace`, just stored by `w`, as bases for
  * the turns that follow. Out of memory only means nothing is remembered. */
 void deja__delta_note(deja__wtxn *w, const deja_trace *trace)
 {
     deja_store *store = w->store;
-    deja__delta_map *m = store->delta;
     size_t nout = 0;
 
-    for (size_t o = 0; o < trace->noutputs; o++)
-        nout += trace->outputs[o].size;
-    for (size_t i = 0; i < trace->ninputs && i <= UINT32_MAX; i++) {
-        const deja_tensor *in = &trace->inputs[i];
-        const uint64_t fp = fingerprint(in);
-        delta_slot *s;
-        uint8_t *base;
-        size_t n, nblobs = 0, off;
-
-        if (fp == 0 || in->size > DEJA__DELTA_BASE_MAX || nout > DEJA__DELTA_BASE_MAX - in->size)
-            continue;
-        n = in->size + nout;
-        if (m == NULL) {
-            m = store->delta = calloc(1, sizeof *m);
-            if (m == NULL)
-                return;
-        }
-        s = &m->slots[fp % SLOTS];
-        if (n > MAP_BYTES)
-            continue;
-        /* Full: forget bases round the slots (a clock), so that stale
-         * ones never keep new conversations out. */
-        while (m->bytes - (s->base != NULL ? s->nbase : 0) + n > MAP_BYTES) {
-            delta_slot *old = &m->slots[m->hand];
-
-            m->hand = (m->hand + 1) % SLOTS;
-            if (old == s || old->base == NULL)
-                continue;
-            m->bytes -= old->nbase;
-            free(old->base);
-            old->base = NULL;
-            old->nbase = 0;
-        }
-        base = malloc(n > 0 ? n : 1);
-        if (base == NULL)
+    if (w->dry_run)
+        return;
+    for (size_t o = 0; o < trace->noutputs; o++) {
+        if (trace->outputs[o].size > DEJA__DELTA_BASE_MAX - nout)
             return;
-        memcpy(base, in->data, in->size);
-        off = in->size;
-        if (is_blob(in)) {
-            deja_digest d = deja_digest_of(in->data, in->size);
-            memcpy(s->blobs[nblobs++], d.bytes, 16);
-        }
-        for (size_t o = 0; o < trace->noutputs; o++) {
-            const deja_tensor *t = &trace->outputs[o];
-
-            if (t->size > 0)
-                memcpy(base + off, t->data, t->size);
-            off += t->size;
-            if (is_blob(t) && nblobs < SLOT_BLOBS) {
-                deja_digest d = deja_digest_of(t->data, t->size);
-                memcpy(s->blobs[nblobs++], d.bytes, 16);
-            } else if (is_blob(t)) {
-                nblobs = SLOT_BLOBS + 1;
-            }
-        }
-        if (nblobs > SLOT_BLOBS) {
-            free(base);
-            continue;
-        }
-        if (s->base != NULL)
-            m->bytes -= s->nbase;
-        free(s->base);
-        s->fp = fp;
-        s->id = trace->id;
-        s->input = (uint32_t)i;
-        s->base = base;
-        s->nbase = n;
-        s->nblobs = nblobs;
-        m->bytes += n;
+        nout += trace->outputs[o].size;
     }
+    for (size_t i = 0; i < trace->ninputs && i <= UINT32_MAX; i++) {
+        if (!eligible(&trace->inputs[i]) ||
+            trace->inputs[i].size > DEJA__DELTA_BASE_MAX - nout)
+            continue;
+        if (store->delta == NULL && (store->delta = calloc(1, sizeof *store->delta)) == NULL)
+            return;
+        remember(store->delta, trace, i, nout);
+    }
+    /* The next trace's buffers may sit where this one's did. */
+    if (store->delta != NULL)
+        store->delta->cut_p = NULL;
+}
+
+/* The base to compress input `in` of the trace `id` against: the one an
+ * anchor of its last chunks leads to (from its end back), else the one
+ * that began the same way; only a base of an older trace. NULL if none. */
+static delta_base *find_base(deja__delta_map *m, const deja_tensor *in, const deja_id *id)
+{
+    const char *name = in->name != NULL ? in->name : "";
+    const uint8_t *p = in->data;
+    const size_t nchunks = cut(m, p, in->size);
+    delta_base *b;
+
+    for (size_t c = nchunks >= 2 ? nchunks - 2 : 0, tries = 0;
+         nchunks >= 2 && tries < LOOKUPS; c--, tries++) {
+        const size_t from = c > 0 ? cut_end(m, c - 1) : 0;
+
+        b = anchored(m, fingerprint(name, p + from, cut_end(m, c) - from));
+        if (b != NULL && memcmp(b->id.bytes, id->bytes, 16) < 0)
+            return b;
+        if (c == 0)
+            break;
+    }
+    b = anchored(m, fingerprint(name, p, DEJA__DELTA_FP));
+    return b != NULL && memcmp(b->id.bytes, id->bytes, 16) < 0 ? b : NULL;
 }
 
 /* The depth of the blob stored under `d` in `txn`: 0 for a whole or
@@ -205,18 +329,17 @@ static int stored_depth(deja_store *store, MDB_txn *txn, const uint8_t *d)
 }
 
 /* Try to store input payload `data` (`size` bytes, digest `digest`, absent
- * from the blobs) of `trace` as a delta against the last trace written
- * with the same fingerprint. 1 when stored so, 0 when not (the caller
- * stores it whole), negative on a write error. */
+ * from the blobs) of `trace` as a delta against the trace it continues.
+ * 1 when stored so, 0 when not (the caller stores it whole), negative on
+ * a write error. */
 int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, size_t size,
                     const deja_digest *digest)
 {
     deja_store *store = w->store;
     deja__delta_map *m = store->delta;
     const deja_tensor *in = NULL;
-    delta_slot *s;
+    delta_base *s;
     MDB_val k, v;
-    uint64_t fp;
     size_t cap, n;
     int depth = 0, rc;
 
@@ -227,10 +350,7 @@ int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, si
             in = &trace->inputs[i];
             break;
         }
-    if (in == NULL || (fp = fingerprint(in)) == 0)
-        return 0;
-    s = &m->slots[fp % SLOTS];
-    if (s->base == NULL || s->fp != fp || memcmp(s->id.bytes, trace->id.bytes, 16) >= 0)
+    if (in == NULL || !eligible(in) || (s = find_base(m, in, &trace->id)) == NULL)
         return 0;
     /* The parent must still be stored (a transaction that wrote it may
      * have failed, gc may have taken it), and its blobs with it. */

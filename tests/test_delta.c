@@ -69,18 +69,20 @@ static void gen_text(char *p, size_t n, uint64_t *seed)
  * (the history, then the user message), its reply reply[k]. */
 typedef struct chat {
     char system[1500];
-    char convo[TURNS * 900 + 64];
+    char convo[2048 + TURNS * 900 + 64];
     size_t len[TURNS];
     char reply[TURNS][400];
     size_t nreply[TURNS];
     deja_id ids[TURNS];
 } chat;
 
-static void chat_init(chat *c, uint64_t seed)
+static void chat_init_preamble(chat *c, uint64_t seed, size_t preamble)
 {
-    size_t at = 0;
+    uint64_t shared = 5;
+    size_t at = preamble;
 
     memset(c, 0, sizeof *c);
+    gen_text(c->convo, preamble, &shared); /* the same in every conversation */
     gen_text(c->system, sizeof c->system, &seed);
     for (int k = 0; k < TURNS; k++) {
         const size_t ulen = 150 + seed % 200;
@@ -98,6 +100,11 @@ static void chat_init(chat *c, uint64_t seed)
         c->convo[at++] = '\n';
         deja__id_new_at(&c->ids[k], T0_MS + (int64_t)k * STEP_MS);
     }
+}
+
+static void chat_init(chat *c, uint64_t seed)
+{
+    chat_init_preamble(c, seed, 0);
 }
 
 /* Trace `k` of `c` in `t` (arrays in `in`, `out`, `shape`). */
@@ -742,6 +749,58 @@ static void test_delta__map_full_forgets_stale(void **state)
     free(c);
 }
 
+/* Conversations that all begin alike (the system prompt inside the
+ * messages, as OpenAI's format sends it), their turns interleaved: each
+ * turn's delta names its own conversation's previous turn (but the first
+ * ones, whose own text is all in their last chunk), and every turn reads
+ * back whatever parent it took. */
+static void test_delta__shared_preamble_interleaved(void **state)
+{
+    enum { CHATS = 3 };
+    char dir[256], path[300];
+    chat *c = malloc(CHATS * sizeof *c);
+    deja_store *s = NULL;
+
+    (void)state;
+    assert_non_null(c);
+    for (int j = 0; j < CHATS; j++) {
+        /* the same first 1,500 bytes in every conversation */
+        chat_init_preamble(&c[j], 51 + (uint64_t)j, 1500);
+        for (int k = 0; k < TURNS; k++)
+            deja__id_new_at(&c[j].ids[k], T0_MS + (int64_t)k * STEP_MS + j);
+    }
+    tmp_dir(dir);
+    snprintf(path, sizeof path, "%s/store", dir);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    for (int k = 0; k < TURNS; k++)
+        for (int j = 0; j < CHATS; j++) {
+            put_one p = {&c[j], k, k + 1};
+            assert_int_equal(deja__store_write(s, put_turns, &p), 0);
+        }
+    deja_store_close(s);
+    for (int j = 0; j < CHATS; j++) {
+        int deltas = 0;
+
+        for (int k = 1; k < TURNS; k++) {
+            deja__delta x;
+
+            if (blob_kind(path, &c[j], k, &x) != DEJA__DELTA_MAGIC)
+                continue;
+            deltas++;
+            /* Once a conversation's own text fills a chunk before its end
+             * (a turn or two after the preamble), its anchors are its own. */
+            if (k >= 3)
+                assert_memory_equal(x.parent.bytes, c[j].ids[k - 1].bytes, 16);
+        }
+        assert_true(deltas >= TURNS - 6);
+        for (int k = 0; k < TURNS; k++)
+            check_turn(path, &c[j], k);
+    }
+    assert_int_equal(verify(path), 0);
+    rm_rf(dir);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -756,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_delta__format2_store_reads),
         cmocka_unit_test(test_delta__through_tracer),
         cmocka_unit_test(test_delta__map_full_forgets_stale),
+        cmocka_unit_test(test_delta__shared_preamble_interleaved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
