@@ -56,6 +56,7 @@ typedef struct walker {
     uint64_t psize, npages;
     uint8_t *seen; /* one bit per page */
     uint8_t **pages; /* one buffer per tree level */
+    uint64_t *extents; /* scratch: the nodes of one page, offset << 32 | end */
     const char *path;
     char lines[8][512]; /* the first problems, delivered once the walk is known sound */
     int problems;
@@ -225,6 +226,39 @@ static int key_cmp(const walker *w, const uint8_t *a, size_t na, const uint8_t *
 
 typedef int (*leaf_fn)(walker *w, const node *n, uint64_t pgno, void *payload);
 
+static int extent_cmp(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* The `nkeys` nodes of page `p` do not overlap: a damaged data size that
+ * keeps a node inside the page but over its neighbour would have LMDB
+ * move bytes across both when it deletes or updates it. */
+static int check_extents(walker *w, const uint8_t *p, uint64_t pgno, size_t nkeys, int leaf,
+                         const char *what)
+{
+    for (size_t i = 0; i < nkeys; i++) {
+        const uint16_t off = le16(p + PAGEHDRSZ + 2 * i);
+        node n;
+        uint64_t len;
+
+        if (node_at(w, p, pgno, i, leaf, &n, what) != 0)
+            return -1;
+        len = NODESIZE + n.ksize;
+        if (leaf)
+            len += n.flags & F_BIGDATA ? 8 : n.flags & F_SUBDATA ? DB_SIZE : n.dsize;
+        w->extents[i] = (uint64_t)off << 32 | (off + len);
+    }
+    qsort(w->extents, nkeys, sizeof *w->extents, extent_cmp);
+    for (size_t i = 1; i < nkeys; i++)
+        if ((w->extents[i - 1] & 0xffffffffu) > w->extents[i] >> 32)
+            return bad(w, "store damaged at page %llu (%s): its nodes overlap",
+                       (unsigned long long)pgno, what);
+    return 0;
+}
+
 /* Walk the subtree at `pgno`, `level` levels below the root of a tree of
  * `depth` levels; `leaf_cb` sees each leaf node. */
 static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const char *what,
@@ -257,6 +291,8 @@ static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const 
     if (nkeys == 0)
         return bad(w, "store damaged at page %llu (%s): %zu keys", (unsigned long long)pgno,
                    what, nkeys);
+    if (check_extents(w, p, pgno, nkeys, leaf, what) != 0)
+        return -1;
     if (leaf)
         w->leaf++;
     else
@@ -470,8 +506,9 @@ static int check_once(walker *w, uint64_t file_size, uint64_t *txnid, int light)
         goto cleanup;
     w->seen = calloc((size_t)(w->npages / 8 + 1), 1);
     w->pages = calloc(MAX_DEPTH + 1, sizeof *w->pages);
+    w->extents = malloc((size_t)(w->psize / 2 + 1) * sizeof *w->extents);
     ms = calloc(1, sizeof *ms);
-    if (w->seen == NULL || w->pages == NULL || ms == NULL) {
+    if (w->seen == NULL || w->pages == NULL || w->extents == NULL || ms == NULL) {
         rc = deja__error_set(DEJA_ENOMEM, "checking '%s': out of memory", w->path);
         goto cleanup;
     }
@@ -510,6 +547,7 @@ cleanup:
         for (size_t i = 0; i <= MAX_DEPTH; i++)
             free(w->pages[i]);
     free(w->pages);
+    free(w->extents);
     free(w->seen);
     free(ms);
     w->pages = NULL;

@@ -1927,6 +1927,74 @@ static void test_store__many_transactions_verify(void **state)
     rm_rf(dir);
 }
 
+/* A leaf node whose data size was damaged so that it runs over its
+ * neighbour (still inside the page) is damage: verify reports it and gc
+ * refuses before LMDB moves bytes across both (a gc once crashed on it). */
+static void test_store__overlapping_nodes_refused(void **state)
+{
+    char dir[256], path[300], data[400];
+    deja_store *s = NULL;
+    deja_gc_options o = DEJA_GC_OPTIONS_INIT;
+    deja_gc_stats gs;
+    problems p;
+    uint8_t *file;
+    long size;
+    FILE *f;
+    int edited = 0;
+
+    (void)state;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    {
+        ttrace tt[20];
+
+        for (int i = 0; i < 20; i++)
+            ttrace_init(&tt[i], 1700000000000 + i, i, "overlapmodel", "1", DEJA_STATUS_OK, "prod",
+                        0, 0, NULL);
+        write_traces(s, tt, 20);
+        for (int i = 0; i < 20; i++)
+            ttrace_free(&tt[i]);
+    }
+    deja_store_close(s);
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    f = fopen(data, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    size = ftell(f);
+    assert_true(size > 0 && size % 4096 == 0);
+    file = malloc((size_t)size);
+    assert_non_null(file);
+    assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+    assert_int_equal(fread(file, 1, (size_t)size, f), (size_t)size);
+    /* The ix_model leaf: its lowest node gets a data size over the next. */
+    for (long pg = 2; pg < size / 4096 && !edited; pg++) {
+        uint8_t *pp = file + pg * 4096;
+        const unsigned flags = pp[10] | pp[11] << 8, upper = pp[14] | pp[15] << 8;
+        const unsigned lower = pp[12] | pp[13] << 8;
+
+        if (flags != 0x02 || lower <= 18 || upper + 8 + 13 > 4096)
+            continue;
+        if (memcmp(pp + upper + 8, "overlapmodel", 13) != 0)
+            continue;
+        pp[upper] = 40; /* data size 0 -> 40: over the next node */
+        edited = 1;
+        assert_int_equal(fseek(f, pg * 4096, SEEK_SET), 0);
+        assert_int_equal(fwrite(pp, 1, 4096, f), 4096);
+    }
+    assert_int_equal(fclose(f), 0);
+    free(file);
+    assert_true(edited);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    memset(&p, 0, sizeof p);
+    assert_true(deja_store_verify(s, problem_cb, &p) >= 1);
+    assert_non_null(strstr(p.lines[0], "nodes overlap"));
+    o.before_ns = INT64_MAX;
+    assert_int_equal(deja_store_gc(s, &o, &gs), DEJA_ECORRUPT);
+    assert_non_null(strstr(deja_error_last(), "nodes overlap"));
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 static void test_store__concurrent_writers(void **state)
 {
     char dir[256], path[300];
@@ -2370,6 +2438,7 @@ int main(void)
         cmocka_unit_test(test_store__verify),
         cmocka_unit_test(test_store__blob_size_checked),
         cmocka_unit_test(test_store__many_transactions_verify),
+        cmocka_unit_test(test_store__overlapping_nodes_refused),
         cmocka_unit_test(test_store__concurrent_writers),
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
         cmocka_unit_test(test_store__map_trim),
