@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Before cmocka.h, whose fail() macro would rewrite deja_model.h's. */
@@ -531,7 +532,15 @@ static void test_http__proxy_counts_unrecorded(void **state)
     snprintf(body, sizeof body, chat_body, "");
     http_call(&good, url, body, NULL);
     assert_int_equal(good.status, 200);
-    deja_server_stats_get(g.proxy, &st);
+    /* An exchange is counted as recorded when it ends, just after the
+     * client has its answer: wait for it (10 s at most). */
+    for (int i = 0; i < 1000; i++) {
+        deja_server_stats_get(g.proxy, &st);
+        if (st.recorded + st.unrecorded >= 2) {
+            break;
+        }
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
     assert_int_equal(st.requests, 2);
     assert_int_equal(st.recorded, 1);
     assert_int_equal(st.unrecorded, 1);
