@@ -4,7 +4,8 @@
  * versions diverge (textgen) or stay close (classifier v3) or change labels
  * (classifier v5); a plugin reading unrecorded randomness is reported
  * nondeterministic; bad input (unknown id, another model's traces, a
- * plugin failing on one trace, a plugin that does not load) is handled.
+ * plugin failing on one trace, a plugin that does not load) is handled;
+ * a session (replay/session.h) replays like deja_replay_run across runs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 /* Before cmocka.h, whose fail() macro would clash with the vtable's fail. */
 #include "deja.h"
 #include "deja_model.h"
+#include "replay/session.h"
 
 #include <cmocka.h>
 
@@ -193,6 +195,53 @@ static void test_replay__textgen_v6_diverges(void **state)
     for (i = 0; i < res.n; i++) {
         assert_int_equal(res.index[i], i);
     }
+}
+
+/* A session keeps the model loaded across runs: runs of a few ids each,
+ * and a run of traces given themselves, give the verdicts of one
+ * deja_replay_run, each run's results indexed from 0; a NULL trace given
+ * is an ERROR result. */
+static void test_replay__session_runs_like_replay_run(void **state)
+{
+    deja_id ids[NPROMPTS];
+    deja_trace *traces[NPROMPTS + 1];
+    deja_replay_summary sum, part;
+    deja__replay_session *ss = NULL;
+    deja_store *store = NULL;
+    results whole, res;
+    size_t i;
+    (void)state;
+    record("textgen-v1", prompts, NPROMPTS, 100, ids);
+    assert_int_equal(replay(ids, NPROMPTS, "textgen-v6", NULL, &whole, &sum), 0);
+    assert_true(sum.diverged > 0);
+    assert_int_equal(deja_store_open(&store, store_path, DEJA_STORE_READONLY), 0);
+    assert_int_equal(deja__replay_session_open(&ss, store, "textgen-v6", NULL, 1), 0);
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(deja__replay_session_run(ss, ids, 1, gather, &res, &part), 0);
+    assert_int_equal(part.total, 1);
+    assert_int_equal(deja__replay_session_run(ss, ids + 1, NPROMPTS - 1, gather, &res, &part), 0);
+    assert_int_equal(part.total, NPROMPTS - 1);
+    assert_int_equal(res.n, NPROMPTS);
+    for (i = 0; i < NPROMPTS; i++) {
+        assert_int_equal(res.verdict[i], whole.verdict[i]);
+    }
+    assert_int_equal(res.index[1], 0); /* each run counts from 0 */
+    for (i = 0; i < NPROMPTS; i++) {
+        assert_int_equal(deja_trace_get(store, &ids[i], &traces[i]), 0);
+    }
+    traces[NPROMPTS] = NULL;
+    memset(&res, 0, sizeof(res));
+    assert_int_equal(deja__replay_session_run_traces(ss, traces, NPROMPTS + 1, gather, &res, &part),
+                     0);
+    assert_int_equal(res.n, NPROMPTS + 1);
+    for (i = 0; i < NPROMPTS; i++) {
+        assert_int_equal(res.verdict[i], whole.verdict[i]);
+        assert_null(traces[i]); /* taken */
+    }
+    assert_int_equal(res.verdict[NPROMPTS], DEJA_VERDICT_ERROR);
+    assert_int_equal(part.error, 1);
+    deja__replay_session_close(ss);
+    deja_store_close(store);
 }
 
 static void test_replay__classifier_close_then_labels(void **state)
@@ -469,6 +518,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay__isolate_survives_a_crash, replay_setup,
                                         replay_teardown),
         cmocka_unit_test_setup_teardown(test_replay__cli, replay_setup, replay_teardown),
+        cmocka_unit_test_setup_teardown(test_replay__session_runs_like_replay_run, replay_setup,
+                                        replay_teardown),
     };
     setenv("DEJA_PLUGIN_PATH", DEJA_LIB_DIR, 0);
     return cmocka_run_group_tests(tests, NULL, NULL);
