@@ -43,7 +43,9 @@
 /* The writer gives the store's mapped pages back once the process's
  * file-backed RSS has grown this much since it last did (writer.c); every
  * DEJA__TRIM_MS ms where /proc cannot tell. */
+#ifndef DEJA__TRIM_BYTES /* a build may set it, e.g. to pair runs without trims */
 #define DEJA__TRIM_BYTES ((int64_t)4 << 20)
+#endif
 #define DEJA__TRIM_MS 50
 
 /* The writer is woken once this many spans wait (or on its interval). */
