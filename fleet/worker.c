@@ -699,6 +699,20 @@ static void give_back(heartbeat *hb, group *g, size_t from)
     g->n = 0;
 }
 
+/* Stop the fetcher `fe` running in `thread` and give back the jobs it
+ * fetched that were not started. */
+static void fetcher_stop(fetcher *fe, pthread_t thread)
+{
+    pthread_mutex_lock(&fe->lock);
+    fe->quit = 1;
+    pthread_cond_broadcast(&fe->cond);
+    pthread_mutex_unlock(&fe->lock);
+    pthread_join(thread, NULL);
+    for (size_t i = 0; i < fe->nqueue; i++)
+        give_back(fe->hb, &fe->queue[i], 0);
+    fe->nqueue = 0;
+}
+
 int deja_fleet_work(deja_fleet *f, deja_store *cache, const deja_worker_options *opts,
                     deja_worker_stats *out)
 {
@@ -808,15 +822,8 @@ int deja_fleet_work(deja_fleet *f, deja_store *cache, const deja_worker_options 
      * the results in flight get their acknowledgements (or their jobs go
      * back after the timeout). */
     if (fetching) {
-        pthread_mutex_lock(&fe.lock);
-        fe.quit = 1;
-        pthread_cond_broadcast(&fe.cond);
-        pthread_mutex_unlock(&fe.lock);
-        pthread_join(fetch_thread, NULL);
+        fetcher_stop(&fe, fetch_thread);
         fetching = 0;
-        for (size_t i = 0; i < fe.nqueue; i++)
-            give_back(&hb, &fe.queue[i], 0);
-        fe.nqueue = 0;
     }
     for (;;) {
         const int state = flights_wait(&w.fl, 0, WAIT_SLICE_MS);
@@ -829,15 +836,8 @@ int deja_fleet_work(deja_fleet *f, deja_store *cache, const deja_worker_options 
     }
 
 cleanup:
-    if (fetching) {
-        pthread_mutex_lock(&fe.lock);
-        fe.quit = 1;
-        pthread_cond_broadcast(&fe.cond);
-        pthread_mutex_unlock(&fe.lock);
-        pthread_join(fetch_thread, NULL);
-        for (size_t i = 0; i < fe.nqueue; i++)
-            give_back(&hb, &fe.queue[i], 0);
-    }
+    if (fetching)
+        fetcher_stop(&fe, fetch_thread);
     pthread_mutex_lock(&f->lock);
     if (f->ack_payload == &w.fl) {
         f->ack_fn = NULL;
