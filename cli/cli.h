@@ -377,6 +377,11 @@ int cli_resolve(deja_store *store, const char *prefix, deja_id *out);
  * Filters and selections
  * ---------------------------------------------------------------------- */
 
+/* Append `id` to the growable array `*ids` of `*n` ids with room for
+ * `*cap` (all zero at first; free(*ids) at the end). -1 when out of
+ * memory, the array unchanged; 0 otherwise. */
+int cli_ids_push(deja_id **ids, size_t *n, size_t *cap, const deja_id *id);
+
 /* The filters given on a command line; owns its tag strings. */
 typedef struct cli_filter {
     deja_filter filter;

@@ -321,17 +321,10 @@ static int on_root(const deja_trace *t, void *payload)
     root_list *l = payload;
     if (t->has_parent)
         return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        deja_id *nv = realloc(l->ids, cap * sizeof *nv);
-        if (nv == NULL) {
-            l->failed = 1;
-            return 1;
-        }
-        l->ids = nv;
-        l->cap = cap;
+    if (cli_ids_push(&l->ids, &l->n, &l->cap, &t->id) != 0) {
+        l->failed = 1;
+        return 1;
     }
-    l->ids[l->n++] = t->id;
     return 0;
 }
 

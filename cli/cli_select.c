@@ -410,22 +410,27 @@ typedef struct id_list {
     int oom;
 } id_list;
 
+int cli_ids_push(deja_id **ids, size_t *n, size_t *cap, const deja_id *id)
+{
+    if (*n == *cap) {
+        size_t grow = *cap ? *cap * 2 : 64;
+        deja_id *grown;
+        if (grow > SIZE_MAX / sizeof *grown)
+            return -1;
+        grown = realloc(*ids, grow * sizeof *grown);
+        if (grown == NULL)
+            return -1;
+        *ids = grown;
+        *cap = grow;
+    }
+    (*ids)[(*n)++] = *id;
+    return 0;
+}
+
 /* Append an id; -1 when out of memory. */
 static int id_list_push(id_list *l, const deja_id *id)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        deja_id *grown;
-        if (cap > SIZE_MAX / sizeof *grown)
-            return -1;
-        grown = realloc(l->ids, cap * sizeof *grown);
-        if (grown == NULL)
-            return -1;
-        l->ids = grown;
-        l->cap = cap;
-    }
-    l->ids[l->n++] = *id;
-    return 0;
+    return cli_ids_push(&l->ids, &l->n, &l->cap, id);
 }
 
 /* deja_store_list callback: collect the ids. */

@@ -94,17 +94,10 @@ static int list_cb(const deja_trace *t, void *payload)
     if (s->roots && t->has_parent)
         return 0;
     if (s->tree) {
-        if (s->nids == s->cap) {
-            size_t cap = s->cap ? s->cap * 2 : 64;
-            deja_id *nv = realloc(s->ids, cap * sizeof *nv);
-            if (nv == NULL) {
-                s->failed = 1;
-                return 1;
-            }
-            s->ids = nv;
-            s->cap = cap;
+        if (cli_ids_push(&s->ids, &s->nids, &s->cap, &t->id) != 0) {
+            s->failed = 1;
+            return 1;
         }
-        s->ids[s->nids++] = t->id;
     } else if (s->json) {
         if (cli_json_print(cli_trace_json(t, 0)) < 0) {
             s->failed = 1;
