@@ -133,6 +133,20 @@ int64_t deja__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec deja__clock_after(clockid_t clock, unsigned ms)
+{
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* Fill `buf` with `size` random bytes from getrandom(); if the kernel
  * refuses, fall back to hashing the time, the pid and a counter, which is
  * still unique enough within a host. */

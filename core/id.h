@@ -6,6 +6,7 @@
 #define DEJA_CORE_ID_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "deja.h"
 
@@ -23,5 +24,10 @@ void deja__id_new_at(deja_id *out, int64_t unix_ms);
 
 /* The current Unix time in nanoseconds. */
 int64_t deja__now_ns(void);
+
+/* The time `ms` milliseconds from now on `clock`: a deadline for
+ * pthread_cond_timedwait (CLOCK_REALTIME, or the clock the condition
+ * variable was made with). */
+struct timespec deja__clock_after(clockid_t clock, unsigned ms);
 
 #endif /* DEJA_CORE_ID_H */

@@ -56,15 +56,8 @@ static void *beat(void *arg)
 
     pthread_mutex_lock(&h->lock);
     while (!h->quit) {
-        struct timespec ts;
+        const struct timespec ts = deja__clock_after(CLOCK_REALTIME, h->every_ms);
 
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += h->every_ms / 1000;
-        ts.tv_nsec += (long)(h->every_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
         pthread_cond_timedwait(&h->cond, &h->lock, &ts);
         for (size_t i = 0; !h->quit && i < h->nheld; i++)
             natsMsg_InProgress(h->held[i], NULL);
@@ -194,15 +187,9 @@ static void *fetch_main(void *arg)
  * when none came, or the fetcher's error. */
 static int next_group(fetcher *fe, group *g)
 {
-    struct timespec ts;
+    const struct timespec ts = deja__clock_after(CLOCK_REALTIME, WAIT_SLICE_MS);
     int got = 0;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)WAIT_SLICE_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&fe->lock);
     if (fe->nqueue == 0 && !fe->quit)
         pthread_cond_timedwait(&fe->cond, &fe->lock, &ts);
@@ -351,16 +338,9 @@ static int flights_publish(flights *fl, natsMsg *job, const char *reply, const c
 enum { FLIGHTS_OK, FLIGHTS_OVER, FLIGHTS_STALLED };
 static int flights_wait(flights *fl, size_t most, unsigned ms)
 {
-    struct timespec ts;
+    const struct timespec ts = deja__clock_after(CLOCK_REALTIME, ms);
     int state;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&fl->f->lock);
     while (fl->waiting > most) {
         if (pthread_cond_timedwait(&fl->f->acked_cond, &fl->f->lock, &ts) != 0)

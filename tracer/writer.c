@@ -383,7 +383,6 @@ static void stage(deja_tracer *t, slot *sl, prep_pool *pp)
         prep_begin(pp, sl->views, sl->preps, sl->nv);
 }
 
-static struct timespec deadline_after(unsigned ms);
 
 /* Bytes of file-backed memory mapped in this process (RssFile + RssShmem:
  * the "shared" field of /proc/self/statm, read through `fd`, opened once:
@@ -422,7 +421,7 @@ static void map_trim_maybe(deja_tracer *t, int statm_fd)
         t->trimmed_rss = rss_file_bytes(statm_fd);
         return;
     }
-    const struct timespec ts = deadline_after(0);
+    const struct timespec ts = deja__clock_after(CLOCK_MONOTONIC, 0);
     const int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if (ms - t->trimmed_ms >= DEJA__TRIM_MS) {
         (void)deja__store_map_trim(t->store);
@@ -552,19 +551,6 @@ static void slot_free(slot *sl, size_t cap, deja_span **one_span)
     }
 }
 
-/* CLOCK_MONOTONIC now plus `ms` milliseconds. */
-static struct timespec deadline_after(unsigned ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 /* Spans in the queue: reserved by recorders and not yet popped. */
 static size_t queued(deja_tracer *t)
@@ -611,7 +597,7 @@ void *deja__writer_main(void *arg)
         if (!pending && !t->stop && t->flush_target <= t->committed_seq) {
             const size_t q = queued(t);
             if (q == 0 || (interval != 0 && q < t->wake_at)) {
-                const struct timespec dl = deadline_after(interval != 0 ? interval : 1);
+                const struct timespec dl = deja__clock_after(CLOCK_MONOTONIC, interval != 0 ? interval : 1);
                 /* Announced before the queue is looked at again, and a
                  * recorder looks at this after its reservation: one of
                  * the two sees the other (both sequentially consistent). */
