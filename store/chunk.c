@@ -384,7 +384,6 @@ int deja__chunked_read(deja_store *store, MDB_txn *txn, const deja_digest *blob,
     uint8_t *buf = NULL;
     const uint8_t *cd;
     size_t off = 0, cs;
-    deja_digest got;
     char hex[33];
     int rc;
 
@@ -408,12 +407,9 @@ int deja__chunked_read(deja_store *store, MDB_txn *txn, const deja_digest *blob,
         }
         off += cs;
     }
-    got = deja_digest_of(buf, it.total);
-    if (memcmp(got.bytes, blob->bytes, 16) != 0) {
-        deja_digest_format(blob, hex);
-        rc = deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
+    rc = deja__blob_check(blob, buf, it.total);
+    if (rc != 0)
         goto cleanup;
-    }
     *data = buf;
     *size = it.total;
     buf = NULL;

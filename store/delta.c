@@ -540,7 +540,6 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
     ZSTD_DCtx *dctx = NULL;
     uint8_t *buf = NULL;
     char hex[33], why[300];
-    deja_digest got;
     size_t got_n;
     int rc;
 
@@ -603,12 +602,9 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
         rc = bad(blob, "it does not decompress");
         goto cleanup;
     }
-    got = deja_digest_of(buf, x.total);
-    if (memcmp(got.bytes, blob->bytes, 16) != 0) {
-        deja_digest_format(blob, hex);
-        rc = deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
+    rc = deja__blob_check(blob, buf, x.total);
+    if (rc != 0)
         goto cleanup;
-    }
     if (src->dead == NULL)
         deja__chunk_cache_put(src->store, blob->bytes, buf, x.total);
     *data = buf;

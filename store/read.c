@@ -9,6 +9,17 @@
 
 #include "store/store_internal.h"
 
+int deja__blob_check(const deja_digest *blob, const void *data, size_t size)
+{
+    const deja_digest got = deja_digest_of(data, size);
+    char hex[33];
+
+    if (memcmp(got.bytes, blob->bytes, 16) == 0)
+        return 0;
+    deja_digest_format(blob, hex);
+    return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
+}
+
 /* Read the blob `digest` inside `txn`: a whole record (the only kind before
  * chunking) or a chunk list to reassemble; the payload is checked against
  * its digest. Messages are built on failure only. The caller frees `*data`. */
@@ -20,7 +31,6 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
     const char *msg;
     uint8_t *buf = NULL;
     size_t n = 0;
-    deja_digest got;
     int rc;
 
     *data = NULL;
@@ -33,16 +43,14 @@ int deja__blob_get_txn(deja_store *store, MDB_txn *txn, const deja_digest *diges
     if (rc == 0) {
         rc = deja__record_decode(store, txn, v.mv_data, v.mv_size, "blob", &buf, &n);
         if (rc == 0) {
-            got = deja_digest_of(buf, n);
-            if (memcmp(got.bytes, digest->bytes, 16) == 0) {
+            rc = deja__blob_check(digest, buf, n);
+            if (rc == 0) {
                 *data = buf;
                 *size = n;
                 return 0;
             }
             free(buf);
-            deja_digest_format(digest, hex);
-            return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest",
-                                   hex);
+            return rc;
         }
         /* "blob: why" from the record becomes "blob DIGEST: why" */
         msg = deja_error_last();

@@ -276,6 +276,10 @@ int deja__chunked_next(deja__chunked *it, size_t *size, const uint8_t **digest);
 int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, size_t size,
                      const deja_digest *blob, uint8_t *dst);
 
+/* Whether the `size` bytes at `data` are the content of blob `blob`: 0,
+ * or DEJA_ECORRUPT "blob DIGEST: content does not match its digest". */
+int deja__blob_check(const deja_digest *blob, const void *data, size_t size);
+
 /* Reassemble chunked blob `blob` from its chunk list `v` into a malloc'd
  * `*data`, every chunk and the whole payload checked. With `cached`,
  * chunks are taken from and kept in the handle's chunk cache (verify reads
