@@ -203,6 +203,28 @@ static uint64_t record_raw_size(const uint8_t *p, size_t n)
     return (uint64_t)p[6] | (uint64_t)p[7] << 8 | (uint64_t)p[8] << 16 | (uint64_t)p[9] << 24;
 }
 
+/* Append the digests of the blobs decoded trace `t` references, in the
+ * order its tensors come (inputs, then outputs), to `digests`, and add
+ * their sizes to `*raw`. -1 when out of memory. */
+static int blobs_of(const deja_trace *t, deja__buf *digests, uint64_t *raw)
+{
+    for (int side = 0; side < 2; side++) {
+        const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
+        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
+
+        for (size_t i = 0; i < count; i++) {
+            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
+
+            if (d == NULL)
+                continue;
+            if (deja__buf_append(digests, d->bytes, 16) != 0)
+                return -1;
+            *raw += ts[i].size;
+        }
+    }
+    return 0;
+}
+
 /* Fill `r` from the decoded trace (a value of format 1). */
 static int refs_from_trace(deja__refs *r, const uint8_t *rec, size_t nrec)
 {
@@ -213,20 +235,8 @@ static int refs_from_trace(deja__refs *r, const uint8_t *rec, size_t nrec)
     r->raw_bytes = record_raw_size(rec, nrec);
     r->has_summary = 1;
     deja__trace_summary_sizes(t, &r->input_bytes, &r->output_bytes);
-    for (int side = 0; side < 2; side++) {
-        const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
-        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
-
-        for (size_t i = 0; i < count; i++) {
-            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
-
-            if (d == NULL)
-                continue;
-            if (deja__buf_append(&r->digests, d->bytes, 16) != 0)
-                return deja__error_set(DEJA_ENOMEM, "gc: out of memory");
-            r->raw_bytes += ts[i].size;
-        }
-    }
+    if (blobs_of(t, &r->digests, &r->raw_bytes) != 0)
+        return deja__error_set(DEJA_ENOMEM, "gc: out of memory");
     r->blobs = r->digests.data;
     r->nblobs = r->digests.size / 16;
     return 0;
@@ -284,8 +294,9 @@ static int same_str(const char *a, const char *b)
 int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
 {
     const uint8_t *refs, *rec;
-    size_t nrefs, nrec, nb = 0;
+    size_t nrefs, nrec;
     deja__refs r = {0};
+    deja__buf digests = {0};
     uint64_t raw;
     int rc = 0;
 
@@ -307,24 +318,14 @@ int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
         goto cleanup;
     }
     raw = record_raw_size(rec, nrec);
-    for (int side = 0; side < 2 && *why == NULL; side++) {
-        const size_t count = side == DEJA_INPUT ? t->ninputs : t->noutputs;
-        const deja_tensor *ts = side == DEJA_INPUT ? t->inputs : t->outputs;
-
-        for (size_t i = 0; i < count; i++) {
-            const deja_digest *d = deja__trace_blob(t, (deja_side)side, i);
-
-            if (d == NULL)
-                continue;
-            raw += ts[i].size;
-            if (nb >= r.nblobs || memcmp(r.blobs + nb * 16, d->bytes, 16) != 0)
-                *why = "its references name other blobs than its record";
-            nb++;
-        }
+    if (blobs_of(t, &digests, &raw) != 0) {
+        rc = deja__error_set(DEJA_ENOMEM, "verify: out of memory");
+        goto cleanup;
     }
-    if (*why == NULL && nb != r.nblobs)
+    if (digests.size != r.nblobs * 16 ||
+        (digests.size > 0 && memcmp(digests.data, r.blobs, digests.size) != 0))
         *why = "its references name other blobs than its record";
-    else if (*why == NULL && r.raw_bytes != raw)
+    else if (r.raw_bytes != raw)
         *why = "its references give another raw size than its record";
     else if (*why == NULL &&
              (r.view.status != t->status || !same_str(r.view.model_name, t->model_name) ||
@@ -344,6 +345,7 @@ int deja__refs_check(const deja_trace *t, const MDB_val *v, const char **why)
     rc = *why == NULL;
 
 cleanup:
+    deja__buf_free(&digests);
     deja__refs_free(&r);
     return rc;
 }
