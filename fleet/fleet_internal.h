@@ -140,6 +140,36 @@ int deja__kset_add(deja__kset *s, const uint8_t key[16]);
 void deja__kset_clear(deja__kset *s);
 void deja__kset_free(deja__kset *s);
 
+/* The chunks of a payload (fleet/cuts.c): each one's size and digest, in
+ * order. Zero-initialise; free(c). */
+typedef struct deja__cut {
+    uint32_t size;
+    uint8_t digest[16];
+} deja__cut;
+
+typedef struct deja__cuts {
+    deja__cut *c;
+    size_t n, cap;
+} deja__cuts;
+
+/* What deja__cuts_of remembers of the payloads it cut (bounded).
+ * Zero-initialise; free with deja__cutmemo_free. */
+typedef struct deja__cutmemo {
+    void *slots;
+    size_t held;     /* chunks remembered in all */
+    uint64_t reused; /* chunks taken from a remembered payload, not cut */
+} deja__cutmemo;
+
+/* Cut the `size` bytes at `data` the way the store does into `out`
+ * (replaced), reusing the cuts of a remembered payload that holds the same
+ * bytes up to them, and remember these: the result is the one a full cut
+ * gives. `first` is the length of the first chunk when the caller knows it
+ * already (else 0). 0 or DEJA_ENOMEM. */
+int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, size_t first,
+                  deja__cuts *out);
+void deja__cutmemo_clear(deja__cutmemo *m);
+void deja__cutmemo_free(deja__cutmemo *m);
+
 /* Whether a decoded trace passes `f` (limit not applied). */
 int deja__fleet_match(const deja_trace *t, const deja_filter *f);
 

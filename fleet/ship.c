@@ -22,7 +22,10 @@
  *     acknowledged.
  * A ship killed anywhere therefore sends again at most the batches of its
  * window, which the streams refuse as already held (one message per
- * subject, Nats-Msg-Id). A failure (a refused message, no acknowledgement
+ * subject; a trace also carries its id as Nats-Msg-Id). An object needs
+ * no message id: its subject names its content, and the stream keeps the
+ * first message of a subject and refuses any other, so the server keeps
+ * no de-duplication entry per object. A failure (a refused message, no acknowledgement
  * for the timeout) drops the whole window and starts again after the last
  * retired batch, for up to RETRY_FOR_NS.
  *
@@ -70,7 +73,7 @@ typedef struct item {
 /* One message of a stage. */
 typedef struct outmsg {
     const char *subject; /* NULL: osubj */
-    const char *msg_id;  /* NULL: osubj after "deja.obj." */
+    const char *msg_id;  /* NULL: none (an object) */
     const void *data;
     size_t size;
     item *item; /* a trace: its message made already */
@@ -78,10 +81,11 @@ typedef struct outmsg {
     char osubj[64];
 } outmsg;
 
-/* A message's subject digest and index, to find it by subject. */
+/* A message's subject digest and index + 1 (0: an empty slot), to find
+ * it by subject. */
 typedef struct keyed {
     deja_digest key;
-    uint32_t index;
+    uint32_t index1;
 } keyed;
 
 /* The messages of the stage a batch is in, and their acknowledgements
@@ -89,7 +93,8 @@ typedef struct keyed {
 typedef struct stage_msgs {
     outmsg *m;
     size_t n, cap;
-    keyed *by_key;    /* n, sorted by key then index */
+    size_t nslots;    /* of by_key: a power of two, at least 2n */
+    keyed *by_key;    /* open addressing */
     size_t outstanding;
     uint64_t acked, present, failed;
     int permanent;
@@ -140,6 +145,8 @@ typedef struct shipper {
     deja__kset known;   /* objects acknowledged in this call */
     deja__kset shipped; /* traces acknowledged in this call */
     deja__peek pk; /* the summary of the record being read */
+    deja__cutmemo memo; /* the chunks of the blobs cut so far */
+    deja__cuts cuts;    /* plan_chunked's */
 } shipper;
 
 static void sleep_ms(unsigned ms)
@@ -209,28 +216,14 @@ static int key_cmp(const deja_digest *a, const deja_digest *b)
     return memcmp(a->bytes, b->bytes, 16);
 }
 
-static int keyed_cmp(const void *a, const void *b)
+/* The first slot to look for key `k` in (the key is a digest: its bytes
+ * are as good as a hash). */
+static size_t key_slot(const deja_digest *k, size_t nslots)
 {
-    const keyed *x = a, *y = b;
-    const int c = key_cmp(&x->key, &y->key);
+    uint64_t h;
 
-    return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
-}
-
-/* The first index of `sm` (in key order) whose key is `k`, or sm->n. */
-static size_t find_key(const stage_msgs *sm, const deja_digest *k)
-{
-    size_t lo = 0, hi = sm->n;
-
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-
-        if (key_cmp(&sm->by_key[mid].key, k) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    memcpy(&h, k->bytes, 8);
+    return (size_t)h & (nslots - 1);
 }
 
 /* f->ack_fn, under f->lock: mark the message acknowledged in the oldest
@@ -245,11 +238,12 @@ static void on_ack(void *payload, natsMsg *msg, int outcome, int permanent, cons
     for (size_t w = 0; w < s->nwin; w++) {
         stage_msgs *sm = &s->win[w]->sm;
 
-        for (size_t i = find_key(sm, &k); i < sm->n; i++) {
-            outmsg *m = &sm->m[sm->by_key[i].index];
+        for (size_t i = sm->nslots ? key_slot(&k, sm->nslots) : 0;
+             sm->nslots > 0 && sm->by_key[i].index1 != 0; i = (i + 1) & (sm->nslots - 1)) {
+            outmsg *m = &sm->m[sm->by_key[i].index1 - 1];
 
             if (key_cmp(&sm->by_key[i].key, &k) != 0)
-                break;
+                continue;
             if (m->acked)
                 continue;
             m->acked = 1;
@@ -489,15 +483,16 @@ static void le(uint8_t *p, uint64_t x, size_t n)
         p[i] = (uint8_t)(x >> (8 * i));
 }
 
-/* Stage 1 for one chunked blob: its chunks (unless the fleet holds the
- * blob already), and its chunk list kept for stage 2. */
-static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r)
+/* Stage 1 for one chunked blob (`first`, the length of its first chunk):
+ * its chunks (unless the fleet holds the blob already), and its chunk list
+ * kept for stage 2. */
+static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r, size_t first)
 {
     char subject[64];
     natsMsg *m = NULL;
     deja__buf list = {0};
     uint8_t head[DEJA__BLOB_LIST_HEAD], entry[DEJA__BLOB_LIST_ENTRY];
-    size_t off = 0, count = 0;
+    size_t off = 0;
     int rc;
 
     /* Asking costs a round trip: worth it only when the chunks to skip are
@@ -513,26 +508,32 @@ static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r)
         if (rc != DEJA_ENOTFOUND)
             return rc;
     }
+    rc = deja__cuts_of(&s->memo, r->data, r->size, first, &s->cuts);
     head[0] = DEJA__BLOB_CHUNKS;
     le(head + 1, r->size, 8);
-    rc = deja__buf_append(&list, head, sizeof head);
-    while (rc == 0 && off < r->size) {
-        const size_t n = deja__store_cut(r->data + off, r->size - off);
-        const deja_digest c = deja_digest_of(r->data + off, n);
+    le(head + 9, s->cuts.n, 4);
+    if (rc == 0)
+        rc = deja__buf_reserve(&list, sizeof head + s->cuts.n * sizeof entry);
+    if (rc == 0)
+        rc = deja__buf_append(&list, head, sizeof head);
+    for (size_t i = 0; rc == 0 && i < s->cuts.n; i++) {
+        const deja__cut *c = &s->cuts.c[i];
 
-        le(entry, n, 4);
-        memcpy(entry + 4, c.bytes, 16);
+        le(entry, c->size, 4);
+        memcpy(entry + 4, c->digest, 16);
         rc = deja__buf_append(&list, entry, sizeof entry);
-        if (rc == 0 && !deja__kset_has(&s->seen, c.bytes) && !deja__kset_has(&s->known, c.bytes)) {
-            rc = deja__kset_add(&s->seen, c.bytes);
+        if (rc == 0 && !deja__kset_has(&s->seen, c->digest) &&
+            !deja__kset_has(&s->known, c->digest)) {
+            deja_digest d;
+
+            memcpy(d.bytes, c->digest, 16);
+            rc = deja__kset_add(&s->seen, c->digest);
             if (rc == 0)
-                rc = add_object(sm, DEJA__OBJ_CHUNK, &c, r->data + off, n);
+                rc = add_object(sm, DEJA__OBJ_CHUNK, &d, r->data + off, c->size);
         }
-        off += n;
-        count++;
+        off += c->size;
     }
     if (rc == 0) {
-        le(list.data + 9, count, 4);
         b->lists[b->nlists] = list;
         b->list_digests[b->nlists++] = r->d;
         return 0;
@@ -553,10 +554,11 @@ static int plan_objects(shipper *s, batch *b, stage_msgs *sm)
         return deja__error_set(DEJA_ENOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < b->nblobs; i++) {
         blob_ref *r = &b->blobs[i];
+        const size_t first = deja__store_cut(r->data, r->size);
         deja__buf *body;
 
-        if (deja__store_cut(r->data, r->size) < r->size) {
-            rc = plan_chunked(s, b, sm, r);
+        if (first < r->size) {
+            rc = plan_chunked(s, b, sm, r, first);
             continue;
         }
         body = add_body(b);
@@ -640,21 +642,28 @@ static int stage_start(shipper *s, batch *b)
     rc = b->stage == STAGE_OBJECTS ? plan_objects(s, b, &next)
          : b->stage == STAGE_LISTS ? plan_lists(b, &next)
                                    : plan_traces(b, &next);
-    if (rc == 0 && next.n > 0 && (next.by_key = malloc(next.n * sizeof *next.by_key)) == NULL)
+    for (next.nslots = next.n > 0 ? 4 : 0; next.nslots > 0 && next.nslots < 2 * next.n;)
+        next.nslots *= 2;
+    if (rc == 0 && next.n > 0 &&
+        (next.by_key = calloc(next.nslots, sizeof *next.by_key)) == NULL)
         rc = deja__error_set(DEJA_ENOMEM, "out of memory");
     if (rc != 0) {
         free(next.m);
         return rc;
     }
+    /* In index order: an acknowledgement finds the first of a subject's
+     * messages still waiting. */
     for (size_t i = 0; i < next.n; i++) {
         const outmsg *m = &next.m[i];
         const char *subj = m->subject ? m->subject : m->osubj;
+        const deja_digest k = deja_digest_of(subj, strlen(subj));
+        size_t at = key_slot(&k, next.nslots);
 
-        next.by_key[i].key = deja_digest_of(subj, strlen(subj));
-        next.by_key[i].index = (uint32_t)i;
+        while (next.by_key[at].index1 != 0)
+            at = (at + 1) & (next.nslots - 1);
+        next.by_key[at].key = k;
+        next.by_key[at].index1 = (uint32_t)i + 1;
     }
-    if (next.n > 1)
-        qsort(next.by_key, next.n, sizeof *next.by_key, keyed_cmp);
     next.outstanding = next.n;
     pthread_mutex_lock(&s->f->lock);
     old = b->sm;
@@ -667,11 +676,10 @@ static int stage_start(shipper *s, batch *b)
         stage_msgs *sm = &b->sm;
         outmsg *m = &sm->m[i];
         const char *subj = m->subject ? m->subject : m->osubj;
-        const char *id = m->msg_id ? m->msg_id : subj + sizeof DEJA__FLEET_OBJECTS_SUBJECT;
 
         s->st->bytes += m->size;
         rc = m->item != NULL ? deja__fleet_send_msg(s->f, &m->item->msg)
-                             : deja__fleet_send(s->f, subj, id, m->data, m->size);
+                             : deja__fleet_send(s->f, subj, m->msg_id, m->data, m->size);
         if (rc == DEJA_EIO) {
             /* Not handed over: no acknowledgement will come for it. */
             pthread_mutex_lock(&s->f->lock);
@@ -986,6 +994,8 @@ static void shipper_free(shipper *s)
     deja__kset_free(&s->known);
     deja__kset_free(&s->shipped);
     deja__peek_free(&s->pk);
+    deja__cutmemo_free(&s->memo);
+    free(s->cuts.c);
 }
 
 int deja__fleet_ship_ids(deja_fleet *f, deja_store *store, const deja_id *ids, size_t n)

@@ -9,7 +9,9 @@
  * replay --via three workers, one SIGKILLed holding jobs, gives every trace
  * exactly one verdict, the same as a local replay; on a 3-node cluster, a
  * node killed during a ship loses nothing; a server frozen, killed and
- * restarted under a ship's full window of batches in flight loses nothing.
+ * restarted under a ship's full window of batches in flight loses nothing;
+ * chat histories stored as deltas ship and pull back byte for byte; the
+ * chunks ship cuts reusing an earlier payload's are those of a full cut.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,9 +21,13 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <lmdb.h>
+
 #include "cli_harness.h"
 #include "fleet/fleet_internal.h"
 #include "nats_harness.h"
+#include "store/store.h"
+#include "store/store_internal.h"
 
 static char tmp_root[] = "/tmp/deja-test-fleet-XXXXXX";
 static nats_server server;
@@ -292,6 +298,223 @@ static void test_fleet__same_blob_stored_once(void **state)
     cli_run_free(&r);
     /* The second host's blob and environment were there already. */
     assert_int_equal(nats_stream_msgs(server.url, "DEJA_OBJECTS"), objects);
+}
+
+/* The chunks of `n` bytes at `p` cut from scratch, as the store cuts. */
+static void full_cut(const uint8_t *p, size_t n, deja__cuts *out)
+{
+    out->n = 0;
+    for (size_t off = 0; off < n;) {
+        const size_t k = deja__store_cut(p + off, n - off);
+        const deja_digest d = deja_digest_of(p + off, k);
+
+        if (out->n == out->cap) {
+            out->cap = out->cap ? out->cap * 2 : 64;
+            out->c = realloc(out->c, out->cap * sizeof *out->c);
+            assert_non_null(out->c);
+        }
+        out->c[out->n].size = (uint32_t)k;
+        memcpy(out->c[out->n].digest, d.bytes, 16);
+        out->n++;
+        off += k;
+    }
+}
+
+static void assert_cuts_equal(const deja__cuts *a, const deja__cuts *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        assert_int_equal(a->c[i].size, b->c[i].size);
+        assert_memory_equal(a->c[i].digest, b->c[i].digest, 16);
+    }
+}
+
+/* `n` bytes of words from `*seed`. */
+static void words(uint8_t *p, size_t n, uint64_t *seed)
+{
+    static const char *const w[] = {"the ", "model ", "said ", "a ", "reply ", "of ", "user: ",
+                                    "assistant: ", "when ", "which\n"};
+
+    for (size_t i = 0; i < n;) {
+        const char *x;
+
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        x = w[*seed % 10];
+        for (size_t j = 0; x[j] != '\0' && i < n; j++)
+            p[i++] = (uint8_t)x[j];
+    }
+}
+
+/* Cutting with the memory of earlier payloads gives the full cut, whatever
+ * is remembered: a conversation that grows turn by turn (the reuse), its
+ * turns out of order and shrinking, one that agrees with a remembered one
+ * only up to the middle, one whose remembered chunk is longer than what is
+ * left, and the same payload twice. */
+static void test_fleet__cuts_reuse_gives_full_cut(void **state)
+{
+    enum { CAP = 64 * 1024 };
+    uint8_t *convo = malloc(CAP), *other = malloc(CAP);
+    deja__cutmemo memo = {0};
+    deja__cuts got = {0}, want = {0};
+    uint64_t seed = 7;
+    size_t lens[40], reused = 0;
+    (void)state;
+
+    assert_non_null(convo);
+    assert_non_null(other);
+    words(convo, CAP, &seed);
+    for (int k = 0; k < 40; k++) {
+        lens[k] = 300 + (size_t)k * 1500 + (size_t)(seed % 400);
+        seed = seed * 6364136223846793005u + 1;
+        full_cut(convo, lens[k], &want);
+        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], 0, &got), 0);
+        assert_cuts_equal(&got, &want);
+    }
+    /* The reuse happened: the long turns were cut from their prefix. */
+    assert_true(memo.reused > 100);
+    reused = memo.reused;
+    for (int k = 39; k >= 0; k -= 3) {
+        full_cut(convo, lens[k], &want);
+        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], 0, &got), 0);
+        assert_cuts_equal(&got, &want);
+    }
+    /* The same start, other bytes from the middle on. */
+    memcpy(other, convo, CAP);
+    words(other + CAP / 2, CAP / 2, &seed);
+    for (size_t n = CAP / 2 - 700; n <= CAP; n += 4093) {
+        full_cut(other, n, &want);
+        assert_int_equal(deja__cuts_of(&memo, other, n, 0, &got), 0);
+        assert_cuts_equal(&got, &want);
+        full_cut(convo, n, &want);
+        assert_int_equal(deja__cuts_of(&memo, convo, n, 0, &got), 0);
+        assert_cuts_equal(&got, &want);
+    }
+    /* One byte changed inside a reused chunk, and the first chunk given. */
+    other[5000] ^= 1;
+    full_cut(other, 20000, &want);
+    assert_int_equal(deja__cuts_of(&memo, other, 20000, want.c[0].size, &got), 0);
+    assert_cuts_equal(&got, &want);
+    assert_int_equal(deja__cuts_of(&memo, other, 20000, want.c[0].size, &got), 0);
+    assert_cuts_equal(&got, &want);
+    /* Tiny payloads: one chunk, not remembered. */
+    full_cut(convo, 100, &want);
+    assert_int_equal(deja__cuts_of(&memo, convo, 100, 0, &got), 0);
+    assert_cuts_equal(&got, &want);
+    assert_int_equal(got.n, 1);
+    assert_true(memo.reused > reused);
+    deja__cutmemo_free(&memo);
+    free(got.c);
+    free(want.c);
+    free(convo);
+    free(other);
+}
+
+/* How many blobs of `store` are stored as deltas. */
+static size_t deltas_in(const char *store)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    size_t n = 0;
+
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, store, MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "blobs", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        n += v.mv_size > 0 && ((const uint8_t *)v.mv_data)[0] == DEJA__DELTA_MAGIC;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return n;
+}
+
+/* Chat histories (each prompt the previous one and a new turn), which the
+ * store keeps as deltas against the previous trace: shipped, pulled into a
+ * fresh store, and shown byte for byte; shipping them again to the same
+ * streams (another filter, so no position) adds no object. */
+static void test_fleet__chat_deltas_round_trip(void **state)
+{
+    const char *c = tmp_path("chat.store");
+    const char *d = tmp_path("chat-pulled.store");
+    const char *req = tmp_path("chat.jsonl");
+    const char *run[] = {"--store", c, "run", "--model", "textgen-v1", "--requests", req, NULL};
+    const char *ship[] = {"--store", c, "ship", "--to", server.url, NULL};
+    const char *since[] = {"--store", c, "ship", "--to", server.url, "--since", "@1", "--json",
+                           NULL};
+    const char *verify[] = {"--store", d, "verify", NULL};
+    const char *pull[64] = {"--store", d, "pull", "--from", server.url};
+    char *history = calloc(1, 64 * 1024), *ids;
+    long long objects;
+    cli_run r;
+    json_t *j;
+    FILE *fp = fopen(req, "w");
+    (void)state;
+
+    assert_non_null(fp);
+    assert_non_null(history);
+    /* Three conversations, their turns interleaved. */
+    for (int turn = 0; turn < 12; turn++) {
+        for (int conv = 0; conv < 3; conv++) {
+            size_t n = 0;
+
+            for (int t = 0; t <= turn; t++) {
+                uint8_t words_[300];
+                uint64_t s2 = (uint64_t)(conv * 1000 + t + 1) * 2654435761u;
+
+                words(words_, sizeof words_, &s2);
+                n += (size_t)snprintf(history + n, 64 * 1024 - n, "conversation %d turn %d: %.*s ",
+                                      conv, t, (int)sizeof words_, (const char *)words_);
+            }
+            for (size_t i = 0; i < n; i++)
+                if (history[i] == '\n' || history[i] == '"')
+                    history[i] = ' ';
+            fprintf(fp, "{\"inputs\": {\"prompt\": \"%s\"}, \"params\": {\"max_tokens\": 12}}\n",
+                    history);
+        }
+    }
+    fclose(fp);
+    ok(&r, run);
+    cli_run_free(&r);
+    /* The histories past the inline limit are deltas, most of them. */
+    assert_true(deltas_in(c) >= 15);
+    ok(&r, ship);
+    cli_run_free(&r);
+    /* Pulled by id: the streams hold the other cases' traces too. */
+    ids = ids_of(c);
+    assert_int_equal(cli_count_lines(ids), 36);
+    for (size_t i = 0; i < 36; i++)
+        pull[5 + i] = cli_line(ids, i);
+    ok(&r, pull);
+    assert_non_null(strstr(r.out, "pulled 36 traces (36 new)"));
+    cli_run_free(&r);
+    for (size_t i = 0; i < 36; i++)
+        free((char *)pull[5 + i]);
+    free(ids);
+    assert_same_traces(c, d);
+    ok(&r, verify);
+    cli_run_free(&r);
+    objects = nats_stream_msgs(server.url, "DEJA_OBJECTS");
+    /* Shipped again from scratch (another selection: no position): every
+     * object and trace is there already, and the stream holds no more. */
+    ok(&r, since);
+    j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "traces")), 36);
+    assert_int_equal(json_integer_value(json_object_get(j, "traces_present")), 36);
+    assert_int_equal(json_integer_value(json_object_get(j, "objects")),
+                     json_integer_value(json_object_get(j, "objects_present")));
+    json_decref(j);
+    cli_run_free(&r);
+    assert_int_equal(nats_stream_msgs(server.url, "DEJA_OBJECTS"), objects);
+    free(history);
 }
 
 /* --follow ships what is recorded while it runs, and stops on SIGTERM. */
@@ -811,6 +1034,8 @@ int main(void)
         cmocka_unit_test(test_fleet__pull_selects),
         cmocka_unit_test(test_fleet__killed_ship_resumes),
         cmocka_unit_test(test_fleet__same_blob_stored_once),
+        cmocka_unit_test(test_fleet__cuts_reuse_gives_full_cut),
+        cmocka_unit_test(test_fleet__chat_deltas_round_trip),
         cmocka_unit_test(test_fleet__follow),
         cmocka_unit_test(test_fleet__refused_and_unreachable),
         cmocka_unit_test(test_fleet__replay_via_workers_one_killed),
