@@ -27,27 +27,23 @@ static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 #define TIME_MAX_MS ((int64_t)0xFFFFFFFFFFFF)
 
-/* Return the 5-bit group `i` (0..25) of `id`, where the id is read as a
- * 130-bit number whose two top bits are zero. */
-static unsigned get5(const uint8_t *b, unsigned i)
-{
-    const int start = (int)i * 5 - 2; /* first bit, counted from the top of the 128 */
-    unsigned v = 0;
-
-    for (int k = 0; k < 5; k++) {
-        const int bit = start + k;
-        v <<= 1;
-        if (bit >= 0)
-            v |= (b[bit / 8] >> (7 - bit % 8)) & 1u;
-    }
-    return v;
-}
-
-/* Write the 26 characters of `id` and a NUL into `out`. */
+/* Write the 26 characters of `id` and a NUL into `out`: group i is the
+ * 5 bits whose lowest is bit 125 - 5i of the 128 (ids are formatted for
+ * every trace a command touches, so this works on two words, not bits). */
 void deja_id_format(const deja_id *id, char out[DEJA_ID_STRLEN + 1])
 {
-    for (unsigned i = 0; i < DEJA_ID_STRLEN; i++)
-        out[i] = crockford[get5(id->bytes, i)];
+    uint64_t hi = 0, lo = 0;
+
+    for (unsigned i = 0; i < 8; i++) {
+        hi = hi << 8 | id->bytes[i];
+        lo = lo << 8 | id->bytes[8 + i];
+    }
+    for (unsigned i = 0; i < DEJA_ID_STRLEN; i++) {
+        const unsigned s = 125 - 5 * i;
+        const uint64_t v = s >= 64 ? hi >> (s - 64) : s == 0 ? lo : hi << (64 - s) | lo >> s;
+
+        out[i] = crockford[v & 31];
+    }
     out[DEJA_ID_STRLEN] = '\0';
 }
 

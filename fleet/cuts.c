@@ -10,12 +10,13 @@
  * (store/chunk.c: deja__chunk_next reads the chunk's own bytes only, and
  * its thresholds do not depend on how much follows), so a payload that
  * holds the same bytes as an earlier one up to one of its cuts has that cut
- * too. Cutting a payload therefore starts with its first chunk, looks up
- * the last payload remembered under that chunk's digest, and takes that
- * payload's next chunks (all but its last, which ended where its input
- * did) as long as the bytes here have the same digest -- the digest each
- * chunk needs anyway -- and cuts from where they stop agreeing. The chunks
- * are exactly those a full cut gives, whatever was remembered.
+ * too. Cutting a payload therefore looks up the last payload remembered
+ * under the digest of its first KEY_BYTES bytes, takes that payload's
+ * chunks (all but its last, which ended where its input did) as long as
+ * the bytes here have the same digest -- the digest each chunk needs
+ * anyway -- and cuts from where they stop agreeing. The chunks are exactly
+ * those a full cut gives, whatever was remembered: the key only picks
+ * which payload to try.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,10 @@
  * the chunks they may hold in all before the memory starts again. */
 #define SLOTS 4096
 #define MEMO_CUTS_MAX ((size_t)1 << 18)
+#define KEY_BYTES 512
 
 typedef struct memo_slot {
-    uint8_t key[16]; /* the first chunk's digest */
+    uint8_t key[16]; /* the digest of the payload's first KEY_BYTES bytes */
     deja__cut *cuts; /* NULL: empty */
     size_t n;
 } memo_slot;
@@ -59,9 +61,9 @@ static int push(deja__cuts *out, size_t size, const deja_digest *d)
     return 0;
 }
 
-/* Remember the chunks `c` (`n`, n >= 2) under their first digest; out of
- * memory only forgets. */
-static void remember(deja__cutmemo *m, const deja__cut *c, size_t n)
+/* Remember the chunks `c` (`n`, n >= 2) under `key`; out of memory only
+ * forgets. */
+static void remember(deja__cutmemo *m, const deja_digest *key, const deja__cut *c, size_t n)
 {
     memo_slot *s;
     deja__cut *copy;
@@ -70,7 +72,7 @@ static void remember(deja__cutmemo *m, const deja__cut *c, size_t n)
         return;
     if (m->slots == NULL && (m->slots = calloc(SLOTS, sizeof(memo_slot))) == NULL)
         return;
-    s = &((memo_slot *)m->slots)[slot_of(c[0].digest)];
+    s = &((memo_slot *)m->slots)[slot_of(key->bytes)];
     if (m->held - s->n + n > MEMO_CUTS_MAX)
         deja__cutmemo_clear(m);
     copy = s->n >= n ? s->cuts : realloc(s->cuts, n * sizeof *copy);
@@ -78,34 +80,30 @@ static void remember(deja__cutmemo *m, const deja__cut *c, size_t n)
         return;
     memcpy(copy, c, n * sizeof *copy);
     m->held = m->held - s->n + n;
-    memcpy(s->key, c[0].digest, 16);
+    memcpy(s->key, key->bytes, 16);
     s->cuts = copy;
     s->n = n;
 }
 
-int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, size_t first,
-                  deja__cuts *out)
+int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, deja__cuts *out)
 {
     const memo_slot *s = NULL;
-    deja_digest d;
-    size_t off;
-    int rc;
+    deja_digest d, key;
+    size_t off = 0;
+    int rc = 0;
 
     out->n = 0;
-    if (size == 0)
-        return 0;
-    if (first == 0 || first > size)
-        first = deja__store_cut(data, size);
-    d = deja_digest_of(data, first);
-    rc = push(out, first, &d);
-    off = first;
-    if (m->slots != NULL) {
-        s = &((const memo_slot *)m->slots)[slot_of(d.bytes)];
-        if (s->cuts == NULL || memcmp(s->key, d.bytes, 16) != 0 || s->cuts[0].size != first)
-            s = NULL;
+    memset(&key, 0, sizeof key);
+    if (size >= KEY_BYTES) {
+        key = deja_digest_of(data, KEY_BYTES);
+        if (m->slots != NULL) {
+            s = &((const memo_slot *)m->slots)[slot_of(key.bytes)];
+            if (s->cuts == NULL || memcmp(s->key, key.bytes, 16) != 0)
+                s = NULL;
+        }
     }
     /* The remembered payload's chunks but its last, while they agree. */
-    for (size_t j = 1; rc == 0 && s != NULL && j + 1 < s->n && off < size; j++) {
+    for (size_t j = 0; rc == 0 && s != NULL && j + 1 < s->n && off < size; j++) {
         const size_t n = s->cuts[j].size;
 
         if (n > size - off)
@@ -124,8 +122,8 @@ int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, size_t fir
         rc = push(out, n, &d);
         off += n;
     }
-    if (rc == 0 && out->n >= 2)
-        remember(m, out->c, out->n);
+    if (rc == 0 && out->n >= 2 && size >= KEY_BYTES)
+        remember(m, &key, out->c, out->n);
     return rc;
 }
 

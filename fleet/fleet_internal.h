@@ -163,10 +163,8 @@ typedef struct deja__cutmemo {
 /* Cut the `size` bytes at `data` the way the store does into `out`
  * (replaced), reusing the cuts of a remembered payload that holds the same
  * bytes up to them, and remember these: the result is the one a full cut
- * gives. `first` is the length of the first chunk when the caller knows it
- * already (else 0). 0 or DEJA_ENOMEM. */
-int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, size_t first,
-                  deja__cuts *out);
+ * gives (one chunk: the payload stays whole). 0 or DEJA_ENOMEM. */
+int deja__cuts_of(deja__cutmemo *m, const uint8_t *data, size_t size, deja__cuts *out);
 void deja__cutmemo_clear(deja__cutmemo *m);
 void deja__cutmemo_free(deja__cutmemo *m);
 

@@ -7,7 +7,24 @@
 
 #include "fleet/fleet_internal.h"
 
-static const uint8_t zero[16];
+/* Whether the 16 bytes at `a` and `b` are equal, and all zero (two words:
+ * these run for every object and trace a ship sees). */
+static int same(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t x[2], y[2];
+
+    memcpy(x, a, 16);
+    memcpy(y, b, 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+}
+
+static int empty(const uint8_t *a)
+{
+    uint64_t x[2];
+
+    memcpy(x, a, 16);
+    return (x[0] | x[1]) == 0;
+}
 
 static size_t slot_of(const uint8_t key[16], size_t cap)
 {
@@ -22,16 +39,16 @@ static size_t slot_of(const uint8_t key[16], size_t cap)
 
 int deja__kset_has(const deja__kset *s, const uint8_t key[16])
 {
-    if (memcmp(key, zero, 16) == 0)
+    if (empty(key))
         return s->has_zero;
     if (s->cap == 0)
         return 0;
     for (size_t i = slot_of(key, s->cap);; i = (i + 1) & (s->cap - 1)) {
         const uint8_t *k = s->keys + i * 16;
 
-        if (memcmp(k, key, 16) == 0)
+        if (same(k, key))
             return 1;
-        if (memcmp(k, zero, 16) == 0)
+        if (empty(k))
             return 0;
     }
 }
@@ -40,14 +57,14 @@ static void insert(uint8_t *keys, size_t cap, const uint8_t key[16])
 {
     size_t i = slot_of(key, cap);
 
-    while (memcmp(keys + i * 16, zero, 16) != 0)
+    while (!empty(keys + i * 16))
         i = (i + 1) & (cap - 1);
     memcpy(keys + i * 16, key, 16);
 }
 
 int deja__kset_add(deja__kset *s, const uint8_t key[16])
 {
-    if (memcmp(key, zero, 16) == 0) {
+    if (empty(key)) {
         s->has_zero = 1;
         return 0;
     }
@@ -60,7 +77,7 @@ int deja__kset_add(deja__kset *s, const uint8_t key[16])
         if (keys == NULL)
             return deja__error_set(DEJA_ENOMEM, "out of memory");
         for (size_t i = 0; i < s->cap; i++)
-            if (memcmp(s->keys + i * 16, zero, 16) != 0)
+            if (!empty(s->keys + i * 16))
                 insert(keys, cap, s->keys + i * 16);
         free(s->keys);
         s->keys = keys;

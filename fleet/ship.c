@@ -420,9 +420,17 @@ static int batch_collect(shipper *s, batch *b)
  * environments they reference. */
 static int batch_read(shipper *s, batch *b)
 {
-    b->items = calloc(b->nids, sizeof *b->items);
+    /* Not zeroed whole: an item holds a subject's worth of bytes, most of
+     * them never written. read_one sets the rest. */
+    b->items = malloc(b->nids * sizeof *b->items);
     if (b->items == NULL)
         return deja__error_set(DEJA_ENOMEM, "out of memory");
+    for (size_t i = 0; i < b->nids; i++) {
+        b->items[i].msg = NULL;
+        b->items[i].match = 0;
+        b->items[i].size = 0;
+        b->items[i].subject[0] = '\0';
+    }
     b->nitems = b->nids;
     s->collecting = b;
     return deja__store_traces_raw(s->store, b->ids, b->nids, read_one, s);
@@ -483,10 +491,10 @@ static void le(uint8_t *p, uint64_t x, size_t n)
         p[i] = (uint8_t)(x >> (8 * i));
 }
 
-/* Stage 1 for one chunked blob (`first`, the length of its first chunk):
- * its chunks (unless the fleet holds the blob already), and its chunk list
- * kept for stage 2. */
-static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r, size_t first)
+/* Stage 1 for one chunked blob: its chunks (unless the fleet holds the
+ * blob already), and its chunk list kept for stage 2. Its chunks are in
+ * s->cuts already, unless it is big enough to ask the fleet first. */
+static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r)
 {
     char subject[64];
     natsMsg *m = NULL;
@@ -507,8 +515,11 @@ static int plan_chunked(shipper *s, batch *b, stage_msgs *sm, const blob_ref *r,
         }
         if (rc != DEJA_ENOTFOUND)
             return rc;
+        rc = deja__cuts_of(&s->memo, r->data, r->size, &s->cuts);
+        if (rc != 0)
+            return rc;
     }
-    rc = deja__cuts_of(&s->memo, r->data, r->size, first, &s->cuts);
+    rc = 0;
     head[0] = DEJA__BLOB_CHUNKS;
     le(head + 1, r->size, 8);
     le(head + 9, s->cuts.n, 4);
@@ -554,11 +565,16 @@ static int plan_objects(shipper *s, batch *b, stage_msgs *sm)
         return deja__error_set(DEJA_ENOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < b->nblobs; i++) {
         blob_ref *r = &b->blobs[i];
-        const size_t first = deja__store_cut(r->data, r->size);
         deja__buf *body;
 
-        if (first < r->size) {
-            rc = plan_chunked(s, b, sm, r, first);
+        /* A blob of PRESENCE_CHECK_MIN is beyond one chunk: chunked. */
+        if (r->size < PRESENCE_CHECK_MIN) {
+            rc = deja__cuts_of(&s->memo, r->data, r->size, &s->cuts);
+            if (rc != 0)
+                break;
+        }
+        if (r->size >= PRESENCE_CHECK_MIN || s->cuts.n > 1) {
+            rc = plan_chunked(s, b, sm, r);
             continue;
         }
         body = add_body(b);

@@ -55,10 +55,14 @@ int deja__fleet_trace_subject(const char *model, const char *version, const deja
 
 void deja__fleet_obj_subject(char kind, const deja_digest *d, char out[64])
 {
-    char hex[33];
+    /* One per object shipped or fetched: put together, not printed. */
+    const size_t n = sizeof DEJA__FLEET_OBJECTS_SUBJECT - 1;
 
-    deja_digest_format(d, hex);
-    snprintf(out, 64, "%s.%c.%s", DEJA__FLEET_OBJECTS_SUBJECT, kind, hex);
+    memcpy(out, DEJA__FLEET_OBJECTS_SUBJECT, n);
+    out[n] = '.';
+    out[n + 1] = kind;
+    out[n + 2] = '.';
+    deja_digest_format(d, out + n + 3);
 }
 
 int deja__fleet_match(const deja_trace *t, const deja_filter *f)

@@ -369,7 +369,7 @@ static void test_fleet__cuts_reuse_gives_full_cut(void **state)
         lens[k] = 300 + (size_t)k * 1500 + (size_t)(seed % 400);
         seed = seed * 6364136223846793005u + 1;
         full_cut(convo, lens[k], &want);
-        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], 0, &got), 0);
+        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], &got), 0);
         assert_cuts_equal(&got, &want);
     }
     /* The reuse happened: the long turns were cut from their prefix. */
@@ -377,7 +377,7 @@ static void test_fleet__cuts_reuse_gives_full_cut(void **state)
     reused = memo.reused;
     for (int k = 39; k >= 0; k -= 3) {
         full_cut(convo, lens[k], &want);
-        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], 0, &got), 0);
+        assert_int_equal(deja__cuts_of(&memo, convo, lens[k], &got), 0);
         assert_cuts_equal(&got, &want);
     }
     /* The same start, other bytes from the middle on. */
@@ -385,22 +385,33 @@ static void test_fleet__cuts_reuse_gives_full_cut(void **state)
     words(other + CAP / 2, CAP / 2, &seed);
     for (size_t n = CAP / 2 - 700; n <= CAP; n += 4093) {
         full_cut(other, n, &want);
-        assert_int_equal(deja__cuts_of(&memo, other, n, 0, &got), 0);
+        assert_int_equal(deja__cuts_of(&memo, other, n, &got), 0);
         assert_cuts_equal(&got, &want);
         full_cut(convo, n, &want);
-        assert_int_equal(deja__cuts_of(&memo, convo, n, 0, &got), 0);
+        assert_int_equal(deja__cuts_of(&memo, convo, n, &got), 0);
         assert_cuts_equal(&got, &want);
     }
-    /* One byte changed inside a reused chunk, and the first chunk given. */
+    /* One byte changed inside a chunk that would be reused. */
     other[5000] ^= 1;
     full_cut(other, 20000, &want);
-    assert_int_equal(deja__cuts_of(&memo, other, 20000, want.c[0].size, &got), 0);
+    assert_int_equal(deja__cuts_of(&memo, other, 20000, &got), 0);
     assert_cuts_equal(&got, &want);
-    assert_int_equal(deja__cuts_of(&memo, other, 20000, want.c[0].size, &got), 0);
+    assert_int_equal(deja__cuts_of(&memo, other, 20000, &got), 0);
     assert_cuts_equal(&got, &want);
+    /* The same first bytes (the memory's key), other bytes just after. */
+    memcpy(other, convo, CAP);
+    words(other + 530, CAP - 530, &seed);
+    for (int round = 0; round < 2; round++) {
+        full_cut(other, 30000, &want);
+        assert_int_equal(deja__cuts_of(&memo, other, 30000, &got), 0);
+        assert_cuts_equal(&got, &want);
+        full_cut(convo, 31000, &want);
+        assert_int_equal(deja__cuts_of(&memo, convo, 31000, &got), 0);
+        assert_cuts_equal(&got, &want);
+    }
     /* Tiny payloads: one chunk, not remembered. */
     full_cut(convo, 100, &want);
-    assert_int_equal(deja__cuts_of(&memo, convo, 100, 0, &got), 0);
+    assert_int_equal(deja__cuts_of(&memo, convo, 100, &got), 0);
     assert_cuts_equal(&got, &want);
     assert_int_equal(got.n, 1);
     assert_true(memo.reused > reused);

@@ -54,6 +54,18 @@ static void test_id__round_trip(void **state)
         assert_memory_equal(a.bytes, b.bytes, 16);
         assert_int_equal(deja_id_time_ms(&b), (int64_t)i * 7919 * 1000003);
     }
+    /* Each bit alone: one character, at the place its 5-bit group says. */
+    for (int bit = 0; bit < 128; bit++) {
+        const int pos = 25 - bit / 5;
+
+        memset(a.bytes, 0, 16);
+        a.bytes[15 - bit / 8] = (uint8_t)(1u << (bit % 8));
+        deja_id_format(&a, text);
+        assert_int_equal(deja_id_parse(&b, text), 0);
+        assert_memory_equal(a.bytes, b.bytes, 16);
+        for (int i = 0; i < DEJA_ID_STRLEN; i++)
+            assert_int_equal(text[i] != '0', i == pos);
+    }
     memset(a.bytes, 0xFF, 16);
     deja_id_format(&a, text);
     assert_string_equal(text, "7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
