@@ -42,9 +42,8 @@ int deja__txn_used_bytes(deja_store *store, MDB_txn *txn, uint64_t *out)
     dbis[n++] = store->traces;
     dbis[n++] = store->blobs;
     dbis[n++] = store->envs;
-    dbis[n++] = store->ix_model;
-    dbis[n++] = store->ix_tag;
-    dbis[n++] = store->ix_status;
+    for (int i = 0; i < DEJA__IX_KINDS; i++)
+        dbis[n++] = deja__ix_dbi(store, (deja__ix_kind)i);
     if (store->has_chunks)
         dbis[n++] = store->chunks;
     if (store->has_pins)
@@ -60,7 +59,9 @@ int deja__txn_used_bytes(deja_store *store, MDB_txn *txn, uint64_t *out)
         pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
         psize = st.ms_psize;
     }
-    /* Two meta pages head the file. */
+    /* Two meta pages head the file; the indexes' ids have pages that
+     * mdb_stat does not count. */
+    pages += deja__ix_extra_pages(store, txn, psize);
     *out = (pages + 2) * psize;
     return 0;
 }

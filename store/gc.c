@@ -218,11 +218,42 @@ static void del_cursors_close(del_cursors *c)
     c->n = 0;
 }
 
-/* deja__ix_each callback of delete_trace: delete one index entry. */
-static int delete_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+/* What delete_index_entry deletes with: the cursors and the trace's id. */
+typedef struct ix_del {
+    del_cursors *c;
+    const deja_id *id;
+} ix_del;
+
+/* deja__ix_each callback of delete_trace: delete one index entry, through
+ * the cursor of its index. */
+static int delete_index_entry(deja__ix_kind kind, const uint8_t *key, size_t n, const char *what,
                               void *payload)
 {
-    return cursor_del(payload, dbi, key, n, what);
+    const ix_del *d = payload;
+    del_cursors *c = d->c;
+    const MDB_dbi dbi = deja__ix_dbi(c->w->store, kind);
+    MDB_cursor *cur = NULL;
+    int rc;
+
+    (void)what;
+    if (read_only(c->w))
+        return 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->dbi[i] == dbi)
+            cur = c->cur[i];
+    if (cur == NULL) {
+        rc = mdb_cursor_open(c->w->txn, dbi, &cur);
+        if (rc != 0)
+            return gc_mdb_error(c->w, rc, "gc: deleting an index entry");
+        if (c->n == sizeof c->cur / sizeof c->cur[0]) {
+            rc = deja__ix_del(c->w, cur, kind, key, n, d->id);
+            mdb_cursor_close(cur);
+            return rc;
+        }
+        c->dbi[c->n] = dbi;
+        c->cur[c->n++] = cur;
+    }
+    return deja__ix_del(c->w, cur, kind, key, n, d->id);
 }
 
 /* Delete the index entries and the record of trace `t` (its refs view,
@@ -231,8 +262,10 @@ static int delete_trace(del_cursors *c, const deja_trace *t, const MDB_val *v)
 {
     int rc = deja__delta_keep(c->w, &t->id, v);
 
-    if (rc == 0)
-        rc = deja__ix_each(c->w->store, t, delete_index_entry, c);
+    if (rc == 0) {
+        ix_del d = {c, &t->id};
+        rc = deja__ix_each(c->w->store, t, delete_index_entry, &d);
+    }
 
     if (rc == 0)
         rc = cursor_del(c, c->w->store->traces, t->id.bytes, 16, "trace");
@@ -672,23 +705,12 @@ static uint64_t scale(uint64_t x, uint64_t num, uint64_t den)
     return (uint64_t)((long double)x * (long double)num / (long double)den);
 }
 
-/* The number of keys of `dbi` starting with the `n` bytes of `prefix`. */
-static int count_prefix(deja__wtxn *w, MDB_dbi dbi, const void *prefix, size_t n, uint64_t *out)
+/* The number of entries of index `kind` whose key starts with the `n`
+ * bytes of `prefix`. */
+static int count_prefix(deja__wtxn *w, deja__ix_kind kind, const void *prefix, size_t n,
+                        uint64_t *out)
 {
-    MDB_cursor *cur = NULL;
-    MDB_val k = {n, (void *)prefix}, v;
-    int mrc;
-
-    *out = 0;
-    mrc = mdb_cursor_open(w->txn, dbi, &cur);
-    if (mrc != 0)
-        return gc_mdb_error(w, mrc, "gc: counting");
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         mrc == 0 && k.mv_size >= n && memcmp(k.mv_data, prefix, n) == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-        (*out)++;
-    mdb_cursor_close(cur);
-    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : gc_mdb_error(w, mrc, "gc: counting");
+    return deja__ix_count(w->store, w->txn, kind, prefix, n, out);
 }
 
 /* The budget's eviction, without decoding the whole store: the data to
@@ -713,13 +735,13 @@ static int evict_by_counters(deja__wtxn *w, gc_state *g)
         return gc_mdb_error(w, mrc, "gc: counting traces");
     stored = deja__meta_u64(w->store, w->txn, "count/stored_bytes");
     evict = scale(used - g->max_bytes, stored, used);
-    rc = count_prefix(w, w->store->ix_status, error_key, 1, &nprot);
+    rc = count_prefix(w, DEJA__IX_STATUS, error_key, 1, &nprot);
     if (rc == 0)
-        rc = count_prefix(w, w->store->ix_tag, "deja.invalid=", 13, &n);
+        rc = count_prefix(w, DEJA__IX_TAG, "deja.invalid=", 13, &n);
     nprot += n;
     if (rc == 0 && g->protect_tag[0]) {
         snprintf(tag, sizeof tag, "%s=", g->protect_tag);
-        rc = count_prefix(w, w->store->ix_tag, tag, strlen(tag), &n);
+        rc = count_prefix(w, DEJA__IX_TAG, tag, strlen(tag), &n);
         nprot += n;
     }
     if (rc != 0)

@@ -39,6 +39,11 @@
 #define P_META 0x08
 #define F_BIGDATA 0x01
 #define F_SUBDATA 0x02
+#define F_DUPDATA 0x04
+#define P_LEAF2 0x20 /* packed keys of one size (a DUPFIXED database's ids) */
+#define P_SUBP 0x40  /* a sub-page: the duplicates of one key, inside its node */
+#define DB_DUPSORT 0x04
+#define DB_DUPFIXED 0x10
 #define DB_SIZE 48 /* MDB_db */
 #define P_INVALID UINT64_MAX
 #define MAX_DEPTH 32 /* LMDB's cursor stack */
@@ -47,6 +52,7 @@
 
 /* An MDB_db record, decoded. */
 typedef struct db_rec {
+    uint32_t pad; /* the key size of a DUPFIXED database's packed pages */
     uint16_t flags, depth;
     uint64_t branch, leaf, overflow, entries, root;
 } db_rec;
@@ -63,6 +69,11 @@ typedef struct walker {
     /* counted while walking one database */
     uint64_t branch, leaf, overflow, entries;
     int intkey; /* the database's keys are native unsigned integers (the free list's txn ids) */
+    int dupsort; /* the database's keys hold duplicates (store/ix.h) */
+    unsigned ksize;  /* walking a DUPFIXED key's duplicates: their size, else 0 */
+    unsigned depth0; /* the level (page buffer) the tree being walked starts at */
+    unsigned level;  /* the first level (page buffer) free below the tree walked */
+    const char *what; /* the database walked */
 } walker;
 
 static uint16_t le16(const uint8_t *p)
@@ -82,6 +93,7 @@ static uint64_t le64(const uint8_t *p)
 
 static void db_decode(const uint8_t *p, db_rec *d)
 {
+    d->pad = le32(p);
     d->flags = le16(p + 4);
     d->depth = le16(p + 6);
     d->branch = le64(p + 8);
@@ -191,8 +203,10 @@ static int node_at(walker *w, const uint8_t *p, uint64_t pgno, size_t i, int lea
     }
     {
         uint64_t dlen = n->flags & F_BIGDATA ? 8 : n->flags & F_SUBDATA ? DB_SIZE : n->dsize;
-        if ((n->flags & ~(F_BIGDATA | F_SUBDATA)) != 0 ||
+        const uint16_t dup = w->dupsort ? F_DUPDATA : 0;
+        if ((n->flags & ~(F_BIGDATA | F_SUBDATA | dup)) != 0 ||
             (n->flags & (F_BIGDATA | F_SUBDATA)) == (F_BIGDATA | F_SUBDATA) ||
+            ((n->flags & F_DUPDATA) && (n->flags & F_BIGDATA)) ||
             ((n->flags & F_SUBDATA) && n->dsize != DB_SIZE))
             return bad(w, "store damaged at page %llu (%s): node %zu has flags 0x%x",
                        (unsigned long long)pgno, what, i, n->flags);
@@ -259,6 +273,25 @@ static int check_extents(walker *w, const uint8_t *p, uint64_t pgno, size_t nkey
     return 0;
 }
 
+/* The `nkeys` keys of w->ksize bytes packed after the header of the
+ * LEAF2 page `p` (`size` bytes, `upper` its header's bound): inside it,
+ * and in strictly increasing order. */
+static int packed_keys(walker *w, const uint8_t *p, uint64_t pgno, size_t nkeys, uint16_t upper,
+                       uint64_t size, const char *what)
+{
+    const size_t k = w->ksize;
+
+    if (PAGEHDRSZ + (uint64_t)nkeys * k > size ||
+        (uint64_t)(upper > size ? 0 : size - upper) + (uint64_t)nkeys * 2 != (uint64_t)nkeys * k)
+        return bad(w, "store damaged at page %llu (%s): %zu keys of %zu bytes do not fit",
+                   (unsigned long long)pgno, what, nkeys, k);
+    for (size_t i = 1; i < nkeys; i++)
+        if (memcmp(p + PAGEHDRSZ + (i - 1) * k, p + PAGEHDRSZ + i * k, k) >= 0)
+            return bad(w, "store damaged at page %llu (%s): keys out of order at key %zu",
+                       (unsigned long long)pgno, what, i);
+    return 0;
+}
+
 /* Walk the subtree at `pgno`, `level` levels below the root of a tree of
  * `depth` levels; `leaf_cb` sees each leaf node. */
 static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const char *what,
@@ -273,15 +306,15 @@ static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const 
 
     if (level >= depth || level >= MAX_DEPTH)
         return bad(w, "store damaged at page %llu (%s): deeper than the %u levels recorded",
-                   (unsigned long long)pgno, what, depth);
+                   (unsigned long long)pgno, what, depth - w->depth0);
     if (read_page(w, pgno, p, what) != 0 || mark(w, pgno, 1, what) != 0)
         return -1;
     flags = le16(p + 10);
     lower = le16(p + 12);
     upper = le16(p + 14);
     const int leaf = level + 1 == depth;
-    if ((flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META | 0x20 | 0x40)) !=
-        (leaf ? P_LEAF : P_BRANCH))
+    if ((flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2 | P_SUBP)) !=
+        (leaf ? P_LEAF | (w->ksize ? P_LEAF2 : 0) : P_BRANCH))
         return bad(w, "store damaged at page %llu (%s): flags 0x%x, expected a %s page",
                    (unsigned long long)pgno, what, flags, leaf ? "leaf" : "branch");
     if (lower < PAGEHDRSZ || lower > upper || upper > w->psize || (lower - PAGEHDRSZ) % 2 != 0)
@@ -291,6 +324,11 @@ static int walk(walker *w, uint64_t pgno, unsigned level, unsigned depth, const 
     if (nkeys == 0)
         return bad(w, "store damaged at page %llu (%s): %zu keys", (unsigned long long)pgno,
                    what, nkeys);
+    if (leaf && w->ksize) {
+        w->leaf++;
+        w->entries += nkeys;
+        return packed_keys(w, p, pgno, nkeys, upper, w->psize, what);
+    }
     if (check_extents(w, p, pgno, nkeys, leaf, what) != 0)
         return -1;
     if (leaf)
@@ -327,6 +365,9 @@ static int walk_db(walker *w, const db_rec *d, const char *what, leaf_fn leaf_cb
 
     w->branch = w->leaf = w->overflow = w->entries = 0;
     w->intkey = (d->flags & DB_INTEGERKEY) != 0;
+    w->dupsort = (d->flags & DB_DUPSORT) != 0;
+    w->ksize = 0;
+    w->depth0 = 0;
     if (d->root == P_INVALID) {
         if (d->depth != 0 || d->entries != 0 || d->branch || d->leaf || d->overflow)
             return bad(w, "store damaged: database %s is empty but records %llu entries", what,
@@ -335,6 +376,8 @@ static int walk_db(walker *w, const db_rec *d, const char *what, leaf_fn leaf_cb
     }
     if (d->depth == 0 || d->depth > MAX_DEPTH)
         return bad(w, "store damaged: database %s records a depth of %u", what, d->depth);
+    w->level = d->depth;
+    w->what = what;
     rc = walk(w, d->root, 0, d->depth, what, leaf_cb, payload);
     if (rc != 0)
         return rc;
@@ -350,12 +393,88 @@ static int walk_db(walker *w, const db_rec *d, const char *what, leaf_fn leaf_cb
     return 0;
 }
 
-/* Leaf callback of a named database: overflow runs. */
+/* The duplicates of a key in a sub-page (node `n` on page `pgno`): a
+ * page header then, DUPFIXED, the packed ids; they add to the entries. */
+static int check_subpage(walker *w, const node *n, uint64_t pgno, const char *what)
+{
+    const uint8_t *p = n->data;
+    uint16_t flags, lower, upper;
+    size_t nkeys;
+
+    if (n->dsize < PAGEHDRSZ)
+        return bad(w, "store damaged at page %llu (%s): a sub-page of %llu bytes",
+                   (unsigned long long)pgno, what, (unsigned long long)n->dsize);
+    flags = le16(p + 10);
+    lower = le16(p + 12);
+    upper = le16(p + 14);
+    /* LMDB leaves P_DIRTY (0x10) on the sub-pages it copies into nodes. */
+    if ((flags & ~(P_LEAF2 | 0x10)) != (P_LEAF | P_SUBP) || lower < PAGEHDRSZ || lower > upper ||
+        upper > n->dsize || (lower - PAGEHDRSZ) % 2 != 0 || lower == PAGEHDRSZ)
+        return bad(w, "store damaged at page %llu (%s): a sub-page with flags 0x%x, bounds %u..%u",
+                   (unsigned long long)pgno, what, flags, lower, upper);
+    nkeys = (size_t)(lower - PAGEHDRSZ) / 2;
+    w->entries += nkeys - 1; /* the node itself was counted */
+    if (!(flags & P_LEAF2))
+        return 0; /* nodes of a DUPSORT database without DUPFIXED: deja writes none */
+    w->ksize = le16(p + 8);
+    if (w->ksize == 0) {
+        w->ksize = 0;
+        return bad(w, "store damaged at page %llu (%s): a sub-page of keys of 0 bytes",
+                   (unsigned long long)pgno, what);
+    }
+    const int rc = packed_keys(w, p, pgno, nkeys, upper, n->dsize, what);
+    w->ksize = 0;
+    return rc;
+}
+
+/* The duplicates of a key in a tree of their own (node `n` on page `pgno`
+ * of a tree whose pages use levels below `level`): walked like a database,
+ * its counts checked against its record; they add to the entries. */
+static int check_subdb(walker *w, const node *n, uint64_t pgno, unsigned level, const char *what)
+{
+    const uint64_t branch = w->branch, leaf = w->leaf, overflow = w->overflow,
+                   entries = w->entries;
+    const unsigned depth0 = w->depth0;
+    db_rec d;
+    int rc;
+
+    db_decode(n->data, &d);
+    if (d.root == P_INVALID || d.depth == 0 || d.entries == 0 || level + d.depth > MAX_DEPTH ||
+        (d.flags & DB_DUPFIXED && (d.pad == 0 || d.pad > w->psize / 4)))
+        return bad(w, "store damaged at page %llu (%s): duplicates with root %llu, depth %u",
+                   (unsigned long long)pgno, what, (unsigned long long)d.root, d.depth);
+    w->branch = w->leaf = w->overflow = w->entries = 0;
+    w->ksize = d.flags & DB_DUPFIXED ? d.pad : 0;
+    w->depth0 = level;
+    w->dupsort = 0;
+    rc = walk(w, d.root, level, level + d.depth, what, NULL, NULL);
+    if (rc == 0 && (w->branch != d.branch || w->leaf != d.leaf || w->overflow != d.overflow ||
+                    w->entries != d.entries))
+        rc = bad(w, "store damaged at page %llu (%s): duplicates record %llu entries, hold %llu",
+                 (unsigned long long)pgno, what, (unsigned long long)d.entries,
+                 (unsigned long long)w->entries);
+    w->branch = branch;
+    w->leaf = leaf;
+    w->overflow = overflow;
+    w->entries = entries + (rc == 0 ? d.entries - 1 : 0);
+    w->ksize = 0;
+    w->depth0 = depth0;
+    w->dupsort = 1;
+    return rc;
+}
+
+/* Leaf callback of a named database: overflow runs, duplicates. */
 static int data_leaf(walker *w, const node *n, uint64_t pgno, void *payload)
 {
-    (void)pgno;
     if (n->flags & F_BIGDATA)
         return check_overflow(w, le64(n->data), n->dsize, payload, "a value");
+    if ((n->flags & (F_DUPDATA | F_SUBDATA)) == (F_DUPDATA | F_SUBDATA))
+        return check_subdb(w, n, pgno, w->level, w->what);
+    if (n->flags & F_DUPDATA)
+        return check_subpage(w, n, pgno, w->what);
+    if (n->flags & F_SUBDATA)
+        return bad(w, "store damaged at page %llu (%s): a database inside a database",
+                   (unsigned long long)pgno, w->what);
     return 0;
 }
 
@@ -421,8 +540,8 @@ static int free_leaf(walker *w, const node *n, uint64_t pgno, void *payload)
 
 /* Leaf callback of the main database: each named database, walked. */
 typedef struct main_state {
-    db_rec subs[16];
-    char names[16][32];
+    db_rec subs[32];
+    char names[32][32];
     size_t nsubs;
 } main_state;
 

@@ -264,13 +264,8 @@ cleanup:
  * ---------------------------------------------------------------------- */
 
 typedef struct walker {
-    MDB_cursor *cur;
-    uint8_t key[512];
-    size_t plen;
-    int valid;
-    deja_id id;
-    int values; /* a walk of `traces` itself: `value` is the trace's */
-    MDB_val value;
+    deja__ix_iter it;
+    int values; /* a walk of `traces` itself: it.value is the trace's */
 } walker;
 
 typedef struct list_state {
@@ -282,64 +277,15 @@ typedef struct list_state {
     size_t nwalkers, cap;
 } list_state;
 
-/* Check the key in `k` against the walker's prefix and bounds; 1 if it is
- * a key of this walk (id stored), 0 if the walk is over. */
-static int walker_accept(walker *w, const list_state *s, const MDB_val *k, const MDB_val *v)
-{
-    if (k->mv_size != w->plen + 16 || memcmp(k->mv_data, w->key, w->plen) != 0)
-        return 0;
-    w->value = *v;
-    memcpy(w->id.bytes, (const uint8_t *)k->mv_data + w->plen, 16);
-    return memcmp(w->id.bytes, s->lo.bytes, 16) >= 0;
-}
-
-/* Position `w` on the last key <= prefix + hi. */
-static int walker_start(walker *w, const list_state *s)
-{
-    MDB_val k, v;
-    int rc;
-
-    memcpy(w->key + w->plen, s->hi.bytes, 16);
-    k.mv_size = w->plen + 16;
-    k.mv_data = w->key;
-    rc = mdb_cursor_get(w->cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && (k.mv_size != w->plen + 16 || memcmp(k.mv_data, w->key, w->plen + 16) != 0))
-        rc = mdb_cursor_get(w->cur, &k, &v, MDB_PREV);
-    else if (rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(w->cur, &k, &v, MDB_LAST);
-    if (rc == MDB_NOTFOUND) {
-        w->valid = 0;
-        return 0;
-    }
-    if (rc != 0)
-        return deja__mdb_error(rc, "listing");
-    w->valid = walker_accept(w, s, &k, &v);
-    return 0;
-}
-
-/* Step `w` to the previous key. */
-static int walker_prev(walker *w, const list_state *s)
-{
-    MDB_val k, v;
-    int rc = mdb_cursor_get(w->cur, &k, &v, MDB_PREV);
-
-    if (rc == MDB_NOTFOUND) {
-        w->valid = 0;
-        return 0;
-    }
-    if (rc != 0)
-        return deja__mdb_error(rc, "listing");
-    w->valid = walker_accept(w, s, &k, &v);
-    return 0;
-}
-
-/* Add a walker over `dbi` with `prefix` and start it. */
-static int walker_add(list_state *s, MDB_dbi dbi, const void *prefix, size_t plen)
+/* Add a walker over the key `prefix` of `dbi` (`dup`: in the dup layout of
+ * store/ix.h; flat, n 0 walks a database keyed by id) and start it on the
+ * newest id within the bounds. */
+static int walker_add(list_state *s, MDB_dbi dbi, int dup, const void *prefix, size_t plen)
 {
     walker *w;
     int rc;
 
-    if (plen + 16 > sizeof w->key)
+    if (plen + 16 > sizeof w->it.key)
         return 1; /* no key this long can exist: nothing to walk */
     if (s->nwalkers == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4;
@@ -351,61 +297,29 @@ static int walker_add(list_state *s, MDB_dbi dbi, const void *prefix, size_t ple
         s->cap = cap;
     }
     w = &s->walkers[s->nwalkers];
-    memset(w, 0, sizeof *w);
-    memcpy(w->key, prefix, plen);
-    w->plen = plen;
-    w->values = dbi == s->store->traces;
-    rc = mdb_cursor_open(s->txn, dbi, &w->cur);
+    rc = deja__ix_iter_open(&w->it, s->txn, dbi, dup, prefix, plen);
     if (rc != 0)
-        return deja__mdb_error(rc, "listing");
+        return rc;
+    w->values = dbi == s->store->traces;
     s->nwalkers++;
-    return walker_start(w, s);
+    return deja__ix_iter_last(&w->it, &s->lo, &s->hi);
 }
 
-/* One walker per version of model `name` in ix_model: versions are found
- * by jumping from "name\0version\0" to "name\0version\1". */
+/* deja__ix_keys callback of walkers_for_model: one walker per version. */
+static int add_version(const uint8_t *key, size_t n, const uint8_t *id, void *payload)
+{
+    list_state *s = payload;
+    int rc = walker_add(s, deja__ix_dbi(s->store, DEJA__IX_MODEL), s->store->ix_dup, key, n);
+
+    (void)id;
+    return rc > 0 ? 0 : rc;
+}
+
+/* One walker per version of model `name`: its keys "name\0version\0". */
 static int walkers_for_model(list_state *s, const char *name)
 {
-    uint8_t key[512];
-    size_t n = strlen(name), vlen;
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    const uint8_t *p, *z;
-    int rc;
-
-    if (n + 2 + 16 > sizeof key)
-        return 0;
-    memcpy(key, name, n + 1);
-    rc = mdb_cursor_open(s->txn, s->store->ix_model, &cur);
-    if (rc != 0)
-        return deja__mdb_error(rc, "listing");
-    k.mv_size = n + 1;
-    k.mv_data = key;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)) {
-        int added;
-
-        p = k.mv_data;
-        if (k.mv_size < n + 1 + 1 + 16 || memcmp(p, name, n + 1) != 0)
-            break;
-        z = memchr(p + n + 1, '\0', k.mv_size - 16 - n - 1);
-        if (z == NULL)
-            break;
-        vlen = (size_t)(z - (p + n + 1));
-        memcpy(key + n + 1, p + n + 1, vlen + 1);
-        added = walker_add(s, s->store->ix_model, key, n + 1 + vlen + 1);
-        if (added < 0) {
-            mdb_cursor_close(cur);
-            return added;
-        }
-        key[n + 1 + vlen] = 1; /* past every key of this version */
-        k.mv_size = n + 1 + vlen + 1;
-        k.mv_data = key;
-    }
-    mdb_cursor_close(cur);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return deja__mdb_error(rc, "listing");
-    return 0;
+    return deja__ix_keys(s->store, s->txn, DEJA__IX_MODEL, name, strlen(name) + 1, add_version,
+                         s);
 }
 
 /* Whether the filter asks for pinned traces only (a field of version 2). */
@@ -558,7 +472,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
             deja__rtxn_end(store, s.txn);
             return 0;
         }
-        rc = walker_add(&s, store->pins, key, 0);
+        rc = walker_add(&s, store->pins, 0, key, 0);
         chosen = 1;
     }
     for (size_t i = 0; i < f->ntags && !chosen; i++) {
@@ -568,7 +482,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         n = strlen(k) + 1 + strlen(v) + 1;
         if (n + 16 <= maxkey) {
             snprintf((char *)key, sizeof key, "%s=%s", k, v);
-            rc = walker_add(&s, store->ix_tag, key, n);
+            rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_TAG), store->ix_dup, key, n);
             chosen = 1;
         }
     }
@@ -579,7 +493,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         if (n + 16 <= maxkey) {
             memcpy(key, f->model, mn + 1);
             memcpy(key + mn + 1, f->model_version, vn + 1);
-            rc = walker_add(&s, store->ix_model, key, n);
+            rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_MODEL), store->ix_dup, key, n);
             chosen = 1;
         }
     }
@@ -589,11 +503,11 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
     }
     if (!chosen && f->status >= 0) {
         key[0] = (uint8_t)f->status;
-        rc = walker_add(&s, store->ix_status, key, 1);
+        rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_STATUS), store->ix_dup, key, 1);
         chosen = 1;
     }
     if (!chosen)
-        rc = walker_add(&s, store->traces, key, 0);
+        rc = walker_add(&s, store->traces, 0, key, 0);
     if (rc > 0)
         rc = 0;
 
@@ -608,14 +522,14 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         int stop = 0;
 
         for (size_t i = 0; i < s.nwalkers; i++)
-            if (s.walkers[i].valid &&
-                (best == NULL || memcmp(s.walkers[i].id.bytes, best->id.bytes, 16) > 0))
+            if (s.walkers[i].it.valid &&
+                (best == NULL || memcmp(s.walkers[i].it.id.bytes, best->it.id.bytes, 16) > 0))
                 best = &s.walkers[i];
         if (best == NULL)
             break;
-        id = best->id;
+        id = best->it.id;
         if (best->values) /* read with the key: no second lookup */
-            v = best->value;
+            v = best->it.value;
         else
             rc = value_txn(store, s.txn, &id, &v);
         if (rc == 0 && light != NULL) {
@@ -623,7 +537,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
             view = rc == 0 ? sum.trace : NULL;
         } else if (rc == 0 && deja__trace_summary_of(&id, &v, &sr, &sum) &&
                    !deja__trace_matches(sum.trace, f)) {
-            rc = walker_prev(best, &s); /* refused by its summary: not decoded */
+            rc = deja__ix_iter_prev(&best->it); /* refused by its summary: not decoded */
             continue;
         } else if (rc == 0) {
             rc = deja__trace_read_txn(store, s.txn, &id, &t);
@@ -649,11 +563,11 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         }
         if (stop)
             break;
-        rc = walker_prev(best, &s);
+        rc = deja__ix_iter_prev(&best->it);
     }
 
     for (size_t i = 0; i < s.nwalkers; i++)
-        mdb_cursor_close(s.walkers[i].cur);
+        deja__ix_iter_close(&s.walkers[i].it);
     free(s.walkers);
     deja__rtxn_end(store, s.txn);
     deja__summary_reader_free(&sr);

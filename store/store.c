@@ -17,7 +17,7 @@
 #include "store/store_internal.h"
 
 #define INITIAL_MAP ((size_t)64 << 20)
-#define MAX_DBS 16
+#define MAX_DBS 24
 
 /* Map the LMDB code `rc` to a deja code, set the message "WHAT: lmdb says"
  * and return the code. */
@@ -236,10 +236,8 @@ int deja__wtxn_count_add(deja__wtxn *w, const char *name, uint64_t delta)
 /* Open (creating when `create`) the named databases of the store in `txn`. */
 static int open_dbs(deja_store *store, MDB_txn *txn, int create)
 {
-    static const char *const names[] = {"meta",     "traces", "blobs",    "envs",
-                                        "ix_model", "ix_tag", "ix_status"};
-    MDB_dbi *dbis[] = {&store->meta,     &store->traces, &store->blobs,    &store->envs,
-                       &store->ix_model, &store->ix_tag, &store->ix_status};
+    static const char *const names[] = {"meta", "traces", "blobs", "envs"};
+    MDB_dbi *dbis[] = {&store->meta, &store->traces, &store->blobs, &store->envs};
     int rc;
 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -251,6 +249,9 @@ static int open_dbs(deja_store *store, MDB_txn *txn, int create)
         if (rc != 0)
             return deja__mdb_error(rc, names[i]);
     }
+    rc = deja__ix_open(store, txn, create);
+    if (rc != 0)
+        return rc;
     /* A store written before chunking has no `chunks`: readable as it is. */
     rc = mdb_dbi_open(txn, "chunks", create ? MDB_CREATE : 0, &store->chunks);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -316,6 +317,9 @@ static int check_format(deja_store *store, MDB_txn *txn)
      * histories may be deltas (format 3), which older deja does not read;
      * its older values stay as they are, read too. */
     if (found && (format == DEJA__FORMAT_VERSION || !store->writable))
+        return 0;
+    /* Its indexes are converted first; the conversion writes the format. */
+    if (found && store->ix_upgrade)
         return 0;
     if (!found && !store->writable)
         return deja__error_set(DEJA_ECORRUPT, "store '%s' has no format version", store->path);
@@ -463,6 +467,10 @@ int deja_store_open(deja_store **out, const char *path, int flags)
             rc = deja__mdb_error(rc, "opening the store");
     }
     pthread_rwlock_unlock(&store->resize);
+    /* Flat indexes holding entries, found by a writer: converted now, in
+     * one transaction (see store/ix.h), which also writes the format. */
+    if (rc == 0 && store->ix_upgrade)
+        rc = deja__ix_upgrade(store);
     if (rc != 0)
         goto cleanup;
     *out = store;
@@ -838,84 +846,28 @@ static int put_trace_value(deja__wtxn *w, const deja_trace *trace, const void *r
     return 0;
 }
 
-/* The ix_model key "name\0version\0" + id of `trace` in `key`; 0 if it would
- * be longer than `max`. */
-size_t deja__ix_model_key(const deja_trace *trace, uint8_t *key, size_t max)
-{
-    const char *name = trace->model_name ? trace->model_name : "";
-    const char *version = trace->model_version ? trace->model_version : "";
-    size_t n = strlen(name), v = strlen(version);
-
-    if (n + v + 2 + 16 > max)
-        return 0;
-    memcpy(key, name, n + 1);
-    memcpy(key + n + 1, version, v + 1);
-    memcpy(key + n + v + 2, trace->id.bytes, 16);
-    return n + v + 2 + 16;
-}
-
-/* The ix_tag key "key=value\0" + id in `key`; 0 if longer than `max`. */
-size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, size_t max)
-{
-    const char *k = tag->key ? tag->key : "", *v = tag->value ? tag->value : "";
-    size_t kn = strlen(k), vn = strlen(v);
-
-    if (kn + vn + 2 + 16 > max)
-        return 0;
-    memcpy(key, k, kn);
-    key[kn] = '=';
-    memcpy(key + kn + 1, v, vn + 1);
-    memcpy(key + kn + vn + 2, id->bytes, 16);
-    return kn + vn + 2 + 16;
-}
-
-int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, void *payload)
-{
-    uint8_t key[512];
-    size_t max = (size_t)mdb_env_get_maxkeysize(store->env), n;
-    int rc = 0;
-
-    if (max > sizeof key)
-        max = sizeof key;
-    n = deja__ix_model_key(trace, key, max);
-    if (n > 0)
-        rc = fn(store->ix_model, key, n, "model", payload);
-    for (size_t i = 0; rc == 0 && i < trace->ntags; i++) {
-        n = deja__ix_tag_key(&trace->tags[i], &trace->id, key, max);
-        if (n > 0)
-            rc = fn(store->ix_tag, key, n, "tag", payload);
-    }
-    if (rc == 0) {
-        key[0] = (uint8_t)trace->status;
-        memcpy(key + 1, trace->id.bytes, 16);
-        rc = fn(store->ix_status, key, 17, "status", payload);
-    }
-    return rc;
-}
+/* What put_index_entry writes with: the transaction and the trace's id. */
+typedef struct ix_put {
+    deja__wtxn *w;
+    const deja_id *id;
+} ix_put;
 
 /* deja__ix_each callback of put_indexes: write one entry. */
-static int put_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+static int put_index_entry(deja__ix_kind kind, const uint8_t *key, size_t n, const char *what,
                            void *payload)
 {
-    deja__wtxn *w = payload;
-    MDB_val k = {n, (void *)key}, v = {0, ""};
-    char msg[48];
-    /* The message is formatted only on failure: three entries a trace
-     * made it ~2,100 instructions per trace (callgrind) on the success path. */
-    const int rc = mdb_put(w->txn, dbi, &k, &v, 0);
+    const ix_put *p = payload;
 
-    if (rc == 0)
-        return 0;
-    if (rc == MDB_MAP_FULL)
-        w->map_full = 1;
-    snprintf(msg, sizeof msg, "writing the %s index", what);
-    return deja__mdb_error(rc, msg);
+    (void)what;
+    return deja__ix_put(p->w, kind, key, n, p->id);
 }
 
 /* Add the index entries of `trace`. */
 static int put_indexes(deja__wtxn *w, const deja_trace *trace)
 {
-    return deja__ix_each(w->store, trace, put_index_entry, w);
+    ix_put p = {w, &trace->id};
+
+    return deja__ix_each(w->store, trace, put_index_entry, &p);
 }
 
 /* Store one trace (blobs, record, indexes) unless its id is present. */

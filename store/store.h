@@ -22,9 +22,11 @@
  *            see store/delta.c)
  *   chunks   16-byte XXH3-128 digest -> record (compressed chunk)
  *   envs     16-byte digest -> record (compressed Environment protobuf)
- *   ix_model "name\0version\0" + id -> ""
- *   ix_tag   "key=value\0" + id -> ""
- *   ix_status status byte + id -> ""
+ *   ixd_model "name\0version\0" -> ids, ixd_tag "key=value\0" -> ids,
+ *   ixd_status status byte -> ids: the indexes, each id a 16-byte LMDB
+ *            duplicate of its key (format 5); formats 1-4 kept one key per
+ *            entry, prefix + id -> "", in ix_model, ix_tag and ix_status
+ *            (empty in format 5). See store/ix.h.
  *   dead     16-byte id -> trace value: empty but inside gc (store/delta.c)
  * A record is a small header (codec, dictionary id, raw size) then the
  * payload; see store/record.c.
@@ -44,7 +46,7 @@
 #include "proto/codec.h"
 
 /* On-disk format this build writes and the newest it reads. */
-#define DEJA__FORMAT_VERSION 4
+#define DEJA__FORMAT_VERSION 5
 
 /* Tensors up to this size are stored inline in the trace record; larger
  * ones are blobs, stored once per distinct payload. */

@@ -62,7 +62,10 @@ struct deja_store {
     MDB_env *env;
     char *path;
     int writable;
-    MDB_dbi meta, traces, blobs, envs, ix_model, ix_tag, ix_status;
+    MDB_dbi meta, traces, blobs, envs;
+    MDB_dbi ix[3];  /* model, tag, status: the indexes in use (store/ix.h) */
+    int ix_dup;     /* 1: their layout is format 5's (duplicates), 0: flat */
+    int ix_upgrade; /* a writer found flat indexes holding entries: convert */
     MDB_dbi chunks;
     int has_chunks; /* 0 for a store written before chunking, opened read-only */
     int nolock;     /* opened read-only without LMDB's locks (no write access) */
@@ -297,22 +300,7 @@ void deja__chunk_cache_put(deja_store *store, const uint8_t *digest, const uint8
 /* Free the chunk cache of a handle. */
 void deja__chunk_cache_free(deja_store *store);
 
-/* Index keys of a trace. Each returns the key length, or 0 when the key
- * would exceed `max` (the entry is then not indexed). */
-size_t deja__ix_model_key(const deja_trace *trace, uint8_t *key, size_t max);
-size_t deja__ix_tag_key(const deja_tag *tag, const deja_id *id, uint8_t *key, size_t max);
-
-/* The index entries of a trace, in order: its ix_model entry, one ix_tag
- * entry per tag, its ix_status entry (a key too long for LMDB is left out,
- * as it is never written). */
-typedef int (*deja__ix_fn)(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
-                           void *payload);
-
-/* Call `fn` on each index entry of `trace` (`what` names the index: "model",
- * "tag" or "status"); stops at and returns the first non-zero result. The
- * one definition of which entries a trace has: writing, gc and verify all
- * go through it. */
-int deja__ix_each(deja_store *store, const deja_trace *trace, deja__ix_fn fn, void *payload);
+/* The indexes: store/ix.h. */
 
 /* store/trace_refs.c: the references a trace value of format 2 carries
  * in front of its record ('R' | varint n | refs | record), read by gc and
@@ -472,5 +460,7 @@ int deja__trace_summary_read(deja_store *store, MDB_txn *txn, const deja_id *id,
 int deja__trace_summary_of(const deja_id *id, const MDB_val *v, deja__summary_reader *r,
                            deja__trace_summary *out);
 void deja__summary_reader_free(deja__summary_reader *r);
+
+#include "store/ix.h"
 
 #endif /* DEJA_STORE_STORE_INTERNAL_H */

@@ -59,24 +59,25 @@ static void printable(char *out, size_t cap, const uint8_t *p, size_t n)
     out[i] = '\0';
 }
 
-/* What check_index_entry needs: the verifier and the trace's printed id. */
+/* What check_index_entry needs: the verifier, the trace's id printed. */
 typedef struct ix_check {
     verifier *v;
+    const deja_id *id;
     const char *text;
 } ix_check;
 
 /* deja__ix_each callback: report an index entry of the trace that is
  * missing. Returns 0 (or a negative code when the check itself fails). */
-static int check_index_entry(MDB_dbi dbi, const uint8_t *key, size_t n, const char *what,
+static int check_index_entry(deja__ix_kind kind, const uint8_t *key, size_t n, const char *what,
                              void *payload)
 {
     ix_check *c = payload;
-    int rc = exists(c->v, dbi, key, n);
+    int rc = deja__ix_has(c->v->store, c->v->txn, kind, key, n, c->id);
 
     if (rc < 0)
         return rc;
     if (rc == 0) {
-        if (dbi == c->v->store->ix_tag)
+        if (kind == DEJA__IX_TAG)
             problem(c->v, "trace %s: tag index entry '%s' is missing", c->text,
                     (const char *)key);
         else
@@ -162,7 +163,7 @@ static int check_trace_refs(verifier *v, const deja_trace *t, const char *text)
             problem(v, "trace %s: environment %s: missing", text, hex);
     }
     {
-        ix_check c = {v, text};
+        ix_check c = {v, &t->id, text};
         return deja__ix_each(v->store, t, check_index_entry, &c);
     }
 }
@@ -382,21 +383,21 @@ static int check_env(verifier *v, const MDB_val *k, const MDB_val *val)
     return check_content(v, k, val, 1);
 }
 
-/* Read the trace an index entry points to. Returns 1 with `*t` set, 0 when
- * a problem was reported (or the record is corrupt, reported by the trace
- * pass), negative on a store error. */
-static int index_target(verifier *v, const char *index, const MDB_val *k, size_t plen,
-                        deja_trace **t)
+/* Read the trace an index entry (key `p`, `n` bytes, id `idb`) points to.
+ * Returns 1 with `*t` set, 0 when a problem was reported (or the record is
+ * corrupt, reported by the trace pass), negative on a store error. */
+static int index_target(verifier *v, const char *index, const uint8_t *p, size_t n,
+                        const uint8_t *idb, deja_trace **t)
 {
     char text[DEJA_ID_STRLEN + 1], shown[600];
     deja_id id;
     int rc;
 
-    memcpy(id.bytes, (const uint8_t *)k->mv_data + plen, 16);
+    memcpy(id.bytes, idb, 16);
     deja_id_format(&id, text);
     rc = deja__trace_read_txn(v->store, v->txn, &id, t);
     if (rc == DEJA_ENOTFOUND) {
-        printable(shown, sizeof shown, k->mv_data, plen);
+        printable(shown, sizeof shown, p, n);
         problem(v, "%s entry '%s' -> trace %s: no such trace", index, shown, text);
         return 0;
     }
@@ -405,24 +406,26 @@ static int index_target(verifier *v, const char *index, const MDB_val *k, size_t
     return rc < 0 ? rc : 1;
 }
 
-/* Check one ix_model entry: well formed, and its trace has that model. */
-static int check_ix_model(verifier *v, const MDB_val *k, const MDB_val *val)
+/* deja__ix_scan callback: check one model index entry (key `p`, `n`
+ * bytes, id `id`): well formed, and its trace has that model. */
+static int check_ix_model(const uint8_t *p, size_t n, const uint8_t *id, void *payload)
 {
-    const uint8_t *p = k->mv_data;
+    verifier *v = payload;
     const uint8_t *z1, *z2 = NULL;
     deja_trace *t = NULL;
     char shown[600];
     int rc;
 
-    z1 = k->mv_size >= 18 ? memchr(p, '\0', k->mv_size - 16) : NULL;
+    deja__progress(++v->done, v->total);
+    z1 = n >= 2 ? memchr(p, '\0', n) : NULL;
     if (z1 != NULL)
-        z2 = memchr(z1 + 1, '\0', (size_t)(p + k->mv_size - 16 - (z1 + 1)));
-    if (z2 == NULL || z2 + 1 != p + k->mv_size - 16) {
-        printable(shown, sizeof shown, p, k->mv_size);
+        z2 = memchr(z1 + 1, '\0', (size_t)(p + n - (z1 + 1)));
+    if (id == NULL || z2 == NULL || z2 + 1 != p + n) {
+        printable(shown, sizeof shown, p, n);
         problem(v, "ix_model entry '%s' is malformed", shown);
         return 0;
     }
-    rc = index_target(v, "ix_model", k, k->mv_size - 16, &t);
+    rc = index_target(v, "ix_model", p, n, id, &t);
     if (rc <= 0)
         return rc;
     if (strcmp((const char *)p, t->model_name ? t->model_name : "") != 0 ||
@@ -438,22 +441,23 @@ static int check_ix_model(verifier *v, const MDB_val *k, const MDB_val *val)
     return 0;
 }
 
-/* Check one ix_tag entry: well formed, and its trace has that tag. */
-static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
+/* deja__ix_scan callback: check one tag index entry: well formed, and its
+ * trace has that tag. */
+static int check_ix_tag(const uint8_t *p, size_t n, const uint8_t *id, void *payload)
 {
-    const uint8_t *p = k->mv_data;
+    verifier *v = payload;
     deja_trace *t = NULL;
     char shown[600], text[DEJA_ID_STRLEN + 1];
-    size_t plen, i;
+    size_t i;
     int rc;
 
-    if (k->mv_size < 17 || p[k->mv_size - 17] != '\0' || memchr(p, '\0', k->mv_size - 17) != NULL) {
-        printable(shown, sizeof shown, p, k->mv_size);
+    deja__progress(++v->done, v->total);
+    if (id == NULL || n < 1 || p[n - 1] != '\0' || memchr(p, '\0', n - 1) != NULL) {
+        printable(shown, sizeof shown, p, n);
         problem(v, "ix_tag entry '%s' is malformed", shown);
         return 0;
     }
-    plen = k->mv_size - 16;
-    rc = index_target(v, "ix_tag", k, plen, &t);
+    rc = index_target(v, "ix_tag", p, n, id, &t);
     if (rc <= 0)
         return rc;
     for (i = 0; i < t->ntags; i++) {
@@ -461,7 +465,7 @@ static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
         const char *tv = t->tags[i].value ? t->tags[i].value : "";
         size_t kn = strlen(tk);
 
-        if (kn + 1 + strlen(tv) + 1 == plen && memcmp(p, tk, kn) == 0 && p[kn] == '=' &&
+        if (kn + 1 + strlen(tv) + 1 == n && memcmp(p, tk, kn) == 0 && p[kn] == '=' &&
             strcmp((const char *)p + kn + 1, tv) == 0)
             break;
     }
@@ -474,20 +478,22 @@ static int check_ix_tag(verifier *v, const MDB_val *k, const MDB_val *val)
     return 0;
 }
 
-/* Check one ix_status entry: its trace has that status. */
-static int check_ix_status(verifier *v, const MDB_val *k, const MDB_val *val)
+/* deja__ix_scan callback: check one status index entry: its trace has
+ * that status. */
+static int check_ix_status(const uint8_t *p, size_t n, const uint8_t *id, void *payload)
 {
-    const uint8_t *p = k->mv_data;
+    verifier *v = payload;
     deja_trace *t = NULL;
     char text[DEJA_ID_STRLEN + 1], shown[8];
     int rc;
 
-    if (k->mv_size != 17) {
-        problem(v, "ix_status: an entry of %zu bytes is malformed", k->mv_size);
+    deja__progress(++v->done, v->total);
+    if (id == NULL || n != 1) {
+        problem(v, "ix_status: an entry of %zu bytes is malformed", n + (id != NULL ? 16 : 0));
         return 0;
     }
     snprintf(shown, sizeof shown, "%u", p[0]);
-    rc = index_target(v, "ix_status", k, 1, &t);
+    rc = index_target(v, "ix_status", p, 1, id, &t);
     if (rc <= 0)
         return rc;
     if ((unsigned)t->status != p[0]) {
@@ -523,8 +529,13 @@ int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
     if (rc != 0)
         return rc;
     {
-        const MDB_dbi all[] = {store->traces, store->blobs,  store->chunks,   store->envs,
-                               store->ix_model, store->ix_tag, store->ix_status};
+        const MDB_dbi all[] = {store->traces,
+                               store->blobs,
+                               store->chunks,
+                               store->envs,
+                               deja__ix_dbi(store, DEJA__IX_MODEL),
+                               deja__ix_dbi(store, DEJA__IX_TAG),
+                               deja__ix_dbi(store, DEJA__IX_STATUS)};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
             MDB_stat ms;
             if ((all[i] != store->chunks || store->has_chunks) &&
@@ -540,11 +551,11 @@ int deja_store_verify(deja_store *store, deja_problem_cb cb, void *payload)
     if (rc == 0)
         rc = walk(&v, store->envs, check_env);
     if (rc == 0)
-        rc = walk(&v, store->ix_model, check_ix_model);
+        rc = deja__ix_scan(store, v.txn, DEJA__IX_MODEL, "", 0, check_ix_model, &v);
     if (rc == 0)
-        rc = walk(&v, store->ix_tag, check_ix_tag);
+        rc = deja__ix_scan(store, v.txn, DEJA__IX_TAG, "", 0, check_ix_tag, &v);
     if (rc == 0)
-        rc = walk(&v, store->ix_status, check_ix_status);
+        rc = deja__ix_scan(store, v.txn, DEJA__IX_STATUS, "", 0, check_ix_status, &v);
     deja__rtxn_end(store, v.txn);
     return rc < 0 ? rc : v.problems;
 }

@@ -316,9 +316,9 @@ static void test_gc__deletes_old_and_unreferenced(void **state)
     assert_false(has_key(f->store, f->store->envs, f->d_env_old.bytes));
 
     assert_int_equal(deja_store_verify(f->store, NULL, NULL), 0);
-    assert_int_equal(count_of(f->store, f->store->ix_status), 3);
-    assert_int_equal(count_of(f->store, f->store->ix_model), 3);
-    assert_int_equal(count_of(f->store, f->store->ix_tag), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_STATUS)), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_MODEL)), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_TAG)), 3);
     assert_int_equal(list_count(f->store, "old", NULL, NULL), 0);
     assert_int_equal(list_count(f->store, "new", NULL, NULL), 3);
     assert_int_equal(list_count(f->store, NULL, "old", NULL), 0);
@@ -415,9 +415,9 @@ static void test_gc__refs_and_format1(void **state)
     assert_true(has_key(f->store, f->store->blobs, f->d_shared.bytes));
     assert_false(has_key(f->store, f->store->blobs, f->d_only_old.bytes));
     assert_int_equal(deja_store_verify(f->store, NULL, NULL), 0);
-    assert_int_equal(count_of(f->store, f->store->ix_status), 3);
-    assert_int_equal(count_of(f->store, f->store->ix_model), 3);
-    assert_int_equal(count_of(f->store, f->store->ix_tag), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_STATUS)), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_MODEL)), 3);
+    assert_int_equal(count_of(f->store, deja__ix_dbi(f->store, DEJA__IX_TAG)), 3);
     fixture_free(f);
     free(f);
 }

@@ -1297,13 +1297,13 @@ static void test_store__verify(void **state)
     v.mv_data = copy;
     assert_int_equal(mdb_put(r.txn, blobs, &k, &v, 0), 0);
     free(copy);
-    assert_int_equal(mdb_dbi_open(r.txn, "ix_tag", 0, &ix_tag), 0);
+    assert_int_equal(mdb_dbi_open(r.txn, "ixd_tag", MDB_DUPSORT | MDB_DUPFIXED, &ix_tag), 0);
     memcpy(key, "env=ghost", 10);
     memset(key + 10, 0x01, 16);
-    k.mv_size = 26;
+    k.mv_size = 10;
     k.mv_data = key;
-    v.mv_size = 0;
-    v.mv_data = "";
+    v.mv_size = 16;
+    v.mv_data = key + 10;
     assert_int_equal(mdb_put(r.txn, ix_tag, &k, &v, 0), 0);
     raw_close(&r);
 
@@ -1947,10 +1947,15 @@ static void test_store__overlapping_nodes_refused(void **state)
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
     {
         ttrace tt[20];
+        static char versions[20][4];
 
-        for (int i = 0; i < 20; i++)
-            ttrace_init(&tt[i], 1700000000000 + i, i, "overlapmodel", "1", DEJA_STATUS_OK, "prod",
-                        0, 0, NULL);
+        /* One version each: one model index key per trace, its id a
+         * 16-byte value (format 5 keeps a key's ids as its duplicates). */
+        for (int i = 0; i < 20; i++) {
+            snprintf(versions[i], sizeof versions[i], "%d", i);
+            ttrace_init(&tt[i], 1700000000000 + i, i, "overlapmodel", versions[i],
+                        DEJA_STATUS_OK, "prod", 0, 0, NULL);
+        }
         write_traces(s, tt, 20);
         for (int i = 0; i < 20; i++)
             ttrace_free(&tt[i]);
@@ -1966,7 +1971,7 @@ static void test_store__overlapping_nodes_refused(void **state)
     assert_non_null(file);
     assert_int_equal(fseek(f, 0, SEEK_SET), 0);
     assert_int_equal(fread(file, 1, (size_t)size, f), (size_t)size);
-    /* The ix_model leaf: its lowest node gets a data size over the next. */
+    /* The model index leaf: its lowest node gets a data size over the next. */
     for (long pg = 2; pg < size / 4096 && !edited; pg++) {
         uint8_t *pp = file + pg * 4096;
         const unsigned flags = pp[10] | pp[11] << 8, upper = pp[14] | pp[15] << 8;
@@ -1976,7 +1981,8 @@ static void test_store__overlapping_nodes_refused(void **state)
             continue;
         if (memcmp(pp + upper + 8, "overlapmodel", 13) != 0)
             continue;
-        pp[upper] = 40; /* data size 0 -> 40: over the next node */
+        assert_int_equal(pp[upper], 16);
+        pp[upper] = 56; /* data size 16 -> 56: over the next node */
         edited = 1;
         assert_int_equal(fseek(f, pg * 4096, SEEK_SET), 0);
         assert_int_equal(fwrite(pp, 1, 4096, f), 4096);
