@@ -4,6 +4,8 @@
  * (formats 1-4), and converting a flat store when a writer opens it. See
  * store/ix.h for both layouts.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,9 +18,20 @@ static const char *const kind_names[DEJA__IX_KINDS] = {"model", "tag", "status"}
 
 #define DUP_FLAGS (MDB_DUPSORT | MDB_DUPFIXED)
 
-MDB_dbi deja__ix_dbi(const deja_store *store, deja__ix_kind kind)
+/* The layout in use, loaded once per operation (it may switch). */
+static const deja__ix_layout *layout(deja_store *store)
 {
-    return store->ix[kind];
+    return atomic_load(&store->ix);
+}
+
+MDB_dbi deja__ix_dbi(deja_store *store, deja__ix_kind kind)
+{
+    return layout(store)->dbi[kind];
+}
+
+int deja__ix_is_dup(deja_store *store)
+{
+    return layout(store)->dup;
 }
 
 /* An LMDB error of a write in `w`, naming `what`: a full map reruns. */
@@ -37,7 +50,6 @@ int deja__ix_open(deja_store *store, MDB_txn *txn, int create)
     MDB_dbi flat[DEJA__IX_KINDS], dup[DEJA__IX_KINDS];
     int rc, found = 1, empty = 1;
 
-    store->ix_dup = 0;
     store->ix_upgrade = 0;
     for (int i = 0; i < DEJA__IX_KINDS; i++) {
         rc = mdb_dbi_open(txn, flat_names[i], create ? MDB_CREATE : 0, &flat[i]);
@@ -73,9 +85,13 @@ int deja__ix_open(deja_store *store, MDB_txn *txn, int create)
         found = empty;
         store->ix_upgrade = !empty;
     }
-    store->ix_dup = found;
-    for (int i = 0; i < DEJA__IX_KINDS; i++)
-        store->ix[i] = found ? dup[i] : flat[i];
+    for (int i = 0; i < DEJA__IX_KINDS; i++) {
+        store->ix_flat.dbi[i] = flat[i];
+        store->ix_dups.dbi[i] = found ? dup[i] : flat[i];
+    }
+    store->ix_flat.dup = 0;
+    store->ix_dups.dup = found;
+    atomic_store(&store->ix, found ? &store->ix_dups : &store->ix_flat);
     return 0;
 }
 
@@ -155,6 +171,32 @@ static int upgrade_fill(deja__wtxn *w, void *payload)
     }
 }
 
+/* Open the dup databases (converted by another handle) in a read
+ * transaction of their own and switch to them. */
+static int open_dups(deja_store *store)
+{
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi[DEJA__IX_KINDS];
+    int rc;
+
+    pthread_mutex_lock(&store->lock); /* mdb_dbi_open: one thread at a time */
+    rc = layout(store)->dup ? 0 : mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
+    for (int i = 0; txn != NULL && rc == 0 && i < DEJA__IX_KINDS; i++)
+        rc = mdb_dbi_open(txn, dup_names[i], DUP_FLAGS, &dbi[i]);
+    if (txn != NULL && rc == 0)
+        rc = mdb_txn_commit(txn);
+    else if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (txn != NULL && rc == 0) {
+        for (int i = 0; i < DEJA__IX_KINDS; i++)
+            store->ix_dups.dbi[i] = dbi[i];
+        store->ix_dups.dup = 1;
+        atomic_store(&store->ix, &store->ix_dups);
+    }
+    pthread_mutex_unlock(&store->lock);
+    return rc == 0 ? 0 : deja__mdb_error(rc, "opening the converted indexes");
+}
+
 int deja__ix_upgrade(deja_store *store)
 {
     upgrade_state u;
@@ -166,23 +208,32 @@ int deja__ix_upgrade(deja_store *store)
     rc = deja__store_write(store, upgrade_fill, &u);
     if (rc != 0)
         return rc;
-    if (u.done) {
-        MDB_txn *txn = NULL;
-
-        /* Converted by another writer: open its databases here. */
-        rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn);
-        for (int i = 0; rc == 0 && i < DEJA__IX_KINDS; i++)
-            rc = mdb_dbi_open(txn, dup_names[i], DUP_FLAGS, &u.dup[i]);
-        if (txn != NULL)
-            mdb_txn_commit(txn);
-        if (rc != 0)
-            return deja__mdb_error(rc, "opening the converted indexes");
-    }
+    if (u.done) /* converted by another writer: open its databases here */
+        return open_dups(store);
     for (int i = 0; i < DEJA__IX_KINDS; i++)
-        store->ix[i] = u.dup[i];
-    store->ix_dup = 1;
+        store->ix_dups.dbi[i] = u.dup[i];
+    store->ix_dups.dup = 1;
+    atomic_store(&store->ix, &store->ix_dups);
     store->ix_upgrade = 0;
     return 0;
+}
+
+void deja__ix_refresh(deja_store *store, MDB_txn **txn)
+{
+    uint32_t format = 0;
+
+    if (layout(store)->dup ||
+        deja__meta_u32(store, *txn, "format", &format, NULL) != 0 || format < 5)
+        return;
+    /* A writer converted the indexes since this handle opened: use its
+     * databases from now on, and renew `txn` so that it sees them. */
+    if (open_dups(store) != 0)
+        return;
+    mdb_txn_reset(*txn);
+    if (mdb_txn_renew(*txn) != 0) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+    }
 }
 
 /* "name\0version\0" of `trace` into `key`; 0 if it and an id exceed `max`. */
@@ -255,12 +306,14 @@ int deja__ix_put(deja__wtxn *w, deja__ix_kind kind, const uint8_t *key, size_t n
 
     /* The message is formatted only on failure: formatting it on every
      * entry cost ~2,100 instructions per trace (callgrind). */
-    if (w->store->ix_dup) {
-        rc = dup_put(w->txn, w->store->ix[kind], key, n, id->bytes);
+    const deja__ix_layout *l = layout(w->store);
+
+    if (l->dup) {
+        rc = dup_put(w->txn, l->dbi[kind], key, n, id->bytes);
     } else {
         k.mv_size = flat_key(buf, key, n, id->bytes);
         k.mv_data = buf;
-        rc = k.mv_size == 0 ? 0 : mdb_put(w->txn, w->store->ix[kind], &k, &v, 0);
+        rc = k.mv_size == 0 ? 0 : mdb_put(w->txn, l->dbi[kind], &k, &v, 0);
     }
     return rc == 0 ? 0 : write_error(w, rc, "writing", kind);
 }
@@ -272,7 +325,7 @@ int deja__ix_del(deja__wtxn *w, MDB_cursor *cur, deja__ix_kind kind, const uint8
     MDB_val k = {n, (void *)key}, v = {16, (void *)id->bytes};
     int rc;
 
-    if (w->store->ix_dup) {
+    if (layout(w->store)->dup) {
         rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH);
     } else {
         k.mv_size = flat_key(buf, key, n, id->bytes);
@@ -294,8 +347,10 @@ int deja__ix_has(deja_store *store, MDB_txn *txn, deja__ix_kind kind, const uint
     MDB_val k = {n, (void *)key}, v = {16, (void *)id->bytes};
     int rc;
 
-    if (store->ix_dup) {
-        rc = mdb_cursor_open(txn, store->ix[kind], &cur);
+    const deja__ix_layout *l = layout(store);
+
+    if (l->dup) {
+        rc = mdb_cursor_open(txn, l->dbi[kind], &cur);
         if (rc == 0)
             rc = mdb_cursor_get(cur, &k, &v, MDB_GET_BOTH);
         if (cur != NULL)
@@ -303,7 +358,7 @@ int deja__ix_has(deja_store *store, MDB_txn *txn, deja__ix_kind kind, const uint
     } else {
         k.mv_size = flat_key(buf, key, n, id->bytes);
         k.mv_data = buf;
-        rc = k.mv_size == 0 ? MDB_NOTFOUND : mdb_get(txn, store->ix[kind], &k, &v);
+        rc = k.mv_size == 0 ? MDB_NOTFOUND : mdb_get(txn, l->dbi[kind], &k, &v);
     }
     if (rc == 0)
         return 1;
@@ -328,15 +383,16 @@ static int walk(deja_store *store, MDB_txn *txn, deja__ix_kind kind, const void 
     uint8_t last[512];
     size_t nlast = 0;
     int rc, frc = 0, have_last = 0;
+    const deja__ix_layout *l = layout(store);
 
-    rc = mdb_cursor_open(txn, store->ix[kind], &cur);
+    rc = mdb_cursor_open(txn, l->dbi[kind], &cur);
     if (rc != 0)
         return deja__mdb_error(rc, "reading an index");
     rc = mdb_cursor_get(cur, &k, &v, n > 0 ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0 && frc == 0 && has_prefix(&k, prefix, n)) {
         const uint8_t *p = k.mv_data;
 
-        if (store->ix_dup) {
+        if (l->dup) {
             if (all) {
                 frc = fn(p, k.mv_size, v.mv_size == 16 ? v.mv_data : NULL, payload);
                 rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
@@ -390,15 +446,16 @@ int deja__ix_count(deja_store *store, MDB_txn *txn, deja__ix_kind kind, const vo
     MDB_val k = {n, (void *)prefix}, v;
     size_t count;
     int rc;
+    const deja__ix_layout *l = layout(store);
 
     *out = 0;
-    rc = mdb_cursor_open(txn, store->ix[kind], &cur);
+    rc = mdb_cursor_open(txn, l->dbi[kind], &cur);
     if (rc != 0)
         return deja__mdb_error(rc, "counting");
     for (rc = mdb_cursor_get(cur, &k, &v, n > 0 ? MDB_SET_RANGE : MDB_FIRST);
          rc == 0 && has_prefix(&k, prefix, n);
-         rc = mdb_cursor_get(cur, &k, &v, store->ix_dup ? MDB_NEXT_NODUP : MDB_NEXT)) {
-        if (!store->ix_dup) {
+         rc = mdb_cursor_get(cur, &k, &v, l->dup ? MDB_NEXT_NODUP : MDB_NEXT)) {
+        if (!l->dup) {
             (*out)++;
             continue;
         }
@@ -437,7 +494,9 @@ int deja__ix_iter_open(deja__ix_iter *it, MDB_txn *txn, MDB_dbi dbi, int dup, co
 int deja__ix_iter_open_kind(deja__ix_iter *it, deja_store *store, MDB_txn *txn,
                             deja__ix_kind kind, const void *key, size_t n)
 {
-    return deja__ix_iter_open(it, txn, store->ix[kind], store->ix_dup, key, n);
+    const deja__ix_layout *l = layout(store);
+
+    return deja__ix_iter_open(it, txn, l->dbi[kind], l->dup, key, n);
 }
 
 void deja__ix_iter_close(deja__ix_iter *it)
@@ -548,9 +607,10 @@ int deja__ix_iter_next(deja__ix_iter *it)
 uint64_t deja__ix_extra_pages(deja_store *store, MDB_txn *txn, uint64_t psize)
 {
     const uint64_t per_page = psize > 32 ? (psize - 16) / 16 : 1;
+    const deja__ix_layout *l = layout(store);
     uint64_t pages = 0;
 
-    if (!store->ix_dup)
+    if (!l->dup)
         return 0;
     for (int i = 0; i < DEJA__IX_KINDS; i++) {
         MDB_stat st;
@@ -559,7 +619,7 @@ uint64_t deja__ix_extra_pages(deja_store *store, MDB_txn *txn, uint64_t psize)
          * from its node are not in ms_*_pages. The ids of a key with few
          * of them sit in its node (counted twice here: at most 16 bytes
          * an entry). */
-        if (mdb_stat(txn, store->ix[i], &st) == 0)
+        if (mdb_stat(txn, l->dbi[i], &st) == 0)
             pages += (st.ms_entries + per_page - 1) / per_page;
     }
     return pages;

@@ -34,14 +34,22 @@
 typedef enum deja__ix_kind { DEJA__IX_MODEL = 0, DEJA__IX_TAG = 1, DEJA__IX_STATUS = 2 } deja__ix_kind;
 #define DEJA__IX_KINDS 3
 
-/* The database of index `kind` in the layout `store` uses. */
-MDB_dbi deja__ix_dbi(const deja_store *store, deja__ix_kind kind);
+/* The database of index `kind` in the layout `store` uses, and whether
+ * that layout is the dup one. */
+MDB_dbi deja__ix_dbi(deja_store *store, deja__ix_kind kind);
+int deja__ix_is_dup(deja_store *store);
 
 /* Open the index databases in `txn` (store/store.c's open_dbs): the dup
  * ones when present (or created, for a new store: `create` and the flat
- * ones empty), else the flat ones. Sets store->ix_dup and, for a writer
- * that found a flat layout holding entries, store->ix_upgrade. */
+ * ones empty), else the flat ones; for a writer that found a flat layout
+ * holding entries, sets store->ix_upgrade. */
 int deja__ix_open(deja_store *store, MDB_txn *txn, int create);
+
+/* Called by deja__rtxn_begin on `*txn` while the handle reads the flat
+ * layout: when the store's format says a writer has converted it since,
+ * switch to the dup databases and renew `*txn` (set to NULL if that
+ * fails) so that it sees them. Cheap otherwise (one meta lookup). */
+void deja__ix_refresh(deja_store *store, MDB_txn **txn);
 
 /* Convert the flat indexes of a writable store into the dup layout, in one
  * write transaction (no-op when another writer did it first). */

@@ -277,10 +277,10 @@ typedef struct list_state {
     size_t nwalkers, cap;
 } list_state;
 
-/* Add a walker over the key `prefix` of `dbi` (`dup`: in the dup layout of
- * store/ix.h; flat, n 0 walks a database keyed by id) and start it on the
+/* Add a walker over the key `prefix` of index `kind` (store/ix.h), or for
+ * `kind` -1 over database `dbi` keyed by id (plen 0), and start it on the
  * newest id within the bounds. */
-static int walker_add(list_state *s, MDB_dbi dbi, int dup, const void *prefix, size_t plen)
+static int walker_add(list_state *s, int kind, MDB_dbi dbi, const void *prefix, size_t plen)
 {
     walker *w;
     int rc;
@@ -297,10 +297,13 @@ static int walker_add(list_state *s, MDB_dbi dbi, int dup, const void *prefix, s
         s->cap = cap;
     }
     w = &s->walkers[s->nwalkers];
-    rc = deja__ix_iter_open(&w->it, s->txn, dbi, dup, prefix, plen);
+    if (kind >= 0)
+        rc = deja__ix_iter_open_kind(&w->it, s->store, s->txn, (deja__ix_kind)kind, prefix, plen);
+    else
+        rc = deja__ix_iter_open(&w->it, s->txn, dbi, 0, prefix, plen);
     if (rc != 0)
         return rc;
-    w->values = dbi == s->store->traces;
+    w->values = kind < 0 && dbi == s->store->traces;
     s->nwalkers++;
     return deja__ix_iter_last(&w->it, &s->lo, &s->hi);
 }
@@ -309,7 +312,7 @@ static int walker_add(list_state *s, MDB_dbi dbi, int dup, const void *prefix, s
 static int add_version(const uint8_t *key, size_t n, const uint8_t *id, void *payload)
 {
     list_state *s = payload;
-    int rc = walker_add(s, deja__ix_dbi(s->store, DEJA__IX_MODEL), s->store->ix_dup, key, n);
+    int rc = walker_add(s, DEJA__IX_MODEL, 0, key, n);
 
     (void)id;
     return rc > 0 ? 0 : rc;
@@ -472,7 +475,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
             deja__rtxn_end(store, s.txn);
             return 0;
         }
-        rc = walker_add(&s, store->pins, 0, key, 0);
+        rc = walker_add(&s, -1, store->pins, key, 0);
         chosen = 1;
     }
     for (size_t i = 0; i < f->ntags && !chosen; i++) {
@@ -482,7 +485,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         n = strlen(k) + 1 + strlen(v) + 1;
         if (n + 16 <= maxkey) {
             snprintf((char *)key, sizeof key, "%s=%s", k, v);
-            rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_TAG), store->ix_dup, key, n);
+            rc = walker_add(&s, DEJA__IX_TAG, 0, key, n);
             chosen = 1;
         }
     }
@@ -493,7 +496,7 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
         if (n + 16 <= maxkey) {
             memcpy(key, f->model, mn + 1);
             memcpy(key + mn + 1, f->model_version, vn + 1);
-            rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_MODEL), store->ix_dup, key, n);
+            rc = walker_add(&s, DEJA__IX_MODEL, 0, key, n);
             chosen = 1;
         }
     }
@@ -503,11 +506,11 @@ static int list_between(deja_store *store, const deja_filter *filter, const deja
     }
     if (!chosen && f->status >= 0) {
         key[0] = (uint8_t)f->status;
-        rc = walker_add(&s, deja__ix_dbi(store, DEJA__IX_STATUS), store->ix_dup, key, 1);
+        rc = walker_add(&s, DEJA__IX_STATUS, 0, key, 1);
         chosen = 1;
     }
     if (!chosen)
-        rc = walker_add(&s, store->traces, 0, key, 0);
+        rc = walker_add(&s, -1, store->traces, key, 0);
     if (rc > 0)
         rc = 0;
 

@@ -92,6 +92,7 @@ static int txn_begin(deja_store *store, unsigned flags, MDB_txn **out)
 int deja__rtxn_begin(deja_store *store, MDB_txn **out)
 {
     MDB_txn *txn = NULL;
+    int rc;
 
     if (pthread_rwlock_rdlock(&store->resize) != 0)
         return deja__error_set(DEJA_EIO, "store '%s': cannot lock", store->path);
@@ -102,12 +103,24 @@ int deja__rtxn_begin(deja_store *store, MDB_txn **out)
     if (txn != NULL) {
         if (mdb_txn_renew(txn) == 0) {
             *out = txn;
-            return 0;
+            goto indexes;
         }
         mdb_txn_abort(txn); /* e.g. the map grew: begin anew below */
     }
     pthread_rwlock_unlock(&store->resize);
-    return txn_begin(store, MDB_RDONLY, out);
+    rc = txn_begin(store, MDB_RDONLY, out);
+    if (rc != 0)
+        return rc;
+indexes:
+    /* A handle reading flat indexes learns of a writer's conversion. */
+    if (!deja__ix_is_dup(store)) {
+        deja__ix_refresh(store, out);
+        if (*out == NULL) {
+            pthread_rwlock_unlock(&store->resize);
+            return deja__error_set(DEJA_EIO, "store '%s': cannot renew a read", store->path);
+        }
+    }
+    return 0;
 }
 
 /* End a read transaction begun by deja__rtxn_begin and release the lock:

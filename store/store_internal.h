@@ -58,13 +58,22 @@ typedef struct deja__dict {
     size_t size;
 } deja__dict;
 
+/* The databases of the three indexes (model, tag, status) in one layout. */
+typedef struct deja__ix_layout {
+    MDB_dbi dbi[3];
+    int dup; /* 1: format 5's (duplicates), 0: flat */
+} deja__ix_layout;
+
 struct deja_store {
     MDB_env *env;
     char *path;
     int writable;
     MDB_dbi meta, traces, blobs, envs;
-    MDB_dbi ix[3];  /* model, tag, status: the indexes in use (store/ix.h) */
-    int ix_dup;     /* 1: their layout is format 5's (duplicates), 0: flat */
+    /* The indexes (store/ix.h): their databases in each layout, and the
+     * one in use, switched once from flat to dup when a writer converts
+     * the store (also under a read-only handle: store/ix.c). */
+    deja__ix_layout ix_flat, ix_dups;
+    const deja__ix_layout *_Atomic ix;
     int ix_upgrade; /* a writer found flat indexes holding entries: convert */
     MDB_dbi chunks;
     int has_chunks; /* 0 for a store written before chunking, opened read-only */

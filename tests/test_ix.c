@@ -11,6 +11,8 @@
 #include <lmdb.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli_harness.h"
 #include "store/store_internal.h"
@@ -341,7 +343,7 @@ static void test_ix__readers(void **state)
     snprintf(path, sizeof path, "%s/store", root);
     known_all(ks);
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    assert_true(s->ix_dup);
+    assert_true(deja__ix_is_dup(s));
     put_range(s, ks, 0, N);
     put_known(s, &ks[5]); /* written again: still one entry each */
     check_readers(s, ks, N);
@@ -442,7 +444,7 @@ static void test_ix__iterator(void **state)
     deja_store_close(s);
     to_format4(path);
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
-    assert_false(s->ix_dup);
+    assert_false(deja__ix_is_dup(s));
     iterate(s, ks, N);
     deja_store_close(s);
     cli_rm_rf(root);
@@ -600,7 +602,7 @@ static void test_ix__format4_store(void **state)
 
     /* Read-only: the flat layout, read as it is. */
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
-    assert_false(s->ix_dup);
+    assert_false(deja__ix_is_dup(s));
     assert_int_equal(deja_store_stats_get(s, &st), 0);
     assert_int_equal(st.format, 4);
     check_readers(s, ks, 60);
@@ -638,7 +640,7 @@ static void test_ix__format4_store(void **state)
     /* A writer converts it: format 5, the flat databases empty, every
      * reader the same; gc deletes exactly the old traces' entries. */
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    assert_true(s->ix_dup);
+    assert_true(deja__ix_is_dup(s));
     assert_int_equal(deja_store_stats_get(s, &st), 0);
     assert_int_equal(st.format, 5);
     assert_int_equal(db_entries(s, "ix_model") + db_entries(s, "ix_tag") +
@@ -679,6 +681,46 @@ static void test_ix__format4_gc(void **state)
     cli_rm_rf(root);
 }
 
+/* A read-only handle open on a format-4 store while another process's
+ * writer converts it and adds traces: its next reads use the converted
+ * indexes and see old and new traces. */
+static void test_ix__reader_sees_conversion(void **state)
+{
+    char root[64], path[128];
+    known ks[N];
+    deja_store *s = NULL, *r = NULL;
+    pid_t pid;
+    int status = 0;
+
+    (void)state;
+    tmp_root(root);
+    snprintf(path, sizeof path, "%s/store", root);
+    known_all(ks);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    put_range(s, ks, 0, 60);
+    deja_store_close(s);
+    to_format4(path);
+    assert_int_equal(deja_store_open(&r, path, DEJA_STORE_READONLY), 0);
+    assert_false(deja__ix_is_dup(r));
+    check_readers(r, ks, 60);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc = deja_store_open(&s, path, DEJA_STORE_WRITE);
+
+        if (rc == 0)
+            put_range(s, ks, 60, N);
+        deja_store_close(s);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    check_readers(r, ks, N);
+    assert_true(deja__ix_is_dup(r));
+    deja_store_close(r);
+    cli_rm_rf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_ix__verify_finds_damage),
         cmocka_unit_test(test_ix__format4_store),
         cmocka_unit_test(test_ix__format4_gc),
+        cmocka_unit_test(test_ix__reader_sees_conversion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
