@@ -328,10 +328,11 @@ static int check_format(deja_store *store, MDB_txn *txn)
     /* An older store that a writer opens takes this format: its new trace
      * values carry refs (format 2) with a summary (format 4) and its chat
      * histories may be deltas (format 3), which older deja does not read;
-     * its older values stay as they are, read too. */
+     * its older values stay as they are, read too. Its indexes take the
+     * dup layout (format 5, store/ix.h), converted in one transaction. */
     if (found && (format == DEJA__FORMAT_VERSION || !store->writable))
         return 0;
-    /* Its indexes are converted first; the conversion writes the format. */
+    /* Flat indexes holding entries: the conversion writes the format. */
     if (found && store->ix_upgrade)
         return 0;
     if (!found && !store->writable)

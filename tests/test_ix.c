@@ -721,6 +721,106 @@ static void test_ix__reader_sees_conversion(void **state)
     cli_rm_rf(root);
 }
 
+/* The traces of put_many: written in one transaction. */
+typedef struct many {
+    const int64_t *starts;
+    size_t n;
+} many;
+
+static int many_fill(deja__wtxn *w, void *payload)
+{
+    const many *m = payload;
+
+    for (size_t i = 0; i < m->n; i++) {
+        wtrace t;
+        int rc;
+
+        wtrace_init(&t, "big", "1", m->starts[i], MS);
+        wtrace_tag(&t, "user", "same");
+        rc = deja__wtxn_put_trace(w, &t.t, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Enough ids under one key that they leave its node for a tree of their
+ * own (pages of packed ids, a branch above them): written, listed, checked
+ * by verify's page walk; two ids swapped in one of those pages are damage
+ * it reports. */
+static void test_ix__ids_in_their_own_pages(void **state)
+{
+    enum { BIG = 1500 };
+    char root[64], path[128], data[160];
+    static int64_t starts[BIG];
+    deja_store *s = NULL;
+    deja_filter f = DEJA_FILTER_INIT;
+    many m = {starts, BIG};
+    MDB_txn *txn = NULL;
+    uint64_t count = 0;
+    problems p;
+    uint8_t *file;
+    long size;
+    FILE *fp;
+    int edited = 0;
+
+    (void)state;
+    tmp_root(root);
+    snprintf(path, sizeof path, "%s/store", root);
+    for (int i = 0; i < BIG; i++) /* every third out of order */
+        starts[i] = T0 + (int64_t)(i % 3 == 2 ? BIG + i : i) * MS;
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    assert_int_equal(deja__store_write(s, many_fill, &m), 0);
+    f.model = "big";
+    f.limit = 7;
+    {
+        id_list got = {.n = 0};
+        assert_int_equal(deja_store_list(s, &f, collect, NULL, &got), 0);
+        assert_int_equal(got.n, 7);
+        assert_int_equal(deja_id_time_ms(&got.ids[0]), (T0 + (int64_t)(2 * BIG - 1) * MS) / MS);
+    }
+    assert_int_equal(deja__rtxn_begin(s, &txn), 0);
+    assert_int_equal(deja__ix_count(s, txn, DEJA__IX_TAG, "user=same", 10, &count), 0);
+    deja__rtxn_end(s, txn);
+    assert_int_equal(count, BIG);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(deja_store_verify(s, problem_cb, &p), 0);
+    deja_store_close(s);
+
+    /* Swap the first two ids of a page of packed ids (P_LEAF | P_LEAF2). */
+    snprintf(data, sizeof data, "%s/data.mdb", path);
+    fp = fopen(data, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    size = ftell(fp);
+    file = malloc((size_t)size);
+    assert_non_null(file);
+    assert_int_equal(fseek(fp, 0, SEEK_SET), 0);
+    assert_int_equal(fread(file, 1, (size_t)size, fp), (size_t)size);
+    for (long pg = 2; pg < size / 4096 && !edited; pg++) {
+        uint8_t *pp = file + pg * 4096, tmp[16];
+        const unsigned flags = pp[10] | pp[11] << 8, lower = pp[12] | pp[13] << 8;
+
+        if ((flags & 0x7f) != 0x22 || lower < 20)
+            continue;
+        memcpy(tmp, pp + 16, 16);
+        memcpy(pp + 16, pp + 32, 16);
+        memcpy(pp + 32, tmp, 16);
+        assert_int_equal(fseek(fp, pg * 4096, SEEK_SET), 0);
+        assert_int_equal(fwrite(pp, 1, 4096, fp), 4096);
+        edited = 1;
+    }
+    assert_int_equal(fclose(fp), 0);
+    free(file);
+    assert_true(edited);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    memset(&p, 0, sizeof p);
+    assert_true(deja_store_verify(s, problem_cb, &p) >= 1);
+    assert_true(has_line(&p, "store damaged at page", "keys out of order"));
+    deja_store_close(s);
+    cli_rm_rf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_ix__format4_store),
         cmocka_unit_test(test_ix__format4_gc),
         cmocka_unit_test(test_ix__reader_sees_conversion),
+        cmocka_unit_test(test_ix__ids_in_their_own_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
