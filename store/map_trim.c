@@ -108,10 +108,25 @@ int deja__store_map_trim(deja_store *store)
     pthread_rwlock_unlock(&store->resize);
     if (!known && (rc = map_learn(store)) != 0)
         return rc;
+    (void)deja__store_map_trim_known(store);
+    return rc;
+}
+
+/* The same inside a write transaction of this handle (which holds the
+ * resize lock shared, so that the map cannot move): only when the map's
+ * place is known already, since learning it takes a read transaction. The
+ * pages the transaction has copied are its own (LMDB's dirty pages are
+ * heap, not the map), and a page of the map it still points to is mapped
+ * again from the page cache at its next access. Returns 0, or 1 when the
+ * place is not known (nothing done). */
+int deja__store_map_trim_known(deja_store *store)
+{
+    int rc = 1;
     pthread_rwlock_rdlock(&store->resize);
-    /* Checked again: a resize between the two locks moved the map. */
-    if (store->trim_known && store->trim_gen == store->map_gen)
+    if (store->trim_known && store->trim_gen == store->map_gen) {
         (void)madvise((void *)store->trim_lo, store->trim_hi - store->trim_lo, MADV_DONTNEED);
+        rc = 0;
+    }
     pthread_rwlock_unlock(&store->resize);
     return rc;
 }

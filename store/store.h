@@ -184,6 +184,11 @@ int deja__store_sync(deja_store *store);
  * Returns 0 or DEJA_EIO. */
 int deja__store_map_trim(deja_store *store);
 
+/* deja__store_map_trim for the handle's writer inside its own write
+ * transaction (a fill callback): trims only when the map's place is known
+ * from an earlier trim. Returns 0, or 1 when nothing was done. */
+int deja__store_map_trim_known(deja_store *store);
+
 /* deja_store_list() over the traces whose id is also within [lo, hi]
  * (either bound may be NULL): a scan split across threads lists disjoint
  * id ranges (store/read.c). */

@@ -2241,6 +2241,88 @@ static void test_store__map_trim_after_resize(void **state)
     rm_rf(dir);
 }
 
+/* A fill that puts its traces in two halves and trims the map between
+ * them, inside the transaction, after reading every trace written before
+ * (so that their pages are mapped). */
+typedef struct trim_fill {
+    ttrace *traces;
+    size_t n;
+    ttrace *old;
+    size_t nold;
+    long before_kb, after_kb;
+    int trimmed;
+} trim_fill;
+
+static int put_trim_put(deja__wtxn *w, void *payload)
+{
+    trim_fill *f = payload;
+    for (size_t i = 0; i < f->n; i++) {
+        int rc;
+        if (i == f->n / 2) {
+            for (size_t j = 0; j < f->nold; j++) {
+                MDB_val k = {16, f->old[j].t.id.bytes}, v;
+                if (mdb_get(w->txn, w->store->traces, &k, &v) != 0)
+                    return DEJA_EIO;
+            }
+            f->before_kb = data_map_kb();
+            f->trimmed = deja__store_map_trim_known(w->store);
+            f->after_kb = data_map_kb();
+        }
+        if ((rc = deja__wtxn_put_trace(w, &f->traces[i].t, NULL)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The writer may give the map's pages back between the puts of one write
+ * transaction (a commit of chat traces alone maps several MB): only once
+ * it knows where the map is (learning it takes a read transaction, which
+ * the writer's thread cannot begin inside its write), and the transaction
+ * then commits what it put before and after, byte for byte. */
+static void test_store__map_trim_inside_write(void **state)
+{
+    (void)state;
+    enum { OLD = 400, NEW = 40 };
+    char dir[256], path[300];
+    static ttrace old[OLD], fresh[NEW];
+    deja_store *s = NULL;
+    tmp_store(dir, path);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    for (int i = 0; i < OLD; i++)
+        ttrace_init(&old[i], 1700000000000 + i, i, "m", "1", DEJA_STATUS_OK, "prod", 3000,
+                    (uint64_t)i + 11, NULL);
+    write_traces(s, old, OLD);
+    assert_int_equal(deja__store_map_trim_known(s), 1); /* not learnt yet: nothing done */
+    assert_int_equal(deja__store_map_trim(s), 0);       /* learns where the map is */
+    for (int i = 0; i < NEW; i++)
+        ttrace_init(&fresh[i], 1700000001000 + i, i, "m", "2", DEJA_STATUS_OK, "prod", 3000,
+                    (uint64_t)i + 5000, NULL);
+    trim_fill f = {fresh, NEW, old, OLD, 0, 0, -1};
+    assert_int_equal(deja__store_write(s, put_trim_put, &f), 0);
+    assert_int_equal(f.trimmed, 0);
+    assert_true(f.before_kb > 512); /* the reads mapped the old traces' pages */
+    assert_true(f.after_kb >= 0 && f.after_kb * 4 < f.before_kb);
+    deja_store_close(s);
+
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_READONLY), 0);
+    for (int i = 0; i < NEW; i++) {
+        deja_trace *tr = NULL;
+        assert_int_equal(deja_trace_get(s, &fresh[i].t.id, &tr), 0);
+        assert_trace_equal(tr, &fresh[i].t);
+        deja_trace_free(tr);
+        ttrace_free(&fresh[i]);
+    }
+    for (int i = 0; i < OLD; i++) {
+        deja_trace *tr = NULL;
+        assert_int_equal(deja_trace_get(s, &old[i].t.id, &tr), 0);
+        assert_trace_equal(tr, &old[i].t);
+        deja_trace_free(tr);
+        ttrace_free(&old[i]);
+    }
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 /* deja__record_visit's callback in the test below: compare with the
  * expected bytes at `arg`, then report `visit_rc`. */
 typedef struct visit_want {
@@ -2449,6 +2531,7 @@ int main(void)
         cmocka_unit_test(test_store__prepared_dictionary_midstream),
         cmocka_unit_test(test_store__map_trim),
         cmocka_unit_test(test_store__map_trim_after_resize),
+        cmocka_unit_test(test_store__map_trim_inside_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,7 +31,10 @@
 /* Spans kept for reuse per tracer at most: enough for a full queue and a
  * batch at the writer, so that a steady stream of spans recycles memory
  * that is already mapped (fresh pages cost far more than the copy). Pooled
- * spans keep only their first block (4 KB): the pool holds 16 MB at most. */
+ * spans keep only their first block (4 KB): the pool holds 16 MB at most.
+ * Spans are made only as recorders need them: recording back to back, the
+ * queue's byte bound (12 MB by default), the writer's two batches and the
+ * spans being recorded. */
 #define DEJA__SPAN_POOL_MAX 4096
 
 /* Payloads are copied with streaming stores once this many spans wait for
@@ -47,6 +50,11 @@
 #define DEJA__TRIM_BYTES ((int64_t)4 << 20)
 #endif
 #define DEJA__TRIM_MS 50
+/* ... and checks between every this many traces a commit puts (0: after
+ * the commit only), since one commit of chat traces alone maps 3-10 MB. */
+#ifndef DEJA__TRIM_EVERY
+#define DEJA__TRIM_EVERY 8
+#endif
 
 /* The writer is woken once this many spans wait (or on its interval). */
 #define DEJA__WAKE_AT 64

@@ -30,7 +30,11 @@ typedef struct fill_args {
     size_t nrepeats;
     const deja__lost_delta *lost; /* losses per model version */
     size_t nlost;
+    deja_tracer *tracer; /* for map trims between traces (trim_between) */
+    int statm_fd;
 } fill_args;
+
+static void map_trim_maybe(deja_tracer *t, int statm_fd, int in_txn);
 
 /* The fill callback of deja__store_write(): puts every trace, the
  * environment and the counters. Repeatable; returns the first error. */
@@ -43,6 +47,10 @@ static int fill(deja__wtxn *w, void *payload)
                               : deja__wtxn_put_trace(w, &a->views[i], NULL);
         if (rc != 0)
             goto cleanup;
+#if DEJA__TRIM_EVERY != 0
+        if (a->tracer != NULL && (i + 1) % DEJA__TRIM_EVERY == 0)
+            map_trim_maybe(a->tracer, a->statm_fd, 1);
+#endif
     }
     /* Every write that holds traces makes sure their environment is there:
      * a gc between two batches may have deleted it while no committed trace
@@ -411,16 +419,21 @@ static int64_t rss_file_bytes(int fd)
  * not the store's (the program's own file maps) costs one needless trim,
  * then counts from the new level. Without /proc, trims every
  * DEJA__TRIM_MS. */
-static void map_trim_maybe(deja_tracer *t, int statm_fd)
+static void map_trim_maybe(deja_tracer *t, int statm_fd, int in_txn)
 {
     const int64_t now = rss_file_bytes(statm_fd);
     if (now >= 0) {
         if (now - t->trimmed_rss < DEJA__TRIM_BYTES)
             return;
-        (void)deja__store_map_trim(t->store);
+        if (!in_txn)
+            (void)deja__store_map_trim(t->store);
+        else if (deja__store_map_trim_known(t->store) != 0)
+            return; /* not known yet: the commit's own trim learns it */
         t->trimmed_rss = rss_file_bytes(statm_fd);
         return;
     }
+    if (in_txn)
+        return;
     const struct timespec ts = deja__clock_after(CLOCK_MONOTONIC, 0);
     const int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     if (ms - t->trimmed_ms >= DEJA__TRIM_MS) {
@@ -436,7 +449,7 @@ static void commit(deja_tracer *t, slot *sl, reported *rep, int statm_fd)
 {
     const size_t nv = sl->nv;
     fill_args a = {sl->views, sl->preps, nv, t->env, &t->env_digest, 0, 0, 0, {0}, NULL, 0,
-                   NULL, 0};
+                   NULL, 0, t, statm_fd};
     deja__lost_delta lost[DEJA__LOST_SLOTS];
     reported now = {atomic_load(&t->dropped), atomic_load(&t->sampled_out),
                     atomic_load(&t->redacted), {0}};
@@ -501,7 +514,7 @@ cleanup:
      * are unmapped: give them back once they add up, so that recording's
      * memory does not grow with the store (they stay in the page cache). */
     if (nv > 0)
-        map_trim_maybe(t, statm_fd);
+        map_trim_maybe(t, statm_fd, 0);
     uint64_t bytes = 0;
     for (size_t i = 0; i < sl->n; i++)
         bytes += sl->batch[i]->bytes;
