@@ -129,7 +129,7 @@ static double process_cpu(void)
 
 /* Spans per timed burst at most: half of deja's default queue (4,096), so
  * that a burst never waits for the writer, whatever its speed (bursts of
- * big records are cut to half the byte bound as well). */
+ * big records are cut to two thirds of the byte bound as well). */
 #define HOT_BURST 2000
 
 /* See bench.h. Bursts of at most HOT_BURST spans into the default queue,
@@ -147,13 +147,17 @@ int bench_hot_path(bench_report *rep, const bench_config *c, const bench_workloa
     bench_thread th[SYS_COUNT];
     uint64_t seq[SYS_COUNT] = {0};
     char dirs[SYS_COUNT][1024];
-    /* Half the default byte bound (16 MB) too, so that a burst of big
-     * records does not wait for the writer either. */
+    /* Two thirds of the default byte bound (12 MB: 8 MB, what half the
+     * 16 MB bound of before gave) too, so that a burst of big records does
+     * not wait for the writer either: bursts of the small workload stay
+     * at 2,000 spans of 4 KB, as before. */
+    const deja_tracer_options dflt = DEJA_TRACER_OPTIONS_INIT;
+    const size_t burst_bytes = dflt.queue_bytes / 3 * 2;
     const size_t payload = w->nrecs ? w->raw_bytes / w->nrecs : 0;
     const size_t rec_bytes = payload + 512 > 4096 ? payload + 4096 : 4096; /* a span's 4 KB */
     size_t per = spans < HOT_BURST ? spans : HOT_BURST;
-    if (per > ((size_t)8 << 20) / rec_bytes) {
-        per = ((size_t)8 << 20) / rec_bytes;
+    if (per > burst_bytes / rec_bytes) {
+        per = burst_bytes / rec_bytes;
     }
     if (per == 0) {
         per = 1;

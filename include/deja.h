@@ -255,8 +255,10 @@ typedef struct deja_tracer_options {
     const struct deja_kv *libs;
     size_t nlibs;
     /* Bytes of span memory ended and not yet committed by the writer, at
-     * most (default 16 MB): the queue is bounded in bytes as well as in
-     * traces (queue_capacity), and queue_full applies to both. A single
+     * most (default 12 MB: with the writer's own memory and the store's
+     * mapped pages, recording stays within 32 MB above the process's
+     * baseline): the queue is bounded in bytes as well as in traces
+     * (queue_capacity), and queue_full applies to both. A single
      * trace larger than the bound is accepted only when nothing else is
      * held, so that it can be recorded at all. (Since version 4.) */
     size_t queue_bytes;
@@ -274,7 +276,7 @@ typedef struct deja_tracer_options {
 #define DEJA_TRACER_OPTIONS_INIT                                                                 \
     {                                                                                            \
         DEJA_TRACER_OPTIONS_VERSION, 1.0, (size_t)64 << 20, 4096, DEJA_QUEUE_BLOCK, 64, 100, \
-            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)16 << 20, NULL, 0                     \
+            NULL, NULL, NULL, NULL, NULL, NULL, 0, (size_t)12 << 20, NULL, 0                     \
     }
 
 /* Open a tracer that records into the store at `path`, creating the store

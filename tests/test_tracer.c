@@ -1114,6 +1114,51 @@ static void test_tracer__bytes_bound_drop(void **state)
     remove_dir(path);
 }
 
+/* The default options bound the queue at 12 MB (include/deja.h, README),
+ * so that recording stays within 32 MB above the process's baseline: with
+ * the writer held up, spans of one 4 KB allocation each (a 1 KB input) are
+ * taken until 12 MB are held, well before the 4,096 traces the count
+ * allows, and the rest are dropped under DEJA_QUEUE_DROP; what was taken
+ * is written. */
+static void test_tracer__bytes_bound_default(void **state)
+{
+    (void)state;
+    enum { SPANS = 4000 };
+    char path[256];
+    uint8_t payload[1024];
+    bgate g = BGATE_INIT;
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    assert_int_equal(o.queue_bytes, (size_t)12 << 20);
+    assert_true(o.queue_capacity > SPANS);
+    o.queue_full = DEJA_QUEUE_DROP;
+    o.redact = bgate_cb;
+    o.redact_payload = &g;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    int taken = 0;
+    for (int i = 0; i < SPANS; i++) {
+        deja_span *sp = NULL;
+        assert_int_equal(deja_span_begin(&sp, t, "small", "1"), 0);
+        memset(payload, i & 0xff, sizeof payload);
+        assert_int_equal(deja_span_add_bytes(sp, DEJA_INPUT, "x", payload, sizeof payload), 0);
+        const int rc = deja_span_end(sp, DEJA_STATUS_OK, NULL);
+        assert_true(rc == 0 || rc == DEJA_EFULL);
+        taken += rc == 0;
+        if (i == 0)
+            bgate_wait_entered(&g); /* the writer holds span 0: its bytes are still held */
+    }
+    assert_true(taken >= (12 << 20) / 4096 - 1 && taken <= (12 << 20) / 4000);
+    bgate_open(&g);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats st;
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, (uint64_t)taken);
+    assert_int_equal(st.dropped, (uint64_t)(SPANS - taken));
+    deja_tracer_close(t);
+    remove_dir(path);
+}
+
 typedef struct big_recorder {
     deja_tracer *t;
     int first, n;
@@ -1399,6 +1444,7 @@ int main(void)
         cmocka_unit_test(test_tracer__gc_during_pause_keeps_env),
         cmocka_unit_test(test_tracer__bytes_bound_drop),
         cmocka_unit_test(test_tracer__bytes_bound_block),
+        cmocka_unit_test(test_tracer__bytes_bound_default),
         cmocka_unit_test(test_tracer__ring_many_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
