@@ -288,24 +288,32 @@ int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, siz
     return chunk_decode(store, txn, v.mv_data, v.mv_size, digest, size, blob, dst);
 }
 
-/* The cache slot of chunk `digest`. */
-static size_t slot_of(const uint8_t *digest)
+/* The cache is two-way: a chunk lives in one of the two slots of its set,
+ * the newer in the even one. (One way lost a fifth of a conversation's
+ * histories to collisions between being read as a trace's blob and being
+ * read again as the base of the next turn's delta.) */
+static size_t set_of(const uint8_t *digest)
 {
-    return ((size_t)digest[14] | (size_t)digest[15] << 8) % DEJA__CHUNK_CACHE_SLOTS;
+    return (((size_t)digest[14] | (size_t)digest[15] << 8) % DEJA__CHUNK_CACHE_SLOTS) & ~(size_t)1;
+}
+
+static int holds(const deja__chunk_slot *s, const uint8_t *digest, size_t size)
+{
+    return s->data != NULL && s->size == size && memcmp(s->digest, digest, 16) == 0;
 }
 
 /* Copy the cached chunk `digest` of `size` bytes into `dst`: 1 if it was
  * cached, 0 if not. */
 static int cache_get(deja_store *store, const uint8_t *digest, size_t size, uint8_t *dst)
 {
-    deja__chunk_slot *s;
+    const deja__chunk_slot *s;
     int hit = 0;
 
     pthread_mutex_lock(&store->lock);
     if (store->chunk_cache != NULL) {
-        s = &store->chunk_cache[slot_of(digest)];
-        if (s->data != NULL && s->size == size && memcmp(s->digest, digest, 16) == 0) {
-            memcpy(dst, s->data, size);
+        s = &store->chunk_cache[set_of(digest)];
+        if (holds(&s[0], digest, size) || holds(&s[1], digest, size)) {
+            memcpy(dst, holds(&s[0], digest, size) ? s[0].data : s[1].data, size);
             hit = 1;
         }
     }
@@ -314,8 +322,9 @@ static int cache_get(deja_store *store, const uint8_t *digest, size_t size, uint
 }
 
 /* Keep a copy of the checked chunk `digest` (`size` bytes at `data`) in
- * the cache, replacing the slot's chunk, while the cache stays under its
- * byte bound. Out of memory only means the chunk is not kept. */
+ * the cache, the newest of its set (the older one of the set goes), while
+ * the cache stays under its byte bound. Out of memory only means the chunk
+ * is not kept. */
 static void cache_put(deja_store *store, const uint8_t *digest, const uint8_t *data, size_t size)
 {
     deja__chunk_slot *s;
@@ -331,15 +340,25 @@ static void cache_put(deja_store *store, const uint8_t *digest, const uint8_t *d
     if (store->chunk_cache == NULL)
         store->chunk_cache = calloc(DEJA__CHUNK_CACHE_SLOTS, sizeof *store->chunk_cache);
     if (store->chunk_cache != NULL) {
-        s = &store->chunk_cache[slot_of(digest)];
-        if (store->chunk_cache_bytes - (s->data != NULL ? s->size : 0) + size <=
+        deja__chunk_slot *out;
+
+        s = &store->chunk_cache[set_of(digest)];
+        /* The slot that goes: this chunk's own, else an empty one, else
+         * the older one. */
+        out = holds(&s[0], digest, size)   ? &s[0]
+              : holds(&s[1], digest, size) ? &s[1]
+              : s[0].data == NULL          ? &s[0]
+                                           : &s[1];
+        if (store->chunk_cache_bytes - (out->data != NULL ? out->size : 0) + size <=
             DEJA__CHUNK_CACHE_BYTES) {
-            if (s->data != NULL)
-                store->chunk_cache_bytes -= s->size;
-            old = s->data;
-            memcpy(s->digest, digest, 16);
-            s->size = size;
-            s->data = copy;
+            if (out->data != NULL)
+                store->chunk_cache_bytes -= out->size;
+            old = out->data;
+            if (out == &s[1])
+                s[1] = s[0];
+            memcpy(s[0].digest, digest, 16);
+            s[0].size = size;
+            s[0].data = copy;
             store->chunk_cache_bytes += size;
             copy = NULL;
         }

@@ -801,6 +801,49 @@ static void test_delta__shared_preamble_interleaved(void **state)
     free(c);
 }
 
+/* The cache of reconstructed histories keeps two payloads whose digests
+ * fall in the same place (a history read as a trace's blob, then another
+ * one, must still be there when the next turn's delta needs it as its
+ * base); a third one there pushes out the oldest. */
+static void test_delta__cache_keeps_two_of_a_set(void **state)
+{
+    char dir[256], path[300];
+    deja_store *s = NULL;
+    uint8_t a[16], b[16], c[16], got[64];
+    const uint8_t pa[40] = "history of conversation a", pb[40] = "history of conversation b",
+                  pc[40] = "history of conversation c";
+    (void)state;
+
+    tmp_dir(dir);
+    snprintf(path, sizeof path, "%s/s", dir);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    memset(a, 0xA1, 16);
+    memset(b, 0xB2, 16);
+    memset(c, 0xC3, 16);
+    /* The same last two bytes: the same place in the cache. */
+    a[14] = b[14] = c[14] = 7;
+    a[15] = b[15] = c[15] = 1;
+    deja__chunk_cache_put(s, a, pa, sizeof pa);
+    deja__chunk_cache_put(s, b, pb, sizeof pb);
+    assert_true(deja__chunk_cache_get(s, a, sizeof pa, got));
+    assert_memory_equal(got, pa, sizeof pa);
+    assert_true(deja__chunk_cache_get(s, b, sizeof pb, got));
+    assert_memory_equal(got, pb, sizeof pb);
+    /* Only the right size is a hit. */
+    assert_false(deja__chunk_cache_get(s, a, sizeof pa - 1, got));
+    deja__chunk_cache_put(s, c, pc, sizeof pc);
+    assert_false(deja__chunk_cache_get(s, a, sizeof pa, got));
+    assert_true(deja__chunk_cache_get(s, b, sizeof pb, got));
+    assert_memory_equal(got, pb, sizeof pb);
+    assert_true(deja__chunk_cache_get(s, c, sizeof pc, got));
+    assert_memory_equal(got, pc, sizeof pc);
+    /* Put again, a payload stays once. */
+    deja__chunk_cache_put(s, c, pc, sizeof pc);
+    assert_true(deja__chunk_cache_get(s, b, sizeof pb, got));
+    deja_store_close(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_delta__through_tracer),
         cmocka_unit_test(test_delta__map_full_forgets_stale),
         cmocka_unit_test(test_delta__shared_preamble_interleaved),
+        cmocka_unit_test(test_delta__cache_keeps_two_of_a_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
