@@ -1159,6 +1159,45 @@ static void test_tracer__bytes_bound_default(void **state)
     remove_dir(path);
 }
 
+/* Big spans fill the byte bound before the writer's wake_at (64) of them
+ * are queued: the writer is woken by bytes as well (a quarter of the
+ * bound), not only by its interval. With an interval of an hour and a
+ * bound of 1 MB, five spans of 64 KB are committed without a flush (the
+ * writer used to sleep until its interval, recorders blocked behind it).
+ * The wait below is a bound on a hang, not a timing: it passes in
+ * milliseconds, and fails only if the writer sleeps on. */
+static void test_tracer__bytes_wake_writer(void **state)
+{
+    (void)state;
+    char path[256];
+    make_dir(path, sizeof path);
+    deja_tracer_options o = DEJA_TRACER_OPTIONS_INIT;
+    o.queue_bytes = 1 << 20;
+    o.flush_interval_ms = 3600u * 1000u;
+    deja_tracer *t = NULL;
+    assert_int_equal(deja_tracer_open(&t, path, &o), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(big_span(t, i), 0);
+    deja_tracer_stats st;
+    for (int tries = 0; tries < 3000; tries++) { /* 30 s at most */
+        deja_tracer_stats_get(t, &st);
+        if (st.written >= 4)
+            break;
+        usleep(10 * 1000);
+    }
+    assert_true(st.written >= 4);
+    /* Recorders blocked by the byte bound are let through the same way. */
+    for (int i = 5; i < 40; i++)
+        assert_int_equal(big_span(t, i), 0);
+    assert_int_equal(deja_tracer_flush(t), 0);
+    deja_tracer_stats_get(t, &st);
+    assert_int_equal(st.written, 40);
+    assert_int_equal(st.dropped, 0);
+    deja_tracer_close(t);
+    assert_int_equal(big_check(path), 40);
+    remove_dir(path);
+}
+
 typedef struct big_recorder {
     deja_tracer *t;
     int first, n;
@@ -1445,6 +1484,7 @@ int main(void)
         cmocka_unit_test(test_tracer__bytes_bound_drop),
         cmocka_unit_test(test_tracer__bytes_bound_block),
         cmocka_unit_test(test_tracer__bytes_bound_default),
+        cmocka_unit_test(test_tracer__bytes_wake_writer),
         cmocka_unit_test(test_tracer__ring_many_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -136,6 +136,10 @@ int deja_tracer_open(deja_tracer **out, const char *path, const deja_tracer_opti
         t->wake_at = t->ring_cap / 2;
     if (t->wake_at == 0)
         t->wake_at = 1;
+    /* Big spans fill the byte bound before wake_at of them are queued:
+     * the writer is woken by bytes too, else recorders would wait for its
+     * interval (tensors of ~250 KB: 500 traces/s instead of 4,600). */
+    t->wake_bytes = t->bytes_max / 4 != 0 ? t->bytes_max / 4 : 1;
     size_t pool_max = t->ring_cap + 2 * (size_t)t->opts.batch_max;
     if (pool_max > DEJA__SPAN_POOL_MAX)
         pool_max = DEJA__SPAN_POOL_MAX;
@@ -183,9 +187,9 @@ cleanup:
 /* Reserve a place for one span of `bytes` bytes in `held`: refused when
  * the queue holds ring_cap spans, or when the bytes would pass bytes_max
  * while other spans are held (a span alone may pass it, or it could never
- * be recorded). Stores the queue's length with the span in `*count`.
- * Returns 0 or -1 (full). */
-static int reserve(deja_tracer *t, uint64_t bytes, uint64_t *count)
+ * be recorded). Stores the queue's length with the span in `*count`, and
+ * the bytes held with it in `*after`. Returns 0 or -1 (full). */
+static int reserve(deja_tracer *t, uint64_t bytes, uint64_t *count, uint64_t *after)
 {
     /* Sequentially consistent (a plain load on x86): a blocked recorder
      * that announced itself must see every release made before the
@@ -200,6 +204,7 @@ static int reserve(deja_tracer *t, uint64_t bytes, uint64_t *count)
         if (atomic_compare_exchange_weak_explicit(&t->held, &h, h + DEJA__HELD_COUNT(1) + bytes,
                                                   memory_order_seq_cst, memory_order_relaxed)) {
             *count = n + 1;
+            *after = b + bytes;
             return 0;
         }
     }
@@ -218,7 +223,7 @@ static void wake_writer(deja_tracer *t)
 
 /* The queue is full: under DEJA_QUEUE_BLOCK wait until a place is
  * reserved (0), under DEJA_QUEUE_DROP return -1. */
-static int reserve_slow(deja_tracer *t, uint64_t bytes, uint64_t *count)
+static int reserve_slow(deja_tracer *t, uint64_t bytes, uint64_t *count, uint64_t *after)
 {
     if (t->opts.queue_full != DEJA_QUEUE_BLOCK) {
         wake_writer(t);
@@ -226,7 +231,7 @@ static int reserve_slow(deja_tracer *t, uint64_t bytes, uint64_t *count)
     }
     pthread_mutex_lock(&t->lock);
     atomic_fetch_add(&t->blocked, 1);
-    while (reserve(t, bytes, count) != 0) {
+    while (reserve(t, bytes, count, after) != 0) {
         if (atomic_load(&t->writer_sleeping))
             pthread_cond_signal(&t->not_empty);
         pthread_cond_wait(&t->not_full, &t->lock);
@@ -244,10 +249,11 @@ static int reserve_slow(deja_tracer *t, uint64_t bytes, uint64_t *count)
 int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
 {
     int rc = 0;
-    uint64_t count = 0;
+    uint64_t count = 0, after = 0;
     if (span->bytes > DEJA__HELD_BYTES_MAX)
         span->bytes = DEJA__HELD_BYTES_MAX;
-    if (reserve(t, span->bytes, &count) != 0 && reserve_slow(t, span->bytes, &count) != 0) {
+    if (reserve(t, span->bytes, &count, &after) != 0 &&
+        reserve_slow(t, span->bytes, &count, &after) != 0) {
         const uint64_t h = atomic_load(&t->held);
         atomic_fetch_add_explicit(&t->dropped, 1, memory_order_relaxed);
         deja__lost_count(t, span->model_name, span->model_version, DEJA__LOST_DROPPED);
@@ -262,7 +268,7 @@ int deja__tracer_enqueue(deja_tracer *t, deja_span *span, size_t *backlog)
     const uint64_t pos = atomic_fetch_add_explicit(&t->tail, 1, memory_order_relaxed);
     atomic_store_explicit(&t->ring[pos & t->ring_mask], span, memory_order_release);
     *backlog = (size_t)count;
-    if (count >= t->wake_at)
+    if (count >= t->wake_at || after >= t->wake_bytes)
         wake_writer(t);
 cleanup:
     return rc;

@@ -214,6 +214,7 @@ struct deja_tracer {
     uint64_t bytes_max;  /* queue_bytes */
     uint64_t ring_head;  /* the writer's next position */
     size_t wake_at;      /* wake the writer when the queue holds this many */
+    uint64_t wake_bytes; /* ... or this many bytes (a quarter of bytes_max) */
     _Atomic int writer_sleeping;
     _Atomic int blocked; /* recorders waiting for room (DEJA_QUEUE_BLOCK) */
     pthread_mutex_t lock;

@@ -571,6 +571,16 @@ static size_t queued(deja_tracer *t)
     return (size_t)(atomic_load(&t->held) >> DEJA__HELD_BYTES_BITS);
 }
 
+/* Whether the writer, holding no batch, has work before its interval is
+ * up: wake_at spans queued, or wake_bytes bytes (big spans fill the byte
+ * bound with fewer), or a recorder waiting for room. */
+static int ready(deja_tracer *t)
+{
+    const uint64_t h = atomic_load(&t->held);
+    return (size_t)(h >> DEJA__HELD_BYTES_BITS) >= t->wake_at ||
+           (h & DEJA__HELD_BYTES_MAX) >= t->wake_bytes || atomic_load(&t->blocked) != 0;
+}
+
 /* The writer thread. Waits (at most flush_interval_ms) for the queue to
  * reach wake_at spans, a flush or a stop; pops up to batch_max spans and
  * stages them (helpers prepare them) while it commits the batch popped
@@ -609,14 +619,14 @@ void *deja__writer_main(void *arg)
         pthread_mutex_lock(&t->lock);
         if (!pending && !t->stop && t->flush_target <= t->committed_seq) {
             const size_t q = queued(t);
-            if (q == 0 || (interval != 0 && q < t->wake_at)) {
+            if (q == 0 || (interval != 0 && !ready(t))) {
                 const struct timespec dl = deja__clock_after(CLOCK_MONOTONIC, interval != 0 ? interval : 1);
                 /* Announced before the queue is looked at again, and a
                  * recorder looks at this after its reservation: one of
                  * the two sees the other (both sequentially consistent). */
-                while (!t->stop && t->flush_target <= t->committed_seq && queued(t) < t->wake_at) {
+                while (!t->stop && t->flush_target <= t->committed_seq && !ready(t)) {
                     atomic_store(&t->writer_sleeping, 1);
-                    if (queued(t) >= t->wake_at ||
+                    if (ready(t) ||
                         pthread_cond_timedwait(&t->not_empty, &t->lock, &dl) == ETIMEDOUT)
                         break;
                 }
