@@ -177,6 +177,30 @@ typedef struct del_cursors {
     size_t n;
 } del_cursors;
 
+/* The cursor of `c` on `dbi` in `*cur`, opened and kept on first use; when
+ * `c` has no place left, one of the caller's own (`*own` set: close it). */
+static int cursor_of(del_cursors *c, MDB_dbi dbi, MDB_cursor **cur, int *own)
+{
+    int rc;
+
+    *own = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (c->dbi[i] == dbi) {
+            *cur = c->cur[i];
+            return 0;
+        }
+    rc = mdb_cursor_open(c->w->txn, dbi, cur);
+    if (rc != 0)
+        return rc;
+    if (c->n == sizeof c->cur / sizeof c->cur[0]) {
+        *own = 1;
+    } else {
+        c->dbi[c->n] = dbi;
+        c->cur[c->n++] = *cur;
+    }
+    return 0;
+}
+
 /* Delete `key` from `dbi` through its cursor in `c`; an absent key is
  * fine. A dry run deletes nothing. `what` names the database in errors. */
 static int cursor_del(del_cursors *c, MDB_dbi dbi, const void *key, size_t n, const char *what)
@@ -184,28 +208,20 @@ static int cursor_del(del_cursors *c, MDB_dbi dbi, const void *key, size_t n, co
     MDB_val k = {n, (void *)key}, v;
     MDB_cursor *cur = NULL;
     char msg[64];
-    int rc;
+    int own = 0, rc;
 
     if (read_only(c->w))
         return 0;
-    for (size_t i = 0; i < c->n; i++)
-        if (c->dbi[i] == dbi)
-            cur = c->cur[i];
-    if (cur == NULL) {
-        if (c->n == sizeof c->cur / sizeof c->cur[0])
-            return del_key(c->w, dbi, key, n, what);
-        rc = mdb_cursor_open(c->w->txn, dbi, &cur);
-        if (rc != 0)
-            goto fail;
-        c->dbi[c->n] = dbi;
-        c->cur[c->n++] = cur;
+    rc = cursor_of(c, dbi, &cur, &own);
+    if (rc == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
+        if (rc == 0)
+            rc = mdb_cursor_del(cur, 0);
+        if (own)
+            mdb_cursor_close(cur);
     }
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET);
-    if (rc == 0)
-        rc = mdb_cursor_del(cur, 0);
     if (rc == 0 || rc == MDB_NOTFOUND)
         return 0;
-fail:
     snprintf(msg, sizeof msg, "gc: deleting a %s entry", what);
     return gc_mdb_error(c->w, rc, msg);
 }
@@ -231,29 +247,19 @@ static int delete_index_entry(deja__ix_kind kind, const uint8_t *key, size_t n, 
 {
     const ix_del *d = payload;
     del_cursors *c = d->c;
-    const MDB_dbi dbi = deja__ix_dbi(c->w->store, kind);
     MDB_cursor *cur = NULL;
-    int rc;
+    int own = 0, rc;
 
     (void)what;
     if (read_only(c->w))
         return 0;
-    for (size_t i = 0; i < c->n; i++)
-        if (c->dbi[i] == dbi)
-            cur = c->cur[i];
-    if (cur == NULL) {
-        rc = mdb_cursor_open(c->w->txn, dbi, &cur);
-        if (rc != 0)
-            return gc_mdb_error(c->w, rc, "gc: deleting an index entry");
-        if (c->n == sizeof c->cur / sizeof c->cur[0]) {
-            rc = deja__ix_del(c->w, cur, kind, key, n, d->id);
-            mdb_cursor_close(cur);
-            return rc;
-        }
-        c->dbi[c->n] = dbi;
-        c->cur[c->n++] = cur;
-    }
-    return deja__ix_del(c->w, cur, kind, key, n, d->id);
+    rc = cursor_of(c, deja__ix_dbi(c->w->store, kind), &cur, &own);
+    if (rc != 0)
+        return gc_mdb_error(c->w, rc, "gc: deleting an index entry");
+    rc = deja__ix_del(c->w, cur, kind, key, n, d->id);
+    if (own)
+        mdb_cursor_close(cur);
+    return rc;
 }
 
 /* Delete the index entries and the record of trace `t` (its refs view,
