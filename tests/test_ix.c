@@ -362,6 +362,20 @@ static void test_ix__readers(void **state)
     cli_rm_rf(root);
 }
 
+/* Add `step` (1 or -1) to `id` read as one 128-bit big-endian number:
+ * a bound just past an id whatever its last byte (a byte-wise ++ wraps
+ * 0xff to 0x00 and lands before it). */
+static void id_step(deja_id *id, int step)
+{
+    for (int i = 15; i >= 0; i--) {
+        uint8_t before = id->bytes[i];
+
+        id->bytes[i] = (uint8_t)(before + step);
+        if ((step > 0 && before != 0xff) || (step < 0 && before != 0x00))
+            return;
+    }
+}
+
 /* The iterator over one key's ids, newest first and oldest first, with
  * bounds on and between ids, in both layouts. */
 static void iterate(deja_store *s, const known *ks, int nks)
@@ -395,9 +409,9 @@ static void iterate(deja_store *s, const known *ks, int nks)
             hi = sorted[to];
         } else if (bounds == 2) {
             lo = sorted[from - 1];
-            lo.bytes[15]++;
+            id_step(&lo, 1);
             hi = sorted[to + 1];
-            hi.bytes[15]--;
+            id_step(&hi, -1);
         }
         assert_int_equal(deja__ix_iter_open_kind(&it, s, txn, DEJA__IX_MODEL, key, 6), 0);
         got = 0;
