@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli_harness.h"
+#include "problems_harness.h"
 #include "store/store_internal.h"
 #include "watch_harness.h"
 
@@ -501,28 +502,6 @@ static void test_ix__gc_removes_exactly(void **state)
     gc_exactly(s, ks, N, T0 + 30 * 1000 * MS);
     deja_store_close(s);
     cli_rm_rf(root);
-}
-
-typedef struct problems {
-    char lines[8][512];
-    int n;
-} problems;
-
-static void problem_cb(const char *line, void *payload)
-{
-    problems *p = payload;
-
-    if (p->n < 8)
-        snprintf(p->lines[p->n], sizeof p->lines[0], "%s", line);
-    p->n++;
-}
-
-static int has_line(const problems *p, const char *a, const char *b)
-{
-    for (int i = 0; i < p->n && i < 8; i++)
-        if (strstr(p->lines[i], a) != NULL && (b == NULL || strstr(p->lines[i], b) != NULL))
-            return 1;
-    return 0;
 }
 
 /* verify finds a missing, an extra, a misdirected and malformed entries

@@ -23,6 +23,7 @@
 #include <zstd.h>
 
 #include "deja.h"
+#include "problems_harness.h"
 #include "store/store.h"
 #include "store/store_internal.h"
 
@@ -1232,27 +1233,6 @@ static void test_store__stats(void **state)
     for (int i = 0; i < 4; i++)
         ttrace_free(&tt[i]);
     rm_rf(dir);
-}
-
-typedef struct problems {
-    char lines[8][512];
-    int n;
-} problems;
-
-static void problem_cb(const char *line, void *payload)
-{
-    problems *p = payload;
-    if (p->n < 8)
-        snprintf(p->lines[p->n], sizeof p->lines[0], "%s", line);
-    p->n++;
-}
-
-static int has_line(const problems *p, const char *a, const char *b)
-{
-    for (int i = 0; i < p->n && i < 8; i++)
-        if (strstr(p->lines[i], a) != NULL && (b == NULL || strstr(p->lines[i], b) != NULL))
-            return 1;
-    return 0;
 }
 
 static void test_store__verify(void **state)
