@@ -145,15 +145,6 @@ int deja__chunked_add(deja__buf *out, size_t size, const deja_digest *digest)
     return 0;
 }
 
-/* The error for a malformed manifest of blob `blob`. */
-static int malformed(const deja_digest *blob, const char *why)
-{
-    char hex[33];
-
-    deja_digest_format(blob, hex);
-    return deja__error_set(DEJA_ECORRUPT, "blob %s: chunk list is malformed (%s)", hex, why);
-}
-
 /* Check the manifest `v` (`n` bytes) of blob `blob` and set `it` to walk
  * it: the sizes are bounded and add up to the total, which is at most
  * DEJA__MAX_RECORD. DEJA_ECORRUPT naming the blob otherwise. */
@@ -164,24 +155,24 @@ int deja__chunked_parse(const void *v, size_t n, const deja_digest *blob, deja__
 
     memset(it, 0, sizeof *it);
     if (n < 2 || p[0] != DEJA__CHUNKED_MAGIC)
-        return malformed(blob, "no header");
+        return deja__blob_malformed(blob, "chunk list", "no header");
     if (p[1] != DEJA__CHUNKED_VERSION)
-        return malformed(blob, "unknown version");
+        return deja__blob_malformed(blob, "chunk list", "unknown version");
     p += 2;
     if (deja__varint_get(&p, end, 5, &total) != 0 || total > DEJA__MAX_RECORD)
-        return malformed(blob, "bad total size");
+        return deja__blob_malformed(blob, "chunk list", "bad total size");
     it->entries = p;
     while (p < end) {
         if (deja__varint_get(&p, end, 5, &size) != 0 || size == 0 || size > total - sum)
-            return malformed(blob, "bad chunk size");
+            return deja__blob_malformed(blob, "chunk list", "bad chunk size");
         if ((size_t)(end - p) < 16)
-            return malformed(blob, "cut short");
+            return deja__blob_malformed(blob, "chunk list", "cut short");
         p += 16;
         sum += size;
         count++;
     }
     if (sum != total)
-        return malformed(blob, "chunk sizes do not add up to the total");
+        return deja__blob_malformed(blob, "chunk list", "chunk sizes do not add up to the total");
     it->end = end;
     it->total = (size_t)total;
     it->count = (size_t)count;

@@ -418,15 +418,6 @@ int deja__delta_put(deja__wtxn *w, const deja_trace *trace, const void *data, si
  * Reading
  * ---------------------------------------------------------------------- */
 
-/* The error for a malformed delta of blob `blob`. */
-static int bad(const deja_digest *blob, const char *why)
-{
-    char hex[33];
-
-    deja_digest_format(blob, hex);
-    return deja__error_set(DEJA_ECORRUPT, "blob %s: delta is malformed (%s)", hex, why);
-}
-
 int deja__delta_parse(const void *v, size_t n, const deja_digest *blob, deja__delta *out)
 {
     const uint8_t *p = v, *end = p + n;
@@ -434,21 +425,21 @@ int deja__delta_parse(const void *v, size_t n, const deja_digest *blob, deja__de
 
     memset(out, 0, sizeof *out);
     if (n < 3 || p[0] != DEJA__DELTA_MAGIC)
-        return bad(blob, "no header");
+        return deja__blob_malformed(blob, "delta", "no header");
     if (p[1] != DEJA__DELTA_VERSION)
-        return bad(blob, "unknown version");
+        return deja__blob_malformed(blob, "delta", "unknown version");
     if (p[2] == 0 || p[2] > DEJA__DELTA_DEPTH_MAX)
-        return bad(blob, "depth beyond the bound");
+        return deja__blob_malformed(blob, "delta", "depth beyond the bound");
     out->depth = p[2];
     p += 3;
     if (deja__varint_get(&p, end, 5, &total) != 0 || total > DEJA__MAX_RECORD)
-        return bad(blob, "bad total size");
+        return deja__blob_malformed(blob, "delta", "bad total size");
     if ((size_t)(end - p) < 16)
-        return bad(blob, "cut short");
+        return deja__blob_malformed(blob, "delta", "cut short");
     memcpy(out->parent.bytes, p, 16);
     p += 16;
     if (deja__varint_get(&p, end, 5, &input) != 0 || input > UINT32_MAX)
-        return bad(blob, "bad input index");
+        return deja__blob_malformed(blob, "delta", "bad input index");
     out->total = (size_t)total;
     out->input = (uint32_t)input;
     out->frame = p;
@@ -484,12 +475,12 @@ static int base_add(const delta_src *src, const deja_trace *t, deja_side side, s
     } else {
         rc = blob_read(src, d, limit, &data, &size);
         if (rc == DEJA_ENOTFOUND)
-            rc = bad(blob, "a blob of its parent is missing");
+            rc = deja__blob_malformed(blob, "delta", "a blob of its parent is missing");
         if (rc != 0)
             return rc;
     }
     if (size > DEJA__DELTA_BASE_MAX - base->size)
-        rc = bad(blob, "its base is beyond the bound");
+        rc = deja__blob_malformed(blob, "delta", "its base is beyond the bound");
     else if (size > 0 && deja__buf_append(base, data, size) != 0)
         rc = deja__error_set(DEJA_ENOMEM, "out of memory for a delta's base");
     if (d != NULL)
@@ -549,7 +540,7 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
     if (rc != 0)
         return rc;
     if (x.depth > limit)
-        return bad(blob, "deeper than the blob that needs it");
+        return deja__blob_malformed(blob, "delta", "deeper than the blob that needs it");
     /* A conversation read turn after turn needs each history as the base
      * of the next: keep them (checked content, keyed by digest). */
     if (src->dead == NULL) {
@@ -577,7 +568,7 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
         return deja__error_set(rc, "blob %s: parent trace %s: %s", hex, id, why);
     }
     if (x.input >= parent->ninputs) {
-        rc = bad(blob, "its parent has no such input");
+        rc = deja__blob_malformed(blob, "delta", "its parent has no such input");
         goto cleanup;
     }
     rc = base_add(src, parent, DEJA_INPUT, x.input, x.depth - 1, blob, &base);
@@ -594,12 +585,12 @@ static int delta_read(const delta_src *src, const deja_digest *blob, const void 
     }
     if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_format, ZSTD_f_zstd1_magicless)) ||
         ZSTD_isError(ZSTD_DCtx_refPrefix(dctx, base.data, base.size))) {
-        rc = bad(blob, "its base cannot be used");
+        rc = deja__blob_malformed(blob, "delta", "its base cannot be used");
         goto cleanup;
     }
     got_n = ZSTD_decompressDCtx(dctx, buf, x.total, x.frame, x.nframe);
     if (ZSTD_isError(got_n) || got_n != x.total) {
-        rc = bad(blob, "it does not decompress");
+        rc = deja__blob_malformed(blob, "delta", "it does not decompress");
         goto cleanup;
     }
     rc = deja__blob_check(blob, buf, x.total);

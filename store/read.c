@@ -20,6 +20,14 @@ int deja__blob_check(const deja_digest *blob, const void *data, size_t size)
     return deja__error_set(DEJA_ECORRUPT, "blob %s: content does not match its digest", hex);
 }
 
+int deja__blob_malformed(const deja_digest *blob, const char *what, const char *why)
+{
+    char hex[33];
+
+    deja_digest_format(blob, hex);
+    return deja__error_set(DEJA_ECORRUPT, "blob %s: %s is malformed (%s)", hex, what, why);
+}
+
 /* Read the blob `digest` inside `txn`: a whole record (the only kind before
  * chunking) or a chunk list to reassemble; the payload is checked against
  * its digest. Messages are built on failure only. The caller frees `*data`. */

@@ -292,6 +292,11 @@ int deja__chunk_read(deja_store *store, MDB_txn *txn, const uint8_t *digest, siz
  * or DEJA_ECORRUPT "blob DIGEST: content does not match its digest". */
 int deja__blob_check(const deja_digest *blob, const void *data, size_t size);
 
+/* DEJA_ECORRUPT "blob DIGEST: WHAT is malformed (WHY)": the error for a
+ * stored form of blob `blob` (`what`: "delta", "chunk list") that does not
+ * parse or cannot be used. */
+int deja__blob_malformed(const deja_digest *blob, const char *what, const char *why);
+
 /* Reassemble chunked blob `blob` from its chunk list `v` into a malloc'd
  * `*data`, every chunk and the whole payload checked. With `cached`,
  * chunks are taken from and kept in the handle's chunk cache (verify reads
