@@ -330,6 +330,20 @@ static void known_all(known *ks)
         known_init(&ks[i], i);
 }
 
+/* A new store in a new directory `root` (its path in `path`), open for
+ * writing, holding traces [0, n) of the set, which `ks` receives. */
+static deja_store *written_store(char root[64], char path[128], known *ks, int n)
+{
+    deja_store *s = NULL;
+
+    tmp_root(root);
+    snprintf(path, 128, "%s/store", root);
+    known_all(ks);
+    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
+    put_range(s, ks, 0, n);
+    return s;
+}
+
 /* Written in the dup layout, read back through every reader. */
 static void test_ix__readers(void **state)
 {
@@ -450,11 +464,7 @@ static void test_ix__iterator(void **state)
     deja_store *s = NULL;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, N);
+    s = written_store(root, path, ks, N);
     iterate(s, ks, N);
     deja_store_close(s);
     to_format4(path);
@@ -494,11 +504,7 @@ static void test_ix__gc_removes_exactly(void **state)
     deja_store *s = NULL;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, N);
+    s = written_store(root, path, ks, N);
     gc_exactly(s, ks, N, T0 + 30 * 1000 * MS);
     deja_store_close(s);
     cli_rm_rf(root);
@@ -518,11 +524,7 @@ static void test_ix__verify_finds_damage(void **state)
     problems p;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, 20);
+    s = written_store(root, path, ks, 20);
     deja_store_close(s);
 
     memset(ghost, 0x01, sizeof ghost);
@@ -585,11 +587,7 @@ static void test_ix__format4_store(void **state)
     problems p;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, 60);
+    s = written_store(root, path, ks, 60);
     deja_store_close(s);
     to_format4(path);
 
@@ -661,11 +659,7 @@ static void test_ix__format4_gc(void **state)
     deja_store *s = NULL;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, N);
+    s = written_store(root, path, ks, N);
     deja_store_close(s);
     to_format4(path);
     assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
@@ -686,11 +680,7 @@ static void test_ix__reader_sees_conversion(void **state)
     int status = 0;
 
     (void)state;
-    tmp_root(root);
-    snprintf(path, sizeof path, "%s/store", root);
-    known_all(ks);
-    assert_int_equal(deja_store_open(&s, path, DEJA_STORE_WRITE), 0);
-    put_range(s, ks, 0, 60);
+    s = written_store(root, path, ks, 60);
     deja_store_close(s);
     to_format4(path);
     assert_int_equal(deja_store_open(&r, path, DEJA_STORE_READONLY), 0);
